@@ -1,0 +1,5 @@
+import sys
+
+from blurbkit.cli.main import main
+
+sys.exit(main())

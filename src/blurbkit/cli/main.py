@@ -1,0 +1,74 @@
+"""The `blurbkit` command: each sub-command lives in its own module of this package.
+
+A module registers itself with ``register(subparsers)`` and sets ``func`` on its parser.
+Heavy imports (torch, transformers) happen inside the command functions so that
+`blurbkit --help` and the data commands stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from blurbkit.errors import BlurbkitError
+
+# Order = order in `blurbkit --help`.
+COMMAND_MODULES = [
+    "prepare",
+    "datasets",
+    "evaluate",
+    "score",
+    "finetune",
+    "benchmark",
+    "predict",
+    "ablate",
+    "analyze",
+    "vocab",
+    "corpus",
+    "pretrain",
+    "bench",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="blurbkit",
+        description="Biomedical language models: vocabularies, pretraining, fine-tuning, BLURB scoring.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"blurbkit.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"blurbkit.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub at run time: models come from local directories
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except BlurbkitError as err:
+        print(f"blurbkit: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("blurbkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

