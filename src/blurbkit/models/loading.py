@@ -73,7 +73,10 @@ def check_vocab_matches(tokenizer, config: dict[str, Any], path: Path) -> None:
 def load_encoder(path: Path, **overrides: Any):
     """The bare encoder (AutoModel) from safetensors, with config overrides such as dropout."""
     from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # the load report lists the unused pooler: expected, not news
+    hf_logging.disable_progress_bar()
     try:
         config = AutoConfig.from_pretrained(str(path), **overrides)
         return AutoModel.from_pretrained(str(path), config=config, use_safetensors=True, add_pooling_layer=False)

@@ -1,0 +1,63 @@
+"""`blurbkit benchmark`: every dataset x seed, stored, summarised next to the papers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from blurbkit.cli.finetune import add_training_options, config_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("benchmark", help="fine-tune on BLURB datasets over seeds; print the BLURB table")
+    parser.add_argument("--datasets", default="all", help="'all' (the 13 BLURB datasets) or a comma-separated list")
+    parser.add_argument("--seeds", type=int, help="seeds per dataset (default: the protocol's 10 or 5; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="budget mode for a CPU: small subsets, few epochs (~15 min)")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories and the store go")
+    parser.add_argument("--store", type=Path, help="results store (default: RUNS_DIR/results.sqlite)")
+    parser.add_argument("--force", action="store_true", help="re-run runs already in the store")
+    parser.add_argument("--keep-going", action="store_true", help="continue past a dataset that fails")
+    parser.add_argument("--save-models", action="store_true", help="keep each run's fine-tuned weights")
+    add_training_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from blurbkit.models.loading import resolve_model_dir
+    from blurbkit.store.results import ResultsStore
+    from blurbkit.tasks.registry import get_dataset
+    from blurbkit.train.benchmark import Benchmark, apply_budget, blurb_table, budget_profile, resolve_datasets, summarise
+    from blurbkit.train.report import write_report
+
+    datasets = resolve_datasets(args.datasets)
+    model_dir = resolve_model_dir(args.model)
+    model_label = "default (MiniLM-L6-H384)" if args.model is None else str(Path(args.model).resolve())
+    budget = "quick" if args.quick else "full"
+    args.no_save_model = not args.save_models
+    configs = []
+    for name in datasets:
+        seeds = args.seeds or (1 if args.quick else get_dataset(name).seeds)
+        for seed in range(seeds):
+            config = config_from_args(args, name, seed, None)
+            if args.quick:
+                config = apply_budget(config, budget_profile("quick", name))
+            configs.append(("standard", config))
+    store = ResultsStore(args.store or args.runs_dir / "results.sqlite")
+    print(f"blurbkit: benchmark of {model_dir} on {len(datasets)} datasets, {len(configs)} runs ({budget})", file=sys.stderr)
+    started = time.perf_counter()
+    bench = Benchmark(store=store, runs_dir=args.runs_dir, force=args.force, keep_going=args.keep_going)
+    bench.run(configs, model_label, budget)
+    rows = [r for r in store.rows(study="benchmark", model=model_label, budget=budget) if r["dataset"] in datasets]
+    per_dataset = summarise(rows).get("standard", {})
+    table = blurb_table(per_dataset, "this run", budget)
+    print(table)
+    for name in datasets:
+        for note in per_dataset.get(name, {}).get("notes", []):
+            print(f"note: {get_dataset(name).title}: {note}")
+    print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
+    write_report(args.runs_dir, f"benchmark-{budget}", table, per_dataset)
+    for failure in bench.failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 1 if bench.failures else 0

@@ -1,0 +1,99 @@
+"""`blurbkit finetune`: one dataset, one seed, one run directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_training_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by finetune, benchmark and ablate."""
+    parser.add_argument("--data", help="prepared directory or raw source folder (default: $BLURBKIT_DATA or ../shared/data)")
+    parser.add_argument("--model", help="local Hugging Face model directory (default: the embedded MiniLM-L6-H384)")
+    parser.add_argument("--lr", type=float, help="learning rate (default: the dataset's recipe)")
+    parser.add_argument("--batch-size", type=int, help="batch size (default: the dataset's recipe)")
+    parser.add_argument("--epochs", type=int, help="epochs (default: the dataset's recipe)")
+    parser.add_argument("--max-length", type=int, help="maximum subword length (default: the dataset's)")
+    parser.add_argument("--max-train-examples", type=int, help="train on a seeded subsample of N examples")
+    parser.add_argument("--max-eval-examples", type=int, help="evaluate dev each epoch on a seeded subsample of N")
+    parser.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
+                        help="autocast precision; auto = bf16 where the hardware has it (default)")
+    parser.add_argument("--transform", help="TransformInput part by name (default: the task's)")
+    parser.add_argument("--featurizer", help="Featurizer part by name (default: the task's)")
+    parser.add_argument("--head", help="Predict head by name (default: the task's)")
+    parser.add_argument("--scheme", choices=["bio", "bioul", "io"], help="NER/PICO: tagging scheme the model learns")
+    parser.add_argument("--part-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="option passed to the featurizer/head (repeatable), e.g. lstm_hidden=256")
+    parser.add_argument("--pico-train-from-dev", type=int, metavar="N",
+                        help="EBM PICO only: carve N dev abstracts into train (a LOCAL DEVIATION from BLURB)")
+    parser.add_argument("--fold", type=int, default=0, help="AIMed: which of the 10 folds is test")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def parse_part_options(items: list[str]) -> dict[str, object]:
+    import json
+
+    from blurbkit.errors import BlurbkitError
+
+    options: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise BlurbkitError(f"--part-option {item!r}: expected KEY=VALUE")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Path | None):
+    from blurbkit.train.config import FinetuneConfig
+
+    return FinetuneConfig(
+        dataset=dataset,
+        out=out,
+        data=args.data,
+        model=args.model,
+        seed=seed,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        max_length=args.max_length,
+        max_train_examples=args.max_train_examples,
+        max_eval_examples=args.max_eval_examples,
+        precision=args.precision,
+        transform=args.transform,
+        featurizer=args.featurizer,
+        head=args.head,
+        scheme=args.scheme,
+        part_options=parse_part_options(args.part_option),
+        pico_train_from_dev=args.pico_train_from_dev,
+        fold=args.fold,
+        progress=not args.no_progress,
+        overwrite=getattr(args, "overwrite", False),
+        save_model=not getattr(args, "no_save_model", False),
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("finetune", help="fine-tune an encoder on one dataset and score it on test")
+    parser.add_argument("--dataset", required=True, help="dataset name (see `blurbkit datasets`)")
+    parser.add_argument("--out", required=True, type=Path, help="run directory to create")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    parser.add_argument("--no-save-model", action="store_true", help="do not keep the fine-tuned weights")
+    add_training_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from blurbkit.train.run import run_finetune
+
+    metrics = run_finetune(config_from_args(args, args.dataset, args.seed, args.out))
+    test = metrics["test"]
+    summary = {k: test[k] for k in ("dataset", "metric", "score", "precision", "recall") if k in test}
+    summary.update(best_epoch=metrics["best_epoch"], dev_score=metrics["dev"]["score"], run_dir=str(args.out))
+    print(json.dumps(summary))
+    return 0

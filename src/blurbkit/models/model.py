@@ -1,0 +1,88 @@
+"""The assembled model: encoder -> Featurizer -> Predict head, saved as a Hugging Face directory.
+
+The encoder is saved with ``save_pretrained`` (so ``AutoModel.from_pretrained(dir)`` loads it);
+the featurizer and head go beside it in ``blurbkit_head.safetensors`` with their build recipe in
+``blurbkit.json``, so ``BlurbModel.load(dir)`` rebuilds the whole thing without pickles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.models.featurizers import FEATURIZERS
+from blurbkit.models.heads import HEADS
+from blurbkit.models.loading import load_encoder, load_tokenizer, read_config
+
+HEAD_FILE = "blurbkit_head.safetensors"
+RECIPE_FILE = "blurbkit.json"
+
+
+@dataclass
+class ModelRecipe:
+    """Everything needed to rebuild the parts on top of the encoder."""
+
+    dataset: str
+    task_type: str
+    labels: list[str]
+    transform: str
+    featurizer: str
+    head: str
+    max_length: int
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class BlurbModel(nn.Module):
+    def __init__(self, encoder: nn.Module, recipe: ModelRecipe, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.recipe = recipe
+        hidden = encoder.config.hidden_size
+        self.featurizer = FEATURIZERS.get(recipe.featurizer)(hidden, **recipe.options)
+        self.head = HEADS.get(recipe.head)(self.featurizer.out_size, max(1, len(recipe.labels)), dropout, **recipe.options)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        if "token_type_ids" in batch:
+            inputs["token_type_ids"] = batch["token_type_ids"]
+        hidden = self.encoder(**inputs).last_hidden_state
+        features, mask = self.featurizer(hidden, batch)
+        return self.head(features, mask), mask
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        scores, mask = self(batch)
+        return self.head.loss(scores, batch["labels"], mask)
+
+    def save(self, out_dir: Path, tokenizer: Any) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(out_dir, safe_serialization=True)
+        tokenizer.save_pretrained(out_dir)
+        top = {f"featurizer.{k}": v for k, v in self.featurizer.state_dict().items()}
+        top.update({f"head.{k}": v for k, v in self.head.state_dict().items()})
+        save_file({k: v.detach().contiguous().cpu() for k, v in top.items()}, str(out_dir / HEAD_FILE))
+        (out_dir / RECIPE_FILE).write_text(json.dumps(asdict(self.recipe), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> tuple[BlurbModel, Any]:
+        """Rebuild a fine-tuned model saved by `save` (safetensors only)."""
+        model_dir = Path(model_dir)
+        recipe_path = model_dir / RECIPE_FILE
+        if not recipe_path.is_file() or not (model_dir / HEAD_FILE).is_file():
+            raise BlurbkitError(f"not a fine-tuned blurbkit model (needs {RECIPE_FILE} and {HEAD_FILE})", path=model_dir)
+        try:
+            recipe = ModelRecipe(**json.loads(recipe_path.read_text("utf-8")))
+        except (TypeError, json.JSONDecodeError) as err:
+            raise BlurbkitError(f"{RECIPE_FILE} is not a blurbkit model recipe ({err})", path=model_dir) from None
+        read_config(model_dir)
+        model = cls(load_encoder(model_dir), recipe)
+        state = load_file(str(model_dir / HEAD_FILE))
+        model.featurizer.load_state_dict({k[11:]: v for k, v in state.items() if k.startswith("featurizer.")})
+        model.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+        return model, load_tokenizer(model_dir)

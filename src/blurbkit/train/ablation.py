@@ -1,0 +1,167 @@
+"""Modeling-choice ablations (SPEC §3): each study is a list of named variants, each variant a
+set of FinetuneConfig overrides (parts by registry name, or the tagging scheme). The grid
+dataset x variant x seed runs through the Benchmark runner and the results store; the table
+has rows = datasets, columns = variants, cells = test mean ± std over seeds, as in the papers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.models.transforms_relation import ORIGINAL_TEXT_DATASETS
+from blurbkit.tasks.registry import get_dataset
+from blurbkit.train.config import FinetuneConfig
+
+SEQUENCE_TASKS = ("relation", "similarity", "doc_classification", "qa")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    overrides: dict[str, Any]
+    needs_original: bool = False  # entity markers / original text: unmasked sentence + offsets
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    task_types: tuple[str, ...]
+    datasets: tuple[str, ...]  # default datasets
+    variants: tuple[Variant, ...]
+    published: dict[str, dict[str, float]] = field(default_factory=dict)  # variant -> dataset -> score
+
+
+def _relation_variants() -> tuple[Variant, ...]:
+    inputs = {"dummy": "text", "markers": "markers", "original": "original"}
+    encodings = {"cls": "cls", "mention": "mention_pool", "start": "entity_start"}
+    return tuple(
+        Variant(f"{i}+{e}", {"transform": transform, "featurizer": featurizer}, needs_original=i != "dummy")
+        for i, transform in inputs.items()
+        for e, featurizer in encodings.items()
+    )
+
+
+def _sll_variants() -> tuple[Variant, ...]:
+    variants = [Variant("cls", {"featurizer": "cls"})]
+    for kind in ("attention", "lstm", "bilstm"):
+        variants.append(Variant(f"cls+{kind}", {"featurizer": f"sll_{kind}"}))
+        variants.append(Variant(kind, {"featurizer": f"sll_{kind}_nocls"}))
+    return tuple(variants)
+
+
+STUDIES: dict[str, Study] = {
+    study.name: study
+    for study in (
+        Study("tagging", "NER tagging scheme", ("ner", "pico"), ("bc5chem", "ncbi_disease"),
+              tuple(Variant(s, {"scheme": s}) for s in ("bio", "bioul", "io"))),
+        Study("heads", "token classification layer", ("ner", "pico"), ("bc5chem", "ncbi_disease"),
+              tuple(Variant(n, {"head": h}) for n, h in
+                    (("linear", "softmax"), ("bilstm", "bilstm"), ("crf", "crf"), ("bilstm+crf", "bilstm_crf")))),
+        Study("relation", "relation input x relation encoding", ("relation",), ("chemprot", "ddi"),
+              _relation_variants(),
+              # PubMedBERT paper, full data (SPEC §3): the published finding to reproduce in direction.
+              {"dummy+cls": {"chemprot": 77.24, "ddi": 82.36}, "original+cls": {"chemprot": 50.52, "ddi": 37.00}}),
+        Study("sll", "SLL heads: summaries of the last layer", SEQUENCE_TASKS, ("chemprot", "ddi", "gad"),
+              _sll_variants()),
+    )
+}
+
+
+def get_study(name: str) -> Study:
+    if name not in STUDIES:
+        raise BlurbkitError(f"unknown study {name!r} (one of {', '.join(STUDIES)})")
+    return STUDIES[name]
+
+
+def select_variants(study: Study, names: str | None) -> list[Variant]:
+    if not names:
+        return list(study.variants)
+    known = {v.name: v for v in study.variants}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise BlurbkitError(f"study {study.name}: unknown variants {', '.join(unknown)} (known: {', '.join(known)})")
+    return [known[n] for n in wanted]
+
+
+def build_grid(
+    study: Study,
+    datasets: Sequence[str],
+    variants: Sequence[Variant],
+    seeds: int,
+    make_config: Callable[[str, int], FinetuneConfig],
+) -> tuple[list[tuple[str, FinetuneConfig]], dict[tuple[str, str], str]]:
+    """(variant name, config) for every dataset x variant x seed, and the cells that cannot run
+    ((dataset, variant) -> why). A dataset of another task type is an error before any run."""
+    for name in datasets:
+        task_type = get_dataset(name).task_type
+        if task_type not in study.task_types:
+            raise BlurbkitError(f"study {study.name} applies to {', '.join(study.task_types)} datasets; {name} is {task_type}")
+    grid: list[tuple[str, FinetuneConfig]] = []
+    skipped: dict[tuple[str, str], str] = {}
+    for name in datasets:
+        for variant in variants:
+            if variant.needs_original and name not in ORIGINAL_TEXT_DATASETS:
+                skipped[(name, variant.name)] = "masked text only in this distribution"
+                continue
+            for seed in range(seeds):
+                grid.append((variant.name, replace(make_config(name, seed), **variant.overrides)))
+    return grid, skipped
+
+
+def check_no_conflict(study: Study, config: FinetuneConfig) -> None:
+    """A CLI option naming the very part the study varies would be silently overridden."""
+    varied = {key for variant in study.variants for key in variant.overrides}
+    clashing = [key for key in sorted(varied) if getattr(config, key) is not None]
+    if clashing:
+        raise BlurbkitError(f"--{clashing[0].replace('_', '-')} is what study {study.name} varies; leave it out")
+
+
+def ablation_table(
+    study: Study,
+    summary: dict[str, dict[str, dict[str, Any]]],
+    datasets: Sequence[str],
+    variants: Sequence[Variant],
+    skipped: dict[tuple[str, str], str],
+    budget: str,
+) -> str:
+    """Rows = datasets, columns = variants, cells 'mean ± std' (test, %), n/a where a variant cannot run."""
+    names = [v.name for v in variants]
+    lines = [f"| dataset | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]
+    reasons = sorted(set(skipped.values()))
+    for dataset in datasets:
+        cells = []
+        for variant in names:
+            cell = summary.get(variant, {}).get(dataset)
+            if cell:
+                cells.append(f"{cell['mean']:.2f} ± {cell['std']:.2f}")
+            elif (dataset, variant) in skipped:
+                cells.append(f"n/a{'*' * (1 + reasons.index(skipped[(dataset, variant)]))}")
+            else:
+                cells.append("—")
+        lines.append(f"| {get_dataset(dataset).title} | {' | '.join(cells)} |")
+    for dataset in datasets:
+        published = [study.published.get(v, {}).get(dataset) for v in names]
+        if any(p is not None for p in published):
+            row = " | ".join("" if p is None else f"{p:.2f}" for p in published)
+            lines.append(f"| *{get_dataset(dataset).title}, published* | {row} |")
+    seeds = sorted({cell["n"] for per in summary.values() for cell in per.values()})
+    lines.append("")
+    lines.append(f"Study {study.name} ({study.title}): test score (%), mean ± sample std over {'/'.join(map(str, seeds)) or 0} seeds.")
+    for index, reason in enumerate(reasons):
+        lines.append(f"{'*' * (index + 1)} n/a: {reason} (needs the unmasked sentence and entity offsets: {', '.join(ORIGINAL_TEXT_DATASETS)}).")
+    if study.published:
+        lines.append("Published rows: PubMedBERT-base with full data and the papers' budgets (SPEC §3).")
+    if budget != "full":
+        lines.append(f"BUDGET RUN ({budget}): small training subsets and few epochs; compare directions, not values.")
+    return "\n".join(lines)
+
+
+def flat_cells(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """'dataset variant' -> cell, for train/report.py's CSV and plot."""
+    return {f"{dataset} {variant}": cell for variant, per in summary.items() for dataset, cell in per.items()}
+

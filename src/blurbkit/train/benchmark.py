@@ -1,0 +1,140 @@
+"""Benchmark runs: every dataset x seed through the engine, stored in the results store, then
+summarised as mean ± std per dataset, per task type and the BLURB score beside the papers."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.metrics.blurb import blurb_groups
+from blurbkit.store.results import ResultsStore, RunKey
+from blurbkit.tasks.registry import blurb_datasets, get_dataset
+from blurbkit.train.config import FinetuneConfig
+from blurbkit.train.provenance import blurbkit_commit
+
+
+def budget_profile(name: str, dataset: str) -> dict[str, Any]:
+    text = resources.files("blurbkit.tasks").joinpath("budgets.toml").read_text("utf-8")
+    profiles = tomllib.loads(text)
+    if name not in profiles:
+        raise BlurbkitError(f"unknown budget profile {name!r}")
+    return profiles[name].get("default", {}) | profiles[name].get(dataset, {})
+
+
+def reference_results() -> dict[str, dict[str, float]]:
+    text = resources.files("blurbkit.tasks").joinpath("reference.toml").read_text("utf-8")
+    return tomllib.loads(text)["models"]
+
+
+def resolve_datasets(names: str | Sequence[str]) -> list[str]:
+    if names == "all" or names == ["all"]:
+        return [spec.name for spec in blurb_datasets()]
+    items = names.split(",") if isinstance(names, str) else list(names)
+    return [get_dataset(name.strip()).name for name in items if name.strip()]
+
+
+def apply_budget(config: FinetuneConfig, budget: dict[str, Any]) -> FinetuneConfig:
+    """Budget values fill only what the user did not set explicitly."""
+    updates = {key: value for key, value in budget.items() if getattr(config, key, None) is None}
+    return replace(config, **updates)
+
+
+def run_key(study: str, variant: str, config: FinetuneConfig, model_label: str, budget: str) -> RunKey:
+    """The store key of one run: everything that changes its result, not where it is written."""
+    hyper = {k: v for k, v in config.to_json().items() if k not in ("out", "data", "progress", "overwrite", "save_model", "seed", "dataset", "model")}
+    return RunKey(study, variant, model_label, config.dataset, config.seed, budget, json.dumps(hyper, sort_keys=True))
+
+
+@dataclass
+class Benchmark:
+    store: ResultsStore
+    runs_dir: Path | None
+    study: str = "benchmark"
+    force: bool = False
+    keep_going: bool = False
+    failures: list[str] = field(default_factory=list)
+
+    def run(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str) -> None:
+        from blurbkit.train.run import run_finetune
+
+        commit = blurbkit_commit()
+        for variant, config in configs:
+            key = run_key(self.study, variant, config, model_label, budget)
+            if self.store.has(key) and not self.force:
+                print(f"blurbkit: {config.dataset} seed {config.seed} [{variant}] already stored; skipped (--force re-runs)", file=sys.stderr)
+                continue
+            out = None
+            if self.runs_dir is not None:
+                out = self.runs_dir / self.study / variant / config.dataset / f"seed{config.seed}"
+            config = replace(config, out=out, overwrite=True)
+            try:
+                metrics = run_finetune(config)
+            except BlurbkitError as err:
+                if not self.keep_going:
+                    raise
+                self.failures.append(f"{config.dataset} seed {config.seed} [{variant}]: {err}")
+                print(f"blurbkit: error: {config.dataset}: {err}", file=sys.stderr)
+                continue
+            self.store.add(key, metrics, commit, str(out) if out else None, replace=self.force)
+            print(f"blurbkit: {config.dataset} seed {config.seed} [{variant}] test {metrics['metric']} = {100 * metrics['test']['score']:.2f}", file=sys.stderr)
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """(variant, dataset) -> mean, std (sample), n, and the notes of those runs; scores in %."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        grouped.setdefault((row["variant"], row["dataset"]), []).append(row)
+    summary: dict[str, dict[str, Any]] = {}
+    for (variant, dataset), items in grouped.items():
+        scores = [100 * r["test_score"] for r in items]
+        notes = sorted({note for r in items for note in json.loads(r["notes"] or "[]")})
+        summary.setdefault(variant, {})[dataset] = {
+            "mean": statistics.fmean(scores),
+            "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+            "n": len(scores),
+            "wall_seconds": sum(r["wall_seconds"] or 0 for r in items),
+            "notes": notes,
+        }
+    return summary
+
+
+def blurb_table(per_dataset: dict[str, dict[str, Any]], label: str, budget: str) -> str:
+    """Rows = datasets, then task-type averages and the BLURB score; reference columns beside."""
+    references = reference_results()
+    columns = [label, *references]
+    lines = [f"| dataset | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
+    group_means: dict[str, float] = {}
+    complete = True
+    for group, names in blurb_groups().items():
+        values = []
+        for name in names:
+            cell = per_dataset.get(name)
+            ours = f"{cell['mean']:.2f} ± {cell['std']:.2f} (n={cell['n']})" if cell else "—"
+            if cell:
+                values.append(cell["mean"])
+            refs = " | ".join(f"{references[m][name]:.2f}" for m in references)
+            lines.append(f"| {get_dataset(name).title} | {ours} | {refs} |")
+        if len(values) == len(names):
+            group_means[group] = statistics.fmean(values)
+        else:
+            complete = False
+    lines.append("|---" * (len(columns) + 1) + "|")
+    for group, names in blurb_groups().items():
+        ours = f"{group_means[group]:.2f}" if group in group_means else "—"
+        refs = " | ".join(f"{statistics.fmean(references[m][n] for n in names):.2f}" for m in references)
+        lines.append(f"| *{group}* | {ours} | {refs} |")
+    score = f"**{statistics.fmean(group_means.values()):.2f}**" if complete else "— (needs all 13)"
+    refs = " | ".join(f"**{references[m]['blurb']:.2f}**" for m in references)
+    lines.append(f"| **BLURB score** | {score} | {refs} |")
+    if budget != "full":
+        lines.append("")
+        lines.append(f"BUDGET RUN ({budget}): small training subsets and few epochs on CPU; not comparable to the papers' numbers.")
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""The fine-tuning configuration: one dataclass, filled from the dataset's recipe and CLI overrides."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class FinetuneConfig:
+    dataset: str
+    out: Path | None = None  # run directory; None = keep nothing on disk (in-memory run)
+    data: str | None = None  # prepared dir or raw source folder (e.g. ../shared/data)
+    model: str | None = None  # local HF directory; None = the embedded MiniLM
+    seed: int = 0
+    lr: float | None = None  # None = the dataset's recipe
+    batch_size: int | None = None
+    epochs: int | None = None
+    max_length: int | None = None
+    max_train_examples: int | None = None  # seeded subsample of train (budget / low-resource runs)
+    max_eval_examples: int | None = None  # seeded subsample of dev for per-epoch evaluation only
+    max_test_examples: int | None = None  # seeded subsample of test (budget runs; reported as such)
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    dropout: float = 0.1
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32
+    eval_tokens: int = 32768  # inference batch budget: padded tokens per batch
+    transform: str | None = None  # None = the task adapter's default part
+    featurizer: str | None = None
+    head: str | None = None
+    scheme: str | None = None  # NER/PICO tagging scheme the model learns (bio, bioul, io); None = native
+    part_options: dict[str, Any] = field(default_factory=dict)
+    save_model: bool = True
+    overwrite: bool = False
+    progress: bool = True
+    pico_train_from_dev: int | None = None
+    fold: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["out"] = str(self.out) if self.out else None
+        return out

@@ -1,0 +1,178 @@
+"""The one fine-tuning engine for every BLURB task: a loop you can read.
+
+Prepare: records -> TransformInput -> examples (tokenised once), gold labels attached.
+Train:   AdamW, linear warm-up over the first 10% of steps then linear decay to 0, gradient
+         clipping, bf16 autocast where the hardware has it (fp32 master weights),
+         length-grouped batches; dev metric after every epoch; the best epoch's weights kept.
+Predict: length-sorted batches under inference_mode; windows merged back into words.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from blurbkit.evaluate import score_predictions
+from blurbkit.models.model import BlurbModel, ModelRecipe
+from blurbkit.models.transforms import TRANSFORMS, TransformContext
+from blurbkit.tasks.registry import DatasetSpec
+from blurbkit.train.adapters import TaskAdapter
+from blurbkit.train.batching import collate, grouped_batches, sorted_batches
+from blurbkit.train.config import FinetuneConfig
+from blurbkit.train.precision import autocast_dtype
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Encoded:
+    """A split after TransformInput: the records and their encoder-ready examples."""
+
+    records: Sequence[dict]
+    examples: list[dict]
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    dev_history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+    train_examples_per_second: float = 0.0
+    steps: int = 0
+
+
+def encode(records: Sequence[dict], adapter: TaskAdapter, recipe: ModelRecipe, tokenizer: Any, labelled: bool = True) -> Encoded:
+    context = TransformContext(tokenizer=tokenizer, max_length=recipe.max_length)
+    examples = TRANSFORMS.get(recipe.transform)(records, context)
+    if labelled:
+        adapter.attach_labels(records, examples)
+    return Encoded(records, examples)
+
+
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and LayerNorm weights (the BERT convention)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, fused=False)
+
+
+def slanted_triangular(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
+    """Linear warm-up over the first `warmup_ratio` of steps, then linear decay to zero."""
+    warmup = max(1, int(total_steps * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class Engine:
+    def __init__(self, model: BlurbModel, tokenizer: Any, adapter: TaskAdapter, spec: DatasetSpec, config: FinetuneConfig) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.adapter = adapter
+        self.spec = spec
+        self.config = config
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = autocast_dtype(config.precision, self.device)
+        self.model.to(self.device)
+
+    def _autocast(self):
+        if self.dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+    def predict(self, data: Encoded, desc: str = "predict") -> Any:
+        """Predictions for a split, in the evaluate format of its task."""
+        self.model.eval()
+        outputs: list[Any] = [None] * len(data.examples)
+        batches = sorted_batches(data.examples, self.config.eval_tokens)
+        pad = self.tokenizer.pad_token_id
+        with torch.inference_mode(), self._autocast():
+            for indices in tqdm(batches, desc=desc, leave=False, disable=not self.config.progress):
+                batch = self._to_device(collate([data.examples[i] for i in indices], pad))
+                scores, mask = self.model(batch)
+                for i, out in zip(indices, self.model.head.predict(scores, mask), strict=True):
+                    outputs[i] = out
+        return self.adapter.collect(data.records, data.examples, outputs)
+
+    def score(self, data: Encoded, split: str) -> dict[str, Any]:
+        predictions = self.predict(data, desc=f"eval {split}")
+        result = score_predictions(self.spec, list(data.records), predictions)
+        result["split"] = split
+        return result | {"_predictions": predictions}
+
+    def train(
+        self,
+        train: Encoded,
+        dev: Encoded | None,
+        on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    ) -> TrainResult:
+        config, spec = self.config, self.spec
+        lr = config.lr or spec.recipe.lr
+        batch_size = config.batch_size or spec.recipe.batch_size
+        epochs = config.epochs or spec.recipe.epochs
+        rng = random.Random(config.seed)
+        steps_per_epoch = math.ceil(len(train.examples) / batch_size)
+        total = steps_per_epoch * epochs
+        optimizer = build_optimizer(self.model, lr, config.weight_decay)
+        scheduler = slanted_triangular(optimizer, total, config.warmup_ratio)
+        pad = self.tokenizer.pad_token_id
+        result = TrainResult(best_epoch=epochs)
+        best_score, best_state = -math.inf, None
+        progress = tqdm(total=total, desc=f"{spec.name} seed {config.seed}", disable=not config.progress, unit="step")
+        for epoch in range(1, epochs + 1):
+            self.model.train()
+            started = time.perf_counter()
+            for indices in grouped_batches(train.examples, batch_size, rng):
+                batch = self._to_device(collate([train.examples[i] for i in indices], pad))
+                with self._autocast():
+                    loss = self.model.loss(batch)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                result.steps += 1
+                progress.update(1)
+                progress.set_postfix(epoch=epoch, loss=f"{loss.item():.4f}")
+            result.train_seconds += time.perf_counter() - started  # dev evaluation not counted
+            if dev is None:
+                continue
+            scored = self.score(dev, "dev")
+            scored.pop("_predictions")
+            scored["epoch"] = epoch
+            result.dev_history.append(scored)
+            if on_epoch:
+                on_epoch(scored)
+            if scored["score"] > best_score:
+                best_score, result.best_epoch = scored["score"], epoch
+                # The last epoch's weights are already in the model: no copy needed.
+                best_state = copy.deepcopy(self.model.state_dict()) if epoch < epochs else None
+        progress.close()
+        if best_state is not None and result.best_epoch != epochs:
+            self.model.load_state_dict(best_state)
+        result.train_examples_per_second = len(train.examples) * epochs / max(result.train_seconds, 1e-9)
+        return result

@@ -1,0 +1,54 @@
+"""Write comparison results as a Markdown table, a CSV and a bar plot (matplotlib, no display)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from blurbkit.fileio import atomic_write
+
+
+def write_report(out_dir: Path, name: str, table: str, per_dataset: dict[str, dict[str, Any]]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out_dir / f"{name}.md") as handle:
+        handle.write(table + "\n")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["dataset", "mean", "std", "n", "wall_seconds"])
+    for dataset, cell in per_dataset.items():
+        writer.writerow([dataset, f"{cell['mean']:.4f}", f"{cell['std']:.4f}", cell["n"], f"{cell['wall_seconds']:.1f}"])
+    with atomic_write(out_dir / f"{name}.csv") as handle:
+        handle.write(buffer.getvalue())
+    if per_dataset:
+        plot_scores(out_dir / f"{name}.png", per_dataset, name)
+
+
+def plot_scores(path: Path, per_dataset: dict[str, dict[str, Any]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from blurbkit.train.benchmark import reference_results
+
+    names = list(per_dataset)
+    reference = reference_results()["PubMedBERT"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names)), 4))
+    x = range(len(names))
+    # Rows that are not BLURB datasets (e.g. ablation cells "chemprot dummy+cls") have no reference bar.
+    has_reference = any(n in reference for n in names)
+    shift = 0.2 if has_reference else 0.0
+    ax.bar([i - shift for i in x], [per_dataset[n]["mean"] for n in names], 0.4,
+           yerr=[per_dataset[n]["std"] for n in names], label="this run", capsize=3)
+    if has_reference:
+        ax.bar([i + shift for i in x], [reference.get(n, 0) for n in names], 0.4, label="PubMedBERT (paper)")
+    ax.set_xticks(list(x), names, rotation=45, ha="right")
+    ax.set_ylabel("test score (%)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,109 @@
+"""The fine-tuning engine end to end on every task type, with a tiny random BERT (seconds each)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from blurbkit.cli.main import main
+from blurbkit.models.tiny import build_tiny_bert
+from blurbkit.train.api import finetune
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
+
+
+CASES = [
+    # dataset, extra options
+    ("bc5chem", {}),
+    ("ebm_pico", {"pico_train_from_dev": 20}),
+    ("chemprot", {}),
+    ("gad", {}),
+    ("biosses", {}),
+    ("hoc", {}),
+    ("pubmedqa", {"max_length": 128}),
+    ("bioasq", {"max_length": 128}),
+]
+
+
+@pytest.mark.parametrize(("dataset", "extra"), CASES, ids=[c[0] for c in CASES])
+def test_each_task_type_trains_and_scores(dataset, extra, tiny_model, shared_data, tmp_path):
+    out = tmp_path / "run"
+    metrics = finetune(
+        dataset,
+        out=out,
+        data=str(shared_data),
+        model=str(tiny_model),
+        epochs=1,
+        batch_size=8,
+        max_train_examples=32,
+        max_eval_examples=16,
+        max_test_examples=40,
+        progress=False,
+        **extra,
+    )
+    assert metrics["dataset"] == dataset
+    assert isinstance(metrics["test"]["score"], float)
+    assert (out / "metrics.json").is_file() and (out / "run.json").is_file()
+    run = json.loads((out / "run.json").read_text())
+    assert run["data_sha256"]["train"] and run["versions"]["torch"].startswith("2.13")
+    budget_noted = any("BUDGET RUN" in note for note in metrics["notes"])
+    assert budget_noted == (dataset != "biosses")  # BIOSSES test has 20 pairs: nothing subsampled
+    # the saved encoder is a plain Hugging Face model directory
+    from transformers import AutoModel
+
+    AutoModel.from_pretrained(out / "model")
+
+
+def test_saved_predictions_rescore_to_the_runs_own_metrics(tiny_model, shared_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    metrics = finetune("ncbi_disease", out=out, data=str(shared_data), model=str(tiny_model), epochs=1,
+                       batch_size=16, max_train_examples=64, max_eval_examples=32, progress=False, save_model=False)
+    code = main(["evaluate", "--dataset", "ncbi_disease", "--split", "test", "--data", str(shared_data),
+                 "--predictions", str(out / "predictions" / "test.tsv")])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["score"] == pytest.approx(metrics["test"]["score"], abs=1e-12)
+    assert printed["precision"] == pytest.approx(metrics["test"]["precision"], abs=1e-12)
+
+
+def test_run_directory_of_another_run_is_refused(tiny_model, shared_data, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+    code = main(["finetune", "--dataset", "gad", "--data", str(shared_data), "--model", str(tiny_model),
+                 "--out", str(out), "--epochs", "1", "--max-train-examples", "8", "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "holds another run" in err and "Traceback" not in err
+    assert (out / "run.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "nosuch"], "unknown dataset"),
+        (["--dataset", "gad", "--model", "bert-base-uncased"], "does not download"),
+        (["--dataset", "gad", "--head", "sigmoid"], "does not apply to relation"),
+    ],
+)
+def test_bad_finetune_input_is_one_line(args, message, shared_data, tiny_model, tmp_path, capsys):
+    if "--model" not in args:
+        args = [*args, "--model", str(tiny_model)]
+    code = main(["finetune", *args, "--data", str(shared_data), "--out", str(tmp_path / "r"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    errors = [line for line in err.splitlines() if line.startswith("blurbkit: error:")]
+    assert code == 2
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_model_dir_without_weights_is_refused(tmp_path, capsys):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text("{}")
+    code = main(["finetune", "--dataset", "gad", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "r")])
+    assert code == 2
+    assert "no *.safetensors weights" in capsys.readouterr().err

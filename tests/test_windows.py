@@ -1,0 +1,43 @@
+"""Token tasks lose no word to truncation: long inputs become windows, merged back per word."""
+
+from __future__ import annotations
+
+from blurbkit.models.loading import default_model_dir, load_tokenizer
+from blurbkit.models.transforms import TransformContext, tokens_as_is
+from blurbkit.tasks.registry import get_dataset
+from blurbkit.train.adapters import adapter_for
+
+
+def test_every_word_of_a_long_sentence_lands_in_a_window():
+    tokenizer = load_tokenizer(default_model_dir())
+    words = [f"acetyltransferase{i}" for i in range(60)] + ["\x07"]  # a word that tokenises to nothing
+    examples = tokens_as_is([{"tokens": words}], TransformContext(tokenizer, max_length=32))
+    assert len(examples) > 3
+    assert all(len(ex["input_ids"]) <= 32 for ex in examples)
+    covered = {w for ex in examples for w in ex["word_index"]}
+    assert covered == set(range(len(words)))
+    for ex in examples:  # the recorded position really is the word's first subword
+        for pos, word in zip(ex["word_positions"], ex["word_index"], strict=True):
+            piece = tokenizer.convert_ids_to_tokens(ex["input_ids"][pos])
+            assert not piece.startswith("##")
+            assert word == len(words) - 1 or words[word].startswith(piece)
+
+
+def test_merge_takes_each_word_from_its_most_central_window():
+    tokenizer = load_tokenizer(default_model_dir())
+    spec = get_dataset("bc5chem")
+    adapter = adapter_for(spec)
+    words = ["aspirin"] * 40
+    record = {"id": "x", "tokens": words, "tags": ["O"] * 40}
+    examples = tokens_as_is([record], TransformContext(tokenizer, max_length=12))
+    # predict B-Chemical from every window, except O from the first: words in the first
+    # window's half that later windows also cover must come from a later (more central) window
+    b = adapter.labels.index("B-Chemical")
+    outputs = [[0] * len(ex["word_index"]) if n == 0 else [b] * len(ex["word_index"]) for n, ex in enumerate(examples)]
+    merged = adapter.collect([record], examples, outputs)[0]
+    assert len(merged) == 40
+    first = examples[0]["word_index"]
+    later = {w for ex in examples[1:] for w in ex["word_index"]}
+    only_first = [w for w in first if w not in later]
+    assert all(merged[w] == "O" for w in only_first)
+    assert merged[first[-1]] == "B-Chemical"
