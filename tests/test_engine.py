@@ -107,3 +107,12 @@ def test_model_dir_without_weights_is_refused(tmp_path, capsys):
     code = main(["finetune", "--dataset", "gad", "--model", str(tmp_path / "m"), "--out", str(tmp_path / "r")])
     assert code == 2
     assert "no *.safetensors weights" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_real_minilm_learns_bc5chem_from_a_few_dozen_sentences(shared_data, tmp_path):
+    """The embedded pretrained MiniLM, 128 training sentences: it must beat the untrained baseline."""
+    metrics = finetune("bc5chem", out=None, data=str(shared_data), epochs=2, batch_size=8, lr=1e-4,
+                       max_train_examples=128, max_eval_examples=48, max_test_examples=150, progress=False)
+    # an untrained tagger scores ~0 entity F1 (all O); 160 sentences gave 0.59 here
+    assert metrics["test"]["score"] > 0.2, metrics["test"]

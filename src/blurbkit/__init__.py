@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_split": "blurbkit.data.load",
-    "evaluate": "blurbkit.evaluate",
+    "evaluate": "blurbkit.scoring",
     "blurb_score": "blurbkit.metrics.blurb",
     "finetune": "blurbkit.train.api",
     "Predictor": "blurbkit.predict",

@@ -1,0 +1,27 @@
+"""Official BLURB metrics (pure functions, registered in METRICS by task_types.toml's names)."""
+
+from blurbkit.metrics.base import METRICS, MetricResult, prf
+from blurbkit.metrics.blurb import blurb_groups, blurb_score
+from blurbkit.metrics.classification import accuracy, relation_micro_f1
+from blurbkit.metrics.correlation import pearson
+from blurbkit.metrics.entity import SCHEMES, chunks, entity_f1, tag_problem
+from blurbkit.metrics.hoc import doc_key, hoc_micro_f1
+from blurbkit.metrics.pico import pico_macro_f1
+
+__all__ = [
+    "METRICS",
+    "SCHEMES",
+    "MetricResult",
+    "accuracy",
+    "blurb_groups",
+    "blurb_score",
+    "chunks",
+    "doc_key",
+    "entity_f1",
+    "hoc_micro_f1",
+    "pearson",
+    "pico_macro_f1",
+    "prf",
+    "relation_micro_f1",
+    "tag_problem",
+]

@@ -1,0 +1,292 @@
+"""`blurbkit prepare`: raw distributions -> canonical JSONL + manifest.json.
+
+OUT/{dataset}/{train,dev,test}.jsonl hold the records of data/schema.py; OUT/manifest.json says,
+per dataset and split, the measured count in BLURB's unit (spec.unit), the published count, the
+difference and the notes explaining it, the sha256 of every source file read, the options used
+(local deviations are listed on their own) and blurbkit's version. The whole OUT directory is
+built under a temporary name and renamed into place, so a failure leaves nothing behind.
+
+A split a distribution lacks (SplitUnavailable: EBM PICO train) is recorded as missing with its
+reason; any other read error is bad input and stops the run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import blurbkit
+from blurbkit.data.readers import SplitUnavailable, read_split
+from blurbkit.data.readers.base import ReadOptions
+from blurbkit.data.readers.conll import entity_chunks
+from blurbkit.data.schema import Record
+from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import atomic_dir, sha256_file, write_json
+from blurbkit.tasks.registry import SPLITS, DatasetSpec, all_datasets
+
+MANIFEST = "manifest.json"
+FORMAT = 1  # manifest layout version
+DEVIATION = "LOCAL DEVIATION"
+
+# Why a distributed file's count differs from the published one (SOURCE.md). These are dataset
+# facts; they belong in datasets.toml once DatasetSpec carries notes.
+KNOWN_DIFFERENCES = {
+    ("bc5disease", "dev"): (
+        "devel.tsv has 2 more B- tags than BLURB's 4244; train and test match exactly and there are no orphan "
+        "I- tags, so the difference is in Crichton et al.'s file as published, which is used unchanged"
+    ),
+    ("ebm_pico", "dev"): (
+        "counted in words tagged with a PICO element (non-O tokens). No unit measurable on SciBERT's files "
+        "reproduces BLURB's 85,321 / 16,364 (tokens, spans and sentences are further off; see details); "
+        "tagged words are closest, BLURB's own count is unexplained"
+    ),
+    ("ebm_pico", "test"): (
+        "counted in words tagged with a PICO element; the 191 expert-annotated test abstracts (the same PMIDs "
+        "as BLURB's) have 11,908 tagged words vs BLURB's 16,364 -- BLURB's unit is not reproducible here"
+    ),
+}
+
+Echo = Callable[[str], None]
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)  # progress must show while the next dataset is read, even when piped
+
+
+def dataset_options(spec: DatasetSpec, options: ReadOptions) -> dict[str, Any]:
+    """The options that change this dataset's records (and so belong in its manifest and cache key)."""
+    if spec.reader == "pico":
+        return {"pico_train_from_dev": options.pico_train_from_dev}
+    if spec.reader == "aimed":
+        return {"fold": options.fold}
+    return {}
+
+
+def measure(spec: DatasetSpec, records: list[Record]) -> int:
+    """The split's size in BLURB's unit: entity mentions (NER), tagged words (PICO), else instances."""
+    if spec.task_type == "ner":
+        return sum(entity_chunks(record["tags"]) for record in records)
+    if spec.task_type == "pico":
+        return sum(tag != "O" for record in records for tag in record["tags"])
+    return len(records)
+
+
+def details(spec: DatasetSpec, records: list[Record]) -> dict[str, int]:
+    """Other sizes of the split, for explaining a difference in unit."""
+    if spec.is_token_task:
+        out = {"sentences": len(records), "tokens": sum(len(r["tags"]) for r in records)}
+        documents = len({r["doc_id"] for r in records if r["doc_id"] is not None})
+        if documents:
+            out["documents"] = documents
+        if spec.task_type == "pico":
+            out["spans"] = sum(
+                1
+                for r in records
+                for i, tag in enumerate(r["tags"])
+                if tag != "O" and (i == 0 or r["tags"][i - 1] != tag)
+            )
+        return out
+    if spec.task_type == "doc_classification":
+        return {"sentences": sum(len(r.get("sentences", ())) for r in records)}
+    return {}
+
+
+def _check_ids(spec: DatasetSpec, split: str, records: list[Record]) -> None:
+    seen: set[str] = set()
+    for record in records:
+        if record["id"] in seen:
+            raise BlurbkitError(f"dataset {spec.name!r} {split}: record id {record['id']!r} occurs twice")
+        seen.add(record["id"])
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def prepare_dataset(spec: DatasetSpec, source_dir: Path, out: Path, options: ReadOptions) -> dict[str, Any]:
+    """Write OUT/{name}/{split}.jsonl for every split; return the dataset's manifest entry."""
+    entry: dict[str, Any] = {
+        "title": spec.title,
+        "task_type": spec.task_type,
+        "metric": spec.metric,
+        "unit": spec.unit,
+        "reader": spec.reader,
+        "in_blurb": spec.in_blurb,
+        "source_dir": str(source_dir.resolve()),
+        "options": dataset_options(spec, options),
+        "splits": {},
+        "source_files": {},
+    }
+    hashed: dict[Path, str] = {}
+    for split in SPLITS:
+        published = spec.published.get(split)
+        try:
+            data = read_split(spec, source_dir, split, options)
+        except SplitUnavailable as err:
+            entry["splits"][split] = {
+                "status": "missing",
+                "reason": str(err),
+                "published": published,
+                "measured": None,
+            }
+            continue
+        _check_ids(spec, split, data.records)
+        path = out / spec.name / f"{split}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:  # inside the atomic output dir
+            for record in data.records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        measured = measure(spec, data.records)
+        notes = list(data.notes)
+        if published is not None and measured != published:
+            notes.append(
+                f"measured {measured} {spec.unit} vs {published} published ({measured - published:+d})"
+            )
+            if (spec.name, split) in KNOWN_DIFFERENCES:
+                notes.append(KNOWN_DIFFERENCES[spec.name, split])
+        entry["splits"][split] = {
+            "status": "ok",
+            "file": f"{spec.name}/{split}.jsonl",
+            "records": len(data.records),
+            "measured": measured,
+            "published": published,
+            "difference": None if published is None else measured - published,
+            "details": details(spec, data.records),
+            "notes": notes,
+            "source_files": [_relative(p, source_dir) for p in data.files],
+        }
+        for file in data.files:
+            if file not in hashed:
+                hashed[file] = sha256_file(file)
+    entry["source_files"] = {_relative(p, source_dir): digest for p, digest in sorted(hashed.items())}
+    return entry
+
+
+def source_dir_of(spec: DatasetSpec, source: Path | None) -> Path | None:
+    """A user dataset's own folder, else SOURCE/{name}."""
+    if spec.source is not None:
+        return spec.source
+    return None if source is None else source / spec.name
+
+
+def select(names: Iterable[str] | None) -> list[DatasetSpec]:
+    specs = all_datasets()
+    if names is None:
+        return list(specs.values())
+    unknown = [name for name in names if name not in specs]
+    if unknown:
+        raise BlurbkitError(f"unknown dataset(s) {', '.join(unknown)} (known: {', '.join(specs)})")
+    return [specs[name] for name in names]
+
+
+def _check_out(out: Path, source: Path | None) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists())):
+        raise BlurbkitError(
+            "output exists and is not a blurbkit prepared directory; choose a new or empty --out", path=out
+        )
+    if source is not None and out.resolve().is_relative_to(source.resolve()):
+        raise BlurbkitError(
+            "--out must not be inside the source folder (the raw files are read-only inputs)", path=out
+        )
+
+
+def deviations(manifest: dict[str, Any]) -> list[str]:
+    return [
+        f"{name} {split}: {note}"
+        for name, entry in manifest["datasets"].items()
+        for split, info in entry["splits"].items()
+        for note in info.get("notes", ())
+        if DEVIATION in note
+    ]
+
+
+def prepare(
+    source: Path | None,
+    out: Path,
+    names: Iterable[str] | None = None,
+    options: ReadOptions | None = None,
+    echo: Echo = _print,
+) -> dict[str, Any]:
+    """Prepare the chosen datasets (default: all registered) from SOURCE into OUT; return the manifest."""
+    options = options or ReadOptions()
+    specs = select(names)
+    if source is not None and not source.is_dir():
+        raise BlurbkitError("source folder not found", path=source)
+    _check_out(out, source)
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "blurbkit_version": blurbkit.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "source": None if source is None else str(source.resolve()),
+        "options": asdict(options),
+        "local_deviations": [],
+        "datasets": {},
+        "skipped": {},
+    }
+    with atomic_dir(out) as tmp:
+        for spec in specs:
+            folder = source_dir_of(spec, source)
+            if folder is None or not folder.is_dir():
+                reason = f"source folder {folder} not found" if folder else "no --source given"
+                manifest["skipped"][spec.name] = reason
+                echo(f"skip     {spec.name:<14} ({reason})")
+                continue
+            started = time.perf_counter()
+            entry = prepare_dataset(spec, folder, tmp, options)
+            manifest["datasets"][spec.name] = entry
+            counts = "  ".join(
+                f"{split} {_cell(info, published=False)}" for split, info in entry["splits"].items()
+            )
+            echo(f"prepared {spec.name:<14} {counts}  ({time.perf_counter() - started:.1f}s)")
+        manifest["local_deviations"] = deviations(manifest)
+        write_json(tmp / MANIFEST, manifest)
+    for line in manifest["local_deviations"]:
+        echo(f"!! {line}")
+    return manifest
+
+
+def _cell(info: dict[str, Any], published: bool = True) -> str:
+    measured = "missing" if info["status"] != "ok" else str(info["measured"])
+    if not published:
+        return measured
+    return f"{measured}/{info['published'] if info.get('published') is not None else '-'}"
+
+
+def split_note_lines(name: str, entry: dict[str, Any]) -> list[str]:
+    """Every note of a dataset, each prefixed with its split."""
+    lines = []
+    for split, info in entry["splits"].items():
+        notes = [info["reason"]] if info["status"] != "ok" else info.get("notes", [])
+        lines.extend(note if note.startswith(f"{split}:") else f"{split}: {note}" for note in notes)
+    return lines
+
+
+def format_table(manifest: dict[str, Any]) -> str:
+    """The counts table: measured/published per split, notes numbered below."""
+    header = ["dataset", "task type", "metric", *SPLITS, "notes"]
+    rows, footnotes = [header], []
+    for name, entry in manifest["datasets"].items():
+        marks = []
+        for line in split_note_lines(name, entry):
+            footnotes.append(f"{name} {line}")
+            marks.append(str(len(footnotes)))
+        cells = [_cell(entry["splits"][split]) if split in entry["splits"] else "-" for split in SPLITS]
+        rows.append([name, entry["task_type"], entry["metric"], *cells, ",".join(marks)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    ]
+    lines.append(
+        "counts: measured/published in each dataset's unit (entity mentions, PICO-tagged words, instances)"
+    )
+    lines.extend(f"  [{i}] {note}" for i, note in enumerate(footnotes, start=1))
+    for name, reason in manifest.get("skipped", {}).items():
+        lines.append(f"  skipped {name}: {reason}")
+    return "\n".join(lines)
