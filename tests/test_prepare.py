@@ -107,7 +107,8 @@ def test_load_from_prepared_dir_checks_options(prepared):
     assert any("LOCAL DEVIATION" in note for note in split_notes("ebm_pico", prepared))
 
 
-def test_load_from_raw_source_uses_a_cache(shared_data):
+def test_load_from_raw_source_uses_a_cache(shared_data, monkeypatch):
+    monkeypatch.delenv("BLURBKIT_CACHE")  # the default cache under BLURBKIT_HOME, empty at the start
     first = load_split("biosses", "dev", shared_data)
     cache = Path(os.environ["BLURBKIT_HOME"]) / "cache" / "prepared"
     entries = sorted(cache.iterdir())

@@ -2,7 +2,7 @@
 
 ``data`` is either a prepared directory (it has manifest.json, from `blurbkit prepare`) or a raw
 source folder such as ../shared/data. A raw folder is prepared one dataset at a time into
-``$BLURBKIT_HOME/cache/prepared/<key>``; the key covers the source folder, the size and mtime of
+``$BLURBKIT_CACHE/prepared/<key>`` (default cache: ``$BLURBKIT_HOME/cache``); the key covers the source folder, the size and mtime of
 its files, the options that matter to the dataset, the dataset's spec and blurbkit's data code,
 so an edited file or option gives a fresh cache entry and an unchanged one is reused.
 
@@ -103,7 +103,7 @@ def _cached(spec: DatasetSpec, source_dir: Path, options: ReadOptions) -> Path:
     """The cache folder holding `spec` prepared from `source_dir` (prepared now if absent)."""
     if not source_dir.is_dir():
         raise BlurbkitError(f"dataset {spec.name!r}: source folder not found", path=source_dir)
-    root = blurbkit_home() / "cache" / "prepared"
+    root = Path(os.environ.get("BLURBKIT_CACHE", blurbkit_home() / "cache")).expanduser() / "prepared"
     target = root / cache_key(spec, source_dir, options)
     if is_prepared(target):
         return target

@@ -1,0 +1,57 @@
+"""Fine-tuned models on new text: the Python Predictor and `blurbkit predict`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from blurbkit.cli.main import main
+from blurbkit.models.tiny import build_tiny_bert
+from blurbkit.predict import Predictor, split_words, tags_to_spans
+from blurbkit.train.api import finetune
+
+
+def test_tags_to_spans_follows_conlleval_chunking():
+    assert tags_to_spans(["B-X", "I-X", "O", "I-X", "B-Y", "I-X"]) == [(0, 2, "X"), (3, 4, "X"), (4, 5, "Y"), (5, 6, "X")]
+    assert tags_to_spans(["I-PAR", "I-PAR", "O", "I-OUT"]) == [(0, 2, "PAR"), (3, 4, "OUT")]
+
+
+def test_split_words_keeps_offsets():
+    text = "Aspirin-induced (acute) hepatitis."
+    assert [(w, text[s:e]) for w, s, e in split_words(text)][:3] == [("Aspirin", "Aspirin"), ("-", "-"), ("induced", "induced")]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shared_data):
+    root = tmp_path_factory.mktemp("runs")
+    model = build_tiny_bert(root / "tiny")
+    for dataset in ("bc5chem", "gad"):
+        finetune(dataset, out=root / dataset, data=str(shared_data), model=str(model), epochs=1,
+                 max_train_examples=16, max_eval_examples=8, max_test_examples=8, progress=False)
+    return root
+
+
+def test_predictor_on_raw_sentences_returns_character_spans(runs):
+    predictor = Predictor.load(runs / "bc5chem" / "model")
+    texts = ["Aspirin-induced hepatitis was treated with N-acetylcysteine.", ""]
+    results = predictor.predict(texts)
+    assert len(results) == 2
+    for text, entities in zip(texts, results, strict=True):
+        for entity in entities:
+            assert text[entity["start"] : entity["end"]] == entity["text"] and entity["type"] == "Chemical"
+
+
+def test_predict_command_on_relation_inputs(runs, tmp_path, capsys):
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("@GENE$ variants increase the risk of @DISEASE$ .\nNo link between @GENE$ and @DISEASE$ .\n")
+    assert main(["predict", "--model", str(runs / "gad" / "model"), "--input", str(inputs), "--out", str(tmp_path / "o.jsonl")]) == 0
+    lines = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [line["prediction"] in ("0", "1") for line in lines] == [True, True]
+
+
+def test_predict_refuses_a_directory_that_is_not_a_fine_tuned_model(tmp_path, capsys):
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("text\n")
+    assert main(["predict", "--model", str(tmp_path), "--input", str(inputs)]) == 2
+    assert "not a fine-tuned blurbkit model" in capsys.readouterr().err
