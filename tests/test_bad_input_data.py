@@ -125,8 +125,8 @@ def test_bad_input_on_the_fly_leaves_no_cache(tmp_path):
     name, _ = make_dataset(tmp_path / "src", "gad", "index\tsentence\tlabel\n0\tno placeholders\t1\n")
     with pytest.raises(BlurbkitError, match=r"dev\.tsv:2: expected the pair's two entity placeholders"):
         load_split(name, "train")
-    cache = Path(os.environ["BLURBKIT_HOME"]) / "cache" / "prepared"
-    assert not cache.exists() or not any(cache.iterdir())
+    cache = Path(os.environ["BLURBKIT_CACHE"]) / "prepared"
+    assert not cache.exists() or not any(name in p.name for p in cache.iterdir())
 
 
 def test_out_must_be_a_prepared_or_new_directory(tmp_path, capsys):
