@@ -1,0 +1,66 @@
+"""Stabilisation options: re-initialisation, freezing, layer-wise lr decay, layer dropping."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.models.loading import load_encoder
+from blurbkit.models.tiny import build_tiny_bert
+from blurbkit.train.stabilise import drop_top_layers, freeze_lower_half, parameter_groups, reinit_top_layers
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", layers=4)
+
+
+class Wrapped(torch.nn.Module):
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+        self.head = torch.nn.Linear(32, 2)
+
+
+def test_reinit_changes_only_the_top_layers(model_dir):
+    encoder = load_encoder(model_dir)
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    torch.manual_seed(1)
+    reinit_top_layers(encoder, 2)
+    after = encoder.state_dict()
+    changed = {k.split(".")[2] for k in before if k.startswith("encoder.layer.") and not torch.equal(before[k], after[k])}
+    assert changed == {"2", "3"}
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("encoder.layer."))
+
+
+def test_freeze_lower_half_fixes_embeddings_and_two_of_four_layers(model_dir):
+    encoder = load_encoder(model_dir)
+    freeze_lower_half(encoder)
+    frozen = {n for n, p in encoder.named_parameters() if not p.requires_grad}
+    assert any(n.startswith("embeddings.") for n in frozen)
+    assert {n.split(".")[2] for n in frozen if n.startswith("encoder.layer.")} == {"0", "1"}
+    assert all(p.requires_grad for n, p in encoder.named_parameters() if n.startswith(("encoder.layer.2", "encoder.layer.3")))
+
+
+def test_layer_decay_gives_lr_times_d_to_the_depth_from_the_top(model_dir):
+    model = Wrapped(load_encoder(model_dir))
+    groups = parameter_groups(model, lr=1.0, weight_decay=0.01, layer_decay=0.5)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert lr_of[id(named["head.weight"])] == 1.0
+    assert lr_of[id(named["encoder.encoder.layer.3.attention.self.query.weight"])] == 1.0
+    assert lr_of[id(named["encoder.encoder.layer.0.attention.self.query.weight"])] == 0.5**3
+    assert lr_of[id(named["encoder.embeddings.word_embeddings.weight"])] == 0.5**4
+    decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    assert decay_of[id(named["head.bias"])] == 0.0 and decay_of[id(named["head.weight"])] == 0.01
+
+
+def test_drop_top_layers_and_refuse_to_drop_all(model_dir):
+    encoder = load_encoder(model_dir)
+    drop_top_layers(encoder, 3)
+    assert len(encoder.encoder.layer) == 1 and encoder.config.num_hidden_layers == 1
+    out = encoder(input_ids=torch.tensor([[101, 2000, 102]])).last_hidden_state
+    assert out.shape == (1, 3, 32)
+    with pytest.raises(BlurbkitError, match="the encoder has 1"):
+        drop_top_layers(encoder, 1)
