@@ -28,7 +28,14 @@ def run(args: argparse.Namespace) -> int:
     from blurbkit.models.loading import resolve_model_dir
     from blurbkit.store.results import ResultsStore
     from blurbkit.tasks.registry import get_dataset
-    from blurbkit.train.benchmark import Benchmark, apply_budget, blurb_table, budget_profile, resolve_datasets, summarise
+    from blurbkit.train.benchmark import (
+        Benchmark,
+        apply_budget,
+        blurb_table,
+        budget_profile,
+        resolve_datasets,
+        summarise,
+    )
     from blurbkit.train.report import write_report
 
     datasets = resolve_datasets(args.datasets)

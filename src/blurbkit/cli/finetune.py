@@ -17,6 +17,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, help="maximum subword length (default: the dataset's)")
     parser.add_argument("--max-train-examples", type=int, help="train on a seeded subsample of N examples")
     parser.add_argument("--max-eval-examples", type=int, help="evaluate dev each epoch on a seeded subsample of N")
+    parser.add_argument("--max-test-examples", type=int, help="score test on a seeded subsample of N (a budget run, said in every output)")
     parser.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"], default="auto",
                         help="autocast precision; auto = bf16 where the hardware has it (default)")
     parser.add_argument("--transform", help="TransformInput part by name (default: the task's)")
@@ -63,6 +64,7 @@ def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Pat
         max_length=args.max_length,
         max_train_examples=args.max_train_examples,
         max_eval_examples=args.max_eval_examples,
+        max_test_examples=args.max_test_examples,
         precision=args.precision,
         transform=args.transform,
         featurizer=args.featurizer,

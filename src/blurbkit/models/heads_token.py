@@ -41,18 +41,36 @@ class BiLSTMEncoder(nn.Module):
 
 
 class CRFLayer(nn.Module):
-    """torchcrf.CRF with blurbkit's masks: rows without any word are left out of loss and decoding."""
+    """torchcrf.CRF with blurbkit's masks: rows without any word are left out of loss and decoding.
 
-    def __init__(self, num_labels: int) -> None:
+    The transition scores are reparametrised as ``lr_scale * raw``: under Adam they then move
+    ``lr_scale`` times faster than the encoder under the one learning rate. At BERT's 5e-5 they
+    would otherwise hardly leave their random initialisation (the usual fix is a separate CRF
+    learning rate; this keeps the engine's single one). Option ``crf_lr_scale`` (default 100).
+    """
+
+    NAMES = ("start_transitions", "end_transitions", "transitions")
+
+    def __init__(self, num_labels: int, lr_scale: float = 100.0) -> None:
         super().__init__()
         from torchcrf import CRF
 
         self.crf = CRF(num_labels, batch_first=True)
+        self.scale = float(lr_scale)
+        for name in self.NAMES:  # move torchcrf's parameters here; it reads plain tensors
+            raw = getattr(self.crf, name).detach() / self.scale
+            delattr(self.crf, name)
+            self.register_parameter(name, nn.Parameter(raw))
+
+    def _bind(self) -> None:
+        for name in self.NAMES:
+            setattr(self.crf, name, getattr(self, name) * self.scale)
 
     def loss(self, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         rows = mask[:, 0]  # torchcrf needs every sequence's first step on: drop empty rows
         if not rows.any():
             return scores.sum() * 0.0
+        self._bind()
         with torch.autocast(scores.device.type, enabled=False):
             llh = self.crf(scores[rows].float(), labels[rows], mask[rows], reduction="token_mean")
         return -llh
@@ -61,6 +79,7 @@ class CRFLayer(nn.Module):
         rows = mask[:, 0]
         paths: list[list[int]] = [[] for _ in range(scores.size(0))]
         if rows.any():
+            self._bind()
             with torch.autocast(scores.device.type, enabled=False):
                 decoded = self.crf.decode(scores[rows].float(), mask[rows])
             for index, path in zip(torch.nonzero(rows).flatten().tolist(), decoded, strict=True):
@@ -74,11 +93,11 @@ class CRFHead(nn.Module):
 
     task_types = TOKEN_TASKS
 
-    def __init__(self, in_size: int, num_labels: int, dropout: float = 0.1, **_: object) -> None:
+    def __init__(self, in_size: int, num_labels: int, dropout: float = 0.1, crf_lr_scale: float = 100.0, **_: object) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.linear = nn.Linear(in_size, num_labels)
-        self.crf = CRFLayer(num_labels)
+        self.crf = CRFLayer(num_labels, crf_lr_scale)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.linear(self.dropout(features))
@@ -118,9 +137,12 @@ class BiLSTMHead(nn.Module):
 class BiLSTMCRFHead(BiLSTMHead):
     """BiLSTM emissions + a CRF (the classic BiLSTM-CRF tagger on top of the encoder)."""
 
-    def __init__(self, in_size: int, num_labels: int, dropout: float = 0.1, lstm_hidden: int | None = None, **_: object) -> None:
+    def __init__(
+        self, in_size: int, num_labels: int, dropout: float = 0.1, lstm_hidden: int | None = None,
+        crf_lr_scale: float = 100.0, **_: object,
+    ) -> None:
         super().__init__(in_size, num_labels, dropout, lstm_hidden)
-        self.crf = CRFLayer(num_labels)
+        self.crf = CRFLayer(num_labels, crf_lr_scale)
 
     def loss(self, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.crf.loss(scores, labels, _require(mask))

@@ -104,12 +104,15 @@ def build_grid(
     grid: list[tuple[str, FinetuneConfig]] = []
     skipped: dict[tuple[str, str], str] = {}
     for name in datasets:
+        runnable = []
         for variant in variants:
             if variant.needs_original and name not in ORIGINAL_TEXT_DATASETS:
                 skipped[(name, variant.name)] = "masked text only in this distribution"
-                continue
-            for seed in range(seeds):
-                grid.append((variant.name, replace(make_config(name, seed), **variant.overrides)))
+            else:
+                runnable.append(variant)
+        # Seed-major: every variant has a first result before any gets a second one.
+        for seed in range(seeds):
+            grid.extend((v.name, replace(make_config(name, seed), **v.overrides)) for v in runnable)
     return grid, skipped
 
 

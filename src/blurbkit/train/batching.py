@@ -1,4 +1,8 @@
-"""Batches: length-grouped order for training (little padding), length-sorted for inference."""
+"""Batches: length-grouped order for training (little padding), length-sorted for inference.
+
+`collate` pads a list of examples; `PaddedSplit` does it once for a whole split (pre-tensorised),
+so a batch is a row gather cut to its longest row, with no per-example Python in the loop.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,13 @@ def grouped_batches(examples: Sequence[Example], batch_size: int, rng: random.Ra
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     rng.shuffle(batches)
     return batches
+
+
+def shuffled_batches(size: int, batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Plain shuffled batches (what a default DataLoader does): padding to each batch's longest."""
+    order = list(range(size))
+    rng.shuffle(order)
+    return [order[i : i + batch_size] for i in range(0, size, batch_size)]
 
 
 def sorted_batches(examples: Sequence[Example], max_tokens: int, max_batch: int = 256) -> list[list[int]]:
@@ -73,11 +84,47 @@ def collate(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]
             batch["labels"] = labels
     elif "labels" in examples[0]:
         value = examples[0]["labels"]
-        dtype = torch.float if isinstance(value, float) or isinstance(value, list) else torch.long
+        dtype = torch.float if isinstance(value, float | list) else torch.long
         batch["labels"] = torch.tensor([ex["labels"] for ex in examples], dtype=dtype)
     if "entity_spans" in examples[0]:
         batch["entity_spans"] = torch.tensor([ex["entity_spans"][:2] for ex in examples], dtype=torch.long)
     return batch
+
+
+SEQUENCE_FIELDS = ("input_ids", "attention_mask", "token_type_ids")
+WORD_FIELDS = ("word_positions", "word_mask")
+
+
+class PaddedSplit:
+    """Every example of a split padded once (by `collate`, so batches equal `collate`'s)."""
+
+    def __init__(self, examples: Sequence[Example], pad_id: int) -> None:
+        self.size = len(examples)
+        padded = collate(examples, pad_id) if examples else {}
+        # Kept as int32 (half the memory of a long split); widened per batch to collate's dtypes.
+        self.dtypes = {name: values.dtype for name, values in padded.items()}
+        self.full = {name: values.int() if values.dtype == torch.long else values for name, values in padded.items()}
+        self.lengths = torch.tensor([len(ex["input_ids"]) for ex in examples], dtype=torch.long)
+        self.words = None
+        if examples and "word_positions" in examples[0]:
+            self.words = torch.tensor([len(ex["word_positions"]) for ex in examples], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        rows = torch.as_tensor(indices, dtype=torch.long)
+        length = int(self.lengths[rows].max())
+        words = max(1, int(self.words[rows].max())) if self.words is not None else 0
+        batch = {}
+        for name, values in self.full.items():
+            values = values.index_select(0, rows)
+            if name in SEQUENCE_FIELDS:
+                values = values[:, :length]
+            elif name in WORD_FIELDS or (name == "labels" and self.words is not None):
+                values = values[:, :words]
+            batch[name] = values.to(self.dtypes[name]).contiguous()
+        return batch
 
 
 def iterate(examples: Sequence[Example], batches: list[list[int]], pad_id: int) -> Iterator[tuple[list[int], dict]]:

@@ -47,9 +47,15 @@ def apply_budget(config: FinetuneConfig, budget: dict[str, Any]) -> FinetuneConf
     return replace(config, **updates)
 
 
+# Fields that change where or how fast a run goes, never what it computes: not part of its key,
+# so a new speed setting does not orphan the runs already stored.
+NOT_IN_KEY = ("out", "data", "progress", "overwrite", "save_model", "seed", "dataset", "model",
+              "eval_tokens", "compile", "threads", "encode_cache")
+
+
 def run_key(study: str, variant: str, config: FinetuneConfig, model_label: str, budget: str) -> RunKey:
     """The store key of one run: everything that changes its result, not where it is written."""
-    hyper = {k: v for k, v in config.to_json().items() if k not in ("out", "data", "progress", "overwrite", "save_model", "seed", "dataset", "model")}
+    hyper = {k: v for k, v in config.to_json().items() if k not in NOT_IN_KEY}
     return RunKey(study, variant, model_label, config.dataset, config.seed, budget, json.dumps(hyper, sort_keys=True))
 
 

@@ -27,6 +27,13 @@ class FinetuneConfig:
     dropout: float = 0.1
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     eval_tokens: int = 32768  # inference batch budget: padded tokens per batch
+    # Speed settings (docs/performance.md); the defaults are right on a CPU and on a GPU.
+    group_by_length: bool = True  # length-grouped training batches (little padding); False = plain shuffle
+    fused_optimizer: bool = True  # fused AdamW kernel (one pass per parameter); False = foreach
+    cpu_attention: bool = True  # CPU training: attention math in bf16, not SDPA's fp32 fallback (train/attention.py)
+    compile: bool = False  # torch.compile the model (needs a C++ compiler on CPU; pays only on long runs)
+    threads: int | None = None  # torch intra-op threads; None = torch's default (one per physical core)
+    encode_cache: bool = True  # keep tokenised splits on disk under $BLURBKIT_HOME/cache/encoded
     transform: str | None = None  # None = the task adapter's default part
     featurizer: str | None = None
     head: str | None = None

@@ -1,9 +1,12 @@
-"""Pick the autocast dtype: bf16 where the hardware runs it fast, fp32 master weights always."""
+"""How the model runs: the autocast dtype (bf16 where the hardware runs it fast, fp32 master
+weights always) and whether it is compiled."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -33,3 +36,16 @@ def autocast_dtype(requested: str, device: torch.device) -> torch.dtype | None:
     if requested == "bf16":
         print("blurbkit: this CPU has no native bf16; falling back to fp32", file=sys.stderr)
     return None
+
+
+def maybe_compile(fn: Callable[..., Any], enabled: bool) -> Callable[..., Any]:
+    """torch.compile `fn` when asked and possible; otherwise `fn` itself, with one notice.
+
+    Shapes change with every batch (length-grouped), so the graph is compiled with dynamic
+    shapes once instead of once per length. On a CPU inductor needs a C++ compiler."""
+    if not enabled:
+        return fn
+    if not hasattr(torch, "compile"):
+        print("blurbkit: this torch has no torch.compile; running eagerly", file=sys.stderr)
+        return fn
+    return torch.compile(fn, dynamic=True)

@@ -20,13 +20,19 @@ from typing import Any
 from blurbkit.data.load import load_split, split_notes
 from blurbkit.data.readers.base import ReadOptions
 from blurbkit.errors import BlurbkitError
-from blurbkit.evaluate import write_predictions
 from blurbkit.fileio import atomic_dir
-from blurbkit.models.loading import check_vocab_matches, load_encoder, load_tokenizer, read_config, resolve_model_dir
 from blurbkit.models.featurizers import FEATURIZERS
 from blurbkit.models.heads import HEADS
+from blurbkit.models.loading import (
+    check_vocab_matches,
+    load_encoder,
+    load_tokenizer,
+    read_config,
+    resolve_model_dir,
+)
 from blurbkit.models.model import BlurbModel, ModelRecipe
 from blurbkit.models.transforms import TRANSFORMS
+from blurbkit.scoring import write_predictions
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.adapters import adapter_for
 from blurbkit.train.config import FinetuneConfig
@@ -36,7 +42,11 @@ from blurbkit.train.provenance import blurbkit_commit, library_versions, records
 PREDICTION_SUFFIX = {"ner": "tsv", "pico": "tsv"}
 
 
-def _subsample(records: list[dict], limit: int | None, seed: int) -> list[dict]:
+EVAL_SUBSAMPLE_SEED = 0  # dev/test subsamples are the same for every seed, so seeds stay comparable
+
+
+def subsample(records: list[dict], limit: int | None, seed: int) -> list[dict]:
+    """A seeded random subset of `limit` records, kept in file order."""
     if limit is None or limit >= len(records):
         return records
     chosen = sorted(random.Random(seed).sample(range(len(records)), limit))
@@ -69,9 +79,9 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     model_dir = resolve_model_dir(config.model)
     splits = {name: load_split(spec.name, name, config.data, options) for name in ("train", "dev", "test")}
     notes = list(split_notes(spec.name, config.data, options))
-    splits["train"] = _subsample(splits["train"], config.max_train_examples, config.seed)
-    dev_eval = _subsample(splits["dev"], config.max_eval_examples, config.seed)
-    test = _subsample(splits["test"], config.max_test_examples, config.seed)
+    splits["train"] = subsample(splits["train"], config.max_train_examples, config.seed)
+    dev_eval = subsample(splits["dev"], config.max_eval_examples, EVAL_SUBSAMPLE_SEED)
+    test = subsample(splits["test"], config.max_test_examples, EVAL_SUBSAMPLE_SEED)
     if len(test) < len(splits["test"]):
         notes.append(f"BUDGET RUN: test scored on a seeded subsample of {len(test)} of {len(splits['test'])} instances")
     if len(splits["train"]) == 0:
@@ -101,9 +111,9 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     engine = Engine(model, tokenizer, adapter, spec, config)
 
     started = time.perf_counter()
-    train = encode(splits["train"], adapter, recipe, tokenizer)
-    dev = encode(dev_eval, adapter, recipe, tokenizer)
-    test_data = encode(test, adapter, recipe, tokenizer)
+    train = encode(splits["train"], adapter, recipe, tokenizer, cache=config.encode_cache)
+    dev = encode(dev_eval, adapter, recipe, tokenizer, cache=config.encode_cache)
+    test_data = encode(test, adapter, recipe, tokenizer, cache=config.encode_cache)
     encode_seconds = time.perf_counter() - started
 
     history: list[dict[str, Any]] = []

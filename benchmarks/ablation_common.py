@@ -1,0 +1,45 @@
+"""Shared driver of the benchmarks/ablation_*.py scripts: one `blurbkit ablate` study on a CPU budget.
+
+Runs go to $BLURBKIT_RUNS (default /tmp/blurbkit_ablation_runs) with their results store, so an
+interrupted measurement resumes where it stopped; the table (Markdown + CSV) and a JSON of the
+budget are copied to benchmarks/results/ablation_<study>.{md,csv,json}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+RUNS = Path(os.environ.get("BLURBKIT_RUNS", "/tmp/blurbkit_ablation_runs"))
+RESULTS = Path(__file__).resolve().parent / "results"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+if SHARED_DATA.is_dir():  # so the scripts run from any directory
+    os.environ.setdefault("BLURBKIT_DATA", str(SHARED_DATA))
+
+
+def run_study(study: str, datasets: list[str], variants: list[str], seeds: int, budget: dict[str, int],
+              threads: int = 1, extra: list[str] | None = None) -> int:
+    import torch
+
+    torch.set_num_threads(threads)
+    from blurbkit.cli.main import main
+
+    argv = ["ablate", "--study", study, "--datasets", ",".join(datasets), "--variants", ",".join(variants),
+            "--seeds", str(seeds), "--runs-dir", str(RUNS), "--no-progress", *(extra or [])]
+    for key, value in budget.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    started = time.perf_counter()
+    code = main(argv)
+    name = f"ablation-{study}-test{budget['max_test_examples']}"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for suffix in ("md", "csv"):
+        if (RUNS / f"{name}.{suffix}").is_file():
+            shutil.copy(RUNS / f"{name}.{suffix}", RESULTS / f"ablation_{study}.{suffix}")
+    info = {"argv": argv, "exit_code": code, "seconds_this_call": round(time.perf_counter() - started, 1),
+            "threads": threads, "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+    (RESULTS / f"ablation_{study}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return code

@@ -1,0 +1,90 @@
+"""Fine-tune several encoders on BLURB datasets with the same budget and seeds; report mean ± std on test.
+
+Used for two pretraining findings:
+  * from scratch vs random init (same size):
+      python benchmarks/pretrain_finetune_compare.py --name scratch_vs_random \
+        --model pretrained=$RUNS/scratch_tiny --model random=$RUNS/random_tiny \
+        --dataset ncbi_disease --dataset bc5chem --seeds 0 1 2 --epochs 3 --lr 3e-4 --max-train-examples 2000
+  * DDI after drug sub-corpus continual pretraining vs plain MiniLM:
+      python benchmarks/pretrain_finetune_compare.py --name ddi_drug_subdomain \
+        --model minilm=default --model minilm+drug=$RUNS/minilm_drug --dataset ddi --seeds 0 1 2 ...
+
+Runs the fine-tuning engine (`blurbkit.train.run.run_finetune`, what `blurbkit finetune` runs; a
+subprocess per run so that --max-test-examples, which the CLI does not expose, can be passed) and reads
+RUN_DIR/metrics.json. A test subsample is seeded by the run seed, so paired runs (same seed, different
+model) see the same test examples.
+Finished runs are reused. Writes benchmarks/results/pretrain_<name>.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = Path(os.environ.get("BLURBKIT_RUNS", "/tmp/blurbkit_pretrain_runs"))
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--model", action="append", required=True, metavar="LABEL=DIR")
+    parser.add_argument("--dataset", action="append", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=None)
+    parser.add_argument("--max-train-examples", type=int, default=None)
+    parser.add_argument("--max-eval-examples", type=int, default=500)
+    parser.add_argument("--max-test-examples", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    models = dict(item.split("=", 1) for item in args.model)
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    rows = []
+    for dataset in args.dataset:
+        for label, model_dir in models.items():
+            scores = []
+            for seed in args.seeds:
+                run = RUNS / "finetune" / args.name / f"{dataset}__{label.replace('/', '_')}__s{seed}"
+                if not (run / "metrics.json").is_file():
+                    config = {"dataset": dataset, "out": str(run), "seed": seed, "epochs": args.epochs,
+                              "batch_size": args.batch_size, "max_eval_examples": args.max_eval_examples,
+                              "max_test_examples": args.max_test_examples, "max_train_examples": args.max_train_examples,
+                              "model": None if model_dir == "default" else model_dir, "lr": args.lr,
+                              "max_length": args.max_length, "progress": False, "save_model": False, "overwrite": True,
+                              "precision": "fp32", "threads": args.threads}
+                    code = ("import json,sys; from pathlib import Path; from blurbkit.train.config import FinetuneConfig; "
+                            "from blurbkit.train.run import run_finetune; c=json.loads(sys.argv[1]); c['out']=Path(c['out']); "
+                            "print(json.dumps(run_finetune(FinetuneConfig(**c))['test']['score']))")
+                    cmd = [sys.executable, "-c", code, json.dumps(config)]
+                    start = time.time()
+                    print("+ finetune", json.dumps(config), flush=True)
+                    subprocess.run(cmd, check=True, env=env)
+                    print(f"  {time.time() - start:.0f}s", flush=True)
+                metrics = json.loads((run / "metrics.json").read_text())
+                scores.append(metrics["test"]["score"])
+            row = {"dataset": dataset, "model": label, "model_dir": model_dir, "metric": metrics["test"]["metric"],
+                   "seeds": args.seeds, "scores": scores, "mean": statistics.mean(scores),
+                   "std": statistics.stdev(scores) if len(scores) > 1 else 0.0}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in vars(args).items() if k not in ("model", "dataset", "name")}
+    (RESULTS / f"pretrain_{args.name}.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
+    lines = [f"| dataset | model | test {rows[0]['metric']} (mean ± std over seeds {args.seeds}) |", "|---|---|---|"]
+    lines += [f"| {r['dataset']} | {r['model']} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} |" for r in rows]
+    (RESULTS / f"pretrain_{args.name}.md").write_text("\n".join(lines) + "\n\nsettings: " + json.dumps(settings) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

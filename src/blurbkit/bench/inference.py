@@ -1,0 +1,142 @@
+"""`blurbkit bench inference`: entities in raw sentences, blurbkit's Predictor against
+`transformers.pipeline("token-classification")` with the same fine-tuned weights.
+
+Both run end to end, raw text in, tagged words out (their own tokenisation included), after a
+short warm-up. Tags are compared word by word (words as blurbkit's Predictor splits them; a word's
+tag is its first subword's, as both sides decode), after the same IOB2 normalisation.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from blurbkit.bench.flops import split_flops
+from blurbkit.bench.machine import machine_info, peak_memory, release_memory
+from blurbkit.bench.sides import Workload, build_engine
+from blurbkit.bench.speed import measure_peaks, subsample
+from blurbkit.data.load import load_split
+from blurbkit.errors import BlurbkitError
+from blurbkit.models.loading import resolve_model_dir
+from blurbkit.models.model import BlurbModel
+from blurbkit.predict import Predictor, split_words, tags_to_spans
+from blurbkit.tasks.registry import get_dataset
+from blurbkit.train.config import FinetuneConfig
+from blurbkit.train.engine import encode, seed_everything
+from blurbkit.train.provenance import library_versions
+
+WARMUP = 16
+
+
+def finetune_quickly(dataset: str, model: str | None, data: str | None, examples: int, seed: int, out: Path) -> Path:
+    """One blurbkit epoch on a train subsample, saved where Predictor.load finds it."""
+    spec = get_dataset(dataset)
+    work = Workload(spec=spec, model_dir=resolve_model_dir(model), dev=[],
+                    train=subsample(load_split(dataset, "train", data), examples, seed))
+    config = FinetuneConfig(dataset=dataset, seed=seed, epochs=1, batch_size=32, lr=5e-5, progress=False)
+    seed_everything(seed)
+    engine, recipe = build_engine(work, config)
+    engine.train(encode(work.train, engine.adapter, recipe, engine.tokenizer), None)
+    engine.model.to("cpu").save(out, engine.tokenizer)
+    return out
+
+
+def as_hf_token_model(model: BlurbModel) -> Any:
+    """The same weights as an AutoModelForTokenClassification (encoder + the linear softmax head)."""
+    from transformers import AutoModelForTokenClassification
+
+    recipe = model.recipe
+    if recipe.featurizer != "first_subword" or recipe.head != "softmax":
+        raise BlurbkitError("the pipeline comparison needs a first_subword featurizer and a softmax head")
+    config = model.encoder.config
+    config.num_labels = len(recipe.labels)
+    config.id2label = dict(enumerate(recipe.labels))
+    config.label2id = {label: i for i, label in enumerate(recipe.labels)}
+    hf = AutoModelForTokenClassification.from_config(config)
+    hf.base_model.load_state_dict(model.encoder.state_dict(), strict=False)
+    hf.classifier.load_state_dict(model.head.linear.state_dict())
+    return hf.eval()
+
+
+def canonical(tags: Sequence[str]) -> list[str]:
+    """IOB2 as tags_to_spans reads it (an I- after O starts an entity)."""
+    out = ["O"] * len(tags)
+    for start, end, kind in tags_to_spans(tags):
+        out[start:end] = [f"B-{kind}"] + [f"I-{kind}"] * (end - start - 1)
+    return out
+
+
+def pipeline_word_tags(text: str, entities: list[dict]) -> list[str]:
+    by_start = {entity["start"]: entity["entity"] for entity in entities}
+    return canonical([by_start.get(start, "O") for _, start, _ in split_words(text)])
+
+
+def blurbkit_word_tags(text: str, entities: list[dict]) -> list[str]:
+    words = split_words(text)
+    index = {start: n for n, (_, start, _) in enumerate(words)}
+    tags = ["O"] * len(words)
+    for entity in entities:
+        first = index[entity["start"]]
+        inside = [n for n, (_, s, e) in enumerate(words) if s >= entity["start"] and e <= entity["end"]]
+        for n in inside:
+            tags[n] = ("B-" if n == first else "I-") + entity["type"]
+    return tags
+
+
+def inference(dataset: str = "bc5chem", model: str | None = None, data: str | None = None, sentences: int = 1000,
+              finetuned: str | None = None, train_examples: int = 1000, seed: int = 0, progress: bool = False,
+              pipeline_batch_size: int | None = None, peak_seconds: float = 1.0) -> dict[str, Any]:
+    import torch
+    from transformers import pipeline
+
+    spec = get_dataset(dataset)
+    if not spec.is_token_task:
+        raise BlurbkitError(f"bench inference is for NER/PICO datasets, not {dataset} ({spec.task_type})")
+    texts = [" ".join(r["tokens"]) for r in subsample(load_split(dataset, "dev", data), sentences, seed)]
+    peaks = measure_peaks(peak_seconds)
+    with tempfile.TemporaryDirectory(prefix="blurbkit_bench_") as tmp:
+        model_dir = Path(finetuned) if finetuned else finetune_quickly(dataset, model, data, train_examples, seed, Path(tmp) / "m")
+        predictor = Predictor.load(model_dir, progress=progress)
+    release_memory()
+    hf_model = as_hf_token_model(predictor.engine.model)
+    device = 0 if torch.cuda.is_available() else -1
+    pipe = pipeline("token-classification", model=hf_model, tokenizer=predictor.engine.tokenizer, device=device)
+    options = {} if pipeline_batch_size is None else {"batch_size": pipeline_batch_size}
+
+    pipe(texts[:WARMUP], **options)
+    with peak_memory() as hf_memory:
+        started = time.perf_counter()
+        hf_out = pipe(texts, **options)
+        hf_seconds = time.perf_counter() - started
+    predictor.predict(texts[:WARMUP])
+    with peak_memory() as our_memory:
+        started = time.perf_counter()
+        our_out = predictor.predict(texts)
+        our_seconds = time.perf_counter() - started
+
+    theirs = [pipeline_word_tags(t, e) for t, e in zip(texts, hf_out, strict=True)]
+    ours = [blurbkit_word_tags(t, e) for t, e in zip(texts, our_out, strict=True)]
+    pairs = [(a, b) for x, y in zip(ours, theirs, strict=True) for a, b in zip(x, y, strict=True)]
+    tokenizer = predictor.engine.tokenizer
+    lengths = [len(ids) + 2 for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    flops = split_flops(predictor.engine.model.encoder.config, lengths, len(predictor.recipe.labels))
+    peak = peaks["bf16" if predictor.engine.dtype == torch.bfloat16 else "fp32"]
+    return {
+        "bench": "inference", "dataset": dataset, "sentences": len(texts), "model": str(model_dir if finetuned else "fine-tuned now"),
+        "machine": machine_info(), "peak_gflops": peaks,
+        "pipeline": {"sentences_per_second": round(len(texts) / hf_seconds, 2), "seconds": round(hf_seconds, 2),
+                     "batch_size": pipeline_batch_size or 1, "precision": "fp32",
+                     "peak_memory_mb": hf_memory.get("gpu_peak_mb", hf_memory.get("peak_mb"))},
+        "blurbkit": {"sentences_per_second": round(len(texts) / our_seconds, 2), "seconds": round(our_seconds, 2),
+                     "precision": str(predictor.engine.dtype).replace("torch.", "") if predictor.engine.dtype else "fp32",
+                     "mfu": round(flops / our_seconds / (peak * 1e9), 4),
+                     "peak_memory_mb": our_memory.get("gpu_peak_mb", our_memory.get("peak_mb"))},
+        "speedup": round(hf_seconds / our_seconds, 2),
+        "identical_tags": round(sum(a == b for a, b in pairs) / max(1, len(pairs)), 4),
+        "identical_sentences": round(sum(x == y for x, y in zip(ours, theirs, strict=True)) / max(1, len(texts)), 4),
+        "entity_words": sum(a != "O" for a, _ in pairs),
+        "versions": {k: v for k, v in library_versions().items() if k in ("torch", "transformers", "blurbkit")},
+    }

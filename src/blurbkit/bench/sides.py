@@ -1,0 +1,130 @@
+"""The two sides of a speed comparison, each timed the same way on the same records:
+train wall time for the epochs (no evaluation inside), then prediction of dev from
+pre-tokenised inputs to predictions in blurbkit's evaluate format, scored by the official metric."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blurbkit.bench import hf_recipe
+from blurbkit.bench.machine import peak_memory
+from blurbkit.models.loading import load_encoder, load_tokenizer
+from blurbkit.models.model import BlurbModel, ModelRecipe
+from blurbkit.scoring import score_predictions
+from blurbkit.tasks.registry import DatasetSpec
+from blurbkit.train.adapters import adapter_for
+from blurbkit.train.config import FinetuneConfig
+from blurbkit.train.engine import Encoded, Engine, encode, seed_everything
+
+
+@dataclass
+class Workload:
+    spec: DatasetSpec
+    model_dir: Path
+    train: list[dict]
+    dev: list[dict]
+    batch_size: int = 32
+    lr: float = 5e-5
+    epochs: int = 1
+    seed: int = 0
+    weight_decay: float = 0.01
+    progress: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # extra FinetuneConfig fields for blurbkit
+
+    @property
+    def task(self) -> str:
+        return "token" if self.spec.is_token_task else "sequence"
+
+
+@dataclass
+class SideResult:
+    train_seconds: float
+    eval_seconds: float
+    dev_score: float
+    memory: dict[str, Any]
+    predictions: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    train_lengths: Sequence[int] = ()  # subwords per train example, for FLOPs
+    eval_lengths: Sequence[int] = ()
+
+    def summary(self, work: Workload) -> dict[str, Any]:
+        train_n, dev_n = len(work.train) * work.epochs, len(work.dev)
+        return {
+            "train_examples_per_second": round(train_n / self.train_seconds, 2),
+            "eval_examples_per_second": round(dev_n / self.eval_seconds, 2),
+            "dev_score": round(self.dev_score, 4),
+            "train_seconds": round(self.train_seconds, 2),
+            "eval_seconds": round(self.eval_seconds, 2),
+            "peak_memory_mb": self.memory.get("gpu_peak_mb", self.memory.get("peak_mb")),
+            "memory_at_start_mb": self.memory.get("start_mb"),  # the process before this side began
+            **self.extra,
+        }
+
+
+def run_trainer(work: Workload) -> SideResult:
+    """The plain Hugging Face Trainer recipe (fp32, dynamic padding, random batches)."""
+    tokenizer = load_tokenizer(work.model_dir)
+    adapter = adapter_for(work.spec, work.train)
+    labels = list(adapter.labels)
+    seed_everything(work.seed)
+    with peak_memory() as memory:
+        if work.task == "token":
+            train_features, _ = hf_recipe.token_features(work.train, tokenizer, labels)
+            dev_features, firsts = hf_recipe.token_features(work.dev, tokenizer, labels)
+        else:
+            train_features = hf_recipe.sequence_features(work.train, tokenizer, labels, work.spec.max_length)
+            dev_features = hf_recipe.sequence_features(work.dev, tokenizer, labels, work.spec.max_length)
+            firsts = None
+        run = hf_recipe.train(work.model_dir, work.task, train_features, labels, batch_size=work.batch_size,
+                              lr=work.lr, epochs=work.epochs, seed=work.seed, weight_decay=work.weight_decay,
+                              progress=work.progress)
+        started = time.perf_counter()
+        predictions = hf_recipe.predict(run, work.task, work.dev, dev_features, firsts)
+        eval_seconds = time.perf_counter() - started
+    score = score_predictions(work.spec, work.dev, predictions)["score"]
+    return SideResult(run.train_seconds, eval_seconds, score, memory, predictions)
+
+
+def build_engine(work: Workload, config: FinetuneConfig) -> tuple[Engine, ModelRecipe]:
+    """The model and engine `blurbkit finetune` builds, with the dataset's default parts."""
+    tokenizer = load_tokenizer(work.model_dir)
+    adapter = adapter_for(work.spec, work.train)
+    recipe = ModelRecipe(
+        dataset=work.spec.name, task_type=work.spec.task_type, labels=adapter.labels,
+        transform=adapter.transform, featurizer=adapter.featurizer, head=adapter.head,
+        max_length=work.spec.max_length,
+    )
+    encoder = load_encoder(work.model_dir, hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout)
+    model = BlurbModel(encoder, recipe, dropout=config.dropout)
+    return Engine(model, tokenizer, adapter, work.spec, config), recipe
+
+
+def run_blurbkit(work: Workload) -> SideResult:
+    """blurbkit's engine with its default speed settings (or those in `work.options`)."""
+    config = FinetuneConfig(
+        dataset=work.spec.name, seed=work.seed, lr=work.lr, batch_size=work.batch_size, epochs=work.epochs,
+        weight_decay=work.weight_decay, progress=work.progress, save_model=False, **work.options,
+    )
+    seed_everything(work.seed)
+    with peak_memory() as memory:
+        engine, recipe = build_engine(work, config)
+        train = encode(work.train, engine.adapter, recipe, engine.tokenizer, cache=False)
+        dev = encode(work.dev, engine.adapter, recipe, engine.tokenizer, cache=False)
+        trained = engine.train(train, None)
+        started = time.perf_counter()
+        predictions = engine.predict(dev)
+        eval_seconds = time.perf_counter() - started
+    score = score_predictions(work.spec, work.dev, predictions)["score"]
+    precision = str(engine.dtype).replace("torch.", "") if engine.dtype else "fp32"
+    return SideResult(
+        trained.train_seconds, eval_seconds, score, memory, predictions, {"precision": precision},
+        train_lengths=_lengths(train), eval_lengths=_lengths(dev),
+    )
+
+
+def _lengths(data: Encoded) -> list[int]:
+    return [len(ex["input_ids"]) for ex in data.examples]

@@ -1,0 +1,81 @@
+"""`blurbkit bench speed`: the Hugging Face Trainer recipe and blurbkit's engine on the same
+work, in one process and one run, reported as one JSON object."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from blurbkit.bench.flops import split_flops
+from blurbkit.bench.machine import machine_info, matmul_peak, release_memory
+from blurbkit.bench.sides import SideResult, Workload, run_blurbkit, run_trainer
+from blurbkit.data.load import load_split
+from blurbkit.models.loading import read_config, resolve_model_dir
+from blurbkit.tasks.registry import get_dataset
+from blurbkit.train.provenance import library_versions
+
+
+def subsample(records: list[dict], limit: int | None, seed: int) -> list[dict]:
+    """A seeded sample in the original order (the same rule as `finetune --max-train-examples`)."""
+    if limit is None or limit >= len(records):
+        return records
+    return [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), limit))]
+
+
+def measure_peaks(seconds: float) -> dict[str, float]:
+    return {"bf16": matmul_peak(torch.bfloat16, seconds=seconds), "fp32": matmul_peak(torch.float32, seconds=seconds)}
+
+
+def utilisation(config: Any, lengths: Sequence[int], num_labels: int, seconds: float, peak: float, training: bool,
+                repeats: int = 1) -> float:
+    """Model FLOPs per second over `peak` GFLOP/s (a fraction)."""
+    flops = split_flops(config, lengths, num_labels, training=training) * repeats
+    return round(flops / seconds / (peak * 1e9), 4)
+
+
+def speed(dataset: str = "bc5chem", model: str | None = None, data: str | None = None, train_examples: int | None = 2000,
+          eval_examples: int | None = 1000, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5, seed: int = 0,
+          progress: bool = False, engine_options: dict[str, Any] | None = None, trainer: bool = True,
+          peak_seconds: float = 1.0) -> dict[str, Any]:
+    from transformers import AutoConfig
+
+    spec = get_dataset(dataset)
+    model_dir = resolve_model_dir(model)
+    read_config(model_dir)
+    work = Workload(
+        spec=spec, model_dir=model_dir, batch_size=batch_size, lr=lr, epochs=epochs, seed=seed, progress=progress,
+        train=subsample(load_split(dataset, "train", data), train_examples, seed),
+        dev=subsample(load_split(dataset, "dev", data), eval_examples, seed),
+        options=dict(engine_options or {}),
+    )
+    result: dict[str, Any] = {
+        "bench": "speed", "dataset": dataset, "task": work.task, "model": str(model_dir),
+        "train_examples": len(work.train), "eval_examples": len(work.dev), "epochs": epochs,
+        "batch_size": batch_size, "lr": lr, "metric": spec.metric, "engine_options": work.options,
+        "machine": machine_info(), "peak_gflops": measure_peaks(peak_seconds),
+    }
+    hf: SideResult | None = run_trainer(work) if trainer else None
+    release_memory()
+    ours = run_blurbkit(work)
+    config = AutoConfig.from_pretrained(str(model_dir))
+    labels = len(spec.labels) or 3
+    peak = result["peak_gflops"]["bf16" if ours.extra["precision"] == "bfloat16" else "fp32"]
+    result["blurbkit"] = ours.summary(work) | {
+        "train_mfu": utilisation(config, ours.train_lengths, labels, ours.train_seconds, peak, True, epochs),
+        "eval_mfu": utilisation(config, ours.eval_lengths, labels, ours.eval_seconds, peak, False),
+        "mfu_peak": "bf16" if peak == result["peak_gflops"]["bf16"] else "fp32",
+    }
+    if hf is not None:
+        result["trainer"] = hf.summary(work) | {
+            "precision": "fp32",
+            "train_mfu": utilisation(config, ours.train_lengths, labels, hf.train_seconds, result["peak_gflops"]["fp32"], True, epochs),
+        }
+        result["train_speedup"] = round(result["blurbkit"]["train_examples_per_second"] / result["trainer"]["train_examples_per_second"], 2)
+        result["eval_speedup"] = round(result["blurbkit"]["eval_examples_per_second"] / result["trainer"]["eval_examples_per_second"], 2)
+        result["dev_score_difference"] = round(ours.dev_score - hf.dev_score, 4)
+    result["machine"]["load_average_end"] = machine_info()["load_average"]
+    result["versions"] = {k: v for k, v in library_versions().items() if k in ("torch", "transformers", "accelerate", "blurbkit")}
+    return result

@@ -1,0 +1,94 @@
+"""`blurbkit ablate`: one modeling-choice study over datasets x variants x seeds, one table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from blurbkit.cli.finetune import add_training_options, config_from_args
+
+STUDIES = ("tagging", "heads", "relation", "sll")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "ablate",
+        help="compare modeling choices (tagging scheme, token heads, relation input/encoding, SLL heads)",
+        description="Runs every dataset x variant x seed through the fine-tuning engine and the results "
+        "store, then prints a table: rows = datasets, columns = variants, test mean ± std.",
+    )
+    parser.add_argument("--study", required=True, choices=STUDIES)
+    parser.add_argument("--datasets", help="comma-separated (default: the study's: tagging/heads bc5chem,ncbi_disease; "
+                        "relation chemprot,ddi; sll chemprot,ddi,gad)")
+    parser.add_argument("--variants", help="comma-separated subset of the study's variants (default: all)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
+    parser.add_argument("--quick", action="store_true", help="budget mode for a CPU: small subsets, few epochs")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories, the store and the table go")
+    parser.add_argument("--store", type=Path, help="results store (default: RUNS_DIR/results.sqlite)")
+    parser.add_argument("--force", action="store_true", help="re-run runs already in the store")
+    parser.add_argument("--keep-going", action="store_true", help="continue past a run that fails")
+    parser.add_argument("--save-models", action="store_true", help="keep each run's fine-tuned weights (for `analyze`)")
+    add_training_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.models.loading import resolve_model_dir
+    from blurbkit.store.results import ResultsStore
+    from blurbkit.train.ablation import (
+        ablation_table,
+        build_grid,
+        check_no_conflict,
+        flat_cells,
+        get_study,
+        select_variants,
+    )
+    from blurbkit.train.benchmark import (
+        Benchmark,
+        apply_budget,
+        budget_profile,
+        resolve_datasets,
+        run_key,
+        summarise,
+    )
+    from blurbkit.train.report import write_report
+
+    if args.seeds < 1:
+        raise BlurbkitError("--seeds must be at least 1")
+    study = get_study(args.study)
+    datasets = resolve_datasets(args.datasets or list(study.datasets))
+    variants = select_variants(study, args.variants)
+    resolve_model_dir(args.model)
+    model_label = "default (MiniLM-L6-H384)" if args.model is None else str(Path(args.model).resolve())
+    budget = "quick" if args.quick else "full"
+    if args.max_test_examples is not None and not args.quick:
+        budget = f"test{args.max_test_examples}"
+    args.no_save_model = not args.save_models
+
+    def make_config(dataset: str, seed: int):
+        config = config_from_args(args, dataset, seed, None)
+        check_no_conflict(study, config)
+        return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
+
+    grid, skipped = build_grid(study, datasets, variants, args.seeds, make_config)
+    for (dataset, variant), why in sorted(skipped.items()):
+        print(f"blurbkit: note: {dataset} [{variant}] not run: {why}", file=sys.stderr)
+    store = ResultsStore(args.store or args.runs_dir / "results.sqlite")
+    print(f"blurbkit: ablation {study.name}: {len(datasets)} datasets x {len(variants)} variants x {args.seeds} seeds "
+          f"= {len(grid)} runs ({budget})", file=sys.stderr)
+    started = time.perf_counter()
+    bench = Benchmark(store=store, runs_dir=args.runs_dir, study=study.name, force=args.force, keep_going=args.keep_going)
+    bench.run(grid, model_label, budget)
+    keys = {run_key(study.name, variant, config, model_label, budget).digest() for variant, config in grid}
+    rows = [row for row in store.rows(study=study.name, model=model_label, budget=budget) if row["run_key"] in keys]
+    summary = summarise(rows)
+    table = ablation_table(study, summary, datasets, variants, skipped, budget)
+    print(table)
+    print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
+    write_report(args.runs_dir, f"ablation-{study.name}-{budget}", table, flat_cells(summary))
+    for failure in bench.failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 1 if bench.failures else 0

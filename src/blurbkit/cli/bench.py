@@ -1,0 +1,91 @@
+"""`blurbkit bench`: speed benchmarks against the Hugging Face Trainer and pipeline.
+
+  blurbkit bench speed [--dataset bc5chem|chemprot|...] [--model DIR] [--train-examples N] [--eval-examples N]
+  blurbkit bench inference [--dataset bc5chem] [--model DIR | --finetuned DIR] [--sentences N]
+
+Each prints one JSON line and writes it to RESULTS_DIR/speed_<dataset>.json
+(speed_inference_<dataset>.json); see docs/performance.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _common(parser: argparse.ArgumentParser, dataset: str) -> None:
+    parser.add_argument("--dataset", default=dataset, help=f"dataset (default: {dataset})")
+    parser.add_argument("--model", help="local Hugging Face model directory (default: the embedded MiniLM-L6-H384)")
+    parser.add_argument("--data", help="prepared directory or raw source folder (default: $BLURBKIT_DATA or ../shared/data)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"),
+                        help="where the JSON result is also written (default: benchmarks/results)")
+    parser.add_argument("--peak-seconds", type=float, default=1.0, help="time spent measuring the matmul peak, per dtype")
+    parser.add_argument("--progress", action="store_true", help="show progress bars")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help="speed benchmarks: blurbkit vs the Hugging Face Trainer and pipeline")
+    commands = parser.add_subparsers(dest="bench_command", metavar="BENCH", required=True)
+
+    speed = commands.add_parser("speed", help="fine-tuning and evaluation speed vs the Trainer recipe (token or sequence task)")
+    _common(speed, "bc5chem")
+    speed.add_argument("--train-examples", type=int, default=2000, help="seeded train subsample (default: 2000)")
+    speed.add_argument("--eval-examples", type=int, default=1000, help="seeded dev subsample (default: 1000)")
+    speed.add_argument("--epochs", type=int, default=1)
+    speed.add_argument("--batch-size", type=int, default=32)
+    speed.add_argument("--lr", type=float, default=5e-5)
+    speed.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="blurbkit engine setting (FinetuneConfig field), e.g. compile=true, precision=fp32")
+    speed.add_argument("--no-trainer", action="store_true", help="measure blurbkit only (setting studies)")
+    speed.set_defaults(func=run_speed)
+
+    infer = commands.add_parser("inference", help="raw-sentence NER inference vs pipeline('token-classification')")
+    _common(infer, "bc5chem")
+    infer.add_argument("--sentences", type=int, default=1000, help="dev sentences used as raw text (default: 1000)")
+    infer.add_argument("--finetuned", help="a fine-tuned blurbkit model (RUN_DIR/model); default: fine-tune one first")
+    infer.add_argument("--train-examples", type=int, default=1000,
+                       help="without --finetuned: train examples for the one-epoch model (default: 1000)")
+    infer.add_argument("--pipeline-batch-size", type=int, help="pipeline batch_size (default: the pipeline's own, 1)")
+    infer.set_defaults(func=run_inference)
+
+
+def _emit(result: dict, results_dir: Path, name: str) -> None:
+    from blurbkit.fileio import write_json
+
+    line = json.dumps(result)
+    write_json(results_dir / name, result)
+    print(line)
+
+
+def run_speed(args: argparse.Namespace) -> int:
+    from blurbkit.bench.speed import speed
+    from blurbkit.cli.finetune import parse_part_options
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.train.config import FinetuneConfig
+
+    options = parse_part_options(args.engine_option)
+    unknown = set(options) - set(FinetuneConfig.__dataclass_fields__)
+    if unknown:
+        raise BlurbkitError(f"--engine-option: unknown setting(s) {', '.join(sorted(unknown))} (see FinetuneConfig)")
+    result = speed(
+        args.dataset, model=args.model, data=args.data, train_examples=args.train_examples,
+        eval_examples=args.eval_examples, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+        progress=args.progress, engine_options=options, trainer=not args.no_trainer, peak_seconds=args.peak_seconds,
+    )
+    variant = "".join(f"__{key}-{value}" for key, value in sorted(options.items())) + ("__no-trainer" if args.no_trainer else "")
+    _emit(result, args.results_dir, f"speed_{args.dataset}{variant}.json")
+    return 0
+
+
+def run_inference(args: argparse.Namespace) -> int:
+    from blurbkit.bench.inference import inference
+
+    result = inference(
+        args.dataset, model=args.model, data=args.data, sentences=args.sentences, finetuned=args.finetuned,
+        train_examples=args.train_examples, seed=args.seed, progress=args.progress,
+        pipeline_batch_size=args.pipeline_batch_size, peak_seconds=args.peak_seconds,
+    )
+    _emit(result, args.results_dir, f"speed_inference_{args.dataset}.json")
+    return 0

@@ -1,0 +1,91 @@
+"""`blurbkit corpus build|select|terms`: pretraining corpora and sub-domain selection."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from blurbkit.errors import BlurbkitError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("corpus", help="build a clean pretraining corpus; select a sub-domain corpus")
+    sub = parser.add_subparsers(dest="corpus_command", metavar="ACTION")
+
+    build = sub.add_parser("build", help="read, normalise, sentence-split, dedupe and test-filter text into one corpus file")
+    build.add_argument("inputs", nargs="+", help="files or folders (.jsonl .json .csv .PubTator .rel .txt, gzip or not)")
+    build.add_argument("--out", required=True, help="output: .jsonl.gz (default choice) / .jsonl / .txt / .txt.gz")
+    build.add_argument("--data", default=None, help="BLURB data folder whose test splits are excluded (default ../shared/data)")
+    build.add_argument("--no-test-filter", action="store_true", help="do not drop documents found in BLURB test splits")
+    build.add_argument("--min-words", type=int, default=20, help="drop documents with fewer words (default 20)")
+    build.add_argument("--window", type=int, default=10, help="words per overlap window (default 10)")
+    build.add_argument("--min-windows", type=int, default=2,
+                       help="drop a document sharing this many distinct windows with a test split (default 2; 0 = off)")
+    build.add_argument("--limit", type=int, default=None, help="stop after this many kept documents")
+    build.add_argument("--report", default=None, help="where to write the JSON report (default OUT.report.json)")
+    build.set_defaults(func=run_build)
+
+    select = sub.add_parser("select", help="keep the documents about a topic (sub-domain adaptation corpus)")
+    select.add_argument("--corpus", nargs="+", required=True, help="corpus files or folders")
+    select.add_argument("--topic", required=True, help="drug | protein | chemical+protein | chemical | a terms file (one term a line)")
+    select.add_argument("--out", required=True, help="output corpus (.jsonl.gz / .txt ...)")
+    select.add_argument("--min-hits", type=int, default=3, help="term occurrences a document needs (default 3)")
+    select.add_argument("--min-distinct", type=int, default=2, help="distinct terms a document needs (default 2)")
+    select.add_argument("--report", default=None, help="where to write the JSON report (default OUT.report.json)")
+    select.set_defaults(func=run_select)
+
+    terms = sub.add_parser("terms", help="build a topic term list from BLURB training-set entity mentions")
+    terms.add_argument("--topic", required=True, help="drug | protein | chemical | chemical+protein")
+    terms.add_argument("--data", default=None, help="BLURB data folder (default ../shared/data)")
+    terms.add_argument("--out", required=True, help="terms file to write (one term a line)")
+    terms.set_defaults(func=run_terms)
+
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def _report_path(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    return Path(args.report) if args.report else out.with_name(out.name + ".report.json")
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from blurbkit.fileio import write_json
+    from blurbkit.pretrain.corpus import build_corpus
+    from blurbkit.pretrain.testsets import build_test_index, default_data_dir
+
+    index = None
+    if not args.no_test_filter:
+        index = build_test_index(args.data or default_data_dir(), window=args.window)
+    report = build_corpus(args.inputs, args.out, test_index=index, min_words=args.min_words,
+                          min_windows=args.min_windows, limit=args.limit, progress=True)
+    write_json(_report_path(args), report)
+    print(json.dumps({k: report[k] for k in ("documents_read", "documents_kept", "sentences_kept", "words_kept", "dropped")}))
+    print(f"wrote {args.out} and {_report_path(args)}")
+    return 0
+
+
+def run_select(args: argparse.Namespace) -> int:
+    from blurbkit.fileio import write_json
+    from blurbkit.pretrain.select import load_topic_terms, select_corpus
+
+    terms = load_topic_terms(args.topic)
+    report = select_corpus(args.corpus, args.out, terms, min_hits=args.min_hits, min_distinct=args.min_distinct)
+    report["topic"] = args.topic
+    write_json(_report_path(args), report)
+    print(f"kept {report['documents_kept']} of {report['documents_read']} documents "
+          f"({100.0 * report['documents_kept'] / max(1, report['documents_read']):.1f}%, "
+          f"{report['words_kept']} words) about {args.topic!r} using {report['terms']} terms; wrote {args.out}")
+    return 0
+
+
+def run_terms(args: argparse.Namespace) -> int:
+    from blurbkit.pretrain.select import TOPIC_SOURCES, terms_from_training_data, write_terms
+    from blurbkit.pretrain.testsets import default_data_dir
+
+    if args.topic not in TOPIC_SOURCES:
+        raise BlurbkitError(f"unknown topic {args.topic!r} (known: {', '.join(TOPIC_SOURCES)})")
+    terms, counts = terms_from_training_data(args.topic, args.data or default_data_dir())
+    write_terms(args.out, terms, f"topic {args.topic}: entity mentions of {counts}")
+    print(f"wrote {len(terms)} terms to {args.out} (from {counts})")
+    return 0

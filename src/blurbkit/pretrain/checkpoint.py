@@ -1,0 +1,175 @@
+"""Pretraining checkpoints: safetensors for every tensor, JSON for everything else, never pickles.
+
+A checkpoint is a directory ``CKPT_ROOT/step-00000100/`` holding
+
+* ``model.safetensors``      the (unwrapped) pretraining model, tied weights handled by safetensors
+* ``optimizer.safetensors``  every optimizer state tensor, keyed ``state/<param index>/<name>``
+* ``rng-rank<r>.safetensors`` torch (and CUDA) RNG states of each process
+* ``state.json``             format tag, step, data position, scheduler state, optimizer param
+                             groups and scalar state, run signature (model config, tokenizer, data)
+
+It is built under a temporary name and renamed into place (``fileio.atomic_dir``); ``latest.json``
+is replaced atomically afterwards. A crash or a full disk while writing leaves the previous
+checkpoint and pointer untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import atomic_dir, write_json
+
+FORMAT = "blurbkit-pretrain-checkpoint/1"
+
+
+def _optimizer_to_flat(state_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    import torch
+
+    tensors: dict[str, Any] = {}
+    scalars: dict[str, Any] = {}
+    for index, entry in state_dict["state"].items():
+        for name, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"state/{index}/{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}/{name}"] = value
+    groups = []
+    for group in state_dict["param_groups"]:
+        groups.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()})
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def _optimizer_from_flat(tensors: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        _, index, name = key.split("/", 2)
+        state.setdefault(int(index), {})[name] = value
+    for key, value in info.get("scalars", {}).items():
+        index, name = key.split("/", 1)
+        state.setdefault(int(index), {})[name] = value
+    groups = []
+    for group in info["param_groups"]:
+        group = dict(group)
+        if "betas" in group:
+            group["betas"] = tuple(group["betas"])
+        groups.append(group)
+    return {"state": state, "param_groups": groups}
+
+
+def save_checkpoint(root: Path, step: int, *, model, optimizer, scheduler, state: dict[str, Any],
+                    rng_states: dict[int, dict[str, Any]], keep: int = 2) -> Path:
+    """Write checkpoint ``step`` atomically; prune older ones beyond ``keep``. Main process only."""
+    from safetensors.torch import save_file, save_model
+
+    target = root / f"step-{step:08d}"
+    previous = latest_checkpoint(root, validate=False)
+    try:
+        with atomic_dir(target) as tmp:
+            save_model(model, str(tmp / "model.safetensors"))
+            tensors, info = _optimizer_to_flat(optimizer.state_dict())
+            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            for rank, rng in rng_states.items():
+                save_file(rng, str(tmp / f"rng-rank{rank}.safetensors"))
+            sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+            full = dict(state, format=FORMAT, step=step, optimizer=info, scheduler=sched, ranks=sorted(rng_states))
+            (tmp / "state.json").write_text(json.dumps(full, indent=2), "utf-8")
+        write_json(root / "latest.json", {"checkpoint": target.name, "step": step})
+    except OSError as err:
+        what = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+        kept = f"; the previous checkpoint {previous} is intact" if previous else ""
+        raise BlurbkitError(f"cannot write checkpoint step {step} ({what}){kept}", path=root) from None
+    checkpoints = sorted(p for p in root.glob("step-*") if p.is_dir())
+    for old in checkpoints[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    if not path.is_dir():
+        raise BlurbkitError("checkpoint not found", path=path)
+    state_file = path / "state.json"
+    if not state_file.is_file():
+        if any(path.glob("*.bin")) or any(path.glob("*.pt")) or any(path.glob("*.pth")):
+            raise BlurbkitError("not a blurbkit checkpoint (pickled .bin/.pt files are never loaded)", path=path)
+        raise BlurbkitError("not a blurbkit checkpoint (no state.json)", path=path)
+    try:
+        state = json.loads(state_file.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BlurbkitError(f"checkpoint state.json is corrupt ({err})", path=path) from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise BlurbkitError(f"not a blurbkit pretraining checkpoint (format {state.get('format') if isinstance(state, dict) else None!r})", path=path)
+    for name in ("model.safetensors", "optimizer.safetensors"):
+        if not (path / name).is_file():
+            raise BlurbkitError(f"checkpoint lacks {name}", path=path)
+    return state
+
+
+def latest_checkpoint(root: Path, validate: bool = True) -> Path | None:
+    """The newest checkpoint under ``root`` that reads back (the pointer first, then by step)."""
+    if not root.is_dir():
+        return None
+    candidates: list[Path] = []
+    pointer = root / "latest.json"
+    if pointer.is_file():
+        with contextlib.suppress(json.JSONDecodeError, KeyError, UnicodeDecodeError, TypeError):
+            candidates.append(root / json.loads(pointer.read_text("utf-8"))["checkpoint"])
+    candidates += sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True)
+    for path in candidates:
+        if not validate:
+            if path.is_dir():
+                return path
+            continue
+        try:
+            read_state(path)
+            return path
+        except BlurbkitError:
+            continue
+    return None
+
+
+def load_checkpoint(path: Path, *, model, optimizer, scheduler, rank: int, signature: dict[str, Any]) -> dict[str, Any]:
+    """Restore model, optimizer, scheduler and this rank's RNG; returns the state (step, data position)."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, load_model
+
+    state = read_state(path)
+    for key, value in signature.items():
+        if state.get("signature", {}).get(key) != value:
+            raise BlurbkitError(f"checkpoint belongs to a different run ({key} differs: "
+                                f"{state.get('signature', {}).get(key)!r} vs {value!r}); "
+                                "use the same settings, another --out, or --no-resume", path=path)
+    try:
+        missing, unexpected = load_model(model, str(path / "model.safetensors"), strict=False)
+        if missing or unexpected:
+            raise BlurbkitError(f"checkpoint weights do not fit this model (missing {list(missing)[:3]}, "
+                                f"unexpected {list(unexpected)[:3]})", path=path)
+        optimizer.load_state_dict(_optimizer_from_flat(load_file(str(path / "optimizer.safetensors")), state["optimizer"]))
+        rng_file = path / f"rng-rank{rank}.safetensors"
+        if not rng_file.is_file():
+            rng_file = path / "rng-rank0.safetensors"
+        rng = load_file(str(rng_file))
+    except (SafetensorError, RuntimeError, ValueError, KeyError, OSError) as err:
+        raise BlurbkitError(f"checkpoint is corrupt or from another model ({str(err).splitlines()[0][:200]})", path=path) from None
+    sched = scheduler.state_dict()
+    sched.update(state["scheduler"])
+    scheduler.load_state_dict(sched)
+    torch.set_rng_state(rng["torch"])
+    if torch.cuda.is_available() and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"])
+    return state
+
+
+def rng_state() -> dict[str, Any]:
+    import torch
+
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state

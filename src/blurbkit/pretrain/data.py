@@ -1,0 +1,385 @@
+"""Masked-LM training data: a tokenised corpus cache on disk, example layouts and the masking.
+
+The corpus is tokenised once, streaming, into ``DIR/tokens.bin`` (uint16/uint32 ids, all sentences
+back to back with one [SEP] after every document), ``sentences.npy`` (start offset of each sentence,
+plus the end) and ``docs.npy`` (first sentence of each document, plus the end). The arrays are
+memory-mapped, so a corpus larger than memory trains fine.
+
+An **example** is a row ``(a_start, a_end, b_start, b_end, nsp_label)`` of token offsets:
+
+* packed (default): fixed windows of ``max_length - 2`` tokens over the whole stream, crossing
+  document boundaries (the [SEP] between documents stays), ``[CLS] window [SEP]``;
+* unpacked: one document per sequence (long documents cut into windows), padded;
+* NSP: segment A = leading sentences of a chunk, B = the rest (label 0) or sentences of another
+  random document (label 1, half the time), ``[CLS] A [SEP] B [SEP]`` (the BERT recipe).
+
+Masking is a pure function of ``(seed, epoch, example index, masking rate)``: the same example in
+the same epoch is masked the same way whatever happened before, which makes resume exact and
+gives fresh (dynamic) masks every epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import atomic_write
+
+CACHE_VERSION = 2
+
+
+def plain_backend(tokenizer):
+    """A copy of the fast backend without padding or truncation.
+
+    Some model tokenizers (sentence-transformers' MiniLM among them) ship with fixed padding and
+    truncation to 128 in tokenizer.json; left on, every sentence of the corpus would become 128 ids.
+    """
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    return backend
+
+
+def tokenizer_signature(tokenizer) -> str:
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+    digest = hashlib.sha256("\n".join(tok for tok, _ in vocab).encode("utf-8"))
+    digest.update(repr(tokenizer.backend_tokenizer.normalizer.__getstate__()).encode())
+    return digest.hexdigest()[:16]
+
+
+def corpus_signature(files: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.resolve()}|{stat.st_size}|{int(stat.st_mtime)}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class TokenCache:
+    tokens: np.ndarray  # memmap of ids
+    sentences: np.ndarray  # sentence start offsets, len = n_sentences + 1
+    docs: np.ndarray  # first sentence index of each doc, len = n_docs + 1
+    meta: dict[str, Any]
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_write(path, "wb") as handle:
+        np.save(handle, array)
+
+
+def build_token_cache(inputs: list[str | Path], tokenizer, cache_dir: Path, *, progress: bool = False,
+                      max_docs: int | None = None) -> TokenCache:
+    """Tokenise the corpus into ``cache_dir`` unless a cache for the same corpus and vocabulary is there."""
+    from blurbkit.pretrain.corpus import corpus_files, iter_documents
+
+    files = corpus_files(inputs)
+    signature = {"version": CACHE_VERSION, "corpus": corpus_signature(files), "tokenizer": tokenizer_signature(tokenizer),
+                 "max_docs": max_docs}
+    meta_path = cache_dir / "meta.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            meta = {}
+        if all(meta.get(k) == v for k, v in signature.items()):
+            return load_token_cache(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    meta_path.unlink(missing_ok=True)
+    dtype = np.uint16 if len(tokenizer) <= 65535 else np.uint32
+    sep = tokenizer.sep_token_id
+    if sep is None:
+        raise BlurbkitError("the tokenizer has no [SEP] token; MLM pretraining needs a BERT-style tokenizer")
+    backend = plain_backend(tokenizer)
+    sentence_starts: list[int] = []
+    doc_starts: list[int] = []
+    offset = 0
+    tmp = cache_dir / "tokens.bin.tmp"
+    docs_iter: Iterable = iter_documents(inputs)
+    if progress:
+        from tqdm import tqdm
+
+        docs_iter = tqdm(docs_iter, desc="tokenise", unit=" docs", mininterval=2.0)
+    with open(tmp, "wb") as out:
+        pending: list[list[str]] = []
+
+        def flush() -> None:
+            nonlocal offset
+            flat = [s for doc in pending for s in doc]
+            encodings = backend.encode_batch(flat, add_special_tokens=False)
+            k = 0
+            for doc in pending:
+                ids: list[int] = []
+                first = True
+                for _ in doc:
+                    enc = encodings[k].ids
+                    k += 1
+                    if not enc:
+                        continue
+                    if first:
+                        doc_starts.append(len(sentence_starts))
+                        first = False
+                    sentence_starts.append(offset + len(ids))
+                    ids.extend(enc)
+                if ids:
+                    ids.append(sep)
+                    out.write(np.asarray(ids, dtype=dtype).tobytes())
+                    offset += len(ids)
+                    sentence_ends.append(offset - 1)
+            pending.clear()
+
+        sentence_ends: list[int] = []  # end (exclusive, before the doc's [SEP]) of each doc's last sentence
+        n_docs = 0
+        for doc in docs_iter:
+            if max_docs is not None and n_docs >= max_docs:
+                break
+            if doc.sentences:
+                pending.append(doc.sentences)
+                n_docs += 1
+            if len(pending) >= 256:
+                flush()
+        flush()
+    if offset == 0:
+        tmp.unlink(missing_ok=True)
+        raise BlurbkitError("the corpus has no text (no tokens after tokenisation)", path=files[0] if files else None)
+    os.replace(tmp, cache_dir / "tokens.bin")
+    # A sentence ends where the next one starts, except the last of each doc, which ends before its [SEP].
+    starts = np.asarray(sentence_starts, dtype=np.int64)
+    doc_first = np.asarray(doc_starts + [len(sentence_starts)], dtype=np.int64)
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:]
+    last_of_doc = doc_first[1:] - 1
+    ends[last_of_doc] = np.asarray(sentence_ends, dtype=np.int64)
+    _save_npy(cache_dir / "sentences.npy", np.stack([starts, ends], axis=1))
+    _save_npy(cache_dir / "docs.npy", doc_first)
+    meta = dict(signature, dtype=np.dtype(dtype).name, n_tokens=offset, n_sentences=len(starts), n_docs=len(doc_starts),
+                files=[str(p) for p in files])
+    with atomic_write(meta_path) as handle:
+        json.dump(meta, handle, indent=2)
+    return load_token_cache(cache_dir)
+
+
+def load_token_cache(cache_dir: Path) -> TokenCache:
+    try:
+        meta = json.loads((cache_dir / "meta.json").read_text("utf-8"))
+        tokens = np.memmap(cache_dir / "tokens.bin", dtype=np.dtype(meta["dtype"]), mode="r")
+        sentences = np.load(cache_dir / "sentences.npy")
+        docs = np.load(cache_dir / "docs.npy")
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
+        raise BlurbkitError(f"token cache is unreadable ({err}); delete it to rebuild", path=cache_dir) from None
+    if tokens.shape[0] != meta["n_tokens"]:
+        raise BlurbkitError("token cache is truncated; delete it to rebuild", path=cache_dir)
+    return TokenCache(tokens, sentences, docs, meta)
+
+
+# ---------------------------------------------------------------- examples
+
+
+def make_examples(cache: TokenCache, max_length: int, *, mode: str = "packed", seed: int = 0,
+                  nsp_probability: float = 0.5) -> np.ndarray:
+    """Rows (a_start, a_end, b_start, b_end, nsp_label); see the module docstring for the modes."""
+    if max_length < 8:
+        raise BlurbkitError(f"--max-length {max_length} is too short")
+    body = max_length - 2
+    if mode == "packed":
+        n = cache.n_tokens // body
+        if n == 0:
+            n, body = 1, cache.n_tokens
+        starts = np.arange(n, dtype=np.int64) * body
+        rows = np.full((n, 5), -1, dtype=np.int64)
+        rows[:, 0], rows[:, 1] = starts, starts + body
+        return rows
+    sent = cache.sentences
+    docs = cache.docs
+    out: list[tuple[int, int, int, int, int]] = []
+    if mode == "document":
+        for d in range(len(docs) - 1):
+            a, b = sent[docs[d], 0], sent[docs[d + 1] - 1, 1]
+            for s in range(a, b, body):
+                out.append((s, min(s + body, b), -1, -1, -1))
+        return np.asarray(out, dtype=np.int64).reshape(-1, 5)
+    if mode != "nsp":
+        raise BlurbkitError(f"unknown example mode {mode!r}")
+    rng = np.random.default_rng([seed, 7])
+    target = max_length - 3
+    n_docs = len(docs) - 1
+    for d in range(n_docs):
+        first, last = int(docs[d]), int(docs[d + 1])
+        i = first
+        while i < last:
+            # Take sentences until the chunk reaches the target length.
+            j = i
+            length = 0
+            while j < last and length < target:
+                length += int(sent[j, 1] - sent[j, 0])
+                j += 1
+            n_sent = j - i
+            split = i + (int(rng.integers(1, n_sent)) if n_sent >= 2 else 1)
+            a_s, a_e = int(sent[i, 0]), int(sent[split - 1, 1])
+            if n_sent == 1 or (n_docs > 1 and rng.random() < nsp_probability):
+                other = int(rng.integers(0, n_docs - 1)) if n_docs > 1 else d
+                if other >= d and n_docs > 1:
+                    other += 1
+                o_first, o_last = int(docs[other]), int(docs[other + 1])
+                k = int(rng.integers(o_first, o_last))
+                b_s = int(sent[k, 0])
+                b_e = int(sent[o_last - 1, 1])
+                label = 1 if other != d else 0
+                # The unused sentences of this chunk go back into the pool (as in BERT's data script).
+                j = split if n_sent >= 2 else j
+            else:
+                b_s, b_e = int(sent[split, 0]), int(sent[j - 1, 1])
+                label = 0
+            out.append((a_s, a_e, b_s, b_e, label))
+            i = j
+    return np.asarray(out, dtype=np.int64).reshape(-1, 5)
+
+
+# ---------------------------------------------------------------- masking
+
+
+@dataclass
+class MaskingConfig:
+    rate: float = 0.15
+    whole_word: bool = True
+    mask_fraction: float = 0.8
+    random_fraction: float = 0.1
+
+
+def mask_rate_at(step: int, total_steps: int, schedule: bool, rate: float) -> float:
+    """Constant ``rate``, or the 5%→25% schedule: +5 points each fifth of training."""
+    if not schedule:
+        return rate
+    fifth = min(4, (5 * step) // max(1, total_steps))
+    return 0.05 * (fifth + 1)
+
+
+class Collator:
+    """Turns example rows into padded tensors plus the MLM targets (positions and ids)."""
+
+    def __init__(self, tokenizer, cache: TokenCache, max_length: int, seed: int) -> None:
+        self.tokens = cache.tokens
+        self.max_length = max_length
+        self.seed = seed
+        self.cls = tokenizer.cls_token_id
+        self.sep = tokenizer.sep_token_id
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.mask = tokenizer.mask_token_id
+        if self.mask is None or self.cls is None:
+            raise BlurbkitError("the tokenizer lacks [MASK] or [CLS]; MLM pretraining needs a BERT-style tokenizer")
+        vocab = tokenizer.get_vocab()
+        size = max(len(tokenizer), max(vocab.values()) + 1)
+        self.continuation = np.zeros(size, dtype=bool)
+        self.special = np.zeros(size, dtype=bool)
+        for tok, idx in vocab.items():
+            if tok.startswith("##"):
+                self.continuation[idx] = True
+        for idx in tokenizer.all_special_ids:
+            self.special[idx] = True
+        self.random_ids = np.flatnonzero(~self.special)
+
+    def _ids(self, start: int, end: int) -> np.ndarray:
+        return np.asarray(self.tokens[start:end], dtype=np.int64)
+
+    def sequence(self, row: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        a_s, a_e, b_s, b_e, _ = (int(x) for x in row)
+        a = self._ids(a_s, a_e)
+        if b_s < 0:
+            a = a[: self.max_length - 2]
+            ids = np.concatenate([[self.cls], a, [self.sep]])
+            return ids, np.zeros(len(ids), dtype=np.int64)
+        b = self._ids(b_s, b_e)
+        budget = self.max_length - 3
+        while len(a) + len(b) > budget:  # BERT: truncate the longer segment
+            if len(a) > len(b):
+                a = a[:-1]
+            else:
+                b = b[:-1]
+        ids = np.concatenate([[self.cls], a, [self.sep], b, [self.sep]])
+        types = np.concatenate([np.zeros(len(a) + 2, dtype=np.int64), np.ones(len(b) + 1, dtype=np.int64)])
+        return ids, types
+
+    def mask_sequence(self, ids: np.ndarray, rng: np.random.Generator, masking: MaskingConfig,
+                      rate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Returns (masked ids, positions, original ids at those positions)."""
+        candidates = np.flatnonzero(~self.special[ids])
+        if len(candidates) == 0:
+            return ids, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        n_pred = max(1, int(round(len(candidates) * rate)))
+        if masking.whole_word:
+            # A word = a non-continuation piece followed by its ## pieces.
+            starts = ~self.continuation[ids[candidates]]
+            starts[0] = True
+            gaps = np.diff(candidates) != 1
+            starts[1:] |= gaps
+            words = np.split(candidates, np.flatnonzero(starts)[1:])
+        else:
+            words = [candidates[i : i + 1] for i in range(len(candidates))]
+        order = rng.permutation(len(words))
+        chosen: list[np.ndarray] = []
+        count = 0
+        for w in order:
+            word = words[w]
+            if count + len(word) > n_pred:
+                if count >= n_pred:
+                    break
+                continue
+            chosen.append(word)
+            count += len(word)
+        positions = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+        labels = ids[positions].copy()
+        out = ids.copy()
+        roll = rng.random(len(positions))
+        replace = rng.choice(self.random_ids, size=len(positions))
+        to_mask = roll < masking.mask_fraction
+        to_random = (roll >= masking.mask_fraction) & (roll < masking.mask_fraction + masking.random_fraction)
+        out[positions[to_mask]] = self.mask
+        out[positions[to_random]] = replace[to_random]
+        return out, positions, labels
+
+    def __call__(self, rows: np.ndarray, indices: np.ndarray, epoch: int, masking: MaskingConfig,
+                 rate: float) -> dict[str, Any]:
+        import torch
+
+        seqs = []
+        for row, index in zip(rows, indices, strict=True):
+            ids, types = self.sequence(row)
+            rng = np.random.default_rng([self.seed, epoch, int(index)])
+            masked, positions, labels = self.mask_sequence(ids, rng, masking, rate)
+            seqs.append((masked, types, positions, labels, int(row[4])))
+        length = max(len(s[0]) for s in seqs)
+        batch = len(seqs)
+        input_ids = np.full((batch, length), self.pad, dtype=np.int64)
+        token_types = np.zeros((batch, length), dtype=np.int64)
+        attention = np.zeros((batch, length), dtype=np.int64)
+        flat_positions, flat_labels = [], []
+        for i, (masked, types, positions, labels, _) in enumerate(seqs):
+            input_ids[i, : len(masked)] = masked
+            token_types[i, : len(types)] = types
+            attention[i, : len(masked)] = 1
+            flat_positions.append(positions + i * length)
+            flat_labels.append(labels)
+        result = {
+            "input_ids": torch.from_numpy(input_ids),
+            "token_type_ids": torch.from_numpy(token_types),
+            "attention_mask": torch.from_numpy(attention),
+            "masked_index": torch.from_numpy(np.concatenate(flat_positions).astype(np.int64)),
+            "mlm_labels": torch.from_numpy(np.concatenate(flat_labels).astype(np.int64)),
+        }
+        if seqs[0][4] >= 0:
+            result["nsp_labels"] = torch.tensor([s[4] for s in seqs], dtype=torch.long)
+        return result

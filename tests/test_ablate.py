@@ -1,0 +1,76 @@
+"""`blurbkit ablate` and `blurbkit analyze attention` end to end with a tiny BERT and a few examples."""
+
+from __future__ import annotations
+
+import pytest
+
+from blurbkit.cli.main import main
+from blurbkit.models.tiny import build_tiny_bert
+from blurbkit.store.results import ResultsStore
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
+
+
+def _tiny_options(tiny_model, shared_data, runs):
+    return ["--data", str(shared_data), "--model", str(tiny_model), "--runs-dir", str(runs), "--epochs", "1",
+            "--batch-size", "8", "--max-train-examples", "16", "--max-eval-examples", "8",
+            "--max-test-examples", "24", "--no-progress"]
+
+
+def test_relation_study_table_store_and_report(tiny_model, shared_data, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    argv = ["ablate", "--study", "relation", "--datasets", "chemprot", "--variants", "dummy+start,original+cls",
+            "--seeds", "2", *_tiny_options(tiny_model, shared_data, runs)]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0] == "| dataset | dummy+start | original+cls |"
+    row = next(line for line in lines if line.startswith("| ChemProt |"))
+    cells = [c.strip() for c in row.strip("|").split("|")][1:]
+    assert "±" in cells[0] and cells[1] == "n/a*"
+    assert "masked text only" in captured.out and "published" in captured.out
+    assert "chemprot [original+cls] not run" in captured.err
+    rows = ResultsStore(runs / "results.sqlite").rows(study="relation")
+    assert sorted((r["variant"], r["seed"]) for r in rows) == [("dummy+start", 0), ("dummy+start", 1)]
+    assert (runs / "ablation-relation-test24.md").read_text().startswith("| dataset |")
+    assert (runs / "relation" / "dummy+start" / "chemprot" / "seed1" / "metrics.json").is_file()
+    # Stored runs are not repeated.
+    assert main(argv) == 0
+    assert "already stored" in capsys.readouterr().err
+
+
+def test_token_studies_and_sll_attention_analysis(tiny_model, shared_data, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    options = _tiny_options(tiny_model, shared_data, runs)
+    assert main(["ablate", "--study", "tagging", "--datasets", "ncbi_disease", "--variants", "bioul", "--seeds", "1", *options]) == 0
+    assert main(["ablate", "--study", "heads", "--datasets", "ncbi_disease", "--variants", "bilstm+crf", "--seeds", "1", *options]) == 0
+    assert main(["ablate", "--study", "sll", "--datasets", "gad", "--variants", "cls+attention", "--seeds", "1",
+                 "--save-models", *options]) == 0
+    out = capsys.readouterr().out
+    assert "| NCBI-disease |" in out and "| GAD |" in out
+    run_dir = runs / "sll" / "cls+attention" / "gad" / "seed0"
+    html = tmp_path / "attention.html"
+    assert main(["analyze", "attention", str(run_dir), "--min-count", "1", "--examples", "3", "--out", str(html)]) == 0
+    printed = capsys.readouterr().out
+    assert "| rank | stem |" in printed and '"examples": 24' in printed
+    page = html.read_text()
+    assert page.count("<h3>") == 3 and "class=e" in page and "rgba(220,50,47," in page
+
+
+def test_bad_ablations_fail_before_training(tiny_model, shared_data, tmp_path, capsys):
+    options = _tiny_options(tiny_model, shared_data, tmp_path / "runs")
+    assert main(["ablate", "--study", "tagging", "--datasets", "chemprot", *options]) == 2
+    assert "study tagging applies to ner, pico datasets; chemprot is relation" in capsys.readouterr().err
+    assert main(["ablate", "--study", "heads", "--head", "crf", "--datasets", "ncbi_disease", *options]) == 2
+    assert "--head is what study heads varies" in capsys.readouterr().err
+    assert main(["ablate", "--study", "relation", "--variants", "dummy+foo", *options]) == 2
+    assert "unknown variants dummy+foo" in capsys.readouterr().err
+    # A part that does not fit the task, through finetune: refused before any training.
+    assert main(["finetune", "--dataset", "gad", "--head", "crf", "--out", str(tmp_path / "x"), *options[:4]]) == 2
+    assert "head 'crf' does not apply to relation" in capsys.readouterr().err
+    assert main(["finetune", "--dataset", "gad", "--transform", "markers", "--out", str(tmp_path / "y"), *options[:4]]) == 2
+    assert "datasets that keep them: ddi, aimed" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("metrics.json"))

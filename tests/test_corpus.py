@@ -1,0 +1,135 @@
+"""Corpus reading, cleaning, dedupe, test-split filtering and sub-domain selection (tiny corpora made here)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from blurbkit.cli.main import main
+from blurbkit.errors import BlurbkitError
+from blurbkit.pretrain.corpus import build_corpus, iter_documents
+from blurbkit.pretrain.select import TermMatcher, load_topic_terms, select_corpus
+from blurbkit.pretrain.testsets import TestIndex
+from blurbkit.pretrain.text import normalize, split_sentences, text_key
+
+ABSTRACT = ("Naloxone reverses the antihypertensive effect of clonidine in rats. The effect of clonidine, "
+            "e.g. on blood pressure, was studied by Smith et al. in 1990. Heart rate fell by 2.5 beats per min. "
+            "These findings indicate that central alpha-adrenoceptor stimulation involves opiate receptors.")
+
+
+def test_normalise_and_split():
+    assert normalize("a\u00a0b  \t c\uff21") == "a b cA"
+    sentences = split_sentences(ABSTRACT)
+    assert len(sentences) == 4, sentences
+    assert sentences[1].startswith("The effect of clonidine, e.g. on blood")
+    # lower-cased text (SumPubMed) still splits, but not after initials like "p. syringae"
+    lower = "in p. syringae the gene is active. the mutant is not."
+    assert split_sentences(lower) == ["in p. syringae the gene is active.", "the mutant is not."]
+    assert text_key("( PKC ) isozyme ,") == text_key("(PKC) isozyme,") == "pkc isozyme"
+
+
+def _write_inputs(tmp_path):
+    folder = tmp_path / "raw"
+    folder.mkdir()
+    with gzip.open(folder / "a.jsonl.gz", "wt", encoding="utf-8") as handle:
+        handle.write(json.dumps({"id": "1", "pmid": "111", "title": "Clonidine and naloxone.", "abstract": ABSTRACT}) + "\n")
+        handle.write(json.dumps({"id": "2", "pmid": "111", "title": "Same PMID again.", "abstract": ABSTRACT + " More."}) + "\n")
+        handle.write(json.dumps({"id": "3", "title": "Copy.", "abstract": ABSTRACT.upper()}) + "\n")  # not a dup: title differs
+        handle.write(json.dumps({"id": "4", "text": "too short"}) + "\n")
+    (folder / "b.PubTator").write_text(
+        "999|t|A test abstract title about lymphoma in patients treated with drugs.\n"
+        "999|a|" + ABSTRACT.replace("rats", "mice") + "\n999\t0\t3\tA\tX\tY\n\n"
+        "555|t|Insulin signalling in cardiomyocytes of diabetic rats after long exercise.\n"
+        "555|a|Insulin resistance developed in cardiomyocytes of the treated diabetic animals after eight weeks of training.\n\n",
+        encoding="utf-8")
+    (folder / "c.csv").write_text('pubmedID,title,abstract\n222,"Lidocaine study.","' + ABSTRACT.replace("clonidine", "lidocaine") + '"\n',
+                                  encoding="utf-8")
+    (folder / "d.txt").write_text("123 NEG Clonidine caused dizziness in a patient taking naloxone for a long time.\n"
+                                  "123 NEG The patient recovered after lidocaine and morphine were stopped in hospital.\n",
+                                  encoding="utf-8")
+    return folder
+
+
+def test_readers_and_build(tmp_path):
+    folder = _write_inputs(tmp_path)
+    docs = list(iter_documents([folder]))
+    assert {d.source for d in docs} == {"a.jsonl.gz", "b.PubTator", "c.csv", "d.txt"}
+    assert [d.pmid for d in docs if d.source == "c.csv"] == ["222"]
+    ade = [d for d in docs if d.source == "d.txt"][0]
+    assert ade.pmid == "123" and len(ade.sentences) == 2
+
+    index = TestIndex(window=6)
+    index.pmids.add("999")
+    index.add_sentence("Insulin resistance developed in cardiomyocytes of the treated diabetic animals after eight weeks of training.")
+    out = tmp_path / "corpus.jsonl.gz"
+    report = build_corpus([folder], out, test_index=index, min_words=8)
+    assert report["dropped"] == {"duplicate_pmid": 1, "test_pmid": 1, "test_sentence": 1, "too_short": 1}
+    assert report["documents_kept"] == 4
+    with gzip.open(out, "rt", encoding="utf-8") as handle:
+        kept = [json.loads(line) for line in handle]
+    assert kept[0]["sentences"][0] == "Clonidine and naloxone."
+    # the output reads back as a corpus, and as plain text too
+    assert len(list(iter_documents([out]))) == 4
+    text_out = tmp_path / "corpus.txt"
+    build_corpus([out], text_out, min_words=8)
+    assert len(list(iter_documents([text_out]))) == 4
+    assert "\n\n" in text_out.read_text("utf-8")
+
+
+def test_masked_test_sentences_drop_by_windows(tmp_path):
+    index = TestIndex(window=5)
+    index.add_sentence("@CHEMICAL$ strongly inhibited the activity of purified @GENE$ in all the tested cell lines.", exact=False)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x.txt").write_text("Aspirin strongly inhibited the activity of purified COX-1 in all the tested cell lines today.\n"
+                                  "Nothing in this line overlaps with the test set at all, it is only filler text.\n", encoding="utf-8")
+    report = build_corpus([folder], tmp_path / "o.jsonl", test_index=index, min_words=5, min_windows=2)
+    assert report["dropped"] == {"test_overlap": 1}
+
+
+def test_bad_corpora(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    with pytest.raises(BlurbkitError, match="no documents kept"):
+        build_corpus([empty], tmp_path / "o.jsonl.gz")
+    binary = tmp_path / "bin.txt"
+    binary.write_bytes(b"\xff\xfe\x00\x01garbage\x80\x81")
+    with pytest.raises(BlurbkitError, match="not UTF-8"):
+        build_corpus([binary], tmp_path / "o.jsonl.gz")
+    bad_json = tmp_path / "bad.jsonl"
+    bad_json.write_text('{"text": "ok"}\n{not json\n', encoding="utf-8")
+    with pytest.raises(BlurbkitError, match=r"bad.jsonl:2: not valid JSON"):
+        build_corpus([bad_json], tmp_path / "o.jsonl.gz")
+    assert not (tmp_path / "o.jsonl.gz").exists()
+    with pytest.raises(BlurbkitError, match="unknown corpus format"):
+        build_corpus([tmp_path / "x.parquet"] if (tmp_path / "x.parquet").write_bytes(b"x") else [], tmp_path / "o.jsonl")
+    assert main(["corpus", "build", str(empty), "--out", str(tmp_path / "o.jsonl.gz"), "--no-test-filter"]) == 2
+
+
+def test_select_topic(tmp_path):
+    folder = _write_inputs(tmp_path)
+    matcher = TermMatcher(["clonidine", "beta blockers", "naloxone"])
+    hits = matcher.hits(["beta", "blockers", "and", "clonidine", "then", "clonidine"])
+    assert hits == {("beta", "blockers"): 1, ("clonidine",): 2}
+    terms = load_topic_terms("drug")
+    assert "clonidine" in terms and "naloxone" in terms
+    assert len(load_topic_terms("chemical+protein")) > len(load_topic_terms("chemical"))
+    report = select_corpus([folder], tmp_path / "drug.jsonl", terms, min_hits=3, min_distinct=2)
+    assert 0 < report["documents_kept"] < report["documents_read"]
+    user = tmp_path / "terms.txt"
+    user.write_text("# my list\ninsulin\ncardiomyocytes\n", encoding="utf-8")
+    assert main(["corpus", "select", "--corpus", str(folder), "--topic", str(user), "--out", str(tmp_path / "ins.txt"),
+                 "--min-hits", "2"]) == 0
+    assert "Insulin" in (tmp_path / "ins.txt").read_text("utf-8")
+    assert main(["corpus", "select", "--corpus", str(folder), "--topic", "nonsense", "--out", str(tmp_path / "n.txt")]) == 2
+
+
+def test_test_index_from_shared_data(shared_data):
+    from blurbkit.pretrain.testsets import build_test_index
+
+    index = build_test_index(shared_data)
+    assert {"hoc", "pubmedqa", "ebm_pico", "ddi"} <= set(index.sources)
+    assert "12553062" in index.pmids  # a HoC test PMID
+    assert len(index.pmids) > 1000

@@ -1,0 +1,205 @@
+"""Masked-LM pretraining on a tiny corpus and a micro BERT: masking, exact resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from blurbkit.cli.main import main
+from blurbkit.errors import BlurbkitError
+from blurbkit.pretrain.trainer import PretrainConfig, pretrain
+
+WORDS = ["lymphoma", "insulin", "naloxone", "clonidine", "receptor", "kinase", "patients", "treated", "dose", "acetyltransferase", "cells", "expression", "tumour", "mice", "increased", "reduced", "levels", "protein", "gene", "binding"]
+MICRO = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,
+         "max_position_embeddings": 64}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from blurbkit.pretrain.vocab import build_vocab
+
+    root = tmp_path_factory.mktemp("pretrain")
+    rng = random.Random(0)
+    docs = []
+    for _ in range(30):
+        sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 12))).capitalize() + "."
+                     for _ in range(rng.randint(2, 5))]
+        docs.append("\n".join(sentences))
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    build_vocab((s for d in docs for s in d.split("\n")), root / "vocab", size=120, min_frequency=1)
+    config = root / "micro.json"
+    config.write_text(json.dumps(MICRO), encoding="utf-8")
+    return root, corpus, root / "vocab", config
+
+
+def _cfg(setup, out, **kw):
+    root, corpus, vocab, config = setup
+    base = dict(corpus=[str(corpus)], out=str(out), tokenizer=str(vocab), from_scratch=str(config), max_length=32,
+                batch_size=4, max_steps=6, save_every=3, log_every=1, progress=False, lr=1e-3, seed=3)
+    base.update(kw)
+    return PretrainConfig(**base)
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_masking_rules(setup):
+    from transformers import AutoTokenizer
+
+    from blurbkit.pretrain.data import Collator, MaskingConfig, build_token_cache, make_examples, mask_rate_at
+
+    root, corpus, vocab, _ = setup
+    tok = AutoTokenizer.from_pretrained(str(vocab))
+    cache = build_token_cache([corpus], tok, root / "cache_mask")
+    collate = Collator(tok, cache, 64, seed=0)
+    body = tok.encode(" ".join(["lymphoma", "cells", "insulin", "kinase"] * 150), add_special_tokens=False)
+    assert len(body) > 600  # multi-piece words present
+    body = body[:600]
+    ids = np.asarray([tok.cls_token_id] + body + [tok.sep_token_id])
+    masked, positions, labels = collate.mask_sequence(ids, np.random.default_rng(0), MaskingConfig(), 0.15)
+    n = int((~collate.special[ids]).sum())  # [UNK] is special too, as in transformers' collator
+    assert abs(len(positions) - 0.15 * n) <= 8  # 15% of the tokens (whole words of up to 8 pieces)
+    assert 0 not in positions and len(ids) - 1 not in positions  # never [CLS]/[SEP]
+    replaced = masked[positions]
+    frac_mask = np.mean(replaced == tok.mask_token_id)
+    frac_keep = np.mean(replaced == labels)
+    assert 0.7 < frac_mask < 0.9 and 0.03 < frac_keep < 0.2
+    # whole-word: every chosen piece's whole word is chosen
+    pieces = tok.convert_ids_to_tokens(ids)
+    chosen = set(positions.tolist())
+    for p in chosen:
+        start = p
+        while pieces[start].startswith("##"):
+            start -= 1
+        end = p + 1
+        while end < len(pieces) and pieces[end].startswith("##"):
+            end += 1
+        assert set(range(start, end)) <= chosen
+    _, sub_positions, _ = collate.mask_sequence(ids, np.random.default_rng(0), MaskingConfig(whole_word=False), 0.15)
+    assert len(sub_positions) == round(0.15 * n)
+    assert [mask_rate_at(s, 100, True, 0.15) for s in (0, 19, 20, 59, 80, 99)] == pytest.approx([0.05, 0.05, 0.10, 0.15, 0.25, 0.25])
+    nsp = make_examples(cache, 32, mode="nsp", seed=0)
+    assert set(nsp[:, 4].tolist()) == {0, 1}
+    packed = make_examples(cache, 32, mode="packed")
+    assert (packed[:, 1] - packed[:, 0] == 30).all()
+
+
+def test_cache_ignores_tokenizer_padding(setup):
+    """MiniLM's tokenizer.json pads/truncates to 128; the corpus stream must not contain that padding."""
+    from transformers import AutoTokenizer
+
+    from blurbkit.pretrain.data import build_token_cache
+
+    root, corpus, vocab, _ = setup
+    plain = build_token_cache([corpus], AutoTokenizer.from_pretrained(str(vocab)), root / "cache_plain")
+    padded_tok = AutoTokenizer.from_pretrained(str(vocab))
+    padded_tok.backend_tokenizer.enable_padding(length=64)
+    padded_tok.backend_tokenizer.enable_truncation(max_length=8)
+    padded = build_token_cache([corpus], padded_tok, root / "cache_padded")
+    assert padded.n_tokens == plain.n_tokens
+    assert 0 not in set(np.asarray(plain.tokens).tolist())  # no [PAD] in the stream
+
+
+def test_resume_is_exact_and_output_loads(setup, tmp_path):
+    from transformers import AutoModel
+
+    from blurbkit.models.loading import load_encoder, resolve_model_dir
+
+    full = pretrain(_cfg(setup, tmp_path / "full"))
+    assert full["steps"] == 6 and full["stopped"] == "finished"
+    part = pretrain(_cfg(setup, tmp_path / "resumed", stop_after=3))
+    assert part["stopped"] == "interrupted"
+    assert not (tmp_path / "resumed" / "model.safetensors").exists()
+    resumed = pretrain(_cfg(setup, tmp_path / "resumed"))
+    assert resumed["resumed_from"].endswith("step-00000003") and resumed["steps"] == 6
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.allclose(a[key].numpy(), b[key].numpy(), atol=1e-6), key
+    log = [json.loads(line) for line in (tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == [1, 2, 3, 4, 5, 6]
+    # a Hugging Face model directory that AutoModel and the fine-tuning loader accept
+    model = AutoModel.from_pretrained(str(tmp_path / "full"))
+    assert model.config.hidden_size == 32
+    load_encoder(resolve_model_dir(tmp_path / "full"))
+
+
+def test_modes_and_continual(setup, tmp_path):
+    summary = pretrain(_cfg(setup, tmp_path / "nsp", nsp=True, masking="subword", mask_schedule=True, max_steps=2,
+                            grad_accum=2, packing=False))
+    assert summary["steps"] == 2
+    log = [json.loads(line) for line in (tmp_path / "nsp" / "train_log.jsonl").read_text().splitlines()]
+    assert "nsp_loss" in log[-1]
+    # continual from the model just written keeps its vocabulary
+    cont = pretrain(_cfg(setup, tmp_path / "cont", from_scratch=None, init=str(tmp_path / "nsp"), tokenizer=None,
+                         max_steps=2))
+    assert cont["steps"] == 2
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(str(tmp_path / "cont")).get_vocab() == \
+        AutoTokenizer.from_pretrained(str(tmp_path / "nsp")).get_vocab()
+
+
+def test_bad_input(setup, tmp_path):
+    from blurbkit.models.loading import default_model_dir
+    from blurbkit.models.tiny import build_tiny_bert
+
+    root, corpus, vocab, config = setup
+    tiny = build_tiny_bert(tmp_path / "tiny", hidden=16, layers=1, heads=1)
+    with pytest.raises(BlurbkitError, match="continual pretraining keeps the model's own vocabulary"):
+        pretrain(_cfg(setup, tmp_path / "x", from_scratch=None, init=str(tiny)))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(BlurbkitError):
+        pretrain(_cfg(setup, tmp_path / "y", corpus=[str(empty)]))
+    bad_config = tmp_path / "bad.json"
+    bad_config.write_text(json.dumps(dict(MICRO, vocab_size=999)), encoding="utf-8")
+    with pytest.raises(BlurbkitError, match="vocab_size 999"):
+        pretrain(_cfg(setup, tmp_path / "z", from_scratch=str(bad_config)))
+    assert main(["pretrain", "--corpus", str(corpus), "--from-scratch", "huge", "--tokenizer", str(vocab),
+                 "--out", str(tmp_path / "w")]) == 2
+    assert default_model_dir().is_dir()
+
+
+def test_checkpoint_failures(setup, tmp_path, monkeypatch):
+    import safetensors.torch
+
+    out = tmp_path / "run"
+    pretrain(_cfg(setup, out, stop_after=3))
+    good = out / "checkpoints" / "step-00000003"
+    assert (good / "state.json").is_file()
+
+    # disk full while writing the next checkpoint: clear error, previous checkpoint intact and used on resume
+    real = safetensors.torch.save_file
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(BlurbkitError, match="disk is full.*previous checkpoint .*step-00000003 is intact"):
+        pretrain(_cfg(setup, out))
+    monkeypatch.setattr(safetensors.torch, "save_file", real)
+    assert sorted(p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")) == ["latest.json", "step-00000003"]
+
+    # corrupt weights: one-line error, nothing overwritten
+    (good / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(BlurbkitError, match="corrupt or from another model"):
+        pretrain(_cfg(setup, out))
+    # a foreign (pickled) checkpoint is refused, never unpickled
+    foreign = tmp_path / "foreign" / "checkpoints" / "step-00000001"
+    foreign.mkdir(parents=True)
+    (foreign / "pytorch_model.bin").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(BlurbkitError, match="none reads back"):
+        pretrain(_cfg(setup, tmp_path / "foreign"))
+    # different settings refuse to resume rather than silently mixing runs
+    out2 = tmp_path / "run2"
+    pretrain(_cfg(setup, out2, stop_after=3))
+    with pytest.raises(BlurbkitError, match="different run"):
+        pretrain(_cfg(setup, out2, max_steps=8))
