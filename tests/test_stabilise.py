@@ -64,3 +64,18 @@ def test_drop_top_layers_and_refuse_to_drop_all(model_dir):
     assert out.shape == (1, 3, 32)
     with pytest.raises(BlurbkitError, match="the encoder has 1"):
         drop_top_layers(encoder, 1)
+
+
+def test_finetune_cli_applies_the_layer_options(model_dir, shared_data, tmp_path):
+    import json
+
+    from blurbkit.cli.main import main
+
+    out = tmp_path / "run"
+    code = main(["finetune", "--dataset", "gad", "--data", str(shared_data), "--model", str(model_dir), "--out", str(out),
+                 "--epochs", "1", "--max-train-examples", "16", "--max-eval-examples", "8", "--max-test-examples", "8",
+                 "--layer-decay", "0.9", "--reinit-layers", "1", "--drop-layers", "1", "--freeze-lower-half", "--no-progress"])
+    assert code == 0
+    assert json.loads((out / "model" / "config.json").read_text())["num_hidden_layers"] == 3
+    run = json.loads((out / "run.json").read_text())["config"]
+    assert run["layer_decay"] == 0.9 and run["reinit_layers"] == 1 and run["freeze_lower_half"] is True

@@ -52,7 +52,7 @@ def speed(dataset: str = "bc5chem", model: str | None = None, data: str | None =
         options=dict(engine_options or {}),
     )
     result: dict[str, Any] = {
-        "bench": "speed", "dataset": dataset, "task": work.task, "model": str(model_dir),
+        "bench": "speed", "dataset": dataset, "task": work.task, "model": "default (MiniLM-L6-H384)" if model is None else str(model),
         "train_examples": len(work.train), "eval_examples": len(work.dev), "epochs": epochs,
         "batch_size": batch_size, "lr": lr, "metric": spec.metric, "engine_options": work.options,
         "machine": machine_info(), "peak_gflops": measure_peaks(peak_seconds),

@@ -23,6 +23,10 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transform", help="TransformInput part by name (default: the task's)")
     parser.add_argument("--featurizer", help="Featurizer part by name (default: the task's)")
     parser.add_argument("--head", help="Predict head by name (default: the task's)")
+    parser.add_argument("--layer-decay", type=float, metavar="D", help="layer-wise lr decay: block l from the top gets lr*D**l")
+    parser.add_argument("--reinit-layers", type=int, default=0, metavar="K", help="re-initialise the top K encoder blocks")
+    parser.add_argument("--freeze-lower-half", action="store_true", help="fix the embeddings and the lower half of the blocks")
+    parser.add_argument("--drop-layers", type=int, default=0, metavar="K", help="pruning study: remove the top K blocks")
     parser.add_argument("--scheme", choices=["bio", "bioul", "io"], help="NER/PICO: tagging scheme the model learns")
     parser.add_argument("--part-option", action="append", default=[], metavar="KEY=VALUE",
                         help="option passed to the featurizer/head (repeatable), e.g. lstm_hidden=256")
@@ -70,6 +74,10 @@ def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Pat
         featurizer=args.featurizer,
         head=args.head,
         scheme=args.scheme,
+        layer_decay=args.layer_decay,
+        reinit_layers=args.reinit_layers,
+        freeze_lower_half=args.freeze_lower_half,
+        drop_layers=args.drop_layers,
         part_options=parse_part_options(args.part_option),
         pico_train_from_dev=args.pico_train_from_dev,
         fold=args.fold,

@@ -25,6 +25,11 @@ class FinetuneConfig:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     dropout: float = 0.1
+    # Stabilisation and layer studies (SPEC §4, train/stabilise.py)
+    layer_decay: float | None = None  # layer-wise lr decay d (0.8-0.9 in the papers); None = off
+    reinit_layers: int = 0  # re-initialise the top k encoder blocks before fine-tuning
+    freeze_lower_half: bool = False  # fix the embeddings and the lower half of the blocks
+    drop_layers: int = 0  # pruning study: remove the top k blocks, fine-tune the rest
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     eval_tokens: int = 32768  # inference batch budget: padded tokens per batch
     # Speed settings (docs/performance.md); the defaults are right on a CPU and on a GPU.

@@ -32,6 +32,7 @@ from blurbkit.train.attention import training_attention
 from blurbkit.train.batching import PaddedSplit, grouped_batches, shuffled_batches, sorted_batches
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.precision import autocast_dtype, maybe_compile
+from blurbkit.train.stabilise import parameter_groups
 
 LOG_EVERY = 20  # steps between loss read-outs (each one waits for the device)
 
@@ -76,15 +77,13 @@ def encode(
     return Encoded(records, examples)
 
 
-def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, fused: bool = True) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and LayerNorm weights (the BERT convention).
+def build_optimizer(
+    model: torch.nn.Module, lr: float, weight_decay: float, fused: bool = True, layer_decay: float | None = None
+) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and LayerNorm weights (the BERT convention); with
+    `layer_decay` d, block l from the top trains at lr * d**l (train/stabilise.py).
     fused: one kernel per parameter instead of ~8 passes over memory (CPU and CUDA)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = parameter_groups(model, lr, weight_decay, layer_decay)
     return torch.optim.AdamW(groups, lr=lr, fused=fused, foreach=None if fused else True)
 
 
@@ -169,7 +168,7 @@ class Engine:
         rng = random.Random(config.seed)
         steps_per_epoch = math.ceil(len(train.examples) / batch_size)
         total = steps_per_epoch * epochs
-        optimizer = build_optimizer(model, lr, config.weight_decay, fused=config.fused_optimizer)
+        optimizer = build_optimizer(model, lr, config.weight_decay, fused=config.fused_optimizer, layer_decay=config.layer_decay)
         scheduler = slanted_triangular(optimizer, total, config.warmup_ratio)
         params = [p for p in model.parameters() if p.requires_grad]
         # fp16 (GPUs without bf16) needs loss scaling; for bf16 and fp32 the scaler passes through.

@@ -38,6 +38,7 @@ from blurbkit.train.adapters import adapter_for
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.engine import Engine, encode, seed_everything
 from blurbkit.train.provenance import blurbkit_commit, library_versions, records_sha256
+from blurbkit.train.stabilise import drop_top_layers, freeze_lower_half, reinit_top_layers
 
 PREDICTION_SUFFIX = {"ner": "tsv", "pico": "tsv"}
 
@@ -103,6 +104,10 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     )
     check_parts_apply(recipe, spec.task_type)
     encoder = load_encoder(model_dir, hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout)
+    drop_top_layers(encoder, config.drop_layers)
+    reinit_top_layers(encoder, config.reinit_layers)
+    if config.freeze_lower_half:
+        freeze_lower_half(encoder)
     extra_tokens = getattr(TRANSFORMS.get(recipe.transform), "special_tokens", ())
     if extra_tokens:  # e.g. entity start/end markers: new vocabulary entries with trained embeddings
         tokenizer.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
