@@ -102,19 +102,23 @@ def read_lines(path: str | Path) -> list[str]:
     return text.replace("\r\n", "\n").split("\n")
 
 
-def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    records = []
-    for number, line in enumerate(read_lines(path), start=1):
+def parse_jsonl(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; any line that is not a JSON object is a
+    one-line error naming the file and line. Works on a stream, so corpora need not fit in memory."""
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            obj = json.loads(line)
         except json.JSONDecodeError as err:
             raise BlurbkitError(f"not valid JSON ({err.msg})", path=path, line=number) from None
-        if not isinstance(record, dict):
+        if not isinstance(obj, dict):
             raise BlurbkitError("expected a JSON object", path=path, line=number)
-        records.append(record)
-    return records
+        yield number, obj
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    return [obj for _, obj in parse_jsonl(read_lines(path), path)]
 
 
 def read_json(path: str | Path) -> Any:

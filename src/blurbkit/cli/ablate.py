@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from blurbkit.cli.finetune import add_training_options, config_from_args
+from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
 STUDIES = ("tagging", "heads", "relation", "sll")
 
@@ -24,12 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "relation chemprot,ddi; sll chemprot,ddi,gad)")
     parser.add_argument("--variants", help="comma-separated subset of the study's variants (default: all)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
-    parser.add_argument("--quick", action="store_true", help="budget mode for a CPU: small subsets, few epochs")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories, the store and the table go")
-    parser.add_argument("--store", type=Path, help="results store (default: RUNS_DIR/results.sqlite)")
-    parser.add_argument("--force", action="store_true", help="re-run runs already in the store")
-    parser.add_argument("--keep-going", action="store_true", help="continue past a run that fails")
-    parser.add_argument("--save-models", action="store_true", help="keep each run's fine-tuned weights (for `analyze`)")
+    add_store_options(parser)
     add_training_options(parser)
     parser.set_defaults(func=run)
 

@@ -7,19 +7,14 @@ import sys
 import time
 from pathlib import Path
 
-from blurbkit.cli.finetune import add_training_options, config_from_args
+from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("benchmark", help="fine-tune on BLURB datasets over seeds; print the BLURB table")
     parser.add_argument("--datasets", default="all", help="'all' (the 13 BLURB datasets) or a comma-separated list")
     parser.add_argument("--seeds", type=int, help="seeds per dataset (default: the protocol's 10 or 5; 1 with --quick)")
-    parser.add_argument("--quick", action="store_true", help="budget mode for a CPU: small subsets, few epochs (~15 min)")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories and the store go")
-    parser.add_argument("--store", type=Path, help="results store (default: RUNS_DIR/results.sqlite)")
-    parser.add_argument("--force", action="store_true", help="re-run runs already in the store")
-    parser.add_argument("--keep-going", action="store_true", help="continue past a dataset that fails")
-    parser.add_argument("--save-models", action="store_true", help="keep each run's fine-tuned weights")
+    add_store_options(parser)
     add_training_options(parser)
     parser.set_defaults(func=run)
 

@@ -7,6 +7,16 @@ import json
 from pathlib import Path
 
 
+def add_store_options(parser: argparse.ArgumentParser) -> None:
+    """Options of the commands that run grids through the results store (benchmark, ablate)."""
+    parser.add_argument("--quick", action="store_true", help="budget mode for a CPU: small subsets, few epochs")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories, the store and tables go")
+    parser.add_argument("--store", type=Path, help="results store (default: RUNS_DIR/results.sqlite)")
+    parser.add_argument("--force", action="store_true", help="re-run runs already in the store")
+    parser.add_argument("--keep-going", action="store_true", help="continue past a run that fails")
+    parser.add_argument("--save-models", action="store_true", help="keep each run's fine-tuned weights (for `analyze`)")
+
+
 def add_training_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by finetune, benchmark and ablate."""
     parser.add_argument("--data", help="prepared directory or raw source folder (default: $BLURBKIT_DATA or ../shared/data)")

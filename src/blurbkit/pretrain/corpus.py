@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_write
+from blurbkit.fileio import atomic_write, parse_jsonl
 from blurbkit.pretrain.text import digest, normalize, split_sentences, word_tokens
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".pubtator", ".rel", ".txt", ".text", ".tsv")
@@ -139,15 +139,7 @@ def document_from_object(obj: dict[str, Any], fallback_id: str, source: str) -> 
 
 def _read_jsonl(path: Path, source: str) -> Iterator[Document]:
     with open_text(path) as handle:
-        for number, line in enumerate(_lines(handle), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise BlurbkitError(f"not valid JSON ({err.msg})", path=path, line=number) from None
-            if not isinstance(obj, dict):
-                raise BlurbkitError("expected a JSON object a line", path=path, line=number)
+        for number, obj in parse_jsonl(_lines(handle), path):
             yield document_from_object(obj, f"{source}:{number}", source)
 
 

@@ -8,7 +8,6 @@ are defined before the modules are imported (at the bottom) because the modules 
 from __future__ import annotations
 
 import importlib
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 from blurbkit.data.readers.base import READERS, ReadOptions
 from blurbkit.data.schema import SplitData
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import read_lines
+from blurbkit.fileio import parse_jsonl, read_lines
 from blurbkit.tasks.registry import SPLITS, DatasetSpec
 
 READER_MODULES = ("conll", "pico", "chemprot", "gad", "biosses", "hoc", "pubmedqa", "bioasq", "aimed")
@@ -84,15 +83,7 @@ def tsv_rows(
 def jsonl_rows(path: Path, keys: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) of a JSON-lines file; each object must have `keys`."""
     found = False
-    for number, line in enumerate(read_lines(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise BlurbkitError(f"not valid JSON ({err.msg})", path=path, line=number) from None
-        if not isinstance(row, dict):
-            raise BlurbkitError("expected a JSON object", path=path, line=number)
+    for number, row in parse_jsonl(read_lines(path), path):
         missing = [key for key in keys if key not in row]
         if missing:
             raise BlurbkitError(f"JSON object lacks {', '.join(map(repr, missing))}", path=path, line=number)
