@@ -84,7 +84,7 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     dev_eval = subsample(splits["dev"], config.max_eval_examples, EVAL_SUBSAMPLE_SEED)
     test = subsample(splits["test"], config.max_test_examples, EVAL_SUBSAMPLE_SEED)
     if len(test) < len(splits["test"]):
-        notes.append(f"BUDGET RUN: test scored on a seeded subsample of {len(test)} of {len(splits['test'])} instances")
+        notes.append(f"BUDGET RUN: test scored on a seeded subsample of {len(test)} of {len(splits['test'])} test records")
     if len(splits["train"]) == 0:
         raise BlurbkitError(f"dataset {spec.name}: the train split is empty")
 
