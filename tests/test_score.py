@@ -7,6 +7,7 @@ import json
 import pytest
 
 from blurbkit.cli.main import main
+from blurbkit.tasks.registry import blurb_datasets
 
 # SPEC.md §7, keyed by the titles used there (the command also takes dataset names).
 TITLES = ["BC5-chem", "BC5-disease", "NCBI-disease", "BC2GM", "JNLPBA", "EBM PICO", "ChemProt", "DDI", "GAD"]
@@ -55,21 +56,7 @@ def test_score_json(model, tmp_path, capsys):
 
 
 def test_score_accepts_dataset_names(tmp_path, capsys):
-    names = [
-        "bc5chem",
-        "bc5disease",
-        "ncbi_disease",
-        "bc2gm",
-        "jnlpba",
-        "ebm_pico",
-        "chemprot",
-        "ddi",
-        "gad",
-        "biosses",
-        "hoc",
-        "pubmedqa",
-        "bioasq",
-    ]
+    names = [spec.name for spec in blurb_datasets()]  # SPEC §7 row order = datasets.toml order
     scores = dict(zip(names, COLUMNS["PubMedBERT"][0], strict=True))
     assert main(["score", "--json", str(write(tmp_path, scores))]) == 0
     assert json.loads(capsys.readouterr().out)["score"] == 81.10
