@@ -31,7 +31,7 @@ from typing import Any
 
 from blurbkit.data.schema import Record
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_write, read_lines
+from blurbkit.fileio import atomic_write, parse_jsonl, read_lines
 from blurbkit.metrics import METRICS, doc_key, tag_problem
 from blurbkit.metrics.entity import SCHEMES
 from blurbkit.tasks.registry import DatasetSpec
@@ -280,14 +280,8 @@ def _read_jsonl_file(
     known = {key(str(record["id"])) for record in gold_records}
     predictions: dict[str, Any] = {}
     first_line: dict[str, int] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise BlurbkitError(f"not valid JSON ({err.msg})", path=path, line=number) from None
-        if not isinstance(obj, dict) or "id" not in obj or "prediction" not in obj:
+    for number, obj in parse_jsonl(lines, path):
+        if "id" not in obj or "prediction" not in obj:
             raise BlurbkitError(
                 'expected a JSON object {"id": ..., "prediction": ...}', path=path, line=number
             )
