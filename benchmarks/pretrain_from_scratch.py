@@ -4,7 +4,7 @@ Steps (each skipped when its output exists): corpus build -> vocab build (30k, u
 `blurbkit pretrain --from-scratch PRESET` under a wall-time budget -> loss-curve plot, and a
 randomly initialised model of the same size (the baseline for pretrain_finetune_compare.py).
 
-Usage: nice -n 10 python benchmarks/pretrain_from_scratch.py [--preset tiny] [--max-steps 900] [--max-minutes 33]
+Usage: python benchmarks/pretrain_from_scratch.py [--preset mini] [--max-steps 3000] [--max-minutes 55] [--threads 1]
 Big files go to $BLURBKIT_RUNS (default /tmp/blurbkit_pretrain_runs); small results to benchmarks/results/.
 """
 
@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     RUNS.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -72,7 +73,7 @@ def main() -> None:
         blurbkit("pretrain", "--corpus", str(corpus), "--tokenizer", str(vocab), "--from-scratch", args.preset,
                  "--out", str(model), "--max-steps", str(args.max_steps), "--max-minutes", str(args.max_minutes),
                  "--lr", str(args.lr), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
-                 "--save-every", "100", "--log-every", "10", "--threads", "1", "--cache-dir", str(RUNS / "pubmed_cache"))
+                 "--save-every", "100", "--log-every", "10", "--threads", str(args.threads), "--cache-dir", str(RUNS / "pubmed_cache"))
     stats = plot_loss(model / "train_log.jsonl", RESULTS / f"pretrain_from_scratch_{args.preset}_loss.png",
                       f"from-scratch MLM, preset {args.preset}, PubMed vocab")
     # The same architecture, randomly initialised: the baseline the fine-tuning comparison needs.

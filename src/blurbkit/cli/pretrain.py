@@ -42,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-docs", type=int, default=None, help="use only the first N documents of the corpus")
     p.add_argument("--cache-dir", default=None, help="tokenised corpus cache (default OUT/data)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
-    p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
+    p.add_argument("--mixed-precision", choices=["auto", "no", "fp16", "bf16"], default="auto",
+                   help="auto = bf16 autocast where the CPU/GPU runs it fast, else fp32")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=run)

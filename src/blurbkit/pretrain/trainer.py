@@ -18,6 +18,7 @@ import math
 import os
 import time
 import tomllib
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -29,6 +30,8 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import write_json
 from blurbkit.pretrain import checkpoint as ckpt
 from blurbkit.pretrain.data import Collator, MaskingConfig, build_token_cache, make_examples, mask_rate_at
+from blurbkit.train.attention import training_attention
+from blurbkit.train.dropout import fast_dropout
 
 
 @dataclass
@@ -63,7 +66,7 @@ class PretrainConfig:
     stop_after: int | None = None  # simulate an interruption (tests) after this many steps
     max_docs: int | None = None
     cache_dir: str | None = None  # tokenised corpus cache (default OUT/data)
-    mixed_precision: str = "no"
+    mixed_precision: str = "auto"  # auto = bf16 where the hardware runs it fast (fp16 on older GPUs), else fp32
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -226,7 +229,13 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
 
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     # Accelerate only sets up CPU DDP (gloo) when asked for the CPU explicitly.
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=launched > 1 and not torch.cuda.is_available())
+    precision = cfg.mixed_precision
+    if precision == "auto":
+        from blurbkit.train.precision import autocast_dtype
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(autocast_dtype("auto", device), "no")
+    accelerator = Accelerator(mixed_precision=precision, cpu=launched > 1 and not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
     if launched != world:
         raise BlurbkitError(f"launched as {launched} processes but Accelerate set up {world}; check the launcher")
@@ -351,59 +360,69 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     ema = None
     stopped = "finished"
     wrapper.train()
-    while step < total_steps:
-        rate = mask_rate_at(step, total_steps, cfg.mask_schedule, cfg.mask_rate)
-        step_loss = 0.0
-        for micro in range(cfg.grad_accum):
-            local, ep = next_indices()
-            batch = collate(examples[local], local, ep, masking, rate)
-            n_tok = int(batch["attention_mask"].sum()) * world
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            sync = micro == cfg.grad_accum - 1
-            ctx = accelerator.no_sync(wrapper) if (not sync and world > 1) else _null()
-            with ctx:
-                loss, mlm, nsp = wrapper(**batch)
-                accelerator.backward(loss / cfg.grad_accum)
-            step_loss += float(loss.detach()) / cfg.grad_accum
-            window_mlm.append(float(mlm))
-            if nsp is not None:
-                window_nsp.append(float(nsp))
-            tokens_seen += n_tok
-            window_tokens += n_tok
-        if cfg.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(wrapper.parameters(), cfg.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        window_loss.append(step_loss)
-        ema = step_loss if ema is None else 0.98 * ema + 0.02 * step_loss
-        elapsed = time.time() - start_time
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{ema:.3f}", tok_s=f"{tokens_seen / max(elapsed, 1e-9):.0f}",
-                            lr=f"{scheduler.get_last_lr()[0]:.2e}", mask=f"{rate:.2f}", refresh=False)
-        if accelerator.is_main_process and (step % cfg.log_every == 0 or step == total_steps):
-            now = time.time()
-            entry = {"step": step, "loss": float(np.mean(window_loss)), "mlm_loss": float(np.mean(window_mlm)),
-                     "lr": scheduler.get_last_lr()[0], "mask_rate": rate, "epoch": epoch,
-                     "tokens_per_s": window_tokens / max(now - window_start, 1e-9), "elapsed_s": now - start_time,
-                     "tokens": tokens_seen}
-            if window_nsp:
-                entry["nsp_loss"] = float(np.mean(window_nsp))
-            with open(log_path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry) + "\n")
-            window_loss, window_mlm, window_nsp, window_tokens, window_start = [], [], [], 0, now
-        out_of_time = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
-        interrupted = cfg.stop_after is not None and step >= cfg.stop_after and step < total_steps
-        if step % cfg.save_every == 0 or step == total_steps or out_of_time or interrupted:
-            save(step)
-        if out_of_time and step < total_steps:
-            stopped = "time budget"
-            break
-        if interrupted:
-            stopped = "interrupted"
-            break
+    speedups = ExitStack()  # CPU only: fast dropout masks and bf16 training attention (train/dropout.py)
+    masks = None
+    if accelerator.device.type == "cpu":
+        masks = speedups.enter_context(fast_dropout(model, [cfg.seed, rank, step]))
+        speedups.enter_context(training_attention(model))
+    try:
+        while step < total_steps:
+            if masks is not None:
+                masks.reseed([cfg.seed, rank, step])  # per-step streams: a resumed run draws the same masks
+            rate = mask_rate_at(step, total_steps, cfg.mask_schedule, cfg.mask_rate)
+            step_loss = 0.0
+            for micro in range(cfg.grad_accum):
+                local, ep = next_indices()
+                batch = collate(examples[local], local, ep, masking, rate)
+                n_tok = int(batch["attention_mask"].sum()) * world
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                sync = micro == cfg.grad_accum - 1
+                ctx = accelerator.no_sync(wrapper) if (not sync and world > 1) else _null()
+                with ctx:
+                    loss, mlm, nsp = wrapper(**batch)
+                    accelerator.backward(loss / cfg.grad_accum)
+                step_loss += float(loss.detach()) / cfg.grad_accum
+                window_mlm.append(float(mlm))
+                if nsp is not None:
+                    window_nsp.append(float(nsp))
+                tokens_seen += n_tok
+                window_tokens += n_tok
+            if cfg.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(wrapper.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            window_loss.append(step_loss)
+            ema = step_loss if ema is None else 0.98 * ema + 0.02 * step_loss
+            elapsed = time.time() - start_time
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{ema:.3f}", tok_s=f"{tokens_seen / max(elapsed, 1e-9):.0f}",
+                                lr=f"{scheduler.get_last_lr()[0]:.2e}", mask=f"{rate:.2f}", refresh=False)
+            if accelerator.is_main_process and (step % cfg.log_every == 0 or step == total_steps):
+                now = time.time()
+                entry = {"step": step, "loss": float(np.mean(window_loss)), "mlm_loss": float(np.mean(window_mlm)),
+                         "lr": scheduler.get_last_lr()[0], "mask_rate": rate, "epoch": epoch,
+                         "tokens_per_s": window_tokens / max(now - window_start, 1e-9), "elapsed_s": now - start_time,
+                         "tokens": tokens_seen}
+                if window_nsp:
+                    entry["nsp_loss"] = float(np.mean(window_nsp))
+                with open(log_path, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(entry) + "\n")
+                window_loss, window_mlm, window_nsp, window_tokens, window_start = [], [], [], 0, now
+            out_of_time = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
+            interrupted = cfg.stop_after is not None and step >= cfg.stop_after and step < total_steps
+            if step % cfg.save_every == 0 or step == total_steps or out_of_time or interrupted:
+                save(step)
+            if out_of_time and step < total_steps:
+                stopped = "time budget"
+                break
+            if interrupted:
+                stopped = "interrupted"
+                break
+    finally:
+        speedups.close()
     if bar is not None:
         bar.close()
     elapsed = time.time() - start_time

@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from blurbkit.train.dropout import active_source
+
 NAME = "blurbkit_sdpa"
 
 
@@ -35,7 +37,9 @@ def attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.
             scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
         else:
             scores = scores + attention_mask.to(scores.dtype)
-    probs = F.dropout(torch.softmax(scores, dim=-1), p=dropout, training=True)
+    probs = torch.softmax(scores, dim=-1)
+    source = active_source()  # train/dropout.py: the fast mask generator, when the engine set one
+    probs = source.dropout(probs, dropout) if source else F.dropout(probs, p=dropout, training=True)
     return torch.matmul(probs.to(value.dtype), value).transpose(1, 2).contiguous(), None
 
 

@@ -31,6 +31,7 @@ from blurbkit.train.adapters import TaskAdapter
 from blurbkit.train.attention import training_attention
 from blurbkit.train.batching import PaddedSplit, grouped_batches, shuffled_batches, sorted_batches
 from blurbkit.train.config import FinetuneConfig
+from blurbkit.train.dropout import fast_dropout
 from blurbkit.train.precision import autocast_dtype, maybe_compile
 from blurbkit.train.stabilise import parameter_groups
 
@@ -157,7 +158,11 @@ class Engine:
         on_epoch: Callable[[dict[str, Any]], None] | None = None,
     ) -> TrainResult:
         """Fine-tune on `train`, scoring `dev` after each epoch and keeping the best epoch."""
-        with training_attention(self.model.encoder) if self.config.cpu_attention else nullcontext():
+        cpu = self.device.type == "cpu"
+        with (
+            training_attention(self.model.encoder) if self.config.cpu_attention else nullcontext(),
+            fast_dropout(self.model, self.config.seed) if cpu and self.config.fast_dropout else nullcontext(),
+        ):
             return self._train(train, dev, on_epoch)
 
     def _train(self, train: Encoded, dev: Encoded | None, on_epoch: Callable[[dict[str, Any]], None] | None) -> TrainResult:

@@ -85,6 +85,9 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     test = subsample(splits["test"], config.max_test_examples, EVAL_SUBSAMPLE_SEED)
     if len(test) < len(splits["test"]):
         notes.append(f"BUDGET RUN: test scored on a seeded subsample of {len(test)} of {len(splits['test'])} test records")
+    if config.max_length and config.max_length < spec.max_length and not spec.is_token_task:
+        # Token tasks lose no word (long inputs are windowed); sequence tasks are cut short.
+        notes.append(f"inputs truncated at {config.max_length} subwords (protocol: {spec.max_length})")
     if len(splits["train"]) == 0:
         raise BlurbkitError(f"dataset {spec.name}: the train split is empty")
 
