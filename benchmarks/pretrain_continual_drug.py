@@ -4,7 +4,7 @@ Steps (each skipped when its output exists): `corpus select --topic drug` on the
 `blurbkit pretrain --init default` for a fixed step budget -> loss plot. The DDI comparison is then
     python benchmarks/pretrain_finetune_compare.py --name ddi_drug_subdomain \
         --model minilm=default --model minilm+drug=$RUNS/minilm_drug --dataset ddi ...
-Usage: nice -n 10 python benchmarks/pretrain_continual_drug.py [--max-steps 200]
+Usage: python benchmarks/pretrain_continual_drug.py [--max-steps 200] [--max-minutes 30] [--threads 1] [--name minilm_drug]
 """
 
 from __future__ import annotations
@@ -32,10 +32,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--max-minutes", type=float, default=30)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--name", default="minilm_drug", help="output directory under $BLURBKIT_RUNS")
     args = parser.parse_args()
     corpus = RUNS / "pubmed.jsonl.gz"
     drug = RUNS / "drug.jsonl.gz"
-    out = RUNS / "minilm_drug"
+    out = RUNS / args.name
     if not corpus.is_file():
         raise SystemExit(f"run benchmarks/pretrain_from_scratch.py first (needs {corpus})")
     if not drug.is_file():
@@ -43,7 +45,7 @@ def main() -> None:
     if not (out / "model.safetensors").is_file():
         blurbkit("pretrain", "--init", "default", "--corpus", str(drug), "--out", str(out), "--max-steps", str(args.max_steps),
                  "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--max-length", "128", "--save-every", "50",
-                 "--log-every", "5", "--threads", "1", "--max-minutes", str(args.max_minutes))
+                 "--log-every", "5", "--threads", str(args.threads), "--max-minutes", str(args.max_minutes))
     stats = plot_loss(out / "train_log.jsonl", RESULTS / "pretrain_continual_drug_loss.png",
                       "continual MLM of MiniLM on the drug sub-corpus")
     select = json.loads(Path(str(drug) + ".report.json").read_text())

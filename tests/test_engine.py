@@ -50,8 +50,9 @@ def test_each_task_type_trains_and_scores(dataset, extra, tiny_model, shared_dat
     assert (out / "metrics.json").is_file() and (out / "run.json").is_file()
     run = json.loads((out / "run.json").read_text())
     assert run["data_sha256"]["train"] and run["versions"]["torch"].startswith("2.13")
-    budget_noted = any("BUDGET RUN" in note for note in metrics["notes"])
-    assert budget_noted == (dataset != "biosses")  # BIOSSES test has 20 pairs: nothing subsampled
+    test_noted = any("BUDGET RUN: test scored on a seeded subsample" in note for note in metrics["notes"])
+    assert test_noted == (dataset != "biosses")  # BIOSSES test has 20 pairs: nothing subsampled
+    assert any("BUDGET RUN: trained on a seeded subsample of 32 of" in note for note in metrics["notes"])
     # the saved encoder is a plain Hugging Face model directory
     from transformers import AutoModel
 

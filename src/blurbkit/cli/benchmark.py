@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         blurb_table,
         budget_profile,
         resolve_datasets,
+        run_key,
         summarise,
     )
     from blurbkit.train.report import write_report
@@ -51,14 +52,18 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     bench = Benchmark(store=store, runs_dir=args.runs_dir, force=args.force, keep_going=args.keep_going)
     bench.run(configs, model_label, budget)
-    rows = [r for r in store.rows(study="benchmark", model=model_label, budget=budget) if r["dataset"] in datasets]
+    # Only this configuration's runs: the store also keeps runs made with other settings or budgets.
+    keys = {run_key("benchmark", variant, config, model_label, budget).digest() for variant, config in configs}
+    rows = [r for r in store.rows(study="benchmark", model=model_label, budget=budget) if r["run_key"] in keys]
     per_dataset = summarise(rows).get("standard", {})
     table = blurb_table(per_dataset, "this run", budget)
     print(table)
     for name in datasets:
         for note in per_dataset.get(name, {}).get("notes", []):
             print(f"note: {get_dataset(name).title}: {note}")
-    print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
+    stored = sum(cell["wall_seconds"] for cell in per_dataset.values())
+    print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now; "
+          f"{stored:.0f} s summed over the {len(rows)} runs in the table")
     write_report(args.runs_dir, f"benchmark-{budget}", table, per_dataset)
     for failure in bench.failures:
         print(f"failed: {failure}", file=sys.stderr)

@@ -235,6 +235,12 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(autocast_dtype("auto", device), "no")
+    if launched == 1:
+        # Accelerate keeps one process-wide state; a Trainer or an earlier pretrain call in this
+        # process may have set another precision, which Accelerator() would refuse to change.
+        from accelerate.state import AcceleratorState
+
+        AcceleratorState._reset_state()
     accelerator = Accelerator(mixed_precision=precision, cpu=launched > 1 and not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
     if launched != world:

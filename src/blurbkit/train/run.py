@@ -80,7 +80,10 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     model_dir = resolve_model_dir(config.model)
     splits = {name: load_split(spec.name, name, config.data, options) for name in ("train", "dev", "test")}
     notes = list(split_notes(spec.name, config.data, options))
+    full_train = len(splits["train"])
     splits["train"] = subsample(splits["train"], config.max_train_examples, config.seed)
+    if len(splits["train"]) < full_train:
+        notes.append(f"BUDGET RUN: trained on a seeded subsample of {len(splits['train'])} of {full_train} train records")
     dev_eval = subsample(splits["dev"], config.max_eval_examples, EVAL_SUBSAMPLE_SEED)
     test = subsample(splits["test"], config.max_test_examples, EVAL_SUBSAMPLE_SEED)
     if len(test) < len(splits["test"]):

@@ -1,0 +1,46 @@
+"""`blurbkit benchmark`: runs into the store, skips what is stored, and tabulates only the runs of
+the settings asked for now (a store can hold runs of other settings for the same dataset)."""
+
+from __future__ import annotations
+
+import pytest
+
+from blurbkit.cli.main import main
+from blurbkit.models.tiny import build_tiny_bert
+from blurbkit.store.results import ResultsStore
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
+
+
+def _argv(tiny_model, shared_data, runs, lr):
+    return ["benchmark", "--datasets", "gad", "--seeds", "1", "--data", str(shared_data), "--model", str(tiny_model),
+            "--runs-dir", str(runs), "--epochs", "1", "--batch-size", "8", "--max-train-examples", "16",
+            "--max-eval-examples", "8", "--max-test-examples", "24", "--lr", lr, "--no-progress"]
+
+
+def _gad_cell(out: str) -> str:
+    row = next(line for line in out.splitlines() if line.startswith("| GAD |"))
+    return row.strip("|").split("|")[1].strip()
+
+
+def test_benchmark_stores_skips_and_tabulates_only_the_current_settings(tiny_model, shared_data, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(_argv(tiny_model, shared_data, runs, "5e-5")) == 0
+    first = capsys.readouterr()
+    assert _gad_cell(first.out).endswith("(n=1)")
+    assert "— (needs all 13)" in first.out and "BUDGET RUN (quick)" not in first.out
+    assert "trained on a seeded subsample of 16 of 4261 train records" in first.out
+    assert main(_argv(tiny_model, shared_data, runs, "5e-5")) == 0
+    assert "already stored" in capsys.readouterr().err
+    # Other settings: a new run; the table shows it alone, not averaged with the first.
+    assert main(_argv(tiny_model, shared_data, runs, "1e-4")) == 0
+    third = capsys.readouterr()
+    assert "already stored" not in third.err
+    assert _gad_cell(third.out).endswith("(n=1)")
+    rows = ResultsStore(runs / "results.sqlite").rows(study="benchmark")
+    assert len(rows) == 2
+    newest = max(rows, key=lambda r: r["id"])
+    assert _gad_cell(third.out).startswith(f"{100 * newest['test_score']:.2f}")
