@@ -46,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
         apply_budget,
         budget_profile,
         resolve_datasets,
-        run_key,
         summarise,
     )
     from blurbkit.train.report import write_report
@@ -77,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     bench = Benchmark(store=store, runs_dir=args.runs_dir, study=study.name, force=args.force, keep_going=args.keep_going)
     bench.run(grid, model_label, budget)
-    keys = {run_key(study.name, variant, config, model_label, budget).digest() for variant, config in grid}
-    rows = [row for row in store.rows(study=study.name, model=model_label, budget=budget) if row["run_key"] in keys]
+    rows = bench.rows_for(grid, model_label, budget)
     summary = summarise(rows)
     table = ablation_table(study, summary, datasets, variants, skipped, budget)
     print(table)

@@ -29,7 +29,6 @@ def run(args: argparse.Namespace) -> int:
         blurb_table,
         budget_profile,
         resolve_datasets,
-        run_key,
         summarise,
     )
     from blurbkit.train.report import write_report
@@ -52,9 +51,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     bench = Benchmark(store=store, runs_dir=args.runs_dir, force=args.force, keep_going=args.keep_going)
     bench.run(configs, model_label, budget)
-    # Only this configuration's runs: the store also keeps runs made with other settings or budgets.
-    keys = {run_key("benchmark", variant, config, model_label, budget).digest() for variant, config in configs}
-    rows = [r for r in store.rows(study="benchmark", model=model_label, budget=budget) if r["run_key"] in keys]
+    rows = bench.rows_for(configs, model_label, budget)
     per_dataset = summarise(rows).get("standard", {})
     table = blurb_table(per_dataset, "this run", budget)
     print(table)

@@ -92,6 +92,11 @@ class Benchmark:
             self.store.add(key, metrics, commit, str(out) if out else None, replace=self.force)
             print(f"blurbkit: {config.dataset} seed {config.seed} [{variant}] test {metrics['metric']} = {100 * metrics['test']['score']:.2f}", file=sys.stderr)
 
+    def rows_for(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str) -> list[dict[str, Any]]:
+        """The stored rows of exactly these runs: the store also keeps runs of other settings or budgets."""
+        keys = {run_key(self.study, variant, config, model_label, budget).digest() for variant, config in configs}
+        return [r for r in self.store.rows(study=self.study, model=model_label, budget=budget) if r["run_key"] in keys]
+
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """(variant, dataset) -> mean, std (sample), n, and the notes of those runs; scores in %."""
