@@ -22,7 +22,11 @@ if SHARED_DATA.is_dir():  # so the scripts run from any directory
 
 
 def run_study(study: str, datasets: list[str], variants: list[str], seeds: int, budget: dict[str, int],
-              threads: int = 1, extra: list[str] | None = None) -> int:
+              threads: int = 1, extra: list[str] | None = None, tag: str = "") -> int:
+    """One `blurbkit ablate` call; results go to benchmarks/results/ablation_<study>[_<tag>].*
+
+    `tag` keeps studies that run datasets at different budgets in separate result files.
+    """
     import torch
 
     torch.set_num_threads(threads)
@@ -35,11 +39,12 @@ def run_study(study: str, datasets: list[str], variants: list[str], seeds: int, 
     started = time.perf_counter()
     code = main(argv)
     name = f"ablation-{study}-test{budget['max_test_examples']}"
+    result = f"ablation_{study}_{tag}" if tag else f"ablation_{study}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     for suffix in ("md", "csv"):
         if (RUNS / f"{name}.{suffix}").is_file():
-            shutil.copy(RUNS / f"{name}.{suffix}", RESULTS / f"ablation_{study}.{suffix}")
+            shutil.copy(RUNS / f"{name}.{suffix}", RESULTS / f"{result}.{suffix}")
     info = {"argv": argv, "exit_code": code, "seconds_this_call": round(time.perf_counter() - started, 1),
-            "threads": threads, "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
-    (RESULTS / f"ablation_{study}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+            "budget": budget, "threads": threads, "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+    (RESULTS / f"{result}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return code

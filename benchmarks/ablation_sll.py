@@ -1,5 +1,7 @@
 """SLL heads (summaries of the last layer) vs [CLS] only on GAD, ChemProt and DDI subsets (SPEC §3).
 
+Each dataset runs at the smallest budget at which it learns: ChemProt and DDI at the relation
+study's (2,400 x 3), GAD at 1,600 x 2. Results: benchmarks/results/ablation_sll_<dataset>.{md,csv,json}.
 Usage: nice -n 10 .venv/bin/python benchmarks/ablation_sll.py [--seeds 3] [--datasets gad] [--variants ...]
 """
 
@@ -9,8 +11,10 @@ import argparse
 import sys
 
 from ablation_common import run_study
-from ablation_relation import BUDGET
+from ablation_relation import BUDGET as RELATION_BUDGET
 
+BUDGETS = {"gad": {**RELATION_BUDGET, "max_train_examples": 1600, "epochs": 2},
+           "chemprot": RELATION_BUDGET, "ddi": RELATION_BUDGET}
 VARIANTS = ["cls", "cls+attention", "attention", "cls+lstm", "lstm", "cls+bilstm", "bilstm"]
 
 if __name__ == "__main__":
@@ -21,4 +25,6 @@ if __name__ == "__main__":
     parser.add_argument("--save-models", action="store_true", help="keep weights for `blurbkit analyze attention`")
     args = parser.parse_args()
     extra = ["--save-models"] if args.save_models else []
-    sys.exit(run_study("sll", args.datasets.split(","), args.variants.split(","), args.seeds, BUDGET, extra=extra))
+    codes = [run_study("sll", [name], args.variants.split(","), args.seeds, BUDGETS[name], extra=extra, tag=name)
+             for name in args.datasets.split(",")]
+    sys.exit(max(codes))

@@ -79,7 +79,8 @@ class Benchmark:
                 continue
             out = None
             if self.runs_dir is not None:
-                out = self.runs_dir / self.study / variant / config.dataset / f"seed{config.seed}"
+                # The key's digest keeps runs of other models, budgets or settings out of each other's directories.
+                out = self.runs_dir / self.study / variant / config.dataset / f"seed{config.seed}-{key.digest()[:10]}"
             config = replace(config, out=out, overwrite=True)
             try:
                 metrics = run_finetune(config)
@@ -90,7 +91,8 @@ class Benchmark:
                 print(f"blurbkit: error: {config.dataset}: {err}", file=sys.stderr)
                 continue
             self.store.add(key, metrics, commit, str(out) if out else None, replace=self.force)
-            print(f"blurbkit: {config.dataset} seed {config.seed} [{variant}] test {metrics['metric']} = {100 * metrics['test']['score']:.2f}", file=sys.stderr)
+            where = f" ({out})" if out else ""
+            print(f"blurbkit: {config.dataset} seed {config.seed} [{variant}] test {metrics['metric']} = {100 * metrics['test']['score']:.2f}{where}", file=sys.stderr)
 
     def rows_for(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str) -> list[dict[str, Any]]:
         """The stored rows of exactly these runs: the store also keeps runs of other settings or budgets."""

@@ -1,0 +1,43 @@
+"""Sub-domain adaptation finding (BERT-RE): DDI after continual MLM on the drug sub-corpus vs plain MiniLM.
+
+Both sides are the relation study's dummy+[CLS] cell at the same budget and seeds (the baseline is
+shared with benchmarks/ablation_relation.py through the results store), so the only difference is
+the encoder. Run benchmarks/pretrain_continual_drug.py first.
+Usage: nice -n 10 .venv/bin/python benchmarks/subdomain_ddi.py --model /tmp/blurbkit_pretrain_runs/minilm_drug_s3
+Writes benchmarks/results/subdomain_ddi.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+
+from ablation_common import RESULTS, run_study
+from ablation_relation import BUDGET
+
+
+def read_cell(tag: str) -> dict[str, str]:
+    with open(RESULTS / f"ablation_relation_{tag}.csv", encoding="utf-8") as handle:
+        return next(csv.DictReader(handle))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True, help="the continually pretrained MiniLM directory")
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    sides = {"MiniLM": [], "MiniLM + drug sub-corpus MLM": ["--model", args.model]}
+    rows = []
+    for label, extra in sides.items():
+        tag = "ddi_" + ("drug" if extra else "base")
+        code = run_study("relation", ["ddi"], ["dummy+cls"], args.seeds, BUDGET, extra=extra, tag=tag)
+        if code:
+            sys.exit(code)
+        cell = read_cell(tag)
+        rows.append(f"| {label} | {float(cell['mean']):.2f} ± {float(cell['std']):.2f} | {cell['n']} |")
+    lines = ["| encoder | DDI test micro F1 (mean ± std) | seeds |", "|---|---|---|", *rows, "",
+             "Budget (both sides, same seeds): " + json.dumps(BUDGET), f"Adapted model: {args.model}"]
+    (RESULTS / "subdomain_ddi.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print("\n".join(lines))
