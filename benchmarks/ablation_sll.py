@@ -1,7 +1,7 @@
 """SLL heads (summaries of the last layer) vs [CLS] only on GAD, ChemProt and DDI subsets (SPEC §3).
 
 Each dataset runs at the smallest budget at which it learns: ChemProt and DDI at the relation
-study's (2,400 x 3), GAD at 1,600 x 2. Results: benchmarks/results/ablation_sll_<dataset>.{md,csv,json}.
+study's (2,000 x 2 and 2,400 x 3), GAD at 1,600 x 2. Results: benchmarks/results/ablation_sll_<dataset>.{md,csv,json}.
 Usage: nice -n 10 .venv/bin/python benchmarks/ablation_sll.py [--seeds 3] [--datasets gad] [--variants ...]
 """
 
@@ -11,10 +11,9 @@ import argparse
 import sys
 
 from ablation_common import run_study
-from ablation_relation import BUDGET as RELATION_BUDGET
+from ablation_relation import BUDGETS as RELATION_BUDGETS
 
-BUDGETS = {"gad": {**RELATION_BUDGET, "max_train_examples": 1600, "epochs": 2},
-           "chemprot": RELATION_BUDGET, "ddi": RELATION_BUDGET}
+BUDGETS = {"gad": {**RELATION_BUDGETS["ddi"], "max_train_examples": 1600, "epochs": 2}, **RELATION_BUDGETS}
 VARIANTS = ["cls", "cls+attention", "attention", "cls+lstm", "lstm", "cls+bilstm", "bilstm"]
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ import json
 import sys
 
 from ablation_common import RESULTS, run_study
-from ablation_relation import BUDGET
+from ablation_relation import BUDGETS
+
+BUDGET = BUDGETS["ddi"]
 
 
 def read_cell(tag: str) -> dict[str, str]:
