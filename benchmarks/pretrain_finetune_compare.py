@@ -32,6 +32,24 @@ RUNS = Path(os.environ.get("BLURBKIT_RUNS", "/tmp/blurbkit_pretrain_runs"))
 RESULTS = REPO / "benchmarks" / "results"
 
 
+def finetune(run: Path, dataset: str, seed: int, lr: float | None, model_dir: str, args: argparse.Namespace,
+             env: dict[str, str]) -> None:
+    """One fine-tuning run in a subprocess (the engine's own entry point); writes RUN/metrics.json."""
+    config = {"dataset": dataset, "out": str(run), "seed": seed, "epochs": args.epochs,
+              "batch_size": args.batch_size, "max_eval_examples": args.max_eval_examples,
+              "max_test_examples": args.max_test_examples, "max_train_examples": args.max_train_examples,
+              "model": None if model_dir == "default" else model_dir, "lr": lr,
+              "max_length": args.max_length, "progress": False, "save_model": False, "overwrite": True,
+              "precision": "fp32", "threads": args.threads}
+    code = ("import json,sys; from pathlib import Path; from blurbkit.train.config import FinetuneConfig; "
+            "from blurbkit.train.run import run_finetune; c=json.loads(sys.argv[1]); c['out']=Path(c['out']); "
+            "print(json.dumps(run_finetune(FinetuneConfig(**c))['test']['score']))")
+    start = time.time()
+    print("+ finetune", json.dumps(config), flush=True)
+    subprocess.run([sys.executable, "-c", code, json.dumps(config)], check=True, env=env)
+    print(f"  {time.time() - start:.0f}s", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--name", required=True)
@@ -39,7 +57,8 @@ def main() -> None:
     parser.add_argument("--dataset", action="append", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--lr", type=float, nargs="+", default=[None],
+                        help="one or more learning rates; with several, each model takes the one with the best mean dev score")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=None)
     parser.add_argument("--max-train-examples", type=int, default=None)
@@ -49,39 +68,42 @@ def main() -> None:
     args = parser.parse_args()
     models = dict(item.split("=", 1) for item in args.model)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    shared = REPO.parent / "shared" / "data"
+    if shared.is_dir():  # so the script runs from any directory
+        env.setdefault("BLURBKIT_DATA", str(shared))
     rows = []
     for dataset in args.dataset:
         for label, model_dir in models.items():
-            scores = []
-            for seed in args.seeds:
-                run = RUNS / "finetune" / args.name / f"{dataset}__{label.replace('/', '_')}__s{seed}"
-                if not (run / "metrics.json").is_file():
-                    config = {"dataset": dataset, "out": str(run), "seed": seed, "epochs": args.epochs,
-                              "batch_size": args.batch_size, "max_eval_examples": args.max_eval_examples,
-                              "max_test_examples": args.max_test_examples, "max_train_examples": args.max_train_examples,
-                              "model": None if model_dir == "default" else model_dir, "lr": args.lr,
-                              "max_length": args.max_length, "progress": False, "save_model": False, "overwrite": True,
-                              "precision": "fp32", "threads": args.threads}
-                    code = ("import json,sys; from pathlib import Path; from blurbkit.train.config import FinetuneConfig; "
-                            "from blurbkit.train.run import run_finetune; c=json.loads(sys.argv[1]); c['out']=Path(c['out']); "
-                            "print(json.dumps(run_finetune(FinetuneConfig(**c))['test']['score']))")
-                    cmd = [sys.executable, "-c", code, json.dumps(config)]
-                    start = time.time()
-                    print("+ finetune", json.dumps(config), flush=True)
-                    subprocess.run(cmd, check=True, env=env)
-                    print(f"  {time.time() - start:.0f}s", flush=True)
-                metrics = json.loads((run / "metrics.json").read_text())
-                scores.append(metrics["test"]["score"])
+            by_lr = {}  # lr -> (dev scores, test scores) over the seeds
+            for lr in args.lr:
+                dev, test = [], []
+                for seed in args.seeds:
+                    # A single learning rate keeps the run names of earlier single-lr comparisons.
+                    suffix = f"__lr{lr:g}" if len(args.lr) > 1 else ""
+                    run = RUNS / "finetune" / args.name / f"{dataset}__{label.replace('/', '_')}__s{seed}{suffix}"
+                    if not (run / "metrics.json").is_file():
+                        finetune(run, dataset, seed, lr, model_dir, args, env)
+                    metrics = json.loads((run / "metrics.json").read_text())
+                    dev.append(metrics["dev"]["score"])
+                    test.append(metrics["test"]["score"])
+                by_lr[lr] = (dev, test)
+            # Model selection as in the papers: the learning rate with the best mean dev score.
+            best = max(by_lr, key=lambda lr: statistics.mean(by_lr[lr][0]))
+            scores = by_lr[best][1]
             row = {"dataset": dataset, "model": label, "model_dir": model_dir, "metric": metrics["test"]["metric"],
-                   "seeds": args.seeds, "scores": scores, "mean": statistics.mean(scores),
-                   "std": statistics.stdev(scores) if len(scores) > 1 else 0.0}
+                   "seeds": args.seeds, "lr": best, "scores": scores, "mean": statistics.mean(scores),
+                   "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+                   "grid": {f"{lr:g}": {"dev_mean": statistics.mean(d), "test_mean": statistics.mean(t)}
+                            for lr, (d, t) in by_lr.items()}}
             print(json.dumps(row), flush=True)
             rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in vars(args).items() if k not in ("model", "dataset", "name")}
     (RESULTS / f"pretrain_{args.name}.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
-    lines = [f"| dataset | model | test {rows[0]['metric']} (mean ± std over seeds {args.seeds}) |", "|---|---|---|"]
-    lines += [f"| {r['dataset']} | {r['model']} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} |" for r in rows]
+    lines = [f"| dataset | model | lr (best dev) | test {rows[0]['metric']} (mean ± std over seeds {args.seeds}) | per seed |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['dataset']} | {r['model']} | {r['lr']} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
+              f"{' / '.join(f'{100 * x:.2f}' for x in r['scores'])} |" for r in rows]
     (RESULTS / f"pretrain_{args.name}.md").write_text("\n".join(lines) + "\n\nsettings: " + json.dumps(settings) + "\n")
     print("\n".join(lines))
 

@@ -12,12 +12,23 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sqlite3
 import sys
 
-from ablation_common import RESULTS, run_study
+from ablation_common import RESULTS, RUNS, run_study
 from ablation_relation import BUDGETS
 
 BUDGET = BUDGETS["ddi"]
+
+
+def per_seed(model_label_like: str) -> list[str]:
+    """Test scores by seed of this budget's dummy+[CLS] DDI runs of one encoder, from the results store."""
+    db = sqlite3.connect(RUNS / "results.sqlite")
+    rows = db.execute(
+        "SELECT seed, test_score, hyperparameters FROM runs WHERE study = 'relation' AND variant = 'dummy+cls'"
+        " AND dataset = 'ddi' AND model LIKE ? ORDER BY seed", (model_label_like,)).fetchall()
+    return [f"{100 * score:.2f}" for _, score, hyper in rows
+            if all(json.loads(hyper).get(k) == v for k, v in BUDGET.items())]
 
 
 def read_cell(tag: str) -> dict[str, str]:
@@ -38,8 +49,9 @@ if __name__ == "__main__":
         if code:
             sys.exit(code)
         cell = read_cell(tag)
-        rows.append(f"| {label} | {float(cell['mean']):.2f} ± {float(cell['std']):.2f} | {cell['n']} |")
-    lines = ["| encoder | DDI test micro F1 (mean ± std) | seeds |", "|---|---|---|", *rows, "",
+        seeds = per_seed(args.model if extra else "default%")
+        rows.append(f"| {label} | {float(cell['mean']):.2f} ± {float(cell['std']):.2f} | {' / '.join(seeds)} |")
+    lines = ["| encoder | DDI test micro F1 (mean ± std) | seed 0 / 1 / 2 ... |", "|---|---|---|", *rows, "",
              "Budget (both sides, same seeds): " + json.dumps(BUDGET), f"Adapted model: {args.model}"]
     (RESULTS / "subdomain_ddi.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
