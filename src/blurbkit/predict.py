@@ -41,7 +41,7 @@ def tags_to_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
 
 
 class Predictor:
-    def __init__(self, model: BlurbModel, tokenizer: Any, batch_tokens: int = 4096, progress: bool = False) -> None:
+    def __init__(self, model: BlurbModel, tokenizer: Any, batch_tokens: int | None = None, progress: bool = False) -> None:
         recipe = model.recipe
         try:
             self.spec = get_dataset(recipe.dataset)

@@ -31,7 +31,7 @@ class FinetuneConfig:
     freeze_lower_half: bool = False  # fix the embeddings and the lower half of the blocks
     drop_layers: int = 0  # pruning study: remove the top k blocks, fine-tune the rest
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
-    eval_tokens: int = 4096  # inference batch budget: padded tokens per batch (small batches stay in cache on CPUs)
+    eval_tokens: int | None = None  # padded tokens per inference batch; None: 2048 on a CPU (stays in cache), 16384 on a GPU
     # Speed settings (docs/performance.md); the defaults are right on a CPU and on a GPU.
     group_by_length: bool = True  # length-grouped training batches (little padding); False = plain shuffle
     fused_optimizer: bool = True  # fused AdamW kernel (one pass per parameter); False = foreach

@@ -125,6 +125,11 @@ class Engine:
             return batch
         return {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in batch.items()}
 
+    def default_eval_tokens(self) -> int:
+        # On a CPU, batches of ~2k padded tokens keep the attention scores in cache (measured:
+        # 2048 gave ~10% more sentences/s than 4096 and ~25% more than 16384); a GPU wants big ones.
+        return 2048 if self.device.type == "cpu" else 16384
+
     def _padded(self, data: Encoded) -> PaddedSplit:
         """The split's examples as tensors, padded once and kept with the split."""
         if data.padded is None or len(data.padded) != len(data.examples):
@@ -136,7 +141,7 @@ class Engine:
         self.model.eval()
         outputs: list[Any] = [None] * len(data.examples)
         padded = self._padded(data)
-        batches = sorted_batches(data.examples, self.config.eval_tokens)
+        batches = sorted_batches(data.examples, self.config.eval_tokens or self.default_eval_tokens())
         with torch.inference_mode(), self._autocast():
             for indices in tqdm(batches, desc=desc, leave=False, disable=not self.config.progress):
                 scores, mask = self.forward(self._to_device(padded.batch(indices)))
