@@ -4,7 +4,9 @@ Used for two pretraining findings:
   * from scratch vs random init (same size):
       python benchmarks/pretrain_finetune_compare.py --name scratch_vs_random \
         --model pretrained=$RUNS/scratch_tiny --model random=$RUNS/random_tiny \
-        --dataset ncbi_disease --dataset bc5chem --seeds 0 1 2 --epochs 3 --lr 3e-4 --max-train-examples 2000
+        --dataset ncbi_disease --dataset bc5chem --seeds 0 1 2 --epochs 3 --lr 1e-4 3e-4 1e-3 3e-3 1e-2 \
+        --max-train-examples 1000 --max-eval-examples 300 --max-test-examples 1000
+    (several --lr values: each model is scored at the one with its best mean dev score)
   * DDI after drug sub-corpus continual pretraining vs plain MiniLM:
       python benchmarks/pretrain_finetune_compare.py --name ddi_drug_subdomain \
         --model minilm=default --model minilm+drug=$RUNS/minilm_drug --dataset ddi --seeds 0 1 2 ...
@@ -30,6 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RUNS = Path(os.environ.get("BLURBKIT_RUNS", "/tmp/blurbkit_pretrain_runs"))
 RESULTS = REPO / "benchmarks" / "results"
+SHARED_DATA = Path(os.environ.get("BLURBKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
 def finetune(run: Path, dataset: str, seed: int, lr: float | None, model_dir: str, args: argparse.Namespace,
@@ -68,9 +71,8 @@ def main() -> None:
     args = parser.parse_args()
     models = dict(item.split("=", 1) for item in args.model)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    shared = REPO.parent / "shared" / "data"
-    if shared.is_dir():  # so the script runs from any directory
-        env.setdefault("BLURBKIT_DATA", str(shared))
+    if SHARED_DATA.is_dir():  # so the script runs from any directory
+        env.setdefault("BLURBKIT_DATA", str(SHARED_DATA))
     rows = []
     for dataset in args.dataset:
         for label, model_dir in models.items():

@@ -12,23 +12,25 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sqlite3
 import sys
 
 from ablation_common import RESULTS, RUNS, run_study
 from ablation_relation import BUDGETS
 
+from blurbkit.store.results import ResultsStore
+from blurbkit.train.benchmark import model_label
+
 BUDGET = BUDGETS["ddi"]
 
 
-def per_seed(model_label_like: str) -> list[str]:
+def per_seed(model: str | None) -> list[str]:
     """Test scores by seed of this budget's dummy+[CLS] DDI runs of one encoder, from the results store."""
-    db = sqlite3.connect(RUNS / "results.sqlite")
-    rows = db.execute(
-        "SELECT seed, test_score, hyperparameters FROM runs WHERE study = 'relation' AND variant = 'dummy+cls'"
-        " AND dataset = 'ddi' AND model LIKE ? ORDER BY seed", (model_label_like,)).fetchall()
-    return [f"{100 * score:.2f}" for _, score, hyper in rows
-            if all(json.loads(hyper).get(k) == v for k, v in BUDGET.items())]
+    store = ResultsStore(RUNS / "results.sqlite")
+    rows = [r for r in store.rows(study="relation", model=model_label(model), budget=f"test{BUDGET['max_test_examples']}")
+            if r["variant"] == "dummy+cls" and r["dataset"] == "ddi"
+            and all(json.loads(r["hyperparameters"]).get(k) == v for k, v in BUDGET.items())]
+    store.close()
+    return [f"{100 * r['test_score']:.2f}" for r in sorted(rows, key=lambda r: r["seed"])]
 
 
 def read_cell(tag: str) -> dict[str, str]:
@@ -49,7 +51,7 @@ if __name__ == "__main__":
         if code:
             sys.exit(code)
         cell = read_cell(tag)
-        seeds = per_seed(args.model if extra else "default%")
+        seeds = per_seed(args.model if extra else None)
         rows.append(f"| {label} | {float(cell['mean']):.2f} ± {float(cell['std']):.2f} | {' / '.join(seeds)} |")
     lines = ["| encoder | DDI test micro F1 (mean ± std) | seed 0 / 1 / 2 ... |", "|---|---|---|", *rows, "",
              "Budget (both sides, same seeds): " + json.dumps(BUDGET), f"Adapted model: {args.model}"]

@@ -117,3 +117,16 @@ def test_real_minilm_learns_bc5chem_from_a_few_dozen_sentences(shared_data, tmp_
                        max_train_examples=128, max_eval_examples=48, max_test_examples=150, progress=False)
     # an untrained tagger scores ~0 entity F1 (all O); 160 sentences gave 0.59 here
     assert metrics["test"]["score"] > 0.2, metrics["test"]
+
+
+@pytest.mark.parametrize("budget", [16, 2048])
+def test_inference_batches_cover_every_example_once_within_the_token_budget(budget):
+    from blurbkit.train.batching import sorted_batches
+
+    lengths = [3, 40, 7, 7, 120, 1, 64, 9, 300, 12] * 7
+    examples = [{"input_ids": [0] * n} for n in lengths]
+    batches = sorted_batches(examples, budget)
+    assert sorted(i for batch in batches for i in batch) == list(range(len(examples)))
+    for batch in batches:
+        padded = len(batch) * max(lengths[i] for i in batch)
+        assert padded <= budget or len(batch) == 1  # one over-long example still gets its own batch

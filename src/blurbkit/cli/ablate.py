@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
@@ -45,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         Benchmark,
         apply_budget,
         budget_profile,
+        model_label,
         resolve_datasets,
         summarise,
     )
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     datasets = resolve_datasets(args.datasets or list(study.datasets))
     variants = select_variants(study, args.variants)
     resolve_model_dir(args.model)
-    model_label = "default (MiniLM-L6-H384)" if args.model is None else str(Path(args.model).resolve())
+    label = model_label(args.model)
     budget = "quick" if args.quick else "full"
     if args.max_test_examples is not None and not args.quick:
         budget = f"test{args.max_test_examples}"
@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
           f"= {len(grid)} runs ({budget})", file=sys.stderr)
     started = time.perf_counter()
     bench = Benchmark(store=store, runs_dir=args.runs_dir, study=study.name, force=args.force, keep_going=args.keep_going)
-    bench.run(grid, model_label, budget)
-    rows = bench.rows_for(grid, model_label, budget)
+    bench.run(grid, label, budget)
+    rows = bench.rows_for(grid, label, budget)
     summary = summarise(rows)
     table = ablation_table(study, summary, datasets, variants, skipped, budget)
     print(table)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
@@ -28,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
         apply_budget,
         blurb_table,
         budget_profile,
+        model_label,
         resolve_datasets,
         summarise,
     )
@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     datasets = resolve_datasets(args.datasets)
     model_dir = resolve_model_dir(args.model)
-    model_label = "default (MiniLM-L6-H384)" if args.model is None else str(Path(args.model).resolve())
+    label = model_label(args.model)
     budget = "quick" if args.quick else "full"
     args.no_save_model = not args.save_models
     configs = []
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"blurbkit: benchmark of {model_dir} on {len(datasets)} datasets, {len(configs)} runs ({budget})", file=sys.stderr)
     started = time.perf_counter()
     bench = Benchmark(store=store, runs_dir=args.runs_dir, force=args.force, keep_going=args.keep_going)
-    bench.run(configs, model_label, budget)
-    rows = bench.rows_for(configs, model_label, budget)
+    bench.run(configs, label, budget)
+    rows = bench.rows_for(configs, label, budget)
     per_dataset = summarise(rows).get("standard", {})
     table = blurb_table(per_dataset, "this run", budget)
     print(table)

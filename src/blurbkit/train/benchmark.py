@@ -53,6 +53,11 @@ NOT_IN_KEY = ("out", "data", "progress", "overwrite", "save_model", "seed", "dat
               "eval_tokens", "compile", "threads", "encode_cache")
 
 
+def model_label(model: str | None) -> str:
+    """The store's name for an encoder: the embedded default, or the model directory's absolute path."""
+    return "default (MiniLM-L6-H384)" if model is None else str(Path(model).resolve())
+
+
 def run_key(study: str, variant: str, config: FinetuneConfig, model_label: str, budget: str) -> RunKey:
     """The store key of one run: everything that changes its result, not where it is written."""
     hyper = {k: v for k, v in config.to_json().items() if k not in NOT_IN_KEY}
