@@ -24,6 +24,7 @@ from blurbkit.models.loading import resolve_model_dir
 from blurbkit.models.model import BlurbModel
 from blurbkit.predict import Predictor, split_words, tags_to_spans
 from blurbkit.tasks.registry import get_dataset
+from blurbkit.train.allocator import allocator_state
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.engine import encode, seed_everything
 from blurbkit.train.provenance import library_versions
@@ -36,7 +37,8 @@ def finetune_quickly(dataset: str, model: str | None, data: str | None, examples
     spec = get_dataset(dataset)
     work = Workload(spec=spec, model_dir=resolve_model_dir(model), dev=[],
                     train=subsample(load_split(dataset, "train", data), examples, seed))
-    config = FinetuneConfig(dataset=dataset, seed=seed, epochs=1, batch_size=32, lr=5e-5, progress=False)
+    # tune_allocator off: the pipeline, timed next, must run on the process's default malloc.
+    config = FinetuneConfig(dataset=dataset, seed=seed, epochs=1, batch_size=32, lr=5e-5, progress=False, tune_allocator=False)
     seed_everything(seed)
     engine, recipe = build_engine(work, config)
     engine.train(encode(work.train, engine.adapter, recipe, engine.tokenizer), None)
@@ -107,6 +109,7 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     options = {} if pipeline_batch_size is None else {"batch_size": pipeline_batch_size}
 
     pipe(texts[:WARMUP], **options)
+    pipeline_allocator = allocator_state()
     with peak_memory() as hf_memory:
         started = time.perf_counter()
         hf_out = pipe(texts, **options)
@@ -128,11 +131,11 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
         "bench": "inference", "dataset": dataset, "sentences": len(texts), "model": str(model_dir if finetuned else "fine-tuned now"),
         "machine": machine_info(), "peak_gflops": peaks,
         "pipeline": {"sentences_per_second": round(len(texts) / hf_seconds, 2), "seconds": round(hf_seconds, 2),
-                     "batch_size": pipeline_batch_size or 1, "precision": "fp32",
+                     "batch_size": pipeline_batch_size or 1, "precision": "fp32", "allocator": pipeline_allocator,
                      "peak_memory_mb": hf_memory.get("gpu_peak_mb", hf_memory.get("peak_mb"))},
         "blurbkit": {"sentences_per_second": round(len(texts) / our_seconds, 2), "seconds": round(our_seconds, 2),
                      "precision": str(predictor.engine.dtype).replace("torch.", "") if predictor.engine.dtype else "fp32",
-                     "mfu": round(flops / our_seconds / (peak * 1e9), 4),
+                     "mfu": round(flops / our_seconds / (peak * 1e9), 4), "allocator": allocator_state(),
                      "peak_memory_mb": our_memory.get("gpu_peak_mb", our_memory.get("peak_mb"))},
         "speedup": round(hf_seconds / our_seconds, 2),
         "identical_tags": round(sum(a == b for a, b in pairs) / max(1, len(pairs)), 4),

@@ -17,6 +17,7 @@ from blurbkit.models.model import BlurbModel, ModelRecipe
 from blurbkit.scoring import score_predictions
 from blurbkit.tasks.registry import DatasetSpec
 from blurbkit.train.adapters import adapter_for
+from blurbkit.train.allocator import allocator_state
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.engine import Encoded, Engine, encode, seed_everything
 
@@ -71,6 +72,7 @@ def run_trainer(work: Workload) -> SideResult:
     adapter = adapter_for(work.spec, work.train)
     labels = list(adapter.labels)
     seed_everything(work.seed)
+    allocator = allocator_state()  # this side runs with whatever malloc the process has
     with peak_memory() as memory:
         if work.task == "token":
             train_features, _ = hf_recipe.token_features(work.train, tokenizer, labels)
@@ -86,7 +88,7 @@ def run_trainer(work: Workload) -> SideResult:
         predictions = hf_recipe.predict(run, work.task, work.dev, dev_features, firsts)
         eval_seconds = time.perf_counter() - started
     score = score_predictions(work.spec, work.dev, predictions)["score"]
-    return SideResult(run.train_seconds, eval_seconds, score, memory, predictions)
+    return SideResult(run.train_seconds, eval_seconds, score, memory, predictions, {"allocator": allocator})
 
 
 def build_engine(work: Workload, config: FinetuneConfig) -> tuple[Engine, ModelRecipe]:
@@ -121,7 +123,7 @@ def run_blurbkit(work: Workload) -> SideResult:
     score = score_predictions(work.spec, work.dev, predictions)["score"]
     precision = str(engine.dtype).replace("torch.", "") if engine.dtype else "fp32"
     return SideResult(
-        trained.train_seconds, eval_seconds, score, memory, predictions, {"precision": precision},
+        trained.train_seconds, eval_seconds, score, memory, predictions, {"precision": precision, "allocator": allocator_state()},
         train_lengths=_lengths(train), eval_lengths=_lengths(dev),
     )
 

@@ -2,7 +2,9 @@
 
 A featurizer is an nn.Module built by name with ``(hidden_size, **options)``; it exposes
 ``out_size`` and ``forward(hidden, batch) -> (features, mask)`` where ``mask`` is None for
-sequence-level features and a bool [batch, words] mask for word-level ones.
+sequence-level features and a bool [batch, words] mask for word-level ones. An optional
+``rows(batch)`` names every position of ``hidden`` that forward reads ([batch, P]), so inference
+can compute the last encoder layer for those rows only (models/last_layer.py).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ class ClsFeaturizer(nn.Module):
     def forward(self, hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, None]:
         return hidden[:, 0], None
 
+    def rows(self, batch: dict) -> torch.Tensor:
+        return batch["input_ids"].new_zeros(batch["input_ids"].size(0), 1)
+
 
 @FEATURIZERS.register("first_subword")
 class FirstSubwordFeaturizer(nn.Module):
@@ -44,3 +49,6 @@ class FirstSubwordFeaturizer(nn.Module):
         mask = batch["word_mask"]
         index = positions.unsqueeze(-1).expand(-1, -1, hidden.size(-1))
         return torch.gather(hidden, 1, index), mask
+
+    def rows(self, batch: dict) -> torch.Tensor:
+        return batch["word_positions"]

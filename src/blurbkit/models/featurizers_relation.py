@@ -58,6 +58,9 @@ class EntityStartFeaturizer(nn.Module):
         self.out_size = 2 * hidden_size
 
     def forward(self, hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, None]:
-        starts = entity_spans(batch, hidden.size(1))[..., 0]  # [B, 2]
+        starts = self.rows(batch)  # [B, 2]
         index = starts.unsqueeze(-1).expand(-1, -1, hidden.size(-1))
         return torch.gather(hidden, 1, index).flatten(1), None
+
+    def rows(self, batch: dict) -> torch.Tensor:
+        return entity_spans(batch, batch["input_ids"].size(1))[..., 0]

@@ -7,6 +7,7 @@ the featurizer and head go beside it in ``blurbkit_head.safetensors`` with their
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,11 +49,19 @@ class BlurbModel(nn.Module):
         self.featurizer = FEATURIZERS.get(recipe.featurizer)(hidden, **recipe.options)
         self.head = HEADS.get(recipe.head)(self.featurizer.out_size, max(1, len(recipe.labels)), dropout, **recipe.options)
 
+    def with_encoder(self, encoder: nn.Module) -> BlurbModel:
+        """A twin running `encoder` (e.g. a bf16 copy for inference) with this model's featurizer and head."""
+        twin = copy.copy(self)
+        twin._modules = {**self._modules, "encoder": encoder}
+        return twin
+
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         if "token_type_ids" in batch:
             inputs["token_type_ids"] = batch["token_type_ids"]
-        hidden = self.encoder(**inputs).last_hidden_state
+        # fp32 for the featurizer and head, whatever the encoder ran in (a no-op under autocast,
+        # whose last LayerNorm already returns fp32; a cast for a bf16 inference twin).
+        hidden = self.encoder(**inputs).last_hidden_state.float()
         features, mask = self.featurizer(hidden, batch)
         return self.head(features, mask), mask
 

@@ -30,7 +30,7 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import write_json
 from blurbkit.pretrain import checkpoint as ckpt
 from blurbkit.pretrain.data import Collator, MaskingConfig, build_token_cache, make_examples, mask_rate_at
-from blurbkit.train.attention import training_attention
+from blurbkit.train.attention import cpu_attention
 from blurbkit.train.dropout import fast_dropout
 
 
@@ -370,7 +370,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     masks = None
     if accelerator.device.type == "cpu":
         masks = speedups.enter_context(fast_dropout(model, [cfg.seed, rank, step]))
-        speedups.enter_context(training_attention(model))
+        speedups.enter_context(cpu_attention(model))
     try:
         while step < total_steps:
             if masks is not None:

@@ -4,7 +4,8 @@ Prepare: records -> TransformInput -> examples (tokenised once), gold labels att
 Train:   AdamW, linear warm-up over the first 10% of steps then linear decay to 0, gradient
          clipping, bf16 autocast where the hardware has it (fp32 master weights),
          length-grouped batches; dev metric after every epoch; the best epoch's weights kept.
-Predict: length-sorted batches under inference_mode; windows merged back into words.
+Predict: length-sorted batches under inference_mode, the last layer only for the rows the
+         featurizer reads; windows merged back into words.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from blurbkit.models.last_layer import rows_only_last_layer
 from blurbkit.models.model import BlurbModel, ModelRecipe
 from blurbkit.models.transforms import TRANSFORMS, TransformContext
 from blurbkit.scoring import score_predictions
 from blurbkit.tasks.registry import DatasetSpec
 from blurbkit.train import encode_cache
 from blurbkit.train.adapters import TaskAdapter
-from blurbkit.train.attention import training_attention
+from blurbkit.train.allocator import tune_allocator
+from blurbkit.train.attention import cpu_attention
 from blurbkit.train.batching import PaddedSplit, grouped_batches, shuffled_batches, sorted_batches
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.dropout import fast_dropout
@@ -114,6 +117,27 @@ class Engine:
         self.model.to(self.device)
         self.forward = maybe_compile(self.model, config.compile)  # eval: (scores, mask)
         self.loss = maybe_compile(self.model.loss, config.compile)  # train: the head's loss
+        self._twin: tuple[tuple[int, ...], BlurbModel] | None = None  # (weight versions, bf16 inference twin)
+
+    def _cpu_settings(self) -> None:
+        if self.device.type == "cpu" and self.config.tune_allocator:
+            tune_allocator()
+
+    def _inference_model(self) -> BlurbModel:
+        """What predictions run on. On a CPU under bf16 autocast: a twin whose encoder weights, and
+        so its residual stream, are bf16 too, which saves the fp32->bf16 cast of the activations
+        before every linear layer (+10-15 % sentences/s; the featurizer and head stay fp32). Rebuilt
+        after every training epoch and whenever the weights were changed in place otherwise (their
+        version counters moved: load_state_dict, manual edits)."""
+        cpu_bf16 = self.device.type == "cpu" and self.dtype == torch.bfloat16
+        if not (cpu_bf16 and self.config.bf16_inference) or self.config.compile:
+            return self.model
+        versions = tuple(p._version for p in self.model.encoder.parameters())
+        if self._twin is None or self._twin[0] != versions:
+            self._twin = None  # free the old copy before making the new one
+            encoder = copy.deepcopy(self.model.encoder).to(torch.bfloat16).eval()
+            self._twin = (versions, self.model.with_encoder(encoder))
+        return self._twin[1]
 
     def _autocast(self):
         if self.dtype is None:
@@ -138,13 +162,26 @@ class Engine:
 
     def predict(self, data: Encoded, desc: str = "predict") -> Any:
         """Predictions for a split, in the evaluate format of its task."""
+        self._cpu_settings()
         self.model.eval()
+        model = self._inference_model()
+        forward = self.forward if model is self.model else model
         outputs: list[Any] = [None] * len(data.examples)
         padded = self._padded(data)
         batches = sorted_batches(data.examples, self.config.eval_tokens or self.default_eval_tokens())
-        with torch.inference_mode(), self._autocast():
+        cpu_fast = self.device.type == "cpu" and self.config.cpu_attention
+        rows_only = self.config.last_layer_rows and not self.config.compile and hasattr(model.featurizer, "rows")
+        with (
+            torch.inference_mode(),
+            self._autocast(),
+            cpu_attention(model.encoder) if cpu_fast else nullcontext(),
+            rows_only_last_layer(model.encoder) if rows_only else nullcontext() as last_layer,
+        ):
             for indices in tqdm(batches, desc=desc, leave=False, disable=not self.config.progress):
-                scores, mask = self.forward(self._to_device(padded.batch(indices)))
+                batch = self._to_device(padded.batch(indices))
+                if last_layer is not None:  # the last layer computes only the rows the featurizer reads
+                    last_layer.rows = model.featurizer.rows(batch)
+                scores, mask = forward(batch)
                 scores, mask = scores.float().cpu(), None if mask is None else mask.cpu()  # one copy, not one per row
                 for i, out in zip(indices, self.model.head.predict(scores, mask), strict=True):
                     outputs[i] = out
@@ -164,8 +201,9 @@ class Engine:
     ) -> TrainResult:
         """Fine-tune on `train`, scoring `dev` after each epoch and keeping the best epoch."""
         cpu = self.device.type == "cpu"
+        self._cpu_settings()
         with (
-            training_attention(self.model.encoder) if self.config.cpu_attention else nullcontext(),
+            cpu_attention(self.model.encoder) if self.config.cpu_attention else nullcontext(),
             fast_dropout(self.model, self.config.seed) if cpu and self.config.fast_dropout else nullcontext(),
         ):
             return self._train(train, dev, on_epoch)
@@ -213,6 +251,7 @@ class Engine:
                     progress.set_postfix(epoch=epoch, loss=f"{running.item() / (step % LOG_EVERY or LOG_EVERY):.4f}")
                     running.zero_()
             result.train_seconds += time.perf_counter() - started  # dev evaluation not counted
+            self._twin = None  # the fused optimizer updates weights without moving their version counters
             if dev is None:
                 continue
             scored = self.score(dev, "dev")

@@ -1,0 +1,62 @@
+"""Keep large freed CPU buffers in the heap (glibc malloc), so activations are reused, not re-faulted.
+
+Why: glibc serves every allocation above its mmap threshold (128 KiB at start; raised only up to
+the size of the last freed mmapped block) with a fresh mmap and returns it to the kernel when it is
+freed. A MiniLM batch allocates dozens of 1-10 MB activations per layer (attention scores, the
+1,536-wide FFN output), so every one of them paid page faults and the zeroing of fresh pages, on
+every batch. Measured on the 2-core EPYC: the attention of a 2,048-token batch took 2-3x longer
+that way, and whole-Predictor throughput moved by +-15 % from run to run with the allocator's
+history. Raising the thresholds once (what MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the
+environment, or preloading jemalloc/tcmalloc, do for any PyTorch program) makes freed blocks
+reusable: +26 % Predictor sentences/s with every other setting unchanged.
+
+Process-wide and not undone (glibc has no way back to its dynamic threshold), so the engine
+applies it on its first CPU train or predict call, when `FinetuneConfig.tune_allocator` is on.
+Other libcs (musl, macOS) are left alone. The cost: the process keeps up to 1 GiB of freed
+memory for reuse instead of handing it back.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 256 << 20  # blocks up to 256 MiB come from the heap
+TRIM_THRESHOLD = 1 << 30  # up to 1 GiB of free heap top is kept
+
+_applied: bool | None = None
+
+
+def tune_allocator() -> bool:
+    """Raise glibc's mmap and trim thresholds once per process; True if they are in effect."""
+    global _applied
+    if _applied is None:
+        _applied = _mallopt()
+    return _applied
+
+
+def allocator_state() -> str:
+    """How this process's malloc is set up right now (for benchmark reports)."""
+    if _applied:
+        return "tuned by blurbkit (mallopt)"
+    if any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
+        return "tuned by the environment (MALLOC_*_THRESHOLD_)"
+    if "LD_PRELOAD" in os.environ:
+        return f"LD_PRELOAD={os.environ['LD_PRELOAD']}"
+    return "default"
+
+
+def _mallopt() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
