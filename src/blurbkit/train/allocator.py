@@ -8,7 +8,8 @@ every batch. Measured on the 2-core EPYC: the attention of a 2,048-token batch t
 that way, and whole-Predictor throughput moved by +-15 % from run to run with the allocator's
 history. Raising the thresholds once (what MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ in the
 environment, or preloading jemalloc/tcmalloc, do for any PyTorch program) makes freed blocks
-reusable: +26 % Predictor sentences/s with every other setting unchanged.
+reusable: +26 % Predictor sentences/s with every other setting unchanged (interleaved runs in
+one process; an untuned heap gets worse with the process's history).
 
 Process-wide and not undone (glibc has no way back to its dynamic threshold), so the engine
 applies it on its first CPU train or predict call, when `FinetuneConfig.tune_allocator` is on.

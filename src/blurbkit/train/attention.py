@@ -8,8 +8,10 @@ the autocast dtype cut the CPU time of a MiniLM training step by about a quarter
 Inference (no dropout, bf16/fp16 inputs): torch's fused CPU flash-attention kernel runs at about
 35 GFLOP/s on MiniLM's 12 heads of 32 dimensions (a fifth of a Predictor's time for a
 thirtieth of its FLOPs), and a softmax over bf16 rows is 3-4x slower than over fp32 rows. Two
-bf16 matmuls around an fp32 softmax were 1.5-2.7x faster than SDPA at every length from 16 to 512
-subwords (2,048-token batches, with the allocator settings of train/allocator.py).
+bf16 matmuls around an fp32 softmax, with the padding mask added as [batch, 1, 1, keys], were
+2.9x faster than SDPA at 16 subwords, 2.2x at 70, 1.7x at 128 and 1.2x at 256 (2,048-token
+batches, allocator settings of train/allocator.py; masked_fill with a full [batch, 1, L, L] mask
+lost a third of that).
 
 Everywhere else (fp32 inference, GPUs, causal use) this is plain SDPA. Installed only for the
 duration of `Engine.train` / `Engine.predict` and only on encoders that were using SDPA, so
