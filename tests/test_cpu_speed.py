@@ -34,7 +34,8 @@ def padded_inputs(dtype: torch.dtype):
 
 def test_inference_attention_equals_sdpa_in_fp32_to_bf16_precision():
     q, k, v, mask, lengths = padded_inputs(torch.bfloat16)
-    ours, _ = attention(MODULE, q, k, v, mask, scaling=8**-0.5, dropout=0.0)
+    with torch.inference_mode():
+        ours, _ = attention(MODULE, q, k, v, mask, scaling=8**-0.5, dropout=0.0)
     assert ours.dtype == torch.bfloat16 and ours.shape == (3, 9, 4, 8)  # [batch, length, heads, dim]
     reference = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask, scale=8**-0.5)
     reference = reference.transpose(1, 2)
@@ -46,8 +47,9 @@ def test_fp32_inference_keeps_sdpa_exactly():
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     q, k, v, mask, _ = padded_inputs(torch.float32)
-    ours, _ = attention(MODULE, q, k, v, mask, scaling=8**-0.5, dropout=0.0)
-    theirs, _ = sdpa_attention_forward(MODULE, q, k, v, mask, scaling=8**-0.5, dropout=0.0)
+    with torch.inference_mode():
+        ours, _ = attention(MODULE, q, k, v, mask, scaling=8**-0.5, dropout=0.0)
+        theirs, _ = sdpa_attention_forward(MODULE, q, k, v, mask, scaling=8**-0.5, dropout=0.0)
     assert torch.equal(ours, theirs)
 
 
@@ -206,3 +208,92 @@ def test_engine_predicts_the_same_with_the_last_layer_pruned(engine_and_data):
     finally:
         engine.dtype, engine.config.bf16_inference, engine.config.last_layer_rows = torch.bfloat16, True, True
     assert pruned == full
+
+
+def test_bf16_twin_is_dropped_when_training_stops_midway_or_weights_are_replaced(engine_and_data):
+    engine, data = engine_and_data
+    engine.predict(data)
+    assert engine._twin is not None
+    loss, calls = engine.loss, []
+
+    def interrupted(batch):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return loss(batch)
+
+    engine.loss, engine.config.epochs = interrupted, 2
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            # epoch 1: three fused AdamW steps, then dev scoring builds a twin; epoch 2 stops at once
+            engine.train(data, data)
+    finally:
+        engine.loss, engine.config.epochs = loss, 1
+    assert engine._twin is None
+    engine.predict(data)
+    weight = engine.model.encoder.embeddings.word_embeddings.weight
+    assert torch.equal(engine._twin[1].encoder.embeddings.word_embeddings.weight, weight.detach().bfloat16())
+    state = {k: v.clone() + 1.0 for k, v in engine.model.encoder.state_dict().items() if v.is_floating_point()}
+    engine.model.encoder.load_state_dict(state, strict=False, assign=True)  # new tensors, versions at 0
+    engine.predict(data)
+    fresh = engine.model.encoder.embeddings.word_embeddings.weight
+    assert torch.equal(engine._twin[1].encoder.embeddings.word_embeddings.weight, fresh.detach().bfloat16())
+
+
+def tiny_auto_encoder(model_type: str):
+    from transformers import AutoConfig, AutoModel
+
+    torch.manual_seed(0)
+    extra = {"pad_token_id": 1} if model_type != "esm" else {"pad_token_id": 1, "mask_token_id": 2}
+    config = AutoConfig.for_model(model_type, vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=64, attn_implementation="sdpa", **extra)
+    return AutoModel.from_config(config).eval()
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "electra", "camembert"])
+def test_last_layer_rows_on_every_allowed_architecture(model_type):
+    from blurbkit.models.last_layer import rows_only_last_layer
+
+    model = tiny_auto_encoder(model_type)
+    ids = torch.randint(5, 100, (2, 9))
+    mask = torch.ones(2, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    rows = torch.tensor([[0, 4, 8], [0, 2, 5]])
+    with torch.inference_mode():
+        full = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        with rows_only_last_layer(model) as last:
+            assert last is not None, model_type
+            last.rows = rows
+            pruned = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    index = rows.unsqueeze(-1).expand(-1, -1, full.size(-1))
+    assert torch.allclose(pruned.gather(1, index), full.gather(1, index), atol=1e-5), model_type
+
+
+@pytest.mark.parametrize("model_type", ["xlm-roberta-xl", "esm"])
+def test_look_alike_layers_keep_the_full_last_layer(model_type):
+    from blurbkit.models.last_layer import rows_only_last_layer
+
+    with rows_only_last_layer(tiny_auto_encoder(model_type)) as last:
+        assert last is None  # pre-LayerNorm / rotary q-k: the rows shortcut would be wrong
+
+
+def test_key_padding_mask_defers_to_sdpa_mask_while_compiling(monkeypatch):
+    from transformers.masking_utils import bidirectional_mask_function
+
+    from blurbkit.train.attention import key_padding_mask
+
+    padding = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    short = key_padding_mask(2, 4, 4, mask_function=bidirectional_mask_function, attention_mask=padding)
+    assert short.shape == (2, 1, 1, 4) and torch.equal(short[:, 0, 0], padding.bool())
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    full = key_padding_mask(2, 4, 4, mask_function=bidirectional_mask_function, attention_mask=padding)
+    assert full.shape == (2, 1, 4, 4) and torch.equal(full[:, 0, 2], padding.bool())
+
+
+def test_predictor_takes_engine_settings(engine_and_data, tmp_path):
+    from blurbkit.predict import Predictor
+
+    engine, _ = engine_and_data
+    engine.model.save(tmp_path / "m", engine.tokenizer)
+    predictor = Predictor.load(tmp_path / "m", settings={"tune_allocator": False, "precision": "fp32"})
+    assert predictor.engine.config.tune_allocator is False and predictor.engine.dtype is None

@@ -41,7 +41,10 @@ def tags_to_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
 
 
 class Predictor:
-    def __init__(self, model: BlurbModel, tokenizer: Any, batch_tokens: int | None = None, progress: bool = False) -> None:
+    def __init__(self, model: BlurbModel, tokenizer: Any, batch_tokens: int | None = None, progress: bool = False,
+                 settings: dict[str, Any] | None = None) -> None:
+        """settings: engine fields of FinetuneConfig for inference (e.g. {"precision": "fp32"},
+        {"tune_allocator": False}; docs/performance.md)."""
         recipe = model.recipe
         try:
             self.spec = get_dataset(recipe.dataset)
@@ -53,7 +56,7 @@ class Predictor:
         self.adapter.labels = list(recipe.labels)
         if hasattr(self.adapter, "_index"):
             self.adapter._index = {tag: i for i, tag in enumerate(recipe.labels)}
-        config = FinetuneConfig(dataset=recipe.dataset, eval_tokens=batch_tokens, progress=progress)
+        config = FinetuneConfig(dataset=recipe.dataset, eval_tokens=batch_tokens, progress=progress, **(settings or {}))
         self.engine = Engine(model, tokenizer, self.adapter, self.spec, config)
         self.recipe = recipe
 

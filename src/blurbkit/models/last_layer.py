@@ -6,8 +6,8 @@ attention, output projection and feed-forward network is work nobody looks at: f
 ChemProt (70 subwords a sentence) that is 14 % of all linear-layer FLOPs. The keys and values
 still come from every row, so the rows computed are exactly what the full layer gives them.
 
-`RowsOnlyLayer` stands in for a BERT-style layer (BERT, RoBERTa, ELECTRA, PubMedBERT: the
-`attention.self` / `attention.output` / `intermediate` / `output` modules) while `rows` is set,
+`RowsOnlyLayer` stands in for a BERT-style layer (BERT, RoBERTa, ELECTRA, PubMedBERT and the
+other classes in BERT_STYLE_LAYERS) while `rows` is set,
 and returns a full-length tensor whose other rows are zero. Featurizers say what they read with
 an optional `rows(batch)` method; those without one (mention pooling, the SLL summaries) get the
 full layer. Inference only: training needs every row's gradient path anyway, and the engine
@@ -59,15 +59,21 @@ class RowsOnlyLayer(nn.Module):
         return hidden_states.new_zeros(size, length, width).scatter_(1, picked_index, out.to(hidden_states.dtype))
 
 
+# Layers whose forward is exactly BERT's post-LayerNorm block (checked against the full layer in
+# tests/test_cpu_speed.py). Look-alikes with the same module names differ inside (XLM-RoBERTa-XL
+# is pre-LayerNorm, ESM rotates q/k, MobileBERT and X-MOD change `output`), so names are not enough.
+BERT_STYLE_LAYERS = frozenset({
+    "BertLayer", "RobertaLayer", "XLMRobertaLayer", "CamembertLayer", "ElectraLayer", "ErnieLayer",
+    "Data2VecTextLayer", "LayoutLMLayer", "RoCBertLayer", "BertGenerationLayer",
+})
+
+
 def _layers(encoder: nn.Module) -> nn.ModuleList | None:
     stack = getattr(getattr(encoder, "encoder", None), "layer", None)
     if not isinstance(stack, nn.ModuleList) or not len(stack):
         return None
     last = stack[-1]
-    attention = getattr(getattr(last, "attention", None), "self", None)
-    parts = (getattr(attention, name, None) for name in ("query", "key", "value", "attention_head_size", "scaling"))
-    if (any(part is None for part in parts) or getattr(last, "is_decoder", False)
-            or not all(hasattr(last, name) for name in ("intermediate", "output"))):
+    if type(last).__name__ not in BERT_STYLE_LAYERS or getattr(last, "is_decoder", False):
         return None
     return stack
 

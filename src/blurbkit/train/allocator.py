@@ -27,6 +27,7 @@ import sys
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 256 << 20  # blocks up to 256 MiB come from the heap
+OLD_GLIBC_MAX = 32 << 20
 TRIM_THRESHOLD = 1 << 30  # up to 1 GiB of free heap top is kept
 
 _applied: bool | None = None
@@ -60,4 +61,7 @@ def _mallopt() -> bool:
     except (OSError, AttributeError):  # not glibc
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    # Older glibc versions refuse mmap thresholds above 32 MiB (HEAP_MAX_SIZE / 2): use that there.
+    mapped = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) or bool(mallopt(M_MMAP_THRESHOLD, OLD_GLIBC_MAX))
+    trimmed = bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return mapped and trimmed

@@ -37,7 +37,7 @@ def attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.
               **kwargs: Any) -> tuple[torch.Tensor, None]:
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    inference = dropout == 0.0
+    inference = dropout == 0.0 and not torch.is_grad_enabled()
     if (query.device.type != "cpu" or getattr(module, "is_causal", False)
             or (inference and query.dtype == torch.float32)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
@@ -77,7 +77,8 @@ def key_padding_mask(batch_size: int, q_length: int, kv_length: int, q_offset: i
 
     mask_function = mask_function or causal_mask_function  # sdpa_mask's own default
     padding_only = (mask_function is bidirectional_mask_function and kv_offset == 0 and local_size is None
-                    and attention_mask is not None and attention_mask.dim() == 2 and attention_mask.size(1) == kv_length)
+                    and attention_mask is not None and attention_mask.dim() == 2 and attention_mask.size(1) == kv_length
+                    and not torch.compiler.is_compiling())  # keep.all() below would break a compiled graph
     if padding_only:
         keep = attention_mask.bool()
         if not bool(keep.all()):

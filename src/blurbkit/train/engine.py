@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -117,7 +118,8 @@ class Engine:
         self.model.to(self.device)
         self.forward = maybe_compile(self.model, config.compile)  # eval: (scores, mask)
         self.loss = maybe_compile(self.model.loss, config.compile)  # train: the head's loss
-        self._twin: tuple[tuple[int, ...], BlurbModel] | None = None  # (weight versions, bf16 inference twin)
+        self._twin: tuple[tuple, BlurbModel] | None = None  # (weight identity and versions, bf16 inference twin)
+        self._predicting = threading.Lock()  # predict swaps parts of the model in and out: one call at a time
 
     def _cpu_settings(self) -> None:
         if self.device.type == "cpu" and self.config.tune_allocator:
@@ -127,12 +129,15 @@ class Engine:
         """What predictions run on. On a CPU under bf16 autocast: a twin whose encoder weights, and
         so its residual stream, are bf16 too, which saves the fp32->bf16 cast of the activations
         before every linear layer (+10-15 % sentences/s; the featurizer and head stay fp32). Rebuilt
-        after every training epoch and whenever the weights were changed in place otherwise (their
-        version counters moved: load_state_dict, manual edits)."""
+        whenever training has run and whenever the weights were replaced or changed in place
+        through autograd-visible operations (see the key below)."""
         cpu_bf16 = self.device.type == "cpu" and self.dtype == torch.bfloat16
         if not (cpu_bf16 and self.config.bf16_inference) or self.config.compile:
             return self.model
-        versions = tuple(p._version for p in self.model.encoder.parameters())
+        # Which tensors, where, how often changed in place: catches load_state_dict (with or without
+        # assign), a swapped encoder and autograd-visible edits. Not seen: writes through `.data` and
+        # fused optimizers, which do not move version counters; Engine.train drops the copy itself.
+        versions = tuple((id(p), p.data_ptr(), p._version) for p in self.model.encoder.parameters())
         if self._twin is None or self._twin[0] != versions:
             self._twin = None  # free the old copy before making the new one
             encoder = copy.deepcopy(self.model.encoder).to(torch.bfloat16).eval()
@@ -163,6 +168,10 @@ class Engine:
 
     def predict(self, data: Encoded, desc: str = "predict") -> Any:
         """Predictions for a split, in the evaluate format of its task."""
+        with self._predicting:
+            return self._predict(data, desc)
+
+    def _predict(self, data: Encoded, desc: str) -> Any:
         self._cpu_settings()
         self.model.eval()
         model = self._inference_model()
@@ -203,11 +212,16 @@ class Engine:
         """Fine-tune on `train`, scoring `dev` after each epoch and keeping the best epoch."""
         cpu = self.device.type == "cpu"
         self._cpu_settings()
+        self._twin = None
         with (
             cpu_attention(self.model.encoder) if self.config.cpu_attention else nullcontext(),
             fast_dropout(self.model, self.config.seed) if cpu and self.config.fast_dropout else nullcontext(),
         ):
-            return self._train(train, dev, on_epoch)
+            try:
+                return self._train(train, dev, on_epoch)
+            finally:
+                # the weights moved (fused AdamW leaves version counters alone), even if interrupted
+                self._twin = None
 
     def _train(self, train: Encoded, dev: Encoded | None, on_epoch: Callable[[dict[str, Any]], None] | None) -> TrainResult:
         config, spec, model = self.config, self.spec, self.model
