@@ -67,28 +67,28 @@ def engine_and_data(tmp_path_factory, shared_data):
 def test_bf16_inference_twin_follows_the_weights(engine_and_data):
     engine, data = engine_and_data
     engine.predict(data)
-    versions, twin = engine._twin
+    twin = engine._bf16.model
     assert twin.head is engine.model.head and twin.featurizer is engine.model.featurizer
     weight = engine.model.encoder.embeddings.word_embeddings.weight
     assert weight.dtype == torch.float32
     assert torch.equal(twin.encoder.embeddings.word_embeddings.weight, weight.detach().bfloat16())
     engine.predict(data)
-    assert engine._twin[1] is twin  # unchanged weights: the same copy is reused
+    assert engine._bf16.model is twin  # unchanged weights: the same copy is reused
     with torch.no_grad():
         weight.mul_(-1.0)
     engine.predict(data)
-    assert engine._twin[1] is not twin
-    assert torch.equal(engine._twin[1].encoder.embeddings.word_embeddings.weight, weight.detach().bfloat16())
-    before = engine._twin[1]
+    assert engine._bf16.model is not twin
+    assert torch.equal(engine._bf16.model.encoder.embeddings.word_embeddings.weight, weight.detach().bfloat16())
+    before = engine._bf16.model
     engine.train(data, None)  # an optimizer step also moves the versions
     engine.predict(data)
-    assert engine._twin[1] is not before
+    assert engine._bf16.model is not before
 
 
 def test_bf16_twin_scores_like_autocast_over_fp32_weights(engine_and_data):
     engine, data = engine_and_data
     engine.predict(data)
-    twin = engine._twin[1]
+    twin = engine._bf16.model
     batch = engine._padded(data).batch(list(range(len(data.examples))))
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         ours, mask = twin(batch)
@@ -133,18 +133,19 @@ def test_allocator_keeps_large_blocks_in_the_heap():
     assert "blurbkit" in " ".join(out[4:])
 
 
-def tiny_encoder(layers: int = 2):
-    from transformers import BertConfig, BertModel
+def tiny_encoder(model_type: str = "bert"):
+    """A tiny random encoder of that architecture and a padded batch for it."""
+    from transformers import AutoConfig, AutoModel
 
     torch.manual_seed(0)
-    config = BertConfig(hidden_size=32, num_hidden_layers=layers, num_attention_heads=4, intermediate_size=64,
-                        attn_implementation="sdpa")
-    model = BertModel(config, add_pooling_layer=False).eval()
-    ids = torch.randint(1000, 2000, (3, 11))
+    extra = {"pad_token_id": 1} if model_type != "esm" else {"pad_token_id": 1, "mask_token_id": 2}
+    config = AutoConfig.for_model(model_type, vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                  intermediate_size=64, max_position_embeddings=64, attn_implementation="sdpa", **extra)
+    ids = torch.randint(5, 100, (3, 11))
     mask = torch.ones(3, 11, dtype=torch.long)
     mask[1, 7:] = 0
     mask[2, 4:] = 0
-    return model, {"input_ids": ids, "attention_mask": mask}
+    return AutoModel.from_config(config).eval(), {"input_ids": ids, "attention_mask": mask}
 
 
 def test_key_padding_mask_gives_the_same_encodings_as_sdpa_masks():
@@ -160,19 +161,20 @@ def test_key_padding_mask_gives_the_same_encodings_as_sdpa_masks():
     assert torch.allclose(ours[real], reference[real], atol=1e-5)
 
 
-@pytest.mark.parametrize("use_cpu_attention", [False, True])
-def test_last_layer_rows_equal_the_full_layer_on_those_rows(use_cpu_attention):
+@pytest.mark.parametrize(("model_type", "use_cpu_attention"), [
+    ("bert", False), ("bert", True), ("roberta", False), ("xlm-roberta", False), ("electra", True), ("camembert", False)])
+def test_last_layer_rows_equal_the_full_layer_on_those_rows(model_type, use_cpu_attention):
     from contextlib import nullcontext
 
     from blurbkit.models.last_layer import rows_only_last_layer
     from blurbkit.train.attention import cpu_attention
 
-    model, inputs = tiny_encoder()
+    model, inputs = tiny_encoder(model_type)
     rows = torch.tensor([[0, 3, 10, 3], [0, 6, 2, 1], [0, 1, 3, 0]])  # [CLS], words, entity starts, repeats
     with torch.inference_mode(), cpu_attention(model) if use_cpu_attention else nullcontext():
         full = model(**inputs).last_hidden_state
         with rows_only_last_layer(model) as last:
-            assert last is not None
+            assert last is not None, model_type
             last.rows = rows
             pruned = model(**inputs).last_hidden_state
             last.rows = None
@@ -180,7 +182,8 @@ def test_last_layer_rows_equal_the_full_layer_on_those_rows(use_cpu_attention):
     index = rows.unsqueeze(-1).expand(-1, -1, full.size(-1))
     assert torch.allclose(pruned.gather(1, index), full.gather(1, index), atol=1e-5)
     assert torch.equal(again, full)  # rows None: the whole layer
-    assert type(model.encoder.layer[-1]).__name__ == "BertLayer"  # put back
+    assert type(model.encoder.layer[-1]).__name__.endswith("Layer")  # put back, not a RowsOnlyLayer
+    assert type(model.encoder.layer[-1]).__name__ != "RowsOnlyLayer"
 
 
 def test_featurizers_read_only_the_rows_they_declare():
@@ -213,7 +216,7 @@ def test_engine_predicts_the_same_with_the_last_layer_pruned(engine_and_data):
 def test_bf16_twin_is_dropped_when_training_stops_midway_or_weights_are_replaced(engine_and_data):
     engine, data = engine_and_data
     engine.predict(data)
-    assert engine._twin is not None
+    assert engine._bf16.model is not None
     loss, calls = engine.loss, []
 
     def interrupted(batch):
@@ -229,51 +232,22 @@ def test_bf16_twin_is_dropped_when_training_stops_midway_or_weights_are_replaced
             engine.train(data, data)
     finally:
         engine.loss, engine.config.epochs = loss, 1
-    assert engine._twin is None
+    assert engine._bf16.model is None
     engine.predict(data)
     weight = engine.model.encoder.embeddings.word_embeddings.weight
-    assert torch.equal(engine._twin[1].encoder.embeddings.word_embeddings.weight, weight.detach().bfloat16())
+    assert torch.equal(engine._bf16.model.encoder.embeddings.word_embeddings.weight, weight.detach().bfloat16())
     state = {k: v.clone() + 1.0 for k, v in engine.model.encoder.state_dict().items() if v.is_floating_point()}
     engine.model.encoder.load_state_dict(state, strict=False, assign=True)  # new tensors, versions at 0
     engine.predict(data)
     fresh = engine.model.encoder.embeddings.word_embeddings.weight
-    assert torch.equal(engine._twin[1].encoder.embeddings.word_embeddings.weight, fresh.detach().bfloat16())
-
-
-def tiny_auto_encoder(model_type: str):
-    from transformers import AutoConfig, AutoModel
-
-    torch.manual_seed(0)
-    extra = {"pad_token_id": 1} if model_type != "esm" else {"pad_token_id": 1, "mask_token_id": 2}
-    config = AutoConfig.for_model(model_type, vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                  intermediate_size=64, max_position_embeddings=64, attn_implementation="sdpa", **extra)
-    return AutoModel.from_config(config).eval()
-
-
-@pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "electra", "camembert"])
-def test_last_layer_rows_on_every_allowed_architecture(model_type):
-    from blurbkit.models.last_layer import rows_only_last_layer
-
-    model = tiny_auto_encoder(model_type)
-    ids = torch.randint(5, 100, (2, 9))
-    mask = torch.ones(2, 9, dtype=torch.long)
-    mask[1, 6:] = 0
-    rows = torch.tensor([[0, 4, 8], [0, 2, 5]])
-    with torch.inference_mode():
-        full = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        with rows_only_last_layer(model) as last:
-            assert last is not None, model_type
-            last.rows = rows
-            pruned = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    index = rows.unsqueeze(-1).expand(-1, -1, full.size(-1))
-    assert torch.allclose(pruned.gather(1, index), full.gather(1, index), atol=1e-5), model_type
+    assert torch.equal(engine._bf16.model.encoder.embeddings.word_embeddings.weight, fresh.detach().bfloat16())
 
 
 @pytest.mark.parametrize("model_type", ["xlm-roberta-xl", "esm"])
 def test_look_alike_layers_keep_the_full_last_layer(model_type):
     from blurbkit.models.last_layer import rows_only_last_layer
 
-    with rows_only_last_layer(tiny_auto_encoder(model_type)) as last:
+    with rows_only_last_layer(tiny_encoder(model_type)[0]) as last:
         assert last is None  # pre-LayerNorm / rotary q-k: the rows shortcut would be wrong
 
 

@@ -36,7 +36,7 @@ from blurbkit.train.attention import cpu_attention
 from blurbkit.train.batching import PaddedSplit, grouped_batches, shuffled_batches, sorted_batches
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.dropout import fast_dropout
-from blurbkit.train.precision import autocast_dtype, maybe_compile
+from blurbkit.train.precision import Bf16Twin, autocast_dtype, maybe_compile
 from blurbkit.train.stabilise import parameter_groups
 
 LOG_EVERY = 20  # steps between loss read-outs (each one waits for the device)
@@ -118,7 +118,7 @@ class Engine:
         self.model.to(self.device)
         self.forward = maybe_compile(self.model, config.compile)  # eval: (scores, mask)
         self.loss = maybe_compile(self.model.loss, config.compile)  # train: the head's loss
-        self._twin: tuple[tuple, BlurbModel] | None = None  # (weight identity and versions, bf16 inference twin)
+        self._bf16 = Bf16Twin()  # the encoder copy CPU inference runs on
         self._predicting = threading.Lock()  # predict swaps parts of the model in and out: one call at a time
 
     def _cpu_settings(self) -> None:
@@ -126,23 +126,11 @@ class Engine:
             tune_allocator()
 
     def _inference_model(self) -> BlurbModel:
-        """What predictions run on. On a CPU under bf16 autocast: a twin whose encoder weights, and
-        so its residual stream, are bf16 too, which saves the fp32->bf16 cast of the activations
-        before every linear layer (+10-15 % sentences/s; the featurizer and head stay fp32). Rebuilt
-        whenever training has run and whenever the weights were replaced or changed in place
-        through autograd-visible operations (see the key below)."""
+        """What predictions run on: on a CPU under bf16 autocast, a bf16 twin (train/precision.py)."""
         cpu_bf16 = self.device.type == "cpu" and self.dtype == torch.bfloat16
         if not (cpu_bf16 and self.config.bf16_inference) or self.config.compile:
             return self.model
-        # Which tensors, where, how often changed in place: catches load_state_dict (with or without
-        # assign), a swapped encoder and autograd-visible edits. Not seen: writes through `.data` and
-        # fused optimizers, which do not move version counters; Engine.train drops the copy itself.
-        versions = tuple((id(p), p.data_ptr(), p._version) for p in self.model.encoder.parameters())
-        if self._twin is None or self._twin[0] != versions:
-            self._twin = None  # free the old copy before making the new one
-            encoder = copy.deepcopy(self.model.encoder).to(torch.bfloat16).eval()
-            self._twin = (versions, self.model.with_encoder(encoder))
-        return self._twin[1]
+        return self._bf16.of(self.model)
 
     def _autocast(self):
         if self.dtype is None:
@@ -212,7 +200,6 @@ class Engine:
         """Fine-tune on `train`, scoring `dev` after each epoch and keeping the best epoch."""
         cpu = self.device.type == "cpu"
         self._cpu_settings()
-        self._twin = None
         with (
             cpu_attention(self.model.encoder) if self.config.cpu_attention else nullcontext(),
             fast_dropout(self.model, self.config.seed) if cpu and self.config.fast_dropout else nullcontext(),
@@ -220,8 +207,7 @@ class Engine:
             try:
                 return self._train(train, dev, on_epoch)
             finally:
-                # the weights moved (fused AdamW leaves version counters alone), even if interrupted
-                self._twin = None
+                self._bf16.drop()  # the weights moved, even if training was interrupted
 
     def _train(self, train: Encoded, dev: Encoded | None, on_epoch: Callable[[dict[str, Any]], None] | None) -> TrainResult:
         config, spec, model = self.config, self.spec, self.model
@@ -266,7 +252,7 @@ class Engine:
                     progress.set_postfix(epoch=epoch, loss=f"{running.item() / (step % LOG_EVERY or LOG_EVERY):.4f}")
                     running.zero_()
             result.train_seconds += time.perf_counter() - started  # dev evaluation not counted
-            self._twin = None  # the fused optimizer updates weights without moving their version counters
+            self._bf16.drop()  # fused AdamW moves the weights without moving their version counters
             if dev is None:
                 continue
             scored = self.score(dev, "dev")

@@ -1,8 +1,10 @@
 """How the model runs: the autocast dtype (bf16 where the hardware runs it fast, fp32 master
-weights always) and whether it is compiled."""
+weights always), the bf16 copy of the encoder that CPU inference runs on, and whether the model
+is compiled."""
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -49,3 +51,29 @@ def maybe_compile(fn: Callable[..., Any], enabled: bool) -> Callable[..., Any]:
         print("blurbkit: this torch has no torch.compile; running eagerly", file=sys.stderr)
         return fn
     return torch.compile(fn, dynamic=True)
+
+
+class Bf16Twin:
+    """A bf16 copy of a model's encoder, with the model's own (fp32) featurizer and head, for CPU
+    inference under bf16 autocast: the residual stream is then bf16 too, which saves casting the
+    activations before every linear layer (+10-15 % sentences/s).
+
+    The copy is keyed on which tensors the encoder holds, where, and how often they were changed
+    in place: load_state_dict (with or without assign), a swapped encoder and autograd-visible
+    edits make a new one. Writes through `.data` and fused optimizers do not move version
+    counters, so whoever trains calls `drop()` (Engine.train does, after every epoch)."""
+
+    def __init__(self) -> None:
+        self.key: tuple | None = None
+        self.model: Any = None
+
+    def of(self, model: Any) -> Any:
+        key = tuple((id(p), p.data_ptr(), p._version) for p in model.encoder.parameters())
+        if self.model is None or key != self.key:
+            self.drop()  # free the old copy before making the new one
+            encoder = copy.deepcopy(model.encoder).to(torch.bfloat16).eval()
+            self.key, self.model = key, model.with_encoder(encoder)
+        return self.model
+
+    def drop(self) -> None:
+        self.key = self.model = None
