@@ -23,11 +23,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def trainer_side(args: argparse.Namespace) -> dict:
-    from blurbkit.bench import hf_recipe
-    from blurbkit.bench.machine import peak_memory
     from blurbkit.data.load import load_split
     from blurbkit.models.loading import load_tokenizer, resolve_model_dir
     from blurbkit.scoring import score_predictions
+    from blurbkit.speed import hf_recipe
+    from blurbkit.speed.machine import peak_memory
     from blurbkit.tasks.registry import get_dataset
     from blurbkit.train.adapters import adapter_for
 
@@ -59,7 +59,7 @@ def trainer_side(args: argparse.Namespace) -> dict:
 
 
 def blurbkit_side(args: argparse.Namespace) -> dict:
-    from blurbkit.bench.machine import peak_memory, release_memory
+    from blurbkit.speed.machine import peak_memory, release_memory
     from blurbkit.train.config import FinetuneConfig
     from blurbkit.train.run import run_finetune
 
@@ -91,8 +91,8 @@ def main() -> None:
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args()
 
-    from blurbkit.bench.machine import machine_info
     from blurbkit.fileio import write_json
+    from blurbkit.speed.machine import machine_info
     from blurbkit.train.provenance import library_versions
 
     report = {"benchmark": "finetune_bc5chem", "epochs": args.epochs, "lr": 5e-5, "batch_size": 32,

@@ -17,8 +17,8 @@ import sys
 from ablation_common import RESULTS, RUNS, run_study
 from ablation_relation import BUDGETS
 
+from blurbkit.experiments.benchmark import model_label
 from blurbkit.store.results import ResultsStore
-from blurbkit.train.benchmark import model_label
 
 BUDGET = BUDGETS["ddi"]
 

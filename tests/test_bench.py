@@ -74,9 +74,9 @@ def test_bench_inference_compares_with_the_pipeline(tiny_model, shared_data, tmp
 FAIR_ORDER = """
 import sys
 from pathlib import Path
-from blurbkit.bench.inference import finetune_quickly
-from blurbkit.predict import Predictor
-from blurbkit.train.allocator import allocator_state
+from blurbkit.speed.inference import finetune_quickly
+from blurbkit.inference.predictor import Predictor
+from blurbkit.runtime.allocator import allocator_state
 model = finetune_quickly("bc5chem", sys.argv[1], sys.argv[2], 8, 0, Path(sys.argv[3]))
 after_finetune = allocator_state()
 Predictor.load(model).predict(["Aspirin and caffeine."])

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from blurbkit.bench.sides import Workload, build_engine
-from blurbkit.bench.speed import subsample
 from blurbkit.data.load import load_split
 from blurbkit.models.tiny import build_tiny_bert
+from blurbkit.runtime.attention import attention
+from blurbkit.speed.sides import Workload, build_engine
+from blurbkit.speed.speed import subsample
 from blurbkit.tasks.registry import get_dataset
-from blurbkit.train.attention import attention
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.engine import encode
 
@@ -100,7 +100,7 @@ def test_bf16_twin_scores_like_autocast_over_fp32_weights(engine_and_data):
 
 ALLOCATION = textwrap.dedent("""
     import ctypes, sys
-    from blurbkit.train.allocator import allocator_state, tune_allocator
+    from blurbkit.runtime.allocator import allocator_state, tune_allocator
 
     class Info(ctypes.Structure):
         _fields_ = [(name, ctypes.c_size_t) for name in
@@ -149,7 +149,7 @@ def tiny_encoder(model_type: str = "bert"):
 
 
 def test_key_padding_mask_gives_the_same_encodings_as_sdpa_masks():
-    from blurbkit.train.attention import cpu_attention
+    from blurbkit.runtime.attention import cpu_attention
 
     model, inputs = tiny_encoder()
     with torch.inference_mode():
@@ -167,7 +167,7 @@ def test_last_layer_rows_equal_the_full_layer_on_those_rows(model_type, use_cpu_
     from contextlib import nullcontext
 
     from blurbkit.models.last_layer import rows_only_last_layer
-    from blurbkit.train.attention import cpu_attention
+    from blurbkit.runtime.attention import cpu_attention
 
     model, inputs = tiny_encoder(model_type)
     rows = torch.tensor([[0, 3, 10, 3], [0, 6, 2, 1], [0, 1, 3, 0]])  # [CLS], words, entity starts, repeats
@@ -254,7 +254,7 @@ def test_look_alike_layers_keep_the_full_last_layer(model_type):
 def test_key_padding_mask_defers_to_sdpa_mask_while_compiling(monkeypatch):
     from transformers.masking_utils import bidirectional_mask_function
 
-    from blurbkit.train.attention import key_padding_mask
+    from blurbkit.runtime.attention import key_padding_mask
 
     padding = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
     short = key_padding_mask(2, 4, 4, mask_function=bidirectional_mask_function, attention_mask=padding)
@@ -265,7 +265,7 @@ def test_key_padding_mask_defers_to_sdpa_mask_while_compiling(monkeypatch):
 
 
 def test_predictor_takes_engine_settings(engine_and_data, tmp_path):
-    from blurbkit.predict import Predictor
+    from blurbkit.inference.predictor import Predictor
 
     engine, _ = engine_and_data
     engine.model.save(tmp_path / "m", engine.tokenizer)

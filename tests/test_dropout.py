@@ -1,12 +1,12 @@
-"""The fast CPU dropout (train/dropout.py): right rate and scaling, seeded, swapped in and out."""
+"""The fast CPU dropout (runtime/dropout.py): right rate and scaling, seeded, swapped in and out."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from blurbkit.train.attention import attention
-from blurbkit.train.dropout import FastDropout, MaskSource, active_source, fast_dropout
+from blurbkit.runtime.attention import attention
+from blurbkit.runtime.dropout import FastDropout, MaskSource, active_source, fast_dropout
 
 
 def test_masks_drop_at_the_asked_rate_and_keep_the_expectation():

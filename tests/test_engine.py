@@ -121,7 +121,7 @@ def test_real_minilm_learns_bc5chem_from_a_few_dozen_sentences(shared_data, tmp_
 
 @pytest.mark.parametrize("budget", [16, 2048])
 def test_inference_batches_cover_every_example_once_within_the_token_budget(budget):
-    from blurbkit.train.batching import sorted_batches
+    from blurbkit.runtime.batching import sorted_batches
 
     lengths = [3, 40, 7, 7, 120, 1, 64, 9, 300, 12] * 7
     examples = [{"input_ids": [0] * n} for n in lengths]

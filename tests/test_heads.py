@@ -15,7 +15,7 @@ from blurbkit.models.heads import HEADS
 from blurbkit.models.model import ModelRecipe
 from blurbkit.models.transforms import TRANSFORMS, TransformContext
 from blurbkit.models.transforms_relation import MARKERS, mark_entities
-from blurbkit.train.batching import collate
+from blurbkit.runtime.batching import collate
 from blurbkit.train.run import check_parts_apply
 
 # --- CRF on hand-made cases -------------------------------------------------------------------

@@ -16,7 +16,6 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.metrics import (
     METRICS,
     accuracy,
-    blurb_score,
     chunks,
     doc_key,
     entity_f1,
@@ -26,6 +25,7 @@ from blurbkit.metrics import (
     relation_micro_f1,
     tag_problem,
 )
+from blurbkit.tasks.blurb_score import blurb_score
 from blurbkit.tasks.registry import task_types
 
 approx = pytest.approx

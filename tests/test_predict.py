@@ -7,8 +7,8 @@ import json
 import pytest
 
 from blurbkit.cli.main import main
+from blurbkit.inference.predictor import Predictor, split_words, tags_to_spans
 from blurbkit.models.tiny import build_tiny_bert
-from blurbkit.predict import Predictor, split_words, tags_to_spans
 from blurbkit.train.api import finetune
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.models.tagging import convert_tags, tags_to_spans
+from blurbkit.tagging import convert_tags, tags_to_spans
 
 NER_DATASETS = ["bc5chem", "bc5disease", "ncbi_disease", "bc2gm", "jnlpba"]
 

@@ -17,9 +17,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_split": "blurbkit.data.load",
     "evaluate": "blurbkit.scoring",
-    "blurb_score": "blurbkit.metrics.blurb",
+    "blurb_score": "blurbkit.tasks.blurb_score",
     "finetune": "blurbkit.train.api",
-    "Predictor": "blurbkit.predict",
+    "Predictor": "blurbkit.inference.predictor",
     "BlurbkitError": "blurbkit.errors",
 }
 

@@ -89,7 +89,7 @@ def top_stems(analysed: Sequence[Analysed], window: int, min_count: int, top: in
 def run_attention(model: Any, tokenizer: Any, records: Sequence[dict], adapter: Any, batch_size: int = 32) -> list[Analysed]:
     """Predict `records` with an SLL-attention model and keep each example's word weights."""
     from blurbkit.models.transforms import TRANSFORMS, TransformContext
-    from blurbkit.train.batching import collate
+    from blurbkit.runtime.batching import collate
 
     if not hasattr(model.featurizer, "last_attention"):
         raise BlurbkitError(

@@ -30,9 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
-    from blurbkit.models.loading import resolve_model_dir
-    from blurbkit.store.results import ResultsStore
-    from blurbkit.train.ablation import (
+    from blurbkit.experiments.ablation import (
         ablation_table,
         build_grid,
         check_no_conflict,
@@ -40,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         get_study,
         select_variants,
     )
-    from blurbkit.train.benchmark import (
+    from blurbkit.experiments.benchmark import (
         Benchmark,
         apply_budget,
         budget_profile,
@@ -48,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
         resolve_datasets,
         summarise,
     )
-    from blurbkit.train.report import write_report
+    from blurbkit.experiments.report import write_report
+    from blurbkit.models.loading import resolve_model_dir
+    from blurbkit.store.results import ResultsStore
 
     if args.seeds < 1:
         raise BlurbkitError("--seeds must be at least 1")

@@ -60,9 +60,9 @@ def _emit(result: dict, results_dir: Path, name: str) -> None:
 
 
 def run_speed(args: argparse.Namespace) -> int:
-    from blurbkit.bench.speed import speed
     from blurbkit.cli.finetune import parse_part_options
     from blurbkit.errors import BlurbkitError
+    from blurbkit.speed.speed import speed
     from blurbkit.train.config import FinetuneConfig
 
     options = parse_part_options(args.engine_option)
@@ -80,7 +80,7 @@ def run_speed(args: argparse.Namespace) -> int:
 
 
 def run_inference(args: argparse.Namespace) -> int:
-    from blurbkit.bench.inference import inference
+    from blurbkit.speed.inference import inference
 
     result = inference(
         args.dataset, model=args.model, data=args.data, sentences=args.sentences, finetuned=args.finetuned,

@@ -19,10 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from blurbkit.models.loading import resolve_model_dir
-    from blurbkit.store.results import ResultsStore
-    from blurbkit.tasks.registry import get_dataset
-    from blurbkit.train.benchmark import (
+    from blurbkit.experiments.benchmark import (
         Benchmark,
         apply_budget,
         blurb_table,
@@ -31,7 +28,10 @@ def run(args: argparse.Namespace) -> int:
         resolve_datasets,
         summarise,
     )
-    from blurbkit.train.report import write_report
+    from blurbkit.experiments.report import write_report
+    from blurbkit.models.loading import resolve_model_dir
+    from blurbkit.store.results import ResultsStore
+    from blurbkit.tasks.registry import get_dataset
 
     datasets = resolve_datasets(args.datasets)
     model_dir = resolve_model_dir(args.model)

@@ -39,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"blurbkit.cli.{name}")
-        except ModuleNotFoundError as err:
-            if err.name == f"blurbkit.cli.{name}":
-                continue  # command not built yet
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"blurbkit.cli.{name}").register(subparsers)
     return parser
 
 

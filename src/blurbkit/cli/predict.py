@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
     from blurbkit.fileio import atomic_write, read_jsonl, read_lines
-    from blurbkit.predict import Predictor
+    from blurbkit.inference.predictor import Predictor
 
     if args.input.suffix == ".jsonl":
         inputs = read_jsonl(args.input)

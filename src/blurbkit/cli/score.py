@@ -9,7 +9,7 @@ from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import read_json
-from blurbkit.metrics.blurb import blurb_score
+from blurbkit.tasks.blurb_score import blurb_score
 from blurbkit.tasks.registry import get_dataset
 
 

@@ -1,7 +1,6 @@
 """Official BLURB metrics (pure functions, registered in METRICS by task_types.toml's names)."""
 
 from blurbkit.metrics.base import METRICS, MetricResult, prf
-from blurbkit.metrics.blurb import blurb_groups, blurb_score
 from blurbkit.metrics.classification import accuracy, relation_micro_f1
 from blurbkit.metrics.correlation import pearson
 from blurbkit.metrics.entity import SCHEMES, chunks, entity_f1, tag_problem
@@ -13,8 +12,6 @@ __all__ = [
     "SCHEMES",
     "MetricResult",
     "accuracy",
-    "blurb_groups",
-    "blurb_score",
     "chunks",
     "doc_key",
     "entity_f1",

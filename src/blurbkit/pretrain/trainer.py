@@ -30,9 +30,9 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import write_json
 from blurbkit.pretrain import checkpoint as ckpt
 from blurbkit.pretrain.data import Collator, MaskingConfig, build_token_cache, make_examples, mask_rate_at
-from blurbkit.train.allocator import tune_allocator
-from blurbkit.train.attention import cpu_attention
-from blurbkit.train.dropout import fast_dropout
+from blurbkit.runtime.allocator import tune_allocator
+from blurbkit.runtime.attention import cpu_attention
+from blurbkit.runtime.dropout import fast_dropout
 
 
 @dataclass
@@ -68,7 +68,7 @@ class PretrainConfig:
     max_docs: int | None = None
     cache_dir: str | None = None  # tokenised corpus cache (default OUT/data)
     mixed_precision: str = "auto"  # auto = bf16 where the hardware runs it fast (fp16 on older GPUs), else fp32
-    tune_allocator: bool = True  # CPU: keep freed activations in glibc's heap (train/allocator.py; +46 % tokens/s on mini)
+    tune_allocator: bool = True  # CPU: keep freed activations in glibc's heap (runtime/allocator.py; +46 % tokens/s on mini)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -233,7 +233,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     # Accelerate only sets up CPU DDP (gloo) when asked for the CPU explicitly.
     precision = cfg.mixed_precision
     if precision == "auto":
-        from blurbkit.train.precision import autocast_dtype
+        from blurbkit.runtime.precision import autocast_dtype
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(autocast_dtype("auto", device), "no")
@@ -368,7 +368,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     ema = None
     stopped = "finished"
     wrapper.train()
-    speedups = ExitStack()  # CPU only: fast dropout masks and bf16 training attention (train/dropout.py)
+    speedups = ExitStack()  # CPU only: fast dropout masks and bf16 training attention (runtime/dropout.py)
     masks = None
     if accelerator.device.type == "cpu":
         if cfg.tune_allocator:

@@ -113,7 +113,7 @@ class TokenAdapter(TaskAdapter):
     def _convert(self, tags: Sequence[str], source: str, target: str) -> list[str]:
         if source == target:
             return list(tags)
-        from blurbkit.models.tagging import convert_tags
+        from blurbkit.tagging import convert_tags
 
         return convert_tags(tags, source, target)
 

@@ -35,11 +35,11 @@ class FinetuneConfig:
     # Speed settings (docs/performance.md); the defaults are right on a CPU and on a GPU.
     group_by_length: bool = True  # length-grouped training batches (little padding); False = plain shuffle
     fused_optimizer: bool = True  # fused AdamW kernel (one pass per parameter); False = foreach
-    cpu_attention: bool = True  # CPU: blurbkit's attention instead of SDPA's slow CPU paths (train/attention.py)
+    cpu_attention: bool = True  # CPU: blurbkit's attention instead of SDPA's slow CPU paths (runtime/attention.py)
     bf16_inference: bool = True  # CPU inference under bf16 autocast: a bf16 copy of the encoder (no per-layer casts)
     last_layer_rows: bool = True  # inference: the last encoder layer only for the rows the featurizer reads (models/last_layer.py)
-    tune_allocator: bool = True  # CPU: keep freed activation buffers in glibc's heap (train/allocator.py; process-wide)
-    fast_dropout: bool = True  # CPU training: dropout masks from numpy's SFC64, ~4x faster than torch's (train/dropout.py)
+    tune_allocator: bool = True  # CPU: keep freed activation buffers in glibc's heap (runtime/allocator.py; process-wide)
+    fast_dropout: bool = True  # CPU training: dropout masks from numpy's SFC64, ~4x faster than torch's (runtime/dropout.py)
     compile: bool = False  # torch.compile the model (needs a C++ compiler on CPU; pays only on long runs)
     threads: int | None = None  # torch intra-op threads; None = torch's default (one per physical core)
     encode_cache: bool = True  # keep tokenised splits on disk under $BLURBKIT_HOME/cache/encoded

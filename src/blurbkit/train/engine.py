@@ -24,19 +24,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from blurbkit.models import encode_cache
 from blurbkit.models.last_layer import rows_only_last_layer
 from blurbkit.models.model import BlurbModel, ModelRecipe
 from blurbkit.models.transforms import TRANSFORMS, TransformContext
+from blurbkit.runtime.allocator import tune_allocator
+from blurbkit.runtime.attention import cpu_attention
+from blurbkit.runtime.batching import PaddedSplit, grouped_batches, shuffled_batches, sorted_batches
+from blurbkit.runtime.dropout import fast_dropout
+from blurbkit.runtime.precision import Bf16Twin, autocast_dtype, maybe_compile
 from blurbkit.scoring import score_predictions
 from blurbkit.tasks.registry import DatasetSpec
-from blurbkit.train import encode_cache
 from blurbkit.train.adapters import TaskAdapter
-from blurbkit.train.allocator import tune_allocator
-from blurbkit.train.attention import cpu_attention
-from blurbkit.train.batching import PaddedSplit, grouped_batches, shuffled_batches, sorted_batches
 from blurbkit.train.config import FinetuneConfig
-from blurbkit.train.dropout import fast_dropout
-from blurbkit.train.precision import Bf16Twin, autocast_dtype, maybe_compile
 from blurbkit.train.stabilise import parameter_groups
 
 LOG_EVERY = 20  # steps between loss read-outs (each one waits for the device)
@@ -126,7 +126,7 @@ class Engine:
             tune_allocator()
 
     def _inference_model(self) -> BlurbModel:
-        """What predictions run on: on a CPU under bf16 autocast, a bf16 twin (train/precision.py)."""
+        """What predictions run on: on a CPU under bf16 autocast, a bf16 twin (runtime/precision.py)."""
         cpu_bf16 = self.device.type == "cpu" and self.dtype == torch.bfloat16
         if not (cpu_bf16 and self.config.bf16_inference) or self.config.compile:
             return self.model

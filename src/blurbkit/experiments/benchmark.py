@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.metrics.blurb import blurb_groups
 from blurbkit.store.results import ResultsStore, RunKey
+from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import blurb_datasets, get_dataset
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.provenance import blurbkit_commit

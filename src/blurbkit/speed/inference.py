@@ -14,17 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from blurbkit.bench.flops import split_flops
-from blurbkit.bench.machine import machine_info, peak_memory, release_memory
-from blurbkit.bench.sides import Workload, build_engine
-from blurbkit.bench.speed import measure_peaks, subsample
 from blurbkit.data.load import load_split
 from blurbkit.errors import BlurbkitError
+from blurbkit.inference.predictor import Predictor, split_words, tags_to_spans
 from blurbkit.models.loading import resolve_model_dir
 from blurbkit.models.model import BlurbModel
-from blurbkit.predict import Predictor, split_words, tags_to_spans
+from blurbkit.runtime.allocator import allocator_state
+from blurbkit.speed.flops import split_flops
+from blurbkit.speed.machine import machine_info, peak_memory, release_memory
+from blurbkit.speed.sides import Workload, build_engine
+from blurbkit.speed.speed import measure_peaks, subsample
 from blurbkit.tasks.registry import get_dataset
-from blurbkit.train.allocator import allocator_state
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.engine import encode, seed_everything
 from blurbkit.train.provenance import library_versions

@@ -9,11 +9,11 @@ from typing import Any
 
 import torch
 
-from blurbkit.bench.flops import split_flops
-from blurbkit.bench.machine import machine_info, matmul_peak, release_memory
-from blurbkit.bench.sides import SideResult, Workload, run_blurbkit, run_trainer
 from blurbkit.data.load import load_split
 from blurbkit.models.loading import read_config, resolve_model_dir
+from blurbkit.speed.flops import split_flops
+from blurbkit.speed.machine import machine_info, matmul_peak, release_memory
+from blurbkit.speed.sides import SideResult, Workload, run_blurbkit, run_trainer
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.provenance import library_versions
 

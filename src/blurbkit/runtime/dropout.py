@@ -7,7 +7,7 @@ about 1 ns; cut into four 16-bit lanes they give the same Bernoulli keep-masks (
 probability rounded to a multiple of 1/65536) in about a quarter of the time.
 
 Installed only for the duration of `Engine.train` on a CPU: every `nn.Dropout` of the model is
-swapped for `FastDropout`, and the training attention (train/attention.py) draws its masks from
+swapped for `FastDropout`, and the training attention (runtime/attention.py) draws its masks from
 the same source. Seeded from the run's seed, so runs stay reproducible. GPUs keep torch's own
 dropout (its Philox generator is already fast there).
 """

@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blurbkit.bench import hf_recipe
-from blurbkit.bench.machine import peak_memory
 from blurbkit.models.loading import load_encoder, load_tokenizer
 from blurbkit.models.model import BlurbModel, ModelRecipe
+from blurbkit.runtime.allocator import allocator_state
 from blurbkit.scoring import score_predictions
+from blurbkit.speed import hf_recipe
+from blurbkit.speed.machine import peak_memory
 from blurbkit.tasks.registry import DatasetSpec
 from blurbkit.train.adapters import adapter_for
-from blurbkit.train.allocator import allocator_state
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.engine import Encoded, Engine, encode, seed_everything
 

@@ -31,7 +31,7 @@ def plot_scores(path: Path, per_dataset: dict[str, dict[str, Any]], title: str) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from blurbkit.train.benchmark import reference_results
+    from blurbkit.experiments.benchmark import reference_results
 
     names = list(per_dataset)
     reference = reference_results()["PubMedBERT"]

@@ -10,7 +10,7 @@ Inference (no dropout, bf16/fp16 inputs): torch's fused CPU flash-attention kern
 thirtieth of its FLOPs), and a softmax over bf16 rows is 3-4x slower than over fp32 rows. Two
 bf16 matmuls around an fp32 softmax, with the padding mask added as [batch, 1, 1, keys], were
 2.9x faster than SDPA at 16 subwords, 2.2x at 70, 1.7x at 128 and 1.2x at 256 (2,048-token
-batches, allocator settings of train/allocator.py; masked_fill with a full [batch, 1, L, L] mask
+batches, allocator settings of runtime/allocator.py; masked_fill with a full [batch, 1, L, L] mask
 lost a third of that).
 
 Everywhere else (fp32 inference, GPUs, causal use) this is plain SDPA. Installed only for the
@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from blurbkit.train.dropout import active_source
+from blurbkit.runtime.dropout import active_source
 
 NAME = "blurbkit_sdpa"
 
@@ -53,7 +53,7 @@ def attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.
         if attention_mask is not None:
             scores = scores + additive(attention_mask, scores.dtype)
         probs = torch.softmax(scores, dim=-1)
-        source = active_source()  # train/dropout.py: the fast mask generator, when the engine set one
+        source = active_source()  # runtime/dropout.py: the fast mask generator, when the engine set one
         probs = source.dropout(probs, dropout) if source else F.dropout(probs, p=dropout, training=True)
     return torch.matmul(probs.to(value.dtype), value).transpose(1, 2).contiguous(), None
 

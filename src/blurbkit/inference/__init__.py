@@ -1,0 +1,1 @@
+"""Fine-tuned models on new text, from a saved model directory alone (no training code)."""
