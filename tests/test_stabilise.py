@@ -8,7 +8,8 @@ import torch
 from blurbkit.errors import BlurbkitError
 from blurbkit.models.loading import load_encoder
 from blurbkit.models.tiny import build_tiny_bert
-from blurbkit.train.stabilise import drop_top_layers, freeze_lower_half, parameter_groups, reinit_top_layers
+from blurbkit.runtime.optim import parameter_groups
+from blurbkit.train.stabilise import drop_top_layers, freeze_lower_half, reinit_top_layers
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_freeze_lower_half_fixes_embeddings_and_two_of_four_layers(model_dir):
 
 def test_layer_decay_gives_lr_times_d_to_the_depth_from_the_top(model_dir):
     model = Wrapped(load_encoder(model_dir))
-    groups = parameter_groups(model, lr=1.0, weight_decay=0.01, layer_decay=0.5)
+    groups = parameter_groups(model.named_parameters(), lr=1.0, weight_decay=0.01, layer_decay=0.5, num_layers=4)
     lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
     named = dict(model.named_parameters())
     assert lr_of[id(named["head.weight"])] == 1.0

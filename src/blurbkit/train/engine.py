@@ -32,12 +32,13 @@ from blurbkit.runtime.allocator import tune_allocator
 from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.batching import PaddedSplit, grouped_batches, shuffled_batches, sorted_batches
 from blurbkit.runtime.dropout import fast_dropout
+from blurbkit.runtime.optim import adamw, parameter_groups, slanted_triangular
 from blurbkit.runtime.precision import Bf16Twin, autocast_dtype, maybe_compile
 from blurbkit.scoring import score_predictions
 from blurbkit.tasks.registry import DatasetSpec
 from blurbkit.train.adapters import TaskAdapter
 from blurbkit.train.config import FinetuneConfig
-from blurbkit.train.stabilise import parameter_groups
+from blurbkit.train.stabilise import encoder_layers
 
 LOG_EVERY = 20  # steps between loss read-outs (each one waits for the device)
 
@@ -85,23 +86,11 @@ def encode(
 def build_optimizer(
     model: torch.nn.Module, lr: float, weight_decay: float, fused: bool = True, layer_decay: float | None = None
 ) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and LayerNorm weights (the BERT convention); with
-    `layer_decay` d, block l from the top trains at lr * d**l (train/stabilise.py).
-    fused: one kernel per parameter instead of ~8 passes over memory (CPU and CUDA)."""
-    groups = parameter_groups(model, lr, weight_decay, layer_decay)
-    return torch.optim.AdamW(groups, lr=lr, fused=fused, foreach=None if fused else True)
-
-
-def slanted_triangular(optimizer: torch.optim.Optimizer, total_steps: int, warmup_ratio: float):
-    """Linear warm-up over the first `warmup_ratio` of steps, then linear decay to zero."""
-    warmup = max(1, int(total_steps * warmup_ratio))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    """AdamW over the model's trainable parameters (runtime/optim.py); with `layer_decay` d, block l
+    from the top of the encoder trains at lr * d**l."""
+    num_layers = len(encoder_layers(model.encoder)) if layer_decay else 0
+    groups = parameter_groups(model.named_parameters(), lr, weight_decay, layer_decay, num_layers)
+    return adamw(groups, lr, fused=fused)
 
 
 class Engine:

@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -66,28 +64,3 @@ def freeze_lower_half(encoder: nn.Module) -> None:
     for module in [encoder.embeddings, *list(layers)[: len(layers) // 2]]:
         for param in module.parameters():
             param.requires_grad_(False)
-
-
-def _depth_from_top(name: str, num_layers: int) -> int:
-    """0 for the top block and anything above the encoder (featurizer, head), L for the embeddings."""
-    if ".embeddings." in f".{name}":
-        return num_layers
-    marker = "encoder.layer."
-    if marker in name:
-        index = int(name.split(marker, 1)[1].split(".", 1)[0])
-        return num_layers - 1 - index
-    return 0
-
-
-def parameter_groups(model: nn.Module, lr: float, weight_decay: float, layer_decay: float | None) -> list[dict[str, Any]]:
-    """AdamW groups: no weight decay on biases and LayerNorm weights (the BERT convention), and
-    with `layer_decay` d, a learning rate of lr * d**depth for each block counted from the top."""
-    num_layers = len(encoder_layers(model.encoder)) if layer_decay else 0
-    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        decay = 0.0 if param.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else weight_decay
-        scale = layer_decay ** _depth_from_top(name, num_layers) if layer_decay else 1.0
-        groups.setdefault((lr * scale, decay), []).append(param)
-    return [{"params": params, "lr": group_lr, "weight_decay": decay} for (group_lr, decay), params in groups.items()]
