@@ -29,13 +29,12 @@ def trainer_side(args: argparse.Namespace) -> dict:
     from blurbkit.speed import hf_recipe
     from blurbkit.speed.machine import peak_memory
     from blurbkit.tasks.registry import get_dataset
-    from blurbkit.train.adapters import adapter_for
 
     spec = get_dataset("bc5chem")
     model_dir = resolve_model_dir(args.model)
     splits = {name: load_split("bc5chem", name, args.data) for name in ("train", "dev", "test")}
     tokenizer = load_tokenizer(model_dir)
-    labels = adapter_for(spec, splits["train"]).labels
+    labels = spec.task.codec(spec, splits["train"]).labels
     features = {name: hf_recipe.token_features(records, tokenizer, labels) for name, records in splits.items()}
     with peak_memory() as memory:
         run = hf_recipe.train(model_dir, "token", features["train"][0], labels, batch_size=32, lr=5e-5,

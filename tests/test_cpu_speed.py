@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -12,13 +13,13 @@ import torch
 from torch.nn import functional as F
 
 from blurbkit.data.load import load_split
+from blurbkit.models.encoding import encode
 from blurbkit.models.tiny import build_tiny_bert
 from blurbkit.runtime.attention import attention
 from blurbkit.speed.sides import Workload, build_engine
 from blurbkit.speed.speed import subsample
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
-from blurbkit.train.engine import encode
 
 MODULE = SimpleNamespace(is_causal=False, training=False)
 
@@ -60,36 +61,40 @@ def engine_and_data(tmp_path_factory, shared_data):
     records = subsample(load_split("bc5chem", "dev", str(shared_data)), 48, 0)
     work = Workload(spec=spec, model_dir=model_dir, train=records, dev=records)
     engine, recipe = build_engine(work, FinetuneConfig(dataset="bc5chem", epochs=1, batch_size=16, progress=False))
-    engine.dtype = torch.bfloat16  # autocast bf16 runs on any CPU (slowly where it is not native)
-    return engine, encode(records, engine.adapter, recipe, engine.tokenizer)
+    engine.runner.dtype = torch.bfloat16  # autocast bf16 runs on any CPU (slowly where it is not native)
+    return engine, encode(records, engine.codec, recipe, engine.tokenizer)
+
+
+def set_runtime(engine, **changes) -> None:
+    engine.settings = engine.runner.settings = replace(engine.runner.settings, **changes)
 
 
 def test_bf16_inference_twin_follows_the_weights(engine_and_data):
     engine, data = engine_and_data
     engine.predict(data)
-    twin = engine._bf16.model
+    twin = engine.runner._bf16.model
     assert twin.head is engine.model.head and twin.featurizer is engine.model.featurizer
     weight = engine.model.encoder.embeddings.word_embeddings.weight
     assert weight.dtype == torch.float32
     assert torch.equal(twin.encoder.embeddings.word_embeddings.weight, weight.detach().bfloat16())
     engine.predict(data)
-    assert engine._bf16.model is twin  # unchanged weights: the same copy is reused
+    assert engine.runner._bf16.model is twin  # unchanged weights: the same copy is reused
     with torch.no_grad():
         weight.mul_(-1.0)
     engine.predict(data)
-    assert engine._bf16.model is not twin
-    assert torch.equal(engine._bf16.model.encoder.embeddings.word_embeddings.weight, weight.detach().bfloat16())
-    before = engine._bf16.model
+    assert engine.runner._bf16.model is not twin
+    assert torch.equal(engine.runner._bf16.model.encoder.embeddings.word_embeddings.weight, weight.detach().bfloat16())
+    before = engine.runner._bf16.model
     engine.train(data, None)  # an optimizer step also moves the versions
     engine.predict(data)
-    assert engine._bf16.model is not before
+    assert engine.runner._bf16.model is not before
 
 
 def test_bf16_twin_scores_like_autocast_over_fp32_weights(engine_and_data):
     engine, data = engine_and_data
     engine.predict(data)
-    twin = engine._bf16.model
-    batch = engine._padded(data).batch(list(range(len(data.examples))))
+    twin = engine.runner._bf16.model
+    batch = data.padded_with(engine.tokenizer.pad_token_id).batch(list(range(len(data.examples))))
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         ours, mask = twin(batch)
         reference, _ = engine.model(batch)
@@ -203,20 +208,22 @@ def test_featurizers_read_only_the_rows_they_declare():
 
 def test_engine_predicts_the_same_with_the_last_layer_pruned(engine_and_data):
     engine, data = engine_and_data
-    engine.dtype, engine.config.bf16_inference = None, False  # fp32: the two paths must agree exactly
+    engine.runner.dtype = None  # fp32: the two paths must agree exactly
+    set_runtime(engine, bf16_inference=False)
     try:
         pruned = engine.predict(data)
-        engine.config.last_layer_rows = False
+        set_runtime(engine, last_layer_rows=False)
         full = engine.predict(data)
     finally:
-        engine.dtype, engine.config.bf16_inference, engine.config.last_layer_rows = torch.bfloat16, True, True
+        engine.runner.dtype = torch.bfloat16
+        set_runtime(engine, bf16_inference=True, last_layer_rows=True)
     assert pruned == full
 
 
 def test_bf16_twin_is_dropped_when_training_stops_midway_or_weights_are_replaced(engine_and_data):
     engine, data = engine_and_data
     engine.predict(data)
-    assert engine._bf16.model is not None
+    assert engine.runner._bf16.model is not None
     loss, calls = engine.loss, []
 
     def interrupted(batch):
@@ -225,22 +232,22 @@ def test_bf16_twin_is_dropped_when_training_stops_midway_or_weights_are_replaced
             raise KeyboardInterrupt
         return loss(batch)
 
-    engine.loss, engine.config.epochs = interrupted, 2
+    engine.loss, engine.hyper = interrupted, replace(engine.hyper, epochs=2)
     try:
         with pytest.raises(KeyboardInterrupt):
             # epoch 1: three fused AdamW steps, then dev scoring builds a twin; epoch 2 stops at once
             engine.train(data, data)
     finally:
-        engine.loss, engine.config.epochs = loss, 1
-    assert engine._bf16.model is None
+        engine.loss, engine.hyper = loss, replace(engine.hyper, epochs=1)
+    assert engine.runner._bf16.model is None
     engine.predict(data)
     weight = engine.model.encoder.embeddings.word_embeddings.weight
-    assert torch.equal(engine._bf16.model.encoder.embeddings.word_embeddings.weight, weight.detach().bfloat16())
+    assert torch.equal(engine.runner._bf16.model.encoder.embeddings.word_embeddings.weight, weight.detach().bfloat16())
     state = {k: v.clone() + 1.0 for k, v in engine.model.encoder.state_dict().items() if v.is_floating_point()}
     engine.model.encoder.load_state_dict(state, strict=False, assign=True)  # new tensors, versions at 0
     engine.predict(data)
     fresh = engine.model.encoder.embeddings.word_embeddings.weight
-    assert torch.equal(engine._bf16.model.encoder.embeddings.word_embeddings.weight, fresh.detach().bfloat16())
+    assert torch.equal(engine.runner._bf16.model.encoder.embeddings.word_embeddings.weight, fresh.detach().bfloat16())
 
 
 @pytest.mark.parametrize("model_type", ["xlm-roberta-xl", "esm"])
@@ -270,4 +277,4 @@ def test_predictor_takes_engine_settings(engine_and_data, tmp_path):
     engine, _ = engine_and_data
     engine.model.save(tmp_path / "m", engine.tokenizer)
     predictor = Predictor.load(tmp_path / "m", settings={"tune_allocator": False, "precision": "fp32"})
-    assert predictor.engine.config.tune_allocator is False and predictor.engine.dtype is None
+    assert predictor.runner.settings.tune_allocator is False and predictor.runner.dtype is None

@@ -76,7 +76,7 @@ GOLD = {
 def perfect(name: str):
     records = GOLD[name]
     spec = get_dataset(name)
-    if spec.is_token_task:
+    if spec.task_type in ("ner", "pico"):
         return [list(r["tags"]) for r in records]
     if spec.task_type == "similarity":
         return {r["id"]: r["score"] for r in records}
@@ -372,7 +372,7 @@ def test_gold_test_split_as_predictions_scores_perfectly(name, shared_data, tmp_
 
     spec = get_dataset(name)
     gold = load.load_split(name, "test", data=shared_data)
-    if spec.is_token_task:
+    if spec.task_type in ("ner", "pico"):
         predictions = [list(r["tags"]) for r in gold]
     elif spec.task_type == "similarity":
         predictions = {r["id"]: r["score"] for r in gold}

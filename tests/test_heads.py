@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.models.build import check_parts_apply
 from blurbkit.models.featurizers import FEATURIZERS
 from blurbkit.models.heads import HEADS
 from blurbkit.models.model import ModelRecipe
 from blurbkit.models.transforms import TRANSFORMS, TransformContext
 from blurbkit.models.transforms_relation import MARKERS, mark_entities
 from blurbkit.runtime.batching import collate
-from blurbkit.train.run import check_parts_apply
+from blurbkit.tasks.types import get_task_type
 
 # --- CRF on hand-made cases -------------------------------------------------------------------
 # Tags O=0, B=1, I=2. Starting in I and O -> I are forbidden (-100), B -> I is rewarded (+1).
@@ -213,9 +214,9 @@ def test_unsupported_inputs_and_parts_are_refused_before_training(tiny):
         return ModelRecipe(dataset="x", task_type=task, labels=["a", "b"], max_length=64, **base)
 
     with pytest.raises(BlurbkitError, match="head 'crf' does not apply to relation"):
-        check_parts_apply(recipe("relation", head="crf"), "relation")
+        check_parts_apply(recipe("relation", head="crf"), get_task_type("relation"))
     with pytest.raises(BlurbkitError, match="transform 'markers' does not apply to ner"):
-        check_parts_apply(recipe("ner", transform="markers", featurizer="first_subword"), "ner")
+        check_parts_apply(recipe("ner", transform="markers", featurizer="first_subword"), get_task_type("ner"))
     with pytest.raises(BlurbkitError, match="featurizer 'sll_attention' does not apply to ner"):
-        check_parts_apply(recipe("ner", transform="tokens", featurizer="sll_attention"), "ner")
-    check_parts_apply(recipe("ner", transform="tokens", featurizer="first_subword", head="bilstm_crf"), "ner")
+        check_parts_apply(recipe("ner", transform="tokens", featurizer="sll_attention"), get_task_type("ner"))
+    check_parts_apply(recipe("ner", transform="tokens", featurizer="first_subword", head="bilstm_crf"), get_task_type("ner"))

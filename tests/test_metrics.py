@@ -23,10 +23,10 @@ from blurbkit.metrics import (
     pearson,
     pico_macro_f1,
     relation_micro_f1,
-    tag_problem,
 )
+from blurbkit.tagging import tag_problem
 from blurbkit.tasks.blurb_score import blurb_score
-from blurbkit.tasks.registry import task_types
+from blurbkit.tasks.types import TASK_TYPES
 
 approx = pytest.approx
 
@@ -45,7 +45,7 @@ def random_corpus(seed: int, prefixes: str, types=("X", "Y")) -> tuple[list[list
 
 
 def test_every_task_type_metric_is_registered():
-    assert {t.metric for t in task_types().values()} <= set(METRICS.names())
+    assert {TASK_TYPES.get(name).metric for name in TASK_TYPES.names()} <= set(METRICS.names())
 
 
 # ---- entity F1 -------------------------------------------------------------------------------

@@ -7,8 +7,10 @@ import json
 import pytest
 
 from blurbkit.cli.main import main
-from blurbkit.inference.predictor import Predictor, split_words, tags_to_spans
+from blurbkit.inference.predictor import Predictor
 from blurbkit.models.tiny import build_tiny_bert
+from blurbkit.tagging import tags_to_spans
+from blurbkit.tasks.types.token import split_words
 from blurbkit.train.api import finetune
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from blurbkit.models.loading import default_model_dir, load_tokenizer
 from blurbkit.models.transforms import TransformContext, tokens_as_is
 from blurbkit.tasks.registry import get_dataset
-from blurbkit.train.adapters import adapter_for
 
 
 def test_every_word_of_a_long_sentence_lands_in_a_window():
@@ -26,7 +25,7 @@ def test_every_word_of_a_long_sentence_lands_in_a_window():
 def test_merge_takes_each_word_from_its_most_central_window():
     tokenizer = load_tokenizer(default_model_dir())
     spec = get_dataset("bc5chem")
-    adapter = adapter_for(spec)
+    adapter = spec.task.codec(spec)
     words = ["aspirin"] * 40
     record = {"id": "x", "tokens": words, "tags": ["O"] * 40}
     examples = tokens_as_is([record], TransformContext(tokenizer, max_length=12))

@@ -30,11 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _test_records(run_dir: Path, data: str | None) -> tuple[str, list[dict]]:
     """The run's own test records: same data, options and seeded subsample as when it was scored."""
-    from blurbkit.data.load import load_split
+    from blurbkit.data.load import load_split, subsample
     from blurbkit.data.readers.base import ReadOptions
     from blurbkit.errors import BlurbkitError
     from blurbkit.fileio import read_json
-    from blurbkit.train.run import EVAL_SUBSAMPLE_SEED, subsample
+    from blurbkit.train.run import EVAL_SUBSAMPLE_SEED
 
     if not (run_dir / "run.json").is_file():
         raise BlurbkitError("not a run directory (no run.json)", path=run_dir)
@@ -51,7 +51,6 @@ def run_attention_analysis(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
     from blurbkit.models.model import BlurbModel
     from blurbkit.tasks.registry import get_dataset
-    from blurbkit.train.adapters import adapter_for
 
     if not (args.run_dir / "model").is_dir():
         raise BlurbkitError("the run kept no model (it was run with --no-save-model / without --save-models)", path=args.run_dir)
@@ -60,9 +59,8 @@ def run_attention_analysis(args: argparse.Namespace) -> int:
         records = records[: args.max_examples]
     model, tokenizer = BlurbModel.load(args.run_dir / "model")
     spec = get_dataset(dataset)
-    adapter = adapter_for(spec)
-    adapter.labels = list(model.recipe.labels)
-    analysed = run_attention(model, tokenizer, records, adapter)
+    codec = spec.task.saved_codec(model.recipe.labels, model.recipe.scheme)
+    analysed = run_attention(model, tokenizer, records, codec)
     rows = top_stems(analysed, args.window, args.min_count, args.top)
     print(f"{spec.title}: {len(analysed)} test examples; stems within {args.window} words of the entities, "
           f"by mean attention weight (min {args.min_count} occurrences)")

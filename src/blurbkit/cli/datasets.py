@@ -27,25 +27,6 @@ from typing import Any
 from blurbkit.cli.prepare import add_read_options, names_arg, read_options
 from blurbkit.errors import BlurbkitError
 
-FORMAT_TASK = {
-    "conll": "ner",
-    "pico": "pico",
-    "chemprot": "relation",
-    "gad": "relation",
-    "biosses": "similarity",
-    "hoc": "doc_classification",
-    "pubmedqa": "qa",
-    "bioasq": "qa",
-}
-UNITS = {
-    "ner": "entity mentions",
-    "pico": "PICO-tagged words",
-    "relation": "relation instances",
-    "similarity": "sentence pairs",
-    "doc_classification": "documents",
-    "qa": "questions",
-}
-NEGATIVE_NAMES = ("false", "0", "negative", "none", "no_relation")
 NAME = re.compile(r"[a-z][a-z0-9_]*")
 EPILOG = """\
 One-file alternative: drop a TOML file in $BLURBKIT_HOME/datasets/ (default ~/.blurbkit/datasets);
@@ -85,9 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add.add_argument("name", help="dataset name (lower case letters, digits, _)")
-    add.add_argument("--format", required=True, choices=sorted(FORMAT_TASK), help="file format = reader")
+    add.add_argument("--format", required=True, help="file format = reader (conll, pico, chemprot, gad, biosses, hoc, pubmedqa, bioasq)")
     add.add_argument("--source", required=True, type=Path, help="folder holding the split files")
-    add.add_argument("--task-type", choices=sorted(UNITS), help="default: the format's task type")
+    add.add_argument("--task-type", help="default: the format's task type")
     for split in ("train", "dev", "test"):
         add.add_argument(f"--{split}", metavar="FILE", help=f"{split} file, relative to --source")
     add.add_argument(
@@ -152,22 +133,22 @@ def _infer(name: str, table: dict[str, Any]) -> dict[str, Any]:
     from blurbkit.tasks.registry import SPLITS, _spec_from_table
 
     spec = _spec_from_table(name, table, "datasets add")
-    types: set[str] = set()
-    labels: set[str] = set()
-    for split in SPLITS:
-        for record in read_split(spec, spec.source, split, ReadOptions()).records:
-            if spec.is_token_task:
-                types.update(tag[2:] for tag in record["tags"] if tag != "O")
-            elif spec.task_type == "relation":
-                types.update(entity["type"] for entity in record["entities"])
-                labels.add(record["label"])
-            elif spec.task_type == "qa":
-                labels.add(record["label"])
-    if types and not table.get("entity_types"):
-        table["entity_types"] = sorted(types)
-    if labels and not table.get("labels"):
-        table["labels"] = sorted(labels)
+    records = [record for split in SPLITS for record in read_split(spec, spec.source, split, ReadOptions()).records]
+    for field, found in spec.task.infer_fields(records).items():
+        if found and not table.get(field):
+            table[field] = sorted(found)
     return table
+
+
+def format_task_type(reader: str):
+    """The task type whose data a `--format` reader holds (each task type lists its formats)."""
+    from blurbkit.tasks.types import TASK_TYPES
+
+    for name in TASK_TYPES.names():
+        if reader in TASK_TYPES.get(name).file_formats:
+            return TASK_TYPES.get(name)
+    known = sorted(f for name in TASK_TYPES.names() for f in TASK_TYPES.get(name).file_formats)
+    raise BlurbkitError(f"unknown format {reader!r} (one of {', '.join(known)})")
 
 
 def run_add(args: argparse.Namespace) -> int:
@@ -184,9 +165,9 @@ def run_add(args: argparse.Namespace) -> int:
     path = user_registry_dir() / f"{name}.toml"
     if path.exists() and not args.force:
         raise BlurbkitError("a user dataset of this name exists; pass --force to replace it", path=path)
-    task_type = args.task_type or FORMAT_TASK[args.format]
-    if task_type != FORMAT_TASK[args.format]:
-        raise BlurbkitError(f"format {args.format!r} holds {FORMAT_TASK[args.format]} data, not {task_type}")
+    task = format_task_type(args.format)
+    if args.task_type and args.task_type != task.name:
+        raise BlurbkitError(f"format {args.format!r} holds {task.name} data, not {args.task_type}")
     source = args.source.expanduser().resolve()
     if not source.is_dir():
         raise BlurbkitError("source folder not found", path=args.source)
@@ -195,32 +176,26 @@ def run_add(args: argparse.Namespace) -> int:
     for split, file in files.items():
         if not (source / file).is_file():
             raise BlurbkitError(f"{split} file not found (pass --{split} FILE)", path=source / file)
-    if task_type == "doc_classification" and not args.labels:
-        raise BlurbkitError("a document classification dataset needs --labels (names in label-vector order)")
     table: dict[str, Any] = {
         "title": args.title or name,
-        "task_type": task_type,
+        "task_type": task.name,
         "reader": args.format,
         "source": str(source),
         "files": files,
         "entity_types": args.entity_types or [],
         "labels": args.labels or [],
-        "unit": UNITS[task_type],
+        "unit": task.unit,
         "max_length": args.max_length,
+        "negative_label": args.negative_label,
         "in_blurb": False,
     }
+    task.complete_registration(table, inferred=False)  # what must be given before the files are read
     table = _infer(name, table)
-    if task_type == "relation":
-        negative = args.negative_label or next((n for n in NEGATIVE_NAMES if n in table["labels"]), None)
-        if negative not in table["labels"]:
-            raise BlurbkitError(
-                f"pass --negative-label, one of {', '.join(table['labels'])} (the no-relation class)"
-            )
-        table["negative_label"] = negative
+    task.complete_registration(table, inferred=True)
     text = to_toml(table)
     _spec_from_table(name, tomllib.loads(text), str(path))  # what the registry will read back
     with atomic_write(path) as handle:
         handle.write(text)
-    print(f"registered {name} ({task_type}, {args.format}) -> {path}")
+    print(f"registered {name} ({task.name}, {args.format}) -> {path}")
     print(text.rstrip())
     return 0

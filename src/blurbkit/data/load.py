@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
 import sys
 import uuid
@@ -28,14 +29,11 @@ from blurbkit.data.readers import SplitUnavailable
 from blurbkit.data.readers.base import ReadOptions
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import read_json, read_jsonl
+from blurbkit.paths import cache_root
 from blurbkit.tasks.registry import SPLITS, DatasetSpec, all_datasets, get_dataset
 
 ENV_DATA = "BLURBKIT_DATA"
 DEFAULT_DATA = Path("..") / "shared" / "data"
-
-
-def blurbkit_home() -> Path:
-    return Path(os.environ.get("BLURBKIT_HOME", "~/.blurbkit")).expanduser()
 
 
 def default_data() -> Path:
@@ -103,7 +101,7 @@ def _cached(spec: DatasetSpec, source_dir: Path, options: ReadOptions) -> Path:
     """The cache folder holding `spec` prepared from `source_dir` (prepared now if absent)."""
     if not source_dir.is_dir():
         raise BlurbkitError(f"dataset {spec.name!r}: source folder not found", path=source_dir)
-    root = Path(os.environ.get("BLURBKIT_CACHE", blurbkit_home() / "cache")).expanduser() / "prepared"
+    root = cache_root() / "prepared"
     target = root / cache_key(spec, source_dir, options)
     if is_prepared(target):
         return target
@@ -202,3 +200,11 @@ def load_manifest(data: str | Path | None = None, options: ReadOptions | None = 
         merged["datasets"][name] = manifest["datasets"][name]
         merged["local_deviations"] += manifest.get("local_deviations", [])
     return merged
+
+
+def subsample(records: list[dict], limit: int | None, seed: int) -> list[dict]:
+    """A seeded random subset of `limit` records, kept in file order (budget and low-resource runs)."""
+    if limit is None or limit >= len(records):
+        return records
+    chosen = sorted(random.Random(seed).sample(range(len(records)), limit))
+    return [records[i] for i in chosen]

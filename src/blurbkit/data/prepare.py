@@ -22,7 +22,6 @@ from typing import Any
 import blurbkit
 from blurbkit.data.readers import SplitUnavailable, read_split
 from blurbkit.data.readers.base import ReadOptions
-from blurbkit.data.readers.conll import entity_chunks
 from blurbkit.data.schema import Record
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_dir, sha256_file, write_json
@@ -63,35 +62,6 @@ def dataset_options(spec: DatasetSpec, options: ReadOptions) -> dict[str, Any]:
         return {"pico_train_from_dev": options.pico_train_from_dev}
     if spec.reader == "aimed":
         return {"fold": options.fold}
-    return {}
-
-
-def measure(spec: DatasetSpec, records: list[Record]) -> int:
-    """The split's size in BLURB's unit: entity mentions (NER), tagged words (PICO), else instances."""
-    if spec.task_type == "ner":
-        return sum(entity_chunks(record["tags"]) for record in records)
-    if spec.task_type == "pico":
-        return sum(tag != "O" for record in records for tag in record["tags"])
-    return len(records)
-
-
-def details(spec: DatasetSpec, records: list[Record]) -> dict[str, int]:
-    """Other sizes of the split, for explaining a difference in unit."""
-    if spec.is_token_task:
-        out = {"sentences": len(records), "tokens": sum(len(r["tags"]) for r in records)}
-        documents = len({r["doc_id"] for r in records if r["doc_id"] is not None})
-        if documents:
-            out["documents"] = documents
-        if spec.task_type == "pico":
-            out["spans"] = sum(
-                1
-                for r in records
-                for i, tag in enumerate(r["tags"])
-                if tag != "O" and (i == 0 or r["tags"][i - 1] != tag)
-            )
-        return out
-    if spec.task_type == "doc_classification":
-        return {"sentences": sum(len(r.get("sentences", ())) for r in records)}
     return {}
 
 
@@ -143,7 +113,7 @@ def prepare_dataset(spec: DatasetSpec, source_dir: Path, out: Path, options: Rea
         with open(path, "w", encoding="utf-8") as handle:  # inside the atomic output dir
             for record in data.records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        measured = measure(spec, data.records)
+        measured = spec.task.measure(spec, data.records)
         notes = list(data.notes)
         if published is not None and measured != published:
             notes.append(
@@ -158,7 +128,7 @@ def prepare_dataset(spec: DatasetSpec, source_dir: Path, out: Path, options: Rea
             "measured": measured,
             "published": published,
             "difference": None if published is None else measured - published,
-            "details": details(spec, data.records),
+            "details": spec.task.details(spec, data.records),
             "notes": notes,
             "source_files": [_relative(p, source_dir) for p in data.files],
         }

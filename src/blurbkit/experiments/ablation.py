@@ -7,12 +7,11 @@ has rows = datasets, columns = variants, cells = test mean ± std over seeds, as
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.models.transforms_relation import ORIGINAL_TEXT_DATASETS
-from blurbkit.tasks.registry import get_dataset
+from blurbkit.tasks.registry import get_dataset, original_text_datasets
 from blurbkit.train.config import FinetuneConfig
 
 SEQUENCE_TASKS = ("relation", "similarity", "doc_classification", "qa")
@@ -106,13 +105,13 @@ def build_grid(
     for name in datasets:
         runnable = []
         for variant in variants:
-            if variant.needs_original and name not in ORIGINAL_TEXT_DATASETS:
+            if variant.needs_original and not get_dataset(name).original_text:
                 skipped[(name, variant.name)] = "masked text only in this distribution"
             else:
                 runnable.append(variant)
         # Seed-major: every variant has a first result before any gets a second one.
         for seed in range(seeds):
-            grid.extend((v.name, replace(make_config(name, seed), **v.overrides)) for v in runnable)
+            grid.extend((v.name, make_config(name, seed).replace(**v.overrides)) for v in runnable)
     return grid, skipped
 
 
@@ -156,7 +155,7 @@ def ablation_table(
     lines.append("")
     lines.append(f"Study {study.name} ({study.title}): test score (%), mean ± sample std over {'/'.join(map(str, seeds)) or 0} seeds.")
     for index, reason in enumerate(reasons):
-        lines.append(f"{'*' * (index + 1)} n/a: {reason} (needs the unmasked sentence and entity offsets: {', '.join(ORIGINAL_TEXT_DATASETS)}).")
+        lines.append(f"{'*' * (index + 1)} n/a: {reason} (needs the unmasked sentence and entity offsets: {', '.join(original_text_datasets())}).")
     if study.published:
         lines.append("Published rows: PubMedBERT-base with full data and the papers' budgets (SPEC §3).")
     if budget != "full":

@@ -8,7 +8,7 @@ import statistics
 import sys
 import tomllib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,7 @@ def resolve_datasets(names: str | Sequence[str]) -> list[str]:
 def apply_budget(config: FinetuneConfig, budget: dict[str, Any]) -> FinetuneConfig:
     """Budget values fill only what the user did not set explicitly."""
     updates = {key: value for key, value in budget.items() if getattr(config, key, None) is None}
-    return replace(config, **updates)
+    return config.replace(**updates)
 
 
 # Fields that change where or how fast a run goes, never what it computes: not part of its key,
@@ -86,7 +86,7 @@ class Benchmark:
             if self.runs_dir is not None:
                 # The key's digest keeps runs of other models, budgets or settings out of each other's directories.
                 out = self.runs_dir / self.study / variant / config.dataset / f"seed{config.seed}-{key.digest()[:10]}"
-            config = replace(config, out=out, overwrite=True)
+            config = config.replace(out=out, overwrite=True)
             try:
                 metrics = run_finetune(config)
             except BlurbkitError as err:

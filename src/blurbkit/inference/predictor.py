@@ -1,64 +1,45 @@
 """Use a fine-tuned model on new text: ``Predictor.load(run_dir / "model").predict([...])``.
 
-NER/PICO models take raw sentences (split into words the way the BLURB NER corpora are: runs
-of letters/digits and single punctuation marks) and return entity spans with character offsets.
-Sequence models take the fields of their task's canonical record (text; text_a/text_b;
-question/context) or plain strings for single-text tasks.
+A model directory describes itself (blurbkit.json: task type, labels, tagging scheme, parts,
+maximum length), so a Predictor needs neither the training code nor the dataset registered here.
+Token-level models (NER, PICO) take raw sentences, split into words the way the BLURB NER corpora
+are (runs of letters/digits, single punctuation marks; tasks/types/token.py), and return entity
+spans with character offsets. Sequence models take the fields of their task's canonical record
+(text; text_a/text_b; question/context) or plain strings for single-text tasks.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.inference.runner import InferenceRunner
+from blurbkit.models.encoding import encode
 from blurbkit.models.model import BlurbModel
-from blurbkit.tasks.registry import get_dataset
-from blurbkit.train.adapters import adapter_for
-from blurbkit.train.config import FinetuneConfig
-from blurbkit.train.engine import Engine, encode
-
-WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+from blurbkit.runtime.settings import RuntimeSettings
+from blurbkit.tasks.types import get_task_type
 
 
-def split_words(text: str) -> list[tuple[str, int, int]]:
-    return [(m.group(), m.start(), m.end()) for m in WORD.finditer(text)]
-
-
-def tags_to_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
-    """Word-index spans [start, end) of IOB2/IO chunks (an I- after O or another type starts a chunk)."""
-    spans, start, kind = [], None, None
-    for i, tag in enumerate([*tags, "O"]):
-        prefix, _, label = tag.partition("-")
-        if start is not None and (prefix in ("O", "B") or label != kind):
-            spans.append((start, i, kind))
-            start, kind = None, None
-        if prefix in ("B", "I") and start is None:
-            start, kind = i, label
-    return spans
+def runtime_settings(settings: dict[str, Any] | None, **given: Any) -> RuntimeSettings:
+    known = {f.name for f in fields(RuntimeSettings)}
+    unknown = sorted(set(settings or {}) - known)
+    if unknown:
+        raise BlurbkitError(f"unknown runtime setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    return RuntimeSettings(**({k: v for k, v in given.items() if v is not None} | (settings or {})))
 
 
 class Predictor:
     def __init__(self, model: BlurbModel, tokenizer: Any, batch_tokens: int | None = None, progress: bool = False,
                  settings: dict[str, Any] | None = None) -> None:
-        """settings: engine fields of FinetuneConfig for inference (e.g. {"precision": "fp32"},
-        {"tune_allocator": False}; docs/performance.md)."""
-        recipe = model.recipe
-        try:
-            self.spec = get_dataset(recipe.dataset)
-        except BlurbkitError:
-            self.spec = None
-        if self.spec is None:
-            raise BlurbkitError(f"the model was fine-tuned on {recipe.dataset!r}, which is not registered here")
-        self.adapter = adapter_for(self.spec)
-        self.adapter.labels = list(recipe.labels)
-        if hasattr(self.adapter, "_index"):
-            self.adapter._index = {tag: i for i, tag in enumerate(recipe.labels)}
-        config = FinetuneConfig(dataset=recipe.dataset, eval_tokens=batch_tokens, progress=progress, **(settings or {}))
-        self.engine = Engine(model, tokenizer, self.adapter, self.spec, config)
-        self.recipe = recipe
+        """settings: runtime settings for inference (e.g. {"precision": "fp32"},
+        {"tune_allocator": False}; runtime/settings.py, docs/performance.md)."""
+        self.recipe = model.recipe
+        self.task = get_task_type(self.recipe.task_type)
+        self.codec = self.task.saved_codec(self.recipe.labels, self.recipe.scheme)
+        self.runner = InferenceRunner(model, tokenizer, runtime_settings(settings, eval_tokens=batch_tokens, progress=progress))
 
     @classmethod
     def load(cls, model_dir: str | Path, **options: Any) -> Predictor:
@@ -66,27 +47,8 @@ class Predictor:
         return cls(model, tokenizer, **options)
 
     def predict(self, inputs: Sequence[str | dict[str, Any]]) -> list[Any]:
-        if self.spec.is_token_task:
-            return self._predict_entities([i if isinstance(i, str) else i["text"] for i in inputs])
-        records = []
-        for n, item in enumerate(inputs):
-            record = {"text": item} if isinstance(item, str) else dict(item)
-            record.setdefault("id", str(n))
-            records.append(record)
-        data = encode(records, self.adapter, self.recipe, self.engine.tokenizer, labelled=False)
-        by_id = self.engine.predict(data)
-        return [by_id[r["id"]] for r in records]
-
-    def _predict_entities(self, texts: Sequence[str]) -> list[list[dict[str, Any]]]:
-        words = [split_words(text) for text in texts]
-        records = [{"id": str(n), "tokens": [w for w, _, _ in ws] or ["."]} for n, ws in enumerate(words)]
-        data = encode(records, self.adapter, self.recipe, self.engine.tokenizer, labelled=False)
-        tags = self.engine.predict(data)
-        results = []
-        for text, ws, sentence_tags in zip(texts, words, tags, strict=True):
-            entities = []
-            for start, end, kind in tags_to_spans(sentence_tags[: len(ws)]):
-                begin, finish = ws[start][1], ws[end - 1][2]
-                entities.append({"start": begin, "end": finish, "type": kind, "text": text[begin:finish]})
-            results.append(entities)
-        return results
+        """One result per input: entity spans for token-level models, else a label, score or label list."""
+        records = self.task.records_from_inputs(inputs)
+        data = encode(records, self.codec, self.recipe, self.runner.tokenizer, labelled=False)
+        predictions = self.codec.collect(data.records, data.examples, self.runner.outputs(data))
+        return self.task.results(inputs, records, predictions)

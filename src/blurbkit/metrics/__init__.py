@@ -1,15 +1,14 @@
-"""Official BLURB metrics (pure functions, registered in METRICS by task_types.toml's names)."""
+"""Official BLURB metrics (pure functions, registered in METRICS by name; task types name theirs)."""
 
 from blurbkit.metrics.base import METRICS, MetricResult, prf
 from blurbkit.metrics.classification import accuracy, relation_micro_f1
 from blurbkit.metrics.correlation import pearson
-from blurbkit.metrics.entity import SCHEMES, chunks, entity_f1, tag_problem
+from blurbkit.metrics.entity import chunks, entity_f1
 from blurbkit.metrics.hoc import doc_key, hoc_micro_f1
 from blurbkit.metrics.pico import pico_macro_f1
 
 __all__ = [
     "METRICS",
-    "SCHEMES",
     "MetricResult",
     "accuracy",
     "chunks",
@@ -20,5 +19,4 @@ __all__ = [
     "pico_macro_f1",
     "prf",
     "relation_micro_f1",
-    "tag_problem",
 ]

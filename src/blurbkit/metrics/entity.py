@@ -18,71 +18,17 @@ counted on its own spans, so one long prediction covering two gold spans gives P
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 from blurbkit.metrics.base import METRICS, MetricResult, check_lengths, harmonic, prf, ratio
-
-# Tag prefixes each scheme allows (besides O). iob1 and iob2 use the same tags; IO predictions are
-# also legal IOB2 (conlleval reads I- after O as a chunk start). "any" is for reading gold files.
-SCHEMES: dict[str, frozenset[str]] = {
-    "io": frozenset("I"),
-    "iob1": frozenset("BI"),
-    "iob2": frozenset("BI"),
-    "bio": frozenset("BI"),  # = iob2, the name the training code uses
-    "iobes": frozenset("BIES"),
-    "bioes": frozenset("BIES"),
-    "bioul": frozenset("BILU"),
-    "any": frozenset("BIESLU"),
-}
-_CONLLEVAL_LETTER = {"L": "E", "U": "S"}
+from blurbkit.tagging import tags_to_spans
 
 Chunk = tuple[str, int, int]  # (type, start, end) with end exclusive
 
 
-def check_scheme(scheme: str) -> frozenset[str]:
-    if scheme not in SCHEMES:
-        raise ValueError(f"unknown tagging scheme {scheme!r} (one of {', '.join(SCHEMES)})")
-    return SCHEMES[scheme]
-
-
-def tag_problem(tag: str, scheme: str, types: Collection[str] = ()) -> str | None:
-    """Why `tag` is not a tag of `scheme` (with an entity type from `types` if given), else None."""
-    if tag == "O":
-        return None
-    prefix, dash, etype = tag.partition("-")
-    if not dash or not etype or len(prefix) != 1:
-        return f"tag {tag!r} is not O or PREFIX-TYPE"
-    if prefix not in check_scheme(scheme):
-        return f"tag {tag!r}: prefix {prefix}- is not in the {scheme.upper()} scheme"
-    if types and etype not in types:
-        return f"tag {tag!r}: unknown entity type {etype!r} (known: {', '.join(sorted(types))})"
-    return None
-
-
-def _split(tag: str, scheme: str) -> tuple[str, str]:
-    problem = tag_problem(tag, scheme)
-    if problem:
-        raise ValueError(problem)
-    if tag == "O":
-        return "O", ""
-    prefix, _, etype = tag.partition("-")
-    return _CONLLEVAL_LETTER.get(prefix, prefix), etype
-
-
 def chunks(tags: Sequence[str], scheme: str = "iob2") -> list[Chunk]:
-    """The (type, start, end) spans of one sentence, by conlleval's rules (end exclusive)."""
-    found: list[Chunk] = []
-    prev, prev_type, start = "O", "", 0
-    for i, tag in enumerate([*tags, "O"]):
-        cur, cur_type = _split(tag, scheme)
-        ends = prev in "ES" or (prev in "BI" and cur in "BSO") or (prev != "O" and prev_type != cur_type)
-        starts = cur in "BS" or (prev in "ESO" and cur in "EI") or (cur != "O" and prev_type != cur_type)
-        if ends:
-            found.append((prev_type, start, i))
-        if starts:
-            start = i
-        prev, prev_type = cur, cur_type
-    return found
+    """The (type, start, end) spans of one sentence, by conlleval's rules (tagging.py; end exclusive)."""
+    return [(kind, start, end) for start, end, kind in tags_to_spans(tags, scheme)]
 
 
 def _overlaps(span: Chunk, others: Sequence[Chunk]) -> bool:

@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from blurbkit.data.load import blurbkit_home
 from blurbkit.fileio import atomic_write
 from blurbkit.models.transforms import Example
+from blurbkit.paths import blurbkit_home
 
 TUPLE_FIELDS = ("window",)  # JSON turns tuples into lists; give them back as they were made
 

@@ -21,7 +21,7 @@ FEATURIZERS: Registry[type[nn.Module]] = Registry("featurizer")
 class ClsFeaturizer(nn.Module):
     """The [CLS] encoding (the BLURB default for every sequence-level task)."""
 
-    task_types = ("relation", "similarity", "doc_classification", "qa")
+    requires = ("sequence",)
 
     def __init__(self, hidden_size: int, **_: object) -> None:
         super().__init__()
@@ -38,7 +38,7 @@ class ClsFeaturizer(nn.Module):
 class FirstSubwordFeaturizer(nn.Module):
     """Each word's first-subword encoding, gathered into a [batch, words, hidden] tensor."""
 
-    task_types = ("ner", "pico")
+    requires = ("token",)
 
     def __init__(self, hidden_size: int, **_: object) -> None:
         super().__init__()

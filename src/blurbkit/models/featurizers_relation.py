@@ -28,7 +28,7 @@ def entity_spans(batch: dict, length: int) -> torch.Tensor:
 class MentionPoolFeaturizer(nn.Module):
     """Max-pooled encodings of each entity's tokens, concatenated: [e1; e2]."""
 
-    task_types = ("relation",)
+    requires = ("sequence", "entity_pair")
 
     def __init__(self, hidden_size: int, **_: object) -> None:
         super().__init__()
@@ -51,7 +51,7 @@ class EntityStartFeaturizer(nn.Module):
     """The encodings of each entity's first token, concatenated: the [E1]/[E2] markers with
     the marker input, the placeholders' or mentions' first subword otherwise."""
 
-    task_types = ("relation",)
+    requires = ("sequence", "entity_pair")
 
     def __init__(self, hidden_size: int, **_: object) -> None:
         super().__init__()

@@ -22,8 +22,6 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from blurbkit.models.featurizers import FEATURIZERS
 
-SEQUENCE_TASKS = ("relation", "similarity", "doc_classification", "qa")
-
 
 def text_token_mask(batch: dict) -> torch.Tensor:
     """True for the input text's tokens: not [CLS], not [SEP], not padding. [B, T] bool."""
@@ -37,7 +35,7 @@ def text_token_mask(batch: dict) -> torch.Tensor:
 
 
 class _Summary(nn.Module):
-    task_types = SEQUENCE_TASKS
+    requires = ("sequence",)
     with_cls = True
 
     def __init__(self, hidden_size: int, summary_size: int) -> None:

@@ -30,7 +30,7 @@ class _LinearHead(nn.Module):
 class SoftmaxHead(_LinearHead):
     """Linear layer + softmax, cross-entropy (classification; word-level for tagging)."""
 
-    task_types = ("ner", "pico", "relation", "qa")
+    requires = ("single_label",)
 
     def loss(self, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if mask is not None:
@@ -48,7 +48,7 @@ class SoftmaxHead(_LinearHead):
 class RegressionHead(_LinearHead):
     """One linear output, mean-squared error (sentence similarity)."""
 
-    task_types = ("similarity",)
+    requires = ("score",)
 
     def __init__(self, in_size: int, num_labels: int = 1, dropout: float = 0.1, **options: object) -> None:
         super().__init__(in_size, 1, dropout)
@@ -64,7 +64,7 @@ class RegressionHead(_LinearHead):
 class SigmoidHead(_LinearHead):
     """One sigmoid per label, binary cross-entropy each (multi-label document classification)."""
 
-    task_types = ("doc_classification",)
+    requires = ("multi_label",)
 
     def loss(self, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(scores.float(), labels.float())

@@ -16,8 +16,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from blurbkit.models.heads import HEADS
 
-TOKEN_TASKS = ("ner", "pico")
-
 
 def _as_rows(best: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
     return [row[: int(m.sum())].tolist() for row, m in zip(best, mask, strict=True)]
@@ -91,7 +89,7 @@ class CRFLayer(nn.Module):
 class CRFHead(nn.Module):
     """Linear emissions + a linear-chain CRF over the labels (Viterbi decoding)."""
 
-    task_types = TOKEN_TASKS
+    requires = ("token",)
 
     def __init__(self, in_size: int, num_labels: int, dropout: float = 0.1, crf_lr_scale: float = 100.0, **_: object) -> None:
         super().__init__()
@@ -114,7 +112,7 @@ class BiLSTMHead(nn.Module):
     """A BiLSTM over the word encodings, then a linear softmax layer per word (cross-entropy).
     Option ``lstm_hidden``: units per direction (default: half the input size)."""
 
-    task_types = TOKEN_TASKS
+    requires = ("token",)
 
     def __init__(self, in_size: int, num_labels: int, dropout: float = 0.1, lstm_hidden: int | None = None, **_: object) -> None:
         super().__init__()

@@ -38,6 +38,9 @@ class ModelRecipe:
     head: str
     max_length: int
     options: dict[str, Any] = field(default_factory=dict)
+    # The tagging scheme a token-level model predicts (bio, bioul, io). None in directories saved by
+    # blurbkit 0.1.0, whose label list tells it (tagging.scheme_of_labels).
+    scheme: str | None = None
 
 
 class BlurbModel(nn.Module):

@@ -138,9 +138,9 @@ def sentence_pair(records: Sequence[dict], ctx: TransformContext) -> list[Exampl
     return _pair(records, ctx, "text_a", "text_b", "longest_first")
 
 
-tokens_as_is.task_types = ("ner", "pico")
-text_as_is.task_types = ("relation", "doc_classification")
-sentence_pair.task_types = ("similarity",)
+tokens_as_is.requires = ("token",)
+text_as_is.requires = ("text",)
+sentence_pair.requires = ("text_pair",)
 
 
 @TRANSFORMS.register("question_context")
@@ -149,4 +149,4 @@ def question_context(records: Sequence[dict], ctx: TransformContext) -> list[Exa
     return _pair(records, ctx, "question", "context", "only_second")
 
 
-question_context.task_types = ("qa",)
+question_context.requires = ("question_context",)

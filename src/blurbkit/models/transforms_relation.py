@@ -18,17 +18,17 @@ from collections.abc import Sequence
 from blurbkit.errors import BlurbkitError
 from blurbkit.models.transforms import TRANSFORMS, Example, TransformContext, _single_text
 
-# Built-in datasets whose records carry `original` (see data/schema.py and the readers).
-ORIGINAL_TEXT_DATASETS = ("ddi", "aimed")
 MARKERS = ("[E1]", "[/E1]", "[E2]", "[/E2]")
 
 
 def require_original(records: Sequence[dict], what: str) -> None:
     missing = sum(1 for record in records if not (record.get("original") or {}).get("entities"))
     if missing:
+        from blurbkit.tasks.registry import original_text_datasets
+
         raise BlurbkitError(
             f"the {what} relation input needs the unmasked sentence and entity offsets, but {missing} of "
-            f"{len(records)} records have no 'original'; datasets that keep them: {', '.join(ORIGINAL_TEXT_DATASETS)} "
+            f"{len(records)} records have no 'original'; datasets that keep them: {', '.join(original_text_datasets())} "
             "(ChemProt and GAD are distributed with masked text only: use the default dummified input)"
         )
 
@@ -88,6 +88,6 @@ def original_text(records: Sequence[dict], ctx: TransformContext) -> list[Exampl
 
 entity_markers.special_tokens = MARKERS
 entity_markers.needs_original = True
-entity_markers.task_types = ("relation",)
+entity_markers.requires = ("entity_pair",)
 original_text.needs_original = True
-original_text.task_types = ("relation",)
+original_text.requires = ("entity_pair",)

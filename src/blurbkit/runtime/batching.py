@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from blurbkit.models.transforms import Example
+Example = dict  # an encoder-ready example (models/transforms.py)
 
 
 def grouped_batches(examples: Sequence[Example], batch_size: int, rng: random.Random, group: int = 50) -> list[list[int]]:

@@ -40,6 +40,21 @@ def autocast_dtype(requested: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    """The autocast context for `dtype` (None: autocast off, plain fp32)."""
+    if dtype is None:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def dtype_name(dtype: torch.dtype | None) -> str:
+    return str(dtype).replace("torch.", "") if dtype else "fp32"
+
+
 def maybe_compile(fn: Callable[..., Any], enabled: bool) -> Callable[..., Any]:
     """torch.compile `fn` when asked and possible; otherwise `fn` itself, with one notice.
 

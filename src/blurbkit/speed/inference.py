@@ -14,19 +14,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from blurbkit.data.load import load_split
+from blurbkit.data.load import load_split, subsample
 from blurbkit.errors import BlurbkitError
-from blurbkit.inference.predictor import Predictor, split_words, tags_to_spans
+from blurbkit.inference.predictor import Predictor
+from blurbkit.models.encoding import encode
 from blurbkit.models.loading import resolve_model_dir
 from blurbkit.models.model import BlurbModel
 from blurbkit.runtime.allocator import allocator_state
+from blurbkit.runtime.precision import dtype_name
 from blurbkit.speed.flops import split_flops
 from blurbkit.speed.machine import machine_info, peak_memory, release_memory
 from blurbkit.speed.sides import Workload, build_engine
-from blurbkit.speed.speed import measure_peaks, subsample
+from blurbkit.speed.speed import measure_peaks
+from blurbkit.tagging import tags_to_spans
 from blurbkit.tasks.registry import get_dataset
+from blurbkit.tasks.types.token import split_words
 from blurbkit.train.config import FinetuneConfig
-from blurbkit.train.engine import encode, seed_everything
+from blurbkit.train.engine import seed_everything
 from blurbkit.train.provenance import library_versions
 
 WARMUP = 16
@@ -41,7 +45,7 @@ def finetune_quickly(dataset: str, model: str | None, data: str | None, examples
     config = FinetuneConfig(dataset=dataset, seed=seed, epochs=1, batch_size=32, lr=5e-5, progress=False, tune_allocator=False)
     seed_everything(seed)
     engine, recipe = build_engine(work, config)
-    engine.train(encode(work.train, engine.adapter, recipe, engine.tokenizer), None)
+    engine.train(encode(work.train, engine.codec, recipe, engine.tokenizer), None)
     engine.model.to("cpu").save(out, engine.tokenizer)
     return out
 
@@ -95,7 +99,7 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     from transformers import pipeline
 
     spec = get_dataset(dataset)
-    if not spec.is_token_task:
+    if "token" not in spec.task.provides:
         raise BlurbkitError(f"bench inference is for NER/PICO datasets, not {dataset} ({spec.task_type})")
     texts = [" ".join(r["tokens"]) for r in subsample(load_split(dataset, "dev", data), sentences, seed)]
     peaks = measure_peaks(peak_seconds)
@@ -103,9 +107,9 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
         model_dir = Path(finetuned) if finetuned else finetune_quickly(dataset, model, data, train_examples, seed, Path(tmp) / "m")
         predictor = Predictor.load(model_dir, progress=progress)
     release_memory()
-    hf_model = as_hf_token_model(predictor.engine.model)
+    hf_model = as_hf_token_model(predictor.runner.model)
     device = 0 if torch.cuda.is_available() else -1
-    pipe = pipeline("token-classification", model=hf_model, tokenizer=predictor.engine.tokenizer, device=device)
+    pipe = pipeline("token-classification", model=hf_model, tokenizer=predictor.runner.tokenizer, device=device)
     options = {} if pipeline_batch_size is None else {"batch_size": pipeline_batch_size}
 
     pipe(texts[:WARMUP], **options)
@@ -123,10 +127,10 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     theirs = [pipeline_word_tags(t, e) for t, e in zip(texts, hf_out, strict=True)]
     ours = [blurbkit_word_tags(t, e) for t, e in zip(texts, our_out, strict=True)]
     pairs = [(a, b) for x, y in zip(ours, theirs, strict=True) for a, b in zip(x, y, strict=True)]
-    tokenizer = predictor.engine.tokenizer
+    tokenizer = predictor.runner.tokenizer
     lengths = [len(ids) + 2 for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    flops = split_flops(predictor.engine.model.encoder.config, lengths, len(predictor.recipe.labels))
-    peak = peaks["bf16" if predictor.engine.dtype == torch.bfloat16 else "fp32"]
+    flops = split_flops(predictor.runner.model.encoder.config, lengths, len(predictor.recipe.labels))
+    peak = peaks["bf16" if predictor.runner.dtype == torch.bfloat16 else "fp32"]
     return {
         "bench": "inference", "dataset": dataset, "sentences": len(texts), "model": str(model_dir if finetuned else "fine-tuned now"),
         "machine": machine_info(), "peak_gflops": peaks,
@@ -134,7 +138,7 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
                      "batch_size": pipeline_batch_size or 1, "precision": "fp32", "allocator": pipeline_allocator,
                      "peak_memory_mb": hf_memory.get("gpu_peak_mb", hf_memory.get("peak_mb"))},
         "blurbkit": {"sentences_per_second": round(len(texts) / our_seconds, 2), "seconds": round(our_seconds, 2),
-                     "precision": str(predictor.engine.dtype).replace("torch.", "") if predictor.engine.dtype else "fp32",
+                     "precision": dtype_name(predictor.runner.dtype),
                      "mfu": round(flops / our_seconds / (peak * 1e9), 4), "allocator": allocator_state(),
                      "peak_memory_mb": our_memory.get("gpu_peak_mb", our_memory.get("peak_mb"))},
         "speedup": round(hf_seconds / our_seconds, 2),

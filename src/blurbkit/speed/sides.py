@@ -10,16 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blurbkit.models.loading import load_encoder, load_tokenizer
-from blurbkit.models.model import BlurbModel, ModelRecipe
+from blurbkit.models.encoding import Encoded, encode
+from blurbkit.models.loading import load_tokenizer
+from blurbkit.models.model import ModelRecipe
 from blurbkit.runtime.allocator import allocator_state
+from blurbkit.runtime.precision import dtype_name
 from blurbkit.scoring import score_predictions
 from blurbkit.speed import hf_recipe
 from blurbkit.speed.machine import peak_memory
 from blurbkit.tasks.registry import DatasetSpec
-from blurbkit.train.adapters import adapter_for
 from blurbkit.train.config import FinetuneConfig
-from blurbkit.train.engine import Encoded, Engine, encode, seed_everything
+from blurbkit.train.engine import Engine, seed_everything
+from blurbkit.train.run import build_engine as finetune_engine
 
 
 @dataclass
@@ -38,7 +40,8 @@ class Workload:
 
     @property
     def task(self) -> str:
-        return "token" if self.spec.is_token_task else "sequence"
+        """What the Trainer recipe builds: a token or a sequence classification model."""
+        return "token" if "token" in self.spec.task.provides else "sequence"
 
 
 @dataclass
@@ -69,8 +72,7 @@ class SideResult:
 def run_trainer(work: Workload) -> SideResult:
     """The plain Hugging Face Trainer recipe (fp32, dynamic padding, random batches)."""
     tokenizer = load_tokenizer(work.model_dir)
-    adapter = adapter_for(work.spec, work.train)
-    labels = list(adapter.labels)
+    labels = list(work.spec.task.codec(work.spec, work.train).labels)
     seed_everything(work.seed)
     allocator = allocator_state()  # this side runs with whatever malloc the process has
     with peak_memory() as memory:
@@ -93,16 +95,8 @@ def run_trainer(work: Workload) -> SideResult:
 
 def build_engine(work: Workload, config: FinetuneConfig) -> tuple[Engine, ModelRecipe]:
     """The model and engine `blurbkit finetune` builds, with the dataset's default parts."""
-    tokenizer = load_tokenizer(work.model_dir)
-    adapter = adapter_for(work.spec, work.train)
-    recipe = ModelRecipe(
-        dataset=work.spec.name, task_type=work.spec.task_type, labels=adapter.labels,
-        transform=adapter.transform, featurizer=adapter.featurizer, head=adapter.head,
-        max_length=work.spec.max_length,
-    )
-    encoder = load_encoder(work.model_dir, hidden_dropout_prob=config.dropout, attention_probs_dropout_prob=config.dropout)
-    model = BlurbModel(encoder, recipe, dropout=config.dropout)
-    return Engine(model, tokenizer, adapter, work.spec, config), recipe
+    engine = finetune_engine(work.spec, config, config.hyper.resolved(work.spec), work.model_dir, work.train)
+    return engine, engine.model.recipe
 
 
 def run_blurbkit(work: Workload) -> SideResult:
@@ -114,14 +108,14 @@ def run_blurbkit(work: Workload) -> SideResult:
     seed_everything(work.seed)
     with peak_memory() as memory:
         engine, recipe = build_engine(work, config)
-        train = encode(work.train, engine.adapter, recipe, engine.tokenizer, cache=False)
-        dev = encode(work.dev, engine.adapter, recipe, engine.tokenizer, cache=False)
+        train = encode(work.train, engine.codec, recipe, engine.tokenizer, cache=False)
+        dev = encode(work.dev, engine.codec, recipe, engine.tokenizer, cache=False)
         trained = engine.train(train, None)
         started = time.perf_counter()
         predictions = engine.predict(dev)
         eval_seconds = time.perf_counter() - started
     score = score_predictions(work.spec, work.dev, predictions)["score"]
-    precision = str(engine.dtype).replace("torch.", "") if engine.dtype else "fp32"
+    precision = dtype_name(engine.dtype)
     return SideResult(
         trained.train_seconds, eval_seconds, score, memory, predictions, {"precision": precision, "allocator": allocator_state()},
         train_lengths=_lengths(train), eval_lengths=_lengths(dev),

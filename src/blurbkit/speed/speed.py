@@ -3,26 +3,18 @@ work, in one process and one run, reported as one JSON object."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from blurbkit.data.load import load_split
+from blurbkit.data.load import load_split, subsample
 from blurbkit.models.loading import read_config, resolve_model_dir
 from blurbkit.speed.flops import split_flops
 from blurbkit.speed.machine import machine_info, matmul_peak, release_memory
 from blurbkit.speed.sides import SideResult, Workload, run_blurbkit, run_trainer
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.provenance import library_versions
-
-
-def subsample(records: list[dict], limit: int | None, seed: int) -> list[dict]:
-    """A seeded sample in the original order (the same rule as `finetune --max-train-examples`)."""
-    if limit is None or limit >= len(records):
-        return records
-    return [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), limit))]
 
 
 def measure_peaks(seconds: float) -> dict[str, float]:

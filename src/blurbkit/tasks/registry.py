@@ -7,18 +7,19 @@ A user adds a dataset with one small TOML file in the user registry folder
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
-from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.paths import blurbkit_home
+
+if TYPE_CHECKING:
+    from blurbkit.tasks.types.base import TaskType
 
 SPLITS = ("train", "dev", "test")
-TASK_TYPES = ("ner", "pico", "relation", "similarity", "doc_classification", "qa")
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,6 @@ class Recipe:
     lr: float
     batch_size: int
     epochs: int
-
-
-@dataclass(frozen=True)
-class TaskType:
-    name: str
-    title: str
-    metric: str
-    blurb_group: str
 
 
 @dataclass(frozen=True)
@@ -52,26 +45,29 @@ class DatasetSpec:
     entity_types: tuple[str, ...] = ()
     published: dict[str, int] = field(default_factory=dict)
     in_blurb: bool = True
+    original_text: bool = False  # records keep the unmasked sentence and entity offsets (relation inputs)
     source: Path | None = None  # set for user datasets: where their raw files live
 
     @property
     def task(self) -> TaskType:
-        return task_types()[self.task_type]
+        """The task type part (tasks/types/): everything that depends on the kind of task."""
+        from blurbkit.tasks.types import get_task_type
+
+        return get_task_type(self.task_type)
 
     @property
     def metric(self) -> str:
         return self.task.metric
 
-    @property
-    def is_token_task(self) -> bool:
-        return self.task_type in ("ner", "pico")
-
 
 def _spec_from_table(name: str, table: dict[str, Any], origin: str) -> DatasetSpec:
     try:
+        from blurbkit.tasks.types import TASK_TYPES
+
         task_type = table["task_type"]
         if task_type not in TASK_TYPES:
-            raise BlurbkitError(f"dataset {name!r}: unknown task_type {task_type!r} (one of {', '.join(TASK_TYPES)})", path=origin)
+            known = ", ".join(TASK_TYPES.names())
+            raise BlurbkitError(f"dataset {name!r}: unknown task_type {task_type!r} (one of {known})", path=origin)
         recipe = table.get("recipe", {})
         return DatasetSpec(
             name=name,
@@ -92,6 +88,7 @@ def _spec_from_table(name: str, table: dict[str, Any], origin: str) -> DatasetSp
             entity_types=tuple(table.get("entity_types", ())),
             published={k: int(v) for k, v in table.get("published", {}).items()},
             in_blurb=bool(table.get("in_blurb", True)),
+            original_text=bool(table.get("original_text", False)),
             source=Path(table["source"]).expanduser() if "source" in table else None,
         )
     except KeyError as err:
@@ -105,14 +102,8 @@ def _load_toml(text: str, origin: str) -> dict[str, Any]:
         raise BlurbkitError(f"not valid TOML ({err})", path=origin) from None
 
 
-@cache
-def task_types() -> dict[str, TaskType]:
-    text = resources.files("blurbkit.tasks").joinpath("task_types.toml").read_text("utf-8")
-    return {name: TaskType(name=name, **table) for name, table in _load_toml(text, "task_types.toml").items()}
-
-
 def user_registry_dir() -> Path:
-    return Path(os.environ.get("BLURBKIT_HOME", "~/.blurbkit")).expanduser() / "datasets"
+    return blurbkit_home() / "datasets"
 
 
 def builtin_datasets() -> dict[str, DatasetSpec]:
@@ -148,3 +139,8 @@ def get_dataset(name: str) -> DatasetSpec:
 
 def blurb_datasets() -> list[DatasetSpec]:
     return [spec for spec in builtin_datasets().values() if spec.in_blurb]
+
+
+def original_text_datasets() -> list[str]:
+    """Datasets whose records keep the unmasked sentence (what the markers / original relation inputs need)."""
+    return [name for name, spec in all_datasets().items() if spec.original_text]

@@ -1,26 +1,43 @@
-"""The fine-tuning configuration: one dataclass, filled from the dataset's recipe and CLI overrides."""
+"""What one fine-tuning run is, split by kind: the run itself (dataset, model, seed, data, output),
+its hyperparameters, its model choices (Figure 2 parts), and runtime settings.
+
+`FinetuneConfig` bundles the four and is built from flat options, as the CLI and the Python API
+take them (``FinetuneConfig(dataset="bc5chem", lr=3e-5, scheme="bioul")``); `to_json()` flattens
+it back (run.json and the results store's run key). The engine reads only the resolved
+`Hyperparams` and the `RuntimeSettings`; inference reads only `RuntimeSettings`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from blurbkit.runtime.settings import RuntimeSettings
 
-@dataclass
-class FinetuneConfig:
+
+@dataclass(frozen=True)
+class RunSpec:
     dataset: str
     out: Path | None = None  # run directory; None = keep nothing on disk (in-memory run)
     data: str | None = None  # prepared dir or raw source folder (e.g. ../shared/data)
     model: str | None = None  # local HF directory; None = the embedded MiniLM
     seed: int = 0
-    lr: float | None = None  # None = the dataset's recipe
-    batch_size: int | None = None
-    epochs: int | None = None
-    max_length: int | None = None
     max_train_examples: int | None = None  # seeded subsample of train (budget / low-resource runs)
     max_eval_examples: int | None = None  # seeded subsample of dev for per-epoch evaluation only
     max_test_examples: int | None = None  # seeded subsample of test (budget runs; reported as such)
+    pico_train_from_dev: int | None = None
+    fold: int = 0
+    save_model: bool = True
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class Hyperparams:
+    lr: float | None = None  # None = the dataset's recipe (resolved once, by `resolved`)
+    batch_size: int | None = None
+    epochs: int | None = None
+    max_length: int | None = None
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
@@ -30,31 +47,79 @@ class FinetuneConfig:
     reinit_layers: int = 0  # re-initialise the top k encoder blocks before fine-tuning
     freeze_lower_half: bool = False  # fix the embeddings and the lower half of the blocks
     drop_layers: int = 0  # pruning study: remove the top k blocks, fine-tune the rest
-    precision: str = "auto"  # auto | bf16 | fp16 | fp32
-    eval_tokens: int | None = None  # padded tokens per inference batch; None: 2048 on a CPU (stays in cache), 16384 on a GPU
-    # Speed settings (docs/performance.md); the defaults are right on a CPU and on a GPU.
-    group_by_length: bool = True  # length-grouped training batches (little padding); False = plain shuffle
-    fused_optimizer: bool = True  # fused AdamW kernel (one pass per parameter); False = foreach
-    cpu_attention: bool = True  # CPU: blurbkit's attention instead of SDPA's slow CPU paths (runtime/attention.py)
-    bf16_inference: bool = True  # CPU inference under bf16 autocast: a bf16 copy of the encoder (no per-layer casts)
-    last_layer_rows: bool = True  # inference: the last encoder layer only for the rows the featurizer reads (models/last_layer.py)
-    tune_allocator: bool = True  # CPU: keep freed activation buffers in glibc's heap (runtime/allocator.py; process-wide)
-    fast_dropout: bool = True  # CPU training: dropout masks from numpy's SFC64, ~4x faster than torch's (runtime/dropout.py)
-    compile: bool = False  # torch.compile the model (needs a C++ compiler on CPU; pays only on long runs)
-    threads: int | None = None  # torch intra-op threads; None = torch's default (one per physical core)
-    encode_cache: bool = True  # keep tokenised splits on disk under $BLURBKIT_HOME/cache/encoded
-    transform: str | None = None  # None = the task adapter's default part
+
+    def resolved(self, spec: Any) -> Hyperparams:
+        """Every value the dataset's recipe fills in when the user left it unset."""
+        return replace(
+            self,
+            lr=self.lr or spec.recipe.lr,
+            batch_size=self.batch_size or spec.recipe.batch_size,
+            epochs=self.epochs or spec.recipe.epochs,
+            max_length=self.max_length or spec.max_length,
+        )
+
+
+@dataclass(frozen=True)
+class ModelChoices:
+    transform: str | None = None  # None = the task type's default part
     featurizer: str | None = None
     head: str | None = None
     scheme: str | None = None  # NER/PICO tagging scheme the model learns (bio, bioul, io); None = native
     part_options: dict[str, Any] = field(default_factory=dict)
-    save_model: bool = True
-    overwrite: bool = False
-    progress: bool = True
-    pico_train_from_dev: int | None = None
-    fold: int = 0
+
+
+_PARTS = {"run": RunSpec, "hyper": Hyperparams, "choices": ModelChoices, "runtime": RuntimeSettings}
+_OWNER = {f.name: part for part, cls in _PARTS.items() for f in fields(cls)}
+
+
+class FinetuneConfig:
+    """The four parts of a run, built from flat options (each option belongs to exactly one part)."""
+
+    __slots__ = tuple(_PARTS)
+
+    def __init__(self, dataset: str, **options: Any) -> None:
+        unknown = sorted(set(options) - set(_OWNER))
+        if unknown:
+            raise TypeError(f"unknown fine-tuning option(s): {', '.join(unknown)}")
+        by_part: dict[str, dict[str, Any]] = {part: {} for part in _PARTS}
+        for name, value in {"dataset": dataset, **options}.items():
+            by_part[_OWNER[name]][name] = value
+        for part, cls in _PARTS.items():
+            object.__setattr__(self, part, cls(**by_part[part]))
+
+    def __getattr__(self, name: str) -> Any:
+        part = _OWNER.get(name)
+        if part is None:
+            raise AttributeError(name)
+        return getattr(object.__getattribute__(self, part), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("FinetuneConfig is immutable: use .replace(...)")
+
+    def replace(self, **options: Any) -> FinetuneConfig:
+        return FinetuneConfig(**(self.options() | options))
+
+    def options(self) -> dict[str, Any]:
+        """The flat options this config was built from."""
+        out: dict[str, Any] = {}
+        for part in _PARTS:
+            out.update(asdict(object.__getattribute__(self, part)))
+        return out
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = self.options()
         out["out"] = str(self.out) if self.out else None
         return out
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable for worker processes
+        return (_from_options, (self.options(),))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FinetuneConfig) and self.options() == other.options()
+
+    def __repr__(self) -> str:
+        return f"FinetuneConfig({', '.join(f'{k}={v!r}' for k, v in self.options().items())})"
+
+
+def _from_options(options: dict[str, Any]) -> FinetuneConfig:
+    return FinetuneConfig(**options)

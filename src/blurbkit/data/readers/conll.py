@@ -21,6 +21,7 @@ from blurbkit.data.readers.base import READERS, ReadOptions
 from blurbkit.data.schema import Record, SplitData
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import read_lines
+from blurbkit.tagging import tags_to_spans
 from blurbkit.tasks.registry import DatasetSpec
 
 DOCSTART = "-DOCSTART-"
@@ -55,11 +56,7 @@ def check_tag(tag: str, previous: str, spec: DatasetSpec, path: Path, line: int)
 
 def entity_chunks(tags: list[str]) -> int:
     """Entity mentions in one tag sequence (BLURB's NER unit)."""
-    return sum(
-        1
-        for i, tag in enumerate(tags)
-        if tag.startswith("B-") or (tag.startswith("I-") and (i == 0 or tags[i - 1][2:] != tag[2:]))
-    )
+    return len(tags_to_spans(tags))
 
 
 def read_conll(spec: DatasetSpec, source_dir: Path, split: str, options: ReadOptions) -> SplitData:

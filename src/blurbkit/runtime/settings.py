@@ -1,0 +1,24 @@
+"""Runtime settings: where and how fast work runs, never what it computes (so none of them is part
+of a stored run's identity except precision). The defaults are right on a CPU and on a GPU;
+docs/performance.md measures each one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RuntimeSettings:
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32
+    eval_tokens: int | None = None  # padded tokens per inference batch; None: 2048 on a CPU (stays in cache), 16384 on a GPU
+    group_by_length: bool = True  # length-grouped training batches (little padding); False = plain shuffle
+    fused_optimizer: bool = True  # fused AdamW kernel (one pass per parameter); False = foreach
+    cpu_attention: bool = True  # CPU: blurbkit's attention instead of SDPA's slow CPU paths (runtime/attention.py)
+    bf16_inference: bool = True  # CPU inference under bf16 autocast: a bf16 copy of the encoder (no per-layer casts)
+    last_layer_rows: bool = True  # inference: the last encoder layer only for the rows the featurizer reads (models/last_layer.py)
+    tune_allocator: bool = True  # CPU: keep freed activation buffers in glibc's heap (runtime/allocator.py; process-wide)
+    fast_dropout: bool = True  # CPU training: dropout masks from numpy's SFC64, ~4x faster than torch's (runtime/dropout.py)
+    compile: bool = False  # torch.compile the model (needs a C++ compiler on CPU; pays only on long runs)
+    threads: int | None = None  # torch intra-op threads; None = torch's default (one per physical core)
+    encode_cache: bool = True  # keep tokenised splits on disk under $BLURBKIT_HOME/cache/encoded
+    progress: bool = True  # progress bars

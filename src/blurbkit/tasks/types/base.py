@@ -1,0 +1,158 @@
+"""The task-type contract. A task type is a registered part that declares everything the rest of
+blurbkit needs to know about one kind of task, so no other package branches on its name:
+
+- data facts: the canonical record it reads, the unit its datasets are counted in (``measure``,
+  ``details``), what `datasets add` can infer from a user's files;
+- the default Figure 2 parts (transform, featurizer, head) and whether long inputs are windowed
+  (token tasks lose no word) or truncated;
+- label handling (`LabelCodec`: gold labels -> training targets, head outputs -> predictions);
+- predictions: their in-memory form, the file format, the official metric and how it is called;
+- new text: raw inputs -> records, predictions -> results (what `Predictor` returns).
+
+Two families share most of this: token-level tasks (tasks/types/token.py) and tasks predicted
+per record id (tasks/types/by_id.py). A new task type is one module and one
+``TASK_TYPES.register(...)`` call (see docs/ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.registry import Registry
+
+if TYPE_CHECKING:
+    from blurbkit.tasks.registry import DatasetSpec
+
+Record = dict[str, Any]
+Example = dict[str, Any]
+
+
+class LabelCodec:
+    """One model's label space: gold labels -> head targets, head outputs -> predictions."""
+
+    def __init__(self, labels: Sequence[str]) -> None:
+        self.labels = list(labels)
+        self.scheme: str | None = None  # token tasks: the tagging scheme the model learns
+
+    def attach_labels(self, records: Sequence[Record], examples: list[Example]) -> None:
+        for example in examples:
+            example["labels"] = self.label_of(records[example["record_index"]])
+
+    def label_of(self, record: Record) -> Any:
+        try:
+            return self.labels.index(str(record["label"]))
+        except ValueError:
+            raise BlurbkitError(f"record {record['id']}: label {record['label']!r} not in {self.labels}") from None
+
+    def collect(self, records: Sequence[Record], examples: list[Example], outputs: list[Any]) -> Any:
+        """Head outputs (one per example) -> predictions in the task type's in-memory form."""
+        return {records[ex["record_index"]]["id"]: self.decode(out) for ex, out in zip(examples, outputs, strict=True)}
+
+    def decode(self, output: Any) -> Any:
+        return self.labels[output]
+
+
+class TaskType:
+    """Base class of every task type; the subclasses in this package fill it in."""
+
+    name = ""
+    title = ""
+    metric = ""  # a name in blurbkit.metrics.METRICS
+    blurb_group = ""  # the BLURB score's group (its six task types)
+    unit = "instances"  # what `published` counts
+    # Default Figure 2 parts (registered names in blurbkit.models)
+    transform = "text"
+    featurizer = "cls"
+    head = "softmax"
+    # Capabilities a Figure 2 part may require (its `requires`): the input level ("token" or
+    # "sequence"), the input fields ("text", "text_pair", "question_context", "entity_pair") and the
+    # target ("single_label", "multi_label", "score").
+    provides: tuple[str, ...] = ()
+    windowed = False  # True: long inputs become overlapping windows (no word lost); False: truncated
+    prediction_suffix = "jsonl"
+    file_formats: tuple[str, ...] = ()  # `datasets add --format` readers holding this task's data
+
+    # ---- data facts ---------------------------------------------------------------------------
+    def measure(self, spec: DatasetSpec, records: Sequence[Record]) -> int:
+        """A split's size in the unit `published` counts."""
+        return len(records)
+
+    def details(self, spec: DatasetSpec, records: Sequence[Record]) -> dict[str, int]:
+        """Other sizes of a split, for explaining a count difference."""
+        return {}
+
+    def infer_fields(self, records: Sequence[Record]) -> dict[str, set[str]]:
+        """Registry fields a user's files imply (`datasets add`): entity_types, labels."""
+        return {}
+
+    def complete_registration(self, table: dict[str, Any], inferred: bool) -> None:
+        """Check the user dataset table `datasets add` is about to write and fill in what it implies;
+        called before the files are read (inferred=False) and after (inferred=True). One line on error."""
+
+    # ---- training ------------------------------------------------------------------------------
+    codec_class = LabelCodec
+
+    def codec(self, spec: DatasetSpec, train_records: Sequence[Record] = (), scheme: str | None = None) -> LabelCodec:
+        """The label codec a new model of `spec` trains with (labels from the registry or the data)."""
+        if scheme is not None:
+            raise BlurbkitError(f"--scheme applies to token-level datasets, not to {spec.name} ({self.name})")
+        return self.codec_class(spec.labels)
+
+    def saved_codec(self, labels: Sequence[str], scheme: str | None = None) -> LabelCodec:
+        """The label codec of a saved model, from its recipe alone."""
+        return self.codec_class(labels)
+
+    # ---- predictions (implemented by the two families) -----------------------------------------
+    def check_predictions(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any,
+                          scheme: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def score(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any, scheme: str | None = None) -> dict[str, Any]:
+        """The official metric of checked predictions (fractions; see blurbkit.metrics)."""
+        raise NotImplementedError
+
+    def read_predictions(self, spec: DatasetSpec, gold: Sequence[Record], path: Path, lines: list[str],
+                         scheme: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def write_predictions(self, spec: DatasetSpec, records: Sequence[Record], predictions: Any, path: Path,
+                          scheme: str | None = None) -> None:
+        raise NotImplementedError
+
+    # ---- new text ------------------------------------------------------------------------------
+    def records_from_inputs(self, inputs: Sequence[str | dict[str, Any]]) -> list[Record]:
+        """`Predictor` inputs -> records: strings become the task's text field, dicts are fields."""
+        records = []
+        for n, item in enumerate(inputs):
+            if isinstance(item, str):
+                record = {self.text_field: item}
+            elif isinstance(item, dict):
+                record = dict(item)
+            else:
+                raise BlurbkitError(f"input {n}: expected a string or an object of fields, got {type(item).__name__}")
+            for field in self.input_fields:
+                if not isinstance(record.get(field), str):
+                    raise BlurbkitError(f"input {n}: field {field!r} must be a string ({self.name} inputs have: "
+                                        f"{', '.join(self.input_fields)})")
+            record.setdefault("id", str(n))
+            records.append(record)
+        return records
+
+    text_field = "text"
+    input_fields: tuple[str, ...] = ("text",)
+
+    def results(self, inputs: Sequence[Any], records: Sequence[Record], predictions: Any) -> list[Any]:
+        """Predictions -> one result per input, in input order."""
+        return [predictions[r["id"]] for r in records]
+
+
+TASK_TYPES: Registry[TaskType] = Registry("task type")
+
+
+def register(task_type: TaskType) -> TaskType:
+    """Register a task type instance under its name (one call per task type module)."""
+    TASK_TYPES.register(task_type.name)(task_type)
+    return task_type

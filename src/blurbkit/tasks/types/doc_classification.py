@@ -1,0 +1,67 @@
+"""Document classification (HoC): several labels per abstract ([CLS], one sigmoid per label),
+scored by micro F1 over (abstract, label) cells. Sentence-level ids (``PMID_s3``) are merged into
+their abstract for gold and predictions alike."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.metrics import doc_key, hoc_micro_f1
+from blurbkit.tasks.types.base import LabelCodec, register
+from blurbkit.tasks.types.by_id import IdTaskType, label_name
+
+
+class MultiLabelCodec(LabelCodec):
+    def label_of(self, record: dict) -> list[float]:
+        gold = set(record["labels"])
+        unknown = gold - set(self.labels)
+        if unknown:
+            raise BlurbkitError(f"record {record['id']}: unknown labels {sorted(unknown)}")
+        return [1.0 if label in gold else 0.0 for label in self.labels]
+
+    def decode(self, output: list[int]) -> list[str]:
+        return [self.labels[i] for i in output]
+
+
+class DocumentClassification(IdTaskType):
+    name = "doc_classification"
+    provides = ("sequence", "text", "multi_label")  # what Figure 2 parts may require (models/: `requires`)
+    title = "Document classification"
+    metric = "hoc_micro_f1"
+    blurb_group = "Document Classification"
+    unit = "documents"
+    head = "sigmoid"
+    file_formats = ("hoc",)
+
+    codec_class = MultiLabelCodec
+
+    def normalize(self, spec, value: Any) -> list[str]:
+        if not isinstance(value, list):
+            raise ValueError(f"prediction must be a list of labels (names or indices), got {value!r}")
+        position = {label: i for i, label in enumerate(spec.labels)}
+        names = {label_name(spec, item, index_ok=True) for item in value}
+        return sorted(names, key=lambda label: (position.get(label, len(position)), label))
+
+    def id_key(self, prediction_id: str) -> str:
+        return doc_key(prediction_id)
+
+    def score(self, spec, gold, predictions, scheme: str | None = None) -> dict[str, Any]:
+        truth = {}
+        for record in gold:
+            try:
+                truth[str(record["id"])] = self.normalize(spec, list(record["labels"]))
+            except ValueError as err:
+                raise BlurbkitError(f"gold record {record['id']}: {err}") from None
+        return hoc_micro_f1(truth, predictions)
+
+    def details(self, spec, records: Sequence[dict]) -> dict[str, int]:
+        return {"sentences": sum(len(r.get("sentences", ())) for r in records)}
+
+    def complete_registration(self, table: dict[str, Any], inferred: bool) -> None:
+        if not table.get("labels"):
+            raise BlurbkitError("a document classification dataset needs --labels (names in label-vector order)")
+
+
+register(DocumentClassification())

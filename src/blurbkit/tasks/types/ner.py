@@ -1,0 +1,31 @@
+"""Named entity recognition: IOB2 tags per word, scored by exact-span entity F1 (conlleval)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from blurbkit.metrics import entity_f1
+from blurbkit.tagging import tags_to_spans
+from blurbkit.tasks.types.base import register
+from blurbkit.tasks.types.token import TokenTaskType, file_scheme
+
+
+class NamedEntityRecognition(TokenTaskType):
+    name = "ner"
+    provides = ("token", "single_label")  # what Figure 2 parts may require (models/: `requires`)
+    title = "Named entity recognition"
+    metric = "entity_f1"
+    blurb_group = "NER"
+    unit = "entity mentions"
+    native_scheme = "bio"
+    file_formats = ("conll",)
+
+    def measure(self, spec, records: Sequence[dict]) -> int:
+        return sum(len(tags_to_spans(record["tags"])) for record in records)
+
+    def score(self, spec, gold, predictions, scheme: str | None = None) -> dict[str, Any]:
+        return entity_f1([r["tags"] for r in gold], predictions, scheme="any", pred_scheme=file_scheme(scheme))
+
+
+register(NamedEntityRecognition())

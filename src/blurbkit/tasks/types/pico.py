@@ -1,0 +1,37 @@
+"""PICO extraction: IO tags per word (P, I, O elements), scored by word-level F1 per element, then
+their mean."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from blurbkit.metrics import pico_macro_f1
+from blurbkit.tasks.types.base import register
+from blurbkit.tasks.types.token import TokenTaskType
+
+ELEMENTS = ("PAR", "INT", "OUT")
+
+
+class PicoExtraction(TokenTaskType):
+    name = "pico"
+    provides = ("token", "single_label")  # what Figure 2 parts may require (models/: `requires`)
+    title = "PICO extraction"
+    metric = "pico_macro_f1"
+    blurb_group = "PICO"
+    unit = "PICO-tagged words"
+    native_scheme = "io"
+    file_formats = ("pico",)
+
+    def measure(self, spec, records: Sequence[dict]) -> int:
+        return sum(tag != "O" for record in records for tag in record["tags"])
+
+    def details(self, spec, records: Sequence[dict]) -> dict[str, int]:
+        spans = sum(1 for r in records for i, tag in enumerate(r["tags"]) if tag != "O" and (i == 0 or r["tags"][i - 1] != tag))
+        return super().details(spec, records) | {"spans": spans}
+
+    def score(self, spec, gold, predictions, scheme: str | None = None) -> dict[str, Any]:
+        return pico_macro_f1([r["tags"] for r in gold], predictions, elements=spec.entity_types or ELEMENTS)
+
+
+register(PicoExtraction())

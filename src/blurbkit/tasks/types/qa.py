@@ -1,0 +1,27 @@
+"""Question answering (PubMedQA, BioASQ): [CLS] question [SEP] context [SEP], softmax over the
+answers (yes/no/maybe), scored by accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from blurbkit.tasks.types.base import register
+from blurbkit.tasks.types.by_id import IdTaskType
+
+
+class QuestionAnswering(IdTaskType):
+    name = "qa"
+    provides = ("sequence", "question_context", "single_label")  # what Figure 2 parts may require (models/: `requires`)
+    title = "Question answering"
+    metric = "accuracy"
+    blurb_group = "Question Answering"
+    unit = "questions"
+    transform = "question_context"
+    file_formats = ("pubmedqa", "bioasq")
+    input_fields = ("question", "context")
+
+    def infer_fields(self, records: Sequence[dict]) -> dict[str, set[str]]:
+        return {"labels": {r["label"] for r in records}}
+
+
+register(QuestionAnswering())

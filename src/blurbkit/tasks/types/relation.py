@@ -1,0 +1,44 @@
+"""Relation extraction: one label per entity pair (dummified text, [CLS], softmax), scored by micro
+F1 over the positive classes (the negative class never counts as a hit)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.metrics import relation_micro_f1
+from blurbkit.tasks.types.base import register
+from blurbkit.tasks.types.by_id import IdTaskType
+
+NEGATIVE_NAMES = ("false", "0", "negative", "none", "no_relation")  # what `datasets add` takes as no-relation
+
+
+class RelationExtraction(IdTaskType):
+    name = "relation"
+    provides = ("sequence", "text", "single_label", "entity_pair")  # what Figure 2 parts may require (models/: `requires`)
+    title = "Relation extraction"
+    metric = "relation_micro_f1"
+    blurb_group = "Relation Extraction"
+    unit = "relation instances"
+    file_formats = ("chemprot", "gad")
+
+    def score(self, spec, gold, predictions, scheme: str | None = None) -> dict[str, Any]:
+        ids = [str(record["id"]) for record in gold]
+        return relation_micro_f1([str(r["label"]) for r in gold], [predictions[i] for i in ids],
+                                 negative_label=spec.negative_label)
+
+    def infer_fields(self, records: Sequence[dict]) -> dict[str, set[str]]:
+        return {"entity_types": {e["type"] for r in records for e in r["entities"]}, "labels": {r["label"] for r in records}}
+
+    def complete_registration(self, table: dict[str, Any], inferred: bool) -> None:
+        if not inferred:
+            return
+        labels = table.get("labels") or []
+        negative = table.get("negative_label") or next((n for n in NEGATIVE_NAMES if n in labels), None)
+        if negative not in labels:
+            raise BlurbkitError(f"pass --negative-label, one of {', '.join(labels)} (the no-relation class)")
+        table["negative_label"] = negative
+
+
+register(RelationExtraction())

@@ -1,0 +1,48 @@
+"""Sentence similarity: a score per sentence pair ([CLS] s1 [SEP] s2 [SEP], linear regression,
+mean-squared error), scored by Pearson correlation."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from blurbkit.metrics import pearson
+from blurbkit.tasks.types.base import LabelCodec, register
+from blurbkit.tasks.types.by_id import IdTaskType
+
+
+class ScoreCodec(LabelCodec):
+    def __init__(self, labels=()) -> None:
+        super().__init__(["score"])  # one regression output
+
+    def label_of(self, record: dict) -> float:
+        return float(record["score"])
+
+    def decode(self, output: float) -> float:
+        return float(output)
+
+
+class SentenceSimilarity(IdTaskType):
+    name = "similarity"
+    provides = ("sequence", "text_pair", "score")  # what Figure 2 parts may require (models/: `requires`)
+    title = "Sentence similarity"
+    metric = "pearson"
+    blurb_group = "Sentence Similarity"
+    unit = "sentence pairs"
+    transform = "sentence_pair"
+    head = "regression"
+    file_formats = ("biosses",)
+    input_fields = ("text_a", "text_b")
+
+    codec_class = ScoreCodec
+
+    def normalize(self, spec, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"prediction must be a finite number, got {value!r}")
+        return float(value)
+
+    def score(self, spec, gold, predictions, scheme: str | None = None) -> dict[str, Any]:
+        return pearson([float(r["score"]) for r in gold], [predictions[str(r["id"])] for r in gold])
+
+
+register(SentenceSimilarity())
