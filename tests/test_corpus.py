@@ -133,3 +133,29 @@ def test_test_index_from_shared_data(shared_data):
     assert {"hoc", "pubmedqa", "ebm_pico", "ddi"} <= set(index.sources)
     assert "12553062" in index.pmids  # a HoC test PMID
     assert len(index.pmids) > 1000
+
+
+def test_user_dataset_test_split_is_filtered(tmp_path):
+    """A dataset registered in BLURBKIT_HOME has its test sentences removed, like a BLURB one."""
+    from blurbkit.pretrain.testsets import build_test_index
+    from blurbkit.tasks.registry import user_registry_dir
+
+    source = tmp_path / "my_ner"
+    source.mkdir()
+    test_sentence = "Clonidine lowered the blood pressure of every hypertensive patient in the trial ."
+    (source / "test.tsv").write_text("".join(f"{w}\tO\n" for w in test_sentence.split()) + "\n", encoding="utf-8")
+    for split in ("train", "devel"):
+        (source / f"{split}.tsv").write_text("Other\tO\ntext\tO\n\n", encoding="utf-8")
+    user_registry_dir().mkdir(parents=True, exist_ok=True)
+    (user_registry_dir() / "my_ner.toml").write_text(
+        f'task_type = "ner"\nreader = "conll"\nsource = "{source}"\nentity_types = ["Gene"]\nin_blurb = false\n'
+        'files = { train = "train.tsv", dev = "devel.tsv", test = "test.tsv" }\n', encoding="utf-8")
+    index = build_test_index(tmp_path / "no_blurb_data")  # only the user dataset is present
+    assert index.sources == {"my_ner": {"sentences": 1}}
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "x.txt").write_text(
+        "Clonidine lowered the blood pressure of every hypertensive patient in the trial.\nIt was safe.\n\n"
+        "Naloxone reversed the effect of clonidine on the heart rate of the rats in this study.\n", encoding="utf-8")
+    report = build_corpus([folder], tmp_path / "o.jsonl", test_index=index, min_words=3)
+    assert report["dropped"] == {"test_sentence": 1} and report["documents_kept"] == 1

@@ -203,3 +203,79 @@ def test_checkpoint_failures(setup, tmp_path, monkeypatch):
     pretrain(_cfg(setup, out2, stop_after=3))
     with pytest.raises(BlurbkitError, match="different run"):
         pretrain(_cfg(setup, out2, max_steps=8))
+
+
+def test_objectives_registered_and_selectable(setup, tmp_path, capsys):
+    from blurbkit.pretrain.objectives import OBJECTIVES, get_objective
+    from blurbkit.pretrain.objectives.mlm import MaskedLMModule
+    from blurbkit.pretrain.objectives.mlm_nsp import MaskedLMWithNSPModule
+
+    assert OBJECTIVES.names() == ["mlm", "mlm_nsp"]
+    assert [get_objective(name).name for name in OBJECTIVES.names()] == ["mlm", "mlm_nsp"]
+    assert get_objective("mlm").example_mode(True) == "packed" and get_objective("mlm").example_mode(False) == "document"
+    assert get_objective("mlm_nsp").example_mode(True) == "nsp"
+    # selected by name on the command line; the model written is the objective's
+    root, corpus, vocab, config = setup
+    args = ["pretrain", "--corpus", str(corpus), "--tokenizer", str(vocab), "--from-scratch", str(config),
+            "--max-length", "32", "--batch-size", "4", "--max-steps", "1", "--no-progress"]
+    for name, architecture, module in (("mlm", "BertForMaskedLM", MaskedLMModule),
+                                       ("mlm_nsp", "BertForPreTraining", MaskedLMWithNSPModule)):
+        assert main([*args, "--out", str(tmp_path / name), "--objective", name]) == 0
+        saved = json.loads((tmp_path / name / "config.json").read_text())
+        assert saved["architectures"] == [architecture]
+        summary = json.loads((tmp_path / name / "pretrain_summary.json").read_text())
+        assert summary["objective"] == name and type(get_objective(name).module(_tiny_bert(name))) is module
+    # --nsp with another objective is a clash, one line
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "clash"), "--objective", "mlm", "--nsp"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--nsp means --objective mlm_nsp" in err
+    assert not (tmp_path / "clash").exists()
+
+
+def _tiny_bert(objective):
+    from transformers import BertConfig
+
+    from blurbkit.pretrain.objectives import get_objective
+
+    return get_objective(objective).new_model(BertConfig(vocab_size=30, **MICRO))
+
+
+def test_mlm_nsp_equals_legacy_nsp_flag(setup, tmp_path):
+    kw = dict(max_steps=3, grad_accum=2, packing=False, save_every=10)
+    legacy = pretrain(_cfg(setup, tmp_path / "legacy", nsp=True, **kw))
+    named = pretrain(_cfg(setup, tmp_path / "named", objective="mlm_nsp", **kw))
+    assert legacy["objective"] == named["objective"] == "mlm_nsp"
+    a, b = _weights(tmp_path / "legacy"), _weights(tmp_path / "named")
+    assert a.keys() == b.keys() and any("seq_relationship" in key for key in a)
+    for key in a:
+        assert np.array_equal(a[key].numpy(), b[key].numpy()), key
+
+    def losses(name):
+        lines = (tmp_path / name / "train_log.jsonl").read_text().splitlines()
+        return [(e["loss"], e["mlm_loss"], e["nsp_loss"]) for e in map(json.loads, lines)]
+
+    assert losses("legacy") == losses("named")
+
+
+def test_unknown_objective_and_nsp_without_documents(setup, tmp_path):
+    with pytest.raises(BlurbkitError) as caught:
+        pretrain(_cfg(setup, tmp_path / "x", objective="electra"))
+    assert str(caught.value) == "unknown pretraining objective 'electra' (known: mlm, mlm_nsp)"
+    assert not (tmp_path / "x").exists()  # refused before any work
+    # plain text without blank lines: one document a line, each one sentence long -> no next sentence
+    lines = tmp_path / "lines.txt"
+    lines.write_text("".join(f"Insulin binding reduced the levels of kinase {i} in mice.\n" for i in range(40)), "utf-8")
+    with pytest.raises(BlurbkitError, match=r"^next-sentence prediction needs documents of two or more sentences, "
+                                            r"but all 40 documents") as caught:
+        pretrain(_cfg(setup, tmp_path / "lines", corpus=[str(lines)], objective="mlm_nsp"))
+    assert "\n" not in str(caught.value)
+    # one single document: no random next segment to draw
+    single = tmp_path / "single.jsonl"
+    single.write_text(json.dumps({"sentences": [f"Insulin binding reduced kinase {i} in mice." for i in range(40)]}) + "\n")
+    with pytest.raises(BlurbkitError, match="needs a corpus of several documents, this one is a single document"):
+        pretrain(_cfg(setup, tmp_path / "single", corpus=[str(single)], nsp=True))
+    for out in ("lines", "single"):
+        assert not (tmp_path / out / "checkpoints").exists() and not (tmp_path / out / "train_log.jsonl").exists()
+    # the same corpora are fine for plain MLM
+    assert pretrain(_cfg(setup, tmp_path / "lines_mlm", corpus=[str(lines)], max_steps=1))["steps"] == 1

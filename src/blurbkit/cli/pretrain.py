@@ -1,9 +1,11 @@
-"""`blurbkit pretrain`: masked-LM pretraining from scratch or continual, on one or many devices."""
+"""`blurbkit pretrain`: masked-LM (+ NSP) pretraining from scratch or continual, on one or many devices."""
 
 from __future__ import annotations
 
 import argparse
 import json
+
+from blurbkit.pretrain.objectives import OBJECTIVES, resolve_objective
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--masking", choices=["whole-word", "subword"], default="whole-word", help="default whole-word")
     p.add_argument("--mask-rate", type=float, default=0.15, help="fraction of tokens predicted (default 0.15; 80/10/10)")
     p.add_argument("--mask-schedule", action="store_true", help="masking rate 5%%->25%%, +5 points each fifth of training")
-    p.add_argument("--nsp", action="store_true", help="add next-sentence prediction (two-segment inputs)")
+    p.add_argument("--objective", choices=OBJECTIVES.names(), default=None,
+                   help="pretraining objective (default mlm = masked LM; mlm_nsp adds next-sentence prediction)")
+    p.add_argument("--nsp", action="store_true", help="same as --objective mlm_nsp (two-segment inputs + next-sentence prediction)")
     p.add_argument("--no-packing", action="store_true", help="one document per sequence instead of packed windows")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (default 500)")
@@ -62,11 +66,13 @@ def run(args: argparse.Namespace) -> int:
             raise BlurbkitError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 < args.mask_rate < 1:
         raise BlurbkitError("--mask-rate must be between 0 and 1")
+    objective = resolve_objective(args.objective, args.nsp, explicit=args.objective is not None)
     cfg = PretrainConfig(
         corpus=args.corpus, out=args.out, tokenizer=args.tokenizer, from_scratch=args.from_scratch, init=args.init,
         max_length=args.max_length, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
         warmup=args.warmup, weight_decay=args.weight_decay, max_steps=args.max_steps, epochs=args.epochs,
-        mask_rate=args.mask_rate, masking=args.masking, mask_schedule=args.mask_schedule, nsp=args.nsp,
+        mask_rate=args.mask_rate, masking=args.masking, mask_schedule=args.mask_schedule,
+        objective=objective, nsp=args.nsp,
         packing=not args.no_packing, seed=args.seed, save_every=args.save_every, keep_checkpoints=args.keep_checkpoints,
         log_every=args.log_every, resume=not args.no_resume, max_minutes=args.max_minutes, stop_after=args.stop_after,
         max_docs=args.max_docs, cache_dir=args.cache_dir, mixed_precision=args.mixed_precision,

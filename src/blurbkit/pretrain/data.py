@@ -249,6 +249,20 @@ def make_examples(cache: TokenCache, max_length: int, *, mode: str = "packed", s
     return np.asarray(out, dtype=np.int64).reshape(-1, 5)
 
 
+def check_nsp_corpus(cache: TokenCache) -> None:
+    """Next-sentence prediction needs document boundaries: B is either the sentences after A in
+    its document or a random other document's. With one document there are no random pairs; with
+    one sentence per document (plain text without blank lines) no true next sentence."""
+    n_docs = len(cache.docs) - 1
+    if n_docs < 2:
+        raise BlurbkitError("next-sentence prediction needs a corpus of several documents, this one is a single "
+                            "document (separate documents by blank lines, or one JSON object per document)")
+    if int(np.diff(cache.docs).max()) < 2:
+        raise BlurbkitError(f"next-sentence prediction needs documents of two or more sentences, but all {n_docs} "
+                            "documents of this corpus are one sentence long (plain text: one sentence a line, "
+                            "blank lines between documents)")
+
+
 # ---------------------------------------------------------------- masking
 
 

@@ -1,12 +1,18 @@
-"""What of the BLURB test splits a pretraining corpus must not contain.
+"""What of the test splits a pretraining corpus must not contain.
 
-Three kinds of evidence, read from the raw distributions in the shared data folder:
+The test splits are those of every dataset in the registry (``blurbkit.tasks.registry``): the
+BLURB datasets under the data folder (``DATA/<name>/``) and every user dataset registered in
+``$BLURBKIT_HOME/datasets`` (its own ``source`` folder). Each test split is read through the
+dataset's own reader (``blurbkit.data.readers.read_split``), so a dataset added by the user is
+decontaminated like a built-in one. Datasets without a ``test`` file (AIMed's folds) or whose
+test file is absent are skipped. Three kinds of evidence:
 
-* **PMIDs** — HoC (blurb_index/test_pmid.tsv), PubMedQA (official/test_ground_truth.json),
-  EBM PICO (``-DOCSTART- (PMID)`` lines of test.txt), DDI-MedLine (test file names are PMIDs).
-* **Sentence keys** — every test sentence/context sentence of the unmasked test sets (the five NER
-  sets, EBM PICO, HoC, BIOSSES, PubMedQA and BioASQ contexts, DDI sentences from the XML), as
-  :func:`text_key` (lower case, letters/digits only), so tokenised and raw text match.
+* **PMIDs** — the PMIDs that readers record as document ids (EBM PICO ``doc_id``, HoC and
+  PubMedQA ``id``), and DDI-MedLine (test file names are PMIDs).
+* **Sentence keys** — every test sentence/context sentence of the unmasked test sets (NER and
+  PICO sentences, HoC sentences, BIOSSES pairs, PubMedQA and BioASQ contexts split into
+  sentences, DDI sentences from the XML, unmasked relation sentences), as :func:`text_key`
+  (lower case, letters/digits only), so tokenised and raw text match.
 * **Word windows** — every run of ``window`` consecutive key words of those sentences and of the
   masked relation sets (ChemProt, GAD, whose text has @GENE$-style placeholders: the placeholders
   break the windows). A document sharing ``min_windows`` distinct windows with the test sets is
@@ -15,18 +21,17 @@ Three kinds of evidence, read from the raw distributions in the shared data fold
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 import tarfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from blurbkit.data.schema import Record
 from blurbkit.errors import BlurbkitError
 from blurbkit.pretrain.text import split_sentences, text_key, word_tokens
+from blurbkit.tasks.registry import DatasetSpec, all_datasets
 
 _PLACEHOLDER = re.compile(r"@[A-Z]+\$")
 MIN_KEY_WORDS = 5
@@ -79,6 +84,56 @@ def default_data_dir() -> Path:
     return Path("../shared/data")
 
 
+@dataclass
+class TestEvidence:
+    """What one dataset's test split contributes: PMIDs, and sentences (exact or windows only)."""
+
+    __test__ = False
+    pmids: set[str] = field(default_factory=set)
+    sentences: list[str] = field(default_factory=list)
+    exact: bool = True
+
+
+# Readers whose records carry the abstract's PMID, and in which field.
+PMID_FIELDS = {"pico": "doc_id", "hoc": "id", "pubmedqa": "id"}
+
+
+def _record_sentences(spec: DatasetSpec, record: Record) -> Iterator[str]:
+    """The test text of one canonical record (blurbkit.data.schema), sentence by sentence."""
+    kind = spec.task_type
+    if kind in ("ner", "pico"):
+        yield " ".join(record["tokens"])
+    elif kind == "relation":
+        yield record["original"]["text"] if "original" in record else record["text"]
+    elif kind == "similarity":
+        yield record["text_a"]
+        yield record["text_b"]
+    elif kind == "doc_classification":
+        if record.get("sentences"):
+            yield from (sentence["text"] for sentence in record["sentences"])
+        else:
+            yield from split_sentences(record["text"])
+    elif kind == "qa":
+        yield from split_sentences(record["context"])
+
+
+def _from_records(spec: DatasetSpec, source: Path) -> TestEvidence:
+    from blurbkit.data.readers import read_split
+
+    records = read_split(spec, source, "test").records
+    evidence = TestEvidence()
+    field_name = PMID_FIELDS.get(spec.reader)
+    if field_name is not None:
+        evidence.pmids = {str(r[field_name]).strip() for r in records if str(r.get(field_name) or "").strip().isdigit()}
+    masked = spec.task_type == "relation" and not any("original" in r for r in records)
+    if masked:  # placeholder text (@GENE$): word windows only, each distinct sentence once
+        evidence.exact = False
+        evidence.sentences = list(dict.fromkeys(s for r in records for s in _record_sentences(spec, r)))
+    else:
+        evidence.sentences = [s for r in records for s in _record_sentences(spec, r)]
+    return evidence
+
+
 def _read_text(path: Path) -> str:
     try:
         return path.read_text("utf-8")
@@ -86,96 +141,55 @@ def _read_text(path: Path) -> str:
         raise BlurbkitError(f"not UTF-8 ({err.reason})", path=path) from None
 
 
-def _conll_sentences(path: Path) -> Iterator[str]:
-    tokens: list[str] = []
-    for line in _read_text(path).splitlines():
-        if not line.strip() or line.startswith("-DOCSTART-"):
-            if tokens:
-                yield " ".join(tokens)
-            tokens = []
-            continue
-        tokens.append(re.split(r"[\t ]", line, maxsplit=1)[0])
-    if tokens:
-        yield " ".join(tokens)
-
-
-def _tsv_column(path: Path, column: int, header: bool) -> Iterator[str]:
-    reader = csv.reader(io.StringIO(_read_text(path)), delimiter="\t", quoting=csv.QUOTE_NONE)
-    for number, row in enumerate(reader):
-        if header and number == 0:
-            continue
-        if len(row) > column:
-            yield row[column]
-
-
-def _ddi_test(path: Path, index: Path) -> tuple[set[str], list[str]]:
+def _ddi_evidence(spec: DatasetSpec, source: Path) -> TestEvidence:
+    """DDI: every sentence of the test documents in the 2013 XML (also those without a drug pair,
+    which the pair records miss), and the PMIDs of the MedLine test documents."""
+    tar_path = source / spec.files.get("train", "raw_corpus/DDIextraction_2013.tar.gz")
+    index = source / "blurb_split_index" / "test_files.tsv"
+    if not (tar_path.is_file() and index.is_file()):
+        return _from_records(spec, source)
     wanted = {line.strip() for line in _read_text(index).splitlines() if line.strip()}
-    pmids = {Path(name).stem for name in wanted if "/MedLine/" in name}
-    sentences: list[str] = []
-    with tarfile.open(path, "r:gz") as tar:
-        for member in tar:
-            name = member.name.split("/", 1)[-1]
-            if member.isfile() and name in wanted:
-                root = ET.fromstring(tar.extractfile(member).read())
-                sentences.extend(s.get("text", "") for s in root.iter("sentence"))
-    return pmids, sentences
+    evidence = TestEvidence(pmids={Path(name).stem for name in wanted if "/MedLine/" in name})
+    try:
+        with tarfile.open(tar_path, "r:gz") as tar:
+            for member in tar:
+                name = member.name.split("/", 1)[-1]
+                if member.isfile() and name in wanted:
+                    root = ET.fromstring(tar.extractfile(member).read())
+                    evidence.sentences.extend(s.get("text", "") for s in root.iter("sentence"))
+    except (OSError, tarfile.TarError, ET.ParseError) as err:
+        raise BlurbkitError(f"cannot read the DDI test documents ({err})", path=tar_path) from None
+    return evidence
+
+
+# Readers whose raw distribution holds more test evidence than their records (by reader name).
+EVIDENCE: dict[str, Callable[[DatasetSpec, Path], TestEvidence]] = {"ddi": _ddi_evidence}
+
+
+def datasets_with_test(data_dir: Path) -> Iterator[tuple[DatasetSpec, Path]]:
+    """(dataset, its raw folder) for every registered dataset whose test file is present."""
+    for spec in all_datasets().values():
+        source = spec.source if spec.source is not None else data_dir / spec.name
+        if "test" in spec.files and (source / spec.files["test"]).is_file():
+            yield spec, source
+
 
 
 def build_test_index(data_dir: str | Path, window: int = 10) -> TestIndex:
-    """Collect the test PMIDs, sentence keys and word windows of every BLURB test split found."""
+    """Collect the test PMIDs, sentence keys and word windows of every registered dataset's test split."""
     data = Path(data_dir)
-    if not data.is_dir():
-        raise BlurbkitError("data folder not found (pass --data DIR with the BLURB distributions)", path=data)
     index = TestIndex(window=window)
-
-    def add(name: str, sentences: Iterable[str], exact: bool = True) -> None:
-        count = 0
-        for sentence in sentences:
-            index.add_sentence(sentence, exact=exact)
-            count += 1
-        index.sources.setdefault(name, {})["sentences"] = count
-
-    def add_pmids(name: str, pmids: Iterable[str]) -> None:
-        found = {p.strip() for p in pmids if p.strip()}
-        index.pmids.update(found)
-        index.sources.setdefault(name, {})["pmids"] = len(found)
-
-    for name in ("bc5chem", "bc5disease", "ncbi_disease", "bc2gm", "jnlpba"):
-        if (data / name / "test.tsv").is_file():
-            add(name, _conll_sentences(data / name / "test.tsv"))
-    pico = data / "ebm_pico" / "test.txt"
-    if pico.is_file():
-        text = _read_text(pico)
-        add_pmids("ebm_pico", re.findall(r"-DOCSTART- \((\d+)\)", text))
-        add("ebm_pico", (s for s in _conll_sentences(pico)))
-    hoc = data / "hoc" / "blurb_index" / "test_pmid.tsv"
-    if hoc.is_file():
-        add_pmids("hoc", (p.replace(".txt", "") for p in re.split(r"[,\s]+", _read_text(hoc))))
-    if (data / "hoc" / "blurb_tsv" / "test.tsv").is_file():
-        add("hoc", _tsv_column(data / "hoc" / "blurb_tsv" / "test.tsv", 1, header=True))
-    truth = data / "pubmedqa" / "official" / "test_ground_truth.json"
-    if truth.is_file():
-        add_pmids("pubmedqa", json.loads(_read_text(truth)).keys())
-    pqa = data / "pubmedqa" / "linkbert_json" / "test.json"
-    if pqa.is_file():
-        add("pubmedqa", (s for line in _read_text(pqa).splitlines() if line.strip()
-                         for s in split_sentences(json.loads(line).get("sentence2", ""))))
-    bioasq = data / "bioasq" / "blurb_tsv" / "test.tsv"
-    if bioasq.is_file():
-        add("bioasq", (s for ctx in _tsv_column(bioasq, 2, header=False) for s in split_sentences(ctx)))
-    biosses = data / "biosses" / "blurb_tsv" / "test.tsv"
-    if biosses.is_file():
-        add("biosses", (s for col in (1, 2) for s in _tsv_column(biosses, col, header=True)))
-    ddi_tar = data / "ddi" / "raw_corpus" / "DDIextraction_2013.tar.gz"
-    ddi_index = data / "ddi" / "blurb_split_index" / "test_files.tsv"
-    if ddi_tar.is_file() and ddi_index.is_file():
-        pmids, sentences = _ddi_test(ddi_tar, ddi_index)
-        add_pmids("ddi", pmids)
-        add("ddi", sentences)
-    if (data / "chemprot" / "test_blurb.tsv").is_file():
-        add("chemprot", set(_tsv_column(data / "chemprot" / "test_blurb.tsv", 0, header=False)), exact=False)
-    if (data / "gad" / "test.tsv").is_file():
-        add("gad", set(_tsv_column(data / "gad" / "test.tsv", 1, header=True)), exact=False)
+    for spec, source in datasets_with_test(data):
+        evidence = EVIDENCE.get(spec.reader, _from_records)(spec, source)
+        entry = index.sources.setdefault(spec.name, {})
+        if evidence.pmids:
+            index.pmids.update(evidence.pmids)
+            entry["pmids"] = len(evidence.pmids)
+        for sentence in evidence.sentences:
+            index.add_sentence(sentence, exact=evidence.exact)
+        entry["sentences"] = len(evidence.sentences)
     if not index.sources:
-        raise BlurbkitError("no BLURB test split found under the data folder", path=data)
+        if not data.is_dir():
+            raise BlurbkitError("data folder not found (pass --data DIR with the BLURB distributions)", path=data)
+        raise BlurbkitError("no test split of a registered dataset found under the data folder", path=data)
     return index

@@ -1,4 +1,4 @@
-"""Masked-LM (optionally + NSP) pretraining with Hugging Face Accelerate.
+"""Pretraining (masked LM, optionally + NSP; objectives in ``pretrain/objectives``) with Hugging Face Accelerate.
 
 One loop for one CPU, one GPU or many (``accelerate launch`` / ``torchrun`` start one process per
 device; this code shards every global batch by rank itself, so the data order, the masks and hence
@@ -8,6 +8,11 @@ Exact resume: data order is a seeded permutation per epoch, masks are a pure fun
 (seed, epoch, example), and checkpoints hold model, optimizer, scheduler, RNG states and the data
 position. An interrupted run resumed from its last checkpoint ends with the same weights as an
 uninterrupted one.
+
+The loop reads top to bottom: :func:`pretrain` = :func:`_setup` (accelerator, model, data,
+optimiser, resume) -> :func:`_train` (one :func:`_step` per optimiser step, :func:`_save` on
+schedule) -> :func:`_finish` (summary, model directory). What is learned (model class, training
+module, losses, data layout, what is saved) is the objective's (``objectives.get_objective``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import math
 import os
 import time
 import tomllib
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -29,7 +35,15 @@ import numpy as np
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import write_json
 from blurbkit.pretrain import checkpoint as ckpt
-from blurbkit.pretrain.data import Collator, MaskingConfig, build_token_cache, make_examples, mask_rate_at
+from blurbkit.pretrain.data import (
+    Collator,
+    MaskingConfig,
+    TokenCache,
+    build_token_cache,
+    make_examples,
+    mask_rate_at,
+)
+from blurbkit.pretrain.objectives import Objective, get_objective, resolve_objective
 from blurbkit.runtime.allocator import tune_allocator
 from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.dropout import fast_dropout
@@ -56,7 +70,8 @@ class PretrainConfig:
     mask_rate: float = 0.15
     masking: str = "whole-word"  # or "subword"
     mask_schedule: bool = False
-    nsp: bool = False
+    objective: str = "mlm"  # a name in objectives.OBJECTIVES: mlm, mlm_nsp
+    nsp: bool = False  # legacy spelling of objective="mlm_nsp"
     packing: bool = True
     seed: int = 42
     save_every: int = 500
@@ -110,15 +125,9 @@ def build_config(spec: str, vocab_size: int, max_length: int, tokenizer):
     return config
 
 
-def _model_and_tokenizer(cfg: PretrainConfig):
+def _model_and_tokenizer(cfg: PretrainConfig, objective: Objective):
     import torch
-    from transformers import (
-        AutoConfig,
-        AutoModelForMaskedLM,
-        AutoModelForPreTraining,
-        BertForMaskedLM,
-        BertForPreTraining,
-    )
+    from transformers import AutoConfig
 
     from blurbkit.models.loading import load_tokenizer, resolve_model_dir
 
@@ -137,19 +146,13 @@ def _model_and_tokenizer(cfg: PretrainConfig):
         if len(tokenizer) > config.vocab_size:
             raise BlurbkitError(f"tokenizer has {len(tokenizer)} entries but the model's vocab_size is {config.vocab_size}",
                                 path=init_dir)
-        auto = AutoModelForPreTraining if cfg.nsp else AutoModelForMaskedLM
-        try:
-            model = auto.from_pretrained(str(init_dir), use_safetensors=True)
-        except (OSError, ValueError, RuntimeError) as err:
-            raise BlurbkitError(f"cannot load the model ({str(err).splitlines()[0]})", path=init_dir) from None
-        return model, tokenizer
+        return objective.load_model(init_dir), tokenizer
     if cfg.tokenizer is None:
         raise BlurbkitError("--from-scratch needs --tokenizer DIR (build one with `blurbkit vocab build`)")
     tokenizer = _load_tok(cfg.tokenizer)
     config = build_config(cfg.from_scratch, len(tokenizer), cfg.max_length, tokenizer)
     torch.manual_seed(cfg.seed)
-    model = BertForPreTraining(config) if cfg.nsp else BertForMaskedLM(config)
-    return model, tokenizer
+    return objective.new_model(config), tokenizer
 
 
 def _load_tok(path: str):
@@ -158,42 +161,9 @@ def _load_tok(path: str):
     return load_any_tokenizer(path)
 
 
-def _pretraining_module(model, nsp: bool):
-    """Wraps the HF model so the MLM head runs only on masked positions (about 7x less head compute)."""
-    import torch
-    from torch import nn
-
-    class Pretraining(nn.Module):
-        def __init__(self, inner) -> None:
-            super().__init__()
-            self.inner = inner
-            self.is_bert = getattr(inner.config, "model_type", "") == "bert" and hasattr(inner, "bert") and hasattr(inner, "cls")
-
-        def forward(self, input_ids, attention_mask, token_type_ids, masked_index, mlm_labels, nsp_labels=None):
-            ce = nn.functional.cross_entropy
-            if self.is_bert:
-                out = self.inner.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-                hidden = out.last_hidden_state.reshape(-1, out.last_hidden_state.shape[-1])[masked_index]
-                if nsp:
-                    logits = self.inner.cls.predictions(hidden)
-                    nsp_logits = self.inner.cls.seq_relationship(out.pooler_output)
-                else:
-                    logits = self.inner.cls(hidden)
-                mlm = ce(logits.float(), mlm_labels)
-            else:  # any other *ForMaskedLM: full-sequence labels
-                labels = torch.full_like(input_ids, -100).reshape(-1)
-                labels[masked_index] = mlm_labels
-                out = self.inner(input_ids=input_ids, attention_mask=attention_mask, labels=labels.view_as(input_ids))
-                mlm = out.loss
-                nsp_logits = getattr(out, "seq_relationship_logits", None)
-            loss = mlm
-            nsp_loss = None
-            if nsp and nsp_labels is not None and nsp_logits is not None:
-                nsp_loss = ce(nsp_logits.float(), nsp_labels)
-                loss = loss + nsp_loss
-            return loss, mlm.detach(), None if nsp_loss is None else nsp_loss.detach()
-
-    return Pretraining(model)
+def warmup_steps(warmup: float, total_steps: int) -> int:
+    """--warmup: a step count when >= 1, else a fraction of the steps."""
+    return int(warmup) if warmup >= 1 else int(round(warmup * total_steps))
 
 
 def _config_digest(config) -> str:
@@ -224,13 +194,122 @@ def _finalize(out: Path, model, tokenizer, summary: dict[str, Any]) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
+class DataOrder:
+    """Which examples each global batch holds: a seeded permutation of the examples per epoch, read
+    in order across epoch ends; this process takes its slice. (epoch, offset) is the whole state."""
+
+    def __init__(self, n_examples: int, seed: int, batch_size: int, rank: int, world: int) -> None:
+        self.n_examples, self.seed, self.batch_size, self.rank = n_examples, seed, batch_size, rank
+        self.global_batch = batch_size * world
+        self.epoch, self.offset = 0, 0
+        self._perm: tuple[int, np.ndarray] | None = None
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if self._perm is None or self._perm[0] != epoch:
+            self._perm = (epoch, np.random.default_rng([self.seed, epoch, 1]).permutation(self.n_examples))
+        return self._perm[1]
+
+    def next_batch(self) -> tuple[np.ndarray, int]:
+        """(this process's example indices, the epoch the batch started in: it seeds the masks)."""
+        take: list[np.ndarray] = []
+        need, epoch_of_batch = self.global_batch, self.epoch
+        while need:
+            chunk = self.permutation(self.epoch)[self.offset : self.offset + need]
+            take.append(chunk)
+            need -= len(chunk)
+            self.offset += len(chunk)
+            if self.offset >= self.n_examples:
+                self.epoch, self.offset = self.epoch + 1, 0
+        indices = np.concatenate(take)
+        return indices[self.rank * self.batch_size : (self.rank + 1) * self.batch_size], epoch_of_batch
+
+
+class TrainLog:
+    """Losses and tokens between two log lines, written to ``train_log.jsonl`` by the main process."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+        self.start = time.time()
+        self.tokens_seen = 0
+        self.ema: float | None = None
+        self._reset(self.start)
+
+    def _reset(self, now: float) -> None:
+        self.losses: list[float] = []
+        self.parts: dict[str, list[float]] = {}
+        self.tokens, self.window_start = 0, now
+
+    def micro_batch(self, parts: dict[str, Any], tokens: int) -> None:
+        for name, value in parts.items():
+            self.parts.setdefault(name, []).append(float(value))
+        self.tokens_seen += tokens
+        self.tokens += tokens
+
+    def optimizer_step(self, loss: float) -> None:
+        self.losses.append(loss)
+        self.ema = loss if self.ema is None else 0.98 * self.ema + 0.02 * loss
+
+    def write(self, step: int, lr: float, mask_rate: float, epoch: int) -> None:
+        now = time.time()
+        if self.enabled:
+            entry = {"step": step, "loss": float(np.mean(self.losses))}
+            entry |= {name: float(np.mean(values)) for name, values in self.parts.items()}
+            entry |= {"lr": lr, "mask_rate": mask_rate, "epoch": epoch, "tokens_per_s": self.tokens / max(now - self.window_start, 1e-9),
+                      "elapsed_s": now - self.start, "tokens": self.tokens_seen}
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry) + "\n")
+        self._reset(now)
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the log lines up to `step` (the checkpoint resumed from); a fresh run starts an empty log."""
+    kept = []
+    if step and path.is_file():
+        for line in path.read_text("utf-8").splitlines():
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line)
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+    path.write_text("".join(line + "\n" for line in kept), "utf-8")
+
+
+@dataclass
+class Run:
+    """Everything the loop needs, built once by _setup."""
+
+    cfg: PretrainConfig
+    accelerator: Any
+    objective: Objective
+    tokenizer: Any
+    module: Any  # the objective's training module (prepared by Accelerate)
+    optimizer: Any
+    scheduler: Any
+    cache: TokenCache
+    examples: np.ndarray
+    order: DataOrder
+    collate: Collator
+    masking: MaskingConfig
+    total_steps: int
+    warmup: int
+    signature: dict[str, Any]
+    out: Path
+    step: int = 0
+    resumed_from: str | None = None
+
+    @property
+    def ckpt_root(self) -> Path:
+        return self.out / "checkpoints"
+
+
+# ---------------------------------------------------------------- setup
+
+
+def _accelerator(cfg: PretrainConfig):
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import gather_object
 
     launched = int(os.environ.get("WORLD_SIZE", "1"))
-    # Accelerate only sets up CPU DDP (gloo) when asked for the CPU explicitly.
     precision = cfg.mixed_precision
     if precision == "auto":
         from blurbkit.runtime.precision import autocast_dtype
@@ -243,213 +322,196 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         from accelerate.state import AcceleratorState
 
         AcceleratorState._reset_state()
+    # Accelerate only sets up CPU DDP (gloo) when asked for the CPU explicitly.
     accelerator = Accelerator(mixed_precision=precision, cpu=launched > 1 and not torch.cuda.is_available())
-    rank, world = accelerator.process_index, accelerator.num_processes
-    if launched != world:
-        raise BlurbkitError(f"launched as {launched} processes but Accelerate set up {world}; check the launcher")
+    if launched != accelerator.num_processes:
+        raise BlurbkitError(f"launched as {launched} processes but Accelerate set up {accelerator.num_processes}; "
+                            "check the launcher")
+    return accelerator
+
+
+def _data(cfg: PretrainConfig, objective: Objective, tokenizer, accelerator, out: Path) -> tuple[TokenCache, np.ndarray]:
+    """The tokenised corpus (process 0 builds the cache, the others reuse it) and the example rows."""
+    with accelerator.main_process_first():
+        cache = build_token_cache(cfg.corpus, tokenizer, Path(cfg.cache_dir) if cfg.cache_dir else out / "data",
+                                  progress=cfg.progress and accelerator.is_main_process, max_docs=cfg.max_docs)
+    objective.check_corpus(cache)
+    examples = make_examples(cache, cfg.max_length, mode=objective.example_mode(cfg.packing), seed=cfg.seed)
+    if len(examples) == 0:
+        raise BlurbkitError("the corpus is too small to make one training sequence")
+    return cache, examples
+
+
+def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
+    from blurbkit.runtime.optim import adamw, parameter_groups, warmup_linear_decay
+
+    accelerator = _accelerator(cfg)
     out = Path(cfg.out)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
-
-    model, tokenizer = _model_and_tokenizer(cfg)
+    model, tokenizer = _model_and_tokenizer(cfg, objective)
     if cfg.max_length > model.config.max_position_embeddings:
         raise BlurbkitError(f"--max-length {cfg.max_length} exceeds the model's max_position_embeddings "
                             f"{model.config.max_position_embeddings}")
-    with accelerator.main_process_first():
-        cache = build_token_cache(cfg.corpus, tokenizer, Path(cfg.cache_dir) if cfg.cache_dir else out / "data", progress=cfg.progress and accelerator.is_main_process,
-                                  max_docs=cfg.max_docs)
-    mode = "nsp" if cfg.nsp else ("packed" if cfg.packing else "document")
-    examples = make_examples(cache, cfg.max_length, mode=mode, seed=cfg.seed)
-    n_examples = len(examples)
-    if n_examples == 0:
-        raise BlurbkitError("the corpus is too small to make one training sequence")
-    global_batch = cfg.batch_size * world
-    per_step = global_batch * cfg.grad_accum
-    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * n_examples / per_step))
-    warmup = int(cfg.warmup) if cfg.warmup >= 1 else int(round(cfg.warmup * total_steps))
-
-    wrapper = _pretraining_module(model, cfg.nsp)
-    decay, no_decay = [], []
-    for name, param in wrapper.named_parameters():
-        (no_decay if param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(param)
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}],
-                                  lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps)
-
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    cache, examples = _data(cfg, objective, tokenizer, accelerator, out)
+    order = DataOrder(len(examples), cfg.seed, cfg.batch_size, accelerator.process_index, accelerator.num_processes)
+    total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(examples) / (order.global_batch * cfg.grad_accum)))
+    warmup = warmup_steps(cfg.warmup, total_steps)
+    module = objective.module(model)
+    optimizer = adamw(parameter_groups(module.named_parameters(), cfg.lr, cfg.weight_decay), cfg.lr, fused=False,
+                      betas=cfg.betas, eps=cfg.adam_eps)
     signature = {"model_config": _config_digest(model.config), "tokenizer": cache.meta["tokenizer"],
-                 "corpus": cache.meta["corpus"], "examples": n_examples, "mode": mode, "max_length": cfg.max_length,
-                 "global_batch": global_batch, "grad_accum": cfg.grad_accum, "seed": cfg.seed,
-                 "total_steps": total_steps}
-
-    step, epoch, offset = 0, 0, 0
-    ckpt_root = out / "checkpoints"
-    resumed_from = None
-    if cfg.resume:
-        found = ckpt.latest_checkpoint(ckpt_root)
-        if found is not None:
-            state = ckpt.load_checkpoint(found, model=wrapper, optimizer=optimizer, scheduler=scheduler, rank=rank,
-                                         signature=signature)
-            step, epoch, offset = state["step"], state["epoch"], state["offset"]
-            resumed_from = str(found)
-        elif ckpt_root.is_dir() and any(ckpt_root.glob("step-*")):
-            raise BlurbkitError("checkpoints exist but none reads back; remove them or pass --no-resume", path=ckpt_root)
-    elif ckpt_root.is_dir() and accelerator.is_main_process:
-        import shutil
-
-        shutil.rmtree(ckpt_root, ignore_errors=True)
-
-    wrapper, optimizer = accelerator.prepare(wrapper, optimizer)
-    collate = Collator(tokenizer, cache, cfg.max_length, cfg.seed)
-    masking = MaskingConfig(rate=cfg.mask_rate, whole_word=cfg.masking == "whole-word")
-    log_path = out / "train_log.jsonl"
+                 "corpus": cache.meta["corpus"], "examples": len(examples), "mode": objective.example_mode(cfg.packing),
+                 "max_length": cfg.max_length, "global_batch": order.global_batch, "grad_accum": cfg.grad_accum,
+                 "seed": cfg.seed, "total_steps": total_steps, **objective.signature()}
+    run = Run(cfg, accelerator, objective, tokenizer, module, optimizer,
+              warmup_linear_decay(optimizer, total_steps, warmup), cache, examples, order,
+              objective.collator(tokenizer, cache, cfg.max_length, cfg.seed),
+              MaskingConfig(rate=cfg.mask_rate, whole_word=cfg.masking == "whole-word"), total_steps, warmup, signature, out)
+    _resume(run)
+    run.module, run.optimizer = accelerator.prepare(run.module, run.optimizer)
     if accelerator.is_main_process:
-        kept_lines = []
-        if resumed_from and log_path.is_file():
-            for line in log_path.read_text("utf-8").splitlines():
-                try:
-                    if json.loads(line)["step"] <= step:
-                        kept_lines.append(line)
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue
-        log_path.write_text("".join(line + "\n" for line in kept_lines), "utf-8")
+        truncate_log(out / "train_log.jsonl", run.step if run.resumed_from else 0)
+    return run
 
-    perm_cache: dict[int, np.ndarray] = {}
 
-    def permutation(ep: int) -> np.ndarray:
-        if ep not in perm_cache:
-            perm_cache.clear()
-            perm_cache[ep] = np.random.default_rng([cfg.seed, ep, 1]).permutation(n_examples)
-        return perm_cache[ep]
+def _resume(run: Run) -> None:
+    """Load the latest readable checkpoint (model, optimizer, scheduler, RNG, data position), or
+    with --no-resume remove the old checkpoints."""
+    if not run.cfg.resume:
+        if run.ckpt_root.is_dir() and run.accelerator.is_main_process:
+            import shutil
 
-    def next_indices() -> tuple[np.ndarray, int]:
-        nonlocal epoch, offset
-        take: list[np.ndarray] = []
-        need = global_batch
-        ep_of_batch = epoch
-        while need:
-            perm = permutation(epoch)
-            chunk = perm[offset : offset + need]
-            take.append(chunk)
-            need -= len(chunk)
-            offset += len(chunk)
-            if offset >= n_examples:
-                epoch, offset = epoch + 1, 0
-        indices = np.concatenate(take)
-        return indices[rank * cfg.batch_size : (rank + 1) * cfg.batch_size], ep_of_batch
+            shutil.rmtree(run.ckpt_root, ignore_errors=True)
+        return
+    found = ckpt.latest_checkpoint(run.ckpt_root)
+    if found is None:
+        if run.ckpt_root.is_dir() and any(run.ckpt_root.glob("step-*")):
+            raise BlurbkitError("checkpoints exist but none reads back; remove them or pass --no-resume", path=run.ckpt_root)
+        return
+    state = ckpt.load_checkpoint(found, model=run.module, optimizer=run.optimizer, scheduler=run.scheduler,
+                                 rank=run.accelerator.process_index, signature=run.signature)
+    run.step, run.order.epoch, run.order.offset = state["step"], state["epoch"], state["offset"]
+    run.resumed_from = str(found)
 
-    def save(at_step: int) -> None:
-        states = gather_object([(rank, {k: v.numpy() for k, v in ckpt.rng_state().items()})])
-        if accelerator.is_main_process:
-            rng_states = {r: {k: torch.from_numpy(np.asarray(v)) for k, v in s.items()} for r, s in states}
-            ckpt.save_checkpoint(ckpt_root, at_step, model=accelerator.unwrap_model(wrapper), optimizer=optimizer,
-                                 scheduler=scheduler, rng_states=rng_states, keep=cfg.keep_checkpoints,
-                                 state={"epoch": epoch, "offset": offset, "signature": signature})
-        accelerator.wait_for_everyone()
 
+@contextmanager
+def _cpu_speedups(run: Run) -> Iterator[Any]:
+    """On CPU: glibc heap tuning, fast dropout masks (per-step seeds, so a resumed run draws the
+    same masks) and bf16 training attention (runtime/); yields the dropout mask source or None."""
+    if run.accelerator.device.type != "cpu":
+        yield None
+        return
+    if run.cfg.tune_allocator:
+        tune_allocator()
+    module = run.accelerator.unwrap_model(run.module)
+    with ExitStack() as stack:
+        masks = stack.enter_context(fast_dropout(module, [run.cfg.seed, run.accelerator.process_index, run.step]))
+        for model in run.objective.hf_models(module):
+            stack.enter_context(cpu_attention(model))
+        yield masks
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
+    objective = get_objective(resolve_objective(cfg.objective, cfg.nsp))
+    run = _setup(cfg, objective)
+    log = TrainLog(run.out / "train_log.jsonl", run.accelerator.is_main_process)
+    stopped = _train(run, log)
+    return _finish(run, log, stopped)
+
+
+def _train(run: Run, log: TrainLog) -> str:
+    """Optimizer steps until the end, the time budget or a (test) interruption; returns which."""
+    cfg, accelerator = run.cfg, run.accelerator
     bar = None
     if cfg.progress and accelerator.is_main_process:
         from tqdm import tqdm
 
-        bar = tqdm(total=total_steps, initial=step, desc="pretrain", unit="step", mininterval=1.0)
-    start_time = time.time()
-    tokens_seen = 0
-    window_loss: list[float] = []
-    window_mlm: list[float] = []
-    window_nsp: list[float] = []
-    window_tokens = 0
-    window_start = time.time()
-    ema = None
+        bar = tqdm(total=run.total_steps, initial=run.step, desc="pretrain", unit="step", mininterval=1.0)
+    run.module.train()
     stopped = "finished"
-    wrapper.train()
-    speedups = ExitStack()  # CPU only: fast dropout masks and bf16 training attention (runtime/dropout.py)
-    masks = None
-    if accelerator.device.type == "cpu":
-        if cfg.tune_allocator:
-            tune_allocator()
-        masks = speedups.enter_context(fast_dropout(model, [cfg.seed, rank, step]))
-        speedups.enter_context(cpu_attention(model))
-    try:
-        while step < total_steps:
+    with _cpu_speedups(run) as masks:
+        while run.step < run.total_steps:
             if masks is not None:
-                masks.reseed([cfg.seed, rank, step])  # per-step streams: a resumed run draws the same masks
-            rate = mask_rate_at(step, total_steps, cfg.mask_schedule, cfg.mask_rate)
-            step_loss = 0.0
-            for micro in range(cfg.grad_accum):
-                local, ep = next_indices()
-                batch = collate(examples[local], local, ep, masking, rate)
-                n_tok = int(batch["attention_mask"].sum()) * world
-                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-                sync = micro == cfg.grad_accum - 1
-                ctx = accelerator.no_sync(wrapper) if (not sync and world > 1) else _null()
-                with ctx:
-                    loss, mlm, nsp = wrapper(**batch)
-                    accelerator.backward(loss / cfg.grad_accum)
-                step_loss += float(loss.detach()) / cfg.grad_accum
-                window_mlm.append(float(mlm))
-                if nsp is not None:
-                    window_nsp.append(float(nsp))
-                tokens_seen += n_tok
-                window_tokens += n_tok
-            if cfg.max_grad_norm > 0:
-                accelerator.clip_grad_norm_(wrapper.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            window_loss.append(step_loss)
-            ema = step_loss if ema is None else 0.98 * ema + 0.02 * step_loss
-            elapsed = time.time() - start_time
+                masks.reseed([cfg.seed, accelerator.process_index, run.step])
+            rate = mask_rate_at(run.step, run.total_steps, cfg.mask_schedule, cfg.mask_rate)
+            log.optimizer_step(_step(run, rate, log))
+            run.step += 1
+            lr = run.scheduler.get_last_lr()[0]
+            elapsed = time.time() - log.start
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{ema:.3f}", tok_s=f"{tokens_seen / max(elapsed, 1e-9):.0f}",
-                                lr=f"{scheduler.get_last_lr()[0]:.2e}", mask=f"{rate:.2f}", refresh=False)
-            if accelerator.is_main_process and (step % cfg.log_every == 0 or step == total_steps):
-                now = time.time()
-                entry = {"step": step, "loss": float(np.mean(window_loss)), "mlm_loss": float(np.mean(window_mlm)),
-                         "lr": scheduler.get_last_lr()[0], "mask_rate": rate, "epoch": epoch,
-                         "tokens_per_s": window_tokens / max(now - window_start, 1e-9), "elapsed_s": now - start_time,
-                         "tokens": tokens_seen}
-                if window_nsp:
-                    entry["nsp_loss"] = float(np.mean(window_nsp))
-                with open(log_path, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(entry) + "\n")
-                window_loss, window_mlm, window_nsp, window_tokens, window_start = [], [], [], 0, now
-            out_of_time = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60
-            interrupted = cfg.stop_after is not None and step >= cfg.stop_after and step < total_steps
-            if step % cfg.save_every == 0 or step == total_steps or out_of_time or interrupted:
-                save(step)
-            if out_of_time and step < total_steps:
-                stopped = "time budget"
+                bar.set_postfix(loss=f"{log.ema:.3f}", tok_s=f"{log.tokens_seen / max(elapsed, 1e-9):.0f}",
+                                lr=f"{lr:.2e}", mask=f"{rate:.2f}", refresh=False)
+            if run.step % cfg.log_every == 0 or run.step == run.total_steps:
+                log.write(run.step, lr, rate, run.order.epoch)
+            out_of_time = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60 and run.step < run.total_steps
+            interrupted = cfg.stop_after is not None and cfg.stop_after <= run.step < run.total_steps
+            if run.step % cfg.save_every == 0 or run.step == run.total_steps or out_of_time or interrupted:
+                _save(run)
+            if out_of_time or interrupted:
+                stopped = "time budget" if out_of_time else "interrupted"
                 break
-            if interrupted:
-                stopped = "interrupted"
-                break
-    finally:
-        speedups.close()
     if bar is not None:
         bar.close()
-    elapsed = time.time() - start_time
-    summary = {"steps": step, "total_steps": total_steps, "stopped": stopped, "examples": n_examples,
-               "corpus_tokens": cache.n_tokens, "tokens_processed_this_run": tokens_seen,
-               "tokens_per_s": tokens_seen / max(elapsed, 1e-9), "seconds": elapsed, "world_size": world,
-               "resumed_from": resumed_from, "warmup_steps": warmup, "main_process": accelerator.is_main_process, "config": {k: v for k, v in asdict(cfg).items()}}
+    return stopped
+
+
+def _step(run: Run, rate: float, log: TrainLog) -> float:
+    """One optimizer step over --grad-accum micro-batches; returns the step's mean loss."""
+    cfg, accelerator = run.cfg, run.accelerator
+    world = accelerator.num_processes
+    step_loss = 0.0
+    for micro in range(cfg.grad_accum):
+        local, epoch = run.order.next_batch()
+        batch = run.collate(run.examples[local], local, epoch, run.masking, rate)
+        tokens = int(batch["attention_mask"].sum()) * world
+        batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+        accumulating = micro < cfg.grad_accum - 1 and world > 1
+        with accelerator.no_sync(run.module) if accumulating else nullcontext():
+            loss, parts = run.module(**batch)
+            accelerator.backward(loss / cfg.grad_accum)
+        step_loss += float(loss.detach()) / cfg.grad_accum
+        log.micro_batch(parts, tokens)
+    if cfg.max_grad_norm > 0:
+        accelerator.clip_grad_norm_(run.module.parameters(), cfg.max_grad_norm)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return step_loss
+
+
+def _save(run: Run) -> None:
+    """Checkpoint: process 0 writes the model, optimizer, scheduler, data position and every process's RNG."""
+    import torch
+    from accelerate.utils import gather_object
+
+    states = gather_object([(run.accelerator.process_index, {k: v.numpy() for k, v in ckpt.rng_state().items()})])
+    if run.accelerator.is_main_process:
+        rng_states = {r: {k: torch.from_numpy(np.asarray(v)) for k, v in s.items()} for r, s in states}
+        ckpt.save_checkpoint(run.ckpt_root, run.step, model=run.accelerator.unwrap_model(run.module),
+                             optimizer=run.optimizer, scheduler=run.scheduler, rng_states=rng_states,
+                             keep=run.cfg.keep_checkpoints,
+                             state={"epoch": run.order.epoch, "offset": run.order.offset, "signature": run.signature})
+    run.accelerator.wait_for_everyone()
+
+
+def _finish(run: Run, log: TrainLog, stopped: str) -> dict[str, Any]:
+    """The summary; unless interrupted, the model directory (process 0)."""
+    accelerator = run.accelerator
+    elapsed = time.time() - log.start
+    summary = {"steps": run.step, "total_steps": run.total_steps, "stopped": stopped, "examples": len(run.examples),
+               "corpus_tokens": run.cache.n_tokens, "tokens_processed_this_run": log.tokens_seen,
+               "tokens_per_s": log.tokens_seen / max(elapsed, 1e-9), "seconds": elapsed,
+               "world_size": accelerator.num_processes, "resumed_from": run.resumed_from, "warmup_steps": run.warmup,
+               "objective": run.objective.name, "main_process": accelerator.is_main_process, "config": asdict(run.cfg)}
     if accelerator.is_main_process and stopped != "interrupted":
-        _finalize(out, accelerator.unwrap_model(wrapper).inner, tokenizer, summary)
-        write_json(out / "pretrain_summary.json", summary)
+        model = run.objective.saved_model(accelerator.unwrap_model(run.module))
+        _finalize(run.out, model, run.tokenizer, summary)
+        write_json(run.out / "pretrain_summary.json", summary)
     accelerator.wait_for_everyone()
     return summary
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None

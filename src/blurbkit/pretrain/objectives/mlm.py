@@ -1,0 +1,54 @@
+"""``mlm``: masked language modelling (BERT / PubMedBERT), over packed windows or one document per
+sequence; on two-segment rows the same module serves ``mlm_nsp`` (which adds its NSP head)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from blurbkit.pretrain.objectives.base import Objective, from_pretrained
+
+
+class MaskedLMModule(nn.Module):
+    """Wraps the Hugging Face model so the MLM head runs only on the masked positions (about 7x
+    less head compute than the full sequence). Other ``*ForMaskedLM`` models get full-sequence labels."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner  # the attribute name is part of the checkpoint format (inner.*)
+        self.is_bert = getattr(inner.config, "model_type", "") == "bert" and hasattr(inner, "bert") and hasattr(inner, "cls")
+
+    def mlm(self, input_ids, attention_mask, token_type_ids, masked_index, mlm_labels) -> tuple[torch.Tensor, Any]:
+        """(MLM loss, the model output: encoder output for BERT, the model's own otherwise)."""
+        if self.is_bert:
+            out = self.inner.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            hidden = out.last_hidden_state.reshape(-1, out.last_hidden_state.shape[-1])[masked_index]
+            logits = self.inner.cls.predictions(hidden)  # BertOnlyMLMHead and BertPreTrainingHeads alike
+            return nn.functional.cross_entropy(logits.float(), mlm_labels), out
+        labels = torch.full_like(input_ids, -100).reshape(-1)
+        labels[masked_index] = mlm_labels
+        out = self.inner(input_ids=input_ids, attention_mask=attention_mask, labels=labels.view_as(input_ids))
+        return out.loss, out
+
+    def forward(self, input_ids, attention_mask, token_type_ids, masked_index, mlm_labels):
+        loss, _ = self.mlm(input_ids, attention_mask, token_type_ids, masked_index, mlm_labels)
+        return loss, {"mlm_loss": loss.detach()}
+
+
+class MaskedLM(Objective):
+    def new_model(self, config: Any) -> nn.Module:
+        from transformers import BertForMaskedLM
+
+        return BertForMaskedLM(config)
+
+    def load_model(self, model_dir: Path) -> nn.Module:
+        return from_pretrained("AutoModelForMaskedLM", model_dir)
+
+    def module(self, model: nn.Module) -> nn.Module:
+        return MaskedLMModule(model)
+
+    def signature(self) -> dict[str, Any]:
+        return {}  # the example mode (packed/document) already identifies the run, as before objectives existed
