@@ -21,9 +21,9 @@ from blurbkit.models.loading import resolve_model_dir
 from blurbkit.models.model import BlurbModel
 from blurbkit.runtime.allocator import allocator_state
 from blurbkit.speed.flops import split_flops
-from blurbkit.speed.machine import machine_info, peak_memory, release_memory
+from blurbkit.speed.machine import machine_info, measure_peaks, peak_memory, peak_of, release_memory
 from blurbkit.speed.sides import Workload, build_engine
-from blurbkit.speed.speed import measure_peaks, subsample
+from blurbkit.speed.speed import subsample
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.engine import encode, seed_everything
@@ -90,7 +90,7 @@ def blurbkit_word_tags(text: str, entities: list[dict]) -> list[str]:
 
 def inference(dataset: str = "bc5chem", model: str | None = None, data: str | None = None, sentences: int = 1000,
               finetuned: str | None = None, train_examples: int = 1000, seed: int = 0, progress: bool = False,
-              pipeline_batch_size: int | None = None, peak_seconds: float = 1.0) -> dict[str, Any]:
+              pipeline_batch_size: int | None = None, peak_seconds: float = 1.0, peak_size: int = 2048) -> dict[str, Any]:
     import torch
     from transformers import pipeline
 
@@ -98,7 +98,7 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     if not spec.is_token_task:
         raise BlurbkitError(f"bench inference is for NER/PICO datasets, not {dataset} ({spec.task_type})")
     texts = [" ".join(r["tokens"]) for r in subsample(load_split(dataset, "dev", data), sentences, seed)]
-    peaks = measure_peaks(peak_seconds)
+    peaks, skipped = measure_peaks(peak_seconds, peak_size)
     with tempfile.TemporaryDirectory(prefix="blurbkit_bench_") as tmp:
         model_dir = Path(finetuned) if finetuned else finetune_quickly(dataset, model, data, train_examples, seed, Path(tmp) / "m")
         predictor = Predictor.load(model_dir, progress=progress)
@@ -126,16 +126,17 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     tokenizer = predictor.engine.tokenizer
     lengths = [len(ids) + 2 for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     flops = split_flops(predictor.engine.model.encoder.config, lengths, len(predictor.recipe.labels))
-    peak = peaks["bf16" if predictor.engine.dtype == torch.bfloat16 else "fp32"]
+    precision = str(predictor.engine.dtype).replace("torch.", "") if predictor.engine.dtype else "fp32"
+    ours_dtype, peak = peak_of(peaks, precision)  # MFU against the peak of the dtype blurbkit ran in
     return {
         "bench": "inference", "dataset": dataset, "sentences": len(texts), "model": str(model_dir if finetuned else "fine-tuned now"),
-        "machine": machine_info(), "peak_gflops": peaks,
+        "machine": machine_info(), "peak_gflops": peaks, **({"peak_skipped": skipped} if skipped else {}),
         "pipeline": {"sentences_per_second": round(len(texts) / hf_seconds, 2), "seconds": round(hf_seconds, 2),
                      "batch_size": pipeline_batch_size or 1, "precision": "fp32", "allocator": pipeline_allocator,
                      "peak_memory_mb": hf_memory.get("gpu_peak_mb", hf_memory.get("peak_mb"))},
         "blurbkit": {"sentences_per_second": round(len(texts) / our_seconds, 2), "seconds": round(our_seconds, 2),
-                     "precision": str(predictor.engine.dtype).replace("torch.", "") if predictor.engine.dtype else "fp32",
-                     "mfu": round(flops / our_seconds / (peak * 1e9), 4), "allocator": allocator_state(),
+                     "precision": precision, "mfu": round(flops / our_seconds / (peak * 1e9), 4) if peak else None,
+                     "mfu_peak": ours_dtype, "allocator": allocator_state(),
                      "peak_memory_mb": our_memory.get("gpu_peak_mb", our_memory.get("peak_mb"))},
         "speedup": round(hf_seconds / our_seconds, 2),
         "identical_tags": round(sum(a == b for a, b in pairs) / max(1, len(pairs)), 4),
