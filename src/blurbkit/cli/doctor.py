@@ -100,7 +100,7 @@ def machine_checks() -> Iterator[Check]:
         yield Check("machine", "override", "note", f"{ENV_CPU_DTYPES}={cap.override} (unset it to use every native dtype)")
     threads = f"torch {cap.torch_threads}"
     if cpu.physical_cores and cap.torch_threads > cpu.physical_cores:
-        threads += f" (more than the {cpu.physical_cores} physical cores: `finetune --threads N` pins it)"
+        threads += f" (more than the {cpu.physical_cores} physical cores: set OMP_NUM_THREADS to the core count)"
     yield Check("machine", "threads", "note", threads)
     yield Check("machine", "allocator", "note", cap.allocator
                 + ("" if "tuned" in cap.allocator else " (blurbkit tunes glibc malloc itself on its first CPU train/predict)"))
