@@ -1,6 +1,8 @@
 """`blurbkit bench` runs end to end on a tiny random BERT and a handful of examples.
 
-These check that the commands run and report their fields, never how fast anything is."""
+These check that the commands run and report their fields, never how fast anything is. Matmul
+peaks are timed on a small matrix (--peak-size) and only in the dtypes the CPU runs natively
+(runtime/capability.py), so the tests are fast on a CPU without bf16 too."""
 
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ import pytest
 
 from blurbkit.cli.main import main
 from blurbkit.models.tiny import build_tiny_bert
+from blurbkit.runtime.capability import ENV_CPU_DTYPES, capability
+from blurbkit.speed import machine
 
+PEAK = ["--peak-seconds", "0.01", "--peak-size", "256"]
 SIDE_FIELDS = {"train_examples_per_second", "eval_examples_per_second", "dev_score", "peak_memory_mb", "train_mfu", "allocator"}
 
 
@@ -28,22 +33,23 @@ def _last_json_line(capsys) -> dict:
 @pytest.mark.parametrize(("dataset", "task"), [("bc5chem", "token"), ("chemprot", "sequence")])
 def test_bench_speed_reports_both_sides(dataset, task, tiny_model, shared_data, tmp_path, capsys):
     code = main(["bench", "speed", "--dataset", dataset, "--model", str(tiny_model), "--data", str(shared_data),
-                 "--train-examples", "12", "--eval-examples", "6", "--results-dir", str(tmp_path),
-                 "--peak-seconds", "0.01"])
+                 "--train-examples", "12", "--eval-examples", "6", "--results-dir", str(tmp_path), *PEAK])
     assert code == 0
     result = _last_json_line(capsys)
     assert result["task"] == task and result["train_examples"] == 12 and result["eval_examples"] == 6
     assert set(result["trainer"]) >= SIDE_FIELDS and SIDE_FIELDS | {"eval_mfu", "precision"} <= set(result["blurbkit"])
     for key in ("train_speedup", "eval_speedup", "dev_score_difference"):
         assert isinstance(result[key], float)
-    assert result["peak_gflops"]["bf16"] > 0 and result["peak_gflops"]["fp32"] > 0
+    assert set(result["peak_gflops"]) == set(capability().native_dtypes) and result["peak_gflops"]["fp32"] > 0
+    assert result["trainer"]["mfu_peak"] == "fp32"
+    assert result["blurbkit"]["mfu_peak"] == ("bf16" if result["blurbkit"]["precision"] == "bfloat16" else "fp32")
     assert 0 <= result["blurbkit"]["dev_score"] <= 1
     assert json.loads((tmp_path / f"speed_{dataset}.json").read_text()) == result
 
 
 def test_bench_speed_engine_options_and_blurbkit_only(tiny_model, shared_data, tmp_path, capsys):
     code = main(["bench", "speed", "--model", str(tiny_model), "--data", str(shared_data), "--train-examples", "8",
-                 "--eval-examples", "4", "--results-dir", str(tmp_path), "--peak-seconds", "0.01", "--no-trainer",
+                 "--eval-examples", "4", "--results-dir", str(tmp_path), *PEAK, "--no-trainer",
                  "--engine-option", "precision=fp32", "--engine-option", "group_by_length=false"])
     assert code == 0
     result = _last_json_line(capsys)
@@ -61,7 +67,7 @@ def test_bench_speed_unknown_engine_option_is_one_line(tiny_model, tmp_path, cap
 
 def test_bench_inference_compares_with_the_pipeline(tiny_model, shared_data, tmp_path, capsys):
     code = main(["bench", "inference", "--model", str(tiny_model), "--data", str(shared_data), "--sentences", "10",
-                 "--train-examples", "8", "--results-dir", str(tmp_path), "--peak-seconds", "0.01"])
+                 "--train-examples", "8", "--results-dir", str(tmp_path), *PEAK])
     assert code == 0
     result = _last_json_line(capsys)
     assert result["sentences"] == 10
@@ -69,6 +75,30 @@ def test_bench_inference_compares_with_the_pipeline(tiny_model, shared_data, tmp
     assert 0 <= result["identical_tags"] <= 1 and result["blurbkit"]["mfu"] >= 0
     assert result["blurbkit"]["allocator"] == "tuned by blurbkit (mallopt)"
     assert (tmp_path / "speed_inference_bc5chem.json").is_file()
+
+
+def test_bench_speed_on_a_cpu_without_bf16(tiny_model, shared_data, tmp_path, capsys, monkeypatch):
+    """Simulated with the override on a bf16 machine: no bf16 matmul is ever timed, blurbkit runs
+    fp32 and both sides' MFU is against the fp32 peak; the report says what was skipped and why."""
+    monkeypatch.setenv(ENV_CPU_DTYPES, "fp32")
+    real_peak = machine.matmul_peak
+
+    def only_native(dtype, **kwargs):
+        assert dtype == machine.torch.float32, f"timed {dtype} on an fp32-only CPU"
+        return real_peak(dtype, **kwargs)
+
+    monkeypatch.setattr(machine, "matmul_peak", only_native)
+    code = main(["bench", "speed", "--model", str(tiny_model), "--data", str(shared_data), "--train-examples", "8",
+                 "--eval-examples", "4", "--results-dir", str(tmp_path), *PEAK])
+    assert code == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert list(result["peak_gflops"]) == ["fp32"]
+    assert result["peak_skipped"]["bf16"] == f"disabled by {ENV_CPU_DTYPES}=fp32"
+    assert "bf16 matmul peak not measured" in captured.err
+    assert result["blurbkit"]["precision"] == "fp32" and result["blurbkit"]["mfu_peak"] == "fp32"
+    assert result["blurbkit"]["train_mfu"] > 0 and result["trainer"]["train_mfu"] > 0
+    assert result["machine"]["native_dtypes"] == ["fp32"]
 
 
 FAIR_ORDER = """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -21,7 +22,9 @@ def _common(parser: argparse.ArgumentParser, dataset: str) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"),
                         help="where the JSON result is also written (default: benchmarks/results)")
-    parser.add_argument("--peak-seconds", type=float, default=1.0, help="time spent measuring the matmul peak, per dtype")
+    parser.add_argument("--peak-seconds", type=float, default=1.0,
+                        help="time spent measuring the matmul peak, per native dtype (non-native dtypes are skipped)")
+    parser.add_argument("--peak-size", type=int, default=2048, help="side of the square matmul timed for the peak (default: 2048)")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
 
 
@@ -54,6 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _emit(result: dict, results_dir: Path, name: str) -> None:
     from blurbkit.fileio import write_json
 
+    for dtype, why in result.get("peak_skipped", {}).items():
+        print(f"blurbkit: {dtype} matmul peak not measured: {why}", file=sys.stderr)
     line = json.dumps(result)
     write_json(results_dir / name, result)
     print(line)
@@ -73,6 +78,7 @@ def run_speed(args: argparse.Namespace) -> int:
         args.dataset, model=args.model, data=args.data, train_examples=args.train_examples,
         eval_examples=args.eval_examples, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
         progress=args.progress, engine_options=options, trainer=not args.no_trainer, peak_seconds=args.peak_seconds,
+        peak_size=args.peak_size,
     )
     variant = "".join(f"__{key}-{value}" for key, value in sorted(options.items())) + ("__no-trainer" if args.no_trainer else "")
     _emit(result, args.results_dir, f"speed_{args.dataset}{variant}.json")
@@ -85,7 +91,7 @@ def run_inference(args: argparse.Namespace) -> int:
     result = inference(
         args.dataset, model=args.model, data=args.data, sentences=args.sentences, finetuned=args.finetuned,
         train_examples=args.train_examples, seed=args.seed, progress=args.progress,
-        pipeline_batch_size=args.pipeline_batch_size, peak_seconds=args.peak_seconds,
+        pipeline_batch_size=args.pipeline_batch_size, peak_seconds=args.peak_seconds, peak_size=args.peak_size,
     )
     _emit(result, args.results_dir, f"speed_inference_{args.dataset}.json")
     return 0

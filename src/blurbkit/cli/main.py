@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "corpus",
     "pretrain",
     "bench",
+    "doctor",
 ]
 
 

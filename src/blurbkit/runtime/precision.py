@@ -7,19 +7,17 @@ from __future__ import annotations
 import copy
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from blurbkit.runtime.capability import capability
+
 
 def cpu_has_bf16() -> bool:
-    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+    """True when the CPU runs bf16 matmuls natively (AVX512-BF16, AMX, ARM BF16), as
+    runtime/capability.py sees it (including the BLURBKIT_CPU_DTYPES override)."""
+    return "bf16" in capability().cpu_dtypes
 
 
 def autocast_dtype(requested: str, device: torch.device) -> torch.dtype | None:
@@ -27,7 +25,7 @@ def autocast_dtype(requested: str, device: torch.device) -> torch.dtype | None:
     if requested == "fp32":
         return None
     if device.type == "cuda":
-        if requested in ("auto", "bf16") and torch.cuda.is_bf16_supported():
+        if requested in ("auto", "bf16") and capability().native("bf16"):
             return torch.bfloat16
         return torch.float16
     if requested == "fp16":
@@ -36,7 +34,8 @@ def autocast_dtype(requested: str, device: torch.device) -> torch.dtype | None:
     if cpu_has_bf16():
         return torch.bfloat16
     if requested == "bf16":
-        print("blurbkit: this CPU has no native bf16; falling back to fp32", file=sys.stderr)
+        why = capability().not_native.get("bf16", "no native bf16")
+        print(f"blurbkit: bf16 requested but {why}; falling back to fp32", file=sys.stderr)
     return None
 
 

@@ -23,9 +23,8 @@ from blurbkit.models.model import BlurbModel
 from blurbkit.runtime.allocator import allocator_state
 from blurbkit.runtime.precision import dtype_name
 from blurbkit.speed.flops import split_flops
-from blurbkit.speed.machine import machine_info, peak_memory, release_memory
+from blurbkit.speed.machine import machine_info, measure_peaks, peak_memory, peak_of, release_memory
 from blurbkit.speed.sides import Workload, build_engine
-from blurbkit.speed.speed import measure_peaks
 from blurbkit.tagging import tags_to_spans
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.tasks.types.token import split_words
@@ -94,7 +93,7 @@ def blurbkit_word_tags(text: str, entities: list[dict]) -> list[str]:
 
 def inference(dataset: str = "bc5chem", model: str | None = None, data: str | None = None, sentences: int = 1000,
               finetuned: str | None = None, train_examples: int = 1000, seed: int = 0, progress: bool = False,
-              pipeline_batch_size: int | None = None, peak_seconds: float = 1.0) -> dict[str, Any]:
+              pipeline_batch_size: int | None = None, peak_seconds: float = 1.0, peak_size: int = 2048) -> dict[str, Any]:
     import torch
     from transformers import pipeline
 
@@ -102,7 +101,7 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     if "token" not in spec.task.provides:
         raise BlurbkitError(f"bench inference is for NER/PICO datasets, not {dataset} ({spec.task_type})")
     texts = [" ".join(r["tokens"]) for r in subsample(load_split(dataset, "dev", data), sentences, seed)]
-    peaks = measure_peaks(peak_seconds)
+    peaks, skipped = measure_peaks(peak_seconds, peak_size)
     with tempfile.TemporaryDirectory(prefix="blurbkit_bench_") as tmp:
         model_dir = Path(finetuned) if finetuned else finetune_quickly(dataset, model, data, train_examples, seed, Path(tmp) / "m")
         predictor = Predictor.load(model_dir, progress=progress)
@@ -130,16 +129,17 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     tokenizer = predictor.runner.tokenizer
     lengths = [len(ids) + 2 for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     flops = split_flops(predictor.runner.model.encoder.config, lengths, len(predictor.recipe.labels))
-    peak = peaks["bf16" if predictor.runner.dtype == torch.bfloat16 else "fp32"]
+    precision = dtype_name(predictor.runner.dtype)
+    ours_dtype, peak = peak_of(peaks, precision)  # MFU against the peak of the dtype blurbkit ran in
     return {
         "bench": "inference", "dataset": dataset, "sentences": len(texts), "model": str(model_dir if finetuned else "fine-tuned now"),
-        "machine": machine_info(), "peak_gflops": peaks,
+        "machine": machine_info(), "peak_gflops": peaks, **({"peak_skipped": skipped} if skipped else {}),
         "pipeline": {"sentences_per_second": round(len(texts) / hf_seconds, 2), "seconds": round(hf_seconds, 2),
                      "batch_size": pipeline_batch_size or 1, "precision": "fp32", "allocator": pipeline_allocator,
                      "peak_memory_mb": hf_memory.get("gpu_peak_mb", hf_memory.get("peak_mb"))},
         "blurbkit": {"sentences_per_second": round(len(texts) / our_seconds, 2), "seconds": round(our_seconds, 2),
-                     "precision": dtype_name(predictor.runner.dtype),
-                     "mfu": round(flops / our_seconds / (peak * 1e9), 4), "allocator": allocator_state(),
+                     "precision": precision, "mfu": round(flops / our_seconds / (peak * 1e9), 4) if peak else None,
+                     "mfu_peak": ours_dtype, "allocator": allocator_state(),
                      "peak_memory_mb": our_memory.get("gpu_peak_mb", our_memory.get("peak_mb"))},
         "speedup": round(hf_seconds / our_seconds, 2),
         "identical_tags": round(sum(a == b for a, b in pairs) / max(1, len(pairs)), 4),

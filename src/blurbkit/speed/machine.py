@@ -6,7 +6,6 @@ from __future__ import annotations
 import ctypes
 import gc
 import os
-import platform
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -15,32 +14,61 @@ from typing import Any
 
 import torch
 
+from blurbkit.errors import BlurbkitError
+from blurbkit.runtime.capability import ENV_CPU_DTYPES, capability, dtype_name
+
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return capability().cpu.model
 
 
 def machine_info() -> dict[str, Any]:
+    cap = capability()
     info = {
-        "cpu": cpu_name(),
+        "cpu": cap.cpu.model,
         "cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        "device": cap.device,
+        "cpu_flags": cap.relevant_flags,
+        "native_dtypes": list(cap.native_dtypes),
     }
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
+    if cap.override:
+        info["dtype_override"] = f"{ENV_CPU_DTYPES}={cap.override}"
+    if cap.gpu:
+        info["gpu"] = cap.gpu
     return info
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, seconds: float = 1.0) -> float:
-    """GFLOP/s of a square matmul in `dtype`: the best of several timed rounds."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def measure_peaks(seconds: float = 1.0, size: int = 2048) -> tuple[dict[str, float], dict[str, str]]:
+    """({dtype: GFLOP/s} for every native dtype of the device, {dtype: why it was not measured}).
+
+    Only native dtypes are timed: an emulated bf16 matmul is minutes, not a peak, and no side
+    of a comparison runs in it (autocast asks the same capability)."""
+    cap = capability()
+    peaks = {name: matmul_peak(TORCH_DTYPES[name], size=size, seconds=seconds) for name in cap.native_dtypes}
+    return peaks, {name: why for name, why in cap.not_native.items() if name not in peaks}
+
+
+def peak_of(peaks: dict[str, float], precision: str | None) -> tuple[str, float | None]:
+    """(dtype name, its measured peak or None) for a side that ran in `precision` (None/"fp32" = fp32)."""
+    name = dtype_name(precision or "fp32")
+    return name, peaks.get(name)
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, seconds: float = 1.0, allow_emulated: bool = False) -> float:
+    """GFLOP/s of a square matmul in `dtype`: the best of several timed rounds.
+
+    Refuses a dtype the hardware only emulates (runtime/capability.py) unless `allow_emulated`:
+    one 2048^2 emulated bf16 matmul takes about a minute on a 2-core AVX2 CPU."""
+    cap = capability()
+    if not (allow_emulated or cap.native(dtype)):
+        why = cap.not_native.get(dtype_name(dtype), "not native on this device")
+        raise BlurbkitError(f"not timing a {dtype_name(dtype)} matmul: {why}")
+    device = "cuda" if cap.device == "cuda" else "cpu"
     a = torch.randn(size, size, device=device).to(dtype)
     b = torch.randn(size, size, device=device).to(dtype)
     flop = 2 * size**3

@@ -6,24 +6,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-
 from blurbkit.data.load import load_split, subsample
 from blurbkit.models.loading import read_config, resolve_model_dir
 from blurbkit.speed.flops import split_flops
-from blurbkit.speed.machine import machine_info, matmul_peak, release_memory
+from blurbkit.speed.machine import machine_info, measure_peaks, peak_of, release_memory
 from blurbkit.speed.sides import SideResult, Workload, run_blurbkit, run_trainer
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.provenance import library_versions
 
 
-def measure_peaks(seconds: float) -> dict[str, float]:
-    return {"bf16": matmul_peak(torch.bfloat16, seconds=seconds), "fp32": matmul_peak(torch.float32, seconds=seconds)}
-
-
-def utilisation(config: Any, lengths: Sequence[int], num_labels: int, seconds: float, peak: float, training: bool,
-                repeats: int = 1) -> float:
-    """Model FLOPs per second over `peak` GFLOP/s (a fraction)."""
+def utilisation(config: Any, lengths: Sequence[int], num_labels: int, seconds: float, peak: float | None, training: bool,
+                repeats: int = 1) -> float | None:
+    """Model FLOPs per second over `peak` GFLOP/s (a fraction); None when that peak was not measured."""
+    if not peak:
+        return None
     flops = split_flops(config, lengths, num_labels, training=training) * repeats
     return round(flops / seconds / (peak * 1e9), 4)
 
@@ -31,7 +27,7 @@ def utilisation(config: Any, lengths: Sequence[int], num_labels: int, seconds: f
 def speed(dataset: str = "bc5chem", model: str | None = None, data: str | None = None, train_examples: int | None = 2000,
           eval_examples: int | None = 1000, epochs: int = 1, batch_size: int = 32, lr: float = 5e-5, seed: int = 0,
           progress: bool = False, engine_options: dict[str, Any] | None = None, trainer: bool = True,
-          peak_seconds: float = 1.0) -> dict[str, Any]:
+          peak_seconds: float = 1.0, peak_size: int = 2048) -> dict[str, Any]:
     from transformers import AutoConfig
 
     spec = get_dataset(dataset)
@@ -47,23 +43,29 @@ def speed(dataset: str = "bc5chem", model: str | None = None, data: str | None =
         "bench": "speed", "dataset": dataset, "task": work.task, "model": "default (MiniLM-L6-H384)" if model is None else str(model),
         "train_examples": len(work.train), "eval_examples": len(work.dev), "epochs": epochs,
         "batch_size": batch_size, "lr": lr, "metric": spec.metric, "engine_options": work.options,
-        "machine": machine_info(), "peak_gflops": measure_peaks(peak_seconds),
+        "machine": machine_info(),
     }
+    result["peak_gflops"], skipped = measure_peaks(peak_seconds, peak_size)
+    if skipped:
+        result["peak_skipped"] = skipped  # dtype -> why it was not timed (not native, or overridden)
     hf: SideResult | None = run_trainer(work) if trainer else None
     release_memory()
     ours = run_blurbkit(work)
     config = AutoConfig.from_pretrained(str(model_dir))
     labels = len(spec.labels) or 3
-    peak = result["peak_gflops"]["bf16" if ours.extra["precision"] == "bfloat16" else "fp32"]
+    # MFU of each side against the peak of the dtype that side ran in (the Trainer recipe: fp32).
+    ours_dtype, peak = peak_of(result["peak_gflops"], ours.extra["precision"])
     result["blurbkit"] = ours.summary(work) | {
         "train_mfu": utilisation(config, ours.train_lengths, labels, ours.train_seconds, peak, True, epochs),
         "eval_mfu": utilisation(config, ours.eval_lengths, labels, ours.eval_seconds, peak, False),
-        "mfu_peak": "bf16" if peak == result["peak_gflops"]["bf16"] else "fp32",
+        "mfu_peak": ours_dtype,
     }
     if hf is not None:
+        hf_dtype, hf_peak = peak_of(result["peak_gflops"], "fp32")
         result["trainer"] = hf.summary(work) | {
             "precision": "fp32",
-            "train_mfu": utilisation(config, ours.train_lengths, labels, hf.train_seconds, result["peak_gflops"]["fp32"], True, epochs),
+            "train_mfu": utilisation(config, ours.train_lengths, labels, hf.train_seconds, hf_peak, True, epochs),
+            "mfu_peak": hf_dtype,
         }
         result["train_speedup"] = round(result["blurbkit"]["train_examples_per_second"] / result["trainer"]["train_examples_per_second"], 2)
         result["eval_speedup"] = round(result["blurbkit"]["eval_examples_per_second"] / result["trainer"]["eval_examples_per_second"], 2)

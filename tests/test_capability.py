@@ -1,0 +1,120 @@
+"""runtime/capability.py: what the hardware runs fast, from a /proc/cpuinfo text; everything that
+picks a dtype or times a matmul asks it. No test here times a matmul in an emulated dtype."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.runtime import capability as cap_module
+from blurbkit.runtime.capability import ENV_CPU_DTYPES, capability, detect, parse_cpuinfo
+from blurbkit.runtime.precision import autocast_dtype, cpu_has_bf16
+from blurbkit.speed import machine
+
+CPU = torch.device("cpu")
+
+
+def _x86(flags: str, model: str = "AMD EPYC 7B13", cores: int = 2) -> str:
+    blocks = [
+        f"processor\t: {n}\nvendor_id\t: AuthenticAMD\nmodel name\t: {model}\nphysical id\t: 0\n"
+        f"core id\t\t: {n}\ncpu cores\t: {cores}\nflags\t\t: fpu sse sse2 {flags}\n"
+        for n in range(cores)
+    ]
+    return "\n".join(blocks)
+
+
+AVX2_ONLY = _x86("avx fma avx2")  # the 2-core EPYC of the issue: no avx512 at all
+SAPPHIRE_RAPIDS = _x86("avx2 fma avx512f avx512_vnni avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8",
+                       model="Intel(R) Xeon(R) Platinum 8480+", cores=4)
+GRAVITON3 = "processor\t: 0\nBogoMIPS\t: 2100.00\nFeatures\t: fp asimd asimdhp sve i8mm bf16 svebf16\n" \
+            "CPU implementer\t: 0x41\n\nprocessor\t: 1\nFeatures\t: fp asimd asimdhp sve i8mm bf16 svebf16\n"
+GRAVITON2 = "processor\t: 0\nFeatures\t: fp asimd asimdhp\n"
+
+
+@pytest.fixture
+def fp32_only(monkeypatch):
+    """This machine as a CPU without bf16 (the override the issue's AVX2 EPYC gets for free)."""
+    monkeypatch.setenv(ENV_CPU_DTYPES, "fp32")
+    assert capability().native_dtypes == ("fp32",)
+
+
+def test_flags_of_a_cpu_without_avx512():
+    cap = detect(cpuinfo=AVX2_ONLY, env={}, cuda=False)
+    assert cap.device == "cpu" and cap.cpu.model == "AMD EPYC 7B13"
+    assert cap.relevant_flags == ["avx2", "fma"]
+    assert cap.native_dtypes == ("fp32",) and not cap.bf16
+    assert "avx512_bf16" in cap.not_native["bf16"]
+    assert cap.cpu.physical_cores == 2 and cap.cpu.logical == 2 and parse_cpuinfo(AVX2_ONLY) == cap.cpu
+
+
+def test_flags_of_a_cpu_with_amx():
+    cap = detect(cpuinfo=SAPPHIRE_RAPIDS, env={}, cuda=False)
+    assert cap.native_dtypes == ("fp32", "bf16") and cap.native(torch.bfloat16) and cap.native("float32")
+    assert {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"} <= set(cap.relevant_flags)
+    assert cap.cpu.physical_cores == 4
+    assert not cap.native(torch.float16)  # fp16 autocast is for GPUs
+
+
+def test_arm_features_line():
+    graviton3 = detect(cpuinfo=GRAVITON3, env={}, cuda=False)
+    assert graviton3.bf16 and {"sve", "bf16", "svebf16"} <= set(graviton3.relevant_flags)
+    assert graviton3.cpu.logical == 2
+    assert detect(cpuinfo=GRAVITON2, env={}, cuda=False).native_dtypes == ("fp32",)
+
+
+def test_override_forces_fp32_only():
+    cap = detect(cpuinfo=SAPPHIRE_RAPIDS, env={ENV_CPU_DTYPES: "fp32"}, cuda=False)
+    assert cap.native_dtypes == ("fp32",) and cap.cpu_dtypes == ("fp32",)
+    assert cap.not_native["bf16"] == f"disabled by {ENV_CPU_DTYPES}=fp32"
+    assert cap.report()["override"] == f"{ENV_CPU_DTYPES}=fp32"
+    # it only takes dtypes away: bf16 cannot be switched on where it would be emulated
+    assert detect(cpuinfo=AVX2_ONLY, env={ENV_CPU_DTYPES: "fp32,bf16"}, cuda=False).native_dtypes == ("fp32",)
+    with pytest.raises(BlurbkitError, match="unknown dtype"):
+        detect(cpuinfo=AVX2_ONLY, env={ENV_CPU_DTYPES: "int4"}, cuda=False)
+
+
+def test_capability_is_cached_and_follows_the_override(monkeypatch):
+    monkeypatch.delenv(ENV_CPU_DTYPES, raising=False)
+    assert capability() is capability()
+    monkeypatch.setenv(ENV_CPU_DTYPES, "fp32")
+    assert capability().native_dtypes == ("fp32",) and not cpu_has_bf16()
+
+
+def test_autocast_is_fp32_on_an_fp32_only_cpu(fp32_only, capsys):
+    assert autocast_dtype("auto", CPU) is None
+    assert autocast_dtype("bf16", CPU) is None
+    assert f"disabled by {ENV_CPU_DTYPES}=fp32" in capsys.readouterr().err
+
+
+def test_autocast_follows_the_cpu(monkeypatch):
+    monkeypatch.setattr(cap_module, "_cached", lambda override: detect(cpuinfo=AVX2_ONLY, env={}, cuda=False))
+    assert autocast_dtype("auto", CPU) is None
+    monkeypatch.setattr(cap_module, "_cached", lambda override: detect(cpuinfo=SAPPHIRE_RAPIDS, env={}, cuda=False))
+    assert autocast_dtype("auto", CPU) is torch.bfloat16
+
+
+def test_peaks_are_measured_only_for_native_dtypes(fp32_only, monkeypatch):
+    timed = []
+
+    def fake_peak(dtype, size=2048, seconds=1.0, allow_emulated=False):
+        assert capability().native(dtype), f"timed a non-native {dtype}"
+        timed.append(dtype)
+        return 1.0
+
+    monkeypatch.setattr(machine, "matmul_peak", fake_peak)
+    peaks, skipped = machine.measure_peaks(0.01, size=64)
+    assert timed == [torch.float32] and peaks == {"fp32": 1.0}
+    assert skipped["bf16"] == f"disabled by {ENV_CPU_DTYPES}=fp32"
+    assert machine.peak_of(peaks, "bfloat16") == ("bf16", None) and machine.peak_of(peaks, None) == ("fp32", 1.0)
+
+
+def test_matmul_peak_refuses_an_emulated_dtype(fp32_only):
+    with pytest.raises(BlurbkitError, match="not timing a bf16 matmul"):
+        machine.matmul_peak(torch.bfloat16, size=64, seconds=0.0)
+    assert machine.matmul_peak(torch.float32, size=256, seconds=0.02) > 0
+
+
+def test_machine_info_says_what_runs_natively(fp32_only):
+    info = machine.machine_info()
+    assert info["native_dtypes"] == ["fp32"] and info["dtype_override"] == f"{ENV_CPU_DTYPES}=fp32"

@@ -1,0 +1,98 @@
+"""`blurbkit doctor`: exit 0 only when the main job has what it needs; every problem named with its
+fix; never a traceback."""
+
+from __future__ import annotations
+
+import shutil
+from types import SimpleNamespace
+
+import pytest
+
+from blurbkit.cli import doctor
+from blurbkit.cli.main import main
+from blurbkit.runtime.capability import ENV_CPU_DTYPES
+from blurbkit.tasks.registry import blurb_datasets
+
+
+def _doctor(capsys, *argv: str) -> tuple[int, str]:
+    code = main(["doctor", *argv])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    return code, captured.out
+
+
+def test_real_shared_data_is_ready(shared_data, tmp_path, capsys):
+    code, out = _doctor(capsys, "--data", str(shared_data), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0, out
+    assert f"ready: `blurbkit benchmark --quick --data {shared_data}`" in out
+    for spec in blurb_datasets():
+        assert f"ok {spec.name:<14}" in out
+    assert "ok default model" in out and "(bert, 6 layers, hidden 384" in out
+    assert "train.txt not distributed" in out  # EBM PICO: the quick budget carves train from dev
+
+
+def test_a_missing_dataset_is_named_with_its_fix(shared_data, tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for spec in blurb_datasets():
+        if spec.name != "gad":
+            (data / spec.name).symlink_to(shared_data / spec.name)
+    code, out = _doctor(capsys, "--data", str(data), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 1
+    assert "!! gad            folder" in out and "1 problem(s)" in out
+    assert f"copy the gad/ folder of the BLURB data into {data}" in out
+    assert "--datasets bc5chem," in out and ",gad" not in out  # what still runs without it
+
+
+def test_a_missing_file_and_a_missing_folder(shared_data, tmp_path, capsys):
+    data = tmp_path / "data"
+    (data / "bc5chem").mkdir(parents=True)
+    shutil.copy(shared_data / "bc5chem" / "train.tsv", data / "bc5chem")
+    code, out = _doctor(capsys, "--data", str(data), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 1
+    assert "!! bc5chem        devel.tsv missing; test.tsv missing" in out
+    code, out = _doctor(capsys, "--data", str(tmp_path / "nowhere"))
+    assert code == 1 and "nowhere not found" in out and "set BLURBKIT_DATA=DIR" in out
+
+
+def test_prepared_folder_compares_sha256_with_its_manifest(shared_data, tmp_path, capsys):
+    raw = tmp_path / "raw"
+    shutil.copytree(shared_data / "bc5chem", raw / "bc5chem")
+    assert main(["prepare", "--source", str(raw), "--out", str(tmp_path / "prep"), "--datasets", "bc5chem"]) == 0
+    capsys.readouterr()
+    code, out = _doctor(capsys, "--data", str(tmp_path / "prep"), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 1  # 12 datasets were not prepared
+    assert "ok bc5chem        splits present; sha256 of 3 raw files = manifest" in out
+    assert "!! gad            not in this prepared folder" in out and "blurbkit prepare --source" in out
+    with open(raw / "bc5chem" / "test.tsv", "a") as handle:
+        handle.write("Aspirin\tB-Chemical\n")
+    code, out = _doctor(capsys, "--data", str(tmp_path / "prep"))
+    assert "~~ bc5chem        1 of 3 raw files changed since prepared (test.tsv)" in out
+
+
+def test_machine_section_on_an_fp32_only_cpu(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv(ENV_CPU_DTYPES, "fp32")
+    _, out = _doctor(capsys, "--data", str(tmp_path))
+    assert "native dtypes  fp32  (precision auto = fp32" in out
+    assert f"no bf16        disabled by {ENV_CPU_DTYPES}=fp32" in out
+    assert "torch          2." in out and "allocator      " in out
+
+
+def test_bad_model_and_a_broken_check_are_problems_not_tracebacks(monkeypatch, tmp_path, capsys):
+    def broken():
+        raise RuntimeError("probe exploded\nsecond line")
+        yield  # a generator, like the real checks
+
+    monkeypatch.setattr(doctor, "machine_checks", broken)
+    code, out = _doctor(capsys, "--model", str(tmp_path), "--data", str(tmp_path))
+    assert code == 1
+    assert "!! check failed   RuntimeError: probe exploded" in out and "second line" not in out
+    assert "no config.json" in out and "pass --model DIR" in out
+
+
+@pytest.mark.parametrize("free", [10 << 30, 100 << 20])
+def test_free_disk_space(monkeypatch, tmp_path, free):
+    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda path: SimpleNamespace(total=2 * free, used=free, free=free))
+    checks = list(doctor.disk_checks(tmp_path / "runs" / "deeper"))
+    assert [c.name for c in checks] == ["runs", "cache"]
+    assert {c.status for c in checks} == ({"ok"} if free > doctor.MIN_FREE_BYTES else {"problem"})
