@@ -71,7 +71,7 @@ def run_speed(args: argparse.Namespace) -> int:
     from blurbkit.train.config import FinetuneConfig
 
     options = parse_part_options(args.engine_option)
-    unknown = set(options) - set(FinetuneConfig.__dataclass_fields__)
+    unknown = set(options) - set(FinetuneConfig.option_names())
     if unknown:
         raise BlurbkitError(f"--engine-option: unknown setting(s) {', '.join(sorted(unknown))} (see FinetuneConfig)")
     result = speed(

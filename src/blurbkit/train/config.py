@@ -87,6 +87,10 @@ class FinetuneConfig:
         for part, cls in _PARTS.items():
             object.__setattr__(self, part, cls(**by_part[part]))
 
+    @staticmethod
+    def option_names() -> list[str]:
+        return sorted(_OWNER)
+
     def __getattr__(self, name: str) -> Any:
         part = _OWNER.get(name)
         if part is None:
