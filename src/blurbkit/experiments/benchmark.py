@@ -41,6 +41,20 @@ def resolve_datasets(names: str | Sequence[str]) -> list[str]:
     return [get_dataset(name.strip()).name for name in items if name.strip()]
 
 
+# Options that subsample the data: a run with any of them is a budget run, whatever else it sets.
+BUDGET_FLAGS = {"max_train_examples": "train", "max_eval_examples": "dev", "max_test_examples": "test"}
+
+
+def budget_name(quick: bool, options: Any) -> str:
+    """The budget label of a grid (header, table footer, report name and the store's `budget`
+    column): 'full'; 'quick'; explicit subsample flags 'custom-train16-dev8-test24'; both 'quick+train16'."""
+    flags = "-".join(f"{short}{getattr(options, name)}" for name, short in BUDGET_FLAGS.items()
+                     if getattr(options, name, None) is not None)
+    if quick:
+        return f"quick+{flags}" if flags else "quick"
+    return f"custom-{flags}" if flags else "full"
+
+
 def apply_budget(config: FinetuneConfig, budget: dict[str, Any]) -> FinetuneConfig:
     """Budget values fill only what the user did not set explicitly."""
     updates = {key: value for key, value in budget.items() if getattr(config, key, None) is None}
