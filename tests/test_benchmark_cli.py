@@ -3,6 +3,9 @@ the settings asked for now (a store can hold runs of other settings for the same
 
 from __future__ import annotations
 
+import sys
+import types
+
 import pytest
 
 from blurbkit.cli.main import main
@@ -44,3 +47,45 @@ def test_benchmark_stores_skips_and_tabulates_only_the_current_settings(tiny_mod
     assert len(rows) == 2
     newest = max(rows, key=lambda r: r["id"])
     assert _gad_cell(third.out).startswith(f"{100 * newest['test_score']:.2f}")
+
+
+@pytest.fixture
+def fake_runs(tmp_path, monkeypatch):
+    """A model directory that passes the checks and a fine-tuning that trains nothing: the CLI alone."""
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        (model / name).write_text("{}")
+    trained = []
+
+    def run_finetune(config):
+        trained.append(config)
+        return {"metric": "micro_f1", "test": {"score": 0.5}, "dev": {"score": 0.5}, "wall_seconds": 0.0, "notes": []}
+
+    monkeypatch.setitem(sys.modules, "blurbkit.train.run", types.SimpleNamespace(run_finetune=run_finetune))
+    return model, trained
+
+
+@pytest.mark.parametrize(("flags", "budget"), [
+    (["--max-train-examples", "16", "--max-eval-examples", "8", "--max-test-examples", "24"], "custom-train16-dev8-test24"),
+    (["--max-train-examples", "16"], "custom-train16"),
+    (["--quick", "--max-test-examples", "24"], "quick+test24"),
+    (["--quick"], "quick"),
+    ([], "full"),
+])
+def test_budget_flags_make_a_labelled_budget_run(fake_runs, tmp_path, capsys, flags, budget):
+    model, trained = fake_runs
+    runs = tmp_path / "runs"
+    argv = ["benchmark", "--datasets", "gad", "--seeds", "1", "--model", str(model), "--runs-dir", str(runs), *flags]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert len(trained) == 1
+    assert "1 runs (" + budget + ")" in captured.err.splitlines()[0]
+    (row,) = ResultsStore(runs / "results.sqlite").rows(study="benchmark")
+    assert row["budget"] == budget
+    footer = [line for line in captured.out.splitlines() if line.startswith("BUDGET RUN")]
+    if budget == "full":
+        assert footer == []
+    else:
+        assert footer[0].startswith(f"BUDGET RUN ({budget}): ")
+    assert (runs / f"benchmark-{budget}.md").is_file()

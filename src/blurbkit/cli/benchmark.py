@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
         Benchmark,
         apply_budget,
         blurb_table,
+        budget_name,
         budget_profile,
         model_label,
         resolve_datasets,
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     datasets = resolve_datasets(args.datasets)
     model_dir = resolve_model_dir(args.model)
     label = model_label(args.model)
-    budget = "quick" if args.quick else "full"
+    budget = budget_name(args.quick, args)
     args.no_save_model = not args.save_models
     configs = []
     for name in datasets:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.store.results import ResultsStore, RunKey
+from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
 from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import blurb_datasets, get_dataset
 from blurbkit.train.config import FinetuneConfig
@@ -41,6 +41,20 @@ def resolve_datasets(names: str | Sequence[str]) -> list[str]:
     return [get_dataset(name.strip()).name for name in items if name.strip()]
 
 
+# Options that subsample the data: a run with any of them is a budget run, whatever else it sets.
+BUDGET_FLAGS = {"max_train_examples": "train", "max_eval_examples": "dev", "max_test_examples": "test"}
+
+
+def budget_name(quick: bool, options: Any) -> str:
+    """The budget label of a grid (header, table footer, report name and the store's `budget`
+    column): 'full'; 'quick'; explicit subsample flags 'custom-train16-dev8-test24'; both 'quick+train16'."""
+    flags = "-".join(f"{short}{getattr(options, name)}" for name, short in BUDGET_FLAGS.items()
+                     if getattr(options, name, None) is not None)
+    if quick:
+        return f"quick+{flags}" if flags else "quick"
+    return f"custom-{flags}" if flags else "full"
+
+
 def apply_budget(config: FinetuneConfig, budget: dict[str, Any]) -> FinetuneConfig:
     """Budget values fill only what the user did not set explicitly."""
     updates = {key: value for key, value in budget.items() if getattr(config, key, None) is None}
@@ -64,6 +78,22 @@ def run_key(study: str, variant: str, config: FinetuneConfig, model_label: str, 
     return RunKey(study, variant, model_label, config.dataset, config.seed, budget, json.dumps(hyper, sort_keys=True))
 
 
+def finished_run(out: Path | None) -> dict[str, Any] | None:
+    """The metrics of a run directory a run finished in (written whole by run_finetune), or None.
+    A run whose result could not be stored (store locked too long) is stored from here next time."""
+    if out is None or not (out / "metrics.json").is_file():
+        return None
+    try:
+        metrics = json.loads((out / "metrics.json").read_text("utf-8"))
+        info = json.loads((out / "run.json").read_text("utf-8")) if (out / "run.json").is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(metrics, dict) or not all(isinstance(metrics.get(k), dict) for k in ("test", "dev")) or "metric" not in metrics:
+        return None
+    metrics["_blurbkit_commit"] = info.get("blurbkit_commit") if isinstance(info, dict) else None
+    return metrics
+
+
 @dataclass
 class Benchmark:
     store: ResultsStore
@@ -74,30 +104,56 @@ class Benchmark:
     failures: list[str] = field(default_factory=list)
 
     def run(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str) -> None:
+        """Train and store every run not stored yet. Each run is claimed in the store first, so
+        several processes on one store split the grid: a run stored or being trained by another
+        live process is skipped here."""
         from blurbkit.train.run import run_finetune
 
         commit = blurbkit_commit()
         for variant, config in configs:
             key = run_key(self.study, variant, config, model_label, budget)
-            if self.store.has(key) and not self.force:
-                print(f"blurbkit: {config.dataset} seed {config.seed} [{variant}] already stored; skipped (--force re-runs)", file=sys.stderr)
+            what = f"{config.dataset} seed {config.seed} [{variant}]"
+            why_not = self.store.claim(key, force=self.force)
+            if why_not is not None:
+                hint = " (--force re-runs)" if why_not == ALREADY_STORED else ""
+                print(f"blurbkit: {what} {why_not}; skipped{hint}", file=sys.stderr)
                 continue
             out = None
             if self.runs_dir is not None:
                 # The key's digest keeps runs of other models, budgets or settings out of each other's directories.
                 out = self.runs_dir / self.study / variant / config.dataset / f"seed{config.seed}-{key.digest()[:10]}"
             config = config.replace(out=out, overwrite=True)
+            run_commit = commit
+            metrics = None if self.force else finished_run(out)
+            if metrics is not None:
+                run_commit = metrics.pop("_blurbkit_commit", None) or commit
+                print(f"blurbkit: {what} was trained before but not stored; storing its result from {out}", file=sys.stderr)
+            else:
+                try:
+                    with self.store.heartbeat(key):
+                        metrics = run_finetune(config)
+                except BaseException as err:
+                    self.store.release(key)
+                    if not isinstance(err, BlurbkitError) or not self.keep_going:
+                        raise
+                    self.failures.append(f"{what}: {err}")
+                    print(f"blurbkit: error: {config.dataset}: {err}", file=sys.stderr)
+                    continue
             try:
-                metrics = run_finetune(config)
+                stored = self.store.add(key, metrics, run_commit, str(out) if out else None, replace=self.force)
             except BlurbkitError as err:
+                # The run itself is done: its directory keeps the result, and the next benchmark over
+                # this store picks it up from there instead of training again.
+                where = f"its result is in {out}" if out else "it has no run directory (no --runs-dir)"
+                message = f"{what} finished but is not stored ({err}); {where}"
                 if not self.keep_going:
-                    raise
-                self.failures.append(f"{config.dataset} seed {config.seed} [{variant}]: {err}")
-                print(f"blurbkit: error: {config.dataset}: {err}", file=sys.stderr)
+                    raise BlurbkitError(message) from None
+                self.failures.append(message)
+                print(f"blurbkit: error: {message}", file=sys.stderr)
                 continue
-            self.store.add(key, metrics, commit, str(out) if out else None, replace=self.force)
             where = f" ({out})" if out else ""
-            print(f"blurbkit: {config.dataset} seed {config.seed} [{variant}] test {metrics['metric']} = {100 * metrics['test']['score']:.2f}{where}", file=sys.stderr)
+            also = "" if stored else "; another process had stored the same run, its row is kept"
+            print(f"blurbkit: {what} test {metrics['metric']} = {100 * metrics['test']['score']:.2f}{where}{also}", file=sys.stderr)
 
     def rows_for(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str) -> list[dict[str, Any]]:
         """The stored rows of exactly these runs: the store also keeps runs of other settings or budgets."""

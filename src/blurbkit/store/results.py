@@ -1,28 +1,47 @@
 """The results store: one SQLite row per fine-tuning run (standard library, one file).
 
-Re-running a benchmark skips runs whose key is already stored. Writes are single
-transactions, so an interrupted or failed run never leaves a partial row.
+Re-running a benchmark skips runs whose key is already stored. Several processes may share one
+store (e.g. three `blurbkit benchmark` commands over the same grid):
+
+- the database is in WAL mode (readers never wait for the writer, and never see half a
+  transaction) with a generous busy timeout, and every write is one short transaction;
+- storing a run is idempotent: a run another process stored first is not an error;
+- a process claims a run before training it (table `claims`: pid, host, heartbeat), so concurrent
+  processes split a grid instead of all training the same runs; the claim of a process that died
+  is taken over (same host: its pid is gone; any host: no heartbeat for STALE_AFTER seconds);
+- a writer that finds the store locked retries with backoff for up to `lock_wait` seconds
+  (10 minutes by default) before it gives up with a BlurbkitError.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import random
+import socket
 import sqlite3
+import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from blurbkit.errors import BlurbkitError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 1  # the claims table is an addition that older blurbkits ignore
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
+LOCK_WAIT = 600.0  # seconds a write keeps retrying a locked store before giving up
+BUSY_TIMEOUT = 30.0  # seconds SQLite itself waits for a lock, per attempt
+HEARTBEAT = 30.0  # seconds between heartbeats of a claim while its run trains
+STALE_AFTER = 300.0  # a claim without a heartbeat for this long belongs to a dead process
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     run_key TEXT NOT NULL UNIQUE,
     study TEXT NOT NULL,
@@ -43,9 +62,24 @@ CREATE TABLE IF NOT EXISTS runs (
     run_dir TEXT,
     notes TEXT,
     created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS runs_by_study ON runs (study, model, dataset);
-"""
+)""",
+    "CREATE INDEX IF NOT EXISTS runs_by_study ON runs (study, model, dataset)",
+    """CREATE TABLE IF NOT EXISTS claims (
+    run_key TEXT PRIMARY KEY,
+    token TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    claimed_at REAL NOT NULL,
+    heartbeat REAL NOT NULL
+)""",
+)
+
+_COLUMNS = ("run_key, study, variant, model, dataset, seed, budget, metric, dev_score, test_score, hyperparameters, "
+            "dev_metrics, test_metrics, wall_seconds, train_examples_per_second, blurbkit_commit, run_dir, notes, created_at")
+
+T = TypeVar("T")
+
+ALREADY_STORED = "already stored"  # ResultsStore.claim: the run needs no training
 
 
 @dataclass(frozen=True)
@@ -65,53 +99,132 @@ class RunKey:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+class StoreLockedError(BlurbkitError):
+    """The store stayed locked by another process for longer than the store's lock_wait."""
+
+
+def _is_lock(err: sqlite3.OperationalError) -> bool:
+    text = str(err).lower()
+    return "locked" in text or "busy" in text
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
 class ResultsStore:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, lock_wait: float = LOCK_WAIT) -> None:
         self.path = Path(path)
+        self.lock_wait = lock_wait
+        self.token = uuid.uuid4().hex  # this store object's claims
+        self.host = socket.gethostname()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, timeout=5.0)
-            self._db.row_factory = sqlite3.Row
-            with self._write():
-                self._db.executescript(_SCHEMA)
-                row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if row is None:
-                    self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                elif int(row["value"]) > SCHEMA_VERSION:
-                    raise BlurbkitError(
-                        f"results store has schema version {row['value']}, newer than this blurbkit's {SCHEMA_VERSION}; upgrade blurbkit",
-                        path=self.path,
-                    )
+            self._db = self._connect()
+            self._retry(self._open)
         except sqlite3.DatabaseError as err:
             raise BlurbkitError(f"cannot open the results store ({err})", path=self.path) from None
 
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        try:
-            with self._db:  # one transaction: committed whole or rolled back
-                yield
-        except sqlite3.OperationalError as err:
-            if "locked" in str(err):
-                raise BlurbkitError("results store is locked by another process; try again when it finishes", path=self.path) from None
-            raise BlurbkitError(f"results store error ({err})", path=self.path) from None
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; every write is an explicit BEGIN IMMEDIATE.
+        db = sqlite3.connect(self.path, timeout=min(BUSY_TIMEOUT, max(self.lock_wait, 0.1)),
+                             isolation_level=None)
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _open(self) -> None:
+        if self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            self._db.execute("PRAGMA journal_mode=WAL")  # stays set in the file; a no-op where WAL is unsupported
+
+        def create(db: sqlite3.Connection) -> None:
+            for statement in _SCHEMA:
+                db.execute(statement)
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif int(row["value"]) > SCHEMA_VERSION:
+                raise BlurbkitError(
+                    f"results store has schema version {row['value']}, newer than this blurbkit's {SCHEMA_VERSION}; upgrade blurbkit",
+                    path=self.path,
+                )
+
+        self._transaction(create)
+
+    # -- locking -------------------------------------------------------------------------------
+
+    def _retry(self, action: Callable[[], T], wait: float | None = None) -> T:
+        """Run `action`, retrying with backoff while another process holds the lock, up to `wait`
+        (default lock_wait) seconds."""
+        wait = self.lock_wait if wait is None else wait
+        deadline = time.monotonic() + wait
+        delay = 0.05
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as err:
+                if not _is_lock(err):
+                    raise BlurbkitError(f"results store error ({err})", path=self.path) from None
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreLockedError(
+                        f"results store stayed locked by another process for {wait:.0f} s ({err})", path=self.path
+                    ) from None
+                time.sleep(min(left, delay * random.uniform(0.5, 1.5)))
+                delay = min(delay * 2, 5.0)
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], T], wait: float | None = None) -> T:
+        """`body` in one write transaction (committed whole or rolled back), retried while locked."""
+
+        def attempt() -> T:
+            self._db.execute("BEGIN IMMEDIATE")  # take the write lock now: no deadlock on upgrading a read
+            try:
+                result = body(self._db)
+                self._db.execute("COMMIT")
+            except BaseException:
+                if self._db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise
+            return result
+
+        return self._retry(attempt, wait)
+
+    # -- runs ----------------------------------------------------------------------------------
 
     def has(self, key: RunKey) -> bool:
-        return self._db.execute("SELECT 1 FROM runs WHERE run_key = ?", (key.digest(),)).fetchone() is not None
+        return self._retry(lambda: self._db.execute("SELECT 1 FROM runs WHERE run_key = ?", (key.digest(),)).fetchone()) is not None
 
-    def add(self, key: RunKey, metrics: dict[str, Any], commit: str, run_dir: str | None, replace: bool = False) -> None:
+    def add(self, key: RunKey, metrics: dict[str, Any], commit: str, run_dir: str | None, replace: bool = False) -> bool:
+        """Store one run (and drop this process's claim on it) in one transaction. Returns whether
+        this call stored it: False when another process had stored the same run (not an error)."""
         test, dev = dict(metrics["test"]), dict(metrics["dev"])
+        digest = key.digest()
         row = (
-            key.digest(), key.study, key.variant, key.model, key.dataset, key.seed, key.budget, metrics["metric"],
+            digest, key.study, key.variant, key.model, key.dataset, key.seed, key.budget, metrics["metric"],
             dev.get("score"), test.get("score"), key.hyperparameters, json.dumps(dev), json.dumps(test),
             metrics.get("wall_seconds"), metrics.get("train_examples_per_second"), commit, run_dir,
             json.dumps(metrics.get("notes", [])), time.strftime("%Y-%m-%dT%H:%M:%S"),
         )
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
-        with self._write():
-            self._db.execute(f"{verb} INTO runs (run_key, study, variant, model, dataset, seed, budget, metric, dev_score, "
-                             "test_score, hyperparameters, dev_metrics, test_metrics, wall_seconds, "
-                             "train_examples_per_second, blurbkit_commit, run_dir, notes, created_at) "
-                             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+        placeholders = ",".join("?" * len(row))
+        if replace:
+            sql = f"INSERT OR REPLACE INTO runs ({_COLUMNS}) VALUES ({placeholders})"
+        else:
+            sql = f"INSERT INTO runs ({_COLUMNS}) VALUES ({placeholders}) ON CONFLICT(run_key) DO NOTHING"
+
+        def write(db: sqlite3.Connection) -> bool:
+            stored = db.execute(sql, row).rowcount == 1
+            db.execute("DELETE FROM claims WHERE run_key = ? AND token = ?", (digest, self.token))
+            return stored
+
+        return self._transaction(write)
 
     def rows(self, study: str | None = None, model: str | None = None, budget: str | None = None) -> list[dict[str, Any]]:
         query, params = "SELECT * FROM runs WHERE 1=1", []
@@ -119,7 +232,63 @@ class ResultsStore:
             if value is not None:
                 query += f" AND {column} = ?"
                 params.append(value)
-        return [dict(row) for row in self._db.execute(query + " ORDER BY id", params)]
+        return self._retry(lambda: [dict(row) for row in self._db.execute(query + " ORDER BY id", params)])
+
+    # -- claims --------------------------------------------------------------------------------
+
+    def _claim_is_live(self, claim: sqlite3.Row, now: float) -> bool:
+        if claim["token"] == self.token:
+            return False  # ours (left from an earlier attempt): take it again
+        if claim["host"] == self.host and not _pid_alive(claim["pid"]):
+            return False
+        return now - claim["heartbeat"] < STALE_AFTER
+
+    def claim(self, key: RunKey, force: bool = False) -> str | None:
+        """Claim a run before training it. None: this process holds the claim now; otherwise why
+        not: 'already stored' (unless force) or 'being trained by pid P on HOST'."""
+        digest = key.digest()
+
+        def take(db: sqlite3.Connection) -> str | None:
+            if not force and db.execute("SELECT 1 FROM runs WHERE run_key = ?", (digest,)).fetchone():
+                return ALREADY_STORED
+            now = time.time()
+            held = db.execute("SELECT * FROM claims WHERE run_key = ?", (digest,)).fetchone()
+            if held is not None and self._claim_is_live(held, now):
+                return f"being trained by pid {held['pid']} on {held['host']}"
+            db.execute("INSERT OR REPLACE INTO claims (run_key, token, pid, host, claimed_at, heartbeat) VALUES (?,?,?,?,?,?)",
+                       (digest, self.token, os.getpid(), self.host, now, now))
+            return None
+
+        return self._transaction(take)
+
+    def release(self, key: RunKey) -> None:
+        """Drop this process's claim (after a failed or interrupted run). Waits one busy timeout at
+        most: a claim left behind is taken over once this process has exited."""
+        with suppress(BlurbkitError):
+            self._transaction(lambda db: db.execute("DELETE FROM claims WHERE run_key = ? AND token = ?", (key.digest(), self.token)), 0)
+
+    @contextmanager
+    def heartbeat(self, key: RunKey, every: float = HEARTBEAT) -> Iterator[None]:
+        """While the block runs (training), refresh the claim's heartbeat from a thread with its own connection."""
+        stop = threading.Event()
+        digest = key.digest()
+
+        def beat() -> None:
+            db = sqlite3.connect(self.path, timeout=min(5.0, every), isolation_level=None)
+            try:
+                while not stop.wait(every):
+                    with suppress(sqlite3.OperationalError):  # locked: try again at the next beat
+                        db.execute("UPDATE claims SET heartbeat = ? WHERE run_key = ? AND token = ?", (time.time(), digest, self.token))
+            finally:
+                db.close()
+
+        thread = threading.Thread(target=beat, name=f"blurbkit-claim-{digest[:8]}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def close(self) -> None:
         self._db.close()
