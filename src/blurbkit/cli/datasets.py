@@ -166,8 +166,9 @@ def run_add(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         raise BlurbkitError("a user dataset of this name exists; pass --force to replace it", path=path)
     task = format_task_type(args.format)
-    if args.task_type and args.task_type != task.name:
-        raise BlurbkitError(f"format {args.format!r} holds {task.name} data, not {args.task_type}")
+    asked = args.task_type
+    if asked and asked != task.name:
+        raise BlurbkitError(f"format {args.format!r} holds {task.name} data, not {asked}")
     source = args.source.expanduser().resolve()
     if not source.is_dir():
         raise BlurbkitError("source folder not found", path=args.source)

@@ -12,9 +12,8 @@ from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.tasks.registry import get_dataset, original_text_datasets
+from blurbkit.tasks.types import TASK_TYPES
 from blurbkit.train.config import FinetuneConfig
-
-SEQUENCE_TASKS = ("relation", "similarity", "doc_classification", "qa")
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class Variant:
 class Study:
     name: str
     title: str
-    task_types: tuple[str, ...]
+    requires: tuple[str, ...]  # what a dataset's task type must provide (as Figure 2 parts declare it)
     datasets: tuple[str, ...]  # default datasets
     variants: tuple[Variant, ...]
     published: dict[str, dict[str, float]] = field(default_factory=dict)  # variant -> dataset -> score
@@ -55,16 +54,16 @@ def _sll_variants() -> tuple[Variant, ...]:
 STUDIES: dict[str, Study] = {
     study.name: study
     for study in (
-        Study("tagging", "NER tagging scheme", ("ner", "pico"), ("bc5chem", "ncbi_disease"),
+        Study("tagging", "NER tagging scheme", ("token",), ("bc5chem", "ncbi_disease"),
               tuple(Variant(s, {"scheme": s}) for s in ("bio", "bioul", "io"))),
-        Study("heads", "token classification layer", ("ner", "pico"), ("bc5chem", "ncbi_disease"),
+        Study("heads", "token classification layer", ("token",), ("bc5chem", "ncbi_disease"),
               tuple(Variant(n, {"head": h}) for n, h in
                     (("linear", "softmax"), ("bilstm", "bilstm"), ("crf", "crf"), ("bilstm+crf", "bilstm_crf")))),
-        Study("relation", "relation input x relation encoding", ("relation",), ("chemprot", "ddi"),
+        Study("relation", "relation input x relation encoding", ("entity_pair",), ("chemprot", "ddi"),
               _relation_variants(),
               # PubMedBERT paper, full data (SPEC §3): the published finding to reproduce in direction.
               {"dummy+cls": {"chemprot": 77.24, "ddi": 82.36}, "original+cls": {"chemprot": 50.52, "ddi": 37.00}}),
-        Study("sll", "SLL heads: summaries of the last layer", SEQUENCE_TASKS, ("chemprot", "ddi", "gad"),
+        Study("sll", "SLL heads: summaries of the last layer", ("sequence",), ("chemprot", "ddi", "gad"),
               _sll_variants()),
     )
 }
@@ -97,9 +96,11 @@ def build_grid(
     """(variant name, config) for every dataset x variant x seed, and the cells that cannot run
     ((dataset, variant) -> why). A dataset of another task type is an error before any run."""
     for name in datasets:
-        task_type = get_dataset(name).task_type
-        if task_type not in study.task_types:
-            raise BlurbkitError(f"study {study.name} applies to {', '.join(study.task_types)} datasets; {name} is {task_type}")
+        task = get_dataset(name).task
+        missing = [need for need in study.requires if need not in task.provides]
+        if missing:
+            fitting = [t for t in TASK_TYPES.names() if all(need in TASK_TYPES.get(t).provides for need in study.requires)]
+            raise BlurbkitError(f"study {study.name} applies to {', '.join(fitting)} datasets; {name} is {task.name}")
     grid: list[tuple[str, FinetuneConfig]] = []
     skipped: dict[tuple[str, str], str] = {}
     for name in datasets:

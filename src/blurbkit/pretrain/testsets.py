@@ -99,22 +99,12 @@ PMID_FIELDS = {"pico": "doc_id", "hoc": "id", "pubmedqa": "id"}
 
 
 def _record_sentences(spec: DatasetSpec, record: Record) -> Iterator[str]:
-    """The test text of one canonical record (blurbkit.data.schema), sentence by sentence."""
-    kind = spec.task_type
-    if kind in ("ner", "pico"):
-        yield " ".join(record["tokens"])
-    elif kind == "relation":
-        yield record["original"]["text"] if "original" in record else record["text"]
-    elif kind == "similarity":
-        yield record["text_a"]
-        yield record["text_b"]
-    elif kind == "doc_classification":
-        if record.get("sentences"):
-            yield from (sentence["text"] for sentence in record["sentences"])
+    """The test text of one canonical record, sentence by sentence (its task type says where the text is)."""
+    for text, one_sentence in spec.task.passages(record):
+        if one_sentence:
+            yield text
         else:
-            yield from split_sentences(record["text"])
-    elif kind == "qa":
-        yield from split_sentences(record["context"])
+            yield from split_sentences(text)
 
 
 def _from_records(spec: DatasetSpec, source: Path) -> TestEvidence:
@@ -125,7 +115,7 @@ def _from_records(spec: DatasetSpec, source: Path) -> TestEvidence:
     field_name = PMID_FIELDS.get(spec.reader)
     if field_name is not None:
         evidence.pmids = {str(r[field_name]).strip() for r in records if str(r.get(field_name) or "").strip().isdigit()}
-    masked = spec.task_type == "relation" and not any("original" in r for r in records)
+    masked = spec.task.placeholder_text(records)
     if masked:  # placeholder text (@GENE$): word windows only, each distinct sentence once
         evidence.exact = False
         evidence.sentences = list(dict.fromkeys(s for r in records for s in _record_sentences(spec, r)))

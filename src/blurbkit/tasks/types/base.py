@@ -16,7 +16,7 @@ per record id (tasks/types/by_id.py). A new task type is one module and one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +83,14 @@ class TaskType:
     def details(self, spec: DatasetSpec, records: Sequence[Record]) -> dict[str, int]:
         """Other sizes of a split, for explaining a count difference."""
         return {}
+
+    def passages(self, record: Record) -> Iterator[tuple[str, bool]]:
+        """The record's text, as (text, is one sentence) pieces (test-set decontamination of corpora)."""
+        yield record["text"], True
+
+    def placeholder_text(self, records: Sequence[Record]) -> bool:
+        """True when the text has entities replaced by placeholders (@GENE$): matched by word windows only."""
+        return False
 
     def infer_fields(self, records: Sequence[Record]) -> dict[str, set[str]]:
         """Registry fields a user's files imply (`datasets add`): entity_types, labels."""

@@ -37,6 +37,12 @@ class DocumentClassification(IdTaskType):
 
     codec_class = MultiLabelCodec
 
+    def passages(self, record):
+        if record.get("sentences"):
+            yield from ((sentence["text"], True) for sentence in record["sentences"])
+        else:
+            yield record["text"], False
+
     def normalize(self, spec, value: Any) -> list[str]:
         if not isinstance(value, list):
             raise ValueError(f"prediction must be a list of labels (names or indices), got {value!r}")

@@ -20,6 +20,9 @@ class QuestionAnswering(IdTaskType):
     file_formats = ("pubmedqa", "bioasq")
     input_fields = ("question", "context")
 
+    def passages(self, record):
+        yield record["context"], False  # the question is not abstract text
+
     def infer_fields(self, records: Sequence[dict]) -> dict[str, set[str]]:
         return {"labels": {r["label"] for r in records}}
 

@@ -28,6 +28,12 @@ class RelationExtraction(IdTaskType):
         return relation_micro_f1([str(r["label"]) for r in gold], [predictions[i] for i in ids],
                                  negative_label=spec.negative_label)
 
+    def passages(self, record):
+        yield (record["original"]["text"] if "original" in record else record["text"]), True
+
+    def placeholder_text(self, records) -> bool:
+        return not any("original" in r for r in records)  # ChemProt / GAD: distributed masked
+
     def infer_fields(self, records: Sequence[dict]) -> dict[str, set[str]]:
         return {"entity_types": {e["type"] for r in records for e in r["entities"]}, "labels": {r["label"] for r in records}}
 

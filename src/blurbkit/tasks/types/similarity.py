@@ -36,6 +36,10 @@ class SentenceSimilarity(IdTaskType):
 
     codec_class = ScoreCodec
 
+    def passages(self, record):
+        yield record["text_a"], True
+        yield record["text_b"], True
+
     def normalize(self, spec, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"prediction must be a finite number, got {value!r}")

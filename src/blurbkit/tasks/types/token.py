@@ -102,6 +102,9 @@ class TokenTaskType(TaskType):
             out["documents"] = documents
         return out
 
+    def passages(self, record):
+        yield " ".join(record["tokens"]), True
+
     def infer_fields(self, records: Sequence[Record]) -> dict[str, set[str]]:
         return {"entity_types": {tag[2:] for record in records for tag in record["tags"] if tag != "O"}}
 

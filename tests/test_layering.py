@@ -1,0 +1,33 @@
+"""The architecture as code: the import contracts in pyproject.toml hold, and no package outside
+tasks/ branches on a task type's name (docs/ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src" / "blurbkit"
+
+
+def test_import_contracts_hold():
+    lint = Path(sys.executable).with_name("lint-imports")
+    done = subprocess.run([str(lint), "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "0 broken" in done.stdout
+
+
+BRANCH = re.compile(r"task_type\s*(==|!=|\bin\b)|is_token_task|task_type\s*not\s+in")
+
+
+def test_only_task_types_know_task_type_names():
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.is_relative_to(SRC / "tasks"):
+            continue
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+            if BRANCH.search(line):
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not offenders, "branch on a task type outside tasks/ (ask spec.task instead):\n" + "\n".join(offenders)
