@@ -16,7 +16,7 @@ from blurbkit.data.load import load_split
 from blurbkit.models.encoding import encode
 from blurbkit.models.tiny import build_tiny_bert
 from blurbkit.runtime.attention import attention
-from blurbkit.speed.sides import Workload, build_engine
+from blurbkit.speed.compare import Workload, build_engine
 from blurbkit.speed.speed import subsample
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig

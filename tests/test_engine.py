@@ -111,6 +111,7 @@ def test_model_dir_without_weights_is_refused(tmp_path, capsys):
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(1200)  # the real 22M-parameter MiniLM: about 30 s alone, much more on a busy 2-core machine
 def test_real_minilm_learns_bc5chem_from_a_few_dozen_sentences(shared_data, tmp_path):
     """The embedded pretrained MiniLM, 128 training sentences: it must beat the untrained baseline."""
     metrics = finetune("bc5chem", out=None, data=str(shared_data), epochs=2, batch_size=8, lr=1e-4,

@@ -367,7 +367,7 @@ def test_unknown_dataset_is_a_clear_error(capsys):
 
 @pytest.mark.parametrize("name", [spec.name for spec in blurb_datasets()])
 def test_gold_test_split_as_predictions_scores_perfectly(name, shared_data, tmp_path):
-    load = pytest.importorskip("blurbkit.data.load")
+    from blurbkit.data import load
     from blurbkit.scoring import evaluate
 
     spec = get_dataset(name)
@@ -394,7 +394,7 @@ def test_gold_test_split_as_predictions_scores_perfectly(name, shared_data, tmp_
 def test_real_test_split_with_noisy_predictions_matches_the_references(name, shared_data):
     # A tenth of the gold tags replaced at random (any tag of the split, so I- after O and type
     # switches occur), then scored here and by seqeval (NER) / sklearn over words (PICO).
-    load = pytest.importorskip("blurbkit.data.load")
+    from blurbkit.data import load
     spec, gold = get_dataset(name), load.load_split(name, "test", data=shared_data)
     rng = random.Random(0)
     tagset = sorted({tag for record in gold for tag in record["tags"]})

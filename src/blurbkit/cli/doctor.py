@@ -245,9 +245,9 @@ def _raw_checks(data: Path) -> Iterator[Check]:
 
 def _cache_entries() -> dict[str, tuple[str, dict[str, Any]]]:
     """{resolved source folder: (created, manifest entry)} of the newest prepared cache entry per folder."""
-    from blurbkit.data.load import blurbkit_home
+    from blurbkit.paths import cache_root
 
-    root = Path(os.environ.get("BLURBKIT_CACHE", blurbkit_home() / "cache")).expanduser() / "prepared"
+    root = cache_root() / "prepared"
     newest: dict[str, tuple[str, dict[str, Any]]] = {}
     if not root.is_dir():
         return newest
@@ -331,9 +331,9 @@ def _existing(path: Path) -> Path:
 
 
 def disk_checks(runs_dir: Path) -> Iterator[Check]:
-    from blurbkit.data.load import blurbkit_home
+    from blurbkit.paths import cache_root
 
-    cache = Path(os.environ.get("BLURBKIT_CACHE", blurbkit_home() / "cache")).expanduser()
+    cache = cache_root()
     for name, path, fix in (
         ("runs", runs_dir, "free space there or pass --runs-dir DIR on another disk"),
         ("cache", cache, "free space there or set BLURBKIT_CACHE=DIR on another disk"),

@@ -22,9 +22,9 @@ from blurbkit.models.loading import resolve_model_dir
 from blurbkit.models.model import BlurbModel
 from blurbkit.runtime.allocator import allocator_state
 from blurbkit.runtime.precision import dtype_name
+from blurbkit.speed.compare import Workload, build_engine
 from blurbkit.speed.flops import split_flops
 from blurbkit.speed.machine import machine_info, measure_peaks, peak_memory, peak_of, release_memory
-from blurbkit.speed.sides import Workload, build_engine
 from blurbkit.tagging import tags_to_spans
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.tasks.types.token import split_words
