@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -62,6 +63,53 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _temp_name(path: Path) -> re.Pattern[str]:
+    """The names atomic_write/atomic_dir give their temporary siblings of `path` (mkstemp/mkdtemp:
+    8 random characters between our prefix and suffix)."""
+    return re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.tmp")
+
+
+def clean_stale(path: str | Path) -> list[Path]:
+    """Remove what a killed atomic_write/atomic_dir left beside `path`: its temporary siblings and
+    the `.NAME.old` of an interrupted replace. When the kill came between the two renames of a
+    replace (`path` gone, `.NAME.old` still there), the old version is put back first. Only names
+    of our own pattern are touched; `path` must not be written by a live process meanwhile.
+    Returns what was removed."""
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        return []
+    old = path.with_name(f".{path.name}.old")
+    if old.exists() and not path.exists():
+        os.replace(old, path)
+    pattern = _temp_name(path)
+    removed = [entry for entry in parent.iterdir() if entry == old or pattern.fullmatch(entry.name)]
+    for entry in removed:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+    return removed
+
+
+def check_writable(path: str | Path, what: str = "output") -> None:
+    """Fail now, in one line, if `path` (a file or directory to be written atomically) cannot be:
+    its parent is made if missing and a small temporary file is written, synced and removed there."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(tmp)
+    except OSError as err:
+        raise BlurbkitError(f"cannot write the {what} here ({err.strerror or err})", path=path) from None
 
 
 def write_json(path: str | Path, obj: Any) -> None:

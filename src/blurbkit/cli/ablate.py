@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         Benchmark,
         apply_budget,
         budget_profile,
+        failed_runs,
         model_label,
         resolve_datasets,
         summarise,
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     bench.run(grid, label, budget)
     rows = bench.rows_for(grid, label, budget)
     summary = summarise(rows)
-    table = ablation_table(study, summary, datasets, variants, skipped, budget)
+    table = ablation_table(study, summary, datasets, variants, skipped, budget, failed_runs(rows))
     print(table)
     print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
     write_report(args.runs_dir, f"ablation-{study.name}-{budget}", table, flat_cells(summary))

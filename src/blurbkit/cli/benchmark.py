@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
         blurb_table,
         budget_name,
         budget_profile,
+        failed_runs,
         model_label,
         resolve_datasets,
         summarise,
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     bench.run(configs, label, budget)
     rows = bench.rows_for(configs, label, budget)
     per_dataset = summarise(rows).get("standard", {})
-    table = blurb_table(per_dataset, "this run", budget)
+    table = blurb_table(per_dataset, "this run", budget, failed_runs(rows).get("standard"))
     print(table)
     for name in datasets:
         for note in per_dataset.get(name, {}).get("notes", []):

@@ -44,6 +44,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="EBM PICO only: carve N dev abstracts into train (a LOCAL DEVIATION from BLURB)")
     parser.add_argument("--fold", type=int, default=0, help="AIMed: which of the 10 folds is test")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--checkpoint-every", type=int, metavar="N",
+                        help="also checkpoint every N optimizer steps (a run with --out always checkpoints at each epoch's end)")
 
 
 def parse_part_options(items: list[str]) -> dict[str, object]:
@@ -92,6 +94,8 @@ def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Pat
         pico_train_from_dev=args.pico_train_from_dev,
         fold=args.fold,
         progress=not args.no_progress,
+        checkpoint_every=args.checkpoint_every,
+        resume=getattr(args, "resume", False),
         overwrite=getattr(args, "overwrite", False),
         save_model=not getattr(args, "no_save_model", False),
     )
@@ -103,6 +107,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="run directory to create")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out from its checkpoint")
     parser.add_argument("--no-save-model", action="store_true", help="do not keep the fine-tuned weights")
     add_training_options(parser)
     parser.set_defaults(func=run)

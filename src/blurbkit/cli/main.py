@@ -8,9 +8,12 @@ Heavy imports (torch, transformers) happen inside the command functions so that
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from blurbkit.errors import BlurbkitError
 
@@ -44,6 +47,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so half-written temporary files are removed on the way out."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While a command runs, SIGTERM raises Terminated (main thread only: signals go there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub at run time: models come from local directories
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -53,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        result = args.func(args)
+        with _sigterm_unwinds():
+            result = args.func(args)
+    except Terminated:
+        print("blurbkit: terminated", file=sys.stderr)
+        return 143
     except BlurbkitError as err:
         print(f"blurbkit: error: {err}", file=sys.stderr)
         return 2

@@ -131,8 +131,10 @@ def ablation_table(
     variants: Sequence[Variant],
     skipped: dict[tuple[str, str], str],
     budget: str,
+    failed: dict[str, dict[str, int]] | None = None,
 ) -> str:
-    """Rows = datasets, columns = variants, cells 'mean ± std' (test, %), n/a where a variant cannot run."""
+    """Rows = datasets, columns = variants, cells 'mean ± std' (test, %), n/a where a variant cannot run;
+    `failed` (variant -> dataset -> count, benchmark.failed_runs) is counted in the cells."""
     names = [v.name for v in variants]
     lines = [f"| dataset | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]
     reasons = sorted(set(skipped.values()))
@@ -140,8 +142,11 @@ def ablation_table(
         cells = []
         for variant in names:
             cell = summary.get(variant, {}).get(dataset)
+            lost = (failed or {}).get(variant, {}).get(dataset, 0)
             if cell:
-                cells.append(f"{cell['mean']:.2f} ± {cell['std']:.2f}")
+                cells.append(f"{cell['mean']:.2f} ± {cell['std']:.2f}" + (f" ({lost} failed)" if lost else ""))
+            elif lost:
+                cells.append(f"— ({lost} failed)")
             elif (dataset, variant) in skipped:
                 cells.append(f"n/a{'*' * (1 + reasons.index(skipped[(dataset, variant)]))}")
             else:

@@ -64,7 +64,7 @@ def apply_budget(config: FinetuneConfig, budget: dict[str, Any]) -> FinetuneConf
 # Fields that change where or how fast a run goes, never what it computes: not part of its key,
 # so a new speed setting does not orphan the runs already stored.
 NOT_IN_KEY = ("out", "data", "progress", "overwrite", "save_model", "seed", "dataset", "model",
-              "eval_tokens", "compile", "threads", "encode_cache")
+              "eval_tokens", "compile", "threads", "encode_cache", "resume", "checkpoint_every")
 
 
 def model_label(model: str | None) -> str:
@@ -122,7 +122,8 @@ class Benchmark:
             if self.runs_dir is not None:
                 # The key's digest keeps runs of other models, budgets or settings out of each other's directories.
                 out = self.runs_dir / self.study / variant / config.dataset / f"seed{config.seed}-{key.digest()[:10]}"
-            config = config.replace(out=out, overwrite=True)
+            # A run killed earlier continues from its checkpoint in `out` (--force starts it over).
+            config = config.replace(out=out, overwrite=True, resume=not self.force)
             run_commit = commit
             metrics = None if self.force else finished_run(out)
             if metrics is not None:
@@ -133,11 +134,16 @@ class Benchmark:
                     with self.store.heartbeat(key):
                         metrics = run_finetune(config)
                 except BaseException as err:
-                    self.store.release(key)
                     if not isinstance(err, BlurbkitError) or not self.keep_going:
+                        self.store.release(key)
                         raise
                     self.failures.append(f"{what}: {err}")
                     print(f"blurbkit: error: {config.dataset}: {err}", file=sys.stderr)
+                    # In the store as failed (tables count it; the next benchmark tries it again).
+                    try:
+                        self.store.add_failed(key, get_dataset(config.dataset).metric, str(err), commit, str(out) if out else None)
+                    except BlurbkitError:
+                        self.store.release(key)
                     continue
             try:
                 stored = self.store.add(key, metrics, run_commit, str(out) if out else None, replace=self.force)
@@ -161,11 +167,23 @@ class Benchmark:
         return [r for r in self.store.rows(study=self.study, model=model_label, budget=budget) if r["run_key"] in keys]
 
 
+def failed_runs(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """variant -> dataset -> how many of `rows` are failed runs (status 'failed')."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if row.get("status", "ok") != "ok":
+            per = counts.setdefault(row["variant"], {})
+            per[row["dataset"]] = per.get(row["dataset"], 0) + 1
+    return counts
+
+
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """(variant, dataset) -> mean, std (sample), n, and the notes of those runs; scores in %."""
+    """(variant, dataset) -> mean, std (sample), n, and the notes of those runs; scores in %.
+    Failed runs are not in it (see `failed_runs`)."""
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        grouped.setdefault((row["variant"], row["dataset"]), []).append(row)
+        if row.get("status", "ok") == "ok":
+            grouped.setdefault((row["variant"], row["dataset"]), []).append(row)
     summary: dict[str, dict[str, Any]] = {}
     for (variant, dataset), items in grouped.items():
         scores = [100 * r["test_score"] for r in items]
@@ -180,8 +198,10 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def blurb_table(per_dataset: dict[str, dict[str, Any]], label: str, budget: str) -> str:
-    """Rows = datasets, then task-type averages and the BLURB score; reference columns beside."""
+def blurb_table(per_dataset: dict[str, dict[str, Any]], label: str, budget: str, failed: dict[str, int] | None = None) -> str:
+    """Rows = datasets, then task-type averages and the BLURB score; reference columns beside.
+    `failed`: dataset -> failed runs, counted in the cell (not in its mean)."""
+    failed = failed or {}
     references = reference_results()
     columns = [label, *references]
     lines = [f"| dataset | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
@@ -191,7 +211,8 @@ def blurb_table(per_dataset: dict[str, dict[str, Any]], label: str, budget: str)
         values = []
         for name in names:
             cell = per_dataset.get(name)
-            ours = f"{cell['mean']:.2f} ± {cell['std']:.2f} (n={cell['n']})" if cell else "—"
+            lost = f", {failed[name]} failed" if failed.get(name) else ""
+            ours = f"{cell['mean']:.2f} ± {cell['std']:.2f} (n={cell['n']}{lost})" if cell else f"— ({failed[name]} failed)" if lost else "—"
             if cell:
                 values.append(cell["mean"])
             refs = " | ".join(f"{references[m][name]:.2f}" for m in references)

@@ -75,6 +75,13 @@ class BlurbModel(nn.Module):
     def save(self, out_dir: Path, tokenizer: Any) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(out_dir, safe_serialization=True)
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is not None:
+            # The last call's truncation and padding (a fast tokenizer keeps them, and tokenizer.json
+            # records them) depend on whether the splits were tokenised now or read from the encode
+            # cache; every call sets its own, so the saved file holds none.
+            backend.no_truncation()
+            backend.no_padding()
         tokenizer.save_pretrained(out_dir)
         top = {f"featurizer.{k}": v for k, v in self.featurizer.state_dict().items()}
         top.update({f"head.{k}": v for k, v in self.head.state_dict().items()})

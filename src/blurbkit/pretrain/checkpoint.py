@@ -24,42 +24,16 @@ from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_dir, write_json
+from blurbkit.runtime.state import (
+    load_scheduler_state,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    scheduler_state,
+    set_torch_rng_state,
+    torch_rng_state,
+)
 
 FORMAT = "blurbkit-pretrain-checkpoint/1"
-
-
-def _optimizer_to_flat(state_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    import torch
-
-    tensors: dict[str, Any] = {}
-    scalars: dict[str, Any] = {}
-    for index, entry in state_dict["state"].items():
-        for name, value in entry.items():
-            if isinstance(value, torch.Tensor):
-                tensors[f"state/{index}/{name}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{index}/{name}"] = value
-    groups = []
-    for group in state_dict["param_groups"]:
-        groups.append({k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()})
-    return tensors, {"param_groups": groups, "scalars": scalars}
-
-
-def _optimizer_from_flat(tensors: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in tensors.items():
-        _, index, name = key.split("/", 2)
-        state.setdefault(int(index), {})[name] = value
-    for key, value in info.get("scalars", {}).items():
-        index, name = key.split("/", 1)
-        state.setdefault(int(index), {})[name] = value
-    groups = []
-    for group in info["param_groups"]:
-        group = dict(group)
-        if "betas" in group:
-            group["betas"] = tuple(group["betas"])
-        groups.append(group)
-    return {"state": state, "param_groups": groups}
 
 
 def save_checkpoint(root: Path, step: int, *, model, optimizer, scheduler, state: dict[str, Any],
@@ -72,12 +46,12 @@ def save_checkpoint(root: Path, step: int, *, model, optimizer, scheduler, state
     try:
         with atomic_dir(target) as tmp:
             save_model(model, str(tmp / "model.safetensors"))
-            tensors, info = _optimizer_to_flat(optimizer.state_dict())
+            tensors, info = optimizer_to_flat(optimizer.state_dict())
             save_file(tensors, str(tmp / "optimizer.safetensors"))
             for rank, rng in rng_states.items():
                 save_file(rng, str(tmp / f"rng-rank{rank}.safetensors"))
-            sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
-            full = dict(state, format=FORMAT, step=step, optimizer=info, scheduler=sched, ranks=sorted(rng_states))
+            full = dict(state, format=FORMAT, step=step, optimizer=info, scheduler=scheduler_state(scheduler),
+                        ranks=sorted(rng_states))
             (tmp / "state.json").write_text(json.dumps(full, indent=2), "utf-8")
         write_json(root / "latest.json", {"checkpoint": target.name, "step": step})
     except OSError as err:
@@ -135,7 +109,6 @@ def latest_checkpoint(root: Path, validate: bool = True) -> Path | None:
 
 def load_checkpoint(path: Path, *, model, optimizer, scheduler, rank: int, signature: dict[str, Any]) -> dict[str, Any]:
     """Restore model, optimizer, scheduler and this rank's RNG; returns the state (step, data position)."""
-    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file, load_model
 
@@ -150,26 +123,17 @@ def load_checkpoint(path: Path, *, model, optimizer, scheduler, rank: int, signa
         if missing or unexpected:
             raise BlurbkitError(f"checkpoint weights do not fit this model (missing {list(missing)[:3]}, "
                                 f"unexpected {list(unexpected)[:3]})", path=path)
-        optimizer.load_state_dict(_optimizer_from_flat(load_file(str(path / "optimizer.safetensors")), state["optimizer"]))
+        optimizer.load_state_dict(optimizer_from_flat(load_file(str(path / "optimizer.safetensors")), state["optimizer"]))
         rng_file = path / f"rng-rank{rank}.safetensors"
         if not rng_file.is_file():
             rng_file = path / "rng-rank0.safetensors"
         rng = load_file(str(rng_file))
     except (SafetensorError, RuntimeError, ValueError, KeyError, OSError) as err:
         raise BlurbkitError(f"checkpoint is corrupt or from another model ({str(err).splitlines()[0][:200]})", path=path) from None
-    sched = scheduler.state_dict()
-    sched.update(state["scheduler"])
-    scheduler.load_state_dict(sched)
-    torch.set_rng_state(rng["torch"])
-    if torch.cuda.is_available() and "cuda" in rng:
-        torch.cuda.set_rng_state(rng["cuda"])
+    load_scheduler_state(scheduler, state["scheduler"])
+    set_torch_rng_state(rng)
     return state
 
 
 def rng_state() -> dict[str, Any]:
-    import torch
-
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
+    return torch_rng_state()

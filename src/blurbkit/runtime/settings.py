@@ -22,3 +22,4 @@ class RuntimeSettings:
     threads: int | None = None  # torch intra-op threads; None = torch's default (one per physical core)
     encode_cache: bool = True  # keep tokenised splits on disk under $BLURBKIT_HOME/cache/encoded
     progress: bool = True  # progress bars
+    checkpoint_every: int | None = None  # fine-tuning: a checkpoint every N optimizer steps too (always: every epoch's end)

@@ -30,6 +30,7 @@ class RunSpec:
     fold: int = 0
     save_model: bool = True
     overwrite: bool = False
+    resume: bool = False  # continue the interrupted run in `out` from its checkpoint (none there: start)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@
 Train:   AdamW, linear warm-up over the first 10% of steps then linear decay to 0, gradient
          clipping, bf16 autocast where the hardware has it (fp32 master weights),
          length-grouped batches; dev metric after every epoch; the best epoch's weights kept.
+Resume:  with `Checkpoints` (train/checkpoint.py) the loop's whole state is saved at every epoch's
+         end and every N steps, and a killed run continues from it to the same last digit. A NaN or
+         infinite loss stops the run (checked wherever the loop syncs with the device anyway).
 Predict: inference/runner.py (the same loop `Predictor` uses); the task's label codec turns head
          outputs into predictions, scored by the official metric.
 The engine reads resolved `Hyperparams` and `RuntimeSettings` (train/config.py), nothing else.
@@ -23,17 +26,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from blurbkit.errors import BlurbkitError
 from blurbkit.inference.runner import InferenceRunner
 from blurbkit.models.encoding import Encoded
 from blurbkit.models.model import BlurbModel
 from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.batching import grouped_batches, shuffled_batches
-from blurbkit.runtime.dropout import fast_dropout
+from blurbkit.runtime.dropout import MaskSource, fast_dropout
 from blurbkit.runtime.optim import adamw, parameter_groups, slanted_triangular
 from blurbkit.runtime.precision import maybe_compile
 from blurbkit.runtime.settings import RuntimeSettings
 from blurbkit.scoring import score_predictions
 from blurbkit.tasks.registry import DatasetSpec
+from blurbkit.testhook import kill_point
+from blurbkit.train.checkpoint import Checkpoints, Loop
 from blurbkit.train.config import Hyperparams
 from blurbkit.train.stabilise import encoder_layers
 
@@ -92,43 +98,51 @@ class Engine:
         result["split"] = split
         return result | {"_predictions": predictions}
 
-    def train(self, train: Encoded, dev: Encoded | None, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
-        """Fine-tune on `train`, scoring `dev` after each epoch and keeping the best epoch."""
+    def train(self, train: Encoded, dev: Encoded | None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+              checkpoints: Checkpoints | None = None) -> TrainResult:
+        """Fine-tune on `train`, scoring `dev` after each epoch and keeping the best epoch; with
+        `checkpoints`, save the loop's state as it goes (and resume from it, when asked)."""
         cpu = self.device.type == "cpu"
         self.runner.cpu_settings()
         with (
             cpu_attention(self.model.encoder) if self.settings.cpu_attention else nullcontext(),
-            fast_dropout(self.model, self.seed) if cpu and self.settings.fast_dropout else nullcontext(),
+            fast_dropout(self.model, self.seed) if cpu and self.settings.fast_dropout else nullcontext() as masks,
         ):
             try:
-                return self._train(train, dev, on_epoch)
+                return self._train(train, dev, on_epoch, checkpoints, masks)
             finally:
                 self.runner.weights_changed()  # the weights moved, even if training was interrupted
 
-    def _train(self, train: Encoded, dev: Encoded | None, on_epoch: Callable[[dict[str, Any]], None] | None) -> TrainResult:
+    def _train(self, train: Encoded, dev: Encoded | None, on_epoch: Callable[[dict[str, Any]], None] | None,
+               checkpoints: Checkpoints | None, masks: MaskSource | None) -> TrainResult:
         hyper, settings, model = self.hyper, self.settings, self.model
-        rng = random.Random(self.seed)
         steps_per_epoch = math.ceil(len(train.examples) / hyper.batch_size)
         total = steps_per_epoch * hyper.epochs
         optimizer = build_optimizer(model, hyper.lr, hyper.weight_decay, fused=settings.fused_optimizer, layer_decay=hyper.layer_decay)
-        scheduler = slanted_triangular(optimizer, total, hyper.warmup_ratio)
         params = [p for p in model.parameters() if p.requires_grad]
         # fp16 (GPUs without bf16) needs loss scaling; for bf16 and fp32 the scaler passes through.
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
-        padded = train.padded_with(self.tokenizer.pad_token_id)
-        result = TrainResult(best_epoch=hyper.epochs)
-        best_score, best_state = -math.inf, None
-        progress = tqdm(total=total, desc=f"{self.spec.name} seed {self.seed}", disable=not settings.progress, unit="step")
-        for epoch in range(1, hyper.epochs + 1):
+        loop = Loop(model, optimizer, slanted_triangular(optimizer, total, hyper.warmup_ratio), scaler,
+                    order_rng=random.Random(self.seed), masks=masks, result=TrainResult(best_epoch=hyper.epochs))
+        if checkpoints is not None and checkpoints.restore(loop):  # resumed: model, optimizer, RNGs, position
+            self.runner.weights_changed()
+        result, padded = loop.result, train.padded_with(self.tokenizer.pad_token_id)
+        progress = tqdm(total=total, initial=result.steps, desc=f"{self.spec.name} seed {self.seed}",
+                        disable=not settings.progress, unit="step")
+        for epoch in range(loop.epoch, hyper.epochs + 1):
+            loop.epoch = epoch
             model.train()
             started = time.perf_counter()
             running = torch.zeros((), device=self.device)
-            if settings.group_by_length:
-                order = grouped_batches(train.examples, hyper.batch_size, rng)
-            else:
-                order = shuffled_batches(len(train.examples), hyper.batch_size, rng)
-            for step, indices in enumerate(order, start=1):
-                batch = self.runner.to_device(padded.batch(indices))
+            bad_step = torch.zeros((), dtype=torch.long, device=self.device)  # first step of a non-finite loss
+            if loop.order is None:
+                if settings.group_by_length:
+                    loop.order = grouped_batches(train.examples, hyper.batch_size, loop.order_rng)
+                else:
+                    loop.order = shuffled_batches(len(train.examples), hyper.batch_size, loop.order_rng)
+            order = loop.order
+            for step in range(loop.step + 1, len(order) + 1):
+                batch = self.runner.to_device(padded.batch(order[step - 1]))
                 with self.runner.autocast():
                     loss = self.loss(batch)
                 scaler.scale(loss).backward()
@@ -136,30 +150,54 @@ class Engine:
                 torch.nn.utils.clip_grad_norm_(params, hyper.max_grad_norm, foreach=True)
                 scaler.step(optimizer)
                 scaler.update()
-                scheduler.step()
+                loop.scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 running += loss.detach()
+                bad_step = torch.where((bad_step == 0) & ~torch.isfinite(loss.detach()), step, bad_step)
+                loop.step = step
                 result.steps += 1
                 progress.update(1)
-                if step % LOG_EVERY == 0 or step == len(order):  # the only host sync in the loop
+                if step % LOG_EVERY == 0 or step == len(order):  # the only host syncs in the loop
+                    self._check_finite(int(bad_step), loop, train, checkpoints)
                     progress.set_postfix(epoch=epoch, loss=f"{running.item() / (step % LOG_EVERY or LOG_EVERY):.4f}")
                     running.zero_()
+                if checkpoints is not None and checkpoints.due(result.steps):
+                    self._check_finite(int(bad_step), loop, train, checkpoints)  # never save broken weights
+                    checkpoints.save(loop)
+                kill_point(f"step:{result.steps}")
             result.train_seconds += time.perf_counter() - started  # dev evaluation not counted
             self.runner.weights_changed()  # fused AdamW moves the weights without moving their version counters
-            if dev is None:
-                continue
-            scored = self.score(dev, "dev")
-            scored.pop("_predictions")
-            scored["epoch"] = epoch
-            result.dev_history.append(scored)
-            if on_epoch:
-                on_epoch(scored)
-            if scored["score"] > best_score:
-                best_score, result.best_epoch = scored["score"], epoch
-                # The last epoch's weights are already in the model: no copy needed.
-                best_state = copy.deepcopy(model.state_dict()) if epoch < hyper.epochs else None
+            if dev is not None:
+                scored = self.score(dev, "dev")
+                scored.pop("_predictions")
+                scored["epoch"] = epoch
+                kill_point(f"eval:{epoch}")
+                result.dev_history.append(scored)
+                if on_epoch:
+                    on_epoch(scored)
+                if scored["score"] > loop.best_score:
+                    loop.best_score, result.best_epoch = scored["score"], epoch
+                    # The last epoch's weights are already in the model: no copy needed.
+                    loop.best_state = copy.deepcopy(model.state_dict()) if epoch < hyper.epochs else None
+            loop.epoch, loop.step, loop.order = epoch + 1, 0, None
+            if checkpoints is not None:
+                checkpoints.save(loop)
         progress.close()
-        if best_state is not None and result.best_epoch != hyper.epochs:
-            model.load_state_dict(best_state)
+        if loop.best_state is not None and result.best_epoch != hyper.epochs:
+            model.load_state_dict(loop.best_state)
         result.train_examples_per_second = len(train.examples) * hyper.epochs / max(result.train_seconds, 1e-9)
         return result
+
+    def _check_finite(self, bad_step: int, loop: Loop, train: Encoded, checkpoints: Checkpoints | None) -> None:
+        """One line naming the first step whose loss was NaN or infinite, and its batch."""
+        if not bad_step:
+            return
+        indices = loop.order[bad_step - 1]
+        records = [train.examples[i].get("record_index", i) for i in indices]
+        ids = [train.records[r].get("id", r) if isinstance(r, int) and r < len(train.records) else r for r in records]
+        global_step = loop.result.steps - (loop.step - bad_step)
+        saved = checkpoints is not None and checkpoints.root.is_dir()
+        kept = f"the last good checkpoint is kept in {checkpoints.root}" if saved else "no checkpoint was written"
+        raise BlurbkitError(f"{self.spec.name} seed {self.seed}: the training loss is not finite (NaN or inf) at epoch "
+                            f"{loop.epoch}, step {bad_step} of {len(loop.order)} (optimizer step {global_step}), "
+                            f"batch of train examples {indices} (records {ids}); try a lower --lr; {kept}")

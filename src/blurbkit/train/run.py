@@ -6,6 +6,9 @@ RUN_DIR/
   metrics.json    test metrics (+ best dev), wall time, throughput
   predictions/    test (and dev) predictions in `blurbkit evaluate` formats
   model/          the fine-tuned model: AutoModel loads the encoder; Predictor.load the whole
+
+While it trains, RUN_DIR holds only `.checkpoint/` (train/checkpoint.py): the finished directory
+replaces RUN_DIR whole, checkpoint included. `resume` continues a killed run from there.
 """
 
 from __future__ import annotations
@@ -20,13 +23,15 @@ from typing import Any
 from blurbkit.data.load import load_split, split_notes, subsample
 from blurbkit.data.readers.base import ReadOptions
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_dir
+from blurbkit.fileio import atomic_dir, check_writable, clean_stale
 from blurbkit.models.build import build_model, make_recipe
 from blurbkit.models.encoding import Encoded, encode
 from blurbkit.models.loading import resolve_model_dir
 from blurbkit.runtime.precision import dtype_name
 from blurbkit.scoring import prediction_file_name, write_predictions
 from blurbkit.tasks.registry import DatasetSpec, get_dataset
+from blurbkit.testhook import kill_point
+from blurbkit.train.checkpoint import DIR_NAME, Checkpoints
 from blurbkit.train.config import FinetuneConfig, Hyperparams
 from blurbkit.train.engine import Engine, seed_everything
 from blurbkit.train.provenance import blurbkit_commit, library_versions, records_sha256
@@ -43,10 +48,40 @@ class Splits:
     notes: list[str]
 
 
-def check_run_dir(out: Path | None, overwrite: bool) -> None:
-    if out is not None and out.exists() and any(out.iterdir()) and not overwrite:
+# Options that change where or how a run goes, never what it computes: a checkpoint written with
+# other values of these still continues the run.
+NOT_IN_SIGNATURE = ("out", "data", "progress", "overwrite", "resume", "checkpoint_every", "save_model", "compile",
+                    "eval_tokens", "threads", "encode_cache")
+
+
+def check_run_dir(out: Path | None, overwrite: bool, resume: bool = False) -> None:
+    """Before any work: what is in `out` may be replaced (or continued), and it can be written. What a
+    killed earlier run left beside `out` (temporary directories of atomic_dir) is removed first."""
+    if out is None:
+        return
+    clean_stale(out)
+    if out.exists() and not out.is_dir():
+        raise BlurbkitError("output directory is a file", path=out)
+    entries = [entry.name for entry in out.iterdir()] if out.is_dir() else []
+    interrupted = bool(entries) and all(name == DIR_NAME or name.startswith(f".{DIR_NAME}.") for name in entries)
+    if entries and not overwrite and not (interrupted and resume):
+        if interrupted:
+            raise BlurbkitError("output directory holds an interrupted run; pass --resume to continue it "
+                                "or --overwrite to start over", path=out)
+        if resume and (out / "run.json").exists():
+            raise BlurbkitError("output directory holds a finished run: nothing to resume (--overwrite runs it again)", path=out)
         what = "another run" if (out / "run.json").exists() else "other files"
         raise BlurbkitError(f"output directory holds {what}; choose a new --out or pass --overwrite", path=out)
+    check_writable(out, "run directory")
+
+
+def run_signature(config: FinetuneConfig, hyper: Hyperparams, model_dir: Path, data_sha256: dict[str, str]) -> dict[str, Any]:
+    """What a checkpoint must share with this run to continue it: config, resolved values, model, data."""
+    signature = {k: v for k, v in config.to_json().items() if k not in NOT_IN_SIGNATURE}
+    signature.update(lr=hyper.lr, batch_size=hyper.batch_size, epochs=hyper.epochs, max_length=hyper.max_length,
+                     model_dir=str(model_dir))
+    signature.update({f"data_sha256.{name}": digest for name, digest in data_sha256.items()})
+    return json.loads(json.dumps(signature))  # as it reads back from the checkpoint (lists, not tuples)
 
 
 def load_splits(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperparams) -> Splits:
@@ -89,7 +124,9 @@ def build_engine(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperparams, 
 
 def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune, score on test, and (when config.out is set) write the run directory."""
-    check_run_dir(config.out, config.overwrite)
+    if config.checkpoint_every is not None and config.checkpoint_every < 1:
+        raise BlurbkitError(f"--checkpoint-every must be at least 1 (got {config.checkpoint_every})")
+    check_run_dir(config.out, config.overwrite, config.resume)
     spec = get_dataset(config.dataset)
     hyper = config.hyper.resolved(spec)
     model_dir = resolve_model_dir(config.model)
@@ -101,8 +138,12 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     data = {name: encode(records, engine.codec, engine.model.recipe, engine.tokenizer, cache=config.encode_cache)
             for name, records in (("train", splits.train), ("dev", splits.dev), ("test", splits.test))}
     encode_seconds = time.perf_counter() - started
-    history: list[dict[str, Any]] = []
-    trained = engine.train(data["train"], data["dev"], on_epoch=history.append)
+    data_sha256 = {name: records_sha256(encoded.records) for name, encoded in data.items()}
+    checkpoints = None
+    if config.out is not None:
+        checkpoints = Checkpoints(config.out / DIR_NAME, run_signature(config, hyper, model_dir, data_sha256),
+                                  every=config.checkpoint_every, resume=config.resume)
+    trained = engine.train(data["train"], data["dev"], checkpoints=checkpoints)
     dev_best, test = engine.score(data["dev"], "dev"), engine.score(data["test"], "test")
     predictions = {"dev": dev_best.pop("_predictions"), "test": test.pop("_predictions")}
     metrics = {
@@ -123,14 +164,15 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     for note in splits.notes:
         print(f"blurbkit: note: {spec.name}: {note}", file=sys.stderr)
     if config.out is not None:
-        write_run_dir(config, spec, hyper, model_dir, engine, data, history, metrics, predictions)
+        write_run_dir(config, spec, hyper, model_dir, engine, data, trained.dev_history, metrics, predictions, data_sha256)
     return metrics
 
 
 def write_run_dir(config: FinetuneConfig, spec: DatasetSpec, hyper: Hyperparams, model_dir: Path, engine: Engine,
                   data: dict[str, Encoded], history: list[dict[str, Any]], metrics: dict[str, Any],
-                  predictions: dict[str, Any]) -> None:
-    """The run directory, written whole under a temporary name and renamed into place."""
+                  predictions: dict[str, Any], data_sha256: dict[str, str]) -> None:
+    """The run directory, written whole under a temporary name and renamed into place (over the
+    directory that held the checkpoint)."""
     run_info = {
         "config": config.to_json(),
         "resolved": {
@@ -143,13 +185,14 @@ def write_run_dir(config: FinetuneConfig, spec: DatasetSpec, hyper: Hyperparams,
         },
         "versions": library_versions(),
         "blurbkit_commit": blurbkit_commit(),
-        "data_sha256": {name: records_sha256(encoded.records) for name, encoded in data.items()},
+        "data_sha256": data_sha256,
         "notes": metrics["notes"],
     }
     with atomic_dir(config.out) as tmp:
         (tmp / "run.json").write_text(json.dumps(run_info, indent=2) + "\n", encoding="utf-8")
         (tmp / "epochs.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        kill_point("rundir")
         for split in ("test", "dev"):
             records = list(data[split].records)
             write_predictions(spec, records, predictions[split], tmp / "predictions" / prediction_file_name(spec, split))

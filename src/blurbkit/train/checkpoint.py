@@ -1,0 +1,185 @@
+"""Fine-tuning checkpoints: a run killed anywhere resumes to the same last digit.
+
+``RUN_DIR/.checkpoint/`` holds the latest checkpoint of a run still training (the final run
+directory replaces RUN_DIR whole, so the checkpoint goes away exactly when the run is complete):
+
+* ``model.safetensors``      the weights now
+* ``best.safetensors``       the best dev epoch's weights, when they are not the weights now
+* ``optimizer.safetensors``  AdamW's moments and steps (runtime/state.py)
+* ``rng.safetensors``        torch's (and CUDA's) RNG states
+* ``state.json``             format, run signature, position (epoch, optimizer steps done in it,
+                             its batch order), the batch-order, Python, numpy and fast-dropout
+                             generators, scheduler, optimizer groups, GradScaler, best score and
+                             epoch, dev history
+
+Nothing is pickled. It is written whole under a temporary name and renamed into place
+(fileio.atomic_dir) at the end of every epoch and every `checkpoint_every` optimizer steps, so a
+kill while writing leaves the previous checkpoint in place (and a temporary directory the next run
+removes). A checkpoint of another run (config, model or data differ) is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+import json
+import math
+import random
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import atomic_dir, clean_stale
+from blurbkit.runtime.dropout import MaskSource
+from blurbkit.runtime.state import (
+    bit_generator_state,
+    load_scheduler_state,
+    numpy_global_state,
+    optimizer_from_flat,
+    optimizer_to_flat,
+    random_state,
+    scheduler_state,
+    set_bit_generator_state,
+    set_numpy_global_state,
+    set_random_state,
+    set_torch_rng_state,
+    torch_rng_state,
+)
+from blurbkit.testhook import kill_point
+
+FORMAT = "blurbkit-finetune-checkpoint/1"
+DIR_NAME = ".checkpoint"
+
+
+@dataclass
+class Loop:
+    """The fine-tuning loop's state: what it trains with and where it is."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    order_rng: random.Random  # draws each epoch's batch order
+    masks: MaskSource | None  # the fast-dropout generator (CPU), None when torch's dropout runs
+    result: Any  # engine.TrainResult: best epoch, dev history, seconds, steps
+    epoch: int = 1
+    step: int = 0  # optimizer steps done in `epoch`
+    order: list[list[int]] | None = None  # `epoch`'s batches; None: not drawn yet
+    best_score: float = -math.inf
+    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights, if not the last epoch's
+
+
+@dataclass
+class Checkpoints:
+    """Where a run keeps its checkpoint and when it writes one."""
+
+    root: Path  # RUN_DIR/.checkpoint
+    signature: dict[str, Any]  # what must match for a checkpoint to continue this run
+    every: int | None = None  # optimizer steps between checkpoints (besides every epoch's end)
+    resume: bool = False
+    written: int = field(default=0, init=False)
+
+    def due(self, steps: int) -> bool:
+        return bool(self.every) and steps % self.every == 0
+
+    def save(self, loop: Loop) -> None:
+        """Write the loop's state atomically over the previous checkpoint."""
+        from safetensors.torch import save_file, save_model
+
+        self.written += 1
+        best = None
+        if loop.best_state is not None:
+            # right after the best epoch's evaluation its weights are the model's: not written twice
+            best = "model" if loop.step == 0 and loop.result.best_epoch == loop.epoch - 1 else "file"
+        state = {
+            "format": FORMAT,
+            "signature": self.signature,
+            "position": {"epoch": loop.epoch, "step": loop.step, "order": loop.order},
+            "result": asdict(loop.result),
+            "best_score": loop.best_score,
+            "best": best,
+            "scheduler": scheduler_state(loop.scheduler),
+            "scaler": loop.scaler.state_dict(),
+            "rng": {
+                "order": random_state(loop.order_rng),
+                "python": random_state(),
+                "numpy": numpy_global_state(),
+                "masks": bit_generator_state(loop.masks.bits) if loop.masks is not None else None,
+            },
+        }
+        try:
+            with atomic_dir(self.root) as tmp:
+                save_model(loop.model, str(tmp / "model.safetensors"))
+                kill_point(f"checkpoint:{self.written}")
+                tensors, state["optimizer"] = optimizer_to_flat(loop.optimizer.state_dict())
+                save_file(tensors, str(tmp / "optimizer.safetensors"))
+                save_file(torch_rng_state(), str(tmp / "rng.safetensors"))
+                if best == "file":
+                    save_file({k: v.detach().cpu().clone() for k, v in loop.best_state.items()}, str(tmp / "best.safetensors"))
+                (tmp / "state.json").write_text(json.dumps(state), "utf-8")
+        except OSError as err:
+            what = "the disk is full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
+            raise BlurbkitError(f"cannot write the checkpoint ({what}); the previous one is intact", path=self.root) from None
+
+    def restore(self, loop: Loop) -> bool:
+        """With `resume`, load the checkpoint into `loop` (True) or leave it fresh when there is none
+        (False). Without, remove any old checkpoint: this run starts over."""
+        clean_stale(self.root)
+        if not self.resume:
+            shutil.rmtree(self.root, ignore_errors=True)
+            return False
+        if not self.root.is_dir():
+            return False
+        state = self._read_state()
+        self._check_signature(state["signature"])
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, load_model
+
+        try:
+            missing, unexpected = load_model(loop.model, str(self.root / "model.safetensors"), strict=False)
+            if missing or unexpected:
+                raise BlurbkitError(f"checkpoint weights do not fit this model (missing {list(missing)[:3]}, "
+                                    f"unexpected {list(unexpected)[:3]})", path=self.root)
+            optimizer = load_file(str(self.root / "optimizer.safetensors"))
+            loop.optimizer.load_state_dict(optimizer_from_flat(optimizer, state["optimizer"]))
+            rng = load_file(str(self.root / "rng.safetensors"))
+            best = load_file(str(self.root / "best.safetensors")) if state["best"] == "file" else None
+        except (SafetensorError, RuntimeError, ValueError, KeyError, OSError) as err:
+            raise BlurbkitError(f"checkpoint does not read back ({str(err).splitlines()[0][:200]}); "
+                                "pass --overwrite to start over", path=self.root) from None
+        load_scheduler_state(loop.scheduler, state["scheduler"])
+        loop.scaler.load_state_dict(state["scaler"])
+        position = state["position"]
+        loop.epoch, loop.step, loop.order = position["epoch"], position["step"], position["order"]
+        for name, value in state["result"].items():
+            setattr(loop.result, name, value)
+        loop.best_score = state["best_score"]
+        loop.best_state = copy.deepcopy(loop.model.state_dict()) if state["best"] == "model" else best
+        saved = state["rng"]
+        set_random_state(saved["order"], loop.order_rng)
+        set_random_state(saved["python"])
+        set_numpy_global_state(saved["numpy"])
+        if loop.masks is not None and saved["masks"] is not None:
+            set_bit_generator_state(loop.masks.bits, saved["masks"])
+        set_torch_rng_state(rng)
+        return True
+
+    def _read_state(self) -> dict[str, Any]:
+        try:
+            state = json.loads((self.root / "state.json").read_text("utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise BlurbkitError(f"checkpoint does not read back ({err}); pass --overwrite to start over", path=self.root) from None
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise BlurbkitError("not a blurbkit fine-tuning checkpoint; pass --overwrite to start over", path=self.root)
+        return state
+
+    def _check_signature(self, saved: dict[str, Any]) -> None:
+        for key in sorted(set(saved) | set(self.signature)):
+            if saved.get(key) != self.signature.get(key):
+                raise BlurbkitError(f"the checkpoint belongs to a different run ({key}: {self.signature.get(key)!r} now, "
+                                    f"{saved.get(key)!r} in the checkpoint); use the same settings, or --overwrite to start over",
+                                    path=self.root)

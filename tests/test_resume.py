@@ -1,0 +1,224 @@
+"""Kill -9 anywhere, lose nothing: a fine-tuning (or benchmark) process killed at exact points by
+the test hook (blurbkit/testhook.py) resumes to the same result, to the last digit, as a run that
+was never interrupted; SIGTERM, NaN losses and unwritable outputs end in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from blurbkit.cli.main import main
+from blurbkit.models.tiny import build_tiny_bert
+from blurbkit.store.results import ResultsStore
+
+REPO_SRC = Path(__file__).resolve().parents[1] / "src"
+
+# gad: 24 train examples in batches of 4 = 6 steps per epoch, 2 epochs; a checkpoint every 2 steps too.
+RUN = ["--dataset", "gad", "--epochs", "2", "--batch-size", "4", "--max-train-examples", "24",
+       "--max-eval-examples", "8", "--max-test-examples", "16", "--max-length", "64", "--lr", "1e-3",
+       "--checkpoint-every", "2", "--no-progress"]
+TIMING = {"train_seconds", "train_examples_per_second", "encode_seconds", "wall_seconds"}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
+
+
+def blurbkit(args: list[str], kill_at: str | None = None) -> subprocess.CompletedProcess:
+    """`python -m blurbkit ARGS` in a real process (one thread: the same numbers in every process)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_SRC), OMP_NUM_THREADS="1")
+    env.pop("BLURBKIT_TEST_KILL_AT", None)
+    if kill_at:
+        env["BLURBKIT_TEST_KILL_AT"] = kill_at
+    process = subprocess.Popen([sys.executable, "-m", "blurbkit", *args], env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+
+
+def finetune_args(model: Path, shared_data: Path, out: Path) -> list[str]:
+    return ["finetune", *RUN, "--model", str(model), "--data", str(shared_data), "--out", str(out)]
+
+
+def outcome(run_dir: Path) -> dict[str, object]:
+    """Everything a run computed: metrics without timings, the dev history, prediction and weight bytes."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    files = sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name not in ("metrics.json", "run.json"))
+    return {"metrics": {k: v for k, v in metrics.items() if k not in TIMING},
+            **{str(p.relative_to(run_dir)): p.read_bytes() for p in files}}
+
+
+def leftovers(run_dir: Path) -> list[str]:
+    """Hidden temporaries and checkpoints beside or inside a finished run directory."""
+    beside = [p.name for p in run_dir.parent.iterdir() if p.name.startswith(f".{run_dir.name}.")]
+    inside = [p.name for p in run_dir.iterdir() if p.name.startswith(".")] if run_dir.is_dir() else []
+    return beside + inside
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_model, shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "run"
+    done = blurbkit(finetune_args(tiny_model, shared_data, out))
+    assert done.returncode == 0, done.stderr
+    return outcome(out)
+
+
+KILL_POINTS = [
+    "step:9",  # mid epoch 2, after the step-8 checkpoint (the best epoch's weights are not the model's)
+    "eval:1",  # during epoch 1's dev evaluation (resumes from the step-6 checkpoint, then evaluates)
+    "checkpoint:3",  # while writing the 3rd checkpoint (step 6): resumes from step 4's
+    "rundir",  # while writing the final run directory: resumes from the last epoch's checkpoint
+]
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_killed_finetune_resumes_to_the_same_last_digit(point, tiny_model, shared_data, tmp_path, uninterrupted):
+    out = tmp_path / "run"
+    killed = blurbkit(finetune_args(tiny_model, shared_data, out), kill_at=point)
+    assert killed.returncode == -9, killed.stderr
+    assert (out / ".checkpoint" / "state.json").is_file()
+    resumed = blurbkit([*finetune_args(tiny_model, shared_data, out), "--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert outcome(out) == uninterrupted
+    assert leftovers(out) == []  # checkpoint gone with the finished run; the killed save's temporaries removed
+
+
+def test_sigterm_says_terminated_removes_temporaries_and_keeps_the_checkpoint(tiny_model, shared_data, tmp_path):
+    out = tmp_path / "run"
+    done = blurbkit(finetune_args(tiny_model, shared_data, out), kill_at="rundir:TERM")
+    assert done.returncode == 143
+    assert done.stderr.strip().splitlines()[-1] == "blurbkit: terminated" and "Traceback" not in done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the half-written run directory is gone
+    assert [p.name for p in out.iterdir()] == [".checkpoint"]  # ready for --resume
+
+
+def _interrupt_at(monkeypatch, point: str) -> None:
+    """In-process stand-in for a kill: the hook raises instead of signalling."""
+    import blurbkit.train.engine as engine
+
+    class Killed(BaseException):
+        pass
+
+    def kill_point(name: str) -> None:
+        if name == point:
+            raise Killed
+
+    monkeypatch.setattr(engine, "kill_point", kill_point)
+    return Killed
+
+
+def test_checkpoint_of_another_run_is_refused_in_one_line(tiny_model, shared_data, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    argv = ["finetune", *RUN, "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out)]
+    killed = _interrupt_at(monkeypatch, "step:3")
+    with pytest.raises(killed):
+        main(argv)
+    assert (out / ".checkpoint").is_dir()
+    capsys.readouterr()
+    assert main(argv) == 2  # without --resume: not silently started over
+    assert "holds an interrupted run; pass --resume to continue it or --overwrite to start over" in capsys.readouterr().err
+    assert main([*argv, "--resume", "--lr", "5e-4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "belongs to a different run (lr: 0.0005 now, 0.001 in the checkpoint)" in err[0]
+    assert main([*argv, "--resume", "--max-train-examples", "20"]) == 2  # other data
+    assert "belongs to a different run (data_sha256.train" in capsys.readouterr().err
+
+
+def _nan_at(monkeypatch, call: int) -> None:
+    """The training loss turns NaN from the `call`-th batch on."""
+    import blurbkit.train.engine as engine
+
+    def poisoned(fn, enabled):
+        calls = [0]
+
+        def loss(batch):
+            calls[0] += 1
+            value = fn(batch)
+            return value * float("nan") if calls[0] >= call else value
+
+        return loss
+
+    monkeypatch.setattr(engine, "maybe_compile", poisoned)
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(tiny_model, shared_data, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    _nan_at(monkeypatch, 9)  # epoch 2, step 3
+    code = main(["finetune", *RUN, "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("blurbkit: error:")]
+    assert code == 2 and len(errors) == 1, err
+    assert "loss is not finite (NaN or inf) at epoch 2, step 3 of 6 (optimizer step 9), batch of train examples [" in errors[0]
+    assert "the last good checkpoint is kept in" in errors[0]
+    state = json.loads((out / ".checkpoint" / "state.json").read_text())
+    assert state["position"]["epoch"] == 2 and state["position"]["step"] == 2  # step 8: before the NaN
+    from safetensors.torch import load_file
+
+    assert all(t.isfinite().all() for t in load_file(out / ".checkpoint" / "model.safetensors").values())
+
+
+def test_unwritable_out_fails_before_any_training(tiny_model, shared_data, tmp_path, monkeypatch, capsys):
+    import blurbkit.train.run as run
+
+    monkeypatch.setattr(run, "load_splits", lambda *a: pytest.fail("data loaded before the output was checked"))
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file" / "run", Path("/proc/blurbkit-test/run")):
+        code = main(["finetune", *RUN, "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out)])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and "cannot write the run directory here" in err[0], err
+
+
+def test_stale_temporaries_of_a_killed_save_are_cleaned(tmp_path):
+    from blurbkit.fileio import clean_stale
+
+    run = tmp_path / "run"
+    (tmp_path / ".run.ab12_xyz.tmp").mkdir()  # atomic_dir's half-written directory
+    (tmp_path / ".run.q9w8e7r6.tmp").write_text("x")  # atomic_write's half-written file
+    (tmp_path / ".run.old").mkdir()  # killed between the two renames of a replace: the old one is put back
+    (tmp_path / ".run.old" / "keep").write_text("x")
+    (tmp_path / ".run.backup").mkdir()  # not ours: untouched
+    (tmp_path / ".runner.ab12_xyz.tmp").mkdir()  # another target's
+    clean_stale(run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".run.backup", ".runner.ab12_xyz.tmp", "run"]
+    assert (run / "keep").is_file()
+
+
+def _benchmark_args(model: Path, shared_data: Path, runs: Path) -> list[str]:
+    return ["benchmark", "--datasets", "gad", "--seeds", "1", "--data", str(shared_data), "--model", str(model),
+            "--runs-dir", str(runs), *RUN[2:]]
+
+
+def test_killed_benchmark_rerun_stores_one_row_equal_to_an_uninterrupted_run(tiny_model, shared_data, tmp_path, uninterrupted):
+    killed = blurbkit(_benchmark_args(tiny_model, shared_data, tmp_path), kill_at="step:5")
+    assert killed.returncode == -9
+    again = blurbkit(_benchmark_args(tiny_model, shared_data, tmp_path))
+    assert again.returncode == 0, again.stderr
+    [row] = ResultsStore(tmp_path / "results.sqlite").rows()
+    # the benchmark's run is the same run as `uninterrupted` (settings, seed, data), written elsewhere
+    assert row["status"] == "ok" and row["test_score"] == uninterrupted["metrics"]["test"]["score"]
+    assert json.loads(row["test_metrics"]) == uninterrupted["metrics"]["test"]
+    assert json.loads(row["dev_metrics"]) == uninterrupted["metrics"]["dev"]
+    run_dir = Path(row["run_dir"])
+    for name in ("epochs.jsonl", "predictions/test.jsonl", "predictions/dev.jsonl"):
+        assert (run_dir / name).read_bytes() == uninterrupted[name]
+    assert leftovers(run_dir) == []
+
+
+def test_benchmark_keep_going_stores_a_failed_run_counts_it_and_retries_it(tiny_model, shared_data, tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    _nan_at(monkeypatch, 3)
+    assert main([*_benchmark_args(tiny_model, shared_data, runs), "--epochs", "1", "--keep-going"]) == 1
+    printed = capsys.readouterr()
+    assert "| GAD | — (1 failed) |" in printed.out
+    [row] = ResultsStore(runs / "results.sqlite").rows()
+    assert row["status"] == "failed" and "loss is not finite" in row["error"] and row["test_score"] is None
+    monkeypatch.undo()
+    assert main([*_benchmark_args(tiny_model, shared_data, runs), "--epochs", "1"]) == 0  # tried again: now it trains
+    [row] = ResultsStore(runs / "results.sqlite").rows()
+    assert row["status"] == "ok" and row["error"] is None and isinstance(row["test_score"], float)
