@@ -1,0 +1,24 @@
+"""A run's identity in the results store does not move with the code layout: the key of a run made
+by blurbkit 0.1.0 (computed with that release, commit fc0a248) is the key the current code computes,
+so stored runs of earlier sessions are still found and skipped."""
+
+from __future__ import annotations
+
+from blurbkit.experiments.benchmark import run_key
+from blurbkit.train.config import FinetuneConfig
+
+KEY_0_1 = "4de322d093dbe46309e76365c72f8fb7"
+
+
+def test_run_key_equals_the_0_1_release():
+    config = FinetuneConfig(dataset="gad", seed=1, lr=1e-4, max_train_examples=800, epochs=2, part_options={"lstm_hidden": 8})
+    key = run_key("benchmark", "standard", config, "default (MiniLM-L6-H384)", "quick")
+    assert key.digest() == KEY_0_1
+
+
+def test_runtime_settings_do_not_change_the_key_and_hyperparameters_do():
+    base = FinetuneConfig(dataset="gad", seed=1)
+    key = run_key("benchmark", "standard", base, "m", "full")
+    for faster in ({"threads": 1}, {"eval_tokens": 4096}, {"checkpoint_every": 10}, {"resume": True}, {"progress": False}):
+        assert run_key("benchmark", "standard", base.replace(**faster), "m", "full") == key, faster
+    assert run_key("benchmark", "standard", base.replace(lr=3e-5), "m", "full") != key
