@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "finetune",
     "benchmark",
     "predict",
+    "serve",
     "ablate",
     "analyze",
     "vocab",
