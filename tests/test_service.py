@@ -5,6 +5,7 @@ error codes, dynamic batching (concurrent = sequential answers), draining on shu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -118,12 +119,13 @@ def _spans(response):
 class SlowPipeline:
     """Echoes documents after a pause; fails on the text "boom"."""
 
-    def __init__(self):
-        self.calls = []
+    def __init__(self, pause=0.05):
+        self.calls, self.pause = [], pause
 
     def __call__(self, documents):
         self.calls.append(len(documents))
-        time.sleep(0.05)
+        self.seen = [*getattr(self, "seen", []), *(d["id"] for d in documents)]
+        time.sleep(self.pause)
         if any(d["text"] == "boom" for d in documents):
             raise ValueError("boom")
         return [{"id": d["id"], "entities": [], "relations": []} for d in documents]
@@ -158,3 +160,27 @@ def test_serve_command_binds_loopback_by_default(monkeypatch):
     assert main(["serve", "--ner", str(FIXTURES / "ner_bio")]) == 0
     assert seen["host"] == "127.0.0.1" and seen["port"] == 8080 and seen["timeout_graceful_shutdown"] == 30
     assert main(["serve", "--ner", str(FIXTURES / "ner_bio"), "--relations", str(FIXTURES / "relation")]) == 2
+
+
+def test_a_request_whose_client_gave_up_does_not_stop_the_worker():
+    pipeline = SlowPipeline(pause=0.5)
+    batcher = Batcher(pipeline, max_wait_ms=1)
+    batcher.start()
+
+    async def send():
+        first = asyncio.ensure_future(batcher.submit([{"id": "slow", "text": "ok"}]))
+        for _ in range(500):  # until the worker is computing "slow" (for 0.5 s)
+            if pipeline.calls:
+                break
+            await asyncio.sleep(0.01)
+        gone = asyncio.ensure_future(batcher.submit([{"id": "gone", "text": "ok"}]))
+        await asyncio.sleep(0.005)
+        gone.cancel()  # the client timed out while its request waited
+        with contextlib.suppress(asyncio.CancelledError):
+            await gone
+        await first
+        return await asyncio.wait_for(batcher.submit([{"id": "after", "text": "ok"}]), 10)
+
+    assert asyncio.run(send())[0]["id"] == "after"
+    batcher.close()
+    assert pipeline.seen == ["slow", "after"]  # the abandoned request was not computed

@@ -149,18 +149,27 @@ class Batcher:
                     break
                 items.append(extra)
                 documents += len(extra[0])
-            self._process(items)
+            try:
+                self._process(items)
+            except Exception:  # e.g. the event loop of a waiting request is gone: keep serving
+                log.exception("batch failed")
             if stop:
                 return
 
     def _process(self, items: list[tuple[list[dict], concurrent.futures.Future]]) -> None:
+        # A request whose client went away (its future cancelled) is not computed.
+        items = [item for item in items if item[1].set_running_or_notify_cancel()]
+        if items:
+            self._compute(items)
+
+    def _compute(self, items: list[tuple[list[dict], concurrent.futures.Future]]) -> None:
         documents = [doc for docs, _ in items for doc in docs]
         try:
             results = self.pipeline(documents)
         except Exception as err:
             if len(items) > 1:  # find the request at fault: the others still get their answers
                 for item in items:
-                    self._process([item])
+                    self._compute([item])
                 return
             items[0][1].set_exception(err)
             return
