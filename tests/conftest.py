@@ -41,7 +41,8 @@ def shared_data() -> Path:
 # The quick subset (`pytest -m "not slow"`, well under a minute) leaves out what needs the real
 # data, builds or trains a model, or runs processes: those tests are marked slow here, by what they
 # use, so a new test is classified without anyone remembering to.
-SLOW_FIXTURES = {"shared_data", "tiny_model", "tiny", "model_dir", "engine_and_data", "runs", "prepared", "setup"}
+SLOW_FIXTURES = {"shared_data", "tiny_model", "tiny", "model_dir", "engine_and_data", "runs", "prepared", "setup",
+                 "tiny_pipeline", "tiny_service"}
 SLOW_MODULES = {"test_store_concurrency", "test_task_type_plugin", "test_pretrain", "test_model_compat", "test_corpus"}
 
 

@@ -44,6 +44,13 @@ def test_predictor_on_raw_sentences_returns_character_spans(runs):
             assert text[entity["start"] : entity["end"]] == entity["text"] and entity["type"] == "Chemical"
 
 
+def test_relation_model_directory_records_its_entity_pairs(runs):
+    pairs = json.loads((runs / "gad" / "model" / "blurbkit.json").read_text())["pairs"]
+    assert pairs["entity_types"] == ["DISEASE", "GENE"] and pairs["pair_types"] == [["DISEASE", "GENE"]]
+    assert pairs["order"] == "text" and pairs["negative_label"] == "0"
+    assert json.loads((runs / "bc5chem" / "model" / "blurbkit.json").read_text())["pairs"] is None
+
+
 def test_predict_command_on_relation_inputs(runs, tmp_path, capsys):
     inputs = tmp_path / "in.txt"
     inputs.write_text("@GENE$ variants increase the risk of @DISEASE$ .\nNo link between @GENE$ and @DISEASE$ .\n")

@@ -20,6 +20,7 @@ _LAZY = {
     "blurb_score": "blurbkit.tasks.blurb_score",
     "finetune": "blurbkit.train.api",
     "Predictor": "blurbkit.inference.predictor",
+    "Pipeline": "blurbkit.inference.pipeline",
     "BlurbkitError": "blurbkit.errors",
 }
 

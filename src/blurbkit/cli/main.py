@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "finetune",
     "benchmark",
     "predict",
+    "serve",
     "ablate",
     "analyze",
     "vocab",

@@ -1,4 +1,13 @@
-"""`blurbkit predict`: run a fine-tuned model on new text."""
+"""`blurbkit predict`: run a fine-tuned model on new text, or NER + relation models on documents.
+
+One model (``--model``), input by suffix (the default): a text file (one input a line) or .jsonl with
+the task's fields -> JSON lines {"input", "prediction"}.
+
+Documents (``--ner``/``--relations``, or ``--format pubtator|bioc``): blurbkit.Pipeline over a text
+file (one document a line), .jsonl ({"id", "title", "text"}), PubTator or BioC (XML; JSON when the
+file ends in .json). PubTator and BioC inputs are written back in their format with the predicted
+annotations instead of the given ones; text and JSON-lines inputs give JSON lines of results.
+"""
 
 from __future__ import annotations
 
@@ -7,33 +16,76 @@ import json
 import sys
 from pathlib import Path
 
+from blurbkit.cli.serve import add_pipeline_arguments, load_pipeline
+
+FORMATS = ("txt", "jsonl", "pubtator", "bioc")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="run a fine-tuned model (RUN_DIR/model) on new text")
-    parser.add_argument("--model", required=True, type=Path, help="a fine-tuned model directory (RUN_DIR/model)")
+    parser.add_argument("--model", type=Path, help="a fine-tuned model directory (RUN_DIR/model)")
     parser.add_argument("--input", required=True, type=Path,
                         help="text file (one input a line) or .jsonl with the task's fields (text, text_a/text_b, question/context)")
-    parser.add_argument("--out", type=Path, help="write JSON lines here (default: stdout)")
+    parser.add_argument("--format", choices=FORMATS,
+                        help="input format (default: jsonl for .jsonl, else txt); pubtator/bioc run the document pipeline")
+    parser.add_argument("--out", type=Path, help="write here (default: stdout)")
+    add_pipeline_arguments(parser, ner_required=False)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
     from blurbkit.fileio import atomic_write, read_jsonl, read_lines
-    from blurbkit.inference.predictor import Predictor
 
-    if args.input.suffix == ".jsonl":
-        inputs = read_jsonl(args.input)
+    fmt = args.format or ("jsonl" if args.input.suffix == ".jsonl" else "txt")
+    documents_mode = bool(args.ner or args.relations) or fmt in ("pubtator", "bioc")
+    if documents_mode:
+        text = predict_documents(args, fmt)
     else:
-        inputs = [line for line in read_lines(args.input) if line.strip()]
-    if not inputs:
-        raise BlurbkitError("no inputs", path=args.input)
-    predictor = Predictor.load(args.model, progress=True)
-    outputs = predictor.predict(inputs)
-    lines = [json.dumps({"input": i, "prediction": o}, ensure_ascii=False) + "\n" for i, o in zip(inputs, outputs, strict=True)]
+        if args.model is None:
+            raise BlurbkitError("pass --model DIR (or --ner/--relations for the document pipeline)")
+        from blurbkit.inference.predictor import Predictor
+
+        inputs = read_jsonl(args.input) if fmt == "jsonl" else [line for line in read_lines(args.input) if line.strip()]
+        if not inputs:
+            raise BlurbkitError("no inputs", path=args.input)
+        predictor = Predictor.load(args.model, progress=True)
+        outputs = predictor.predict(inputs)
+        text = "".join(json.dumps({"input": i, "prediction": o}, ensure_ascii=False) + "\n"
+                       for i, o in zip(inputs, outputs, strict=True))
     if args.out:
         with atomic_write(args.out) as handle:
-            handle.writelines(lines)
+            handle.write(text)
     else:
-        sys.stdout.writelines(lines)
+        sys.stdout.write(text)
     return 0
+
+
+def predict_documents(args: argparse.Namespace, fmt: str) -> str:
+    from blurbkit.data import documents as docs
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.fileio import read_jsonl, read_lines
+
+    ner = list(args.ner) + ([args.model] if args.model else [])
+    if not ner:
+        raise BlurbkitError("the document pipeline needs at least one NER model (--ner DIR or --model DIR)")
+    if fmt == "pubtator":
+        inputs = docs.read_pubtator(args.input)
+    elif fmt == "bioc":
+        inputs = docs.read_bioc(args.input)
+    elif fmt == "jsonl":
+        inputs = [docs.as_document(obj, n) for n, obj in enumerate(read_jsonl(args.input))]
+    else:
+        inputs = [docs.Document(id=str(n), text=line) for n, line in enumerate(read_lines(args.input)) if line.strip()]
+    if not inputs:
+        raise BlurbkitError("no documents", path=args.input)
+    pipeline = load_pipeline(args, ner)
+    annotated = pipeline.annotate_documents(inputs)
+    if fmt == "pubtator":
+        return docs.pubtator_text(annotated)
+    if fmt == "bioc":
+        out = args.out if args.out is not None else args.input
+        return docs.bioc_text(annotated, json_format=str(out).endswith(".json"))
+    return "".join(json.dumps({"id": d.id, "entities": d.entities,
+                               "relations": [{k: v for k, v in r.items() if k not in ("type", "arg1", "arg2")}
+                                             for r in d.relations]}, ensure_ascii=False) + "\n" for d in annotated)

@@ -65,12 +65,16 @@ class InferenceRunner:
             return self.model
         return self._bf16.of(self.model)
 
-    def outputs(self, data: Encoded, desc: str = "predict") -> list[Any]:
-        """The head's output for every example of `data`, in order."""
+    def outputs(self, data: Encoded, desc: str = "predict", probabilities: bool = False) -> list[Any]:
+        """The head's output for every example of `data`, in order. probabilities: each output is
+        ``(prediction, probabilities)`` instead, the probabilities being the softmax over the labels
+        of the head's scores (one list per word for word-level heads, one list per example otherwise;
+        heads with their own ``probabilities(scores)`` say what theirs are). The predictions are the
+        same either way."""
         with self._predicting:
-            return self._outputs(data, desc)
+            return self._outputs(data, desc, probabilities)
 
-    def _outputs(self, data: Encoded, desc: str) -> list[Any]:
+    def _outputs(self, data: Encoded, desc: str, probabilities: bool = False) -> list[Any]:
         self.cpu_settings()
         self.model.eval()
         model = self._inference_model()
@@ -92,6 +96,18 @@ class InferenceRunner:
                     last_layer.rows = model.featurizer.rows(batch)
                 scores, mask = forward(batch)
                 scores, mask = scores.float().cpu(), None if mask is None else mask.cpu()  # one copy, not one per row
-                for i, out in zip(indices, self.model.head.predict(scores, mask), strict=True):
+                predictions = self.model.head.predict(scores, mask)
+                if probabilities:
+                    predictions = list(zip(predictions, _probabilities(self.model.head, scores, mask), strict=True))
+                for i, out in zip(indices, predictions, strict=True):
                     outputs[i] = out
         return outputs
+
+
+def _probabilities(head: Any, scores: torch.Tensor, mask: torch.Tensor | None) -> list[Any]:
+    """Per-example label probabilities: softmax over the label scores (a CRF head's emissions, so
+    the per-word marginals of its linear layer, not of the CRF), rows cut to the word mask."""
+    probs = head.probabilities(scores) if hasattr(head, "probabilities") else scores.softmax(-1)
+    if mask is None:
+        return probs.tolist()
+    return [row[: int(m.sum())].tolist() for row, m in zip(probs, mask, strict=True)]

@@ -4,7 +4,7 @@ head. The recipe is saved beside the weights, so a model directory describes its
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ from blurbkit.models.transforms import TRANSFORMS
 
 
 def make_recipe(spec: Any, codec: Any, max_length: int, transform: str | None = None, featurizer: str | None = None,
-                head: str | None = None, options: dict[str, Any] | None = None) -> ModelRecipe:
+                head: str | None = None, options: dict[str, Any] | None = None,
+                train_records: Sequence[dict] = ()) -> ModelRecipe:
     """The recipe for `spec`'s task with its task type's default parts unless named otherwise."""
     task = spec.task
     recipe = ModelRecipe(
@@ -30,6 +31,7 @@ def make_recipe(spec: Any, codec: Any, max_length: int, transform: str | None = 
         max_length=max_length,
         options=dict(options or {}),
         scheme=codec.scheme,
+        pairs=task.pair_facts(spec, train_records),
     )
     check_parts_apply(recipe, task)
     return recipe

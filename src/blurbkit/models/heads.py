@@ -59,6 +59,9 @@ class RegressionHead(_LinearHead):
     def predict(self, scores: torch.Tensor, mask: torch.Tensor | None = None) -> list:
         return scores.squeeze(-1).float().tolist()
 
+    def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores  # a score, not a distribution: returned as is
+
 
 @HEADS.register("sigmoid")
 class SigmoidHead(_LinearHead):
@@ -71,3 +74,6 @@ class SigmoidHead(_LinearHead):
 
     def predict(self, scores: torch.Tensor, mask: torch.Tensor | None = None) -> list:
         return [torch.nonzero(row > 0).flatten().tolist() for row in scores]
+
+    def probabilities(self, scores: torch.Tensor) -> torch.Tensor:
+        return scores.sigmoid()  # independent labels: one probability each

@@ -41,6 +41,10 @@ class ModelRecipe:
     # The tagging scheme a token-level model predicts (bio, bioul, io). None in directories saved by
     # blurbkit 0.1.0, whose label list tells it (tagging.scheme_of_labels).
     scheme: str | None = None
+    # Entity-pair tasks: the entity types, type pairs, pair order, no-relation label and placeholder
+    # form the model was trained with (TaskType.pair_facts), so that blurbkit.Pipeline can build its
+    # inputs from raw text. None for other tasks and in directories saved before it was recorded.
+    pairs: dict[str, Any] | None = None
 
 
 class BlurbModel(nn.Module):

@@ -110,7 +110,7 @@ def build_engine(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperparams, 
     codec = spec.task.codec(spec, train_records, scheme=config.scheme)
     choices = config.choices
     recipe = make_recipe(spec, codec, hyper.max_length, choices.transform, choices.featurizer, choices.head,
-                         choices.part_options)
+                         choices.part_options, train_records)
 
     def layer_options(encoder: Any) -> None:
         drop_top_layers(encoder, hyper.drop_layers)

@@ -113,6 +113,12 @@ class TaskType:
         """The label codec of a saved model, from its recipe alone."""
         return self.codec_class(labels)
 
+    def pair_facts(self, spec: DatasetSpec, train_records: Sequence[Record] = ()) -> dict[str, Any] | None:
+        """What a model of an entity-pair task needs from its input to be used on raw text (recorded
+        in the model directory as ``ModelRecipe.pairs``; blurbkit.Pipeline reads it): None for the
+        other task types."""
+        return None
+
     # ---- predictions (implemented by the two families) -----------------------------------------
     def check_predictions(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any,
                           scheme: str | None = None) -> Any:

@@ -37,6 +37,34 @@ class RelationExtraction(IdTaskType):
     def infer_fields(self, records: Sequence[dict]) -> dict[str, set[str]]:
         return {"entity_types": {e["type"] for r in records for e in r["entities"]}, "labels": {r["label"] for r in records}}
 
+    def pair_facts(self, spec, train_records: Sequence[dict] = ()) -> dict[str, Any]:
+        """The entity types of the pairs, which type combinations form a pair, whether entity 1 is
+        always the earlier mention ("text") or either ("both"), the no-relation label and the
+        placeholder form: from the training records where given, else from the dataset's facts
+        (one type: pairs of it; several: pairs of two different types; entity 1 first in the text,
+        as in every BLURB relation corpus)."""
+        seen_pairs = set()
+        text_order = True
+        for record in train_records:
+            entities = (record.get("original") or {}).get("entities") or record.get("entities") or []
+            if len(entities) < 2:
+                continue
+            seen_pairs.add(tuple(sorted((entities[0]["type"], entities[1]["type"]))))
+            text_order = text_order and int(entities[0]["start"]) <= int(entities[1]["start"])
+        types = sorted(set(spec.entity_types) | {t for pair in seen_pairs for t in pair})
+        if not seen_pairs:
+            if len(types) == 1:
+                seen_pairs = {(types[0], types[0])}
+            else:
+                seen_pairs = {(a, b) for i, a in enumerate(types) for b in types[i + 1:]}
+        return {
+            "entity_types": types,
+            "pair_types": [list(pair) for pair in sorted(seen_pairs)],
+            "order": "text" if text_order else "both",
+            "negative_label": spec.negative_label,
+            "placeholder": "@{type}$",
+        }
+
     def complete_registration(self, table: dict[str, Any], inferred: bool) -> None:
         if not inferred:
             return

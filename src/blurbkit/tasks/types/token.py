@@ -70,19 +70,30 @@ class TokenCodec(LabelCodec):
                 raise BlurbkitError(f"record {record['id']}: tag {err.args[0]!r} not in {self.labels}") from None
 
     def collect(self, records: Sequence[Record], examples: list[Example], outputs: list[Any]) -> list[list[str]]:
+        return self._merge(records, examples, [(tags, None) for tags in outputs])[0]
+
+    def collect_with_probabilities(self, records: Sequence[Record], examples: list[Example],
+                                   outputs: list[Any]) -> tuple[list[list[str]], list[list[float]]]:
+        """`collect` of ``(tags, probabilities)`` outputs (InferenceRunner.outputs(probabilities=True)):
+        the tags, and for each word the probability of its predicted tag in the window it was taken from."""
+        return self._merge(records, examples, outputs)
+
+    def _merge(self, records: Sequence[Record], examples: list[Example],
+               outputs: list[tuple[list[int], list[list[float]] | None]]) -> tuple[list[list[str]], list[list[float]]]:
         # A word seen by several overlapping windows takes the prediction of the window in
         # which it sits farthest from an edge (most context on both sides).
-        best: list[list[tuple[int, str] | None]] = [[None] * len(r["tokens"]) for r in records]
-        for example, tags in zip(examples, outputs, strict=True):
+        best: list[list[tuple[int, str, float] | None]] = [[None] * len(r["tokens"]) for r in records]
+        for example, (tags, probs) in zip(examples, outputs, strict=True):
             begin, end, _ = example["window"]
             row = best[example["record_index"]]
-            for word, position, tag in zip(example["word_index"], example["word_positions"], tags, strict=True):
+            for n, (word, position, tag) in enumerate(zip(example["word_index"], example["word_positions"], tags, strict=True)):
                 absolute = begin + position - 1
                 margin = min(absolute - begin, end - 1 - absolute)
                 if row[word] is None or margin > row[word][0]:
-                    row[word] = (margin, self.labels[tag])
+                    row[word] = (margin, self.labels[tag], probs[n][tag] if probs is not None else 1.0)
         merged = [[cell[1] if cell else "O" for cell in row] for row in best]
-        return [convert_tags(tags, self.scheme, self.native) for tags in merged]
+        confidence = [[cell[2] if cell else 1.0 for cell in row] for row in best]
+        return [convert_tags(tags, self.scheme, self.native) for tags in merged], confidence
 
 
 class TokenTaskType(TaskType):
