@@ -19,17 +19,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
-    from blurbkit.fileio import atomic_write, read_jsonl, read_lines
+    from blurbkit.fileio import atomic_write, parse_jsonl, read_lines
     from blurbkit.inference.predictor import Predictor
+    from blurbkit.tasks.types.base import InputError
 
+    lines = read_lines(args.input)
     if args.input.suffix == ".jsonl":
-        inputs = read_jsonl(args.input)
+        numbered = list(parse_jsonl(lines, args.input))
     else:
-        inputs = [line for line in read_lines(args.input) if line.strip()]
-    if not inputs:
+        numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+    if not numbered:
         raise BlurbkitError("no inputs", path=args.input)
+    inputs = [item for _, item in numbered]
     predictor = Predictor.load(args.model, progress=True)
-    outputs = predictor.predict(inputs)
+    try:
+        outputs = predictor.predict(inputs)
+    except InputError as err:  # name the input file's line, not the input's position
+        raise BlurbkitError(err.problem, path=args.input, line=numbered[err.index][0]) from None
     lines = [json.dumps({"input": i, "prediction": o}, ensure_ascii=False) + "\n" for i, o in zip(inputs, outputs, strict=True)]
     if args.out:
         with atomic_write(args.out) as handle:
