@@ -151,7 +151,7 @@ def mutated(draw, data: bytes, sep: str | None) -> tuple[str, bytes, int | None]
         lines.insert(pick, lines[pick])
         data = b"\n".join(lines)
     elif kind == "field":
-        text = lines[pick].decode()
+        text = lines[pick].decode("utf-8", "surrogateescape")  # a binary file (the corpus tarball) too
         if sep is None:
             try:
                 obj = json.loads(text)
@@ -168,7 +168,7 @@ def mutated(draw, data: bytes, sep: str | None) -> tuple[str, bytes, int | None]
             fields = text.split(sep)
             fields[draw(st.integers(0, len(fields) - 1))] = draw(st.sampled_from(FIELD_VALUES))
             text = sep.join(fields)
-        lines[pick] = text.encode()
+        lines[pick] = text.encode("utf-8", "surrogateescape")
         data = b"\n".join(lines)
     elif kind == "random_byte" and data:
         at = draw(st.integers(0, len(data) - 1))
