@@ -188,9 +188,9 @@ def test_checkpoint_failures(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(safetensors.torch, "save_file", real)
     assert sorted(p.name for p in (out / "checkpoints").iterdir() if not p.name.startswith(".")) == ["latest.json", "step-00000003"]
 
-    # corrupt weights: one-line error, nothing overwritten
+    # corrupt weights and no older checkpoint: one-line error naming it, nothing overwritten
     (good / "model.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(BlurbkitError, match="corrupt or from another model"):
+    with pytest.raises(BlurbkitError, match="none reads back .*step-00000003: checkpoint is corrupt .*model.safetensors"):
         pretrain(_cfg(setup, out))
     # a foreign (pickled) checkpoint is refused, never unpickled
     foreign = tmp_path / "foreign" / "checkpoints" / "step-00000001"
@@ -203,6 +203,25 @@ def test_checkpoint_failures(setup, tmp_path, monkeypatch):
     pretrain(_cfg(setup, out2, stop_after=3))
     with pytest.raises(BlurbkitError, match="different run"):
         pretrain(_cfg(setup, out2, max_steps=8))
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint(setup, tmp_path, capsys):
+    """A truncated newest checkpoint: resume from the one before it, with one notice naming the corrupt one,
+    and end with the weights of an uninterrupted run."""
+    out, ref = tmp_path / "run", tmp_path / "ref"
+    pretrain(_cfg(setup, out, max_steps=8, stop_after=6, save_every=2, keep_checkpoints=3))
+    root = out / "checkpoints"
+    assert sorted(p.name for p in root.glob("step-*")) == ["step-00000002", "step-00000004", "step-00000006"]
+    newest = root / "step-00000006" / "model.safetensors"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a crash mid-copy, say
+    capsys.readouterr()
+    summary = pretrain(_cfg(setup, out, max_steps=8, save_every=2, keep_checkpoints=3))
+    notices = [line for line in capsys.readouterr().err.splitlines() if "notice" in line]
+    assert len(notices) == 1 and "step-00000006" in notices[0] and "step-00000004" in notices[0], notices
+    assert summary["resumed_from"].endswith("step-00000004")
+    pretrain(_cfg(setup, ref, max_steps=8, save_every=2, keep_checkpoints=3))
+    a, b = _weights(out), _weights(ref)
+    assert a.keys() == b.keys() and all(np.allclose(a[k].numpy(), b[k].numpy(), atol=1e-6) for k in a)
 
 
 def test_objectives_registered_and_selectable(setup, tmp_path, capsys):

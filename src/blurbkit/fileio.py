@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -131,13 +132,18 @@ def read_lines(path: str | Path) -> list[str]:
     """Read a UTF-8 text file (gzip if it ends in .gz) into lines without newlines.
 
     Missing files, empty files and non-UTF-8 bytes become one-line errors naming the file and line.
+    A leading UTF-8 byte order mark is dropped (editors on Windows add one; it is not text), and
+    CRLF line ends read as LF, so every reader sees the same lines whatever wrote the file.
     """
     path = Path(path)
     if not path.is_file():
         raise BlurbkitError("file not found", path=path)
     if path.suffix == ".gz":
-        with gzip.open(path, "rb") as handle:
-            raw = handle.read()
+        try:
+            with gzip.open(path, "rb") as handle:
+                raw = handle.read()
+        except (OSError, EOFError, zlib.error) as err:  # truncated or not gzip at all
+            raise BlurbkitError(f"not a readable gzip file ({err})", path=path) from None
     else:
         raw = path.read_bytes()
     try:
@@ -145,6 +151,7 @@ def read_lines(path: str | Path) -> list[str]:
     except UnicodeDecodeError as err:
         line = raw[: err.start].count(b"\n") + 1
         raise BlurbkitError(f"byte 0x{raw[err.start]:02x} is not valid UTF-8", path=path, line=line) from None
+    text = text.removeprefix("\ufeff")
     if not text.strip():
         raise BlurbkitError("file is empty", path=path)
     return text.replace("\r\n", "\n").split("\n")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
+import io
 import os
 import signal
 import sys
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _sigterm_unwinds():
             result = args.func(args)
+            sys.stdout.flush()  # a full disk behind stdout shows here, not as a traceback at exit
     except Terminated:
         print("blurbkit: terminated", file=sys.stderr)
         return 143
@@ -89,9 +92,26 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("blurbkit: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `blurbkit ... | head`: the reader left; not an error
+        _discard_stdout()
         return 0
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"blurbkit: error: cannot write the output: no space left on the device{where}", file=sys.stderr)
+        _discard_stdout()
+        return 2
     return int(result or 0)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush of what is still buffered cannot
+    fail again (it would print 'Exception ignored ...' after our one line)."""
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 if __name__ == "__main__":

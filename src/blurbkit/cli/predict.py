@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
-    from blurbkit.fileio import atomic_write, read_jsonl, read_lines
+    from blurbkit.fileio import atomic_write, parse_jsonl, read_lines
 
     fmt = args.format or ("jsonl" if args.input.suffix == ".jsonl" else "txt")
     documents_mode = bool(args.ner or args.relations) or fmt in ("pubtator", "bioc")
@@ -45,12 +45,21 @@ def run(args: argparse.Namespace) -> int:
         if args.model is None:
             raise BlurbkitError("pass --model DIR (or --ner/--relations for the document pipeline)")
         from blurbkit.inference.predictor import Predictor
+        from blurbkit.tasks.types.base import InputError
 
-        inputs = read_jsonl(args.input) if fmt == "jsonl" else [line for line in read_lines(args.input) if line.strip()]
-        if not inputs:
+        lines = read_lines(args.input)
+        if fmt == "jsonl":
+            numbered = list(parse_jsonl(lines, args.input))
+        else:
+            numbered = [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]
+        if not numbered:
             raise BlurbkitError("no inputs", path=args.input)
+        inputs = [item for _, item in numbered]
         predictor = Predictor.load(args.model, progress=True)
-        outputs = predictor.predict(inputs)
+        try:
+            outputs = predictor.predict(inputs)
+        except InputError as err:  # name the input file's line, not the input's position
+            raise BlurbkitError(err.problem, path=args.input, line=numbered[err.index][0]) from None
         text = "".join(json.dumps({"input": i, "prediction": o}, ensure_ascii=False) + "\n"
                        for i, o in zip(inputs, outputs, strict=True))
     if args.out:

@@ -65,11 +65,11 @@ def dataset_options(spec: DatasetSpec, options: ReadOptions) -> dict[str, Any]:
     return {}
 
 
-def _check_ids(spec: DatasetSpec, split: str, records: list[Record]) -> None:
+def _check_ids(spec: DatasetSpec, split: str, records: list[Record], path: Path | None) -> None:
     seen: set[str] = set()
     for record in records:
         if record["id"] in seen:
-            raise BlurbkitError(f"dataset {spec.name!r} {split}: record id {record['id']!r} occurs twice")
+            raise BlurbkitError(f"dataset {spec.name!r} {split}: record id {record['id']!r} occurs twice", path=path)
         seen.add(record["id"])
 
 
@@ -107,7 +107,7 @@ def prepare_dataset(spec: DatasetSpec, source_dir: Path, out: Path, options: Rea
                 "measured": None,
             }
             continue
-        _check_ids(spec, split, data.records)
+        _check_ids(spec, split, data.records, data.files[0] if data.files else None)
         path = out / spec.name / f"{split}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as handle:  # inside the atomic output dir

@@ -9,6 +9,16 @@ from typing import Any
 from blurbkit.errors import BlurbkitError
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+HEAD_FILE = "blurbkit_head.safetensors"  # a fine-tuned model's featurizer and head (models/model.py), not encoder weights
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """What transformers / safetensors raise for a bad model directory (truncated or foreign weights,
+    a config of another architecture); anything else is a bug and keeps its traceback."""
+    from huggingface_hub.errors import StrictDataclassError
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, RuntimeError, SafetensorError, StrictDataclassError)
 
 
 def default_model_dir() -> Path:
@@ -32,8 +42,8 @@ def resolve_model_dir(model: str | Path | None) -> Path:
         raise BlurbkitError(f"model {model} is not a directory (expected config.json, safetensors weights and a tokenizer)")
     if not (path / "config.json").is_file():
         raise BlurbkitError("no config.json: not a Hugging Face model directory", path=path)
-    if not any(path.glob("*.safetensors")):
-        if any(path.glob("*.bin")) or any(path.glob("*.pt")):
+    if not any(p.name != HEAD_FILE for p in path.glob("*.safetensors")):
+        if any(path.glob("*.bin")) or any(path.glob("*.pt")) or any(path.glob("*.pth")):
             raise BlurbkitError("weights are pickled (.bin/.pt); blurbkit loads only safetensors (convert them first)", path=path)
         raise BlurbkitError("no *.safetensors weights", path=path)
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
@@ -43,9 +53,12 @@ def resolve_model_dir(model: str | Path | None) -> Path:
 
 def read_config(path: Path) -> dict[str, Any]:
     try:
-        return json.loads((path / "config.json").read_text("utf-8"))
+        config = json.loads((path / "config.json").read_text("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BlurbkitError(f"config.json is not valid JSON ({err})", path=path) from None
+    if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
+        raise BlurbkitError("config.json is not a Hugging Face model config (no model_type)", path=path)
+    return config
 
 
 def load_tokenizer(path: Path):
@@ -71,16 +84,33 @@ def check_vocab_matches(tokenizer, config: dict[str, Any], path: Path) -> None:
 
 
 def load_encoder(path: Path, **overrides: Any):
-    """The bare encoder (AutoModel) from safetensors, with config overrides such as dropout."""
+    """The bare encoder (AutoModel) from safetensors, with config overrides such as dropout.
+
+    Refused with one line: weights safetensors cannot read (truncated, not safetensors), a config of
+    an architecture transformers cannot build, and weights that do not fit the config (a config.json
+    of another architecture would otherwise load as a randomly initialised model)."""
     from transformers import AutoConfig, AutoModel
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()  # the load report lists the unused pooler: expected, not news
     hf_logging.disable_progress_bar()
+    errors = _load_errors()
     try:
         config = AutoConfig.from_pretrained(str(path), **overrides)
-        return AutoModel.from_pretrained(str(path), config=config, use_safetensors=True, add_pooling_layer=False)
-    except TypeError:
-        return AutoModel.from_pretrained(str(path), config=config, use_safetensors=True)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise BlurbkitError(f"cannot load the model weights ({str(err).splitlines()[0]})", path=path) from None
+        try:
+            model, info = AutoModel.from_pretrained(
+                str(path), config=config, use_safetensors=True, add_pooling_layer=False, output_loading_info=True
+            )
+        except TypeError:
+            model, info = AutoModel.from_pretrained(str(path), config=config, use_safetensors=True, output_loading_info=True)
+    except errors as err:
+        first = (str(err).splitlines() or [type(err).__name__])[0]
+        raise BlurbkitError(f"cannot load the model weights ({first})", path=path) from None
+    missing = [key for key in info.get("missing_keys", ()) if "pooler" not in key]
+    if missing:
+        raise BlurbkitError(
+            f"the weights do not fit config.json (model_type {getattr(config, 'model_type', None)!r}): "
+            f"{len(missing)} weights missing, e.g. {sorted(missing)[0]!r}",
+            path=path,
+        )
+    return model

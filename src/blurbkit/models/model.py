@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.models.featurizers import FEATURIZERS
 from blurbkit.models.heads import HEADS
-from blurbkit.models.loading import load_encoder, load_tokenizer, read_config
+from blurbkit.models.loading import HEAD_FILE, load_encoder, load_tokenizer, read_config, resolve_model_dir
 
-HEAD_FILE = "blurbkit_head.safetensors"
 RECIPE_FILE = "blurbkit.json"
 
 
@@ -99,13 +99,37 @@ class BlurbModel(nn.Module):
         recipe_path = model_dir / RECIPE_FILE
         if not recipe_path.is_file() or not (model_dir / HEAD_FILE).is_file():
             raise BlurbkitError(f"not a fine-tuned blurbkit model (needs {RECIPE_FILE} and {HEAD_FILE})", path=model_dir)
-        try:
-            recipe = ModelRecipe(**json.loads(recipe_path.read_text("utf-8")))
-        except (TypeError, json.JSONDecodeError) as err:
-            raise BlurbkitError(f"{RECIPE_FILE} is not a blurbkit model recipe ({err})", path=model_dir) from None
+        recipe = read_recipe(recipe_path)
+        resolve_model_dir(model_dir)  # config, encoder weights as safetensors (never a pickle), tokenizer
         read_config(model_dir)
         model = cls(load_encoder(model_dir), recipe)
-        state = load_file(str(model_dir / HEAD_FILE))
-        model.featurizer.load_state_dict({k[11:]: v for k, v in state.items() if k.startswith("featurizer.")})
-        model.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+        try:
+            state = load_file(str(model_dir / HEAD_FILE))
+            model.featurizer.load_state_dict({k[11:]: v for k, v in state.items() if k.startswith("featurizer.")})
+            model.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+        except (SafetensorError, RuntimeError) as err:  # truncated file, or weights of another recipe
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            raise BlurbkitError(f"{HEAD_FILE} is corrupt or does not fit {RECIPE_FILE} ({first})", path=model_dir) from None
         return model, load_tokenizer(model_dir)
+
+
+def read_recipe(path: Path) -> ModelRecipe:
+    """blurbkit.json as a ModelRecipe, every field checked (one line naming the file otherwise)."""
+    try:
+        table = json.loads(path.read_text("utf-8"))
+        recipe = ModelRecipe(**table)
+    except (TypeError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BlurbkitError(f"not a blurbkit model recipe ({err})", path=path) from None
+    strings = (recipe.dataset, recipe.task_type, recipe.transform, recipe.featurizer, recipe.head)
+    if (
+        not all(isinstance(v, str) for v in strings)
+        or not isinstance(recipe.labels, list)
+        or not all(isinstance(label, str) for label in recipe.labels)
+        or isinstance(recipe.max_length, bool)
+        or not isinstance(recipe.max_length, int)
+        or recipe.max_length < 1
+        or not isinstance(recipe.options, dict)
+        or not (recipe.scheme is None or isinstance(recipe.scheme, str))
+    ):
+        raise BlurbkitError("not a blurbkit model recipe (a field has the wrong type)", path=path)
+    return recipe

@@ -81,19 +81,39 @@ def read_state(path: Path) -> dict[str, Any]:
     for name in ("model.safetensors", "optimizer.safetensors"):
         if not (path / name).is_file():
             raise BlurbkitError(f"checkpoint lacks {name}", path=path)
+    _check_tensor_files(path)
     return state
 
 
-def latest_checkpoint(root: Path, validate: bool = True) -> Path | None:
-    """The newest checkpoint under ``root`` that reads back (the pointer first, then by step)."""
+def _check_tensor_files(path: Path) -> None:
+    """Every safetensors file of the checkpoint has a readable header that covers the whole file
+    (a truncated or overwritten file fails here, before anything is loaded into the model)."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as err:
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            raise BlurbkitError(f"checkpoint is corrupt ({file.name}: {first[:200]})", path=path) from None
+
+
+def latest_checkpoint(root: Path, validate: bool = True, skipped: list[tuple[Path, str]] | None = None) -> Path | None:
+    """The newest checkpoint under ``root`` that reads back (the pointer first, then by step).
+
+    ``skipped`` (when given) receives (checkpoint, why) for each newer checkpoint passed over because
+    it does not read back, so a resume can say which corrupt checkpoint it fell back from."""
     if not root.is_dir():
         return None
     candidates: list[Path] = []
     pointer = root / "latest.json"
     if pointer.is_file():
         with contextlib.suppress(json.JSONDecodeError, KeyError, UnicodeDecodeError, TypeError):
-            candidates.append(root / json.loads(pointer.read_text("utf-8"))["checkpoint"])
-    candidates += sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True)
+            name = json.loads(pointer.read_text("utf-8"))["checkpoint"]
+            if isinstance(name, str) and name.startswith("step-") and "/" not in name:
+                candidates.append(root / name)
+    candidates += [p for p in sorted(root.glob("step-*"), reverse=True) if p.is_dir() and p not in candidates]
     for path in candidates:
         if not validate:
             if path.is_dir():
@@ -102,7 +122,9 @@ def latest_checkpoint(root: Path, validate: bool = True) -> Path | None:
         try:
             read_state(path)
             return path
-        except BlurbkitError:
+        except BlurbkitError as err:
+            if skipped is not None and path.is_dir():
+                skipped.append((path, str(err)))
             continue
     return None
 

@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import time
 import tomllib
 from collections.abc import Iterator
@@ -385,11 +386,18 @@ def _resume(run: Run) -> None:
 
             shutil.rmtree(run.ckpt_root, ignore_errors=True)
         return
-    found = ckpt.latest_checkpoint(run.ckpt_root)
+    skipped: list[tuple[Path, str]] = []
+    found = ckpt.latest_checkpoint(run.ckpt_root, skipped=skipped)
     if found is None:
         if run.ckpt_root.is_dir() and any(run.ckpt_root.glob("step-*")):
-            raise BlurbkitError("checkpoints exist but none reads back; remove them or pass --no-resume", path=run.ckpt_root)
+            why = f" (newest: {skipped[0][1]})" if skipped else ""
+            raise BlurbkitError(f"checkpoints exist but none reads back{why}; remove them or pass --no-resume",
+                                path=run.ckpt_root)
         return
+    if skipped and run.accelerator.is_main_process:
+        corrupt = ", ".join(path.name for path, _ in skipped)
+        print(f"blurbkit: notice: checkpoint {corrupt} does not read back ({skipped[0][1]}); "
+              f"resuming from the newest intact one, {found.name}", file=sys.stderr)
     state = ckpt.load_checkpoint(found, model=run.module, optimizer=run.optimizer, scheduler=run.scheduler,
                                  rank=run.accelerator.process_index, signature=run.signature)
     run.step, run.order.epoch, run.order.offset = state["step"], state["epoch"], state["offset"]

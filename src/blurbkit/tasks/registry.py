@@ -7,13 +7,15 @@ A user adds a dataset with one small TOML file in the user registry folder
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import read_lines
 from blurbkit.paths import blurbkit_home
 
 if TYPE_CHECKING:
@@ -47,6 +49,7 @@ class DatasetSpec:
     in_blurb: bool = True
     original_text: bool = False  # records keep the unmasked sentence and entity offsets (relation inputs)
     source: Path | None = None  # set for user datasets: where their raw files live
+    origin: str | None = None  # the TOML file it was read from, for messages
 
     @property
     def task(self) -> TaskType:
@@ -60,39 +63,109 @@ class DatasetSpec:
         return self.task.metric
 
 
-def _spec_from_table(name: str, table: dict[str, Any], origin: str) -> DatasetSpec:
-    try:
-        from blurbkit.tasks.types import TASK_TYPES
+def _field(name: str, table: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any, origin: str) -> Any:
+    """table[key] (or `default`), checked to be of `kind`: a wrong type is one line, not a traceback."""
+    value = table.get(key, default)
+    bad_bool = isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    if value is not default and (bad_bool or not isinstance(value, kind)):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise BlurbkitError(f"dataset {name!r}: {key} must be a {names}, not {value!r}", path=origin)
+    return value
 
-        task_type = table["task_type"]
-        if task_type not in TASK_TYPES:
-            known = ", ".join(TASK_TYPES.names())
-            raise BlurbkitError(f"dataset {name!r}: unknown task_type {task_type!r} (one of {known})", path=origin)
-        recipe = table.get("recipe", {})
-        return DatasetSpec(
-            name=name,
-            title=table.get("title", name),
-            task_type=task_type,
-            reader=table["reader"],
-            files=dict(table["files"]),
-            max_length=int(table.get("max_length", 256)),
-            unit=table.get("unit", "instances"),
-            recipe=Recipe(
-                lr=float(recipe.get("lr", 5e-5)),
-                batch_size=int(recipe.get("batch_size", 32)),
-                epochs=int(recipe.get("epochs", 3)),
-            ),
-            seeds=int(table.get("seeds", 5)),
-            labels=tuple(str(label) for label in table.get("labels", ())),
-            negative_label=table.get("negative_label"),
-            entity_types=tuple(table.get("entity_types", ())),
-            published={k: int(v) for k, v in table.get("published", {}).items()},
-            in_blurb=bool(table.get("in_blurb", True)),
-            original_text=bool(table.get("original_text", False)),
-            source=Path(table["source"]).expanduser() if "source" in table else None,
+
+def _strings(name: str, table: dict[str, Any], key: str, origin: str) -> tuple[str, ...]:
+    values = _field(name, table, key, list, [], origin)
+    if not all(isinstance(v, str | int) and not isinstance(v, bool) for v in values):
+        raise BlurbkitError(f"dataset {name!r}: {key} must be a list of names, not {values!r}", path=origin)
+    return tuple(str(v) for v in values)
+
+
+def _positive(name: str, table: dict[str, Any], key: str, default: int, origin: str) -> int:
+    value = _field(name, table, key, int, default, origin)
+    if value < 1:
+        raise BlurbkitError(f"dataset {name!r}: {key} must be at least 1, not {value}", path=origin)
+    return value
+
+
+def _relative_file(name: str, split: str, file: Any, origin: str) -> str:
+    """A split file must stay inside the dataset's source folder: relative, no '..' part."""
+    if not isinstance(file, str) or not file.strip():
+        raise BlurbkitError(f"dataset {name!r}: files.{split} must be a file name, not {file!r}", path=origin)
+    if PurePosixPath(file).is_absolute() or Path(file).is_absolute() or ".." in PurePosixPath(file.replace("\\", "/")).parts:
+        raise BlurbkitError(
+            f"dataset {name!r}: files.{split} = {file!r} leaves the source folder "
+            "(give a path relative to it, without '..')",
+            path=origin,
         )
-    except KeyError as err:
-        raise BlurbkitError(f"dataset {name!r} lacks the field {err.args[0]!r}", path=origin) from None
+    return file
+
+
+def _spec_from_table(name: str, table: dict[str, Any], origin: str) -> DatasetSpec:
+    from blurbkit.tasks.types import TASK_TYPES
+
+    for key in ("task_type", "reader", "files"):
+        if key not in table:
+            raise BlurbkitError(f"dataset {name!r} lacks the field {key!r}", path=origin)
+    task_type = _field(name, table, "task_type", str, None, origin)
+    if task_type not in TASK_TYPES:
+        known = ", ".join(TASK_TYPES.names())
+        raise BlurbkitError(f"dataset {name!r}: unknown task_type {task_type!r} (one of {known})", path=origin)
+    reader = _field(name, table, "reader", str, None, origin)
+    _check_reader(name, reader, task_type, origin)
+    files = _field(name, table, "files", dict, None, origin)
+    recipe = _field(name, table, "recipe", dict, {}, origin)
+    lr = _field(name, recipe, "lr", (int, float), 5e-5, origin)
+    if isinstance(lr, bool) or not math.isfinite(lr) or lr <= 0:
+        raise BlurbkitError(f"dataset {name!r}: recipe.lr must be a positive number, not {lr!r}", path=origin)
+    published = _field(name, table, "published", dict, {}, origin)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in published.values()):
+        raise BlurbkitError(f"dataset {name!r}: published counts must be whole numbers, not {published!r}", path=origin)
+    source = _field(name, table, "source", str, None, origin)
+    negative = _field(name, table, "negative_label", (str, int), None, origin)
+    return DatasetSpec(
+        name=name,
+        title=_field(name, table, "title", str, name, origin),
+        task_type=task_type,
+        reader=reader,
+        files={split: _relative_file(name, split, file, origin) for split, file in files.items()},
+        max_length=_positive(name, table, "max_length", 256, origin),
+        unit=_field(name, table, "unit", str, "instances", origin),
+        recipe=Recipe(
+            lr=float(lr),
+            batch_size=_positive(name, recipe, "batch_size", 32, origin),
+            epochs=_positive(name, recipe, "epochs", 3, origin),
+        ),
+        seeds=_positive(name, table, "seeds", 5, origin),
+        labels=_strings(name, table, "labels", origin),
+        negative_label=None if negative is None else str(negative),
+        entity_types=_strings(name, table, "entity_types", origin),
+        published=dict(published),
+        in_blurb=_field(name, table, "in_blurb", bool, True, origin),
+        original_text=_field(name, table, "original_text", bool, False, origin),
+        source=_source(name, source, origin),
+        origin=origin,
+    )
+
+
+def _check_reader(name: str, reader: str, task_type: str, origin: str) -> None:
+    """The reader exists and holds data of the dataset's task type (each task type lists its formats)."""
+    from blurbkit.data.readers import READERS
+    from blurbkit.tasks.types import TASK_TYPES
+
+    if reader not in READERS:
+        raise BlurbkitError(f"dataset {name!r}: unknown reader {reader!r} (one of {', '.join(READERS.names())})", path=origin)
+    owners = [t for t in TASK_TYPES.names() if reader in TASK_TYPES.get(t).file_formats]
+    if owners and task_type not in owners:
+        raise BlurbkitError(f"dataset {name!r}: reader {reader!r} holds {owners[0]} data, not {task_type}", path=origin)
+
+
+def _source(name: str, source: str | None, origin: str) -> Path | None:
+    if source is None:
+        return None
+    try:
+        return Path(source).expanduser()
+    except RuntimeError:  # "~nosuchuser/..."
+        raise BlurbkitError(f"dataset {name!r}: source {source!r} names an unknown home directory", path=origin) from None
 
 
 def _load_toml(text: str, origin: str) -> dict[str, Any]:
@@ -116,7 +189,7 @@ def user_datasets() -> dict[str, DatasetSpec]:
     folder = user_registry_dir()
     if folder.is_dir():
         for path in sorted(folder.glob("*.toml")):
-            table = _load_toml(path.read_text("utf-8"), str(path))
+            table = _load_toml("\n".join(read_lines(path)), str(path))
             specs[path.stem] = _spec_from_table(path.stem, table, str(path))
     return specs
 

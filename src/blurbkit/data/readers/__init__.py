@@ -46,7 +46,9 @@ def read_split(
 
 def split_file(spec: DatasetSpec, source_dir: Path, split: str) -> Path:
     if split not in spec.files:
-        raise BlurbkitError(f"dataset {spec.name!r} lists no file for split {split!r} (files: {spec.files})")
+        raise BlurbkitError(
+            f"dataset {spec.name!r} lists no file for split {split!r} (files: {spec.files})", path=spec.origin
+        )
     return source_dir / spec.files[split]
 
 

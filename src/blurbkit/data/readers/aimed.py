@@ -30,7 +30,8 @@ def fold_files(spec: DatasetSpec, source_dir: Path) -> list[Path]:
     pattern = spec.files.get("folds")
     if not pattern or "{k}" not in pattern:
         raise BlurbkitError(
-            f"dataset {spec.name!r}: files.folds must be a pattern with {{k}}, e.g. 'test_{{k}}.json'"
+            f"dataset {spec.name!r}: files.folds must be a pattern with {{k}}, e.g. 'test_{{k}}.json'",
+            path=spec.origin,
         )
     paths = []
     while (source_dir / pattern.format(k=len(paths))).exists():

@@ -30,6 +30,15 @@ Record = dict[str, Any]
 Example = dict[str, Any]
 
 
+class InputError(BlurbkitError):
+    """One `Predictor` input is not what the task takes; `index` says which (the CLI turns it into
+    the input file's line)."""
+
+    def __init__(self, index: int, problem: str) -> None:
+        super().__init__(f"input {index}: {problem}")
+        self.index, self.problem = index, problem
+
+
 class LabelCodec:
     """One model's label space: gold labels -> head targets, head outputs -> predictions."""
 
@@ -138,7 +147,10 @@ class TaskType:
 
     # ---- new text ------------------------------------------------------------------------------
     def records_from_inputs(self, inputs: Sequence[str | dict[str, Any]]) -> list[Record]:
-        """`Predictor` inputs -> records: strings become the task's text field, dicts are fields."""
+        """`Predictor` inputs -> records: strings become the task's text field, dicts are fields.
+
+        Records are identified by their input position (an ``id`` field of an input is kept in the
+        input, not used: two inputs with one id must still get their own results)."""
         records = []
         for n, item in enumerate(inputs):
             if isinstance(item, str):
@@ -146,12 +158,14 @@ class TaskType:
             elif isinstance(item, dict):
                 record = dict(item)
             else:
-                raise BlurbkitError(f"input {n}: expected a string or an object of fields, got {type(item).__name__}")
+                raise InputError(n, f"expected a string or an object of fields, got {type(item).__name__}")
             for field in self.input_fields:
-                if not isinstance(record.get(field), str):
-                    raise BlurbkitError(f"input {n}: field {field!r} must be a string ({self.name} inputs have: "
+                if field not in record:
+                    raise InputError(n, f"lacks the field {field!r} ({self.name} inputs have: "
                                         f"{', '.join(self.input_fields)})")
-            record.setdefault("id", str(n))
+                if not isinstance(record[field], str):
+                    raise InputError(n, f"field {field!r} must be a string, not {record[field]!r:.60}")
+            record["id"] = str(n)
             records.append(record)
         return records
 

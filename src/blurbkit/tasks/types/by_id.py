@@ -50,8 +50,15 @@ class IdTaskType(TaskType):
         return METRICS.get(self.metric)([str(record["label"]) for record in gold], [predictions[i] for i in ids])
 
     # ---- checking, reading and writing ---------------------------------------------------------
-    def _known(self, gold: Sequence[Record]) -> set[str]:
+    def _known(self, gold: Sequence[Record]) -> Any:
+        """What `id_problem` checks prediction ids against (default: the set of gold id keys)."""
         return {self.id_key(str(record["id"])) for record in gold}
+
+    def id_problem(self, spec: DatasetSpec, known: Any, pid: str) -> str | None:
+        """Why `pid` is not an id of the gold split (None: it is)."""
+        if self.id_key(pid) not in known:
+            return f"unknown id {pid!r} (not in the gold {spec.name} split)"
+        return None
 
     def _missing(self, gold: Sequence[Record], predicted: Mapping[str, Any]) -> list[str]:
         covered = {self.id_key(pid) for pid in predicted}
@@ -71,8 +78,9 @@ class IdTaskType(TaskType):
         known = self._known(gold)
         checked = {}
         for pid, value in predictions.items():
-            if self.id_key(str(pid)) not in known:
-                raise BlurbkitError(f"prediction for unknown id {pid!r} (not in the gold {spec.name} split)")
+            problem = self.id_problem(spec, known, str(pid))
+            if problem:
+                raise BlurbkitError(f"prediction for {problem}")
             try:
                 checked[str(pid)] = self.normalize(spec, value)
             except ValueError as err:
@@ -94,8 +102,9 @@ class IdTaskType(TaskType):
             pid = str(pid)
             if pid in first_line:
                 raise BlurbkitError(f"duplicate id {pid!r} (first on line {first_line[pid]})", path=path, line=number)
-            if self.id_key(pid) not in known:
-                raise BlurbkitError(f"unknown id {pid!r} (not in the gold {spec.name} split)", path=path, line=number)
+            problem = self.id_problem(spec, known, pid)
+            if problem:
+                raise BlurbkitError(problem, path=path, line=number)
             try:
                 predictions[pid] = self.normalize(spec, obj["prediction"])
             except ValueError as err:

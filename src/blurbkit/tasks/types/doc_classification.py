@@ -1,6 +1,14 @@
 """Document classification (HoC): several labels per abstract ([CLS], one sigmoid per label),
 scored by micro F1 over (abstract, label) cells. Sentence-level ids (``PMID_s3``) are merged into
-their abstract for gold and predictions alike."""
+their abstract for gold and predictions alike.
+
+Sentence-level prediction files (BLURB's own form): an abstract's predicted labels are the union
+of the labels of its predicted sentences, as in BLURB/LinkBERT's evaluation. So a sentence left out
+contributes no labels (no error; the abstract still needs at least one predicted id), but a
+sentence id the gold abstract does not have (``PMID_s99``) is refused, naming the id and line:
+it is a file for another split or a corrupted one. When the gold records carry no sentence list
+(no sentence-level file was read), sentence ids are checked by their abstract only.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +60,31 @@ class DocumentClassification(IdTaskType):
 
     def id_key(self, prediction_id: str) -> str:
         return doc_key(prediction_id)
+
+    def _known(self, gold: Sequence[dict]) -> dict[str, Any]:
+        """abstract id -> the set of its gold sentence ids (None when the gold has no sentence list),
+        plus the gold ids themselves under "ids"."""
+        abstracts: dict[str, set[str] | None] = {}
+        for record in gold:
+            key = doc_key(str(record["id"]))
+            if "sentences" in record:
+                abstracts.setdefault(key, set())
+                abstracts[key] = (abstracts[key] or set()) | {str(s["id"]) for s in record["sentences"]}
+            else:
+                abstracts.setdefault(key, None)
+        return {"abstracts": abstracts, "ids": {str(record["id"]) for record in gold}}
+
+    def id_problem(self, spec, known: dict[str, Any], pid: str) -> str | None:
+        if pid in known["ids"]:
+            return None
+        abstract = doc_key(pid)
+        if abstract not in known["abstracts"]:
+            return f"unknown id {pid!r} (not in the gold {spec.name} split)"
+        sentences = known["abstracts"][abstract]
+        if pid != abstract and sentences is not None and pid not in sentences:
+            return (f"unknown sentence id {pid!r}: gold abstract {abstract} has {len(sentences)} sentences "
+                    f"in the {spec.name} split")
+        return None
 
     def score(self, spec, gold, predictions, scheme: str | None = None) -> dict[str, Any]:
         truth = {}
