@@ -111,7 +111,6 @@ def _spec_from_table(name: str, table: dict[str, Any], origin: str) -> DatasetSp
         known = ", ".join(TASK_TYPES.names())
         raise BlurbkitError(f"dataset {name!r}: unknown task_type {task_type!r} (one of {known})", path=origin)
     reader = _field(name, table, "reader", str, None, origin)
-    _check_reader(name, reader, task_type, origin)
     files = _field(name, table, "files", dict, None, origin)
     recipe = _field(name, table, "recipe", dict, {}, origin)
     lr = _field(name, recipe, "lr", (int, float), 5e-5, origin)
@@ -145,18 +144,6 @@ def _spec_from_table(name: str, table: dict[str, Any], origin: str) -> DatasetSp
         source=_source(name, source, origin),
         origin=origin,
     )
-
-
-def _check_reader(name: str, reader: str, task_type: str, origin: str) -> None:
-    """The reader exists and holds data of the dataset's task type (each task type lists its formats)."""
-    from blurbkit.data.readers import READERS
-    from blurbkit.tasks.types import TASK_TYPES
-
-    if reader not in READERS:
-        raise BlurbkitError(f"dataset {name!r}: unknown reader {reader!r} (one of {', '.join(READERS.names())})", path=origin)
-    owners = [t for t in TASK_TYPES.names() if reader in TASK_TYPES.get(t).file_formats]
-    if owners and task_type not in owners:
-        raise BlurbkitError(f"dataset {name!r}: reader {reader!r} holds {owners[0]} data, not {task_type}", path=origin)
 
 
 def _source(name: str, source: str | None, origin: str) -> Path | None:

@@ -39,9 +39,23 @@ def read_split(
     """Read one split of `spec` from its raw folder into canonical records."""
     if split not in SPLITS:
         raise BlurbkitError(f"dataset {spec.name!r} has no split {split!r} (train, dev, test)")
+    check_reader(spec)
     if not source_dir.is_dir():
         raise BlurbkitError(f"dataset {spec.name!r}: source folder not found", path=source_dir)
     return READERS.get(spec.reader)(spec, source_dir, split, options or ReadOptions())
+
+
+def check_reader(spec: DatasetSpec) -> None:
+    """The dataset's reader exists and holds data of its task type (each task type lists its formats)."""
+    from blurbkit.tasks.types import TASK_TYPES
+
+    if spec.reader not in READERS:
+        raise BlurbkitError(f"dataset {spec.name!r}: unknown reader {spec.reader!r} (one of {', '.join(READERS.names())})",
+                            path=spec.origin)
+    owners = [t for t in TASK_TYPES.names() if spec.reader in TASK_TYPES.get(t).file_formats]
+    if owners and spec.task.name not in owners:
+        raise BlurbkitError(f"dataset {spec.name!r}: reader {spec.reader!r} holds {owners[0]} data, not {spec.task_type}",
+                            path=spec.origin)
 
 
 def split_file(spec: DatasetSpec, source_dir: Path, split: str) -> Path:
