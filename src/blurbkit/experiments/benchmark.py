@@ -64,7 +64,7 @@ def apply_budget(config: FinetuneConfig, budget: dict[str, Any]) -> FinetuneConf
 # Fields that change where or how fast a run goes, never what it computes: not part of its key,
 # so a new speed setting does not orphan the runs already stored.
 NOT_IN_KEY = ("out", "data", "progress", "overwrite", "save_model", "seed", "dataset", "model",
-              "eval_tokens", "compile", "threads", "encode_cache")
+              "eval_tokens", "compile", "threads", "encode_cache", "resume", "checkpoint_every")
 
 
 def model_label(model: str | None) -> str:
@@ -161,11 +161,23 @@ class Benchmark:
         return [r for r in self.store.rows(study=self.study, model=model_label, budget=budget) if r["run_key"] in keys]
 
 
+def failed_runs(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """variant -> dataset -> how many of `rows` are failed runs (status 'failed')."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if row.get("status", "ok") != "ok":
+            per = counts.setdefault(row["variant"], {})
+            per[row["dataset"]] = per.get(row["dataset"], 0) + 1
+    return counts
+
+
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """(variant, dataset) -> mean, std (sample), n, and the notes of those runs; scores in %."""
+    """(variant, dataset) -> mean, std (sample), n, and the notes of those runs; scores in %.
+    Failed runs are not in it (see `failed_runs`)."""
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        grouped.setdefault((row["variant"], row["dataset"]), []).append(row)
+        if row.get("status", "ok") == "ok":
+            grouped.setdefault((row["variant"], row["dataset"]), []).append(row)
     summary: dict[str, dict[str, Any]] = {}
     for (variant, dataset), items in grouped.items():
         scores = [100 * r["test_score"] for r in items]
@@ -180,8 +192,10 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def blurb_table(per_dataset: dict[str, dict[str, Any]], label: str, budget: str) -> str:
-    """Rows = datasets, then task-type averages and the BLURB score; reference columns beside."""
+def blurb_table(per_dataset: dict[str, dict[str, Any]], label: str, budget: str, failed: dict[str, int] | None = None) -> str:
+    """Rows = datasets, then task-type averages and the BLURB score; reference columns beside.
+    `failed`: dataset -> failed runs, counted in the cell (not in its mean)."""
+    failed = failed or {}
     references = reference_results()
     columns = [label, *references]
     lines = [f"| dataset | {' | '.join(columns)} |", "|---" * (len(columns) + 1) + "|"]
@@ -191,7 +205,8 @@ def blurb_table(per_dataset: dict[str, dict[str, Any]], label: str, budget: str)
         values = []
         for name in names:
             cell = per_dataset.get(name)
-            ours = f"{cell['mean']:.2f} ± {cell['std']:.2f} (n={cell['n']})" if cell else "—"
+            lost = f", {failed[name]} failed" if failed.get(name) else ""
+            ours = f"{cell['mean']:.2f} ± {cell['std']:.2f} (n={cell['n']}{lost})" if cell else f"— ({failed[name]} failed)" if lost else "—"
             if cell:
                 values.append(cell["mean"])
             refs = " | ".join(f"{references[m][name]:.2f}" for m in references)

@@ -32,7 +32,9 @@ from typing import Any, TypeVar
 
 from blurbkit.errors import BlurbkitError
 
-SCHEMA_VERSION = 1  # the claims table is an addition that older blurbkits ignore
+# 1: runs and claims (claims: an addition older blurbkits ignore). 2: runs.status and runs.error,
+# for runs that failed (--keep-going); older blurbkits would read those as results, so they refuse it.
+SCHEMA_VERSION = 2
 
 LOCK_WAIT = 600.0  # seconds a write keeps retrying a locked store before giving up
 BUSY_TIMEOUT = 30.0  # seconds SQLite itself waits for a lock, per attempt
@@ -61,7 +63,9 @@ _SCHEMA = (
     blurbkit_commit TEXT,
     run_dir TEXT,
     notes TEXT,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'ok',
+    error TEXT
 )""",
     "CREATE INDEX IF NOT EXISTS runs_by_study ON runs (study, model, dataset)",
     """CREATE TABLE IF NOT EXISTS claims (
@@ -75,7 +79,11 @@ _SCHEMA = (
 )
 
 _COLUMNS = ("run_key, study, variant, model, dataset, seed, budget, metric, dev_score, test_score, hyperparameters, "
-            "dev_metrics, test_metrics, wall_seconds, train_examples_per_second, blurbkit_commit, run_dir, notes, created_at")
+            "dev_metrics, test_metrics, wall_seconds, train_examples_per_second, blurbkit_commit, run_dir, notes, created_at, "
+            "status, error")
+_UPDATE_ALL = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _COLUMNS.split(",") if c.strip() != "run_key")
+
+OK, FAILED = "ok", "failed"  # runs.status
 
 T = TypeVar("T")
 
@@ -148,13 +156,16 @@ class ResultsStore:
             for statement in _SCHEMA:
                 db.execute(statement)
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            elif int(row["value"]) > SCHEMA_VERSION:
+            if row is not None and int(row["value"]) > SCHEMA_VERSION:
                 raise BlurbkitError(
                     f"results store has schema version {row['value']}, newer than this blurbkit's {SCHEMA_VERSION}; upgrade blurbkit",
                     path=self.path,
                 )
+            columns = {r["name"] for r in db.execute("PRAGMA table_info(runs)")}
+            if "status" not in columns:  # a version-1 store: every row in it is a finished run
+                db.execute("ALTER TABLE runs ADD COLUMN status TEXT NOT NULL DEFAULT 'ok'")
+                db.execute("ALTER TABLE runs ADD COLUMN error TEXT")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
         self._transaction(create)
 
@@ -200,24 +211,39 @@ class ResultsStore:
     # -- runs ----------------------------------------------------------------------------------
 
     def has(self, key: RunKey) -> bool:
-        return self._retry(lambda: self._db.execute("SELECT 1 FROM runs WHERE run_key = ?", (key.digest(),)).fetchone()) is not None
+        """Whether the run is stored as finished (a failed run is not: it is tried again)."""
+        query = "SELECT 1 FROM runs WHERE run_key = ? AND status = 'ok'"
+        return self._retry(lambda: self._db.execute(query, (key.digest(),)).fetchone()) is not None
 
     def add(self, key: RunKey, metrics: dict[str, Any], commit: str, run_dir: str | None, replace: bool = False) -> bool:
         """Store one run (and drop this process's claim on it) in one transaction. Returns whether
-        this call stored it: False when another process had stored the same run (not an error)."""
+        this call stored it: False when another process had stored the same run (not an error).
+        A failed run of the same key is replaced."""
         test, dev = dict(metrics["test"]), dict(metrics["dev"])
-        digest = key.digest()
         row = (
-            digest, key.study, key.variant, key.model, key.dataset, key.seed, key.budget, metrics["metric"],
+            key.digest(), key.study, key.variant, key.model, key.dataset, key.seed, key.budget, metrics["metric"],
             dev.get("score"), test.get("score"), key.hyperparameters, json.dumps(dev), json.dumps(test),
             metrics.get("wall_seconds"), metrics.get("train_examples_per_second"), commit, run_dir,
-            json.dumps(metrics.get("notes", [])), time.strftime("%Y-%m-%dT%H:%M:%S"),
+            json.dumps(metrics.get("notes", [])), time.strftime("%Y-%m-%dT%H:%M:%S"), OK, None,
         )
+        return self._insert(key, row, replace_ok=replace)
+
+    def add_failed(self, key: RunKey, metric: str, error: str, commit: str, run_dir: str | None) -> bool:
+        """Record a run that failed (status 'failed', the error's one line, no scores) so a sweep can
+        go on and say so; tables skip it and count it, and the next benchmark tries it again.
+        A finished run of the same key is never replaced by a failure."""
+        row = (
+            key.digest(), key.study, key.variant, key.model, key.dataset, key.seed, key.budget, metric,
+            None, None, key.hyperparameters, "{}", "{}", None, None, commit, run_dir, "[]",
+            time.strftime("%Y-%m-%dT%H:%M:%S"), FAILED, error,
+        )
+        return self._insert(key, row, replace_ok=False)
+
+    def _insert(self, key: RunKey, row: tuple[Any, ...], replace_ok: bool) -> bool:
+        digest = key.digest()
         placeholders = ",".join("?" * len(row))
-        if replace:
-            sql = f"INSERT OR REPLACE INTO runs ({_COLUMNS}) VALUES ({placeholders})"
-        else:
-            sql = f"INSERT INTO runs ({_COLUMNS}) VALUES ({placeholders}) ON CONFLICT(run_key) DO NOTHING"
+        update_when = "" if replace_ok else f" WHERE runs.status = '{FAILED}'"
+        sql = f"INSERT INTO runs ({_COLUMNS}) VALUES ({placeholders}) ON CONFLICT(run_key) DO UPDATE SET {_UPDATE_ALL}{update_when}"
 
         def write(db: sqlite3.Connection) -> bool:
             stored = db.execute(sql, row).rowcount == 1
@@ -249,7 +275,7 @@ class ResultsStore:
         digest = key.digest()
 
         def take(db: sqlite3.Connection) -> str | None:
-            if not force and db.execute("SELECT 1 FROM runs WHERE run_key = ?", (digest,)).fetchone():
+            if not force and db.execute("SELECT 1 FROM runs WHERE run_key = ? AND status = 'ok'", (digest,)).fetchone():
                 return ALREADY_STORED
             now = time.time()
             held = db.execute("SELECT * FROM claims WHERE run_key = ?", (digest,)).fetchone()
