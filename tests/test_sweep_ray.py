@@ -5,6 +5,7 @@ stores every run exactly once. Marked `ray` (select with -m ray); CI runs them."
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -109,6 +110,7 @@ def two_nodes(tmp_path, monkeypatch):
         if worker is not None:
             _stop(worker, signal.SIGKILL)
         _stop(head)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_a_worker_node_killed_mid_sweep_still_stores_every_run_once(tiny_model, shared_data, tmp_path, two_nodes):
