@@ -43,7 +43,7 @@ def shared_data() -> Path:
 # use, so a new test is classified without anyone remembering to.
 SLOW_FIXTURES = {"shared_data", "tiny_model", "tiny", "model_dir", "engine_and_data", "runs", "prepared", "setup",
                  "tiny_pipeline", "tiny_service"}
-SLOW_MODULES = {"test_store_concurrency", "test_task_type_plugin", "test_pretrain", "test_model_compat", "test_corpus"}
+SLOW_MODULES = {"test_store_concurrency", "test_sweep_ray", "test_resume", "test_service", "test_fuzz_inputs", "test_task_type_plugin", "test_pretrain", "test_model_compat", "test_corpus"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -24,7 +24,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,6 +292,14 @@ class ResultsStore:
         most: a claim left behind is taken over once this process has exited."""
         with suppress(BlurbkitError):
             self._transaction(lambda db: db.execute("DELETE FROM claims WHERE run_key = ? AND token = ?", (key.digest(), self.token)), 0)
+
+    def touch(self, keys: Iterable[RunKey]) -> None:
+        """Refresh the heartbeat of this process's claims on `keys` in one short write: a driver
+        whose runs train in other processes or machines keeps its claims live this way."""
+        rows = [(time.time(), key.digest(), self.token) for key in keys]
+        with suppress(BlurbkitError):  # locked: the next beat tries again
+            self._transaction(lambda db: db.executemany(
+                "UPDATE claims SET heartbeat = ? WHERE run_key = ? AND token = ?", rows), 5.0)
 
     @contextmanager
     def heartbeat(self, key: RunKey, every: float = HEARTBEAT) -> Iterator[None]:

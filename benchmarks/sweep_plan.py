@@ -1,0 +1,41 @@
+"""Cost of the full BLURB protocol (`blurbkit benchmark --protocol full --plan`) on this machine, for
+the default MiniLM and for a BERT-base-sized encoder (random weights: only its speed matters here).
+Throughput comes from a short calibration run per dataset (64 train examples, one epoch).
+
+    BLURBKIT_SHARED_DATA=../shared/data PYTHONPATH=src python benchmarks/sweep_plan.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def bert_base(out: Path) -> Path:
+    from transformers import BertConfig, BertModel
+
+    from blurbkit.models.loading import default_model_dir
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (default_model_dir() / name).is_file():
+            shutil.copy(default_model_dir() / name, out / name)
+    BertModel(BertConfig(), add_pooling_layer=False).save_pretrained(out)  # 768 hidden, 12 layers, 3072 FFN
+    return out
+
+
+def main(work: Path) -> None:
+    models = {"minilm": None, "bert-base": bert_base(work / "bert-base")}
+    for name, model in models.items():
+        argv = [sys.executable, "-m", "blurbkit", "benchmark", "--protocol", "full", "--plan",
+                "--runs-dir", str(work / f"runs-{name}"), "--data", os.environ.get("BLURBKIT_SHARED_DATA", "../shared/data"), *(["--model", str(model)] if model else [])]
+        plan = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        (work / f"plan-{name}.md").write_text(plan)
+        print(f"## {name}\n\n{plan}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

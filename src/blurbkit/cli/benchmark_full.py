@@ -1,0 +1,106 @@
+"""`blurbkit benchmark --protocol full`: the SPEC §2 search and test seeds through an executor
+(parsing and printing only; experiments/protocol.py, sweep.py, plan.py do the work)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from blurbkit.cli.finetune import config_from_args
+from blurbkit.errors import BlurbkitError
+
+
+def check_writable(folder: Path, what: str) -> None:
+    """Before anything is stored: a sweep that cannot write its results must not start."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".blurbkit-write-check-"):
+            pass
+    except OSError as err:
+        raise BlurbkitError(f"{what} is not writable ({err.strerror or err})", path=folder) from None
+
+
+def _check_numbers(args: argparse.Namespace) -> None:
+    if args.threads_per_run < 1 or (args.workers is not None and args.workers < 1) or args.retries < 0:
+        raise BlurbkitError("--threads-per-run and --workers must be at least 1, --retries at least 0")
+    fixed = [flag for flag, value in (("--lr", args.lr), ("--batch-size", args.batch_size), ("--epochs", args.epochs)) if value]
+    if fixed:
+        raise BlurbkitError(f"{', '.join(fixed)}: the full protocol searches these; set them with --grid")
+
+
+def protocols_from_args(args: argparse.Namespace, overrides: dict) -> list:
+    from blurbkit.data.load import default_data
+    from blurbkit.experiments.benchmark import apply_budget, budget_profile, resolve_datasets
+    from blurbkit.experiments.protocol import DatasetProtocol
+
+    # Absolute paths: workers may start elsewhere (Ray) and must read the same data and model.
+    data = str(Path(args.data or default_data()).resolve())
+    model = str(Path(args.model).resolve()) if args.model else None
+    protocols = []
+    for name in resolve_datasets(args.datasets):
+        base = config_from_args(args, name, 0, None).replace(data=data, model=model, progress=False)
+        if args.quick:
+            base = apply_budget(base, budget_profile("quick", name))
+        protocols.append(DatasetProtocol.make(base, overrides, args.seeds))
+    return protocols
+
+
+def run_full(args: argparse.Namespace) -> int:
+    from blurbkit.experiments.benchmark import blurb_table, budget_name, model_label
+    from blurbkit.experiments.cost import hours
+    from blurbkit.experiments.executors import check_executor, machine_cores, make_executor, pool_size
+    from blurbkit.experiments.plan import make_plan
+    from blurbkit.experiments.protocol import chosen_table, describe, parse_grid
+    from blurbkit.experiments.report import write_report
+    from blurbkit.experiments.sweep import Sweep
+    from blurbkit.models.loading import resolve_model_dir
+    from blurbkit.store.results import ResultsStore
+
+    # Every check that can refuse the command comes before the store is opened: bad input stores nothing.
+    overrides = parse_grid(args.grid)
+    executor_name = check_executor(args.executor or "local")
+    _check_numbers(args)
+    resolve_model_dir(args.model)
+    label, budget = model_label(args.model), budget_name(args.quick, args)
+    args.no_save_model = not args.save_models
+    protocols = protocols_from_args(args, overrides)
+    store_path = args.store or args.runs_dir / "results.sqlite"
+    check_writable(args.runs_dir, "--runs-dir")
+    check_writable(store_path.parent, "the results store's folder")
+    threads, cores = args.threads_per_run, machine_cores()
+    workers = pool_size(threads, args.workers)
+    total = sum(p.run_count() for p in protocols)
+    header = f"blurbkit: full protocol on {len(protocols)} datasets, {total} runs ({budget})\n{describe(protocols)}"
+    if args.plan:
+        print(header, file=sys.stderr)
+        rows = ResultsStore(store_path).rows() if store_path.exists() else []
+        print(make_plan(protocols, rows, label, budget, threads, cores).text(workers))
+        return 0
+    executor = make_executor(executor_name, threads, args.workers, args.ray_address, args.gpus_per_run)
+    print(header, file=sys.stderr)
+    store = ResultsStore(store_path)
+    try:
+        plan = make_plan(protocols, store.rows(), label, budget, threads, cores, calibrate_missing=False)
+    except LookupError:
+        plan = None  # no measured throughput of this model yet: no estimate to compare with
+    sweep = Sweep(store, executor, args.runs_dir, label, budget, threads=threads, retries=args.retries,
+                  ship=args.ship_runs, force=args.force, progress=not args.no_progress)
+    print(f"blurbkit: executor {executor.name}: {executor.slots} runs at once, {threads} thread(s) each", file=sys.stderr)
+    result = sweep.run(protocols)
+    print(chosen_table(result.chosen, result.per_dataset, result.failed))
+    print()
+    table = blurb_table(result.per_dataset, "this run", budget, result.failed)
+    print(table)
+    write_report(args.runs_dir, f"protocol-{budget}", chosen_table(result.chosen, result.per_dataset, result.failed)
+                 + "\n\n" + table, result.per_dataset)
+    actual = f"{result.executed} runs, {result.cpu_seconds / 3600:.2f} CPU-hours, wall {hours(result.wall_seconds)}"
+    if plan is not None and plan.to_run:
+        print(f"plan vs actual: planned {plan.to_run} runs, {plan.cpu_seconds / 3600:.2f} CPU-hours, wall "
+              f"{hours(plan.wall(executor.slots))}; actual {actual}")
+    else:
+        print(f"actual: {actual} (no plan: no measured throughput of this model before the sweep)")
+    for line in result.blocked + result.failures:
+        print(f"not done: {line}", file=sys.stderr)
+    return 1 if result.failures or result.blocked else 0

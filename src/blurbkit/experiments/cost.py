@@ -1,0 +1,138 @@
+"""What a sweep costs before it runs: seconds per run from measured throughput (store rows of the
+same model: train_examples_per_second and wall_seconds; or a short calibration run), CPU-hours,
+and the wall time on N runs at once, simulated in the order the driver submits (search runs
+first, a dataset's test runs once its search is done)."""
+
+from __future__ import annotations
+
+import heapq
+import json
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.train.config import FinetuneConfig
+
+OVERHEAD = 8.0  # s per run without a calibration: a worker process, the model and the data loaded
+EVAL_SPEEDUP = 3.0  # inference vs training examples/s, when a row does not tell them apart
+CALIBRATION = {"max_train_examples": 64, "max_eval_examples": 32, "max_test_examples": 32, "epochs": 1}
+
+
+@dataclass(frozen=True)
+class Rates:
+    train: float  # train examples (windows) per second
+    evaluate: float  # dev/test examples per second
+    overhead: float  # seconds per run outside training and scoring
+    source: str
+
+    def run_seconds(self, sizes: dict[str, int], epochs: int) -> float:
+        """Training for `epochs`, dev scored after each epoch and once more at the end, then test."""
+        return (self.overhead + sizes["train"] * epochs / self.train
+                + (sizes["dev"] * (epochs + 1) + sizes["test"]) / self.evaluate)
+
+
+def split_sizes(config: FinetuneConfig) -> dict[str, int]:
+    """Records per split as the run would use them (subsamples applied). A train split that is not
+    distributed here (EBM PICO) is estimated from the published counts, scaled like dev."""
+    from blurbkit.data.load import load_split
+    from blurbkit.data.readers.base import ReadOptions
+    from blurbkit.tasks.registry import get_dataset
+
+    options = ReadOptions(pico_train_from_dev=config.pico_train_from_dev, fold=config.fold)
+    sizes: dict[str, int] = {}
+    for split in ("dev", "test", "train"):
+        try:
+            sizes[split] = len(load_split(config.dataset, split, config.data, options))
+        except BlurbkitError:
+            if split != "train":
+                raise
+            published = get_dataset(config.dataset).published
+            scale = sizes["dev"] / published["dev"] if published.get("dev") else 1.0
+            sizes["train"] = int(published.get("train", sizes["dev"]) * scale)
+    for split, cap in (("train", config.max_train_examples), ("dev", config.max_eval_examples),
+                       ("test", config.max_test_examples)):
+        if cap is not None:
+            sizes[split] = min(sizes[split], cap)
+    return sizes
+
+
+def rates_from_rows(rows: Sequence[dict[str, Any]], base: FinetuneConfig) -> Rates | None:
+    """From the longest finished run of this model on this dataset in the store."""
+    usable = [r for r in rows if r.get("status", "ok") == "ok" and r["train_examples_per_second"] and r["wall_seconds"]]
+    if not usable:
+        return None
+    row = max(usable, key=lambda r: r["wall_seconds"])
+    known = set(FinetuneConfig.option_names())
+    hyper = {k: v for k, v in json.loads(row["hyperparameters"]).items() if k in known}
+    config = base.replace(**hyper)
+    from blurbkit.tasks.registry import get_dataset
+
+    epochs = config.epochs or get_dataset(config.dataset).recipe.epochs
+    sizes = split_sizes(config)
+    train_seconds = sizes["train"] * epochs / row["train_examples_per_second"]
+    eval_seconds = row["wall_seconds"] - train_seconds
+    evaluated = sizes["dev"] * (epochs + 1) + sizes["test"]
+    if eval_seconds > 0.05 * row["wall_seconds"]:
+        evaluate = evaluated / eval_seconds
+    else:
+        evaluate = EVAL_SPEEDUP * row["train_examples_per_second"]
+    return Rates(row["train_examples_per_second"], evaluate, OVERHEAD, f"store ({len(usable)} runs)")
+
+
+def calibrate(base: FinetuneConfig, threads: int) -> Rates:
+    """A short run in this process (64 train examples, one epoch, 32 dev and test) at `threads`."""
+    import torch
+
+    from blurbkit.train.run import run_finetune
+
+    torch.set_num_threads(threads)
+    config = base.replace(out=None, save_model=False, progress=False, threads=threads, seed=0, **CALIBRATION)
+    started = time.perf_counter()
+    try:
+        metrics = run_finetune(config)
+    except BlurbkitError:
+        if config.pico_train_from_dev is not None:
+            raise
+        # No train split distributed here (EBM PICO): time the same work on records carved from dev.
+        config = config.replace(pico_train_from_dev=CALIBRATION["max_train_examples"])
+        started = time.perf_counter()
+        metrics = run_finetune(config)
+    total = time.perf_counter() - started
+    sizes = {"train": metrics["train_examples"], "dev": metrics["dev"].get("n", 0), "test": metrics["test"].get("n", 0)}
+    sizes = split_sizes(config) if not (sizes["dev"] and sizes["test"]) else sizes
+    eval_seconds = max(metrics["wall_seconds"] - metrics["train_seconds"] - metrics["encode_seconds"], 1e-3)
+    evaluate = (sizes["dev"] * 2 + sizes["test"]) / eval_seconds
+    overhead = max(total - metrics["train_seconds"] - eval_seconds, 0.0)
+    return Rates(metrics["train_examples_per_second"], evaluate, overhead, "calibration")
+
+
+def simulate(datasets: Sequence[tuple[Sequence[float], Sequence[float]]], slots: int) -> float:
+    """Wall seconds for (search run seconds, test run seconds) per dataset on `slots` runs at once:
+    first come first served, a dataset's test runs queued when its last search run ends."""
+    queue: deque[tuple[int, float, bool]] = deque()
+    left = [len(search) for search, _ in datasets]
+    for d, (search, test) in enumerate(datasets):
+        queue.extend((d, s, True) for s in search)
+        if not search:
+            queue.extend((d, t, False) for t in test)
+    running: list[tuple[float, int, bool]] = []
+    now, free = 0.0, max(1, slots)
+    while queue or running:
+        while queue and free:
+            d, seconds, search = queue.popleft()
+            heapq.heappush(running, (now + seconds, d, search))
+            free -= 1
+        now, d, search = heapq.heappop(running)
+        free += 1
+        if search:
+            left[d] -= 1
+            if left[d] == 0:
+                queue.extend((d, t, False) for t in datasets[d][1])
+    return now
+
+
+def hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"

@@ -1,0 +1,100 @@
+"""`blurbkit benchmark --protocol full --plan`: how many runs a sweep has left, their CPU-hours on
+this machine and its wall time on N runs at once, without training (a calibration run of a few
+seconds per dataset where the store has no run of this model on it)."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from blurbkit.experiments.benchmark import run_key
+from blurbkit.experiments.cost import Rates, calibrate, hours, rates_from_rows, simulate, split_sizes
+from blurbkit.experiments.protocol import STUDY, VARIANT, DatasetProtocol, choose, point_of
+
+
+@dataclass
+class DatasetPlan:
+    dataset: str
+    runs: int
+    stored: int
+    search: list[float] = field(default_factory=list)  # seconds of each search run left
+    test: list[float] = field(default_factory=list)
+    rates: Rates | None = None
+
+
+@dataclass
+class Plan:
+    datasets: list[DatasetPlan]
+    threads: int
+    cores: int
+
+    @property
+    def to_run(self) -> int:
+        return sum(len(d.search) + len(d.test) for d in self.datasets)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.threads * sum(sum(d.search) + sum(d.test) for d in self.datasets)
+
+    def wall(self, slots: int) -> float:
+        return simulate([(d.search, d.test) for d in self.datasets], slots)
+
+    def text(self, workers: int, machines: Sequence[int] = (1, 4, 16)) -> str:
+        lines = ["| dataset | runs | stored | to run | s/run (mean) | CPU-hours | throughput from |", "|---|---|---|---|---|---|---|"]
+        for d in self.datasets:
+            left = d.search + d.test
+            mean = f"{statistics.fmean(left):.0f}" if left else "—"
+            source = f"{d.rates.source}: {d.rates.train:.1f} train ex/s" if d.rates else "—"
+            lines.append(f"| {d.dataset} | {d.runs} | {d.stored} | {len(left)} | {mean} | "
+                         f"{self.threads * sum(left) / 3600:.2f} | {source} |")
+        per_machine = max(1, self.cores // self.threads)
+        lines += ["", f"runs: {sum(d.runs for d in self.datasets)} in all, {self.to_run} to run; "
+                      f"CPU-hours: {self.cpu_seconds / 3600:.2f} ({self.threads} thread(s) per run on this machine)",
+                  f"wall time on {workers} runs at once: {hours(self.wall(workers))}"]
+        lines += [f"wall time on {m} machine(s) like this one ({m * per_machine} runs at once): {hours(self.wall(m * per_machine))}"
+                  for m in machines]
+        return "\n".join(lines)
+
+
+def make_plan(protocols: Sequence[DatasetProtocol], rows: list[dict[str, Any]], model_label: str, budget: str,
+              threads: int, cores: int, calibrate_missing: bool = True,
+              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Plan:
+    """Seconds of every run not stored yet. Test runs of a dataset whose search is not finished are
+    costed at the mean of its epoch options (the chosen point is not known yet). Without
+    `calibrate_missing`, a dataset with no measured run of this model raises LookupError."""
+    ok = {r["run_key"]: r for r in rows if r.get("status", "ok") == "ok" and r["study"] == STUDY and r["budget"] == budget}
+    plans = []
+    for p in protocols:
+        plan = DatasetPlan(p.dataset, p.run_count(), 0)
+        measured = [r for r in rows if r["dataset"] == p.dataset and r["model"] == model_label]
+        plan.rates = rates_from_rows(measured, p.base)
+        if plan.rates is None and not calibrate_missing:
+            raise LookupError(p.dataset)
+        if plan.rates is None:
+            log(f"blurbkit: plan: calibrating {p.dataset} (no run of this model on it in the store)")
+            plan.rates = calibrate(p.base.replace(**p.grid.points()[0]), threads)
+        sizes = split_sizes(p.base)
+        dev: dict[str, list[float]] = {}
+        for config in p.selection_runs():
+            row = ok.get(run_key(STUDY, VARIANT, config, model_label, budget).digest())
+            if row:
+                plan.stored += 1
+                dev.setdefault(json.dumps(point_of(config), sort_keys=True), []).append(row["dev_score"])
+            else:
+                plan.search.append(plan.rates.run_seconds(sizes, config.epochs))
+        extra = max(0, p.test_seeds - p.grid.selection_seeds)
+        best = None if plan.search else choose(p, dev)
+        if best is None:
+            plan.test = [plan.rates.run_seconds(sizes, statistics.fmean(p.grid.epochs))] * extra
+        else:
+            for config in p.test_runs(best[0])[p.grid.selection_seeds:]:
+                if ok.get(run_key(STUDY, VARIANT, config, model_label, budget).digest()):
+                    plan.stored += 1
+                else:
+                    plan.test.append(plan.rates.run_seconds(sizes, config.epochs))
+        plans.append(plan)
+    return Plan(plans, threads, cores)

@@ -1,0 +1,225 @@
+"""The sweep driver: the full protocol's runs through an executor, the store written here alone.
+
+Restartable: every run is keyed in the store (experiments/benchmark.py `run_key`), so a driver that
+was killed and started again schedules only what is missing (a run whose directory was finished but
+not stored is stored from there). Each run is claimed while in flight, so two drivers on one store
+split the work instead of doubling it. A run that fails is retried up to `retries` times (not a
+BlurbkitError: bad input fails the same way again), then stored as failed with its error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blurbkit.experiments.benchmark import finished_run, run_key, summarise
+from blurbkit.experiments.executors import FORWARDED_ENV, Executor, RunOutcome, RunTask, unpack_dir
+from blurbkit.experiments.progress import SweepProgress
+from blurbkit.experiments.protocol import STUDY, VARIANT, DatasetProtocol, choose, point_of
+from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
+from blurbkit.tasks.registry import get_dataset
+from blurbkit.train.config import FinetuneConfig
+from blurbkit.train.provenance import blurbkit_commit
+
+POLL = 2.0  # s between looks at the executor (progress bar, claims)
+CLAIM_BEAT = 30.0  # s between heartbeats of the claims of runs in flight
+
+
+@dataclass
+class Job:
+    task: RunTask
+    dataset: str
+    search: bool
+    attempts: int = 0
+
+
+@dataclass
+class SweepResult:
+    chosen: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)
+    per_dataset: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)  # dataset -> failed test runs (table)
+    failures: list[str] = field(default_factory=list)  # every run that failed in this sweep
+    executed: int = 0  # runs trained in this sweep (retries not counted twice)
+    cpu_seconds: float = 0.0  # their seconds x threads per run
+    wall_seconds: float = 0.0
+    blocked: list[str] = field(default_factory=list)  # runs another live process holds
+
+
+@dataclass
+class Sweep:
+    store: ResultsStore
+    executor: Executor
+    runs_dir: Path | None
+    model_label: str
+    budget: str
+    threads: int = 1
+    retries: int = 2
+    ship: bool = False  # run directories come back to the driver (no shared storage)
+    force: bool = False
+    progress: bool = True
+    on_outcome: Callable[[RunOutcome], None] | None = None  # tests: see runs as they finish
+
+    def run(self, protocols: Sequence[DatasetProtocol]) -> SweepResult:
+        started = time.perf_counter()
+        self.result = SweepResult()
+        self.commit = blurbkit_commit()
+        self.protocols = {p.dataset: p for p in protocols}
+        self.jobs: dict[str, Job] = {}
+        self.search_left: dict[str, set[str]] = defaultdict(set)
+        self.dev: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self.stored = {r["run_key"]: r for r in self.store.rows(study=STUDY, model=self.model_label, budget=self.budget)}
+        self.bar = SweepProgress({p.dataset: p.run_count() for p in protocols}, enabled=self.progress)
+        self.env = {name: value for name in FORWARDED_ENV if (value := os.environ.get(name))}
+        self.seen: set[str] = set()
+        self.points: dict[str, str] = {}  # digest -> grid point (JSON) of the search runs
+        try:
+            for p in protocols:
+                for config in p.selection_runs():
+                    self._schedule(p, config, search=True)
+                if not self.search_left[p.dataset]:
+                    self._choose(p)
+            beat = time.monotonic()
+            while self.jobs:
+                for outcome in self.executor.wait(POLL):
+                    self._settle(outcome)
+                if time.monotonic() - beat > CLAIM_BEAT:
+                    self.store.touch([job.task.key for job in self.jobs.values()])
+                    beat = time.monotonic()
+                self.bar.show(self.executor.running(), self.executor.slots)
+        finally:
+            for job in self.jobs.values():
+                self.store.release(job.task.key)
+            self.executor.close()
+            self.bar.close()
+        self._tabulate()
+        self.result.wall_seconds = time.perf_counter() - started
+        return self.result
+
+    # -- scheduling ---------------------------------------------------------------------------
+
+    def _key(self, config: FinetuneConfig) -> RunKey:
+        return run_key(STUDY, VARIANT, config, self.model_label, self.budget)
+
+    def _out(self, key: RunKey, config: FinetuneConfig) -> Path | None:
+        if self.runs_dir is None:
+            return None
+        return self.runs_dir / STUDY / VARIANT / config.dataset / f"seed{config.seed}-{key.digest()[:10]}"
+
+    def _schedule(self, p: DatasetProtocol, config: FinetuneConfig, search: bool) -> None:
+        key = self._key(config)
+        digest = key.digest()
+        if digest in self.seen:  # a test seed that was a search run already
+            return
+        self.seen.add(digest)
+        if search:
+            self.search_left[p.dataset].add(digest)
+            self.points[digest] = json.dumps(point_of(config), sort_keys=True)
+        row = None if self.force else self.stored.get(digest)
+        if row is not None and row.get("status", "ok") == "ok":
+            self._finished(p.dataset, digest, search, row["dev_score"], None)
+            return
+        out = self._out(key, config)
+        metrics = None if self.force else finished_run(out)
+        if metrics is not None:  # trained before the driver was stopped, not stored yet
+            self._store(p.dataset, key, metrics, out, search, metrics.pop("_blurbkit_commit", None) or self.commit)
+            return
+        why_not = self.store.claim(key, force=self.force)
+        if why_not == ALREADY_STORED:  # stored by another process since we looked
+            dev = next((r["dev_score"] for r in self.store.rows(study=STUDY) if r["run_key"] == digest), None)
+            self._finished(p.dataset, digest, search, dev, None)
+            return
+        if why_not is not None:
+            self.result.blocked.append(f"{config.dataset} seed {config.seed} {point_of(config)}: {why_not}")
+            self.bar.line(f"blurbkit: {config.dataset} seed {config.seed} {why_not}; skipped")
+            return
+        label = f"{config.dataset} seed {config.seed} lr {config.lr:g} bs {config.batch_size} ep {config.epochs}"
+        task = RunTask(key, config.replace(out=out, overwrite=True), label, self.threads, self.ship and out is not None, self.env)
+        self.jobs[digest] = Job(task, p.dataset, search)
+        self.executor.submit(task)
+
+    def _choose(self, p: DatasetProtocol) -> None:
+        best = choose(p, self.dev[p.dataset])
+        if best is None:
+            self.bar.line(f"blurbkit: {p.dataset}: no search run finished; no test runs")
+            self.bar.drop(p.dataset, max(0, p.test_seeds - p.grid.selection_seeds))
+            return
+        self.result.chosen[p.dataset] = best
+        point, dev = best
+        self.bar.line(f"blurbkit: {p.dataset}: chose lr {point['lr']:g} bs {point['batch_size']} epochs {point['epochs']} "
+                      f"(mean dev {100 * dev:.2f}); {p.test_seeds} test seeds")
+        for config in p.test_runs(point):
+            self._schedule(p, config, search=False)
+
+    # -- outcomes -----------------------------------------------------------------------------
+
+    def _settle(self, outcome: RunOutcome) -> None:
+        job = self.jobs.get(outcome.digest)
+        if job is None:
+            return
+        if self.on_outcome:
+            self.on_outcome(outcome)
+        task = job.task
+        job.attempts += 1
+        self.result.cpu_seconds += outcome.seconds * task.threads
+        if outcome.metrics is not None:
+            del self.jobs[outcome.digest]
+            self.result.executed += 1
+            if outcome.run_dir is not None and task.config.out is not None:
+                unpack_dir(outcome.run_dir, task.config.out)
+            where = f" on {outcome.host}" if outcome.host else ""
+            self._store(job.dataset, task.key, outcome.metrics, task.config.out, job.search, self.commit,
+                        f"{task.label}: dev {100 * outcome.metrics['dev']['score']:.2f} test "
+                        f"{100 * outcome.metrics['test']['score']:.2f} ({outcome.seconds:.0f} s{where})", outcome.seconds)
+            return
+        if outcome.retryable and job.attempts <= self.retries:
+            self.bar.line(f"blurbkit: {task.label}: {outcome.error}; retrying ({job.attempts + 1} of {self.retries + 1})")
+            self.executor.submit(task)
+            return
+        del self.jobs[outcome.digest]
+        self.result.executed += 1
+        metric = get_dataset(job.dataset).metric
+        self.store.add_failed(task.key, metric, outcome.error or "failed", self.commit, str(task.config.out) if task.config.out else None)
+        self.result.failures.append(f"{task.label}: {outcome.error}")
+        self.bar.line(f"blurbkit: {task.label}: FAILED after {job.attempts} attempt(s): {outcome.error}")
+        self.bar.settle(job.dataset, ok=False, seconds=outcome.seconds)
+        self._search_done(job.dataset, outcome.digest, job.search)
+
+    def _store(self, dataset: str, key: RunKey, metrics: dict[str, Any], out: Path | None, search: bool,
+               commit: str, line: str | None = None, seconds: float | None = None) -> None:
+        self.store.add(key, metrics, commit, str(out) if out else None, replace=self.force)
+        self.stored[key.digest()] = {"run_key": key.digest(), "dev_score": metrics["dev"]["score"], "status": "ok"}
+        if line:
+            self.bar.line(f"blurbkit: {line}")
+        self._finished(dataset, key.digest(), search, metrics["dev"]["score"], seconds)
+
+    def _finished(self, dataset: str, digest: str, search: bool, dev: float | None, seconds: float | None) -> None:
+        self.bar.settle(dataset, ok=True, seconds=seconds)
+        if search and dev is not None:
+            self.dev[dataset][self.points[digest]].append(dev)
+        self._search_done(dataset, digest, search)
+
+    def _search_done(self, dataset: str, digest: str, search: bool) -> None:
+        left = self.search_left[dataset]
+        if search and digest in left:
+            left.discard(digest)
+            if not left:
+                self._choose(self.protocols[dataset])
+
+    def _tabulate(self) -> None:
+        """Test mean ± std of each chosen point; failed test runs counted beside, not averaged."""
+        stored = self.store.rows(study=STUDY, model=self.model_label, budget=self.budget)
+        rows = []
+        for dataset, (point, _) in self.result.chosen.items():
+            keys = {self._key(c).digest() for c in self.protocols[dataset].test_runs(point)}
+            rows += [r for r in stored if r["run_key"] in keys]
+        self.result.per_dataset = summarise(rows).get(VARIANT, {})
+        self.result.failed = {}
+        for row in rows:
+            if row.get("status", "ok") != "ok":
+                self.result.failed[row["dataset"]] = self.result.failed.get(row["dataset"], 0) + 1

@@ -1,0 +1,137 @@
+"""The full BLURB protocol (`blurbkit benchmark --protocol full`): the grid as data, the choice on
+dev, the cost model, bad input refused before anything is stored, and the local process pool end to
+end, with the driver killed mid-sweep and started again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from blurbkit.cli.main import main
+from blurbkit.errors import BlurbkitError
+from blurbkit.experiments.cost import simulate
+from blurbkit.experiments.protocol import DatasetProtocol, choose, grid_for, parse_grid
+from blurbkit.models.tiny import build_tiny_bert
+from blurbkit.store.results import ResultsStore
+from blurbkit.train.config import FinetuneConfig
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_GRID = "lr=1e-5,5e-5;bs=8;epochs=1;select=1"
+BUDGET = ["--max-train-examples", "16", "--max-eval-examples", "8", "--max-test-examples", "24"]
+
+
+def test_grids_are_data_and_the_override_is_parsed():
+    assert parse_grid("lr=1e-5,3e-5;bs=16,32;epochs=3;select=2") == {
+        "lr": (1e-5, 3e-5), "batch_size": (16, 32), "epochs": (3,), "selection_seeds": 2}
+    grid = grid_for("biosses")
+    assert grid.lr == (1e-5, 3e-5, 5e-5) and grid.batch_size == (16, 32) and grid.epochs == (30, 60)
+    protocol = DatasetProtocol.make(FinetuneConfig("biosses"))
+    # 12 points x 3 search seeds; the 10 test seeds reuse the 3 search runs of the chosen point
+    assert protocol.test_seeds == 10 and protocol.run_count() == 12 * 3 + 7
+    assert DatasetProtocol.make(FinetuneConfig("gad"), parse_grid(TINY_GRID), 2).run_count() == 3
+
+
+@pytest.mark.parametrize("text", ["lr=abc", "lr=1e-5;bs=16.5", "lr=-1", "depth=3", "lr=", "select=1,2"])
+def test_a_bad_grid_is_one_error(text):
+    with pytest.raises(BlurbkitError, match="--grid"):
+        parse_grid(text)
+
+
+def test_the_best_mean_dev_score_wins_and_ties_go_to_the_first_point():
+    protocol = DatasetProtocol.make(FinetuneConfig("gad"), parse_grid("lr=1e-5,3e-5,5e-5;bs=8;epochs=1"))
+    key = '{{"batch_size": 8, "epochs": 1, "lr": {}}}'.format
+    assert choose(protocol, {key(1e-05): [0.5, 0.7], key(3e-05): [0.6, 0.6], key(5e-05): [0.9, 0.1]})[0]["lr"] == 1e-5
+    assert choose(protocol, {key(5e-05): [0.7]}) == ({"lr": 5e-5, "batch_size": 8, "epochs": 1}, 0.7)
+    assert choose(protocol, {}) is None
+
+
+def test_wall_time_waits_for_the_search_before_the_test_runs():
+    # one dataset: two 10 s search runs, then two 5 s test runs; on 2 slots 10 + 5, on 1 slot 30
+    assert simulate([([10, 10], [5, 5])], 2) == 15
+    assert simulate([([10, 10], [5, 5])], 1) == 30
+    assert simulate([([], [5, 5, 5])], 2) == 10
+
+
+def _fake_model(tmp_path: Path) -> Path:
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        (model / name).write_text("{}")
+    return model
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--grid", "lr=1e-5,fast"], "--grid lr: 'fast' is not a number"),
+    (["--executor", "slurm"], "unknown executor 'slurm'"),
+    (["--executor", "ray", "--ray-address", "127.0.0.1:{port}"], "no Ray cluster answers at 127.0.0.1:"),
+    (["--runs-dir", "{file}/runs"], "--runs-dir is not writable"),
+    (["--lr", "3e-5"], "--lr: the full protocol searches these"),
+])
+def test_bad_input_is_one_line_exit_2_and_nothing_stored(tmp_path, capsys, flags, message):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    flags = [f.format(port=_closed_port(), file=blocker) for f in flags]
+    runs = tmp_path / "runs"
+    argv = ["benchmark", "--protocol", "full", "--datasets", "gad", "--model", str(_fake_model(tmp_path)),
+            "--data", str(tmp_path), "--runs-dir", str(runs), *flags]
+    started = time.monotonic()
+    assert main(argv) == 2
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("blurbkit: error: ") and message in err[0], err
+    assert not (runs / "results.sqlite").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
+
+
+def sweep_argv(tiny_model, shared_data, runs, *extra):
+    return ["benchmark", "--protocol", "full", "--datasets", "gad", "--seeds", "3", "--grid", TINY_GRID,
+            "--data", str(shared_data), "--model", str(tiny_model), "--runs-dir", str(runs), "--no-progress", *BUDGET, *extra]
+
+
+@pytest.mark.timeout(240)
+def test_local_pool_sweep_survives_a_killed_driver(tiny_model, shared_data, tmp_path, capsys):
+    """2 search runs, then 2 more test seeds: the driver is killed (with its pool) after the first
+    stored run; the second driver trains only what is missing and every run is stored once."""
+    runs = tmp_path / "runs"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+    driver = subprocess.Popen([sys.executable, "-m", "blurbkit", *sweep_argv(tiny_model, shared_data, runs)],
+                              env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store_path = runs / "results.sqlite"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and driver.poll() is None:
+            if store_path.exists() and ResultsStore(store_path).rows(study="protocol"):
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the driver finished before it could be killed"
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    stored_before = len(ResultsStore(store_path).rows(study="protocol"))
+    assert 1 <= stored_before < 4
+    assert main(sweep_argv(tiny_model, shared_data, runs)) == 0
+    out = capsys.readouterr().out
+    rows = ResultsStore(store_path).rows(study="protocol")
+    assert len(rows) == 4 and len({r["run_key"] for r in rows}) == 4
+    assert all(r["status"] == "ok" for r in rows)
+    executed = int(out.split("; actual ")[1].split(" runs")[0])  # plan vs actual: the plan had the first runs' speed
+    assert 1 <= executed <= 4 - stored_before  # a run finished on disk but not stored is stored, not retrained
+    assert "| GAD | " in out and "(n=3)" in out
+    assert (runs / "protocol-custom-train16-dev8-test24.md").is_file()
