@@ -229,8 +229,8 @@ def test_objectives_registered_and_selectable(setup, tmp_path, capsys):
     from blurbkit.pretrain.objectives.mlm import MaskedLMModule
     from blurbkit.pretrain.objectives.mlm_nsp import MaskedLMWithNSPModule
 
-    assert OBJECTIVES.names() == ["mlm", "mlm_nsp"]
-    assert [get_objective(name).name for name in OBJECTIVES.names()] == ["mlm", "mlm_nsp"]
+    assert OBJECTIVES.names() == ["electra", "mlm", "mlm_nsp"]
+    assert [get_objective(name).name for name in OBJECTIVES.names()] == ["electra", "mlm", "mlm_nsp"]
     assert get_objective("mlm").example_mode(True) == "packed" and get_objective("mlm").example_mode(False) == "document"
     assert get_objective("mlm_nsp").example_mode(True) == "nsp"
     # selected by name on the command line; the model written is the objective's
@@ -279,8 +279,8 @@ def test_mlm_nsp_equals_legacy_nsp_flag(setup, tmp_path):
 
 def test_unknown_objective_and_nsp_without_documents(setup, tmp_path):
     with pytest.raises(BlurbkitError) as caught:
-        pretrain(_cfg(setup, tmp_path / "x", objective="electra"))
-    assert str(caught.value) == "unknown pretraining objective 'electra' (known: mlm, mlm_nsp)"
+        pretrain(_cfg(setup, tmp_path / "x", objective="xlnet"))
+    assert str(caught.value) == "unknown pretraining objective 'xlnet' (known: electra, mlm, mlm_nsp)"
     assert not (tmp_path / "x").exists()  # refused before any work
     # plain text without blank lines: one document a line, each one sentence long -> no next sentence
     lines = tmp_path / "lines.txt"

@@ -22,3 +22,13 @@ def test_runtime_settings_do_not_change_the_key_and_hyperparameters_do():
     for faster in ({"threads": 1}, {"eval_tokens": 4096}, {"checkpoint_every": 10}, {"resume": True}, {"progress": False}):
         assert run_key("benchmark", "standard", base.replace(**faster), "m", "full") == key, faster
     assert run_key("benchmark", "standard", base.replace(lr=3e-5), "m", "full") != key
+
+
+def test_adversarial_fields_stay_out_of_the_key_at_their_defaults():
+    base = FinetuneConfig(dataset="gad", seed=1)
+    key = run_key("benchmark", "standard", base, "m", "full")
+    assert "adv" not in key.hyperparameters
+    assert run_key("benchmark", "standard", base.replace(adversarial=False, adv_epsilon=1e-5), "m", "full") == key
+    adversarial = run_key("benchmark", "standard", base.replace(adversarial=True), "m", "full")
+    assert adversarial != key
+    assert run_key("benchmark", "standard", base.replace(adversarial=True, adv_epsilon=1e-3), "m", "full") != adversarial

@@ -2,9 +2,10 @@
 
   blurbkit bench speed [--dataset bc5chem|chemprot|...] [--model DIR] [--train-examples N] [--eval-examples N]
   blurbkit bench inference [--dataset bc5chem] [--model DIR | --finetuned DIR] [--sentences N]
+  blurbkit bench pretrain --corpus PATH... [--tokenizer DIR] [--preset tiny] [--steps N] [--batch-size N]
 
 Each prints one JSON line and writes it to RESULTS_DIR/speed_<dataset>.json
-(speed_inference_<dataset>.json); see docs/performance.md.
+(speed_inference_<dataset>.json, speed_pretrain_<preset>.json); see docs/performance.md.
 """
 
 from __future__ import annotations
@@ -53,6 +54,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     infer.add_argument("--pipeline-batch-size", type=int, help="pipeline batch_size (default: the pipeline's own, 1)")
     infer.set_defaults(func=run_inference)
 
+    pre = commands.add_parser("pretrain", help="masked-LM pretraining speed vs BertForMaskedLM + whole-word collator + Trainer")
+    pre.add_argument("--corpus", nargs="+", required=True, help="corpus files or folders (as for `blurbkit pretrain`)")
+    pre.add_argument("--tokenizer", default="default", help="tokenizer directory (default: the default model's vocabulary)")
+    pre.add_argument("--preset", default="tiny", help="model size from scratch: a preset or a BERT config JSON (default tiny)")
+    pre.add_argument("--max-docs", type=int, default=2000, help="corpus slice: the first N documents (default 2000)")
+    pre.add_argument("--max-length", type=int, default=128)
+    pre.add_argument("--batch-size", type=int, default=32)
+    pre.add_argument("--steps", type=int, default=30, help="optimizer steps on each side (default 30)")
+    pre.add_argument("--lr", type=float, default=6e-4)
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--loss-window", type=int, default=5, help="MLM loss reported as the mean of the last N steps")
+    pre.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"))
+    pre.add_argument("--peak-seconds", type=float, default=1.0)
+    pre.add_argument("--peak-size", type=int, default=2048)
+    pre.add_argument("--threads", type=int, help="torch CPU threads")
+    pre.set_defaults(func=run_pretrain)
+
 
 def _emit(result: dict, results_dir: Path, name: str) -> None:
     from blurbkit.fileio import write_json
@@ -94,4 +112,30 @@ def run_inference(args: argparse.Namespace) -> int:
         pipeline_batch_size=args.pipeline_batch_size, peak_seconds=args.peak_seconds, peak_size=args.peak_size,
     )
     _emit(result, args.results_dir, f"speed_inference_{args.dataset}.json")
+    return 0
+
+
+def run_pretrain(args: argparse.Namespace) -> int:
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.speed.pretrain import bench_pretrain
+
+    for name in ("steps", "batch_size", "max_length", "loss_window"):
+        if getattr(args, name) < 1:
+            raise BlurbkitError(f"--{name.replace('_', '-')} must be at least 1")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    result = bench_pretrain(args.corpus, tokenizer=args.tokenizer, preset=args.preset, max_docs=args.max_docs,
+                            max_length=args.max_length, batch_size=args.batch_size, steps=args.steps, lr=args.lr,
+                            seed=args.seed, loss_window=args.loss_window, peak_seconds=args.peak_seconds,
+                            peak_size=args.peak_size)
+    _emit(result, args.results_dir, f"speed_pretrain_{Path(args.preset).stem}.json")
+    hf, ours = result["trainer"], result["blurbkit"]
+    window = f"mlm_loss_last{args.loss_window}"
+    print(f"tokens/s: Trainer {hf['tokens_per_s']:,.0f} ({hf['precision']}), blurbkit {ours['tokens_per_s']:,.0f} "
+          f"({ours['precision']}), ratio {result['tokens_per_s_ratio']}x; MLM loss after {args.steps} steps "
+          f"(mean of the last {args.loss_window}): Trainer {hf[window]}, blurbkit {ours[window]}; "
+          f"MFU: Trainer {hf['mfu']} of the {hf['mfu_peak']} peak, blurbkit {ours['mfu']} of the {ours['mfu_peak']} peak",
+          file=sys.stderr)
     return 0

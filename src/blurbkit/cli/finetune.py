@@ -37,6 +37,12 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reinit-layers", type=int, default=0, metavar="K", help="re-initialise the top K encoder blocks")
     parser.add_argument("--freeze-lower-half", action="store_true", help="fix the embeddings and the lower half of the blocks")
     parser.add_argument("--drop-layers", type=int, default=0, metavar="K", help="pruning study: remove the top K blocks")
+    parser.add_argument("--adversarial", action="store_true",
+                        help="adversarial fine-tuning (ALUM): perturb the token embeddings, add the symmetric KL to the loss")
+    parser.add_argument("--adv-epsilon", type=float, default=1e-5, help="--adversarial: per-token L2 radius (default 1e-5)")
+    parser.add_argument("--adv-steps", type=int, default=1, help="--adversarial: ascent steps (default 1)")
+    parser.add_argument("--adv-step-size", type=float, default=1e-3, help="--adversarial: ascent step size (default 1e-3)")
+    parser.add_argument("--adv-alpha", type=float, default=1.0, help="--adversarial: weight of the KL term (default 1)")
     parser.add_argument("--scheme", choices=["bio", "bioul", "io"], help="NER/PICO: tagging scheme the model learns")
     parser.add_argument("--part-option", action="append", default=[], metavar="KEY=VALUE",
                         help="option passed to the featurizer/head (repeatable), e.g. lstm_hidden=256")
@@ -90,6 +96,11 @@ def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Pat
         reinit_layers=args.reinit_layers,
         freeze_lower_half=args.freeze_lower_half,
         drop_layers=args.drop_layers,
+        adversarial=args.adversarial,
+        adv_epsilon=args.adv_epsilon,
+        adv_steps=args.adv_steps,
+        adv_step_size=args.adv_step_size,
+        adv_alpha=args.adv_alpha,
         part_options=parse_part_options(args.part_option),
         pico_train_from_dev=args.pico_train_from_dev,
         fold=args.fold,

@@ -34,7 +34,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-rate", type=float, default=0.15, help="fraction of tokens predicted (default 0.15; 80/10/10)")
     p.add_argument("--mask-schedule", action="store_true", help="masking rate 5%%->25%%, +5 points each fifth of training")
     p.add_argument("--objective", choices=OBJECTIVES.names(), default=None,
-                   help="pretraining objective (default mlm = masked LM; mlm_nsp adds next-sentence prediction)")
+                   help="pretraining objective (default mlm = masked LM; mlm_nsp adds next-sentence prediction; "
+                        "electra = replaced-token detection with a small generator)")
+    p.add_argument("--generator-size", type=float, default=0.25, metavar="FRACTION",
+                   help="electra: generator width as a fraction of the discriminator's (0 < f <= 1; default 0.25)")
+    p.add_argument("--rtd-weight", type=float, default=50.0, help="electra: weight of the replaced-token detection loss (default 50)")
+    p.add_argument("--adversarial", action="store_true",
+                   help="ALUM-style adversarial training: perturb the token embeddings, add the symmetric KL to the loss")
+    p.add_argument("--adv-epsilon", type=float, default=1e-5, help="--adversarial: per-token L2 radius (default 1e-5)")
+    p.add_argument("--adv-steps", type=int, default=1, help="--adversarial: ascent steps (default 1)")
+    p.add_argument("--adv-step-size", type=float, default=1e-3, help="--adversarial: ascent step size (default 1e-3)")
+    p.add_argument("--adv-alpha", type=float, default=10.0, help="--adversarial: weight of the KL term (default 10, ALUM)")
     p.add_argument("--nsp", action="store_true", help="same as --objective mlm_nsp (two-segment inputs + next-sentence prediction)")
     p.add_argument("--no-packing", action="store_true", help="one document per sequence instead of packed windows")
     p.add_argument("--seed", type=int, default=42)
@@ -72,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
         max_length=args.max_length, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
         warmup=args.warmup, weight_decay=args.weight_decay, max_steps=args.max_steps, epochs=args.epochs,
         mask_rate=args.mask_rate, masking=args.masking, mask_schedule=args.mask_schedule,
-        objective=objective, nsp=args.nsp,
+        objective=objective, nsp=args.nsp, generator_size=args.generator_size, rtd_weight=args.rtd_weight,
+        adversarial=args.adversarial, adv_epsilon=args.adv_epsilon, adv_steps=args.adv_steps,
+        adv_step_size=args.adv_step_size, adv_alpha=args.adv_alpha,
         packing=not args.no_packing, seed=args.seed, save_every=args.save_every, keep_checkpoints=args.keep_checkpoints,
         log_every=args.log_every, resume=not args.no_resume, max_minutes=args.max_minutes, stop_after=args.stop_after,
         max_docs=args.max_docs, cache_dir=args.cache_dir, mixed_precision=args.mixed_precision,

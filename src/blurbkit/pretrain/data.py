@@ -365,14 +365,16 @@ class Collator:
         out[positions[to_random]] = replace[to_random]
         return out, positions, labels
 
-    def __call__(self, rows: np.ndarray, indices: np.ndarray, epoch: int, masking: MaskingConfig,
+    def __call__(self, rows: np.ndarray, indices: np.ndarray, epoch: int | np.ndarray, masking: MaskingConfig,
                  rate: float) -> dict[str, Any]:
+        """`epoch`: the epoch of the batch, or of each example (an array beside `indices`)."""
         import torch
 
         seqs = []
-        for row, index in zip(rows, indices, strict=True):
+        epochs = np.broadcast_to(np.asarray(epoch, dtype=np.int64), (len(indices),))
+        for row, index, row_epoch in zip(rows, indices, epochs, strict=True):
             ids, types = self.sequence(row)
-            rng = np.random.default_rng([self.seed, epoch, int(index)])
+            rng = np.random.default_rng([self.seed, int(row_epoch), int(index)])
             masked, positions, labels = self.mask_sequence(ids, rng, masking, rate)
             seqs.append((masked, types, positions, labels, int(row[4])))
         length = max(len(s[0]) for s in seqs)

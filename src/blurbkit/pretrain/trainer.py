@@ -48,6 +48,7 @@ from blurbkit.pretrain.objectives import Objective, get_objective, resolve_objec
 from blurbkit.runtime.allocator import tune_allocator
 from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.dropout import fast_dropout
+from blurbkit.testhook import kill_point
 
 
 @dataclass
@@ -71,7 +72,14 @@ class PretrainConfig:
     mask_rate: float = 0.15
     masking: str = "whole-word"  # or "subword"
     mask_schedule: bool = False
-    objective: str = "mlm"  # a name in objectives.OBJECTIVES: mlm, mlm_nsp
+    objective: str = "mlm"  # a name in objectives.OBJECTIVES: mlm, mlm_nsp, electra
+    generator_size: float = 0.25  # electra: the generator's width as a fraction of the discriminator's
+    rtd_weight: float = 50.0  # electra: weight of the replaced-token detection loss
+    adversarial: bool = False  # ALUM-style embedding perturbation + symmetric KL (runtime/adversarial.py)
+    adv_epsilon: float = 1e-5
+    adv_steps: int = 1
+    adv_step_size: float = 1e-3
+    adv_alpha: float = 10.0  # ALUM's weight for pretraining
     nsp: bool = False  # legacy spelling of objective="mlm_nsp"
     packing: bool = True
     seed: int = 42
@@ -210,19 +218,22 @@ class DataOrder:
             self._perm = (epoch, np.random.default_rng([self.seed, epoch, 1]).permutation(self.n_examples))
         return self._perm[1]
 
-    def next_batch(self) -> tuple[np.ndarray, int]:
-        """(this process's example indices, the epoch the batch started in: it seeds the masks)."""
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """(this process's example indices, the epoch each was drawn in: it seeds its masks). Per
+        example, so a batch that straddles an epoch end is masked the same however it is split."""
         take: list[np.ndarray] = []
-        need, epoch_of_batch = self.global_batch, self.epoch
+        epochs: list[np.ndarray] = []
+        need = self.global_batch
         while need:
             chunk = self.permutation(self.epoch)[self.offset : self.offset + need]
             take.append(chunk)
+            epochs.append(np.full(len(chunk), self.epoch, dtype=np.int64))
             need -= len(chunk)
             self.offset += len(chunk)
             if self.offset >= self.n_examples:
                 self.epoch, self.offset = self.epoch + 1, 0
-        indices = np.concatenate(take)
-        return indices[self.rank * self.batch_size : (self.rank + 1) * self.batch_size], epoch_of_batch
+        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+        return np.concatenate(take)[mine], np.concatenate(epochs)[mine]
 
 
 class TrainLog:
@@ -360,12 +371,19 @@ def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(examples) / (order.global_batch * cfg.grad_accum)))
     warmup = warmup_steps(cfg.warmup, total_steps)
     module = objective.module(model)
+    adversarial = adversarial_config(cfg)
+    if adversarial is not None:
+        from blurbkit.runtime.adversarial import Adversary
+
+        objective.attach_adversary(module, Adversary(model.get_input_embeddings(), adversarial))
     optimizer = adamw(parameter_groups(module.named_parameters(), cfg.lr, cfg.weight_decay), cfg.lr, fused=False,
                       betas=cfg.betas, eps=cfg.adam_eps)
     signature = {"model_config": _config_digest(model.config), "tokenizer": cache.meta["tokenizer"],
                  "corpus": cache.meta["corpus"], "examples": len(examples), "mode": objective.example_mode(cfg.packing),
                  "max_length": cfg.max_length, "global_batch": order.global_batch, "grad_accum": cfg.grad_accum,
                  "seed": cfg.seed, "total_steps": total_steps, **objective.signature()}
+    if adversarial is not None:  # only when on: checkpoints of earlier runs keep their signature
+        signature["adversarial"] = asdict(adversarial)
     run = Run(cfg, accelerator, objective, tokenizer, module, optimizer,
               warmup_linear_decay(optimizer, total_steps, warmup), cache, examples, order,
               objective.collator(tokenizer, cache, cfg.max_length, cfg.seed),
@@ -424,8 +442,19 @@ def _cpu_speedups(run: Run) -> Iterator[Any]:
 # ---------------------------------------------------------------- the loop
 
 
+def adversarial_config(cfg: PretrainConfig):
+    """The --adversarial settings (checked), or None without --adversarial."""
+    if not cfg.adversarial:
+        return None
+    from blurbkit.runtime.adversarial import AdversarialConfig
+
+    return AdversarialConfig(epsilon=cfg.adv_epsilon, steps=cfg.adv_steps, step_size=cfg.adv_step_size, alpha=cfg.adv_alpha)
+
+
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     objective = get_objective(resolve_objective(cfg.objective, cfg.nsp))
+    objective.configure(cfg)  # the objective's own options, refused before any work
+    adversarial_config(cfg)
     run = _setup(cfg, objective)
     log = TrainLog(run.out / "train_log.jsonl", run.accelerator.is_main_process)
     stopped = _train(run, log)
@@ -444,10 +473,8 @@ def _train(run: Run, log: TrainLog) -> str:
     stopped = "finished"
     with _cpu_speedups(run) as masks:
         while run.step < run.total_steps:
-            if masks is not None:
-                masks.reseed([cfg.seed, accelerator.process_index, run.step])
             rate = mask_rate_at(run.step, run.total_steps, cfg.mask_schedule, cfg.mask_rate)
-            log.optimizer_step(_step(run, rate, log))
+            log.optimizer_step(_step(run, rate, log, masks))
             run.step += 1
             lr = run.scheduler.get_last_lr()[0]
             elapsed = time.time() - log.start
@@ -461,6 +488,7 @@ def _train(run: Run, log: TrainLog) -> str:
             interrupted = cfg.stop_after is not None and cfg.stop_after <= run.step < run.total_steps
             if run.step % cfg.save_every == 0 or run.step == run.total_steps or out_of_time or interrupted:
                 _save(run)
+            kill_point(f"step:{run.step}")  # tests: a real kill after this step (and its checkpoint)
             if out_of_time or interrupted:
                 stopped = "time budget" if out_of_time else "interrupted"
                 break
@@ -469,22 +497,39 @@ def _train(run: Run, log: TrainLog) -> str:
     return stopped
 
 
-def _step(run: Run, rate: float, log: TrainLog) -> float:
-    """One optimizer step over --grad-accum micro-batches; returns the step's mean loss."""
+def _step(run: Run, rate: float, log: TrainLog, masks: Any = None) -> float:
+    """One optimizer step over --grad-accum micro-batches; returns the step's mean loss over every
+    micro-batch of every process.
+
+    The global step is a sequence of slices (micro-batch m of process r is slice m * world + r);
+    the data, the masks and the dropout stream of a slice depend on its index alone, so one process
+    with --grad-accum 2 computes exactly what two processes do (tests/test_ddp.py)."""
+    import torch
+
     cfg, accelerator = run.cfg, run.accelerator
     world = accelerator.num_processes
-    step_loss = 0.0
+    losses, parts_of_step, tokens = [], {}, 0
     for micro in range(cfg.grad_accum):
-        local, epoch = run.order.next_batch()
-        batch = run.collate(run.examples[local], local, epoch, run.masking, rate)
-        tokens = int(batch["attention_mask"].sum()) * world
+        if masks is not None:
+            masks.reseed([cfg.seed, micro * world + accelerator.process_index, run.step])
+        local, epochs = run.order.next_batch()
+        batch = run.collate(run.examples[local], local, epochs, run.masking, rate)
+        tokens += int(batch["attention_mask"].sum()) * world
         batch = {k: v.to(accelerator.device) for k, v in batch.items()}
         accumulating = micro < cfg.grad_accum - 1 and world > 1
         with accelerator.no_sync(run.module) if accumulating else nullcontext():
             loss, parts = run.module(**batch)
             accelerator.backward(loss / cfg.grad_accum)
-        step_loss += float(loss.detach()) / cfg.grad_accum
-        log.micro_batch(parts, tokens)
+        losses.append(loss.detach().float())
+        for name, value in parts.items():
+            parts_of_step.setdefault(name, []).append(torch.as_tensor(value).detach().float())
+    # One all-reduce per step: the log shows the global batch's loss, not process 0's share.
+    values = torch.stack([torch.stack(losses).mean()] + [torch.stack(v).mean() for v in parts_of_step.values()])
+    if world > 1:
+        values = accelerator.reduce(values.to(accelerator.device), reduction="mean")
+    values = values.cpu().tolist()
+    log.micro_batch(dict(zip(parts_of_step, values[1:], strict=True)), tokens)
+    step_loss = values[0]
     if cfg.max_grad_norm > 0:
         accelerator.clip_grad_norm_(run.module.parameters(), cfg.max_grad_norm)
     run.optimizer.step()

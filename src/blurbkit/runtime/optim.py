@@ -12,8 +12,9 @@ from torch import nn
 
 
 def depth_from_top(name: str, num_layers: int) -> int:
-    """0 for the top block and anything above the encoder (featurizer, head), L for the embeddings."""
-    if ".embeddings." in f".{name}":
+    """0 for the top block and anything above the encoder (featurizer, head), L for the embeddings
+    (ELECTRA's projection of smaller embeddings to the hidden size, ``embeddings_project.``, included)."""
+    if ".embeddings." in f".{name}" or ".embeddings_project." in f".{name}":
         return num_layers
     marker = "encoder.layer."
     if marker in name:

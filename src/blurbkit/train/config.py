@@ -48,6 +48,13 @@ class Hyperparams:
     reinit_layers: int = 0  # re-initialise the top k encoder blocks before fine-tuning
     freeze_lower_half: bool = False  # fix the embeddings and the lower half of the blocks
     drop_layers: int = 0  # pruning study: remove the top k blocks, fine-tune the rest
+    # Adversarial fine-tuning (ALUM/SMART, runtime/adversarial.py); at their defaults these fields
+    # stay out of a run's store key and checkpoint signature (OMIT_AT_DEFAULT), so stored runs keep theirs.
+    adversarial: bool = False
+    adv_epsilon: float = 1e-5
+    adv_steps: int = 1
+    adv_step_size: float = 1e-3
+    adv_alpha: float = 1.0
 
     def resolved(self, spec: Any) -> Hyperparams:
         """Every value the dataset's recipe fills in when the user left it unset."""
@@ -67,6 +74,16 @@ class ModelChoices:
     head: str | None = None
     scheme: str | None = None  # NER/PICO tagging scheme the model learns (bio, bioul, io); None = native
     part_options: dict[str, Any] = field(default_factory=dict)
+
+
+# Hyperparameters added after runs were stored: in a run's key (experiments/benchmark.py) and
+# checkpoint signature (train/run.py) only when set to something other than their default, so a run
+# that leaves them alone computes what it always did and keeps its key.
+OMIT_AT_DEFAULT = {"adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0}
+
+
+def omit_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if not (k in OMIT_AT_DEFAULT and v == OMIT_AT_DEFAULT[k])}
 
 
 _PARTS = {"run": RunSpec, "hyper": Hyperparams, "choices": ModelChoices, "runtime": RuntimeSettings}

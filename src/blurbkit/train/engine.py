@@ -30,6 +30,7 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.inference.runner import InferenceRunner
 from blurbkit.models.encoding import Encoded
 from blurbkit.models.model import BlurbModel
+from blurbkit.runtime.adversarial import AdversarialConfig, Adversary, embedding_shape
 from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.batching import grouped_batches, shuffled_batches
 from blurbkit.runtime.dropout import MaskSource, fast_dropout
@@ -71,6 +72,15 @@ def build_optimizer(
     return adamw(groups, lr, fused=fused)
 
 
+def adversary(model: BlurbModel, hyper: Hyperparams) -> Adversary | None:
+    """The --adversarial perturbation of the encoder's token embeddings (checked), or None."""
+    if not hyper.adversarial:
+        return None
+    config = AdversarialConfig(epsilon=hyper.adv_epsilon, steps=hyper.adv_steps, step_size=hyper.adv_step_size,
+                               alpha=hyper.adv_alpha)
+    return Adversary(model.encoder.get_input_embeddings(), config)
+
+
 class Engine:
     def __init__(self, model: BlurbModel, tokenizer: Any, codec: Any, spec: DatasetSpec, hyper: Hyperparams,
                  settings: RuntimeSettings, seed: int = 0) -> None:
@@ -78,6 +88,19 @@ class Engine:
         self.hyper, self.settings, self.seed = hyper, settings, seed
         self.runner = InferenceRunner(model, tokenizer, settings)
         self.loss = maybe_compile(self.model.loss, settings.compile)  # train: the head's loss
+        self.adversary = adversary(model, hyper)
+        if self.adversary is not None:
+            self.loss = self.adversarial_loss
+
+    def adversarial_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The head's loss + alpha * symmetric KL between clean and embedding-perturbed predictions."""
+        model = self.model
+        scores, mask = model(batch)
+        loss = model.head.loss(scores, batch["labels"], mask)
+        mask = mask if mask is not None and mask.shape == scores.shape[:-1] else None
+        shape = embedding_shape(batch["input_ids"], self.adversary.embeddings)
+        term, _ = self.adversary.loss(lambda: model(batch)[0], scores, shape, mask)
+        return loss + term
 
     @property
     def device(self) -> torch.device:

@@ -27,12 +27,13 @@ from blurbkit.fileio import atomic_dir, check_writable, clean_stale
 from blurbkit.models.build import build_model, make_recipe
 from blurbkit.models.encoding import Encoded, encode
 from blurbkit.models.loading import resolve_model_dir
+from blurbkit.runtime.adversarial import AdversarialConfig
 from blurbkit.runtime.precision import dtype_name
 from blurbkit.scoring import prediction_file_name, write_predictions
 from blurbkit.tasks.registry import DatasetSpec, get_dataset
 from blurbkit.testhook import kill_point
 from blurbkit.train.checkpoint import DIR_NAME, Checkpoints
-from blurbkit.train.config import FinetuneConfig, Hyperparams
+from blurbkit.train.config import FinetuneConfig, Hyperparams, omit_defaults
 from blurbkit.train.engine import Engine, seed_everything
 from blurbkit.train.provenance import blurbkit_commit, library_versions, records_sha256
 from blurbkit.train.stabilise import drop_top_layers, freeze_lower_half, reinit_top_layers
@@ -77,7 +78,7 @@ def check_run_dir(out: Path | None, overwrite: bool, resume: bool = False) -> No
 
 def run_signature(config: FinetuneConfig, hyper: Hyperparams, model_dir: Path, data_sha256: dict[str, str]) -> dict[str, Any]:
     """What a checkpoint must share with this run to continue it: config, resolved values, model, data."""
-    signature = {k: v for k, v in config.to_json().items() if k not in NOT_IN_SIGNATURE}
+    signature = omit_defaults({k: v for k, v in config.to_json().items() if k not in NOT_IN_SIGNATURE})
     signature.update(lr=hyper.lr, batch_size=hyper.batch_size, epochs=hyper.epochs, max_length=hyper.max_length,
                      model_dir=str(model_dir))
     signature.update({f"data_sha256.{name}": digest for name, digest in data_sha256.items()})
@@ -126,6 +127,9 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     """Fine-tune, score on test, and (when config.out is set) write the run directory."""
     if config.checkpoint_every is not None and config.checkpoint_every < 1:
         raise BlurbkitError(f"--checkpoint-every must be at least 1 (got {config.checkpoint_every})")
+    if config.adversarial:  # its settings are refused before any data is read
+        AdversarialConfig(epsilon=config.adv_epsilon, steps=config.adv_steps, step_size=config.adv_step_size,
+                          alpha=config.adv_alpha)
     check_run_dir(config.out, config.overwrite, config.resume)
     spec = get_dataset(config.dataset)
     hyper = config.hyper.resolved(spec)

@@ -59,8 +59,9 @@ def drop_top_layers(encoder: nn.Module, k: int) -> None:
 
 
 def freeze_lower_half(encoder: nn.Module) -> None:
-    """Fix the embeddings and the lower half of the blocks."""
+    """Fix the embeddings (with ELECTRA's embeddings projection, when it has one) and the lower half of the blocks."""
     layers = encoder_layers(encoder)
-    for module in [encoder.embeddings, *list(layers)[: len(layers) // 2]]:
+    project = getattr(encoder, "embeddings_project", None)
+    for module in [encoder.embeddings, *([project] if project is not None else []), *list(layers)[: len(layers) // 2]]:
         for param in module.parameters():
             param.requires_grad_(False)

@@ -17,20 +17,15 @@ listing the names, e.g. for ``blurbkit pretrain --help``, does not import torch)
 * what is saved: ``saved_model(module)``, the Hugging Face model written to OUT, and
   ``signature()``, what a checkpoint must match to be resumed by this objective.
 
-Registered: ``mlm`` (masked LM over packed windows or one document per sequence; ``mlm.py``) and
-``mlm_nsp`` (masked LM + next-sentence prediction over two-segment inputs; ``mlm_nsp.py``; what the
-old ``nsp=True`` / ``--nsp`` select).
+* its options: ``configure(cfg)`` reads them from the ``PretrainConfig`` and refuses bad ones
+  before any work (e.g. ELECTRA's ``generator_size``).
 
-Adding ELECTRA (replaced-token detection) is one module and one registry line, no trainer change:
-``electra.py`` with ``class Electra(Objective)`` whose ``new_model``/``load_model`` return a small
-container ``nn.Module`` holding the generator (``ElectraForMaskedLM``) and the discriminator
-(``ElectraForPreTraining``) with tied embeddings; whose ``module`` runs the generator on the MLM
-collator's masked batch, samples replacements at the masked positions, runs the discriminator on
-the result and returns ``gen_loss + 50 * rtd_loss`` with both parts for the log; whose
-``hf_models`` lists both models and whose ``saved_model`` is the discriminator. The inherited
-``collator``, ``example_mode``, ``check_corpus`` and ``signature`` (which names the objective, so
-an ELECTRA checkpoint is never resumed as MLM) fit it as they are. Then
-``OBJECTIVES.register("electra")(f"{__name__}.electra:Electra")`` below.
+Registered: ``mlm`` (masked LM over packed windows or one document per sequence; ``mlm.py``),
+``mlm_nsp`` (masked LM + next-sentence prediction over two-segment inputs; ``mlm_nsp.py``; what the
+old ``nsp=True`` / ``--nsp`` select) and ``electra`` (replaced-token detection: a small generator
+and the discriminator sharing one embeddings module, ``electra.py``; the discriminator is saved).
+ELECTRA was added exactly this way: one module and the registry line below, plus the ``configure``
+hook for its options; the loop did not change.
 """
 
 from __future__ import annotations
@@ -44,6 +39,7 @@ from blurbkit.registry import Registry
 OBJECTIVES: Registry[str] = Registry("pretraining objective")  # name -> "module:Class"
 OBJECTIVES.register("mlm")(f"{__name__}.mlm:MaskedLM")
 OBJECTIVES.register("mlm_nsp")(f"{__name__}.mlm_nsp:MaskedLMWithNSP")
+OBJECTIVES.register("electra")(f"{__name__}.electra:Electra")
 
 LEGACY_NSP = "mlm_nsp"  # what PretrainConfig(nsp=True) and --nsp select
 

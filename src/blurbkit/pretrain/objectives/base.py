@@ -22,6 +22,16 @@ class Objective:
 
     name: str = ""  # set by get_objective to the registered name
 
+    def configure(self, cfg: Any) -> None:
+        """Read this objective's options from the PretrainConfig; refuse bad ones with one
+        BlurbkitError line. Called before any work (no output directory exists yet)."""
+
+    def attach_adversary(self, module: nn.Module, adversary: Any) -> None:
+        """Give the training module the --adversarial perturbation (runtime/adversarial.py)."""
+        if not hasattr(module, "adversary"):
+            raise BlurbkitError(f"--adversarial is not available for --objective {self.name}")
+        module.adversary = adversary
+
     # -- data ---------------------------------------------------------------------------------
     def example_mode(self, packing: bool) -> str:
         """The example layout ``data.make_examples`` builds: packed windows or one document each."""

@@ -20,22 +20,42 @@ class MaskedLMModule(nn.Module):
         super().__init__()
         self.inner = inner  # the attribute name is part of the checkpoint format (inner.*)
         self.is_bert = getattr(inner.config, "model_type", "") == "bert" and hasattr(inner, "bert") and hasattr(inner, "cls")
+        self.adversary: Any = None  # runtime.adversarial.Adversary with --adversarial (set by the objective)
+        self.last_parts: dict[str, torch.Tensor] = {}  # the last batch's loss parts, for the log
 
     def mlm(self, input_ids, attention_mask, token_type_ids, masked_index, mlm_labels) -> tuple[torch.Tensor, Any]:
-        """(MLM loss, the model output: encoder output for BERT, the model's own otherwise)."""
+        """(MLM loss, the model output: encoder output for BERT, the model's own otherwise); with an
+        adversary, the loss includes its weighted symmetric KL at the masked positions."""
         if self.is_bert:
-            out = self.inner.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
-            hidden = out.last_hidden_state.reshape(-1, out.last_hidden_state.shape[-1])[masked_index]
-            logits = self.inner.cls.predictions(hidden)  # BertOnlyMLMHead and BertPreTrainingHeads alike
-            return nn.functional.cross_entropy(logits.float(), mlm_labels), out
-        labels = torch.full_like(input_ids, -100).reshape(-1)
-        labels[masked_index] = mlm_labels
-        out = self.inner(input_ids=input_ids, attention_mask=attention_mask, labels=labels.view_as(input_ids))
-        return out.loss, out
+            def predict() -> tuple[torch.Tensor, Any]:
+                out = self.inner.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+                hidden = out.last_hidden_state.reshape(-1, out.last_hidden_state.shape[-1])[masked_index]
+                return self.inner.cls.predictions(hidden), out  # BertOnlyMLMHead and BertPreTrainingHeads alike
+
+            logits, out = predict()
+            loss = nn.functional.cross_entropy(logits.float(), mlm_labels)
+        else:
+            labels = torch.full_like(input_ids, -100).reshape(-1)
+            labels[masked_index] = mlm_labels
+
+            def predict() -> tuple[torch.Tensor, Any]:
+                out = self.inner(input_ids=input_ids, attention_mask=attention_mask, labels=labels.view_as(input_ids))
+                return out.logits.reshape(-1, out.logits.shape[-1])[masked_index], out
+
+            logits, out = predict()
+            loss = out.loss
+        self.last_parts = {"mlm_loss": loss.detach()}
+        if self.adversary is not None and self.training:
+            from blurbkit.runtime.adversarial import embedding_shape
+
+            shape = embedding_shape(input_ids, self.adversary.embeddings)
+            term, self.last_parts["adv_kl"] = self.adversary.loss(lambda: predict()[0], logits, shape)
+            loss = loss + term
+        return loss, out
 
     def forward(self, input_ids, attention_mask, token_type_ids, masked_index, mlm_labels):
         loss, _ = self.mlm(input_ids, attention_mask, token_type_ids, masked_index, mlm_labels)
-        return loss, {"mlm_loss": loss.detach()}
+        return loss, dict(self.last_parts)
 
 
 class MaskedLM(Objective):

@@ -23,9 +23,9 @@ class MaskedLMWithNSPModule(MaskedLMModule):
         else:
             logits = getattr(out, "seq_relationship_logits", None)
         if logits is None:  # a model without an NSP head: MLM only
-            return mlm, {"mlm_loss": mlm.detach()}
+            return mlm, dict(self.last_parts)
         nsp = nn.functional.cross_entropy(logits.float(), nsp_labels)
-        return mlm + nsp, {"mlm_loss": mlm.detach(), "nsp_loss": nsp.detach()}
+        return mlm + nsp, {**self.last_parts, "nsp_loss": nsp.detach()}
 
 
 class MaskedLMWithNSP(Objective):

@@ -1,0 +1,116 @@
+"""Adversarial training in the embedding space (ALUM, Liu et al. 2020; SMART's symmetric KL), shared
+by pretraining (``blurbkit pretrain --adversarial``) and fine-tuning (``finetune --adversarial``).
+
+For a batch: start from a small random perturbation ``delta`` of the token embeddings, take
+``steps`` ascent steps along the gradient of the divergence between clean and perturbed predictions
+(each step normalised per token, then projected back into the epsilon-ball: ``||delta_t|| <= eps``
+for every token t), and add ``alpha * symmetric KL(clean, perturbed)`` to the loss. The model sees
+the perturbation through a forward hook on its token-embedding layer, so any Hugging Face encoder
+works unchanged. Defaults are ALUM's: eps 1e-5, one step of size 1e-3, init std 1e-5.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from blurbkit.errors import BlurbkitError
+
+
+@dataclass(frozen=True)
+class AdversarialConfig:
+    epsilon: float = 1e-5  # radius of the per-token L2 ball
+    steps: int = 1  # ascent steps
+    step_size: float = 1e-3
+    alpha: float = 1.0  # weight of the symmetric KL in the loss (ALUM: 10 pretraining, 1 fine-tuning)
+    init_std: float = 1e-5
+
+    def __post_init__(self) -> None:
+        if not self.epsilon > 0:
+            raise BlurbkitError(f"--adv-epsilon {self.epsilon}: the perturbation radius must be positive")
+        if self.steps < 1:
+            raise BlurbkitError(f"--adv-steps {self.steps}: at least one ascent step")
+        if not self.step_size > 0:
+            raise BlurbkitError(f"--adv-step-size {self.step_size}: the ascent step must be positive")
+        if self.alpha < 0:
+            raise BlurbkitError(f"--adv-alpha {self.alpha}: the KL weight must not be negative")
+
+
+def symmetric_kl(p_logits: torch.Tensor, q_logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """KL(p||q) + KL(q||p) over the last dimension, averaged over the other positions (those where
+    `mask` is true). A single output (regression) has no distribution: the squared difference."""
+    p_logits, q_logits = p_logits.float(), q_logits.float()
+    if p_logits.shape[-1] == 1:
+        per = (p_logits - q_logits).squeeze(-1) ** 2
+    else:
+        p_log, q_log = torch.log_softmax(p_logits, -1), torch.log_softmax(q_logits, -1)
+        per = ((p_log.exp() - q_log.exp()) * (p_log - q_log)).sum(-1)  # = KL(p||q) + KL(q||p)
+    if mask is not None:
+        per = per[mask.bool()]
+    return per.mean() if per.numel() else per.sum()
+
+
+def project(delta: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Each token's perturbation scaled back into the L2 ball of radius epsilon."""
+    norm = delta.norm(dim=-1, keepdim=True)
+    return delta * torch.clamp(epsilon / (norm + 1e-12), max=1.0)
+
+
+class Adversary:
+    """Perturbs the output of `embeddings` (the token-embedding layer) while ``perturbed`` is active."""
+
+    def __init__(self, embeddings: nn.Module, config: AdversarialConfig) -> None:
+        self.embeddings, self.config = embeddings, config
+        self.delta: torch.Tensor | None = None
+
+    @contextmanager
+    def perturbed(self, delta: torch.Tensor) -> Iterator[None]:
+        def add(module: nn.Module, inputs: object, output: torch.Tensor) -> torch.Tensor:
+            return output + delta.to(output.dtype)
+
+        handle = self.embeddings.register_forward_hook(add)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def perturbation(self, predict: Callable[[], torch.Tensor], clean: torch.Tensor, shape: torch.Size,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The ascent: a perturbation of `shape` inside the epsilon-ball that raises the divergence."""
+        cfg = self.config
+        delta = project(torch.randn(shape, device=clean.device) * cfg.init_std, cfg.epsilon)
+        clean = clean.detach()
+        for _ in range(cfg.steps):
+            delta.requires_grad_(True)
+            with self.perturbed(delta):
+                divergence = symmetric_kl(predict(), clean, mask)
+            (grad,) = torch.autograd.grad(divergence, delta, allow_unused=True)
+            if grad is None:
+                grad = torch.zeros_like(delta)
+            step = grad / (grad.norm(dim=-1, keepdim=True) + 1e-12)
+            delta = project(delta.detach() + cfg.step_size * step, cfg.epsilon)
+        return delta.detach()
+
+    def divergence(self, predict: Callable[[], torch.Tensor], clean: torch.Tensor, delta: torch.Tensor,
+                   mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Symmetric KL between the clean predictions and those under `delta`, each side's gradient
+        taken with the other side fixed (ALUM's form)."""
+        with self.perturbed(delta):
+            adv = predict()
+        return 0.5 * (symmetric_kl(adv, clean.detach(), mask) + symmetric_kl(adv.detach(), clean, mask))
+
+    def loss(self, predict: Callable[[], torch.Tensor], clean: torch.Tensor, shape: torch.Size,
+             mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha * divergence, the divergence detached) for the batch `predict` re-runs; `shape` is
+        the token-embedding output's ([batch, length, dim])."""
+        self.delta = self.perturbation(predict, clean, shape, mask)
+        kl = self.divergence(predict, clean, self.delta, mask)
+        return self.config.alpha * kl, kl.detach()
+
+
+def embedding_shape(input_ids: torch.Tensor, embeddings: nn.Module) -> torch.Size:
+    return torch.Size([*input_ids.shape, embeddings.embedding_dim])

@@ -1,0 +1,134 @@
+"""Adversarial training (runtime/adversarial.py) for pretraining and fine-tuning: the perturbation stays
+in the epsilon-ball, the loss carries the symmetric KL, bad settings are refused in one line."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from blurbkit.cli.main import main
+from blurbkit.errors import BlurbkitError
+from blurbkit.runtime.adversarial import AdversarialConfig, Adversary, embedding_shape, symmetric_kl
+
+
+def _bert_mlm():
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=32, max_position_embeddings=32))
+    return model.eval()  # no dropout: the only difference between two passes is the perturbation
+
+
+def _batch():
+    torch.manual_seed(1)
+    return {"input_ids": torch.randint(5, 40, (3, 10)), "attention_mask": torch.ones(3, 10, dtype=torch.long),
+            "token_type_ids": torch.zeros(3, 10, dtype=torch.long), "masked_index": torch.tensor([1, 4, 12, 25]),
+            "mlm_labels": torch.tensor([6, 7, 8, 9])}
+
+
+def test_perturbation_stays_within_epsilon():
+    model = _bert_mlm()
+    batch = _batch()
+    embeddings = model.get_input_embeddings()
+
+    def predict():
+        return model(input_ids=batch["input_ids"]).logits
+
+    clean = predict()
+    for epsilon, steps, step_size in ((0.05, 3, 1.0), (1e-5, 1, 1e-3), (0.5, 5, 0.2)):
+        adversary = Adversary(embeddings, AdversarialConfig(epsilon=epsilon, steps=steps, step_size=step_size))
+        delta = adversary.perturbation(predict, clean, embedding_shape(batch["input_ids"], embeddings))
+        norms = delta.norm(dim=-1)
+        assert delta.shape == (3, 10, 16)
+        assert float(norms.max()) <= epsilon * (1 + 1e-5), (epsilon, float(norms.max()))
+        if step_size >= epsilon:  # one normalised step already leaves the ball: every token sits on its edge
+            assert float(norms.min()) == pytest.approx(epsilon, rel=1e-4)
+
+
+def test_loss_includes_the_symmetric_kl():
+    from blurbkit.pretrain.objectives.mlm import MaskedLMModule
+
+    model = _bert_mlm()
+    batch = _batch()
+    embeddings = model.get_input_embeddings()
+    adversary = Adversary(embeddings, AdversarialConfig(epsilon=0.1, steps=2, step_size=0.05, alpha=3.0))
+
+    def predict():
+        return model(input_ids=batch["input_ids"]).logits
+
+    clean = predict()
+    zero = torch.zeros(embedding_shape(batch["input_ids"], embeddings))
+    assert float(adversary.divergence(predict, clean, zero).detach()) == pytest.approx(0.0, abs=1e-7)
+    delta = adversary.perturbation(predict, clean, zero.shape)
+    assert float(adversary.divergence(predict, clean, delta).detach()) > 0
+    assert float(symmetric_kl(clean, clean)) == 0.0
+    # the MLM training module adds alpha * KL to the MLM loss and logs the KL
+    module = MaskedLMModule(model)
+    plain, parts = module(**batch)
+    assert set(parts) == {"mlm_loss"}
+    module.adversary = adversary
+    module.eval()  # eval: the adversary is off
+    assert float(module(**batch)[0]) == pytest.approx(float(plain))
+    module.train()
+    for layer in model.modules():  # keep dropout off so the KL is the perturbation's alone
+        if isinstance(layer, torch.nn.Dropout):
+            layer.p = 0.0
+    loss, parts = module(**batch)
+    assert set(parts) == {"mlm_loss", "adv_kl"} and float(parts["adv_kl"]) > 0
+    assert float(parts["mlm_loss"]) == pytest.approx(float(plain), rel=1e-5)
+    assert float(loss) == pytest.approx(float(plain) + 3.0 * float(parts["adv_kl"]), rel=1e-5)
+    loss.backward()
+    assert model.bert.embeddings.word_embeddings.weight.grad is not None
+
+
+def test_bad_settings_are_refused_in_one_line(tmp_path, capsys):
+    for bad in ({"epsilon": 0.0}, {"epsilon": -1e-3}, {"steps": 0}, {"step_size": 0.0}):
+        with pytest.raises(BlurbkitError) as caught:
+            AdversarialConfig(**bad)
+        assert "\n" not in str(caught.value)
+    with pytest.raises(BlurbkitError, match="adv-epsilon 0.0: the perturbation radius must be positive"):
+        AdversarialConfig(epsilon=0.0)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("Insulin binding reduced kinase levels.\nMice were treated.\n\nA second document here.\n")
+    for argv in (["finetune", "--dataset", "gad", "--out", str(tmp_path / "ft"), "--adversarial", "--adv-epsilon", "0"],
+                 ["pretrain", "--corpus", str(corpus), "--from-scratch", "tiny", "--tokenizer", str(tmp_path),
+                  "--out", str(tmp_path / "pt"), "--adversarial", "--adv-epsilon", "-1"]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "perturbation radius must be positive" in err, err
+    assert not (tmp_path / "ft").exists() and not (tmp_path / "pt").exists()
+
+
+def test_adversarial_pretraining_and_finetuning_run(tmp_path, shared_data, monkeypatch):
+    from blurbkit.pretrain.trainer import PretrainConfig, pretrain
+    from blurbkit.pretrain.vocab import build_vocab
+    from blurbkit.train.api import finetune
+
+    rng = random.Random(0)
+    words = ["insulin", "kinase", "mice", "treated", "levels", "reduced", "protein", "binding", "cells", "dose"]
+    docs = ["\n".join(" ".join(rng.choice(words) for _ in range(8)).capitalize() + "." for _ in range(3)) for _ in range(20)]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    build_vocab((s for d in docs for s in d.split("\n")), tmp_path / "vocab", size=60, min_frequency=1)
+    micro = tmp_path / "micro.json"
+    micro.write_text(json.dumps({"num_hidden_layers": 1, "hidden_size": 16, "num_attention_heads": 2,
+                                 "intermediate_size": 32, "max_position_embeddings": 64}))
+    summary = pretrain(PretrainConfig(corpus=[str(corpus)], out=str(tmp_path / "pt"), tokenizer=str(tmp_path / "vocab"),
+                                      from_scratch=str(micro), max_length=32, batch_size=4, max_steps=2, log_every=1,
+                                      progress=False, adversarial=True, adv_epsilon=1e-2, adv_step_size=1e-2))
+    assert summary["steps"] == 2
+    log = [json.loads(line) for line in (tmp_path / "pt" / "train_log.jsonl").read_text().splitlines()]
+    assert all(entry["adv_kl"] > 0 and entry["loss"] > entry["mlm_loss"] for entry in log)
+    calls = []
+    real = Adversary.loss
+    monkeypatch.setattr(Adversary, "loss", lambda self, *a, **k: calls.append(self.config) or real(self, *a, **k))
+    metrics = finetune("gad", out=None, data=str(shared_data), model=str(tmp_path / "pt"), epochs=1, batch_size=8,
+                       max_length=32, max_train_examples=8, max_eval_examples=4, max_test_examples=8, progress=False,
+                       adversarial=True, adv_epsilon=1e-2, adv_steps=2, adv_step_size=1e-2)
+    assert 0.0 <= metrics["test"]["score"] <= 1.0
+    assert len(calls) == 1 and calls[0].steps == 2 and calls[0].epsilon == 1e-2  # 8 examples, batch 8: one step
