@@ -22,3 +22,16 @@ def test_runtime_settings_do_not_change_the_key_and_hyperparameters_do():
     for faster in ({"threads": 1}, {"eval_tokens": 4096}, {"checkpoint_every": 10}, {"resume": True}, {"progress": False}):
         assert run_key("benchmark", "standard", base.replace(**faster), "m", "full") == key, faster
     assert run_key("benchmark", "standard", base.replace(lr=3e-5), "m", "full") != key
+
+
+def test_new_options_at_their_defaults_keep_the_key_and_other_values_change_it():
+    from blurbkit.train.config import ADDED_LATER as KEY_DEFAULTS
+
+    base = FinetuneConfig(dataset="gad", seed=1, lr=1e-4, max_train_examples=800, epochs=2, part_options={"lstm_hidden": 8})
+    key = run_key("benchmark", "standard", base, "default (MiniLM-L6-H384)", "quick")
+    assert key.digest() == KEY_0_1
+    assert all(name not in key.hyperparameters for name in KEY_DEFAULTS)
+    assert run_key("benchmark", "standard", base.replace(**KEY_DEFAULTS), "default (MiniLM-L6-H384)", "quick") == key
+    for changed in ({"bias_correction": False}, {"patience": 3}, {"final_on_train_dev": True}):
+        other = run_key("benchmark", "standard", base.replace(**changed), "default (MiniLM-L6-H384)", "quick")
+        assert other != key and next(iter(changed)) in other.hyperparameters, changed

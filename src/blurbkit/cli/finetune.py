@@ -37,6 +37,13 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reinit-layers", type=int, default=0, metavar="K", help="re-initialise the top K encoder blocks")
     parser.add_argument("--freeze-lower-half", action="store_true", help="fix the embeddings and the lower half of the blocks")
     parser.add_argument("--drop-layers", type=int, default=0, metavar="K", help="pruning study: remove the top K blocks")
+    parser.add_argument("--no-bias-correction", action="store_true",
+                        help="Adam without bias correction (BERT's original optimizer; default: corrected AdamW)")
+    parser.add_argument("--patience", type=int, metavar="N",
+                        help="early stopping: stop when dev has not improved for N epochs (the best epoch is kept)")
+    parser.add_argument("--final-on-train-dev", action="store_true",
+                        help="after dev chooses the epoch count, retrain from the pretrained encoder on train+dev "
+                        "for that many epochs and score that model on test")
     parser.add_argument("--scheme", choices=["bio", "bioul", "io"], help="NER/PICO: tagging scheme the model learns")
     parser.add_argument("--part-option", action="append", default=[], metavar="KEY=VALUE",
                         help="option passed to the featurizer/head (repeatable), e.g. lstm_hidden=256")
@@ -90,6 +97,9 @@ def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Pat
         reinit_layers=args.reinit_layers,
         freeze_lower_half=args.freeze_lower_half,
         drop_layers=args.drop_layers,
+        bias_correction=not args.no_bias_correction,
+        patience=args.patience,
+        final_on_train_dev=args.final_on_train_dev,
         part_options=parse_part_options(args.part_option),
         pico_train_from_dev=args.pico_train_from_dev,
         fold=args.fold,

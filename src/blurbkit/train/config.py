@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from blurbkit.errors import BlurbkitError
 from blurbkit.runtime.settings import RuntimeSettings
 
 
@@ -48,6 +49,20 @@ class Hyperparams:
     reinit_layers: int = 0  # re-initialise the top k encoder blocks before fine-tuning
     freeze_lower_half: bool = False  # fix the embeddings and the lower half of the blocks
     drop_layers: int = 0  # pruning study: remove the top k blocks, fine-tune the rest
+    # Optimisation adjustments (SPEC §4); at their defaults left out of run keys (ADDED_LATER below).
+    bias_correction: bool = True  # False: Adam without bias correction (the original BERT optimizer)
+    patience: int | None = None  # stop when dev has not improved for this many epochs (best epoch kept)
+    final_on_train_dev: bool = False  # after choosing the epoch count on dev, retrain on train+dev; test that
+
+    def __post_init__(self) -> None:
+        # Values wrong whatever the model: one line before any data is read or model built.
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise BlurbkitError(f"--layer-decay must be in (0, 1] (got {self.layer_decay})")
+        if self.patience is not None and self.patience < 1:
+            raise BlurbkitError(f"--patience must be at least 1 epoch (got {self.patience})")
+        for name in ("reinit_layers", "drop_layers"):
+            if getattr(self, name) < 0:
+                raise BlurbkitError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
 
     def resolved(self, spec: Any) -> Hyperparams:
         """Every value the dataset's recipe fills in when the user left it unset."""
@@ -58,6 +73,16 @@ class Hyperparams:
             epochs=self.epochs or spec.recipe.epochs,
             max_length=self.max_length or spec.max_length,
         )
+
+
+# Hyperparameters added after runs were stored and checkpointed: at these values (their defaults)
+# they are left out of a run's store key (experiments/benchmark.py) and checkpoint signature
+# (train/run.py), so the runs and checkpoints made before them still match.
+ADDED_LATER = {"bias_correction": True, "patience": None, "final_on_train_dev": False}
+
+
+def without_added_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
 
 
 @dataclass(frozen=True)
