@@ -285,7 +285,7 @@ def test_optimization_study_table_report_and_resume(model_dir, shared_data, tmp_
     row = next(line for line in lines if line.startswith("| BIOSSES |"))
     assert row.count("/2 failed") == 4 and row.count("±") == 4
     assert "| *BIOSSES, published* | 92.64 |  | 93.46 | 91.75 |" in captured.out
-    assert "- BIOSSES: train 16 sampled, epochs 1, batch 8" in captured.out
+    assert "- BIOSSES: train 16 sampled, epochs 1 (longer 3, longer+no-bias-correction 3), batch 8" in captured.out
     assert "- BIOSSES: " in captured.out and "longer = 3x the budget's epochs" in captured.out
     report = runs / "study-optimization-test16"
     assert report.with_suffix(".md").read_text().startswith("| dataset |")

@@ -127,7 +127,7 @@ STUDIES: dict[str, StabilityStudy] = {
                        "DDI": {"standard": "82.36", "stabilised": "83.17"},
                        "BioASQ": {"standard": "87.56", "stabilised": "82.75"}},
             published_note="PubMedBERT-base, standard vs stabilisation + extensive search (Table 9)",
-            note=f"no dev-selected grid here (the grid search is not in this branch): stabilised is one fixed config, "
+            note=f"no dev-selected grid (the grid search is not in this branch): stabilised is one fixed config, "
                  f"{LONGER}x epochs with patience {PATIENCE}, top block re-initialised, final model retrained on "
                  "train+dev for the dev-chosen epoch count"),
     )
@@ -200,6 +200,10 @@ def budget_lines(cells: Sequence[Cell]) -> list[str]:
             parts.append(f"dev ≤{config.max_eval_examples}")
         if config.max_test_examples:
             parts.append(f"test ≤{config.max_test_examples}")
+        longer = {c.variant: c.config.hyper.resolved(spec).epochs for c in cells
+                  if c.row == cell.row and c.config.epochs != config.epochs}
+        if longer:
+            parts[1] += f" ({', '.join(f'{name} {epochs}' for name, epochs in longer.items())})"
         lines.append(f"- {cell.row}: {', '.join(parts)}")
     return lines
 
