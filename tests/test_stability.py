@@ -322,3 +322,18 @@ def test_pruning_and_low_resource_studies(model_dir, shared_data, tmp_path, caps
     assert "leave out --max-train-examples" in capsys.readouterr().err
     assert main(["ablate", "--study", "stability", "--layer-decay", "0.9", *options]) == 2
     assert "--layer-decay is what study stability varies" in capsys.readouterr().err
+
+
+def test_low_resource_sizes_replace_a_budgets_training_size_and_refuse_the_users():
+    from blurbkit.experiments.stability import build_cells, check_train_size, get_stability_study
+
+    study = get_stability_study("low-resource")
+    check_train_size(study, None)
+    with pytest.raises(BlurbkitError, match="leave out --max-train-examples"):
+        check_train_size(study, 50)
+    budgeted = lambda dataset, seed: FinetuneConfig(dataset=dataset, seed=seed, max_train_examples=2000, epochs=2)  # noqa: E731
+    cells = build_cells(study, ["ddi"], study.variants[:2], 1, budgeted)
+    assert [(c.row, c.variant, c.config.max_train_examples) for c in cells] == [
+        ("DDI 100", "standard", 100), ("DDI 100", "freeze", 100), ("DDI 500", "standard", 500),
+        ("DDI 500", "freeze", 500), ("DDI 1000", "standard", 1000), ("DDI 1000", "freeze", 1000)]
+    assert all(c.config.freeze_lower_half == (c.variant == "freeze") for c in cells)

@@ -111,6 +111,7 @@ def run_stability(args: argparse.Namespace) -> int:
     )
     from blurbkit.experiments.stability import (
         build_cells,
+        check_train_size,
         collect,
         encoder_parameters,
         get_stability_study,
@@ -137,6 +138,7 @@ def run_stability(args: argparse.Namespace) -> int:
         config = config_from_args(args, dataset, seed, None)
         return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
 
+    check_train_size(study, args.max_train_examples)
     cells = build_cells(study, datasets, variants, seeds, make_config)
     store = ResultsStore(args.store or args.runs_dir / "results.sqlite")
     rows = len({cell.row for cell in cells})

@@ -159,7 +159,11 @@ def check_no_conflict(study: StabilityStudy, config: FinetuneConfig) -> None:
     for key in sorted(varied):
         if getattr(config, key) != defaults[key]:
             raise BlurbkitError(f"--{key.replace('_', '-')} is what study {study.name} varies; leave it out")
-    if study.train_sizes != (None,) and config.max_train_examples is not None:
+
+
+def check_train_size(study: StabilityStudy, max_train_examples: int | None) -> None:
+    """The low-resource study sets the training size itself (over a budget's, which it replaces)."""
+    if study.train_sizes != (None,) and max_train_examples is not None:
         raise BlurbkitError(f"study {study.name} sets the training size ({', '.join(map(str, study.train_sizes))}); "
                             "leave out --max-train-examples")
 
@@ -281,7 +285,7 @@ def stability_table(study: StabilityStudy, cells: Sequence[Cell], results: dict[
         published = study.published.get(row, {})
         if any(name in published for name in names):
             lines.append(f"| *{row}, published* | {' | '.join(published.get(name, '') for name in names)} |")
-    seeds = sorted({cell_stats(e)["n"] for e in results.values()})
+    seeds = sorted({cell_stats(e)["n"] for e in results.values()} - {0})
     lines += ["", f"Study {study.name} ({study.title}): test score (%) per cell: mean ± sample std over all seeds · "
               f"mean over the seeds that did not fail · failed/seeds ({'/'.join(map(str, seeds))} seeds)"
               + (" · encoder parameters · mean wall seconds per run" if study.cost_columns else "") + ".",
