@@ -197,7 +197,11 @@ def budget_lines(cells: Sequence[Cell]) -> list[str]:
         seen.add(cell.row)
         config, spec = cell.config, get_dataset(cell.config.dataset)
         hyper = config.hyper.resolved(spec)
-        train = f"{config.max_train_examples} sampled" if config.max_train_examples else f"all {spec.published.get('train', '')}".rstrip()
+        full = spec.published.get("train")
+        if config.max_train_examples and not (full and config.max_train_examples >= full):
+            train = f"{config.max_train_examples} sampled"
+        else:
+            train = f"all {full or ''}".rstrip()
         parts = [f"train {train}", f"epochs {hyper.epochs}", f"batch {hyper.batch_size}", f"lr {hyper.lr:g}",
                  f"max length {hyper.max_length}"]
         if config.max_eval_examples:
