@@ -32,3 +32,16 @@ def test_adversarial_fields_stay_out_of_the_key_at_their_defaults():
     adversarial = run_key("benchmark", "standard", base.replace(adversarial=True), "m", "full")
     assert adversarial != key
     assert run_key("benchmark", "standard", base.replace(adversarial=True, adv_epsilon=1e-3), "m", "full") != adversarial
+
+
+def test_new_options_at_their_defaults_keep_the_key_and_other_values_change_it():
+    from blurbkit.train.config import ADDED_LATER as KEY_DEFAULTS
+
+    base = FinetuneConfig(dataset="gad", seed=1, lr=1e-4, max_train_examples=800, epochs=2, part_options={"lstm_hidden": 8})
+    key = run_key("benchmark", "standard", base, "default (MiniLM-L6-H384)", "quick")
+    assert key.digest() == KEY_0_1
+    assert all(name not in key.hyperparameters for name in KEY_DEFAULTS)
+    assert run_key("benchmark", "standard", base.replace(**KEY_DEFAULTS), "default (MiniLM-L6-H384)", "quick") == key
+    for changed in ({"bias_correction": False}, {"patience": 3}, {"final_on_train_dev": True}):
+        other = run_key("benchmark", "standard", base.replace(**changed), "default (MiniLM-L6-H384)", "quick")
+        assert other != key and next(iter(changed)) in other.hyperparameters, changed

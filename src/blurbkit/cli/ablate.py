@@ -8,27 +8,35 @@ import time
 
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
-STUDIES = ("tagging", "heads", "relation", "sll")
+ABLATIONS = ("tagging", "heads", "relation", "sll")
+STABILITY = ("optimization", "stability", "low-resource", "pruning", "search")  # experiments/stability.py
+STUDIES = ABLATIONS + STABILITY
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ablate",
-        help="compare modeling choices (tagging scheme, token heads, relation input/encoding, SLL heads)",
+        help="compare modeling choices (tagging scheme, token heads, relation input/encoding, SLL heads) "
+        "or fine-tuning stabilisation methods (optimization, stability, low-resource, pruning, search)",
         description="Runs every dataset x variant x seed through the fine-tuning engine and the results "
         "store, then prints a table: rows = datasets, columns = variants, test mean ± std.",
     )
     parser.add_argument("--study", required=True, choices=STUDIES)
     parser.add_argument("--datasets", help="comma-separated (default: the study's: tagging/heads bc5chem,ncbi_disease; "
-                        "relation chemprot,ddi; sll chemprot,ddi,gad)")
+                        "relation chemprot,ddi; sll chemprot,ddi,gad; optimization biosses; stability "
+                        "biosses,bioasq,pubmedqa; low-resource chemprot,ddi; pruning biosses,chemprot,bioasq; "
+                        "search biosses,pubmedqa,ddi,bioasq)")
     parser.add_argument("--variants", help="comma-separated subset of the study's variants (default: all)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
+    parser.add_argument("--seeds", type=int, help="seeds per cell (default 3; stability studies the papers': "
+                        "10 for optimization and stability, 5 for the others)")
     add_store_options(parser)
     add_training_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.study in STABILITY:
+        return run_stability(args)
     from blurbkit.errors import BlurbkitError
     from blurbkit.experiments.ablation import (
         ablation_table,
@@ -51,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from blurbkit.models.loading import resolve_model_dir
     from blurbkit.store.results import ResultsStore
 
+    args.seeds = 3 if args.seeds is None else args.seeds
     if args.seeds < 1:
         raise BlurbkitError("--seeds must be at least 1")
     study = get_study(args.study)
@@ -83,6 +92,72 @@ def run(args: argparse.Namespace) -> int:
     print(table)
     print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
     write_report(args.runs_dir, f"ablation-{study.name}-{budget}", table, flat_cells(summary))
+    for failure in bench.failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 1 if bench.failures else 0
+
+
+def run_stability(args: argparse.Namespace) -> int:
+    """A fine-tuning stability study (experiments/stability.py): its table, md/csv/png."""
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.experiments.ablation import select_variants
+    from blurbkit.experiments.benchmark import (
+        Benchmark,
+        apply_budget,
+        budget_profile,
+        model_label,
+        resolve_datasets,
+        run_key,
+    )
+    from blurbkit.experiments.stability import (
+        build_cells,
+        check_train_size,
+        collect,
+        encoder_parameters,
+        get_stability_study,
+        stability_table,
+        write_stability_report,
+    )
+    from blurbkit.models.loading import resolve_model_dir
+    from blurbkit.store.results import ResultsStore
+
+    study = get_stability_study(args.study)
+    seeds = study.seeds if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise BlurbkitError("--seeds must be at least 1")
+    datasets = resolve_datasets(args.datasets or list(study.datasets))
+    variants = select_variants(study, args.variants)
+    resolve_model_dir(args.model)
+    label = model_label(args.model)
+    budget = "quick" if args.quick else "full"
+    if args.max_test_examples is not None and not args.quick:
+        budget = f"test{args.max_test_examples}"
+    args.no_save_model = not args.save_models
+
+    def make_config(dataset: str, seed: int):
+        config = config_from_args(args, dataset, seed, None)
+        return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
+
+    check_train_size(study, args.max_train_examples)
+    cells = build_cells(study, datasets, variants, seeds, make_config)
+    store = ResultsStore(args.store or args.runs_dir / "results.sqlite")
+    rows = len({cell.row for cell in cells})
+    print(f"blurbkit: study {study.name}: {rows} rows x {len(variants)} methods x {seeds} seeds = {len(cells)} runs "
+          f"({budget})", file=sys.stderr)
+    started = time.perf_counter()
+    bench = Benchmark(store=store, runs_dir=args.runs_dir, study=study.name, force=args.force, keep_going=args.keep_going)
+    grid = [(cell.variant, cell.config) for cell in cells]
+    bench.run(grid, label, budget)
+    results = collect(cells, bench.rows_for(grid, label, budget),
+                      lambda cell: run_key(study.name, cell.variant, cell.config, label, budget).digest())
+    parameters = None
+    if study.cost_columns:
+        parameters = {k: encoder_parameters(args.model, k) for k in sorted({cell.config.drop_layers for cell in cells})}
+    table = stability_table(study, cells, results, variants, budget, parameters)
+    print(table)
+    print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
+    for path in write_stability_report(args.runs_dir, f"study-{study.name}-{budget}", table, study, results, variants):
+        print(f"blurbkit: wrote {path}", file=sys.stderr)
     for failure in bench.failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if bench.failures else 0

@@ -43,6 +43,13 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--adv-steps", type=int, default=1, help="--adversarial: ascent steps (default 1)")
     parser.add_argument("--adv-step-size", type=float, default=1e-3, help="--adversarial: ascent step size (default 1e-3)")
     parser.add_argument("--adv-alpha", type=float, default=1.0, help="--adversarial: weight of the KL term (default 1)")
+    parser.add_argument("--no-bias-correction", action="store_true",
+                        help="Adam without bias correction (BERT's original optimizer; default: corrected AdamW)")
+    parser.add_argument("--patience", type=int, metavar="N",
+                        help="early stopping: stop when dev has not improved for N epochs (the best epoch is kept)")
+    parser.add_argument("--final-on-train-dev", action="store_true",
+                        help="after dev chooses the epoch count, retrain from the pretrained encoder on train+dev "
+                        "for that many epochs and score that model on test")
     parser.add_argument("--scheme", choices=["bio", "bioul", "io"], help="NER/PICO: tagging scheme the model learns")
     parser.add_argument("--part-option", action="append", default=[], metavar="KEY=VALUE",
                         help="option passed to the featurizer/head (repeatable), e.g. lstm_hidden=256")
@@ -101,6 +108,9 @@ def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Pat
         adv_steps=args.adv_steps,
         adv_step_size=args.adv_step_size,
         adv_alpha=args.adv_alpha,
+        bias_correction=not args.no_bias_correction,
+        patience=args.patience,
+        final_on_train_dev=args.final_on_train_dev,
         part_options=parse_part_options(args.part_option),
         pico_train_from_dev=args.pico_train_from_dev,
         fold=args.fold,

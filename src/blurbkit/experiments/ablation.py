@@ -21,6 +21,7 @@ class Variant:
     name: str
     overrides: dict[str, Any]
     needs_original: bool = False  # entity markers / original text: unmasked sentence + offsets
+    epochs_scale: int = 1  # longer training (stability studies): the budget's epochs times this
 
 
 @dataclass(frozen=True)

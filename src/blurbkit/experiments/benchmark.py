@@ -17,7 +17,7 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
 from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import blurb_datasets, get_dataset
-from blurbkit.train.config import FinetuneConfig, omit_defaults
+from blurbkit.train.config import FinetuneConfig, without_added_defaults
 from blurbkit.train.provenance import blurbkit_commit
 
 
@@ -74,8 +74,8 @@ def model_label(model: str | None) -> str:
 
 def run_key(study: str, variant: str, config: FinetuneConfig, model_label: str, budget: str) -> RunKey:
     """The store key of one run: everything that changes its result, not where it is written."""
-    # omit_defaults: hyperparameters added later are in the key only when set (stored runs keep theirs)
-    hyper = omit_defaults({k: v for k, v in config.to_json().items() if k not in NOT_IN_KEY})
+    # Options added later are left out at their defaults (train/config.py ADDED_LATER): old keys hold.
+    hyper = without_added_defaults({k: v for k, v in config.to_json().items() if k not in NOT_IN_KEY})
     return RunKey(study, variant, model_label, config.dataset, config.seed, budget, json.dumps(hyper, sort_keys=True))
 
 

@@ -4,6 +4,7 @@ AdamW with the BERT weight-decay convention, optional layer-wise learning-rate d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -48,9 +49,50 @@ def parameter_groups(
     return [{"params": params, "lr": group_lr, "weight_decay": decay} for (group_lr, decay), params in groups.items()]
 
 
-def adamw(groups: list[dict[str, Any]], lr: float, fused: bool = True, **options: Any) -> torch.optim.Optimizer:
-    """AdamW over `groups`. fused: one kernel per parameter instead of ~8 passes over memory (CPU and CUDA)."""
-    return torch.optim.AdamW(groups, lr=lr, fused=fused, foreach=None if fused else True, **options)
+class UncorrectedAdamW(torch.optim.AdamW):
+    """AdamW without bias correction, as BERT's original optimizer (AdamWeightDecay) updates:
+
+        m_t = b1 m + (1 - b1) g,  v_t = b2 v + (1 - b2) g^2,  p <- p - lr (m_t / (sqrt(v_t) + eps) + wd p)
+
+    torch's AdamW divides by the corrections c1 = 1 - b1^t and c2 = 1 - b2^t:
+    p <- p (1 - lr wd) - (lr / c1) m_t / (sqrt(v_t) / sqrt(c2) + eps). Stepping it with
+    lr' = lr c1 / sqrt(c2), eps' = eps / sqrt(c2) and wd' = wd sqrt(c2) / c1 gives exactly the
+    uncorrected update, so the fused and foreach kernels run unchanged. The group values are
+    swapped in for the step only: the schedule, `state_dict` and checkpoints see the real ones,
+    and t is read from the optimizer state, so a resumed run continues the same sequence."""
+
+    @torch.no_grad()
+    def step(self, closure: Any = None, **kwargs: Any) -> Any:
+        saved = []
+        for group in self.param_groups:
+            saved.append((group["lr"], group["eps"], group["weight_decay"]))
+            t = self._next_step(group)
+            beta1, beta2 = group["betas"]
+            c1, root_c2 = 1 - beta1**t, math.sqrt(1 - beta2**t)
+            group["lr"] = group["lr"] * c1 / root_c2
+            group["eps"] = group["eps"] / root_c2
+            group["weight_decay"] = group["weight_decay"] * root_c2 / c1
+        try:
+            return super().step(closure, **kwargs)
+        finally:
+            for group, (lr, eps, decay) in zip(self.param_groups, saved, strict=True):
+                group["lr"], group["eps"], group["weight_decay"] = lr, eps, decay
+
+    def _next_step(self, group: dict[str, Any]) -> int:
+        """The step number the coming update has (1 for the first) in this group."""
+        for param in group["params"]:
+            step = self.state.get(param, {}).get("step")
+            if step is not None:
+                return int(step) + 1
+        return 1
+
+
+def adamw(groups: list[dict[str, Any]], lr: float, fused: bool = True, bias_correction: bool = True,
+          **options: Any) -> torch.optim.Optimizer:
+    """AdamW over `groups`. fused: one kernel per parameter instead of ~8 passes over memory (CPU and CUDA).
+    bias_correction=False: Adam without it (`UncorrectedAdamW`, with the same fused or foreach kernels)."""
+    cls = torch.optim.AdamW if bias_correction else UncorrectedAdamW
+    return cls(groups, lr=lr, fused=fused, foreach=None if fused else True, **options)
 
 
 def warmup_linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:

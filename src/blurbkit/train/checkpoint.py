@@ -53,6 +53,7 @@ from blurbkit.testhook import kill_point
 
 FORMAT = "blurbkit-finetune-checkpoint/1"
 DIR_NAME = ".checkpoint"
+FINAL_DIR_NAME = ".checkpoint-final"  # the train+dev final model's (run.py train_on_train_dev)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from blurbkit.errors import BlurbkitError
 from blurbkit.runtime.settings import RuntimeSettings
 
 
@@ -49,12 +50,26 @@ class Hyperparams:
     freeze_lower_half: bool = False  # fix the embeddings and the lower half of the blocks
     drop_layers: int = 0  # pruning study: remove the top k blocks, fine-tune the rest
     # Adversarial fine-tuning (ALUM/SMART, runtime/adversarial.py); at their defaults these fields
-    # stay out of a run's store key and checkpoint signature (OMIT_AT_DEFAULT), so stored runs keep theirs.
+    # stay out of a run's store key and checkpoint signature (ADDED_LATER below), so stored runs keep theirs.
     adversarial: bool = False
     adv_epsilon: float = 1e-5
     adv_steps: int = 1
     adv_step_size: float = 1e-3
     adv_alpha: float = 1.0
+    # Optimisation adjustments (SPEC §4); at their defaults left out of run keys (ADDED_LATER below).
+    bias_correction: bool = True  # False: Adam without bias correction (the original BERT optimizer)
+    patience: int | None = None  # stop when dev has not improved for this many epochs (best epoch kept)
+    final_on_train_dev: bool = False  # after choosing the epoch count on dev, retrain on train+dev; test that
+
+    def __post_init__(self) -> None:
+        # Values wrong whatever the model: one line before any data is read or model built.
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise BlurbkitError(f"--layer-decay must be in (0, 1] (got {self.layer_decay})")
+        if self.patience is not None and self.patience < 1:
+            raise BlurbkitError(f"--patience must be at least 1 epoch (got {self.patience})")
+        for name in ("reinit_layers", "drop_layers"):
+            if getattr(self, name) < 0:
+                raise BlurbkitError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
 
     def resolved(self, spec: Any) -> Hyperparams:
         """Every value the dataset's recipe fills in when the user left it unset."""
@@ -67,6 +82,17 @@ class Hyperparams:
         )
 
 
+# Hyperparameters added after runs were stored and checkpointed: at these values (their defaults)
+# they are left out of a run's store key (experiments/benchmark.py) and checkpoint signature
+# (train/run.py), so the runs and checkpoints made before them still match.
+ADDED_LATER = {"bias_correction": True, "patience": None, "final_on_train_dev": False,
+               "adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0}
+
+
+def without_added_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+
+
 @dataclass(frozen=True)
 class ModelChoices:
     transform: str | None = None  # None = the task type's default part
@@ -74,16 +100,6 @@ class ModelChoices:
     head: str | None = None
     scheme: str | None = None  # NER/PICO tagging scheme the model learns (bio, bioul, io); None = native
     part_options: dict[str, Any] = field(default_factory=dict)
-
-
-# Hyperparameters added after runs were stored: in a run's key (experiments/benchmark.py) and
-# checkpoint signature (train/run.py) only when set to something other than their default, so a run
-# that leaves them alone computes what it always did and keeps its key.
-OMIT_AT_DEFAULT = {"adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0}
-
-
-def omit_defaults(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if not (k in OMIT_AT_DEFAULT and v == OMIT_AT_DEFAULT[k])}
 
 
 _PARTS = {"run": RunSpec, "hyper": Hyperparams, "choices": ModelChoices, "runtime": RuntimeSettings}

@@ -2,7 +2,9 @@
 
 Train:   AdamW, linear warm-up over the first 10% of steps then linear decay to 0, gradient
          clipping, bf16 autocast where the hardware has it (fp32 master weights),
-         length-grouped batches; dev metric after every epoch; the best epoch's weights kept.
+         length-grouped batches; dev metric after every epoch; the best epoch's weights kept; with
+         `patience`, training stops once dev has not improved for that many epochs (the schedule
+         stays the one of all `epochs`: early stopping cuts it, as in the stability paper's runs).
 Resume:  with `Checkpoints` (train/checkpoint.py) the loop's whole state is saved at every epoch's
          end and every N steps, and a killed run continues from it to the same last digit. A NaN or
          infinite loss stops the run (checked wherever the loop syncs with the device anyway).
@@ -60,16 +62,18 @@ class TrainResult:
     train_seconds: float = 0.0
     train_examples_per_second: float = 0.0
     steps: int = 0
+    epochs_run: int = 0  # fewer than the epochs asked for when dev-based early stopping ended the run
 
 
 def build_optimizer(
-    model: torch.nn.Module, lr: float, weight_decay: float, fused: bool = True, layer_decay: float | None = None
+    model: torch.nn.Module, lr: float, weight_decay: float, fused: bool = True, layer_decay: float | None = None,
+    bias_correction: bool = True,
 ) -> torch.optim.Optimizer:
     """AdamW over the model's trainable parameters (runtime/optim.py); with `layer_decay` d, block l
-    from the top of the encoder trains at lr * d**l."""
+    from the top of the encoder trains at lr * d**l; without `bias_correction`, BERT's original Adam."""
     num_layers = len(encoder_layers(model.encoder)) if layer_decay else 0
     groups = parameter_groups(model.named_parameters(), lr, weight_decay, layer_decay, num_layers)
-    return adamw(groups, lr, fused=fused)
+    return adamw(groups, lr, fused=fused, bias_correction=bias_correction)
 
 
 def adversary(model: BlurbModel, hyper: Hyperparams) -> Adversary | None:
@@ -141,7 +145,8 @@ class Engine:
         hyper, settings, model = self.hyper, self.settings, self.model
         steps_per_epoch = math.ceil(len(train.examples) / hyper.batch_size)
         total = steps_per_epoch * hyper.epochs
-        optimizer = build_optimizer(model, hyper.lr, hyper.weight_decay, fused=settings.fused_optimizer, layer_decay=hyper.layer_decay)
+        optimizer = build_optimizer(model, hyper.lr, hyper.weight_decay, fused=settings.fused_optimizer,
+                                    layer_decay=hyper.layer_decay, bias_correction=hyper.bias_correction)
         params = [p for p in model.parameters() if p.requires_grad]
         # fp16 (GPUs without bf16) needs loss scaling; for bf16 and fp32 the scaler passes through.
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
@@ -153,6 +158,8 @@ class Engine:
         progress = tqdm(total=total, initial=result.steps, desc=f"{self.spec.name} seed {self.seed}",
                         disable=not settings.progress, unit="step")
         for epoch in range(loop.epoch, hyper.epochs + 1):
+            if self._patience_ran_out(dev, result, epoch - 1):  # checked here too: a resumed run may be done
+                break
             loop.epoch = epoch
             model.train()
             started = time.perf_counter()
@@ -206,10 +213,18 @@ class Engine:
             if checkpoints is not None:
                 checkpoints.save(loop)
         progress.close()
+        result.epochs_run = min(loop.epoch - 1, hyper.epochs)
         if loop.best_state is not None and result.best_epoch != hyper.epochs:
             model.load_state_dict(loop.best_state)
-        result.train_examples_per_second = len(train.examples) * hyper.epochs / max(result.train_seconds, 1e-9)
+        result.train_examples_per_second = len(train.examples) * result.epochs_run / max(result.train_seconds, 1e-9)
         return result
+
+    def _patience_ran_out(self, dev: Encoded | None, result: TrainResult, epoch: int) -> bool:
+        """Early stopping: dev has not improved on the best epoch for `patience` epochs after `epoch`."""
+        patience = self.hyper.patience
+        if patience is None or dev is None or epoch < 1 or not result.dev_history:
+            return False
+        return epoch - result.best_epoch >= patience
 
     def _check_finite(self, bad_step: int, loop: Loop, train: Encoded, checkpoints: Checkpoints | None) -> None:
         """One line naming the first step whose loss was NaN or infinite, and its batch."""

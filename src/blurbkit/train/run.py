@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +29,11 @@ from blurbkit.models.encoding import Encoded, encode
 from blurbkit.models.loading import resolve_model_dir
 from blurbkit.runtime.adversarial import AdversarialConfig
 from blurbkit.runtime.precision import dtype_name
-from blurbkit.scoring import prediction_file_name, write_predictions
+from blurbkit.scoring import prediction_file_name, score_predictions, write_predictions
 from blurbkit.tasks.registry import DatasetSpec, get_dataset
 from blurbkit.testhook import kill_point
-from blurbkit.train.checkpoint import DIR_NAME, Checkpoints
-from blurbkit.train.config import FinetuneConfig, Hyperparams, omit_defaults
+from blurbkit.train.checkpoint import DIR_NAME, FINAL_DIR_NAME, Checkpoints
+from blurbkit.train.config import FinetuneConfig, Hyperparams, without_added_defaults
 from blurbkit.train.engine import Engine, seed_everything
 from blurbkit.train.provenance import blurbkit_commit, library_versions, records_sha256
 from blurbkit.train.stabilise import drop_top_layers, freeze_lower_half, reinit_top_layers
@@ -64,7 +64,8 @@ def check_run_dir(out: Path | None, overwrite: bool, resume: bool = False) -> No
     if out.exists() and not out.is_dir():
         raise BlurbkitError("output directory is a file", path=out)
     entries = [entry.name for entry in out.iterdir()] if out.is_dir() else []
-    interrupted = bool(entries) and all(name == DIR_NAME or name.startswith(f".{DIR_NAME}.") for name in entries)
+    interrupted = bool(entries) and all(name in (DIR_NAME, FINAL_DIR_NAME) or name.startswith((f".{DIR_NAME}.", f".{FINAL_DIR_NAME}."))
+                                        for name in entries)
     if entries and not overwrite and not (interrupted and resume):
         if interrupted:
             raise BlurbkitError("output directory holds an interrupted run; pass --resume to continue it "
@@ -78,7 +79,7 @@ def check_run_dir(out: Path | None, overwrite: bool, resume: bool = False) -> No
 
 def run_signature(config: FinetuneConfig, hyper: Hyperparams, model_dir: Path, data_sha256: dict[str, str]) -> dict[str, Any]:
     """What a checkpoint must share with this run to continue it: config, resolved values, model, data."""
-    signature = omit_defaults({k: v for k, v in config.to_json().items() if k not in NOT_IN_SIGNATURE})
+    signature = without_added_defaults({k: v for k, v in config.to_json().items() if k not in NOT_IN_SIGNATURE})
     signature.update(lr=hyper.lr, batch_size=hyper.batch_size, epochs=hyper.epochs, max_length=hyper.max_length,
                      model_dir=str(model_dir))
     signature.update({f"data_sha256.{name}": digest for name, digest in data_sha256.items()})
@@ -102,7 +103,15 @@ def load_splits(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperparams) -
     if not train:
         raise BlurbkitError(f"dataset {spec.name}: the train split is empty")
     dev = subsample(loaded["dev"], config.max_eval_examples, EVAL_SUBSAMPLE_SEED)
+    check_dev_options(spec, hyper, dev)
     return Splits(train, dev, test, notes)
+
+
+def check_dev_options(spec: DatasetSpec, hyper: Hyperparams, dev: list[dict]) -> None:
+    """Early stopping and the train+dev final model choose on dev: without one, refused before training."""
+    for wanted, flag in ((hyper.patience is not None, "--patience"), (hyper.final_on_train_dev, "--final-on-train-dev")):
+        if wanted and not dev:
+            raise BlurbkitError(f"{flag} chooses the epoch on dev, and dataset {spec.name} has no dev split here")
 
 
 def build_engine(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperparams, model_dir: Path,
@@ -150,12 +159,24 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     trained = engine.train(data["train"], data["dev"], checkpoints=checkpoints)
     dev_best, test = engine.score(data["dev"], "dev"), engine.score(data["test"], "test")
     predictions = {"dev": dev_best.pop("_predictions"), "test": test.pop("_predictions")}
+    final = None
+    if hyper.final_on_train_dev:
+        test_before = test
+        engine, data["train_dev"], final = train_on_train_dev(spec, config, hyper, model_dir, splits, engine, trained,
+                                                              data_sha256, encode_cache=config.encode_cache)
+        test = engine.score(data["test"], "test")
+        predictions["test"] = test.pop("_predictions")
+        final["test_before"] = {k: v for k, v in test_before.items() if k != "_predictions"}
+    mark_failed(spec, splits.train, data["test"].records, test)
     metrics = {
         "dataset": spec.name,
         "metric": spec.metric,
         "test": test,
         "dev": dev_best,
         "best_epoch": trained.best_epoch,
+        "epochs_run": trained.epochs_run,
+        "parameters": sum(p.numel() for p in engine.model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in engine.model.parameters() if p.requires_grad),
         "train_examples": len(data["train"].records),
         "train_windows": len(data["train"].examples),
         "train_seconds": round(trained.train_seconds, 2),
@@ -165,11 +186,47 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
         "precision": dtype_name(engine.dtype),
         "notes": splits.notes,
     }
+    if final is not None:
+        metrics["final_on_train_dev"] = final
     for note in splits.notes:
         print(f"blurbkit: note: {spec.name}: {note}", file=sys.stderr)
     if config.out is not None:
         write_run_dir(config, spec, hyper, model_dir, engine, data, trained.dev_history, metrics, predictions, data_sha256)
     return metrics
+
+
+def train_on_train_dev(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperparams, model_dir: Path, splits: Splits,
+                       selected: Engine, trained: Any, data_sha256: dict[str, str], encode_cache: Any = None
+                       ) -> tuple[Engine, Encoded, dict[str, Any]]:
+    """The stability paper's final model: once dev has chosen the epoch count, train again from the
+    pretrained encoder (same seed, same layer options) on train+dev for that many epochs, with its
+    own schedule and no evaluation; test scores that model. Its checkpoint is RUN_DIR/.checkpoint-final."""
+    epochs = trained.best_epoch
+    records = splits.train + splits.dev
+    splits.notes.append(f"final model: retrained on train+dev ({len(splits.train)} + {len(splits.dev)} records) for "
+                        f"{epochs} epochs, the best dev epoch; test scores that model")
+    if config.max_eval_examples is not None:
+        splits.notes.append(f"train+dev used the dev subsample of {len(splits.dev)} records")
+    seed_everything(config.seed)  # the same fresh start as the first model (re-initialised blocks included)
+    final_hyper = replace(hyper, epochs=epochs, patience=None)
+    engine = build_engine(spec, config, final_hyper, model_dir, records)
+    encoded = encode(records, engine.codec, engine.model.recipe, engine.tokenizer, cache=encode_cache)
+    checkpoints = None
+    if config.out is not None:
+        signature = run_signature(config, final_hyper, model_dir, data_sha256)
+        signature.update(phase="train+dev", selected_epoch=epochs, train_dev_sha256=records_sha256(encoded.records))
+        checkpoints = Checkpoints(config.out / FINAL_DIR_NAME, signature, every=config.checkpoint_every, resume=config.resume)
+    result = engine.train(encoded, None, checkpoints=checkpoints)
+    return engine, encoded, {"epochs": epochs, "train_examples": len(records), "steps": result.steps,
+                             "train_seconds": round(result.train_seconds, 2)}
+
+
+def mark_failed(spec: DatasetSpec, train_records: list[dict], test_records: Any, test: dict[str, Any]) -> None:
+    """Add the trivial predictor's test score and whether this run failed (no better than it) to `test`
+    (tasks/types/base.py `run_failed`, the one definition)."""
+    trivial = spec.task.trivial_predictions(spec, train_records, list(test_records))
+    test["trivial_score"] = score_predictions(spec, list(test_records), trivial)["score"]
+    test["failed"] = spec.task.run_failed(test)
 
 
 def write_run_dir(config: FinetuneConfig, spec: DatasetSpec, hyper: Hyperparams, model_dir: Path, engine: Engine,

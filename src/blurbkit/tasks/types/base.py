@@ -7,6 +7,7 @@ blurbkit needs to know about one kind of task, so no other package branches on i
   (token tasks lose no word) or truncated;
 - label handling (`LabelCodec`: gold labels -> training targets, head outputs -> predictions);
 - predictions: their in-memory form, the file format, the official metric and how it is called;
+- failed runs: the trivial predictor a fine-tuned model must beat (``trivial_predictions``, ``run_failed``);
 - new text: raw inputs -> records, predictions -> results (what `Predictor` returns).
 
 Two families share most of this: token-level tasks (tasks/types/token.py) and tasks predicted
@@ -16,6 +17,7 @@ per record id (tasks/types/by_id.py). A new task type is one module and one
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +85,27 @@ class TaskType:
     windowed = False  # True: long inputs become overlapping windows (no word lost); False: truncated
     prediction_suffix = "jsonl"
     file_formats: tuple[str, ...] = ()  # `datasets add --format` readers holding this task's data
+
+    # ---- failed runs (fine-tuning stability, SPEC §4) -------------------------------------------
+    def trivial_predictions(self, spec: DatasetSpec, train_records: Sequence[Record], records: Sequence[Record]) -> Any:
+        """What a predictor without a model predicts for `records`, learnt from `train_records` alone:
+        the majority class (relation, QA), no label that most training documents lack (HoC), the
+        training mean (similarity, whose Pearson is then undefined), ``O`` for every word (NER, PICO)."""
+        raise NotImplementedError(f"task type {self.name} has no trivial predictor")
+
+    def run_failed(self, test: dict[str, Any]) -> bool:
+        """Whether a fine-tuning run failed: its test score (the official metric's result dict) is
+        no better than the trivial predictor's on the same test records. The one definition every
+        stability table uses; per metric it means: entity / PICO / relation / HoC F1 of 0 (all their
+        trivial predictors score 0), QA accuracy at or below the majority class's, Pearson not
+        computable (a constant prediction) or <= 0. A result without ``trivial_score`` (runs stored
+        before it was recorded) is compared with 0."""
+        score = test.get("score")
+        if score is None or not math.isfinite(score) or test.get("undefined"):
+            return True
+        trivial = test.get("trivial_score")
+        floor = 0.0 if trivial is None or not math.isfinite(trivial) else trivial
+        return score <= floor + 1e-12
 
     # ---- data facts ---------------------------------------------------------------------------
     def measure(self, spec: DatasetSpec, records: Sequence[Record]) -> int:

@@ -9,6 +9,7 @@ may be is the task type's `normalize`; how a prediction id finds its gold item i
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,13 @@ class IdTaskType(TaskType):
     def id_key(self, prediction_id: str) -> str:
         """The gold id a prediction id belongs to."""
         return prediction_id
+
+    def trivial_predictions(self, spec: DatasetSpec, train_records: Sequence[Record], records: Sequence[Record]) -> Any:
+        """The majority training label for every record (ties: the first label of the dataset's list)."""
+        counts = Counter(str(record["label"]) for record in train_records)
+        order = {label: i for i, label in enumerate(spec.labels)}
+        majority = min(counts, key=lambda label: (-counts[label], order.get(label, len(order)), label))
+        return {str(record["id"]): majority for record in records}
 
     def score(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any, scheme: str | None = None) -> dict[str, Any]:
         ids = [str(record["id"]) for record in gold]

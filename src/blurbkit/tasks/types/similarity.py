@@ -45,6 +45,11 @@ class SentenceSimilarity(IdTaskType):
             raise ValueError(f"prediction must be a finite number, got {value!r}")
         return float(value)
 
+    def trivial_predictions(self, spec, train_records, records) -> dict[str, float]:
+        """The training mean for every pair: a constant, whose Pearson correlation is undefined."""
+        mean = math.fsum(float(r["score"]) for r in train_records) / max(1, len(train_records))
+        return {str(record["id"]): mean for record in records}
+
     def score(self, spec, gold, predictions, scheme: str | None = None) -> dict[str, Any]:
         return pearson([float(r["score"]) for r in gold], [predictions[str(r["id"])] for r in gold])
 

@@ -120,6 +120,10 @@ class TokenTaskType(TaskType):
         return {"entity_types": {tag[2:] for record in records for tag in record["tags"] if tag != "O"}}
 
     # ---- training ------------------------------------------------------------------------------
+    def trivial_predictions(self, spec: DatasetSpec, train_records: Sequence[Record], records: Sequence[Record]) -> list[list[str]]:
+        """``O`` for every word: no entity (the majority tag)."""
+        return [["O"] * len(record["tokens"]) for record in records]
+
     def codec(self, spec: DatasetSpec, train_records: Sequence[Record] = (), scheme: str | None = None) -> TokenCodec:
         scheme = scheme or self.native_scheme
         check_scheme(scheme, TRAINING_SCHEMES)
