@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
@@ -37,40 +38,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.study in STABILITY:
         return run_stability(args)
-    from blurbkit.errors import BlurbkitError
     from blurbkit.experiments.ablation import (
         ablation_table,
         build_grid,
         check_no_conflict,
         flat_cells,
         get_study,
-        select_variants,
     )
     from blurbkit.experiments.benchmark import (
         Benchmark,
         apply_budget,
         budget_profile,
         failed_runs,
-        model_label,
-        resolve_datasets,
         summarise,
     )
     from blurbkit.experiments.report import write_report
-    from blurbkit.models.loading import resolve_model_dir
     from blurbkit.store.results import ResultsStore
 
-    args.seeds = 3 if args.seeds is None else args.seeds
-    if args.seeds < 1:
-        raise BlurbkitError("--seeds must be at least 1")
     study = get_study(args.study)
-    datasets = resolve_datasets(args.datasets or list(study.datasets))
-    variants = select_variants(study, args.variants)
-    resolve_model_dir(args.model)
-    label = model_label(args.model)
-    budget = "quick" if args.quick else "full"
-    if args.max_test_examples is not None and not args.quick:
-        budget = f"test{args.max_test_examples}"
-    args.no_save_model = not args.save_models
+    args.seeds, datasets, variants, label, budget = study_setup(args, study, default_seeds=3)
 
     def make_config(dataset: str, seed: int):
         config = config_from_args(args, dataset, seed, None)
@@ -99,14 +85,10 @@ def run(args: argparse.Namespace) -> int:
 
 def run_stability(args: argparse.Namespace) -> int:
     """A fine-tuning stability study (experiments/stability.py): its table, md/csv/png."""
-    from blurbkit.errors import BlurbkitError
-    from blurbkit.experiments.ablation import select_variants
     from blurbkit.experiments.benchmark import (
         Benchmark,
         apply_budget,
         budget_profile,
-        model_label,
-        resolve_datasets,
         run_key,
     )
     from blurbkit.experiments.stability import (
@@ -118,21 +100,10 @@ def run_stability(args: argparse.Namespace) -> int:
         stability_table,
         write_stability_report,
     )
-    from blurbkit.models.loading import resolve_model_dir
     from blurbkit.store.results import ResultsStore
 
     study = get_stability_study(args.study)
-    seeds = study.seeds if args.seeds is None else args.seeds
-    if seeds < 1:
-        raise BlurbkitError("--seeds must be at least 1")
-    datasets = resolve_datasets(args.datasets or list(study.datasets))
-    variants = select_variants(study, args.variants)
-    resolve_model_dir(args.model)
-    label = model_label(args.model)
-    budget = "quick" if args.quick else "full"
-    if args.max_test_examples is not None and not args.quick:
-        budget = f"test{args.max_test_examples}"
-    args.no_save_model = not args.save_models
+    seeds, datasets, variants, label, budget = study_setup(args, study, default_seeds=study.seeds)
 
     def make_config(dataset: str, seed: int):
         config = config_from_args(args, dataset, seed, None)
@@ -161,3 +132,23 @@ def run_stability(args: argparse.Namespace) -> int:
     for failure in bench.failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if bench.failures else 0
+
+
+def study_setup(args: argparse.Namespace, study: Any, default_seeds: int) -> tuple[int, list[str], list[Any], str, str]:
+    """What every study run starts from: seeds, datasets, variants, the model's store label and the budget name."""
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.experiments.ablation import select_variants
+    from blurbkit.experiments.benchmark import model_label, resolve_datasets
+    from blurbkit.models.loading import resolve_model_dir
+
+    seeds = default_seeds if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise BlurbkitError("--seeds must be at least 1")
+    datasets = resolve_datasets(args.datasets or list(study.datasets))
+    variants = select_variants(study, args.variants)
+    resolve_model_dir(args.model)
+    budget = "quick" if args.quick else "full"
+    if args.max_test_examples is not None and not args.quick:
+        budget = f"test{args.max_test_examples}"
+    args.no_save_model = not args.save_models
+    return seeds, datasets, variants, model_label(args.model), budget
