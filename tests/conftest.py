@@ -51,3 +51,19 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rpartition(".")[2]
         if module in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+
+
+def write_pretrain_corpus(root: Path, words: list[str]) -> tuple[Path, Path]:
+    """A tiny seeded corpus (30 documents of 2-5 sentences of `words`) and a 120-piece WordPiece
+    vocabulary built on it: what the pretraining tests train on."""
+    import random
+
+    from blurbkit.pretrain.vocab import build_vocab
+
+    rng = random.Random(0)
+    docs = ["\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(5, 12))).capitalize() + "."
+                      for _ in range(rng.randint(2, 5))) for _ in range(30)]
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
+    build_vocab((s for d in docs for s in d.split("\n")), root / "vocab", size=120, min_frequency=1)
+    return corpus, root / "vocab"

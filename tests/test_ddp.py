@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import write_pretrain_corpus
 
 from blurbkit.pretrain.trainer import PretrainConfig, pretrain
 
@@ -30,16 +30,9 @@ ARGS = ["--max-length", "32", "--batch-size", "4", "--max-steps", "6", "--save-e
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from blurbkit.pretrain.vocab import build_vocab
-
     root = tmp_path_factory.mktemp("ddp")
-    rng = random.Random(0)
-    docs = ["\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 12))).capitalize() + "."
-                      for _ in range(rng.randint(2, 5))) for _ in range(30)]
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
-    build_vocab((s for d in docs for s in d.split("\n")), root / "vocab", size=120, min_frequency=1)
-    return root, corpus, root / "vocab"
+    corpus, vocab = write_pretrain_corpus(root, WORDS)
+    return root, corpus, vocab
 
 
 def torchrun(setup, out: Path, kill_at: str | None = None) -> subprocess.CompletedProcess:

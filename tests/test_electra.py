@@ -5,10 +5,10 @@ stabilisation options, and a generator larger than the discriminator refused."""
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 import torch
+from conftest import write_pretrain_corpus
 
 from blurbkit.cli.main import main
 from blurbkit.errors import BlurbkitError
@@ -22,18 +22,11 @@ MICRO = {"num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 4, "i
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from blurbkit.pretrain.vocab import build_vocab
-
     root = tmp_path_factory.mktemp("electra")
-    rng = random.Random(0)
-    docs = ["\n".join(" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 12))).capitalize() + "."
-                      for _ in range(rng.randint(2, 5))) for _ in range(30)]
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
-    build_vocab((s for d in docs for s in d.split("\n")), root / "vocab", size=120, min_frequency=1)
+    corpus, vocab = write_pretrain_corpus(root, WORDS)
     config = root / "micro.json"
     config.write_text(json.dumps(MICRO), encoding="utf-8")
-    return root, corpus, root / "vocab", config
+    return root, corpus, vocab, config
 
 
 def _cfg(setup, out, **kw):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import random
 
 import numpy as np
 import pytest
+from conftest import write_pretrain_corpus
 
 from blurbkit.cli.main import main
 from blurbkit.errors import BlurbkitError
@@ -19,21 +19,11 @@ MICRO = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "i
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from blurbkit.pretrain.vocab import build_vocab
-
     root = tmp_path_factory.mktemp("pretrain")
-    rng = random.Random(0)
-    docs = []
-    for _ in range(30):
-        sentences = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 12))).capitalize() + "."
-                     for _ in range(rng.randint(2, 5))]
-        docs.append("\n".join(sentences))
-    corpus = root / "corpus.txt"
-    corpus.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
-    build_vocab((s for d in docs for s in d.split("\n")), root / "vocab", size=120, min_frequency=1)
+    corpus, vocab = write_pretrain_corpus(root, WORDS)
     config = root / "micro.json"
     config.write_text(json.dumps(MICRO), encoding="utf-8")
-    return root, corpus, root / "vocab", config
+    return root, corpus, vocab, config
 
 
 def _cfg(setup, out, **kw):
