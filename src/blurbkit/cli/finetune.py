@@ -37,12 +37,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reinit-layers", type=int, default=0, metavar="K", help="re-initialise the top K encoder blocks")
     parser.add_argument("--freeze-lower-half", action="store_true", help="fix the embeddings and the lower half of the blocks")
     parser.add_argument("--drop-layers", type=int, default=0, metavar="K", help="pruning study: remove the top K blocks")
-    parser.add_argument("--adversarial", action="store_true",
-                        help="adversarial fine-tuning (ALUM): perturb the token embeddings, add the symmetric KL to the loss")
-    parser.add_argument("--adv-epsilon", type=float, default=1e-5, help="--adversarial: per-token L2 radius (default 1e-5)")
-    parser.add_argument("--adv-steps", type=int, default=1, help="--adversarial: ascent steps (default 1)")
-    parser.add_argument("--adv-step-size", type=float, default=1e-3, help="--adversarial: ascent step size (default 1e-3)")
-    parser.add_argument("--adv-alpha", type=float, default=1.0, help="--adversarial: weight of the KL term (default 1)")
+    add_adversarial_options(parser, "adversarial fine-tuning (ALUM)", alpha=1.0)
     parser.add_argument("--no-bias-correction", action="store_true",
                         help="Adam without bias correction (BERT's original optimizer; default: corrected AdamW)")
     parser.add_argument("--patience", type=int, metavar="N",
@@ -143,3 +138,13 @@ def run(args: argparse.Namespace) -> int:
     summary.update(best_epoch=metrics["best_epoch"], dev_score=metrics["dev"]["score"], run_dir=str(args.out))
     print(json.dumps(summary))
     return 0
+
+
+def add_adversarial_options(parser: argparse.ArgumentParser, what: str, alpha: float) -> None:
+    """--adversarial and its settings (runtime/adversarial.py), shared by finetune and pretrain."""
+    parser.add_argument("--adversarial", action="store_true",
+                        help=f"{what}: perturb the token embeddings, add the symmetric KL to the loss")
+    parser.add_argument("--adv-epsilon", type=float, default=1e-5, help="--adversarial: per-token L2 radius (default 1e-5)")
+    parser.add_argument("--adv-steps", type=int, default=1, help="--adversarial: ascent steps (default 1)")
+    parser.add_argument("--adv-step-size", type=float, default=1e-3, help="--adversarial: ascent step size (default 1e-3)")
+    parser.add_argument("--adv-alpha", type=float, default=alpha, help=f"--adversarial: weight of the KL term (default {alpha:g})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from blurbkit.cli.finetune import add_adversarial_options
 from blurbkit.pretrain.objectives import OBJECTIVES, resolve_objective
 
 
@@ -39,12 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--generator-size", type=float, default=0.25, metavar="FRACTION",
                    help="electra: generator width as a fraction of the discriminator's (0 < f <= 1; default 0.25)")
     p.add_argument("--rtd-weight", type=float, default=50.0, help="electra: weight of the replaced-token detection loss (default 50)")
-    p.add_argument("--adversarial", action="store_true",
-                   help="ALUM-style adversarial training: perturb the token embeddings, add the symmetric KL to the loss")
-    p.add_argument("--adv-epsilon", type=float, default=1e-5, help="--adversarial: per-token L2 radius (default 1e-5)")
-    p.add_argument("--adv-steps", type=int, default=1, help="--adversarial: ascent steps (default 1)")
-    p.add_argument("--adv-step-size", type=float, default=1e-3, help="--adversarial: ascent step size (default 1e-3)")
-    p.add_argument("--adv-alpha", type=float, default=10.0, help="--adversarial: weight of the KL term (default 10, ALUM)")
+    add_adversarial_options(p, "ALUM-style adversarial training", alpha=10.0)  # ALUM's KL weight
     p.add_argument("--nsp", action="store_true", help="same as --objective mlm_nsp (two-segment inputs + next-sentence prediction)")
     p.add_argument("--no-packing", action="store_true", help="one document per sequence instead of packed windows")
     p.add_argument("--seed", type=int, default=42)
