@@ -11,14 +11,15 @@ from blurbkit.cli.finetune import add_store_options, add_training_options, confi
 
 ABLATIONS = ("tagging", "heads", "relation", "sll")
 STABILITY = ("optimization", "stability", "low-resource", "pruning", "search")  # experiments/stability.py
-STUDIES = ABLATIONS + STABILITY
+STUDIES = ABLATIONS + STABILITY + ("pretraining",)  # pretraining: experiments/pretraining.py
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ablate",
-        help="compare modeling choices (tagging scheme, token heads, relation input/encoding, SLL heads) "
-        "or fine-tuning stabilisation methods (optimization, stability, low-resource, pruning, search)",
+        help="compare modeling choices (tagging scheme, token heads, relation input/encoding, SLL heads), "
+        "fine-tuning stabilisation methods (optimization, stability, low-resource, pruning, search) "
+        "or pretraining settings at equal compute (pretraining)",
         description="Runs every dataset x variant x seed through the fine-tuning engine and the results "
         "store, then prints a table: rows = datasets, columns = variants, test mean ± std.",
     )
@@ -26,18 +27,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--datasets", help="comma-separated (default: the study's: tagging/heads bc5chem,ncbi_disease; "
                         "relation chemprot,ddi; sll chemprot,ddi,gad; optimization biosses; stability "
                         "biosses,bioasq,pubmedqa; low-resource chemprot,ddi; pruning biosses,chemprot,bioasq; "
-                        "search biosses,pubmedqa,ddi,bioasq)")
+                        "search biosses,pubmedqa,ddi,bioasq; pretraining bc5chem,ncbi_disease,ddi,gad,biosses,pubmedqa)")
     parser.add_argument("--variants", help="comma-separated subset of the study's variants (default: all)")
     parser.add_argument("--seeds", type=int, help="seeds per cell (default 3; stability studies the papers': "
                         "10 for optimization and stability, 5 for the others)")
     add_store_options(parser)
     add_training_options(parser)
+    add_pretraining_options(parser)
     parser.set_defaults(func=run)
+
+
+def add_pretraining_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("--study pretraining (MLM+NSP, MLM only, MLM single-sequence, ELECTRA at equal FLOPs)")
+    group.add_argument("--corpus", nargs="+", help="pretraining corpus files or folders (default: ../shared/data/pubmed_text)")
+    group.add_argument("--tokenizer", default="default",
+                       help="vocabulary for the from-scratch models (default: the default model's, 30,522 pieces)")
+    group.add_argument("--preset", default="mini", help="model size preset or BERT config JSON (default mini: 4 x 256)")
+    group.add_argument("--pretrain-steps", type=int, default=1000,
+                       help="optimizer steps of the standard setting; its FLOPs are every setting's budget (default 1000)")
+    group.add_argument("--pretrain-batch-size", type=int, default=32, help="sequences per pretraining step (default 32)")
+    group.add_argument("--pretrain-max-length", type=int, default=128, help="tokens per pretraining sequence (default 128)")
+    group.add_argument("--pretrain-lr", type=float, default=1e-3, help="peak pretraining learning rate (default 1e-3)")
+    group.add_argument("--pretrain-max-docs", type=int, help="use only the first N corpus documents")
+    group.add_argument("--generator-size", type=float, default=0.25,
+                       help="ELECTRA generator width as a fraction of the discriminator's (default 0.25)")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.study in STABILITY:
         return run_stability(args)
+    if args.study == "pretraining":
+        return run_pretraining(args)
     from blurbkit.experiments.ablation import (
         ablation_table,
         build_grid,
@@ -152,3 +172,76 @@ def study_setup(args: argparse.Namespace, study: Any, default_seeds: int) -> tup
         budget = f"test{args.max_test_examples}"
     args.no_save_model = not args.save_models
     return seeds, datasets, variants, model_label(args.model), budget
+
+
+def run_pretraining(args: argparse.Namespace) -> int:
+    """Pretrain one preset under each setting at equal FLOPs (reused when finished), fine-tune every
+    encoder on datasets x seeds through Benchmark, print and write the Table 2-shaped table."""
+    from pathlib import Path
+
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.experiments import pretraining as study
+    from blurbkit.experiments.benchmark import (
+        Benchmark,
+        apply_budget,
+        budget_profile,
+        model_label,
+        resolve_datasets,
+        run_key,
+    )
+    from blurbkit.experiments.stability import Cell, collect
+    from blurbkit.pretrain.testsets import default_data_dir
+    from blurbkit.store.results import ResultsStore
+
+    if args.model is not None:
+        raise BlurbkitError("--model: study pretraining fine-tunes the encoders it pretrains; leave it out (--preset sets the size)")
+    seeds = 3 if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise BlurbkitError("--seeds must be at least 1")
+    datasets = resolve_datasets(args.datasets or list(study.DATASETS))
+    settings = study.select_settings(args.variants)
+    corpus = args.corpus or [str(Path(args.data or default_data_dir()) / "pubmed_text")]
+    budget = study.Budget(corpus=tuple(corpus), tokenizer=args.tokenizer, preset=args.preset, steps=args.pretrain_steps,
+                          batch_size=args.pretrain_batch_size, max_length=args.pretrain_max_length, lr=args.pretrain_lr,
+                          generator_size=args.generator_size, max_docs=args.pretrain_max_docs)
+    label = "quick" if args.quick else "full"
+    if args.max_test_examples is not None and not args.quick:
+        label = f"test{args.max_test_examples}"
+    args.no_save_model = not args.save_models
+    root = args.runs_dir / "pretraining"
+    started = time.perf_counter()
+    plans = study.plan(budget, settings, root, progress=not args.no_progress)
+    print(study.budget_table(budget, plans), file=sys.stderr)
+    summaries = study.pretrain_all(budget, plans, root, progress=not args.no_progress,
+                                   log=lambda line: print(line, file=sys.stderr))
+    budget_text = study.budget_table(budget, plans, summaries)
+
+    def make_config(dataset: str, seed: int, model: Path):
+        config = config_from_args(args, dataset, seed, None).replace(model=str(model))
+        return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
+
+    cells = [Cell(dataset, item.setting.name, make_config(dataset, seed, item.out))
+             for seed in range(seeds) for item in plans for dataset in datasets]
+    labels = {item.setting.name: model_label(str(item.out)) for item in plans}
+    store = ResultsStore(args.store or args.runs_dir / "results.sqlite")
+    print(f"blurbkit: study pretraining: {len(datasets)} datasets x {len(settings)} settings x {seeds} seeds "
+          f"= {len(cells)} fine-tuning runs ({label})", file=sys.stderr)
+    bench = Benchmark(store=store, runs_dir=args.runs_dir, study="pretraining", force=args.force, keep_going=args.keep_going)
+    rows = []
+    for seed in range(seeds):  # seed-major: every setting has a first result before any a second
+        for item in plans:
+            grid = [(c.variant, c.config) for c in cells if c.variant == item.setting.name and c.config.seed == seed]
+            bench.run(grid, labels[item.setting.name], label)
+    for item in plans:
+        grid = [(c.variant, c.config) for c in cells if c.variant == item.setting.name]
+        rows.extend(bench.rows_for(grid, labels[item.setting.name], label))
+    results = collect(cells, rows, lambda c: run_key("pretraining", c.variant, c.config, labels[c.variant], label).digest())
+    table = study.results_table(settings, datasets, results, label)
+    print(table)
+    print(f"wall time: {time.perf_counter() - started:.0f} s for the work done now")
+    text = f"## Pretraining budget\n\n{budget_text}\n\n## Fine-tuned test scores\n\n{table}"
+    for path in study.write_report(args.runs_dir, f"ablation-pretraining-{label}", text, settings, datasets, results, plans):
+        print(f"blurbkit: wrote {path}", file=sys.stderr)
+    for failure in bench.failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 1 if bench.failures else 0

@@ -25,3 +25,40 @@ def forward_flops(config: Any, length: int, num_labels: int = 2) -> int:
 def split_flops(config: Any, lengths: Iterable[int], num_labels: int = 2, training: bool = False) -> int:
     total = sum(forward_flops(config, n, num_labels) for n in lengths)
     return 3 * total if training else total
+
+
+# ---------------------------------------------------------------- pretraining
+
+
+def mlm_head_flops(hidden: int, embedding: int, vocab: int) -> int:
+    """Forward FLOPs of a BERT/ELECTRA MLM head at one predicted position: the transform
+    (hidden -> embedding) and the projection onto the vocabulary."""
+    return 2 * hidden * embedding + 2 * embedding * vocab
+
+
+def pretrain_sequence_flops(objective: str, config: Any, length: int, masked: float,
+                            generator: Any | None = None) -> float:
+    """Training FLOPs (3 x forward) of one pretraining sequence of `length` real tokens with `masked`
+    predicted positions, as blurbkit computes it: the MLM head only at the masked positions.
+
+    * ``mlm`` / ``mlm_pairs``: encoder + MLM head;
+    * ``mlm_nsp``: + the pooler and the 2-way NSP layer on [CLS];
+    * ``electra``: the **generator** (its encoder of `generator`'s width, the projection of the
+      shared embeddings down to it, its MLM head at the masked positions) + the discriminator
+      (encoder + the per-token 2-layer replaced-token head). The sampling has no gradient but is
+      negligible; the generator's backward is counted like any other (3 x forward)."""
+    hidden = config.hidden_size
+    embedding = getattr(config, "embedding_size", None) or hidden
+    vocab = config.vocab_size
+    if objective == "electra":
+        if generator is None:
+            raise ValueError("electra needs the generator's config")
+        width = generator.hidden_size
+        forward = forward_flops(config, length, num_labels=0) + length * (2 * hidden * hidden + 2 * hidden)
+        forward += forward_flops(generator, length, num_labels=0) + length * 2 * embedding * width
+        forward += masked * mlm_head_flops(width, embedding, vocab)
+        return 3.0 * forward
+    forward = forward_flops(config, length, num_labels=0) + masked * mlm_head_flops(hidden, embedding, vocab)
+    if objective == "mlm_nsp":
+        forward += 2 * hidden * hidden + 2 * hidden * 2
+    return 3.0 * forward

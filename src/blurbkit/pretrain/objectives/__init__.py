@@ -22,8 +22,10 @@ listing the names, e.g. for ``blurbkit pretrain --help``, does not import torch)
 
 Registered: ``mlm`` (masked LM over packed windows or one document per sequence; ``mlm.py``),
 ``mlm_nsp`` (masked LM + next-sentence prediction over two-segment inputs; ``mlm_nsp.py``; what the
-old ``nsp=True`` / ``--nsp`` select) and ``electra`` (replaced-token detection: a small generator
-and the discriminator sharing one embeddings module, ``electra.py``; the discriminator is saved).
+old ``nsp=True`` / ``--nsp`` select), ``mlm_pairs`` (masked LM alone over the same two-segment
+inputs: the "MLM only" setting of the stability paper; ``mlm_pairs.py``) and ``electra``
+(replaced-token detection: a small generator and the discriminator sharing one embeddings module,
+``electra.py``; the discriminator is saved).
 ELECTRA was added exactly this way: one module and the registry line below, plus the ``configure``
 hook for its options; the loop did not change.
 """
@@ -39,6 +41,7 @@ from blurbkit.registry import Registry
 OBJECTIVES: Registry[str] = Registry("pretraining objective")  # name -> "module:Class"
 OBJECTIVES.register("mlm")(f"{__name__}.mlm:MaskedLM")
 OBJECTIVES.register("mlm_nsp")(f"{__name__}.mlm_nsp:MaskedLMWithNSP")
+OBJECTIVES.register("mlm_pairs")(f"{__name__}.mlm_pairs:PairedMaskedLM")
 OBJECTIVES.register("electra")(f"{__name__}.electra:Electra")
 
 LEGACY_NSP = "mlm_nsp"  # what PretrainConfig(nsp=True) and --nsp select

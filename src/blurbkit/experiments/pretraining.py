@@ -1,0 +1,418 @@
+"""The pretraining-settings study (stability paper, Table 2): one preset pretrained from scratch under
+four settings at **equal compute**, each encoder then fine-tuned on BLURB datasets x seeds.
+
+Settings (columns): ``standard`` = BERT's MLM + NSP over segment pairs (``mlm_nsp``); ``mlm-only``
+= MLM over the same segment pairs without the NSP loss (``mlm_pairs``); ``mlm-single`` = MLM over
+packed single sequences (``mlm``); ``electra`` = replaced-token detection with a generator of
+``generator_size`` of the discriminator's width over packed single sequences (``electra``).
+
+Equal compute: the budget is the training FLOPs of ``steps`` optimiser steps of the standard setting
+(``speed/flops.py``: 3 x forward over the real tokens, the MLM head at the masked positions only).
+Every setting keeps the batch size and sequence length and gets ``round(budget / its FLOPs per
+step)`` steps, its FLOPs per step taken over the mean real length of the examples its layout builds
+from the corpus. The three MLM settings cost nearly the same per token, so they also see about the
+same tokens (single sequences are full 128-token windows, the pairs a little shorter: a few more
+steps); ELECTRA also pays for its generator (encoder, embedding projection and vocabulary head), so
+it gets fewer steps and fewer tokens for the same FLOPs: the ELECTRA paper's comparison.
+
+Pretraining runs through ``pretrain.trainer.pretrain`` (the ``blurbkit pretrain`` entry point) into
+``ROOT/models/SETTING-DIGEST``: a finished model is reused, an interrupted one resumes from its last
+checkpoint (the trainer's own logic). Fine-tuning runs through the Benchmark runner and the results
+store like every study, the model label being the pretrained directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import atomic_write
+from blurbkit.tasks.blurb_score import blurb_groups
+from blurbkit.tasks.registry import get_dataset
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    title: str  # the paper's column
+    objective: str  # a pretraining objective (pretrain/objectives)
+    inputs: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("standard", "BERT (MLM+NSP)", "mlm_nsp", "segment pairs"),
+    Setting("mlm-only", "MLM only", "mlm_pairs", "segment pairs"),
+    Setting("mlm-single", "MLM, single seq", "mlm", "single sequences"),
+    Setting("electra", "ELECTRA", "electra", "single sequences"),
+)
+REFERENCE = "standard"  # whose steps define the FLOPs budget
+DATASETS = ("bc5chem", "ncbi_disease", "ddi", "gad", "biosses", "pubmedqa")
+
+# Stability paper, Table 2 (BASE models, BLURB test; SPEC §8).
+_TABLE2 = {
+    "bc5chem": (93.33, 93.21, 93.20, 93.00), "bc5disease": (85.62, 85.29, 85.44, 84.84),
+    "ncbi_disease": (87.82, 88.29, 88.68, 87.17), "bc2gm": (84.52, 84.41, 84.63, 84.03),
+    "jnlpba": (79.10, 79.01, 79.10, 78.57), "ebm_pico": (73.38, 73.87, 73.64, 73.57),
+    "chemprot": (77.24, 76.82, 76.88, 76.34), "ddi": (82.36, 82.64, 82.45, 80.58),
+    "gad": (83.96, 82.30, 83.24, 83.40), "biosses": (93.46, 93.12, 75.50, 80.24),
+    "hoc": (82.32, 82.37, 81.91, 81.28), "pubmedqa": (55.84, 56.40, 66.66, 64.96),
+    "bioasq": (87.56, 83.57, 85.64, 88.93),
+}
+PUBLISHED: dict[str, dict[str, float]] = {
+    s.name: {dataset: row[i] for dataset, row in _TABLE2.items()} for i, s in enumerate(SETTINGS)
+}
+
+
+def select_settings(names: str | None) -> list[Setting]:
+    if not names:
+        return list(SETTINGS)
+    known = {s.name: s for s in SETTINGS}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise BlurbkitError(f"study pretraining: unknown variants {', '.join(unknown)} (known: {', '.join(known)})")
+    return [known[n] for n in wanted]
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every setting shares: model, corpus, vocabulary, batch, length, optimiser; `steps` are the
+    standard setting's, the others' follow from its FLOPs."""
+
+    corpus: tuple[str, ...]
+    tokenizer: str
+    preset: str = "mini"
+    steps: int = 1000
+    batch_size: int = 32
+    max_length: int = 128
+    lr: float = 1e-3
+    warmup: float = 0.1
+    mask_rate: float = 0.15
+    generator_size: float = 0.25
+    seed: int = 42
+    max_docs: int | None = None
+
+    def check(self) -> None:
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise BlurbkitError(f"--pretrain-{name.replace('_', '-')} must be at least 1")
+        if not self.lr > 0:
+            raise BlurbkitError("--pretrain-lr must be positive")
+
+
+@dataclass
+class Plan:
+    """One setting's pretraining run: its share of the budget and where it goes."""
+
+    setting: Setting
+    steps: int
+    mean_length: float  # real tokens per sequence, over the examples of its layout
+    flops_per_step: float
+    encoder_params: int  # what is fine-tuned (ELECTRA: the discriminator)
+    generator_params: int  # ELECTRA's generator without the shared embeddings; 0 otherwise
+    out: Path
+    batch: int
+
+    @property
+    def sequences(self) -> int:
+        return self.steps * self.batch
+
+    @property
+    def tokens(self) -> float:
+        return self.sequences * self.mean_length
+
+    @property
+    def flops(self) -> float:
+        return self.steps * self.flops_per_step
+
+
+def _lengths(examples: np.ndarray, max_length: int) -> np.ndarray:
+    """Real tokens of each example as the collator builds it (pairs truncated to fit)."""
+    a = examples[:, 1] - examples[:, 0]
+    single = examples[:, 2] < 0
+    b = np.where(single, 0, examples[:, 3] - examples[:, 2])
+    return np.where(single, np.minimum(a, max_length - 2) + 2, np.minimum(a + b, max_length - 3) + 3)
+
+
+def _flops_per_sequence(objective: str, config: Any, lengths: np.ndarray, mask_rate: float, generator: Any) -> float:
+    from blurbkit.speed.flops import pretrain_sequence_flops
+
+    special = 2 if objective in ("mlm", "electra") else 3
+    # Attention grows with the length: average over the distinct lengths, weighted by their counts.
+    values, counts = np.unique(lengths, return_counts=True)
+    total = sum(c * pretrain_sequence_flops(objective, config, int(n), mask_rate * max(0, int(n) - special), generator)
+                for n, c in zip(values, counts, strict=True))
+    return float(total / counts.sum())
+
+
+def _parameters(objective: str, config: Any, generator_size: float) -> tuple[int, int]:
+    """(encoder parameters, generator parameters beyond the shared embeddings), counted on the meta device."""
+    import torch
+    from transformers import BertModel, ElectraForMaskedLM, ElectraModel
+
+    from blurbkit.pretrain.objectives.electra import electra_config, generator_config
+
+    with torch.device("meta"):
+        if objective != "electra":
+            return sum(p.numel() for p in BertModel(config).parameters()), 0
+        disc = electra_config(config)
+        encoder = sum(p.numel() for p in ElectraModel(disc).parameters())
+        generator = ElectraForMaskedLM(generator_config(disc, generator_size))
+        shared = {id(p) for p in generator.electra.embeddings.parameters()} | {id(generator.generator_lm_head.weight)}
+        return encoder, sum(p.numel() for p in generator.parameters() if id(p) not in shared)
+
+
+def model_digest(budget: Budget, setting: Setting, steps: int, cache_meta: dict[str, Any]) -> str:
+    """What makes two pretrained models the same: every budget field (the corpus by content
+    signature, not path), the objective and the steps."""
+    values = asdict(budget) | {"corpus": cache_meta["corpus"], "tokenizer": cache_meta["tokenizer"],
+                                "objective": setting.objective, "setting_steps": steps}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def plan(budget: Budget, settings: Sequence[Setting], root: Path, progress: bool = True) -> list[Plan]:
+    """Each setting's steps at equal FLOPs, sizes and output directory. Tokenises the corpus once
+    into ROOT/data (the pretraining runs reuse that cache)."""
+    from blurbkit.pretrain.data import build_token_cache, make_examples
+    from blurbkit.pretrain.objectives import get_objective
+    from blurbkit.pretrain.objectives.electra import check_generator_size, electra_config, generator_config
+    from blurbkit.pretrain.trainer import build_config
+    from blurbkit.pretrain.vocab import load_any_tokenizer
+
+    budget.check()
+    check_generator_size(budget.generator_size)
+    tokenizer = load_any_tokenizer(budget.tokenizer)
+    config = build_config(budget.preset, len(tokenizer), budget.max_length, tokenizer)
+    cache = build_token_cache(list(budget.corpus), tokenizer, root / "data", progress=progress, max_docs=budget.max_docs)
+    per_step: dict[str, tuple[float, float]] = {}
+    for setting in {s.name: s for s in (*settings, next(s for s in SETTINGS if s.name == REFERENCE))}.values():
+        objective = get_objective(setting.objective)
+        objective.check_corpus(cache)
+        examples = make_examples(cache, budget.max_length, mode=objective.example_mode(True), seed=budget.seed)
+        if len(examples) == 0:
+            raise BlurbkitError("the corpus is too small to make one training sequence", path=budget.corpus[0])
+        lengths = _lengths(examples, budget.max_length)
+        generator = None
+        model_config = config
+        if setting.objective == "electra":
+            model_config = electra_config(config)
+            generator = generator_config(model_config, budget.generator_size)
+        flops = budget.batch_size * _flops_per_sequence(setting.objective, model_config, lengths, budget.mask_rate, generator)
+        per_step[setting.name] = (float(lengths.mean()), flops)
+    total = budget.steps * per_step[REFERENCE][1]
+    plans = []
+    for setting in settings:
+        mean_length, flops = per_step[setting.name]
+        steps = max(1, round(total / flops))
+        encoder, generator_params = _parameters(setting.objective, config, budget.generator_size)
+        out = root / "models" / f"{setting.name}-{model_digest(budget, setting, steps, cache.meta)}"
+        plans.append(Plan(setting, steps, mean_length, flops, encoder, generator_params, out, budget.batch_size))
+    return plans
+
+
+def finished(out: Path) -> bool:
+    """A pretrained model directory whose run finished (not stopped by time or interrupted)."""
+    try:
+        summary = json.loads((out / "pretrain_summary.json").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return summary.get("stopped") == "finished" and (out / "config.json").is_file()
+
+
+def pretrain_config(budget: Budget, item: Plan, root: Path, progress: bool) -> Any:
+    from blurbkit.pretrain.trainer import PretrainConfig
+
+    return PretrainConfig(
+        corpus=list(budget.corpus), out=str(item.out), tokenizer=budget.tokenizer, from_scratch=budget.preset,
+        max_length=budget.max_length, batch_size=budget.batch_size, lr=budget.lr, warmup=budget.warmup,
+        max_steps=item.steps, mask_rate=budget.mask_rate, objective=item.setting.objective,
+        generator_size=budget.generator_size, seed=budget.seed, max_docs=budget.max_docs,
+        cache_dir=str(root / "data"), save_every=max(1, min(500, item.steps // 5)), progress=progress)
+
+
+def pretrain_all(budget: Budget, plans: Sequence[Plan], root: Path, progress: bool = True,
+                 log: Any = print) -> dict[str, dict[str, Any]]:
+    """Pretrain every planned setting not finished before (an interrupted one resumes from its
+    checkpoint); setting -> its pretrain_summary.json."""
+    from blurbkit.pretrain.trainer import pretrain
+
+    summaries = {}
+    for item in plans:
+        if finished(item.out):
+            log(f"blurbkit: pretraining {item.setting.name}: reusing the finished model {item.out}")
+        else:
+            log(f"blurbkit: pretraining {item.setting.name} ({item.setting.objective}): {item.steps} steps -> {item.out}")
+            pretrain(pretrain_config(budget, item, root, progress))
+        summaries[item.setting.name] = json.loads((item.out / "pretrain_summary.json").read_text("utf-8"))
+    return summaries
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _si(value: float) -> str:
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f}"
+
+
+def budget_table(budget: Budget, plans: Sequence[Plan], summaries: dict[str, dict[str, Any]] | None = None) -> str:
+    """Per setting: steps, sequences, tokens, FLOPs, sizes (and, once trained, time and last loss)."""
+    trained = bool(summaries)
+    head = "| setting | objective | inputs | steps | sequences | tokens | mean length | training FLOPs | FLOPs/token " \
+           "| FLOPs vs standard | encoder params | generator params |"
+    lines = [head + (" pretraining time | final loss |" if trained else ""),
+             "|---" * (12 + 2 * trained) + "|"]
+    reference = next((p.flops for p in plans if p.setting.name == REFERENCE), None)
+    for item in plans:
+        ratio = f"{item.flops / reference:.3f}" if reference else "—"
+        gen = _si(item.generator_params) if item.generator_params else "—"
+        row = (f"| {item.setting.title} | {item.setting.objective} | {item.setting.inputs} | {item.steps} | {item.sequences} | "
+               f"{_si(item.tokens)} | {item.mean_length:.1f} | {_si(item.flops)}FLOP | {_si(item.flops / item.tokens)} | {ratio} | {_si(item.encoder_params)} | {gen} |")
+        if trained:
+            summary = (summaries or {}).get(item.setting.name, {})
+            loss = _final_loss(item.out)
+            row += f" {summary.get('seconds', math.nan) / 60:.1f} min | {loss} |"
+        lines.append(row)
+    lines.append("")
+    lines.append(f"Budget: preset {budget.preset}, batch {budget.batch_size} x {budget.max_length} tokens, lr {budget.lr:g} "
+                 f"({budget.warmup:g} warm-up, linear decay), mask rate {budget.mask_rate:g}, seed {budget.seed}; the FLOPs of "
+                 f"{budget.steps} steps of the standard setting, each setting's steps = that budget / its FLOPs per step "
+                 f"(3 x forward over real tokens; MLM heads at the masked positions; ELECTRA counts its generator, "
+                 f"{budget.generator_size:g} of the discriminator's width).")
+    return "\n".join(lines)
+
+
+def _final_loss(out: Path) -> str:
+    try:
+        lines = (out / "train_log.jsonl").read_text("utf-8").splitlines()
+        entry = json.loads(lines[-1])
+    except (OSError, IndexError, json.JSONDecodeError):
+        return "—"
+    parts = [f"{entry['loss']:.3f}"]
+    for name in ("mlm_loss", "nsp_loss", "gen_loss", "rtd_loss"):
+        if name in entry and not (name == "mlm_loss" and "nsp_loss" not in entry):
+            parts.append(f"{name.removesuffix('_loss')} {entry[name]:.3f}")
+    return parts[0] + (f" ({', '.join(parts[1:])})" if parts[1:] else "")
+
+
+def blurb_average(means: dict[str, float], datasets: Sequence[str]) -> float | None:
+    """The BLURB rule over the given datasets: the mean of each task type's dataset means, then the
+    mean over task types; None when a dataset has no mean."""
+    if any(d not in means for d in datasets):
+        return None
+    groups = [[means[d] for d in names if d in datasets] for names in blurb_groups().values()]
+    return statistics.fmean(statistics.fmean(g) for g in groups if g)
+
+
+def results_table(settings: Sequence[Setting], datasets: Sequence[str], results: dict[tuple[str, str], dict[str, Any]],
+                  budget_label: str) -> str:
+    """Rows = datasets + the BLURB-style average; columns = settings; cells mean ± std over seeds
+    (test, %) and the failed seeds; the paper's Table 2 below for the same rows."""
+    from blurbkit.experiments.stability import cell_stats
+
+    names = [s.title for s in settings]
+    lines = [f"| dataset | {' | '.join(names)} |", "|---" * (len(names) + 1) + "|"]
+    means: dict[str, dict[str, float]] = {s.name: {} for s in settings}
+    for dataset in datasets:
+        cells = []
+        for setting in settings:
+            entry = results.get((dataset, setting.name))
+            stats = cell_stats(entry) if entry else None
+            if not stats or not stats["n"]:
+                cells.append("—" + (f" ({stats['errored']} errored)" if stats and stats["errored"] else ""))
+                continue
+            means[setting.name][dataset] = stats["mean"]
+            text = f"{stats['mean']:.2f} ± {stats['std']:.2f}"
+            if stats["failed"] or stats["errored"]:
+                text += f" ({stats['failed']}/{stats['n']} failed" + (f", {stats['errored']} errored" if stats["errored"] else "") + ")"
+            cells.append(text)
+        lines.append(f"| {get_dataset(dataset).title} | {' | '.join(cells)} |")
+    averages = [blurb_average(means[s.name], datasets) for s in settings]
+    lines.append(f"| **BLURB-style average** | {' | '.join('—' if a is None else f'**{a:.2f}**' for a in averages)} |")
+    seeds = sorted({cell_stats(e)["n"] for e in results.values() if e["scores"]})
+    lines.append("")
+    lines.append(f"Test score (%), mean ± sample std over {'/'.join(map(str, seeds)) or 0} seeds; failed = no better than "
+                 f"the task type's trivial predictor. BLURB-style average: the mean over task types of each type's "
+                 f"dataset means, over these {len(datasets)} datasets only.")
+    if budget_label != "full":
+        lines.append(f"BUDGET RUN ({budget_label}): small fine-tuning subsets and few epochs; compare directions, not values.")
+    lines.append("")
+    lines.append("Published (stability paper, Table 2: BASE models pretrained on PubMed at full scale, full fine-tuning):")
+    lines.append("")
+    lines.append(f"| dataset | {' | '.join(names)} |")
+    lines.append("|---" * (len(names) + 1) + "|")
+    for dataset in datasets:
+        row = [PUBLISHED[s.name].get(dataset) for s in settings]
+        lines.append(f"| {get_dataset(dataset).title} | {' | '.join('—' if v is None else f'{v:.2f}' for v in row)} |")
+    published = [blurb_average(PUBLISHED[s.name], datasets) for s in settings]
+    lines.append(f"| BLURB-style average | {' | '.join('—' if a is None else f'{a:.2f}' for a in published)} |")
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, name: str, text: str, settings: Sequence[Setting], datasets: Sequence[str],
+                 results: dict[tuple[str, str], dict[str, Any]], plans: Sequence[Plan]) -> list[Path]:
+    """NAME.md (budget + results tables), NAME.csv (one row per setting x dataset x seed, with the
+    setting's pretraining budget) and NAME.png (mean ± std per dataset, one bar per setting)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out_dir / f"{name}.md") as handle:
+        handle.write(text + "\n")
+    by_setting = {p.setting.name: p for p in plans}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["setting", "objective", "pretrain_steps", "pretrain_tokens", "pretrain_flops", "dataset", "seed",
+                     "test_score", "failed", "wall_seconds"])
+    for (dataset, setting), entry in results.items():
+        item = by_setting[setting]
+        for seed, score, failed, seconds in zip(entry["seeds"], entry["scores"], entry["failed"], entry["seconds"], strict=True):
+            writer.writerow([setting, item.setting.objective, item.steps, f"{item.tokens:.0f}", f"{item.flops:.4g}", dataset,
+                             seed, f"{score:.4f}", int(failed), f"{seconds:.1f}"])
+    with atomic_write(out_dir / f"{name}.csv") as handle:
+        handle.write(buffer.getvalue())
+    written = [out_dir / f"{name}.md", out_dir / f"{name}.csv"]
+    if any(entry["scores"] for entry in results.values()):
+        _plot(out_dir / f"{name}.png", settings, datasets, results)
+        written.append(out_dir / f"{name}.png")
+    return written
+
+
+def _plot(path: Path, settings: Sequence[Setting], datasets: Sequence[str], results: dict[tuple[str, str], dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from blurbkit.experiments.stability import cell_stats
+
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(datasets)), 4.2))
+    width = 0.8 / max(1, len(settings))
+    for i, setting in enumerate(settings):
+        stats = [cell_stats(results[(d, setting.name)]) if (d, setting.name) in results else None for d in datasets]
+        xs = [j + (i - (len(settings) - 1) / 2) * width for j in range(len(datasets))]
+        ax.bar(xs, [s["mean"] if s and s["n"] else 0 for s in stats], width, yerr=[s["std"] if s and s["n"] else 0 for s in stats],
+               capsize=2, label=setting.title)
+        for j, d in enumerate(datasets):  # every seed as a dot, failed ones as x
+            entry = results.get((d, setting.name), {})
+            for score, failed in zip(entry.get("scores", []), entry.get("failed", []), strict=True):
+                ax.plot(xs[j], score, "x" if failed else ".", color="black", markersize=4, alpha=0.6)
+    ax.set_xticks(range(len(datasets)), [get_dataset(d).title for d in datasets], rotation=20, ha="right")
+    ax.set_ylabel("test score (%)")
+    ax.set_title("pretraining settings at equal compute: fine-tuned test scores")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
