@@ -35,7 +35,7 @@ def setup(tmp_path_factory):
     return root, corpus, vocab
 
 
-def torchrun(setup, out: Path, kill_at: str | None = None) -> subprocess.CompletedProcess:
+def torchrun(setup, out: Path, kill_at: str | None = None, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     root, corpus, vocab = setup
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(filter(None, [
         str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH")])))
@@ -44,7 +44,7 @@ def torchrun(setup, out: Path, kill_at: str | None = None) -> subprocess.Complet
         env["BLURBKIT_TEST_KILL_AT"] = kill_at  # both processes kill themselves there
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "blurbkit", "pretrain", "--corpus", str(corpus), "--tokenizer", str(vocab),
-               "--from-scratch", "tiny", "--out", str(out), *ARGS]
+               "--from-scratch", "tiny", "--out", str(out), *ARGS, *extra]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -65,18 +65,42 @@ def _same_weights(a: Path, b: Path) -> None:
         np.testing.assert_allclose(wa[key], wb[key], atol=1e-5, rtol=0, err_msg=key)
 
 
-@pytest.mark.timeout(900)  # three torchrun launches: slow on a busy 2-core machine
-def test_two_processes_equal_one_with_gradient_accumulation_and_resume_after_kill(setup, tmp_path):
+def _single_process(setup, out: Path, **kw) -> None:
     root, corpus, vocab = setup
-    single = tmp_path / "single"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each torchrun process (OMP_NUM_THREADS=1): the same float reductions
     try:
-        pretrain(PretrainConfig(corpus=[str(corpus)], out=str(single), tokenizer=str(vocab), from_scratch="tiny",
+        pretrain(PretrainConfig(corpus=[str(corpus)], out=str(out), tokenizer=str(vocab), from_scratch="tiny",
                                 max_length=32, batch_size=4, grad_accum=2, max_steps=6, save_every=3, log_every=1,
-                                lr=1e-3, seed=42, progress=False))
+                                lr=1e-3, seed=42, progress=False, **kw))
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # one torchrun launch: slow on a busy 2-core machine
+def test_electra_on_two_processes_equals_one_with_gradient_accumulation(setup, tmp_path):
+    """ELECTRA adds the generator's sampling to what must not depend on the split of a global batch:
+    its samples come from each example's own stream (objectives/electra.py), so two processes again
+    log the same losses (generator MLM and replaced-token detection) and end with the same discriminator."""
+    single = tmp_path / "single"
+    _single_process(setup, single, objective="electra")
+    ddp = tmp_path / "ddp"
+    done = torchrun(setup, ddp, extra=("--objective", "electra"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    log, reference = _log(ddp), _log(single)
+    assert [e["step"] for e in log] == [1, 2, 3, 4, 5, 6]
+    for part in ("loss", "gen_loss", "rtd_loss", "replaced_fraction"):
+        assert [e[part] for e in log] == pytest.approx([e[part] for e in reference], abs=1e-5), part
+    assert [e["tokens"] for e in log] == [e["tokens"] for e in reference]
+    assert json.loads((ddp / "config.json").read_text())["architectures"] == ["ElectraForPreTraining"]
+    _same_weights(ddp, single)
+
+
+@pytest.mark.timeout(900)  # three torchrun launches: slow on a busy 2-core machine
+def test_two_processes_equal_one_with_gradient_accumulation_and_resume_after_kill(setup, tmp_path):
+    single = tmp_path / "single"
+    _single_process(setup, single)
 
     ddp = tmp_path / "ddp"
     done = torchrun(setup, ddp)

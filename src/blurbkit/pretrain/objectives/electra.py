@@ -7,6 +7,11 @@ predicts, for every non-padding token, whether it was replaced. A position where
 the original token counts as *not* replaced. Loss = generator MLM + ``rtd_weight`` (50) x
 discriminator binary cross-entropy.
 
+The sampling is inverse-CDF with one uniform number per masked position, drawn by the collator from
+(seed, epoch, example) like the masks: a sample depends on its example alone, not on how a global
+batch is split over processes or micro-batches, so DDP equals one process with gradient accumulation
+(tests/test_ddp.py) and a resumed run draws what an uninterrupted one does.
+
 The generator has the discriminator's depth and ``generator_size`` (default 1/4) of its width
 (hidden size, heads, feed-forward size). Both read **one** embeddings module (token, position and
 type embeddings and their LayerNorm, the same tensors): the generator projects the shared
@@ -21,11 +26,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.pretrain.data import Collator
 from blurbkit.pretrain.objectives.base import Objective, from_pretrained
+
+SAMPLING_STREAM = 11  # the collator's random stream for the generator's samples (masks use their own)
 
 
 def electra_config(config: Any) -> Any:
@@ -103,20 +112,28 @@ class ElectraModule(nn.Module):
 
     @staticmethod
     @torch.no_grad()
-    def replace(input_ids, masked_index, mlm_labels, logits) -> tuple[torch.Tensor, torch.Tensor]:
+    def replace(input_ids, masked_index, mlm_labels, logits, uniform=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(discriminator input, replaced-token labels): the original tokens with samples from the
-        generator at the masked positions; label 1 exactly where the sample differs from the original."""
-        sampled = torch.multinomial(torch.softmax(logits.detach().float(), dim=-1), 1).squeeze(-1)
+        generator at the masked positions; label 1 exactly where the sample differs from the original.
+        `uniform` (one number in [0, 1) per masked position) samples by inverse CDF; without it, torch's RNG."""
+        probs = torch.softmax(logits.detach().float(), dim=-1)
+        if uniform is None:
+            sampled = torch.multinomial(probs, 1).squeeze(-1)
+        else:
+            cdf = probs.cumsum(-1)
+            sampled = torch.searchsorted(cdf, uniform.to(cdf.dtype).unsqueeze(-1), right=True).squeeze(-1)
+            sampled = sampled.clamp_(max=probs.shape[-1] - 1)  # float rounding may leave cdf[-1] < u
         corrupted = input_ids.clone().reshape(-1)
         corrupted[masked_index] = sampled
         labels = torch.zeros_like(corrupted, dtype=torch.float32)
         labels[masked_index] = (sampled != mlm_labels).float()
         return corrupted.view_as(input_ids), labels.view_as(input_ids)
 
-    def forward(self, input_ids, attention_mask, token_type_ids, masked_index, mlm_labels, nsp_labels=None):
+    def forward(self, input_ids, attention_mask, token_type_ids, masked_index, mlm_labels, nsp_labels=None,
+                sample_uniform=None):
         logits = self.generate(input_ids, attention_mask, token_type_ids, masked_index)
         gen_loss = nn.functional.cross_entropy(logits, mlm_labels)
-        corrupted, labels = self.replace(input_ids, masked_index, mlm_labels, logits)
+        corrupted, labels = self.replace(input_ids, masked_index, mlm_labels, logits, sample_uniform)
         disc = self.inner.discriminator
         scores = disc(input_ids=corrupted, attention_mask=attention_mask, token_type_ids=token_type_ids).logits.float()
         real = attention_mask.bool()  # every non-padding token, special tokens included (as ELECTRA)
@@ -126,6 +143,21 @@ class ElectraModule(nn.Module):
             replaced = labels[real].mean()
         return gen_loss + self.rtd_weight * rtd_loss, {"gen_loss": gen_loss.detach(), "rtd_loss": rtd_loss.detach(),
                                                        "rtd_accuracy": accuracy, "replaced_fraction": replaced}
+
+
+class ElectraCollator(Collator):
+    """The MLM batches plus ``sample_uniform``: per masked position (in ``masked_index`` order) a
+    uniform number from the example's own stream (seed, epoch, example index)."""
+
+    def __call__(self, rows, indices, epoch, masking, rate):
+        batch = super().__call__(rows, indices, epoch, masking, rate)
+        length = batch["input_ids"].shape[1]
+        counts = np.bincount(batch["masked_index"].numpy() // length, minlength=len(indices))
+        epochs = np.broadcast_to(np.asarray(epoch, dtype=np.int64), (len(indices),))
+        draws = [np.random.default_rng([self.seed, int(e), int(i), SAMPLING_STREAM]).random(int(n))
+                 for e, i, n in zip(epochs, indices, counts, strict=True)]
+        batch["sample_uniform"] = torch.from_numpy(np.concatenate(draws).astype(np.float32))
+        return batch
 
 
 class Electra(Objective):
@@ -139,6 +171,9 @@ class Electra(Objective):
         if cfg.adversarial:
             raise BlurbkitError("--adversarial is not implemented for --objective electra (use mlm or mlm_nsp)")
         self.generator_size, self.rtd_weight = cfg.generator_size, cfg.rtd_weight
+
+    def collator(self, tokenizer: Any, cache: Any, max_length: int, seed: int) -> Collator:
+        return ElectraCollator(tokenizer, cache, max_length, seed)
 
     def new_model(self, config: Any) -> nn.Module:
         from transformers import ElectraForPreTraining
