@@ -74,6 +74,30 @@ def test_labels_are_exactly_the_replaced_positions():
     assert 3 < sum(draws) / 20 <= 5
 
 
+def test_samples_follow_the_collators_uniforms_whatever_the_batch_split(setup):
+    from blurbkit.pretrain.data import MaskingConfig, build_token_cache, make_examples
+    from blurbkit.pretrain.objectives.electra import ElectraCollator, ElectraModule
+    from blurbkit.pretrain.vocab import load_any_tokenizer
+
+    # inverse CDF: u below the first token's probability picks it, u past the last cumulative value the last
+    probs = torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.1, 0.1, 0.8]])
+    ids, index, originals = torch.tensor([[5, 6, 7]]), torch.tensor([0, 1, 2]), torch.tensor([0, 0, 2])
+    corrupted, labels = ElectraModule.replace(ids, index, originals, probs.log(), torch.tensor([0.4, 0.6, 0.9999999]))
+    assert corrupted.tolist() == [[0, 1, 2]] and labels.tolist() == [[0.0, 1.0, 0.0]]
+    # the uniforms of an example are its own: the same alone or batched with others
+    root, corpus, vocab, _ = setup
+    tokenizer = load_any_tokenizer(str(vocab))
+    cache = build_token_cache([str(corpus)], tokenizer, root / "electra-cache")
+    rows = make_examples(cache, 32)
+    collate = ElectraCollator(tokenizer, cache, 32, seed=5)
+    masking = MaskingConfig()
+    both = collate(rows[[3, 4]], [3, 4], 0, masking, 0.15)
+    alone = collate(rows[[4]], [4], 0, masking, 0.15)
+    assert len(both["sample_uniform"]) == len(both["masked_index"]) > len(alone["sample_uniform"]) > 0
+    assert torch.equal(both["sample_uniform"][-len(alone["sample_uniform"]):], alone["sample_uniform"])
+    assert not torch.equal(collate(rows[[4]], [4], 1, masking, 0.15)["sample_uniform"][:2], alone["sample_uniform"][:2])
+
+
 def test_embeddings_are_one_tensor_and_the_generator_is_smaller():
     objective, pair = _pair()
     gen, disc = pair.generator, pair.discriminator

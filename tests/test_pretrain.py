@@ -218,17 +218,20 @@ def test_objectives_registered_and_selectable(setup, tmp_path, capsys):
     from blurbkit.pretrain.objectives import OBJECTIVES, get_objective
     from blurbkit.pretrain.objectives.mlm import MaskedLMModule
     from blurbkit.pretrain.objectives.mlm_nsp import MaskedLMWithNSPModule
+    from blurbkit.pretrain.objectives.mlm_pairs import PairedMaskedLMModule
 
-    assert OBJECTIVES.names() == ["electra", "mlm", "mlm_nsp"]
-    assert [get_objective(name).name for name in OBJECTIVES.names()] == ["electra", "mlm", "mlm_nsp"]
+    assert OBJECTIVES.names() == ["electra", "mlm", "mlm_nsp", "mlm_pairs"]
+    assert [get_objective(name).name for name in OBJECTIVES.names()] == ["electra", "mlm", "mlm_nsp", "mlm_pairs"]
     assert get_objective("mlm").example_mode(True) == "packed" and get_objective("mlm").example_mode(False) == "document"
     assert get_objective("mlm_nsp").example_mode(True) == "nsp"
+    assert get_objective("mlm_pairs").example_mode(False) == "nsp"  # MLM only over the NSP segment pairs
     # selected by name on the command line; the model written is the objective's
     root, corpus, vocab, config = setup
     args = ["pretrain", "--corpus", str(corpus), "--tokenizer", str(vocab), "--from-scratch", str(config),
             "--max-length", "32", "--batch-size", "4", "--max-steps", "1", "--no-progress"]
     for name, architecture, module in (("mlm", "BertForMaskedLM", MaskedLMModule),
-                                       ("mlm_nsp", "BertForPreTraining", MaskedLMWithNSPModule)):
+                                       ("mlm_nsp", "BertForPreTraining", MaskedLMWithNSPModule),
+                                       ("mlm_pairs", "BertForMaskedLM", PairedMaskedLMModule)):
         assert main([*args, "--out", str(tmp_path / name), "--objective", name]) == 0
         saved = json.loads((tmp_path / name / "config.json").read_text())
         assert saved["architectures"] == [architecture]

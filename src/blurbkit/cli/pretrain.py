@@ -36,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-schedule", action="store_true", help="masking rate 5%%->25%%, +5 points each fifth of training")
     p.add_argument("--objective", choices=OBJECTIVES.names(), default=None,
                    help="pretraining objective (default mlm = masked LM; mlm_nsp adds next-sentence prediction; "
+                        "mlm_pairs = masked LM alone over mlm_nsp's segment pairs; "
                         "electra = replaced-token detection with a small generator)")
     p.add_argument("--generator-size", type=float, default=0.25, metavar="FRACTION",
                    help="electra: generator width as a fraction of the discriminator's (0 < f <= 1; default 0.25)")
