@@ -83,6 +83,7 @@ def test_study_pretrains_once_resumes_an_interrupted_run_and_prints_the_table(co
     assert any(line.startswith("| **BLURB-style average** |") for line in lines)
     assert "| BIOSSES | 93.46 | 93.12 | 75.50 | 80.24 |" in captured.out  # the paper's Table 2 beside
     assert "| ELECTRA | electra | single sequences |" in captured.err  # the budget per setting, printed first
+    assert f"electra): {electra.steps} steps" in captured.err and "(continuing from its last checkpoint)" in captured.err
     summary = json.loads((electra.out / "pretrain_summary.json").read_text())
     assert summary["resumed_from"].endswith("step-00000002") and summary["steps"] == electra.steps
     report = runs / "ablation-pretraining-full.md"

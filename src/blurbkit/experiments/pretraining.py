@@ -252,7 +252,9 @@ def pretrain_all(budget: Budget, plans: Sequence[Plan], root: Path, progress: bo
         if finished(item.out):
             log(f"blurbkit: pretraining {item.setting.name}: reusing the finished model {item.out}")
         else:
-            log(f"blurbkit: pretraining {item.setting.name} ({item.setting.objective}): {item.steps} steps -> {item.out}")
+            resuming = any((item.out / "checkpoints").glob("step-*"))
+            log(f"blurbkit: pretraining {item.setting.name} ({item.setting.objective}): {item.steps} steps -> {item.out}"
+                + (" (continuing from its last checkpoint)" if resuming else ""))
             pretrain(pretrain_config(budget, item, root, progress))
         summaries[item.setting.name] = json.loads((item.out / "pretrain_summary.json").read_text("utf-8"))
     return summaries
