@@ -39,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def serve(folder: Path, port: int) -> None:
-    """The site over HTTP on 127.0.0.1 (standard library), until Ctrl-C."""
+def make_server(folder: Path, port: int):
+    """A threading HTTP server of `folder` on 127.0.0.1 (standard library; quiet)."""
     import functools
     from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -50,11 +50,15 @@ def serve(folder: Path, port: int) -> None:
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
             pass
 
-    handler = functools.partial(Quiet, directory=str(folder))
     try:
-        server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+        return ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Quiet, directory=str(folder)))
     except OSError as err:
         raise BlurbkitError(f"cannot serve on 127.0.0.1:{port} ({err.strerror or err})") from None
+
+
+def serve(folder: Path, port: int) -> None:
+    """The site over HTTP on 127.0.0.1 until Ctrl-C."""
+    server = make_server(folder, port)
     print(f"blurbkit: serving {folder} at http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", file=sys.stderr,
           flush=True)
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,8 +151,10 @@ def seed_tests(a: Sequence[float], b: Sequence[float]) -> dict[str, float | None
 
     if len(a) < 2 or len(b) < 2:
         return {"welch_p": None, "mannwhitney_p": None}
-    welch = stats.ttest_ind(a, b, equal_var=False).pvalue
-    mann = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
+    with warnings.catch_warnings():  # nearly identical seed scores: scipy warns and t is undefined (None below)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        welch = stats.ttest_ind(a, b, equal_var=False).pvalue
+        mann = stats.mannwhitneyu(a, b, alternative="two-sided").pvalue
     return {"welch_p": None if math.isnan(welch) else float(welch), "mannwhitney_p": float(mann)}
 
 

@@ -30,13 +30,17 @@ BUDGET_NOTE = "BUDGET RUN"  # how run notes about subsamples start (train/run.py
 
 
 def load_stores(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """The rows of every store (read-only), each with `store` = the store file it came from."""
-    rows = []
+    """The rows of every store (read-only), each with `store` = the store file it came from. A run
+    in several stores (one run key) is kept once: finished over failed, else the later store's."""
+    rows: dict[str, dict[str, Any]] = {}
     for path in paths:
         for row in read_rows(path):
             row["store"] = str(path)
-            rows.append(row)
-    return rows
+            held = rows.get(row["run_key"])
+            if held is None or not (held["status"] == OK and row["status"] != OK):
+                rows.pop(row["run_key"], None)
+                rows[row["run_key"]] = row
+    return list(rows.values())
 
 
 def protocol_label(study: str, budget: str) -> str:

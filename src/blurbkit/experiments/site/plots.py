@@ -17,13 +17,15 @@ def _pyplot():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"svg.hashsalt": "blurbkit", "svg.fonttype": "path", "font.size": 9})
+    plt.rcParams.update({"svg.hashsalt": "blurbkit", "svg.fonttype": "none", "font.size": 9})
     return plt
 
 
 def _save(fig, path: Path) -> None:
     buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    # Margins are set when the figure is made: no tight bbox or tight_layout, each of which draws the
+    # figure once more (a site has dozens of pictures).
+    fig.savefig(buffer, format="svg", metadata={"Date": None})
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(buffer.getvalue(), encoding="utf-8")
 
@@ -39,8 +41,12 @@ class Strip:
 def strip_plot(path: Path, strips: Sequence[Strip], title: str, xlabel: str = "test score (%)") -> None:
     """One row per strip: every seed a dot (jittered vertically), the mean a bar, published values ticks."""
     plt = _pyplot()
-    height = max(1.6, 0.32 * len(strips) + 0.9)
-    fig, ax = plt.subplots(figsize=(7.0, height))
+    rows = max(1, len(strips))
+    left = 0.35 + 0.068 * max((len(s.label) for s in strips), default=4)  # inches for the row labels
+    height = 0.3 * rows + 1.45  # title 0.35 in, x label and legend 1.1 in
+    width = left + 5.2
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((left / width, 1.1 / height, 5.0 / width, 0.3 * rows / height))
     seen: set[str] = set()
     for y, strip in enumerate(reversed(strips)):
         n = len(strip.scores)
@@ -64,8 +70,7 @@ def strip_plot(path: Path, strips: Sequence[Strip], title: str, xlabel: str = "t
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     if seen:
-        # Below the x label: 0.55 inch under the axes, whatever the figure's height.
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55 / max(0.7, height - 0.9)), ncol=4, frameon=False, fontsize=8)
+        fig.legend(loc="lower center", bbox_to_anchor=(0.5, 0.02), ncol=4, frameon=False, fontsize=8)
     _save(fig, path)
     plt.close(fig)
 
@@ -85,7 +90,10 @@ def learning_curves(path: Path, panels: dict[str, list[Curve]], title: str) -> N
     names = list(panels)
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 2.3 * rows), squeeze=False)
+    width, height = 3.1 * cols, 2.3 * rows + 0.4
+    fig, axes = plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.15 / width, bottom=0.45 / height, top=1 - 0.55 / height,
+                        wspace=0.45, hspace=0.65)
     for ax, name in zip(axes.flat, names, strict=False):
         for curve in panels[name]:
             ax.plot(curve.epochs, curve.scores, marker="o", markersize=3, linewidth=1.2, label=curve.label)
@@ -99,7 +107,6 @@ def learning_curves(path: Path, panels: dict[str, list[Curve]], title: str) -> N
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
     fig.suptitle(title)
-    fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
 
@@ -108,7 +115,10 @@ def interval_plot(path: Path, labels: Sequence[str], values: Sequence[float | No
                   intervals: Sequence[tuple[float, float] | None], title: str, xlabel: str) -> None:
     """A forest plot: each row's difference with its 95% interval; the zero line marks no difference."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.0, max(1.8, 0.32 * len(labels) + 0.9)))
+    left = 0.35 + 0.068 * max((len(label) for label in labels), default=4)
+    height, width = 0.3 * max(1, len(labels)) + 1.0, left + 5.2
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((left / width, 0.6 / height, 5.0 / width, 0.3 * max(1, len(labels)) / height))
     for y, (value, ci) in enumerate(zip(reversed(values), reversed(intervals), strict=True)):
         if value is None:
             continue
