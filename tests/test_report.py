@@ -13,7 +13,7 @@ from report_store import MINILM, make_store
 
 from blurbkit.cli.main import main
 from blurbkit.experiments.leaderboard import leaderboard, load_stores
-from blurbkit.store.results import ResultsStore
+from blurbkit.store.results import ResultsStore, RunKey
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +201,19 @@ def test_every_page_and_link_resolves_without_console_errors(browser, served):
     assert len(seen) >= 18 and not problems, problems
     missing = [f"{origin} -> {target}#{fragment}" for origin, target, fragment in anchors if fragment not in ids[target]]
     assert not missing, missing
+
+
+def test_full_grid_cells_hold_the_test_seeds_of_the_point_dev_chose(tmp_path):
+    import json
+
+    store = ResultsStore(tmp_path / "results.sqlite")
+    # Two points searched with seeds 0-1; the second has the better mean dev score and got test seeds 2-4.
+    for lr, dev, seeds in ((1e-5, 0.50, range(2)), (3e-5, 0.60, range(5))):
+        for seed in seeds:
+            hyper = json.dumps({"lr": lr, "batch_size": 16, "epochs": 3})
+            key = RunKey("protocol", "grid", MINILM, "gad", seed, "full", hyper)
+            store.add(key, {"metric": "relation_micro_f1", "test": {"score": lr * 10_000 + seed / 100},
+                            "dev": {"score": dev + seed / 1000}}, "c", None)
+    (entry,) = leaderboard(load_stores([tmp_path / "results.sqlite"]))
+    assert entry.protocol == "full grid" and entry.chosen["gad"]["lr"] == 3e-5
+    assert [r["seed"] for r in entry.cells["gad"].runs] == [0, 1, 2, 3, 4]

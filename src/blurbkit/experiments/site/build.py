@@ -16,6 +16,7 @@ from blurbkit.experiments.site.pages import dataset_pages, leaderboard_page, mod
 from blurbkit.experiments.site.plots import interval_plot
 from blurbkit.experiments.site.studies import study_pages
 from blurbkit.fileio import atomic_dir
+from blurbkit.tasks.registry import all_datasets
 
 MARKER = ".blurbkit-report"  # in every site's folder: what may be replaced by the next build
 
@@ -79,10 +80,15 @@ def build_site(stores: Sequence[str | Path], out: str | Path, data: str | Path |
     out = Path(out)
     rows = load_stores(stores)  # bad stores fail here, before anything is written
     check_out(out)
+    known = set(all_datasets())
+    unknown = sorted({r["dataset"] for r in rows if r["dataset"] not in known})
+    rows = [r for r in rows if r["dataset"] in known]
     entries = leaderboard(rows)
     names = display_names([r["model"] for r in rows])
     stamp = time.strftime("%Y-%m-%d %H:%M")
     generated = f"Built {stamp} by blurbkit report from {', '.join(Path(s).name for s in stores)} ({len(rows)} runs)."
+    if unknown:
+        generated += f" Left out: the runs of datasets not registered here ({', '.join(unknown)})."
     with atomic_dir(out) as tmp:
         (tmp / "img").mkdir()
         (tmp / MARKER).write_text("a site written by blurbkit report; the next build replaces this folder\n", "utf-8")

@@ -133,7 +133,8 @@ def _entry_section(site: Site, entry: Entry) -> str:
     name = site.names[entry.model]
     refs = {ref.model: ref.scores for ref in references()}
     datasets = [n for n in _datasets() if n in entry.cells]
-    header = ["dataset", "test mean", "seeds", "failed", "wall s (sum)", Td("chosen on dev", cls="text"),
+    grid = bool(entry.chosen)  # the full grid: which point dev chose, per dataset
+    header = ["dataset", "test mean", "seeds", "failed", "wall s (sum)", *([Td("chosen on dev", cls="text")] if grid else []),
               Td("notes", cls="text")]
     rows = []
     for n in datasets:
@@ -144,7 +145,7 @@ def _entry_section(site: Site, entry: Entry) -> str:
         rows.append([link(site.dataset_page(n), get_dataset(n).title), score_cell(cell),
                      ", ".join(f"{s:.2f}" for s in cell.scores) or "—",
                      Td(Raw(f'<span class="failed">{len(cell.failed)}</span>' if cell.failed else "0")),
-                     f"{cell.wall_seconds:.0f}", Td(point, cls="text"),
+                     f"{cell.wall_seconds:.0f}", *([Td(point, cls="text")] if grid else []),
                      Td("; ".join(cell.notes) + (f" ({cell.superseded} earlier runs of these seeds replaced)" if cell.superseded else ""),
                         cls="text")])
     blurb = entry.blurb()
