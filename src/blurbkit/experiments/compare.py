@@ -107,8 +107,10 @@ class GoldCache:
         if expected and expected != sha:
             raise BlurbkitError(f"{what}: the test records read now differ from those the run scored "
                                 f"(sha256 {sha[:12]} vs {expected[:12]}); give the run's data with --data")
-        predictions = read_prediction_file(spec, gold, path, scheme=config.scheme)
-        units, rows = unit_statistics(spec, gold, predictions, scheme=config.scheme)
+        # Run directories hold predictions in the dataset's own tags whatever scheme the model learnt
+        # (train/run.py write_predictions): read and score them as such.
+        predictions = read_prediction_file(spec, gold, path)
+        units, rows = unit_statistics(spec, gold, predictions)
         order = list(dict.fromkeys(units))
         index = {u: i for i, u in enumerate(order)}
         matrix = np.asarray(rows, dtype=float).reshape(len(rows), -1)
