@@ -34,6 +34,8 @@ def load_stores(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     in several stores (one run key) is kept once: finished over failed, else the later store's."""
     rows: dict[str, dict[str, Any]] = {}
     for path in paths:
+        if Path(path).is_dir() and (Path(path) / "results.sqlite").is_file():
+            path = Path(path) / "results.sqlite"  # a runs directory: its store
         for row in read_rows(path):
             row["store"] = str(path)
             held = rows.get(row["run_key"])
