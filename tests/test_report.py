@@ -175,7 +175,8 @@ def test_leaderboard_sorts_by_blurb_score_in_the_browser(browser, served, tmp_pa
 @pytest.mark.browser
 @pytest.mark.slow
 def test_every_page_and_link_resolves_without_console_errors(browser, served):
-    seen, queue, problems = set(), ["index.html"], []
+    page, problems = _open(browser, served + "index.html")  # one tab for every page: its listeners see them all
+    seen, queue = set(), ["index.html"]
     ids: dict[str, set[str]] = {}
     anchors: list[tuple[str, str, str]] = []  # (from page, to page, fragment)
     while queue:
@@ -183,12 +184,12 @@ def test_every_page_and_link_resolves_without_console_errors(browser, served):
         if name in seen:
             continue
         seen.add(name)
-        page, errors = _open(browser, served + name)
-        problems += [f"{name}: {e}" for e in errors]
+        before = len(problems)
+        page.goto(served + name, wait_until="load")
+        problems[before:] = [f"{name}: {p}" for p in problems[before:]]
         links = page.locator("a[href]").evaluate_all("links => links.map(a => a.getAttribute('href'))")
         images = page.locator("img").evaluate_all("imgs => imgs.map(i => [i.getAttribute('src'), i.naturalWidth])")
         ids[name] = set(page.locator("[id]").evaluate_all("nodes => nodes.map(n => n.id)"))
-        page.close()
         for src, width in images:
             assert width > 0, f"{name}: picture {src} did not load"
         for href in links:
@@ -201,6 +202,9 @@ def test_every_page_and_link_resolves_without_console_errors(browser, served):
     assert len(seen) >= 18 and not problems, problems
     missing = [f"{origin} -> {target}#{fragment}" for origin, target, fragment in anchors if fragment not in ids[target]]
     assert not missing, missing
+    with page.expect_console_message():  # the listener does see errors (so this test can fail)
+        page.evaluate("console.error('probe')")
+    assert problems == ["console error: probe"]
 
 
 def test_full_grid_cells_hold_the_test_seeds_of_the_point_dev_chose(tmp_path):
