@@ -15,7 +15,7 @@ body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, 
 header { background: #0f2740; color: #fff; padding: .6rem 1rem; display: flex; flex-wrap: wrap; gap: .3rem 1.2rem; align-items: baseline; }
 header a { color: #fff; text-decoration: none; } header a:hover { text-decoration: underline; }
 header .brand { font-weight: 700; font-size: 1.05rem; }
-main { padding: .8rem 1rem 2rem; max-width: 1400px; margin: 0 auto; }
+main { padding: .8rem 1rem 2rem; }
 h1 { font-size: 1.35rem; margin: .4rem 0 .6rem; } h2 { font-size: 1.1rem; margin: 1.6rem 0 .5rem; }
 h3 { font-size: 1rem; margin: 1.2rem 0 .4rem; }
 a { color: var(--accent); }

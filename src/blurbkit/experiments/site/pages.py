@@ -81,8 +81,9 @@ def leaderboard_page(site: Site, studies: list[tuple[str, str]], comparisons: li
                 'not runs of this store.</p>')
     body.append(table(header, rows, sortable=True, row_classes=classes, table_id="leaderboard"))
     body.append(f'<p class="muted"><span class="flag">{SUBSAMPLE}</span> budget run: trained or tested on a seeded '
-                f'subsample (hover for the exact note). <span class="flag">{DEVIATION}</span> a local deviation from '
-                'the protocol (e.g. EBM PICO trained on dev abstracts, inputs truncated below the protocol length). '
+                f'subsample (hover for the exact note). <span class="flag">{DEVIATION}</span> another note on how the run '
+                'or its data departs from the protocol (e.g. EBM PICO trained on dev abstracts, inputs truncated below '
+                'the protocol length, a distributed file that differs from the published counts). '
                 '“n trivial”: runs no better than the trivial predictor (majority class, no entity, constant). '
                 'Protocols: quick = the small CPU budget; default = each dataset\'s recipe on all data; '
                 'full grid = the SPEC §2 search on dev, then the test seeds.</p>')
