@@ -29,13 +29,17 @@ def main() -> None:
         browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": args.width, "height": 800}, device_scale_factor=1)
         page.goto((args.out / "index.html").resolve().as_uri())
+        # As wide as the whole table (no part of it scrolled out of the picture).
+        wide = page.evaluate("document.querySelector('#leaderboard').scrollWidth") + 60
+        if wide > args.width:
+            args.width = wide
+            page.set_viewport_size({"width": wide, "height": 800})
         page.locator("#leaderboard thead th", has_text="BLURB").click()  # best first, as a reader sorts it
         args.png.parent.mkdir(parents=True, exist_ok=True)
         # The title, the table and its legend: what the README shows.
-        box = page.locator("main").bounding_box()
-        legend = page.locator("#leaderboard").bounding_box()
-        height = legend["y"] + legend["height"] + 120 - box["y"]
-        page.screenshot(path=str(args.png), clip={"x": 0, "y": 0, "width": args.width, "height": box["y"] + height})
+        legend = page.locator("#leaderboard").locator("xpath=ancestor::div[1]/following-sibling::p[1]").bounding_box()
+        page.screenshot(path=str(args.png), clip={"x": 0, "y": 0, "width": args.width,
+                                                  "height": legend["y"] + legend["height"] + 12})
         browser.close()
     print(f"wrote {args.png}")
 

@@ -33,9 +33,13 @@ def find_model(query: str, models: list[str], names: dict[str, str]) -> str:
     exact = [m for m in models if m == query or names[m] == query or (path.exists() and m == str(path.resolve()))]
     if len(exact) == 1:
         return exact[0]
-    partial = [m for m in models if query.lower() in m.lower()]
-    if len(partial) == 1:
-        return partial[0]
+    partial: list[str] = []
+    for found in ([m for m in models if query in m], [m for m in models if query.lower() in m.lower()]):
+        partial = found
+        if len(found) == 1:
+            return found[0]
+        if found:
+            break
     listing = "; ".join(names[m] for m in models) or "none"
     what = "matches several models" if len(exact) + len(partial) > 1 else "is not a model of the store"
     raise BlurbkitError(f"{query!r} {what} (models with benchmark runs: {listing})")

@@ -142,7 +142,7 @@ def link(href: str, text: str) -> Raw:
 
 
 def figure(src: str, caption: str, alt: str) -> str:
-    return f'<figure><img src="{esc(src)}" alt="{esc(alt)}" loading="lazy"><figcaption>{esc(caption)}</figcaption></figure>'
+    return f'<figure><img src="{esc(src)}" alt="{esc(alt)}"><figcaption>{esc(caption)}</figcaption></figure>'
 
 
 def notice(text: str, bad: bool = False) -> str:

@@ -12,7 +12,7 @@ from blurbkit.experiments.site.plots import Curve, Strip, learning_curves, strip
 from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import get_dataset
 
-SUBSAMPLE, DEVIATION = "s", "†"
+SUBSAMPLE, DEVIATION, TRIVIAL = "s", "†", "!"
 
 
 def short(group: str) -> str:
@@ -38,7 +38,8 @@ def score_cell(cell: Cell | None) -> Td:
     detail = f"± {cell.std:.2f} · n={cell.n}" + (f" · {failed}" if failed else "")
     trivial = cell.trivial_failures()
     if trivial:
-        detail += f' · <span class="failed" title="no better than the trivial predictor">{trivial}/{cell.n} trivial</span>'
+        marks += (f'<span class="flag failed" title="{trivial} of {cell.n} runs no better than the trivial predictor">'
+                  f"{TRIVIAL}</span>")
     title = "\n".join(cell.notes)
     return Td(Raw(f"{cell.mean:.2f}{marks}<span class=\"sd\">{detail}</span>"), sort=round(cell.mean, 4), title=title)
 
@@ -84,7 +85,8 @@ def leaderboard_page(site: Site, studies: list[tuple[str, str]], comparisons: li
                 f'subsample (hover for the exact note). <span class="flag">{DEVIATION}</span> another note on how the run '
                 'or its data departs from the protocol (e.g. EBM PICO trained on dev abstracts, inputs truncated below '
                 'the protocol length, a distributed file that differs from the published counts). '
-                '“n trivial”: runs no better than the trivial predictor (majority class, no entity, constant). '
+                f'<span class="flag failed">{TRIVIAL}</span> a run no better than the trivial predictor (majority '
+                'class, no entity, constant prediction) on the same test records. '
                 'Protocols: quick = the small CPU budget; default = each dataset\'s recipe on all data; '
                 'full grid = the SPEC §2 search on dev, then the test seeds.</p>')
     body.append("<h2 id=\"datasets\">Datasets</h2><ul class=\"cols\">" + "".join(
