@@ -41,6 +41,21 @@ def score_predictions(
     return {"dataset": spec.name, "split": split, "metric": spec.metric, **result, "n": len(gold_records)}
 
 
+def unit_statistics(
+    spec: DatasetSpec, gold_records: Sequence[Record], predictions: Predictions, *, scheme: str | None = None
+) -> tuple[list[str], list[list[float]]]:
+    """Checked predictions as (bootstrap unit per row, additive counts per row): the task type's
+    `unit_statistics`; its `score_from_totals` of the column sums is `score_predictions`' score."""
+    task = spec.task
+    checked = task.check_predictions(spec, gold_records, predictions, scheme)
+    try:
+        return task.unit_statistics(spec, gold_records, checked, scheme)
+    except ValueError as err:
+        raise BlurbkitError(f"{spec.name}: cannot score: {err}") from None
+    except NotImplementedError:
+        raise BlurbkitError(f"{spec.name}: task type {task.name} has no per-item statistics for a paired bootstrap") from None
+
+
 def read_prediction_file(
     spec: DatasetSpec, gold_records: Sequence[Record], path: str | Path, *, scheme: str | None = None
 ) -> Predictions:

@@ -27,6 +27,8 @@ COMMAND_MODULES = [
     "score",
     "finetune",
     "benchmark",
+    "report",
+    "compare",
     "predict",
     "serve",
     "ablate",

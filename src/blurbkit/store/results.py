@@ -128,6 +128,44 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Every run of a store, read-only (reports: never writes, never creates, works beside a live
+    writer). A version-1 store's rows read as finished; a newer schema, a file that is no SQLite
+    store or no store at all is one BlurbkitError line. A store without runs gives []."""
+    path = Path(path)
+    if not path.is_file():
+        raise BlurbkitError("no results store here (file not found)", path=path)
+    rows: list[dict[str, Any]] = []
+    for uri in (f"file:{path.resolve()}?mode=ro", f"file:{path.resolve()}?immutable=1"):
+        try:
+            db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT)
+        except sqlite3.Error as err:
+            problem = err
+            continue
+        try:
+            db.row_factory = sqlite3.Row
+            tables = {r["name"] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "meta" in tables:
+                version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                if version is not None and int(version["value"]) > SCHEMA_VERSION:
+                    raise BlurbkitError(f"results store has schema version {version['value']}, newer than this "
+                                        f"blurbkit's {SCHEMA_VERSION}; upgrade blurbkit", path=path)
+            if "runs" not in tables:
+                return []
+            rows = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
+            for row in rows:
+                row.setdefault("status", OK)
+                row.setdefault("error", None)
+            return rows
+        except (sqlite3.DatabaseError, ValueError) as err:
+            problem = err
+            if "unable to open" not in str(err):
+                break
+        finally:
+            db.close()
+    raise BlurbkitError(f"not a readable results store ({problem})", path=path)
+
+
 class ResultsStore:
     def __init__(self, path: str | Path, lock_wait: float = LOCK_WAIT) -> None:
         self.path = Path(path)

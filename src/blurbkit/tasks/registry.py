@@ -7,6 +7,7 @@ A user adds a dataset with one small TOML file in the user registry folder
 
 from __future__ import annotations
 
+import functools
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -166,9 +167,15 @@ def user_registry_dir() -> Path:
     return blurbkit_home() / "datasets"
 
 
-def builtin_datasets() -> dict[str, DatasetSpec]:
+@functools.lru_cache(maxsize=1)
+def _builtin_specs() -> tuple[tuple[str, DatasetSpec], ...]:
+    # The packaged file never changes in a process: parsed once (reports look datasets up thousands of times).
     text = resources.files("blurbkit.tasks").joinpath("datasets.toml").read_text("utf-8")
-    return {name: _spec_from_table(name, table, "datasets.toml") for name, table in _load_toml(text, "datasets.toml").items()}
+    return tuple((name, _spec_from_table(name, table, "datasets.toml")) for name, table in _load_toml(text, "datasets.toml").items())
+
+
+def builtin_datasets() -> dict[str, DatasetSpec]:
+    return dict(_builtin_specs())
 
 
 def user_datasets() -> dict[str, DatasetSpec]:

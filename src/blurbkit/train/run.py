@@ -107,6 +107,14 @@ def load_splits(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperparams) -
     return Splits(train, dev, test, notes)
 
 
+def test_records(config: FinetuneConfig) -> list[dict]:
+    """The test records a run of `config` scored, in order (its seeded subsample in budget runs):
+    the gold its predictions/test file is aligned with (experiments/compare.py reads them)."""
+    spec = get_dataset(config.dataset)
+    options = ReadOptions(pico_train_from_dev=config.pico_train_from_dev, fold=config.fold)
+    return subsample(load_split(spec.name, "test", config.data, options), config.max_test_examples, EVAL_SUBSAMPLE_SEED)
+
+
 def check_dev_options(spec: DatasetSpec, hyper: Hyperparams, dev: list[dict]) -> None:
     """Early stopping and the train+dev final model choose on dev: without one, refused before training."""
     for wanted, flag in ((hyper.patience is not None, "--patience"), (hyper.final_on_train_dev, "--final-on-train-dev")):

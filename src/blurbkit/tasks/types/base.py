@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.metrics import METRICS
+from blurbkit.metrics.decompose import DECOMPOSITIONS
 from blurbkit.registry import Registry
 
 if TYPE_CHECKING:
@@ -156,9 +158,33 @@ class TaskType:
                           scheme: str | None = None) -> Any:
         raise NotImplementedError
 
+    def metric_inputs(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any,
+                      scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The official metric's positional and keyword arguments for checked predictions."""
+        raise NotImplementedError(f"task type {self.name} does not say how its metric is called")
+
     def score(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any, scheme: str | None = None) -> dict[str, Any]:
         """The official metric of checked predictions (fractions; see blurbkit.metrics)."""
-        raise NotImplementedError
+        args, kwargs = self.metric_inputs(spec, gold, predictions, scheme)
+        return METRICS.get(self.metric)(*args, **kwargs)
+
+    # ---- paired bootstrap (experiments/compare.py) ---------------------------------------------
+    def bootstrap_units(self, spec: DatasetSpec, gold: Sequence[Record]) -> list[str]:
+        """What a bootstrap over the test set resamples, one key per row of `unit_statistics`: rows
+        with one key are drawn together. Default: each record (a relation instance, a pair, a question)."""
+        return [str(record["id"]) for record in gold]
+
+    def unit_statistics(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any,
+                        scheme: str | None = None) -> tuple[list[str], list[list[float]]]:
+        """(unit keys, additive counts per item) of checked predictions: `score_from_totals` of the
+        summed counts is the official score (metrics/decompose.py)."""
+        args, kwargs = self.metric_inputs(spec, gold, predictions, scheme)
+        rows = DECOMPOSITIONS.get(self.metric).items(*args, **kwargs)
+        return self.bootstrap_units(spec, gold), rows
+
+    def score_from_totals(self, totals: Any) -> Any:
+        """Scores (fractions) from summed `unit_statistics` counts (last axis), for many resamples at once."""
+        return DECOMPOSITIONS.get(self.metric).from_totals(totals)
 
     def read_predictions(self, spec: DatasetSpec, gold: Sequence[Record], path: Path, lines: list[str],
                          scheme: str | None = None) -> Any:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_write, parse_jsonl
-from blurbkit.metrics import METRICS
 from blurbkit.tasks.types.base import Record, TaskType
 
 if TYPE_CHECKING:
@@ -53,9 +52,9 @@ class IdTaskType(TaskType):
         majority = min(counts, key=lambda label: (-counts[label], order.get(label, len(order)), label))
         return {str(record["id"]): majority for record in records}
 
-    def score(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any, scheme: str | None = None) -> dict[str, Any]:
-        ids = [str(record["id"]) for record in gold]
-        return METRICS.get(self.metric)([str(record["label"]) for record in gold], [predictions[i] for i in ids])
+    def metric_inputs(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any,
+                      scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return ([str(record["label"]) for record in gold], [predictions[str(record["id"])] for record in gold]), {}
 
     # ---- checking, reading and writing ---------------------------------------------------------
     def _known(self, gold: Sequence[Record]) -> Any:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.metrics import doc_key, hoc_micro_f1
+from blurbkit.metrics import doc_key
 from blurbkit.tasks.types.base import LabelCodec, register
 from blurbkit.tasks.types.by_id import IdTaskType, label_name
 
@@ -92,14 +92,18 @@ class DocumentClassification(IdTaskType):
                     f"in the {spec.name} split")
         return None
 
-    def score(self, spec, gold, predictions, scheme: str | None = None) -> dict[str, Any]:
+    def metric_inputs(self, spec, gold, predictions, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
         truth = {}
         for record in gold:
             try:
                 truth[str(record["id"])] = self.normalize(spec, list(record["labels"]))
             except ValueError as err:
                 raise BlurbkitError(f"gold record {record['id']}: {err}") from None
-        return hoc_micro_f1(truth, predictions)
+        return (truth, predictions), {}
+
+    def bootstrap_units(self, spec, gold: Sequence[dict]) -> list[str]:
+        """The abstracts (sentence ids merged), one per row of the metric's counts: HoC is scored per abstract."""
+        return list(dict.fromkeys(doc_key(str(record["id"])) for record in gold))
 
     def details(self, spec, records: Sequence[dict]) -> dict[str, int]:
         return {"sentences": sum(len(r.get("sentences", ())) for r in records)}

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from blurbkit.metrics import entity_f1
 from blurbkit.tagging import tags_to_spans
 from blurbkit.tasks.types.base import register
 from blurbkit.tasks.types.token import TokenTaskType, file_scheme
@@ -24,8 +23,8 @@ class NamedEntityRecognition(TokenTaskType):
     def measure(self, spec, records: Sequence[dict]) -> int:
         return sum(len(tags_to_spans(record["tags"])) for record in records)
 
-    def score(self, spec, gold, predictions, scheme: str | None = None) -> dict[str, Any]:
-        return entity_f1([r["tags"] for r in gold], predictions, scheme="any", pred_scheme=file_scheme(scheme))
+    def metric_inputs(self, spec, gold, predictions, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return ([r["tags"] for r in gold], predictions), {"scheme": "any", "pred_scheme": file_scheme(scheme)}
 
 
 register(NamedEntityRecognition())

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from blurbkit.metrics import pico_macro_f1
 from blurbkit.tasks.types.base import register
 from blurbkit.tasks.types.token import TokenTaskType
 
@@ -30,8 +29,8 @@ class PicoExtraction(TokenTaskType):
         spans = sum(1 for r in records for i, tag in enumerate(r["tags"]) if tag != "O" and (i == 0 or r["tags"][i - 1] != tag))
         return super().details(spec, records) | {"spans": spans}
 
-    def score(self, spec, gold, predictions, scheme: str | None = None) -> dict[str, Any]:
-        return pico_macro_f1([r["tags"] for r in gold], predictions, elements=spec.entity_types or ELEMENTS)
+    def metric_inputs(self, spec, gold, predictions, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return ([r["tags"] for r in gold], predictions), {"elements": spec.entity_types or ELEMENTS}
 
 
 register(PicoExtraction())

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.metrics import relation_micro_f1
 from blurbkit.tasks.types.base import register
 from blurbkit.tasks.types.by_id import IdTaskType
 
@@ -23,10 +22,9 @@ class RelationExtraction(IdTaskType):
     unit = "relation instances"
     file_formats = ("chemprot", "gad")
 
-    def score(self, spec, gold, predictions, scheme: str | None = None) -> dict[str, Any]:
-        ids = [str(record["id"]) for record in gold]
-        return relation_micro_f1([str(r["label"]) for r in gold], [predictions[i] for i in ids],
-                                 negative_label=spec.negative_label)
+    def metric_inputs(self, spec, gold, predictions, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        args, _ = super().metric_inputs(spec, gold, predictions, scheme)
+        return args, {"negative_label": spec.negative_label}
 
     def passages(self, record):
         yield (record["original"]["text"] if "original" in record else record["text"]), True

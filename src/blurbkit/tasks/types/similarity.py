@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from blurbkit.metrics import pearson
 from blurbkit.tasks.types.base import LabelCodec, register
 from blurbkit.tasks.types.by_id import IdTaskType
 
@@ -50,8 +49,8 @@ class SentenceSimilarity(IdTaskType):
         mean = math.fsum(float(r["score"]) for r in train_records) / max(1, len(train_records))
         return {str(record["id"]): mean for record in records}
 
-    def score(self, spec, gold, predictions, scheme: str | None = None) -> dict[str, Any]:
-        return pearson([float(r["score"]) for r in gold], [predictions[str(r["id"])] for r in gold])
+    def metric_inputs(self, spec, gold, predictions, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return ([float(r["score"]) for r in gold], [predictions[str(r["id"])] for r in gold]), {}
 
 
 register(SentenceSimilarity())

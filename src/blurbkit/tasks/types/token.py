@@ -119,6 +119,11 @@ class TokenTaskType(TaskType):
     def infer_fields(self, records: Sequence[Record]) -> dict[str, set[str]]:
         return {"entity_types": {tag[2:] for record in records for tag in record["tags"] if tag != "O"}}
 
+    def bootstrap_units(self, spec: DatasetSpec, gold: Sequence[Record]) -> list[str]:
+        """A record's document where the distribution names it (sentences of one abstract are drawn
+        together: they are not independent), else the sentence itself."""
+        return [str(r.get("doc_id") or r["id"]) for r in gold]
+
     # ---- training ------------------------------------------------------------------------------
     def trivial_predictions(self, spec: DatasetSpec, train_records: Sequence[Record], records: Sequence[Record]) -> list[list[str]]:
         """``O`` for every word: no entity (the majority tag)."""

@@ -1,0 +1,233 @@
+"""The BLURB leaderboard of results stores: which stored runs make each row (a model under one
+protocol) and each dataset cell, the cells' mean ± std over seeds, task-type averages and the
+BLURB score (tasks/blurb_score.py), beside the papers' published rows.
+
+Rows come from the studies that run the benchmark protocol: `benchmark` (the dataset's recipe;
+budget 'quick', 'full' = the default recipe on all data, or explicit subsamples) and `protocol`
+(the SPEC §2 grid searched on dev: a cell holds the test seeds of the point chosen on dev, as
+experiments/protocol.py chooses it). Failed runs (status 'failed') stay in their cell, counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blurbkit.experiments.benchmark import reference_results
+from blurbkit.experiments.protocol import STUDY as PROTOCOL_STUDY
+from blurbkit.store.results import OK, read_rows
+from blurbkit.tasks.blurb_score import blurb_groups, blurb_score
+from blurbkit.tasks.registry import blurb_datasets, get_dataset
+
+BENCHMARK_STUDY = "benchmark"
+LEADERBOARD_STUDIES = (BENCHMARK_STUDY, PROTOCOL_STUDY)
+BUDGET_NOTE = "BUDGET RUN"  # how run notes about subsamples start (train/run.py load_splits)
+
+
+def load_stores(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The rows of every store (read-only), each with `store` = the store file it came from. A run
+    in several stores (one run key) is kept once: finished over failed, else the later store's."""
+    rows: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        if Path(path).is_dir() and (Path(path) / "results.sqlite").is_file():
+            path = Path(path) / "results.sqlite"  # a runs directory: its store
+        for row in read_rows(path):
+            row["store"] = str(path)
+            held = rows.get(row["run_key"])
+            if held is None or not (held["status"] == OK and row["status"] != OK):
+                rows.pop(row["run_key"], None)
+                rows[row["run_key"]] = row
+    return list(rows.values())
+
+
+def protocol_label(study: str, budget: str) -> str:
+    """'quick', 'default' (the recipe on all data), 'full grid', or the budget beside them."""
+    base = "full grid" if study == PROTOCOL_STUDY else "default"
+    if budget == "quick" and study == BENCHMARK_STUDY:
+        return "quick"
+    return base if budget == "full" else f"{base} ({budget})"
+
+
+@dataclass
+class Cell:
+    dataset: str
+    runs: list[dict[str, Any]] = field(default_factory=list)  # finished runs, one per seed (the latest)
+    failed: list[dict[str, Any]] = field(default_factory=list)  # runs stored as failed, for seeds without a finished one
+    superseded: int = 0  # older runs of a seed, replaced by a later one with other settings
+
+    @property
+    def scores(self) -> list[float]:
+        return [100 * r["test_score"] for r in self.runs]
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.fmean(self.scores) if self.runs else None
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.scores) if len(self.runs) > 1 else 0.0
+
+    @property
+    def notes(self) -> list[str]:
+        return sorted({note for r in self.runs for note in json.loads(r.get("notes") or "[]")})
+
+    def flags(self) -> dict[str, list[str]]:
+        """'subsample': budget notes; 'deviation': other departures from the protocol (PICO train, truncation)."""
+        out: dict[str, list[str]] = {"subsample": [], "deviation": []}
+        for note in self.notes:
+            out["subsample" if note.startswith(BUDGET_NOTE) else "deviation"].append(note)
+        return out
+
+    def trivial_failures(self) -> int:
+        """Finished runs no better than the trivial predictor (the task type's `run_failed`)."""
+        task = get_dataset(self.dataset).task
+        return sum(task.run_failed(json.loads(r.get("test_metrics") or "{}")) for r in self.runs)
+
+    @property
+    def wall_seconds(self) -> float:
+        return sum(r.get("wall_seconds") or 0.0 for r in self.runs)
+
+
+@dataclass
+class Entry:
+    """One leaderboard row: a model under one protocol (study + budget)."""
+
+    model: str
+    study: str
+    budget: str
+    cells: dict[str, Cell]
+    chosen: dict[str, dict[str, Any]] = field(default_factory=dict)  # full grid: dataset -> point chosen on dev
+
+    @property
+    def protocol(self) -> str:
+        return protocol_label(self.study, self.budget)
+
+    @property
+    def key(self) -> str:
+        return f"{self.model}|{self.study}|{self.budget}"
+
+    def means(self) -> dict[str, float]:
+        return {name: cell.mean for name, cell in self.cells.items() if cell.mean is not None}
+
+    def group_averages(self) -> dict[str, float | None]:
+        means = self.means()
+        return {group: statistics.fmean(means[n] for n in names) if all(n in means for n in names) else None
+                for group, names in blurb_groups().items()}
+
+    def blurb(self) -> float | None:
+        """The BLURB score when all 13 datasets have a finished run, else None."""
+        means = self.means()
+        if not all(spec.name in means for spec in blurb_datasets()):
+            return None
+        return blurb_score({spec.name: means[spec.name] for spec in blurb_datasets()})["score"]
+
+    def failed_count(self) -> int:
+        return sum(len(cell.failed) for cell in self.cells.values())
+
+
+def _point(row: dict[str, Any]) -> str:
+    hyper = json.loads(row["hyperparameters"])
+    return json.dumps({k: hyper.get(k) for k in ("lr", "batch_size", "epochs")}, sort_keys=True)
+
+
+def _chosen_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """A full-grid dataset's test runs: the point with the best mean dev score over the seeds every
+    point has (the selection seeds), as experiments/protocol.py `choose` picks it."""
+    by_point: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_point.setdefault(_point(row), []).append(row)
+    finished = {p: {r["seed"]: r["dev_score"] for r in rs if r["status"] == OK and r["dev_score"] is not None}
+                for p, rs in by_point.items()}
+    common = set.intersection(*(set(seeds) for seeds in finished.values())) if finished else set()
+    best = None
+    for point, seeds in finished.items():  # insertion order = store order: ties go to the first point run
+        scores = [seeds[s] for s in common] if common else list(seeds.values())
+        if scores and (best is None or statistics.fmean(scores) > best[1]):
+            best = (point, statistics.fmean(scores))
+    if best is None:
+        return rows, None
+    return by_point[best[0]], {**json.loads(best[0]), "dev": best[1]}
+
+
+def make_cell(dataset: str, rows: Iterable[dict[str, Any]]) -> Cell:
+    cell = Cell(dataset)
+    latest: dict[int, dict[str, Any]] = {}
+    failed: dict[int, dict[str, Any]] = {}
+    for row in rows:  # in store order: a later run of a seed replaces an earlier one
+        target = latest if row["status"] == OK else failed
+        if row["status"] == OK and row["seed"] in latest:
+            cell.superseded += 1
+        target[row["seed"]] = row
+    cell.runs = [latest[s] for s in sorted(latest)]
+    cell.failed = [failed[s] for s in sorted(failed) if s not in latest]
+    return cell
+
+
+def leaderboard(rows: Sequence[dict[str, Any]]) -> list[Entry]:
+    """Entries of every (model, leaderboard study, budget) in the rows, best BLURB score first,
+    then by how many datasets they cover."""
+    grouped: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = {}
+    for row in rows:
+        if row["study"] in LEADERBOARD_STUDIES:
+            key = (row["model"], row["study"], row["budget"])
+            grouped.setdefault(key, {}).setdefault(row["dataset"], []).append(row)
+    entries = []
+    for (model, study, budget), per_dataset in grouped.items():
+        entry = Entry(model, study, budget, {})
+        for dataset, items in per_dataset.items():
+            if study == PROTOCOL_STUDY:
+                items, point = _chosen_rows(items)
+                if point is not None:
+                    entry.chosen[dataset] = point
+            entry.cells[dataset] = make_cell(dataset, items)
+        entries.append(entry)
+    entries.sort(key=lambda e: (-(e.blurb() or -math.inf), -len(e.means()), e.model, e.protocol))
+    return entries
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published row (SPEC §7): the papers' test scores, full data and their own grid search."""
+
+    model: str
+    scores: dict[str, float]
+
+    def group_averages(self) -> dict[str, float]:
+        return blurb_score(self.scores)["groups"]
+
+    def blurb(self) -> float:
+        return blurb_score(self.scores)["score"]
+
+
+def references() -> list[Reference]:
+    out = []
+    for model, table in reference_results().items():
+        out.append(Reference(model, {spec.name: table[spec.name] for spec in blurb_datasets()}))
+    return out
+
+
+def display_names(models: Iterable[str]) -> dict[str, str]:
+    """A short name per store model label: the default's own, else the model directory's name
+    (with its parent where the name alone is generic or shared)."""
+    labels = list(dict.fromkeys(models))
+    short = {}
+    for label in labels:
+        path = Path(label)
+        short[label] = label if not path.is_absolute() else path.name
+    counts: dict[str, int] = {}
+    for name in short.values():
+        counts[name] = counts.get(name, 0) + 1
+    for label in labels:
+        path = Path(label)
+        if path.is_absolute() and (counts[short[label]] > 1 or short[label] in ("model", "encoder", "final")):
+            short[label] = f"{path.parent.name}/{path.name}"
+    return short
