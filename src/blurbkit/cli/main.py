@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "predict",
     "serve",
     "ablate",
+    "stilt",
     "analyze",
     "vocab",
     "corpus",
