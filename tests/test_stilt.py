@@ -184,3 +184,51 @@ def test_the_target_run_starts_from_the_intermediate_encoder(shared_data, tmp_pa
     gad_head = {k: v.shape for k, v in built[0][2].items() if not k.startswith("encoder.")}
     biosses_head = {k: v.shape for k, v in target_start.items() if not k.startswith("encoder.")}
     assert gad_head != biosses_head
+
+
+class _SyncExecutor:
+    """The executor interface, running each task at once in this process (the worker's own code)."""
+
+    name, slots = "sync", 2
+
+    def __init__(self) -> None:
+        self.outcomes: list = []
+        self.submitted: list = []
+
+    def submit(self, task) -> None:
+        from blurbkit.experiments.executors import execute_run
+
+        self.submitted.append(task)
+        self.outcomes.append(execute_run(task))
+
+    def wait(self, timeout: float) -> list:
+        done, self.outcomes = self.outcomes, []
+        return done
+
+    def running(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_matrix_through_an_executor_submits_a_transfer_after_its_intermediate(fake_runs, tmp_path, capsys, monkeypatch):
+    import blurbkit.experiments.executors as executors
+
+    model, trained, _ = fake_runs
+    executor = _SyncExecutor()
+    monkeypatch.setattr(executors, "make_executor", lambda *args, **kwargs: executor)
+    runs = tmp_path / "runs"
+    assert main(_matrix(model, runs, "--executor", "local", "--report", "m")) == 0
+    captured = capsys.readouterr()
+    assert len(trained) == 18 and len(executor.submitted) == 18
+    gad = next(line for line in captured.out.splitlines() if line.startswith("| GAD "))
+    assert gad == "| GAD (relation extraction) | 50.50 ± 0.71 | · | 47.50 (-3.00) | 51.50 (+1.00) |"
+    for config in trained:
+        if config.model != str(model):  # a transfer: its intermediate was trained (and stored) before it
+            assert any(c.out / "model" == Path(config.model) for c in trained[:trained.index(config)])
+    # Stored runs are skipped on the executor path too.
+    assert main(_matrix(model, runs, "--executor", "local")) == 0
+    assert len(trained) == 18
+    assert main(_matrix(model, runs, "--workers", "2")) == 2
+    assert "--workers and --ray-address go with --executor local|ray" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
@@ -24,6 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--datasets", help="--matrix: comma-separated datasets (at least two)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3, the paper's)")
     parser.add_argument("--plan", action="store_true", help="print the runs (and how many are stored); train nothing")
+    parser.add_argument("--executor", help="run through an executor: local (a process pool on this machine) or ray; "
+                        "default: one run after another in this process")
+    parser.add_argument("--ray-address", metavar="HOST:PORT", help="an existing Ray cluster (workers must share --runs-dir)")
+    parser.add_argument("--workers", type=int, help="--executor: runs at once (default: cores // threads per run)")
+    parser.add_argument("--threads-per-run", type=int, default=1, help="--executor: torch threads (Ray: CPUs) per run")
+    parser.add_argument("--retries", type=int, default=2, help="--executor: tries a crashed run (not bad input) again N times")
     parser.add_argument("--report", metavar="NAME", help="name of the md/csv/png/svg files in --runs-dir (default stilt-BUDGET)")
     add_store_options(parser)
     add_training_options(parser)
@@ -74,13 +81,27 @@ def run(args: argparse.Namespace) -> int:
         check_pair(sources[0], targets[0])
     if args.seeds < 1:
         raise BlurbkitError("--seeds must be at least 1")
+    executor_name = None
+    if args.executor is not None:
+        from blurbkit.experiments.executors import check_executor
+
+        executor_name = check_executor(args.executor)
+        if args.threads_per_run < 1 or (args.workers is not None and args.workers < 1) or args.retries < 0:
+            raise BlurbkitError("--threads-per-run and --workers must be at least 1, --retries at least 0")
+    elif args.workers is not None or args.ray_address:
+        raise BlurbkitError("--workers and --ray-address go with --executor local|ray")
     model_dir = resolve_model_dir(args.model)
     label, budget = model_label(args.model), budget_name(args.quick, args)
     args.no_save_model = not args.save_models
 
+    # Absolute paths: the intermediate models are found by path, by this process or by workers elsewhere.
+    args.runs_dir = args.runs_dir.resolve()
+    data = str(Path(args.data).resolve()) if args.data else None
+    model = str(Path(args.model).resolve()) if args.model else None
+
     def make_config(dataset: str, seed: int):
         # One bar over the runs (experiments/progress.py) instead of each run's step bars under it.
-        config = config_from_args(args, dataset, seed, None).replace(progress=False)
+        config = config_from_args(args, dataset, seed, None).replace(progress=False, data=data, model=model)
         return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
 
     store_path = args.store or args.runs_dir / "results.sqlite"
@@ -100,7 +121,16 @@ def run(args: argparse.Namespace) -> int:
     if args.plan:
         return 0
     started = time.perf_counter()
-    not_run = run_in_process(plan, progress=not args.no_progress)
+    if executor_name is None:
+        not_run = run_in_process(plan, progress=not args.no_progress)
+    else:
+        from blurbkit.experiments.executors import make_executor
+        from blurbkit.experiments.stilt_sweep import StiltSweep
+
+        executor = make_executor(executor_name, args.threads_per_run, args.workers, args.ray_address)
+        print(f"blurbkit: executor {executor.name}: {executor.slots} runs at once, {args.threads_per_run} thread(s) each",
+              file=sys.stderr)
+        not_run = StiltSweep(plan, executor, args.threads_per_run, args.retries, progress=not args.no_progress).run()
     cells = collect(plan, store.rows(study="stilt", model=label, budget=budget))
     table = stilt_table(plan, cells)
     print(table)
