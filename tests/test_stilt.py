@@ -83,6 +83,11 @@ def test_an_interrupted_matrix_resumes_without_retraining(fake_runs, tmp_path, c
     assert main(_matrix(model, runs, "--plan")) == 0
     assert "5 stored, 13 to train" in capsys.readouterr().err
     assert len(trained) == 5  # --plan trains nothing
+    assert main(_matrix(model, runs, "--table-only", "--report", "partial")) == 0
+    # seed 0 only: the baselines and the two transfers after GAD
+    biosses = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| BIOSSES "))
+    assert biosses == "| BIOSSES (sentence similarity) | 40.00 ± 0.00 [n=1] | 42.00 (+2.00) [n=1] | · | — |"
+    assert len(trained) == 5 and (runs / "partial.md").is_file()
     assert main(_matrix(model, runs)) == 0
     again = trained[5:]
     assert len(again) == 13

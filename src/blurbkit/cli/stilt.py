@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workers", type=int, help="--executor: runs at once (default: cores // threads per run)")
     parser.add_argument("--threads-per-run", type=int, default=1, help="--executor: torch threads (Ray: CPUs) per run")
     parser.add_argument("--retries", type=int, default=2, help="--executor: tries a crashed run (not bad input) again N times")
+    parser.add_argument("--table-only", action="store_true",
+                        help="tabulate the runs stored so far (md/csv/heatmap; cells with fewer seeds say [n=k]); train nothing")
     parser.add_argument("--report", metavar="NAME", help="name of the md/csv/png/svg files in --runs-dir (default stilt-BUDGET)")
     add_store_options(parser)
     add_training_options(parser)
@@ -105,6 +107,10 @@ def run(args: argparse.Namespace) -> int:
         return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
 
     store_path = args.store or args.runs_dir / "results.sqlite"
+    if args.plan and args.table_only:
+        raise BlurbkitError("--plan and --table-only: choose one")
+    if args.table_only and not store_path.exists():
+        raise BlurbkitError("no results store: nothing to tabulate", path=store_path)
     if args.plan and not store_path.exists():
         store_path = None
     store = ResultsStore(store_path) if store_path is not None else None
@@ -121,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
     if args.plan:
         return 0
     started = time.perf_counter()
-    if executor_name is None:
+    if args.table_only:
+        not_run = []
+    elif executor_name is None:
         not_run = run_in_process(plan, progress=not args.no_progress)
     else:
         from blurbkit.experiments.executors import make_executor
