@@ -71,8 +71,9 @@ class StiltPlan:
         by_source: dict[tuple[str, int], StiltRun] = {}
         for seed in range(seeds):
             for name in dict.fromkeys([*self.sources, *self.targets]):
-                # Only a source's model is needed later; a target-only baseline keeps no weights.
-                config = make_config(name, seed).replace(save_model=name in self.sources)
+                # A source's model is needed later; other runs keep theirs only when asked (--save-models).
+                config = make_config(name, seed)
+                config = config.replace(save_model=config.save_model or name in self.sources)
                 run = StiltRun(BASELINE, config, self._key(BASELINE, config), name, seed)
                 self.baselines.append(run)
                 by_source[(name, seed)] = run
@@ -83,7 +84,7 @@ class StiltPlan:
                     if target == source:
                         continue
                     variant = f"after-{source}@{intermediate.key.digest()[:8]}"
-                    config = make_config(target, seed).replace(model=str(model), save_model=False)
+                    config = make_config(target, seed).replace(model=str(model))
                     self.transfers.append(StiltRun(variant, config, self._key(variant, config), target, seed,
                                                    source, intermediate.key))
         self.by_key = {run.key.digest(): run for run in self.baselines}
