@@ -56,7 +56,7 @@ def test_each_intermediate_is_trained_once_per_seed_and_reused_for_every_target(
     runs = tmp_path / "runs"
     assert main(_matrix(model, runs)) == 0
     err = capsys.readouterr().err
-    assert "3 baselines (the 3 intermediate runs among them, models kept) + 6 transfer runs = 9 runs per seed x 2 seeds = 18 runs" in err
+    assert "3 baselines (incl. 3 intermediate run(s), models kept) + 6 transfer run(s) = 9 runs per seed x 2 seeds = 18 runs" in err
     assert "0 stored, 18 to train" in err
     assert "Relation extraction -> Sentence similarity (across task types, e.g. gad -> biosses): the fine-tuned encoder transfers" in err
     assert len(trained) == 18

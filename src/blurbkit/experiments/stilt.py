@@ -104,8 +104,8 @@ class StiltPlan:
     def describe(self) -> str:
         per_seed_baselines = len(self.baselines) // self.seeds
         per_seed_transfers = len(self.transfers) // self.seeds
-        return (f"{per_seed_baselines} baselines (the {len(self.sources)} intermediate runs among them, models kept) + "
-                f"{per_seed_transfers} transfer runs = {per_seed_baselines + per_seed_transfers} runs per seed x "
+        return (f"{per_seed_baselines} baselines (incl. {len(self.sources)} intermediate run(s), models kept) + "
+                f"{per_seed_transfers} transfer run(s) = {per_seed_baselines + per_seed_transfers} runs per seed x "
                 f"{self.seeds} seeds = {len(self.runs())} runs ({self.budget})")
 
 
