@@ -39,7 +39,9 @@ def fake_runs(tmp_path, monkeypatch):
         if config.save_model:
             (config.out / "model").mkdir(parents=True)
             (config.out / "model" / "config.json").write_text("{}")
-        return {"metric": "m", "test": {"score": score}, "dev": {"score": score}, "wall_seconds": 0.0, "notes": []}
+        failed = config.dataset == "bc5chem" and source is None and config.seed == 0  # as if no better than trivial
+        return {"metric": "m", "test": {"score": score, "failed": failed}, "dev": {"score": score}, "wall_seconds": 0.0,
+                "notes": []}
 
     stop_after: list[int | None] = [None]
     monkeypatch.setitem(sys.modules, "blurbkit.train.run", types.SimpleNamespace(run_finetune=run_finetune))
@@ -105,10 +107,11 @@ def test_table_csv_and_heatmap_of_a_small_matrix(fake_runs, tmp_path, capsys):
     # mean over seeds 0 and 1 of 0.50 / 0.51: 50.50; after BIOSSES -3 points, after BC5-chem +1
     assert gad == "| GAD (relation extraction) | 50.50 ± 0.71 | · | 47.50 (-3.00) | 51.50 (+1.00) |"
     assert any(line.startswith("BUDGET RUN") for line in out) is False  # a full-budget matrix says none
+    assert next(line for line in out if line.startswith("| BC5-chem ")).startswith("| BC5-chem (named entity recognition) | 60.50 ± 0.71 †1 |")
     rows = list(csv.DictReader((runs / "m.csv").open()))
     assert len(rows) == 3 + 6
     cell = next(r for r in rows if r["target"] == "biosses" and r["intermediate"] == "gad")
-    assert (cell["n"], cell["mean"], cell["baseline"], cell["diff"]) == ("2", "42.5000", "40.5000", "2.0000")
+    assert (cell["n"], cell["failed"], cell["mean"], cell["baseline"], cell["diff"]) == ("2", "0", "42.5000", "40.5000", "2.0000")
     assert cell["target_task"] == "similarity" and cell["intermediate_task"] == "relation"
     assert (runs / "m.png").read_bytes()[:4] == b"\x89PNG"
     assert b"<svg" in (runs / "m.svg").read_bytes()[:400]

@@ -16,6 +16,7 @@ plans and tabulates; it never trains itself.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -131,6 +132,7 @@ def head_lines(sources: Sequence[str], targets: Sequence[str]) -> list[str]:
 class Cell:
     scores: list[float]  # % per seed that finished
     baseline: float | None = None  # mean of the target's baseline over the same seeds (%)
+    failed: int = 0  # seeds no better than the trivial predictor (a failed run, tasks/types/base.py)
 
     @property
     def mean(self) -> float:
@@ -151,13 +153,16 @@ def collect(plan: StiltPlan, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, 
     seed does not compare unlike samples."""
     by_digest = {row["run_key"]: row for row in rows if row.get("status", "ok") == "ok"}
     seeds: dict[tuple[str, str | None], dict[int, float]] = {}
+    failed: dict[tuple[str, str | None], int] = {}
     for run in plan.runs():
         row = by_digest.get(run.key.digest())
         if row is not None:
             seeds.setdefault((run.target, run.source), {})[run.seed] = 100 * row["test_score"]
+            if json.loads(row.get("test_metrics") or "{}").get("failed"):
+                failed[(run.target, run.source)] = failed.get((run.target, run.source), 0) + 1
     cells: dict[tuple[str, str | None], Cell] = {}
     for (target, source), scores in seeds.items():
-        cell = Cell([scores[s] for s in sorted(scores)])
+        cell = Cell([scores[s] for s in sorted(scores)], failed=failed.get((target, source), 0))
         base = seeds.get((target, None), {})
         shared = [base[s] for s in scores if s in base]
         if source is not None and shared:
@@ -193,7 +198,8 @@ def stilt_table(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell]) -> s
               f"{plan.seeds} seed(s); each seed's target run starts from that seed's intermediate encoder), and in "
               "brackets the difference from the baseline (no intermediate task). The encoder transfers; the "
               "intermediate task's featurizer and head are dropped and the target's are built new, across task "
-              "types and within one."]
+              "types and within one. †k: k of the seeds are failed runs, no better than the trivial predictor "
+              "(majority class, no entity; docs/ARCHITECTURE.md, Failed runs)."]
     if plan.budget != "full":
         lines.append(f"BUDGET RUN ({plan.budget}): small training subsets and few epochs on CPU; not comparable to "
                      "the paper's numbers, only its directions.")
@@ -201,11 +207,12 @@ def stilt_table(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell]) -> s
 
 
 def _short(cell: Cell, seeds: int) -> str:
-    return "" if len(cell.scores) == seeds else f" [n={len(cell.scores)}]"
+    failed = f" †{cell.failed}" if cell.failed else ""
+    return failed + ("" if len(cell.scores) == seeds else f" [n={len(cell.scores)}]")
 
 
 def stilt_csv(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell]) -> list[list[str]]:
-    rows = [["target", "target_task", "intermediate", "intermediate_task", "n", "mean", "std", "baseline", "diff",
+    rows = [["target", "target_task", "intermediate", "intermediate_task", "n", "failed", "mean", "std", "baseline", "diff",
              "seed_scores"]]
     for target in plan.targets:
         for source in [None, *plan.sources]:
@@ -213,7 +220,7 @@ def stilt_csv(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell]) -> lis
             if cell is None or source == target:
                 continue
             rows.append([target, get_dataset(target).task_type, source or "", get_dataset(source).task_type if source else "",
-                         str(len(cell.scores)), f"{cell.mean:.4f}", f"{cell.std:.4f}",
+                         str(len(cell.scores)), str(cell.failed), f"{cell.mean:.4f}", f"{cell.std:.4f}",
                          "" if cell.baseline is None else f"{cell.baseline:.4f}",
                          "" if cell.diff is None else f"{cell.diff:.4f}", " ".join(f"{s:.4f}" for s in cell.scores)])
     return rows
@@ -251,7 +258,7 @@ def stilt_heatmap(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell], ti
                 continue
             diff = "" if cell.diff is None else f"\n{cell.diff:+.1f}"
             strong = cell.diff is not None and abs(cell.diff) > 0.6 * largest
-            ax.text(j, i, f"{cell.mean:.1f}{diff}", ha="center", va="center", fontsize=8,
+            ax.text(j, i, f"{cell.mean:.1f}{'†' if cell.failed else ''}{diff}", ha="center", va="center", fontsize=8,
                     color="white" if strong else "black")
     base = {t: cells[(t, None)].mean for t in plan.targets if (t, None) in cells}
     ax.set_yticks(range(len(plan.targets)),
