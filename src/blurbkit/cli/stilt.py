@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
     cells = collect(plan, store.rows(study="stilt", model=label, budget=budget))
     table = stilt_table(plan, cells)
     print(table)
-    print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
+    if not args.table_only:
+        print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
     title = f"STILT, {'default MiniLM' if args.model is None else model_dir.name}, {args.seeds} seed(s), {budget}"
     for path in write_stilt_report(args.runs_dir, args.report or f"stilt-{budget}", table, plan, cells, title):
         print(f"blurbkit: wrote {path}", file=sys.stderr)
