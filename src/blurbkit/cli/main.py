@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "predict",
     "serve",
     "ablate",
+    "stilt",
     "analyze",
     "vocab",
     "corpus",

@@ -7,7 +7,7 @@ import json
 import statistics
 import sys
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -103,6 +103,21 @@ class Benchmark:
     force: bool = False
     keep_going: bool = False
     failures: list[str] = field(default_factory=list)
+    say: Callable[[str], None] | None = None  # where progress lines go (default stderr; a progress bar's writer)
+
+    def _say(self, text: str) -> None:
+        if self.say is not None:
+            self.say(text)
+        else:
+            print(text, file=sys.stderr)
+
+    def run_dir(self, variant: str, config: FinetuneConfig, key: RunKey) -> Path | None:
+        """Where the run of `key` is written (None without --runs-dir); experiments that reuse a run's
+        model (STILT) find it here."""
+        if self.runs_dir is None:
+            return None
+        # The key's digest keeps runs of other models, budgets or settings out of each other's directories.
+        return self.runs_dir / self.study / variant / config.dataset / f"seed{config.seed}-{key.digest()[:10]}"
 
     def run(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str) -> None:
         """Train and store every run not stored yet. Each run is claimed in the store first, so
@@ -117,19 +132,16 @@ class Benchmark:
             why_not = self.store.claim(key, force=self.force)
             if why_not is not None:
                 hint = " (--force re-runs)" if why_not == ALREADY_STORED else ""
-                print(f"blurbkit: {what} {why_not}; skipped{hint}", file=sys.stderr)
+                self._say(f"blurbkit: {what} {why_not}; skipped{hint}")
                 continue
-            out = None
-            if self.runs_dir is not None:
-                # The key's digest keeps runs of other models, budgets or settings out of each other's directories.
-                out = self.runs_dir / self.study / variant / config.dataset / f"seed{config.seed}-{key.digest()[:10]}"
+            out = self.run_dir(variant, config, key)
             # A run killed earlier continues from its checkpoint in `out` (--force starts it over).
             config = config.replace(out=out, overwrite=True, resume=not self.force)
             run_commit = commit
             metrics = None if self.force else finished_run(out)
             if metrics is not None:
                 run_commit = metrics.pop("_blurbkit_commit", None) or commit
-                print(f"blurbkit: {what} was trained before but not stored; storing its result from {out}", file=sys.stderr)
+                self._say(f"blurbkit: {what} was trained before but not stored; storing its result from {out}")
             else:
                 try:
                     with self.store.heartbeat(key):
@@ -139,7 +151,7 @@ class Benchmark:
                         self.store.release(key)
                         raise
                     self.failures.append(f"{what}: {err}")
-                    print(f"blurbkit: error: {config.dataset}: {err}", file=sys.stderr)
+                    self._say(f"blurbkit: error: {config.dataset}: {err}")
                     # In the store as failed (tables count it; the next benchmark tries it again).
                     try:
                         self.store.add_failed(key, get_dataset(config.dataset).metric, str(err), commit, str(out) if out else None)
@@ -156,11 +168,11 @@ class Benchmark:
                 if not self.keep_going:
                     raise BlurbkitError(message) from None
                 self.failures.append(message)
-                print(f"blurbkit: error: {message}", file=sys.stderr)
+                self._say(f"blurbkit: error: {message}")
                 continue
             where = f" ({out})" if out else ""
             also = "" if stored else "; another process had stored the same run, its row is kept"
-            print(f"blurbkit: {what} test {metrics['metric']} = {100 * metrics['test']['score']:.2f}{where}{also}", file=sys.stderr)
+            self._say(f"blurbkit: {what} test {metrics['metric']} = {100 * metrics['test']['score']:.2f}{where}{also}")
 
     def rows_for(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str) -> list[dict[str, Any]]:
         """The stored rows of exactly these runs: the store also keeps runs of other settings or budgets."""

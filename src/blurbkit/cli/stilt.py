@@ -1,0 +1,152 @@
+"""`blurbkit stilt`: intermediate-task transfer (STILT), one pair or the matrix of all ordered pairs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "stilt",
+        help="intermediate-task transfer: fine-tune on task A, then on target B from A's encoder (or the matrix of all pairs)",
+        description="STILT (Jeong & Hwang): fine-tune on an intermediate task, keep the encoder, build a new head for "
+        "the target and fine-tune on it with the target's recipe; scores the target's test set beside its baseline "
+        "(no intermediate task). Every run goes through the results store: stored runs are skipped, so an "
+        "interrupted matrix continues where it stopped.",
+    )
+    parser.add_argument("--intermediate", metavar="A", help="the intermediate dataset (one pair)")
+    parser.add_argument("--target", metavar="B", help="the target dataset (one pair)")
+    parser.add_argument("--matrix", action="store_true", help="every ordered pair of --datasets plus each baseline")
+    parser.add_argument("--datasets", help="--matrix: comma-separated datasets (at least two)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3, the paper's)")
+    parser.add_argument("--plan", action="store_true", help="print the runs (and how many are stored); train nothing")
+    parser.add_argument("--executor", help="run through an executor: local (a process pool on this machine) or ray; "
+                        "default: one run after another in this process")
+    parser.add_argument("--ray-address", metavar="HOST:PORT", help="an existing Ray cluster (workers must share --runs-dir)")
+    parser.add_argument("--workers", type=int, help="--executor: runs at once (default: cores // threads per run)")
+    parser.add_argument("--threads-per-run", type=int, default=1, help="--executor: torch threads (Ray: CPUs) per run")
+    parser.add_argument("--retries", type=int, default=2, help="--executor: tries a crashed run (not bad input) again N times")
+    parser.add_argument("--table-only", action="store_true",
+                        help="tabulate the runs stored so far (md/csv/heatmap; cells with fewer seeds say [n=k]); train nothing")
+    parser.add_argument("--report", metavar="NAME", help="name of the md/csv/png/svg files in --runs-dir (default stilt-BUDGET)")
+    add_store_options(parser)
+    add_training_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.experiments.benchmark import (
+        Benchmark,
+        apply_budget,
+        budget_name,
+        budget_profile,
+        model_label,
+        resolve_datasets,
+    )
+    from blurbkit.experiments.stilt import (
+        StiltPlan,
+        check_matrix,
+        check_pair,
+        collect,
+        head_lines,
+        run_in_process,
+        stilt_table,
+        stored_digests,
+        write_stilt_report,
+    )
+    from blurbkit.models.loading import resolve_model_dir
+    from blurbkit.store.results import ResultsStore
+
+    # Every check comes before the store is opened or anything is trained.
+    if args.matrix:
+        if args.intermediate or args.target:
+            raise BlurbkitError("--matrix takes --datasets, not --intermediate/--target")
+        if not args.datasets:
+            raise BlurbkitError("--matrix needs --datasets LIST (e.g. bc5chem,ncbi_disease,chemprot,ddi,gad,pubmedqa)")
+        datasets = resolve_datasets(args.datasets)
+        check_matrix(datasets)
+        sources = targets = datasets
+    else:
+        if not (args.intermediate and args.target):
+            raise BlurbkitError("give --intermediate A and --target B, or --matrix --datasets LIST")
+        if args.datasets:
+            raise BlurbkitError("--datasets is for --matrix; one pair takes --intermediate and --target")
+        sources, targets = resolve_datasets(args.intermediate), resolve_datasets(args.target)
+        if len(sources) != 1 or len(targets) != 1:
+            raise BlurbkitError("--intermediate and --target name one dataset each (use --matrix for more)")
+        check_pair(sources[0], targets[0])
+    if args.seeds < 1:
+        raise BlurbkitError("--seeds must be at least 1")
+    executor_name = None
+    if args.executor is not None:
+        from blurbkit.experiments.executors import check_executor
+
+        executor_name = check_executor(args.executor)
+        if args.threads_per_run < 1 or (args.workers is not None and args.workers < 1) or args.retries < 0:
+            raise BlurbkitError("--threads-per-run and --workers must be at least 1, --retries at least 0")
+    elif args.workers is not None or args.ray_address:
+        raise BlurbkitError("--workers and --ray-address go with --executor local|ray")
+    model_dir = resolve_model_dir(args.model)
+    label, budget = model_label(args.model), budget_name(args.quick, args)
+    args.no_save_model = not args.save_models
+
+    # Absolute paths: the intermediate models are found by path, by this process or by workers elsewhere.
+    args.runs_dir = args.runs_dir.resolve()
+    data = str(Path(args.data).resolve()) if args.data else None
+    model = str(Path(args.model).resolve()) if args.model else None
+
+    def make_config(dataset: str, seed: int):
+        # One bar over the runs (experiments/progress.py) instead of each run's step bars under it.
+        config = config_from_args(args, dataset, seed, None).replace(progress=False, data=data, model=model)
+        return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
+
+    store_path = args.store or args.runs_dir / "results.sqlite"
+    if args.plan and args.table_only:
+        raise BlurbkitError("--plan and --table-only: choose one")
+    if args.table_only and not store_path.exists():
+        raise BlurbkitError("no results store: nothing to tabulate", path=store_path)
+    if args.plan and not store_path.exists():
+        store_path = None
+    store = ResultsStore(store_path) if store_path is not None else None
+    bench = Benchmark(store=store, runs_dir=args.runs_dir, study="stilt", force=args.force,  # type: ignore[arg-type]
+                      keep_going=args.keep_going)
+    plan = StiltPlan(sources, targets, args.seeds, make_config, bench, label, budget)
+    what = "matrix" if args.matrix else f"{sources[0]} -> {targets[0]}"
+    stored = stored_digests(plan) if store is not None else set()
+    left = sum(run.key.digest() not in stored for run in plan.runs())
+    print(f"blurbkit: STILT {what} on {model_dir}: {plan.describe()}; {len(plan.runs()) - left} stored, {left} to train",
+          file=sys.stderr)
+    for line in head_lines(sources, targets):
+        print(f"blurbkit: {line}", file=sys.stderr)
+    if args.plan:
+        return 0
+    started = time.perf_counter()
+    if args.table_only:
+        not_run = []
+    elif executor_name is None:
+        not_run = run_in_process(plan, progress=not args.no_progress)
+    else:
+        from blurbkit.experiments.executors import make_executor
+        from blurbkit.experiments.stilt_sweep import StiltSweep
+
+        executor = make_executor(executor_name, args.threads_per_run, args.workers, args.ray_address)
+        print(f"blurbkit: executor {executor.name}: {executor.slots} runs at once, {args.threads_per_run} thread(s) each",
+              file=sys.stderr)
+        not_run = StiltSweep(plan, executor, args.threads_per_run, args.retries, progress=not args.no_progress).run()
+    cells = collect(plan, store.rows(study="stilt", model=label, budget=budget))
+    table = stilt_table(plan, cells)
+    print(table)
+    if not args.table_only:
+        print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
+    title = f"STILT, {'default MiniLM' if args.model is None else model_dir.name}, {args.seeds} seed(s), {budget}"
+    for path in write_stilt_report(args.runs_dir, args.report or f"stilt-{budget}", table, plan, cells, title):
+        print(f"blurbkit: wrote {path}", file=sys.stderr)
+    for line in [*bench.failures, *not_run]:
+        print(f"failed: {line}", file=sys.stderr)
+    return 1 if bench.failures or not_run else 0
