@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "serve",
     "ablate",
     "analyze",
+    "probe",
     "vocab",
     "corpus",
     "pretrain",
