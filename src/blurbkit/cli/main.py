@@ -32,6 +32,8 @@ COMMAND_MODULES = [
     "ablate",
     "analyze",
     "probe",
+    "cv",
+    "cost",
     "vocab",
     "corpus",
     "pretrain",
