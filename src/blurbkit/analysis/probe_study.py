@@ -196,18 +196,20 @@ def plot_probe(path: Path, info: dict[str, Any]) -> None:
 
     rows = info["summary"]
     depths = [r["depth"] for r in rows]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (score, gain, right) = plt.subplots(1, 3, figsize=(13, 3.8))
+    score.errorbar(depths, [r["test_mean"] for r in rows], yerr=[r["test_std"] for r in rows], color="black",
+                   marker="o", capsize=3)
+    score.set_xlabel("depth l (probe over layers 0..l)")
+    score.set_ylabel(f"score(l), test {info['metric']} (%)")
+    score.set_xticks(depths)
+    score.set_title(f"{info['dataset']}: probe score by depth")
     deltas = [r["delta"] for r in rows[1:]]
-    left.bar(depths[1:], deltas, color=["tab:blue" if d > 0 else "tab:orange" for d in deltas])
-    left.axhline(0, color="black", linewidth=0.8)
-    left.set_xlabel("layer l")
-    left.set_ylabel("Δ_l (test score points)")
-    left.set_xticks(depths[1:])
-    twin = left.twinx()
-    twin.errorbar(depths, [r["test_mean"] for r in rows], yerr=[r["test_std"] for r in rows], color="black",
-                  marker="o", capsize=3, label="score(l)")
-    twin.set_ylabel("score(l), test (%)")
-    left.set_title(f"{info['dataset']}: what layer l adds")
+    gain.bar(depths[1:], deltas, color=["tab:blue" if d > 0 else "tab:orange" for d in deltas])
+    gain.axhline(0, color="black", linewidth=0.8)
+    gain.set_xlabel("layer l")
+    gain.set_ylabel("Δ_l = score(l) − score(l−1)")
+    gain.set_xticks(depths[1:])
+    gain.set_title("what layer l adds")
     right.bar(depths, rows[-1]["alphas"], color="tab:green")
     right.set_xlabel("layer (0 = embeddings)")
     right.set_ylabel("α (softmax weight)")
@@ -218,6 +220,3 @@ def plot_probe(path: Path, info: dict[str, Any]) -> None:
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)
-
-
-
