@@ -107,9 +107,17 @@ def test_cv_runs_every_fold_through_the_store(mini_ppi, tiny_model, tmp_path, ca
     # Resumable: stored folds are not trained again; another featurizer is another set of runs.
     assert main(argv) == 0
     assert captured.err.count("test relation_micro_f1") == 4 and capsys.readouterr().err.count("already stored") == 4
-    assert main([*argv, "--folds", "2", "--featurizer", "sll_attention"]) == 0
-    out = capsys.readouterr().out
-    assert "featurizer=sll_attention" in out and "Only folds 0..1 of 4" in out
+    assert main([*argv, "--folds", "2", "--featurizers", "cls,sll_attention"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("already stored") == 2 and captured.err.count("test relation_micro_f1") == 2
+    assert "featurizer=sll_attention" in captured.out and "Only folds 0..1 of 4" in captured.out
+    compare = [line for line in captured.out.splitlines() if line.startswith(("| default |", "| featurizer="))]
+    assert len(compare) == 2 and compare[1].endswith("(n=2) |")
+    assert (runs / "cv-minippi-compare-full.md").is_file()
+    # The tables of what is stored, training nothing.
+    assert main([*argv, "--folds", "3", "--featurizer", "sll_attention", "--report-only"]) == 0
+    captured = capsys.readouterr()
+    assert "over 2 folds (1 missing)" in captured.out and "test relation_micro_f1" not in captured.err
 
 
 def test_cv_bad_inputs_are_one_line(mini_ppi, capsys):

@@ -21,6 +21,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", required=True, help="a dataset with folds (aimed)")
     parser.add_argument("--folds", type=int, help="folds to run, 0..N-1 (default: all the dataset has)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--featurizers", metavar="LIST",
+                        help="compare featurizers fold by fold, e.g. cls,sll_attention (one table each and a paired comparison)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the tables from the folds already stored, train nothing (e.g. while a run goes on)")
     add_store_options(parser)
     add_training_options(parser)
     parser.set_defaults(func=run)
@@ -40,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from blurbkit.experiments.cv import (
         STUDY,
         check_folds,
+        compare_table,
         cv_grid,
         cv_table,
         fold_coverage,
@@ -47,8 +52,10 @@ def run(args: argparse.Namespace) -> int:
         variant_name,
         write_cv_report,
     )
+    from blurbkit.fileio import atomic_write
     from blurbkit.models.loading import resolve_model_dir
     from blurbkit.store.results import ResultsStore
+    from blurbkit.tasks.registry import get_dataset
 
     (dataset,) = resolve_datasets(args.dataset)
     if args.fold != 0:
@@ -62,22 +69,38 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         base = apply_budget(base, budget_profile("quick", dataset))
     budget = budget_name(args.quick, args)
-    grid = cv_grid(base, folds)
+    bases = [base]
+    if args.featurizers:
+        if args.featurizer:
+            raise BlurbkitError("give --featurizer or --featurizers, not both")
+        default = get_dataset(dataset).task.featurizer  # the task's own part keeps the plain run's key
+        bases = [base.replace(featurizer=None if name == default else name)
+                 for name in (n.strip() for n in args.featurizers.split(",")) if name]
+    grid = cv_grid(bases, folds)
     label = model_label(args.model)
-    variant = variant_name(base)
-    print(f"blurbkit: cv {dataset}: {folds} of {available} folds [{variant}] ({budget})", file=sys.stderr)
+    variants = [variant_name(b) for b in bases]
+    print(f"blurbkit: cv {dataset}: {folds} of {available} folds [{', '.join(variants)}] ({budget})", file=sys.stderr)
     store = ResultsStore(args.store or args.runs_dir / "results.sqlite")
     bench = Benchmark(store=store, runs_dir=args.runs_dir, study=STUDY, force=args.force, keep_going=args.keep_going)
     started = time.perf_counter()
-    bench.run(grid, label, budget)
-    per_fold = fold_results(bench, grid, label, budget)
+    if not args.report_only:
+        bench.run(grid, label, budget)
     coverage = fold_coverage(dataset, args.data, folds)
-    table = cv_table(dataset, variant, base.featurizer, per_fold, folds, available, budget, coverage)
-    print(table)
+    results = {}
+    for variant, variant_base in zip(variants, bases, strict=True):
+        mine = [(v, c) for v, c in grid if v == variant]
+        per_fold = results[variant] = fold_results(bench, mine, label, budget)
+        table = cv_table(dataset, variant, variant_base.featurizer, per_fold, folds, available, budget, coverage)
+        print(table + "\n")
+        name = f"cv-{dataset}-{variant.replace('=', '-').replace(',', '_')}-{budget}"
+        for path in write_cv_report(args.runs_dir, name, table, per_fold):
+            print(f"blurbkit: wrote {path}", file=sys.stderr)
+    if len(variants) > 1:
+        table = compare_table(dataset, results, budget)
+        print(table)
+        with atomic_write(args.runs_dir / f"cv-{dataset}-compare-{budget}.md") as handle:
+            handle.write(table + "\n")
     print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
-    name = f"cv-{dataset}-{variant.replace('=', '-').replace(',', '_')}-{budget}"
-    for path in write_cv_report(args.runs_dir, name, table, per_fold):
-        print(f"blurbkit: wrote {path}", file=sys.stderr)
     for failure in bench.failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if bench.failures else 0

@@ -54,10 +54,34 @@ def check_folds(folds: int, available: int) -> None:
         raise BlurbkitError(f"--folds {folds}: the dataset has {available} folds")
 
 
-def cv_grid(base: FinetuneConfig, folds: int) -> list[tuple[str, FinetuneConfig]]:
-    """One run per fold 0..folds-1, all with the base config's model choices and seed."""
-    variant = variant_name(base)
-    return [(variant, base.replace(fold=k)) for k in range(folds)]
+def cv_grid(bases: Sequence[FinetuneConfig], folds: int) -> list[tuple[str, FinetuneConfig]]:
+    """One run per fold 0..folds-1 and base config, fold-major: after fold k, every variant has its
+    first k+1 folds, so an interrupted comparison is still paired."""
+    names = [variant_name(base) for base in bases]
+    if len(set(names)) != len(names):
+        raise BlurbkitError(f"the compared variants repeat: {', '.join(names)}")
+    return [(name, base.replace(fold=k)) for k in range(folds) for name, base in zip(names, bases, strict=True)]
+
+
+def compare_table(dataset: str, results: dict[str, Sequence[dict[str, Any]]], budget: str) -> str:
+    """Variants side by side: P / R / F1 mean ± std over their folds, and the per-fold F1 difference
+    to the first variant on the folds both finished (paired)."""
+    names = list(results)
+    first = {r["fold"]: r["f1"] for r in results[names[0]] if r["status"] == "ok" and r["f1"] is not None}
+    lines = ["| variant | folds | P | R | F1 | F1 − first variant, paired over folds |", "|---|---|---|---|---|---|"]
+    for name in names:
+        ok = [r for r in results[name] if r["status"] == "ok" and r["f1"] is not None]
+        if not ok:
+            lines.append(f"| {name} | 0 | — | — | — | — |")
+            continue
+        cells = " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in (mean_std([r[k] for r in ok]) for k in ("precision", "recall", "f1")))
+        diffs = [r["f1"] - first[r["fold"]] for r in ok if r["fold"] in first]
+        paired = "—" if name == names[0] or not diffs else f"{mean_std(diffs)[0]:+.2f} ± {mean_std(diffs)[1]:.2f} (n={len(diffs)})"
+        lines.append(f"| {name} | {len(ok)} | {cells} | {paired} |")
+    lines += ["", f"{get_dataset(dataset).title} cross-validation, test P / R / F1 (%), mean ± sample std over folds."]
+    if budget != "full":
+        lines.append(f"BUDGET RUN ({budget}): training subsample and few epochs on a CPU; compare directions, not values.")
+    return "\n".join(lines)
 
 
 def fold_coverage(dataset: str, data: str | None, folds: int) -> dict[str, int]:
