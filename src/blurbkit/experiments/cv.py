@@ -176,7 +176,7 @@ def plot_folds(path: Path, per_fold: Sequence[dict[str, Any]], title: str) -> No
     import matplotlib.pyplot as plt
 
     ok = [r for r in per_fold if r["status"] == "ok" and r["f1"] is not None]
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(per_fold) + 2), 3.6))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(per_fold) + 3.5), 3.6))
     if ok:
         folds = [r["fold"] for r in ok]
         ax.bar(folds, [r["f1"] for r in ok], color="tab:blue", label="F1")
@@ -188,7 +188,7 @@ def plot_folds(path: Path, per_fold: Sequence[dict[str, Any]], title: str) -> No
     ax.set_xlabel("fold (test)")
     ax.set_ylabel("test score (%)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=120)
