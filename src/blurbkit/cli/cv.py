@@ -1,0 +1,106 @@
+"""`blurbkit cv`: k-fold cross-validation of a dataset distributed as folds (AIMed PPI)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "cv",
+        help="k-fold cross-validation (AIMed PPI): one run per fold, P / R / F1 per fold and mean ± std",
+        description="Runs fold k = 0..FOLDS-1 as test (document-disjoint folds; dev = the next fold) through the "
+        "fine-tuning engine and the results store (stored folds are skipped, a killed fold resumes), then prints "
+        "P / R / F1 per fold and their mean ± std, written as md/csv/png to --runs-dir. Any fine-tuning option "
+        "applies to every fold, e.g. --featurizer sll_attention.",
+    )
+    parser.add_argument("--dataset", required=True, help="a dataset with folds (aimed)")
+    parser.add_argument("--folds", type=int, help="folds to run, 0..N-1 (default: all the dataset has)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--featurizers", metavar="LIST",
+                        help="compare featurizers fold by fold, e.g. cls,sll_attention (one table each and a paired comparison)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="print the tables from the folds already stored, train nothing (e.g. while a run goes on)")
+    add_store_options(parser)
+    add_training_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from blurbkit.data.folds import fold_count
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.experiments.benchmark import (
+        Benchmark,
+        apply_budget,
+        budget_name,
+        budget_profile,
+        model_label,
+        resolve_datasets,
+    )
+    from blurbkit.experiments.cv import (
+        STUDY,
+        check_folds,
+        compare_table,
+        cv_grid,
+        cv_table,
+        fold_coverage,
+        fold_results,
+        variant_name,
+        write_cv_report,
+    )
+    from blurbkit.fileio import atomic_write
+    from blurbkit.models.loading import resolve_model_dir
+    from blurbkit.store.results import ResultsStore
+    from blurbkit.tasks.registry import get_dataset
+
+    (dataset,) = resolve_datasets(args.dataset)
+    if args.fold != 0:
+        raise BlurbkitError("--fold is what cv varies; leave it out (--folds N runs folds 0..N-1)")
+    available = fold_count(dataset, args.data)  # no folds / a prepared folder: one line before any training
+    folds = available if args.folds is None else args.folds
+    check_folds(folds, available)
+    resolve_model_dir(args.model)
+    args.no_save_model = not args.save_models
+    base = config_from_args(args, dataset, args.seed, None)
+    if args.quick:
+        base = apply_budget(base, budget_profile("quick", dataset))
+    budget = budget_name(args.quick, args)
+    bases = [base]
+    if args.featurizers:
+        if args.featurizer:
+            raise BlurbkitError("give --featurizer or --featurizers, not both")
+        default = get_dataset(dataset).task.featurizer  # the task's own part keeps the plain run's key
+        bases = [base.replace(featurizer=None if name == default else name)
+                 for name in (n.strip() for n in args.featurizers.split(",")) if name]
+    grid = cv_grid(bases, folds)
+    label = model_label(args.model)
+    variants = [variant_name(b) for b in bases]
+    print(f"blurbkit: cv {dataset}: {folds} of {available} folds [{', '.join(variants)}] ({budget})", file=sys.stderr)
+    store = ResultsStore(args.store or args.runs_dir / "results.sqlite")
+    bench = Benchmark(store=store, runs_dir=args.runs_dir, study=STUDY, force=args.force, keep_going=args.keep_going)
+    started = time.perf_counter()
+    if not args.report_only:
+        bench.run(grid, label, budget)
+    coverage = fold_coverage(dataset, args.data, folds)
+    results = {}
+    for variant, variant_base in zip(variants, bases, strict=True):
+        mine = [(v, c) for v, c in grid if v == variant]
+        per_fold = results[variant] = fold_results(bench, mine, label, budget)
+        table = cv_table(dataset, variant, variant_base.featurizer, per_fold, folds, available, budget, coverage)
+        print(table + "\n")
+        name = f"cv-{dataset}-{variant.replace('=', '-').replace(',', '_')}-{budget}"
+        for path in write_cv_report(args.runs_dir, name, table, per_fold):
+            print(f"blurbkit: wrote {path}", file=sys.stderr)
+    if len(variants) > 1:
+        table = compare_table(dataset, results, budget)
+        print(table)
+        with atomic_write(args.runs_dir / f"cv-{dataset}-compare-{budget}.md") as handle:
+            handle.write(table + "\n")
+    print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
+    for failure in bench.failures:
+        print(f"failed: {failure}", file=sys.stderr)
+    return 1 if bench.failures else 0

@@ -1,0 +1,201 @@
+"""The fine-tuning cost table (BioM-Transformers, Table 3 setting: ChemProt, 3 epochs, batch 32,
+max length 128): per model, the time per epoch, tokens/s, parameters and peak memory on this
+machine, measured by a real fine-tuning run of the engine (train.run), never estimated.
+
+With ``max_train_examples`` the run trains on a seeded slice and the epoch time is extrapolated
+to the whole train split from the measured seconds per example (the table says so). Evaluation
+runs on small dev/test subsamples and is not part of the timed training.
+
+Not `experiments/cost.py`: that one estimates what a sweep would cost before it runs (--plan);
+this one measures. It reuses cost.py's `split_sizes` for the size of the whole train split.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.experiments.cost import split_sizes
+from blurbkit.fileio import atomic_write
+from blurbkit.models.build import make_recipe
+from blurbkit.models.encoding import encode
+from blurbkit.models.loading import load_tokenizer, resolve_model_dir
+from blurbkit.models.tiny import RANDOM_PRESETS, is_random, random_preset_dir
+from blurbkit.paths import cache_root
+from blurbkit.speed.machine import peak_memory, release_memory
+from blurbkit.tasks.registry import get_dataset
+from blurbkit.train.config import FinetuneConfig
+from blurbkit.train.run import load_splits, run_finetune
+
+PAPER_SETTING = {"epochs": 3, "batch_size": 32, "max_length": 128}
+EVAL_EXAMPLES = 32  # dev and test subsamples: the run must score something, the table times training only
+DEFAULT_ALIASES = ("minilm", "default")
+
+# BioM-Transformers Table 3, if its values are ever added to SPEC.md: (model, hardware, seconds per epoch).
+# SPEC.md §7-8 give none, so the table prints that instead of numbers.
+PUBLISHED: list[tuple[str, str, float]] = []
+
+
+@dataclass(frozen=True)
+class CostModel:
+    name: str  # as given on the command line
+    label: str  # for the table
+    model: str | None  # what FinetuneConfig.model takes (None = the embedded default)
+    weights: str  # "pretrained" or "random (timing only)"
+
+
+def resolve_cost_models(names: str) -> list[CostModel]:
+    """'minilm,bert-base-random,/path/to/dir' -> the models, a random preset written once under the cache."""
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if not wanted:
+        raise BlurbkitError("--models names no model")
+    for name in wanted:  # every name checked before a random encoder is written or anything trains
+        if name.lower() not in DEFAULT_ALIASES and name not in RANDOM_PRESETS:
+            resolve_model_dir(name)
+    out = []
+    for name in wanted:
+        if name.lower() in DEFAULT_ALIASES:
+            out.append(CostModel(name, "MiniLM-L6-H384 (default)", None, "pretrained"))
+        elif name in RANDOM_PRESETS:
+            hidden, layers, _, _ = RANDOM_PRESETS[name]
+            print(f"blurbkit: {name}: a randomly initialised {layers}-layer, {hidden}-wide BERT (timing only)", file=sys.stderr)
+            directory = random_preset_dir(name, cache_root() / "models")
+            out.append(CostModel(name, f"{name} ({layers}x{hidden})", str(directory), "random (timing only)"))
+        else:
+            directory = resolve_model_dir(name)
+            weights = "random (timing only)" if is_random(directory) else "as given"
+            out.append(CostModel(name, directory.name, str(directory), weights))
+    return out
+
+
+def measure(model: CostModel, dataset: str, data: str | None, max_train_examples: int | None, epochs: int,
+            progress: bool = False) -> dict[str, Any]:
+    """One fine-tuning run in the paper's setting; its timing, throughput, size and peak memory."""
+    spec = get_dataset(dataset)
+    config = FinetuneConfig(dataset=spec.name, data=data, model=model.model, batch_size=PAPER_SETTING["batch_size"],
+                            max_length=PAPER_SETTING["max_length"], epochs=epochs, max_train_examples=max_train_examples,
+                            max_eval_examples=EVAL_EXAMPLES, max_test_examples=EVAL_EXAMPLES, save_model=False,
+                            progress=progress)
+    release_memory()
+    with peak_memory() as memory:
+        metrics = run_finetune(config)
+    trained = metrics["train_examples"]
+    full = split_sizes(config.replace(max_train_examples=None))["train"]
+    seconds_per_example = metrics["train_seconds"] / max(trained * metrics["epochs_run"], 1)
+    tokens = train_tokens(config)
+    epoch_seconds = full * seconds_per_example
+    return {
+        "model": model.label,
+        "weights": model.weights,
+        "parameters": metrics["parameters"],
+        "train_examples_timed": trained,
+        "epochs_timed": metrics["epochs_run"],
+        "train_split": full,
+        "extrapolated": trained < full,
+        "timed_seconds": metrics["train_seconds"],
+        "epoch_seconds": epoch_seconds,
+        "three_epoch_seconds": PAPER_SETTING["epochs"] * epoch_seconds,
+        "examples_per_second": metrics["train_examples_per_second"],
+        "tokens_per_second": tokens * metrics["epochs_run"] / max(metrics["train_seconds"], 1e-9),
+        "tokens_per_example": tokens / max(trained, 1),
+        "peak_memory_mb": memory.get("gpu_peak_mb") or memory.get("peak_mb"),
+        "memory_at_start_mb": memory.get("start_mb"),
+        "precision": metrics["precision"],
+    }
+
+
+def train_tokens(config: FinetuneConfig) -> int:
+    """Subword tokens (no padding) of the records the run trained on: the same seeded slice, tokenised
+    as the run did (the encode cache makes this a read)."""
+    spec = get_dataset(config.dataset)
+    hyper = config.hyper.resolved(spec)
+    splits = load_splits(spec, config, hyper)
+    directory = resolve_model_dir(config.model)
+    codec = spec.task.codec(spec, splits.train)
+    recipe = make_recipe(spec, codec, hyper.max_length, train_records=splits.train)
+    encoded = encode(splits.train, codec, recipe, load_tokenizer(directory), cache=True)
+    return sum(len(example["input_ids"]) for example in encoded.examples)
+
+
+def duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def cost_table(dataset: str, rows: Sequence[dict[str, Any]], machine: dict[str, Any]) -> str:
+    title = get_dataset(dataset).title
+    lines = ["| model | weights | parameters | time per epoch | 3 epochs | train examples/s | tokens/s | peak memory (MB) | timed on |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        timed = f"{r['train_examples_timed']} of {r['train_split']} × {r['epochs_timed']} ep" + (" (extrapolated)" if r["extrapolated"] else "")
+        lines.append(f"| {r['model']} | {r['weights']} | {r['parameters'] / 1e6:.1f} M | {duration(r['epoch_seconds'])} | "
+                     f"{duration(r['three_epoch_seconds'])} | {r['examples_per_second']:.1f} | {r['tokens_per_second']:.0f} | "
+                     f"{r['peak_memory_mb']:.0f} | {timed} |")
+    for model, hardware, seconds in PUBLISHED:
+        lines.append(f"| *{model}, published (BioM-Transformers Table 3, {hardware})* | | | {duration(seconds)} | "
+                     f"{duration(3 * seconds)} | | | | |")
+    threads = machine.get("torch_threads")
+    lines += [
+        "",
+        f"Fine-tuning cost on {title} in the BioM-Transformers Table 3 setting (3 epochs, batch 32, max length 128), "
+        f"measured by blurbkit's engine in {rows[0]['precision'] if rows else '?'} autocast.",
+        f"Hardware: {machine.get('cpu')} ({machine.get('device')}), {machine.get('cpus')} logical CPUs, {threads} torch "
+        f"thread(s); load average {machine.get('load_average')} at the start (a shared machine).",
+        "Time per epoch = the whole train split × the measured seconds per example; '(extrapolated)' rows timed a "
+        "seeded slice. tokens/s counts real subword tokens (no padding); peak memory is the process's resident "
+        "high-water mark during the run (CPU) or peak allocated (GPU).",
+    ]
+    if any(r["weights"].startswith("random") for r in rows):
+        lines.append("Random rows: a randomly initialised encoder of that architecture (no pretrained weights of that "
+                     "size are local); their cost is real, their scores mean nothing.")
+    if not PUBLISHED:
+        lines.append("Published column: SPEC.md §7-8 give no BioM-Transformers Table 3 values, so none are printed here.")
+    return "\n".join(lines)
+
+
+def write_cost_report(out_dir: Path, name: str, table: str, rows: Sequence[dict[str, Any]],
+                      machine: dict[str, Any]) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.md", out_dir / f"{name}.csv", out_dir / f"{name}.png"]
+    with atomic_write(paths[0]) as handle:
+        handle.write(table + "\n")
+    buffer = io.StringIO()
+    fields = list(rows[0]) if rows else []
+    writer = csv.DictWriter(buffer, fieldnames=[*fields, "cpu", "torch_threads"])
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({**{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()},
+                         "cpu": machine.get("cpu"), "torch_threads": machine.get("torch_threads")})
+    with atomic_write(paths[1]) as handle:
+        handle.write(buffer.getvalue())
+    plot_cost(paths[2], rows, machine)
+    return paths
+
+
+def plot_cost(path: Path, rows: Sequence[dict[str, Any]], machine: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    names = [r["model"] for r in rows]
+    left.bar(names, [r["epoch_seconds"] / 60 for r in rows], color="tab:blue")
+    left.set_ylabel("minutes per epoch")
+    right.bar(names, [r["tokens_per_second"] for r in rows], color="tab:green")
+    right.set_ylabel("tokens/s (training)")
+    for ax in (left, right):
+        ax.tick_params(axis="x", labelsize=8, rotation=15)
+    fig.suptitle(f"fine-tuning cost, batch 32, length 128 — {machine.get('cpu')}, {machine.get('torch_threads')} thread(s)",
+                 fontsize=9)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)
