@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "benchmark",
     "predict",
     "serve",
+    "export",
     "ablate",
     "analyze",
     "vocab",
