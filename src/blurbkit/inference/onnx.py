@@ -17,6 +17,7 @@ refused with one line (run the export again).
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -132,7 +133,11 @@ def export(model_dir: str | Path, out: str | Path | None = None, int8: bool = Fa
         if int8:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
-            quantize_dynamic(str(fp32), str(tmp / FILES["onnx-int8"]), weight_type=QuantType.QInt8)
+            logging.disable(logging.WARNING)  # a generic "consider pre-processing" notice on every call
+            try:
+                quantize_dynamic(str(fp32), str(tmp / FILES["onnx-int8"]), weight_type=QuantType.QInt8)
+            finally:
+                logging.disable(logging.NOTSET)
             files["onnx-int8"] = FILES["onnx-int8"]
         manifest = {"source": weights_digest(model_dir), "files": files, "opset": OPSET,
                     "max_abs_score_difference_fp32": difference, "inputs": list(INPUTS),
