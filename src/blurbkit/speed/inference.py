@@ -115,6 +115,7 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     if "token" not in spec.task.provides:
         raise BlurbkitError(f"bench inference is for NER/PICO datasets, not {dataset} ({spec.task_type})")
     texts = [" ".join(r["tokens"]) for r in subsample(load_split(dataset, "dev", data), sentences, seed)]
+    load_at_start = machine_info()["load_average"]
     peaks, skipped = measure_peaks(peak_seconds, peak_size)
     with tempfile.TemporaryDirectory(prefix="blurbkit_bench_") as tmp:
         model_dir = Path(finetuned) if finetuned else finetune_quickly(dataset, model, data, train_examples, seed, Path(tmp) / "m")
@@ -151,9 +152,12 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     precision = dtype_name(predictor.runner.dtype) if backend == "torch" else {"onnx": "fp32", "onnx-int8": "int8"}[backend]
     # MFU against the peak of the dtype blurbkit ran in (none measured for int8)
     ours_dtype, peak = peak_of(peaks, precision) if precision != "int8" else (None, None)
+    machine = machine_info()
+    machine["load_average"] = load_at_start
+    machine["load_average_end"] = machine_info()["load_average"]
     return {
         "bench": "inference", "dataset": dataset, "sentences": len(texts), "model": str(model_dir if finetuned else "fine-tuned now"),
-        "machine": machine_info(), "peak_gflops": peaks, **({"peak_skipped": skipped} if skipped else {}),
+        "machine": machine, "peak_gflops": peaks, **({"peak_skipped": skipped} if skipped else {}),
         "pipeline": {"sentences_per_second": round(len(texts) / hf_seconds, 2), "seconds": round(hf_seconds, 2),
                      "cpu_seconds": round(hf_cpu, 2),
                      "batch_size": pipeline_batch_size or 1, "precision": "fp32", "allocator": pipeline_allocator,
