@@ -73,3 +73,18 @@ def test_training_attention_draws_its_masks_from_the_active_source():
     with fast_dropout(nn.Sequential(), seed=8):
         other, _ = attention(None, q, k, v, None, dropout=0.5)
     assert not torch.allclose(first, other)
+
+
+def test_fp32_masks_by_multiplication_equal_the_where_form_forward_and_backward():
+    # The fp32 path multiplies by a pre-scaled mask; it must give the values of where(keep, x/(1-p), 0).
+    for p in (0.1, 0.25):
+        x = torch.randn(33, 17, 9, requires_grad=True)
+        y = MaskSource(seed=5).dropout(x, p)
+        keep = MaskSource(seed=5).keep(x.shape, p)
+        ref_x = x.detach().clone().requires_grad_(True)
+        ref = torch.where(keep, ref_x * (1.0 / (1.0 - p)), 0.0)
+        assert torch.equal(y, ref)
+        grad = torch.randn_like(y)
+        y.backward(grad)
+        ref.backward(grad)
+        assert torch.equal(x.grad, ref_x.grad)

@@ -49,6 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(infer, "bc5chem")
     infer.add_argument("--sentences", type=int, default=1000, help="dev sentences used as raw text (default: 1000)")
     infer.add_argument("--finetuned", help="a fine-tuned blurbkit model (RUN_DIR/model); default: fine-tune one first")
+    infer.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
+                       help="blurbkit's forward pass: torch (exact, default), onnx or onnx-int8 (exported first)")
     infer.add_argument("--train-examples", type=int, default=1000,
                        help="without --finetuned: train examples for the one-epoch model (default: 1000)")
     infer.add_argument("--pipeline-batch-size", type=int, help="pipeline batch_size (default: the pipeline's own, 1)")
@@ -110,8 +112,10 @@ def run_inference(args: argparse.Namespace) -> int:
         args.dataset, model=args.model, data=args.data, sentences=args.sentences, finetuned=args.finetuned,
         train_examples=args.train_examples, seed=args.seed, progress=args.progress,
         pipeline_batch_size=args.pipeline_batch_size, peak_seconds=args.peak_seconds, peak_size=args.peak_size,
+        backend=args.backend,
     )
-    _emit(result, args.results_dir, f"speed_inference_{args.dataset}.json")
+    variant = "" if args.backend == "torch" else f"_{args.backend.replace('-', '_')}"
+    _emit(result, args.results_dir, f"speed_inference_{args.dataset}{variant}.json")
     return 0
 
 

@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "compare",
     "predict",
     "serve",
+    "export",
     "ablate",
     "stilt",
     "analyze",

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         if not numbered:
             raise BlurbkitError("no inputs", path=args.input)
         inputs = [item for _, item in numbered]
-        predictor = Predictor.load(args.model, progress=True)
+        predictor = Predictor.load(args.model, progress=True, backend=args.backend)
         try:
             outputs = predictor.predict(inputs)
         except InputError as err:  # name the input file's line, not the input's position

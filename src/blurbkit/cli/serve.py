@@ -17,6 +17,8 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser, ner_required: bool) 
     parser.add_argument("--relation-types", nargs="+", default=[], metavar="DIR_OR_DATASET=TYPE,TYPE",
                         help="entity types of a relation model whose directory does not record them")
     parser.add_argument("--keep-negative", action="store_true", help="also return pairs predicted as no relation")
+    parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
+                        help="NER forward pass: torch (exact, default), onnx or onnx-int8 (after `blurbkit export`)")
 
 
 def pairs_option(values: list[str], what: str) -> dict[str, str]:
@@ -36,7 +38,8 @@ def load_pipeline(args: argparse.Namespace, ner: list[Path], **options):
 
     relation_types = {k: v.split(",") for k, v in pairs_option(args.relation_types, "--relation-types").items()}
     return Pipeline.load(ner=ner, relations=args.relations, type_map=pairs_option(args.type_map, "--type-map"),
-                         relation_types=relation_types, keep_negative=args.keep_negative, **options)
+                         relation_types=relation_types, keep_negative=args.keep_negative,
+                         backend=getattr(args, "backend", "torch"), **options)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

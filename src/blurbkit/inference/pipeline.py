@@ -237,14 +237,17 @@ class Pipeline:
     def load(cls, ner: Sequence[str | Path] = (), relations: Sequence[str | Path] = (), *,
              type_map: Mapping[str, str] | None = None, relation_types: Mapping[str, Sequence[str]] | None = None,
              keep_negative: bool = False, batch_tokens: int | None = None,
-             settings: dict[str, Any] | None = None) -> Pipeline:
+             settings: dict[str, Any] | None = None, backend: str = "torch") -> Pipeline:
         """Load NER and relation model directories (RUN_DIR/model). type_map: NER type -> relation
         type overrides; relation_types: {model dir or dataset: [TYPE, ...]} for relation directories
-        that do not record their entity types; settings: runtime settings (Predictor)."""
+        that do not record their entity types; settings: runtime settings (Predictor); backend: the
+        NER models' forward pass ("torch", or "onnx"/"onnx-int8" after `blurbkit export`;
+        relation models stay torch)."""
         ner_paths, rel_paths = [Path(p) for p in ner], [Path(p) for p in relations]
         names = _names(ner_paths + rel_paths)
         options = {"batch_tokens": batch_tokens, "settings": settings}
-        ner_models = [NerModel(n, p, Predictor.load(p, **options)) for n, p in zip(names, ner_paths, strict=False)]
+        ner_models = [NerModel(n, p, Predictor.load(p, backend=backend, **options))
+                      for n, p in zip(names, ner_paths, strict=False)]
         rel_models = [RelationModel(n, p, Predictor.load(p, **options), relation_types or {})
                       for n, p in zip(names[len(ner_paths):], rel_paths, strict=True)]
         return cls(ner_models, rel_models, type_map=type_map, keep_negative=keep_negative)

@@ -33,18 +33,29 @@ def runtime_settings(settings: dict[str, Any] | None, **given: Any) -> RuntimeSe
 
 class Predictor:
     def __init__(self, model: BlurbModel, tokenizer: Any, batch_tokens: int | None = None, progress: bool = False,
-                 settings: dict[str, Any] | None = None) -> None:
+                 settings: dict[str, Any] | None = None, backend: Any = None) -> None:
         """settings: runtime settings for inference (e.g. {"precision": "fp32"},
-        {"tune_allocator": False}; runtime/settings.py, docs/performance.md)."""
+        {"tune_allocator": False}; runtime/settings.py, docs/performance.md). backend: another
+        forward pass for the model (see `load`)."""
         self.recipe = model.recipe
         self.task = get_task_type(self.recipe.task_type)
         self.codec = self.task.saved_codec(self.recipe.labels, self.recipe.scheme)
-        self.runner = InferenceRunner(model, tokenizer, runtime_settings(settings, eval_tokens=batch_tokens, progress=progress))
+        self.runner = InferenceRunner(model, tokenizer, runtime_settings(settings, eval_tokens=batch_tokens, progress=progress),
+                                      backend=backend)
+        self.backend = "torch" if backend is None else getattr(backend, "name", type(backend).__name__)
 
     @classmethod
-    def load(cls, model_dir: str | Path, **options: Any) -> Predictor:
+    def load(cls, model_dir: str | Path, backend: str = "torch", **options: Any) -> Predictor:
+        """backend: "torch" (the exact model, default), "onnx" (ONNX Runtime, fp32) or "onnx-int8"
+        (int8 dynamic quantisation: faster, outputs change a little); the ONNX ones need
+        `blurbkit export --model DIR --format onnx [--int8]` first (inference/onnx.py)."""
         model, tokenizer = BlurbModel.load(model_dir)
-        return cls(model, tokenizer, **options)
+        forward = None
+        if backend != "torch":
+            from blurbkit.inference.onnx import load_backend
+
+            forward = load_backend(model_dir, backend, model)
+        return cls(model, tokenizer, backend=forward, **options)
 
     def predict(self, inputs: Sequence[str | dict[str, Any]]) -> list[Any]:
         """One result per input: entity spans for token-level models, else a label, score or label list."""

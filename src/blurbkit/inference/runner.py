@@ -6,6 +6,7 @@ label codec turns them into predictions."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -25,8 +26,12 @@ from blurbkit.runtime.settings import RuntimeSettings
 class InferenceRunner:
     """Runs a model's forward pass over encoded splits with the runtime settings' speed choices."""
 
-    def __init__(self, model: BlurbModel, tokenizer: Any, settings: RuntimeSettings) -> None:
+    def __init__(self, model: BlurbModel, tokenizer: Any, settings: RuntimeSettings,
+                 backend: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor | None]] | None = None) -> None:
+        """backend: another implementation of the model's forward pass (e.g. inference/onnx.py's
+        OnnxForward); the torch model still decodes its scores."""
         self.model, self.tokenizer, self.settings = model, tokenizer, settings
+        self.backend = backend
         self.device = pick_device()
         self.dtype = autocast_dtype(settings.precision, self.device)
         if settings.threads:
@@ -77,6 +82,8 @@ class InferenceRunner:
     def _outputs(self, data: Encoded, desc: str, probabilities: bool = False) -> list[Any]:
         self.cpu_settings()
         self.model.eval()
+        if self.backend is not None:
+            return self._backend_outputs(data, desc, probabilities)
         model = self._inference_model()
         forward = self.forward if model is self.model else model
         outputs: list[Any] = [None] * len(data.examples)
@@ -95,13 +102,28 @@ class InferenceRunner:
                 if last_layer is not None:  # the last layer computes only the rows the featurizer reads
                     last_layer.rows = model.featurizer.rows(batch)
                 scores, mask = forward(batch)
-                scores, mask = scores.float().cpu(), None if mask is None else mask.cpu()  # one copy, not one per row
-                predictions = self.model.head.predict(scores, mask)
-                if probabilities:
-                    predictions = list(zip(predictions, _probabilities(self.model.head, scores, mask), strict=True))
-                for i, out in zip(indices, predictions, strict=True):
-                    outputs[i] = out
+                self._decode(indices, scores, mask, outputs, probabilities)
         return outputs
+
+    def _backend_outputs(self, data: Encoded, desc: str, probabilities: bool) -> list[Any]:
+        """The same loop with the forward pass of `backend` (its own threads and kernels)."""
+        outputs: list[Any] = [None] * len(data.examples)
+        padded = data.padded_with(self.tokenizer.pad_token_id)
+        with torch.inference_mode():
+            for indices in tqdm(sorted_batches(data.examples, self.settings.eval_tokens or self.default_eval_tokens()),
+                                desc=desc, leave=False, disable=not self.settings.progress):
+                scores, mask = self.backend(padded.batch(indices))
+                self._decode(indices, scores, mask, outputs, probabilities)
+        return outputs
+
+    def _decode(self, indices: list[int], scores: torch.Tensor, mask: torch.Tensor | None, outputs: list[Any],
+                probabilities: bool) -> None:
+        scores, mask = scores.float().cpu(), None if mask is None else mask.cpu()  # one copy, not one per row
+        predictions = self.model.head.predict(scores, mask)
+        if probabilities:
+            predictions = list(zip(predictions, _probabilities(self.model.head, scores, mask), strict=True))
+        for i, out in zip(indices, predictions, strict=True):
+            outputs[i] = out
 
 
 def _probabilities(head: Any, scores: torch.Tensor, mask: torch.Tensor | None) -> list[Any]:

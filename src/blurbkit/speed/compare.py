@@ -54,6 +54,10 @@ class SideResult:
     extra: dict[str, Any] = field(default_factory=dict)
     train_lengths: Sequence[int] = ()  # subwords per train example, for FLOPs
     eval_lengths: Sequence[int] = ()
+    # CPU time of the process over the same spans: with one thread, what the side costs whatever
+    # else the machine runs (wall time on a loaded machine also measures the scheduler)
+    train_cpu_seconds: float | None = None
+    eval_cpu_seconds: float | None = None
 
     def summary(self, work: Workload) -> dict[str, Any]:
         train_n, dev_n = len(work.train) * work.epochs, len(work.dev)
@@ -63,6 +67,8 @@ class SideResult:
             "dev_score": round(self.dev_score, 4),
             "train_seconds": round(self.train_seconds, 2),
             "eval_seconds": round(self.eval_seconds, 2),
+            "train_cpu_seconds": None if self.train_cpu_seconds is None else round(self.train_cpu_seconds, 2),
+            "eval_cpu_seconds": None if self.eval_cpu_seconds is None else round(self.eval_cpu_seconds, 2),
             "peak_memory_mb": self.memory.get("gpu_peak_mb", self.memory.get("peak_mb")),
             "memory_at_start_mb": self.memory.get("start_mb"),  # the process before this side began
             **self.extra,
@@ -86,11 +92,12 @@ def run_trainer(work: Workload) -> SideResult:
         run = hf_recipe.train(work.model_dir, work.task, train_features, labels, batch_size=work.batch_size,
                               lr=work.lr, epochs=work.epochs, seed=work.seed, weight_decay=work.weight_decay,
                               progress=work.progress)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         predictions = hf_recipe.predict(run, work.task, work.dev, dev_features, firsts)
-        eval_seconds = time.perf_counter() - started
+        eval_seconds, eval_cpu = time.perf_counter() - started, time.process_time() - cpu
     score = score_predictions(work.spec, work.dev, predictions)["score"]
-    return SideResult(run.train_seconds, eval_seconds, score, memory, predictions, {"allocator": allocator})
+    return SideResult(run.train_seconds, eval_seconds, score, memory, predictions, {"allocator": allocator},
+                      train_cpu_seconds=run.train_cpu_seconds, eval_cpu_seconds=eval_cpu)
 
 
 def build_engine(work: Workload, config: FinetuneConfig) -> tuple[Engine, ModelRecipe]:
@@ -111,14 +118,15 @@ def run_blurbkit(work: Workload) -> SideResult:
         train = encode(work.train, engine.codec, recipe, engine.tokenizer, cache=False)
         dev = encode(work.dev, engine.codec, recipe, engine.tokenizer, cache=False)
         trained = engine.train(train, None)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         predictions = engine.predict(dev)
-        eval_seconds = time.perf_counter() - started
+        eval_seconds, eval_cpu = time.perf_counter() - started, time.process_time() - cpu
     score = score_predictions(work.spec, work.dev, predictions)["score"]
     precision = dtype_name(engine.dtype)
     return SideResult(
         trained.train_seconds, eval_seconds, score, memory, predictions, {"precision": precision, "allocator": allocator_state()},
         train_lengths=_lengths(train), eval_lengths=_lengths(dev),
+        train_cpu_seconds=trained.train_cpu_seconds, eval_cpu_seconds=eval_cpu,
     )
 
 

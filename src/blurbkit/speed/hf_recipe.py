@@ -29,6 +29,7 @@ class HFRun:
     trainer: Any
     train_seconds: float
     labels: list[str]
+    train_cpu_seconds: float = 0.0  # CPU time of the process during trainer.train() (all its threads)
 
 
 def token_features(records: Sequence[dict], tokenizer: Any, labels: list[str]) -> tuple[list[dict], list[list[tuple[int, int]]]]:
@@ -102,9 +103,9 @@ def train(model_dir: Path, task: str, features: list[dict], labels: list[str], *
     )
     trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=collator)
     trainer.remove_callback(PrinterCallback)  # it prints the metrics dict on stdout: ours is the JSON line
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     trainer.train()
-    return HFRun(trainer, time.perf_counter() - started, labels)
+    return HFRun(trainer, time.perf_counter() - started, labels, time.process_time() - cpu)
 
 
 def predict(run: HFRun, task: str, records: Sequence[dict], features: list[dict], firsts: list | None = None) -> Any:

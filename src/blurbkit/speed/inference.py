@@ -66,6 +66,17 @@ def as_hf_token_model(model: BlurbModel) -> Any:
     return hf.eval()
 
 
+def _with_export(model_dir: Path, export_dir: Path, into: Path) -> Path:
+    """A copy of the model directory with the export where Predictor.load(backend=...) looks."""
+    import shutil
+
+    from blurbkit.inference.onnx import EXPORT_DIR
+
+    shutil.copytree(model_dir, into, ignore=shutil.ignore_patterns(EXPORT_DIR))
+    shutil.move(str(export_dir), str(into / EXPORT_DIR))
+    return into
+
+
 def canonical(tags: Sequence[str]) -> list[str]:
     """IOB2 as tags_to_spans reads it (an I- after O starts an entity)."""
     out = ["O"] * len(tags)
@@ -93,7 +104,10 @@ def blurbkit_word_tags(text: str, entities: list[dict]) -> list[str]:
 
 def inference(dataset: str = "bc5chem", model: str | None = None, data: str | None = None, sentences: int = 1000,
               finetuned: str | None = None, train_examples: int = 1000, seed: int = 0, progress: bool = False,
-              pipeline_batch_size: int | None = None, peak_seconds: float = 1.0, peak_size: int = 2048) -> dict[str, Any]:
+              pipeline_batch_size: int | None = None, peak_seconds: float = 1.0, peak_size: int = 2048,
+              backend: str = "torch") -> dict[str, Any]:
+    """backend: blurbkit's forward pass ("torch", or "onnx"/"onnx-int8": the model is exported to
+    ONNX first, into a copy when `finetuned` is given, so the user's directory is not written)."""
     import torch
     from transformers import pipeline
 
@@ -101,10 +115,16 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     if "token" not in spec.task.provides:
         raise BlurbkitError(f"bench inference is for NER/PICO datasets, not {dataset} ({spec.task_type})")
     texts = [" ".join(r["tokens"]) for r in subsample(load_split(dataset, "dev", data), sentences, seed)]
+    load_at_start = machine_info()["load_average"]
     peaks, skipped = measure_peaks(peak_seconds, peak_size)
     with tempfile.TemporaryDirectory(prefix="blurbkit_bench_") as tmp:
         model_dir = Path(finetuned) if finetuned else finetune_quickly(dataset, model, data, train_examples, seed, Path(tmp) / "m")
-        predictor = Predictor.load(model_dir, progress=progress)
+        if backend != "torch":
+            from blurbkit.inference.onnx import export
+
+            export(model_dir, out=Path(tmp) / "onnx_export", int8=backend == "onnx-int8")
+            model_dir = _with_export(model_dir, Path(tmp) / "onnx_export", Path(tmp) / "exported")
+        predictor = Predictor.load(model_dir, progress=progress, backend=backend)
     release_memory()
     hf_model = as_hf_token_model(predictor.runner.model)
     device = 0 if torch.cuda.is_available() else -1
@@ -114,14 +134,14 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     pipe(texts[:WARMUP], **options)
     pipeline_allocator = allocator_state()
     with peak_memory() as hf_memory:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         hf_out = pipe(texts, **options)
-        hf_seconds = time.perf_counter() - started
+        hf_seconds, hf_cpu = time.perf_counter() - started, time.process_time() - cpu
     predictor.predict(texts[:WARMUP])
     with peak_memory() as our_memory:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         our_out = predictor.predict(texts)
-        our_seconds = time.perf_counter() - started
+        our_seconds, our_cpu = time.perf_counter() - started, time.process_time() - cpu
 
     theirs = [pipeline_word_tags(t, e) for t, e in zip(texts, hf_out, strict=True)]
     ours = [blurbkit_word_tags(t, e) for t, e in zip(texts, our_out, strict=True)]
@@ -129,19 +149,26 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     tokenizer = predictor.runner.tokenizer
     lengths = [len(ids) + 2 for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     flops = split_flops(predictor.runner.model.encoder.config, lengths, len(predictor.recipe.labels))
-    precision = dtype_name(predictor.runner.dtype)
-    ours_dtype, peak = peak_of(peaks, precision)  # MFU against the peak of the dtype blurbkit ran in
+    precision = dtype_name(predictor.runner.dtype) if backend == "torch" else {"onnx": "fp32", "onnx-int8": "int8"}[backend]
+    # MFU against the peak of the dtype blurbkit ran in (none measured for int8)
+    ours_dtype, peak = peak_of(peaks, precision) if precision != "int8" else (None, None)
+    machine = machine_info()
+    machine["load_average"] = load_at_start
+    machine["load_average_end"] = machine_info()["load_average"]
     return {
         "bench": "inference", "dataset": dataset, "sentences": len(texts), "model": str(model_dir if finetuned else "fine-tuned now"),
-        "machine": machine_info(), "peak_gflops": peaks, **({"peak_skipped": skipped} if skipped else {}),
+        "machine": machine, "peak_gflops": peaks, **({"peak_skipped": skipped} if skipped else {}),
         "pipeline": {"sentences_per_second": round(len(texts) / hf_seconds, 2), "seconds": round(hf_seconds, 2),
+                     "cpu_seconds": round(hf_cpu, 2),
                      "batch_size": pipeline_batch_size or 1, "precision": "fp32", "allocator": pipeline_allocator,
                      "peak_memory_mb": hf_memory.get("gpu_peak_mb", hf_memory.get("peak_mb"))},
         "blurbkit": {"sentences_per_second": round(len(texts) / our_seconds, 2), "seconds": round(our_seconds, 2),
-                     "precision": precision, "mfu": round(flops / our_seconds / (peak * 1e9), 4) if peak else None,
+                     "cpu_seconds": round(our_cpu, 2),
+                     "precision": precision, "backend": backend, "mfu": round(flops / our_seconds / (peak * 1e9), 4) if peak else None,
                      "mfu_peak": ours_dtype, "allocator": allocator_state(),
                      "peak_memory_mb": our_memory.get("gpu_peak_mb", our_memory.get("peak_mb"))},
         "speedup": round(hf_seconds / our_seconds, 2),
+        "cpu_speedup": round(hf_cpu / our_cpu, 2),  # CPU time of the process: with one thread, load-independent
         "identical_tags": round(sum(a == b for a, b in pairs) / max(1, len(pairs)), 4),
         "identical_sentences": round(sum(x == y for x, y in zip(ours, theirs, strict=True)) / max(1, len(texts)), 4),
         "entity_words": sum(a != "O" for a, _ in pairs),

@@ -70,6 +70,10 @@ def speed(dataset: str = "bc5chem", model: str | None = None, data: str | None =
         result["train_speedup"] = round(result["blurbkit"]["train_examples_per_second"] / result["trainer"]["train_examples_per_second"], 2)
         result["eval_speedup"] = round(result["blurbkit"]["eval_examples_per_second"] / result["trainer"]["eval_examples_per_second"], 2)
         result["dev_score_difference"] = round(ours.dev_score - hf.dev_score, 4)
+        if hf.train_cpu_seconds and ours.train_cpu_seconds and hf.eval_cpu_seconds and ours.eval_cpu_seconds:
+            # per example; the same ratio as wall time on an idle machine with one thread
+            result["train_cpu_speedup"] = round(hf.train_cpu_seconds / ours.train_cpu_seconds, 2)
+            result["eval_cpu_speedup"] = round(hf.eval_cpu_seconds / ours.eval_cpu_seconds, 2)
     result["machine"]["load_average_end"] = machine_info()["load_average"]
     result["versions"] = {k: v for k, v in library_versions().items() if k in ("torch", "transformers", "accelerate", "blurbkit")}
     return result

@@ -60,6 +60,7 @@ class TrainResult:
     best_epoch: int
     dev_history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
+    train_cpu_seconds: float = 0.0  # CPU time of the process in the same spans (speed benchmarks on a shared machine)
     train_examples_per_second: float = 0.0
     steps: int = 0
     epochs_run: int = 0  # fewer than the epochs asked for when dev-based early stopping ended the run
@@ -162,7 +163,7 @@ class Engine:
                 break
             loop.epoch = epoch
             model.train()
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             running = torch.zeros((), device=self.device)
             bad_step = torch.zeros((), dtype=torch.long, device=self.device)  # first step of a non-finite loss
             if loop.order is None:
@@ -196,6 +197,7 @@ class Engine:
                     checkpoints.save(loop)
                 kill_point(f"step:{result.steps}")
             result.train_seconds += time.perf_counter() - started  # dev evaluation not counted
+            result.train_cpu_seconds += time.process_time() - cpu
             self.runner.weights_changed()  # fused AdamW moves the weights without moving their version counters
             if dev is not None:
                 scored = self.score(dev, "dev")

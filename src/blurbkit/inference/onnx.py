@@ -1,0 +1,203 @@
+"""Smaller, faster serving: a fine-tuned token-level model exported to ONNX, run by ONNX Runtime in
+fp32 or with int8 dynamic quantisation. Opt-in: the default stays the exact torch model.
+
+`export(model_dir)` writes ``MODEL_DIR/onnx/`` (or ``out``): ``model.onnx`` (encoder + first-subword
+featurizer + the head's scores, one graph), ``model_int8.onnx`` with ``int8=True`` (weights of the
+MatMuls as int8, activations quantised per batch: onnxruntime.quantization.quantize_dynamic), and
+``export.json``, which records the sha256 of the weights it was made from. The fp32 graph is
+checked against the torch model on a sample batch before anything is written (one line if the
+scores differ by more than `TOLERANCE`).
+
+``Predictor.load(dir, backend="onnx" | "onnx-int8")`` then runs the forward pass in ONNX Runtime
+(`OnnxForward`); tokenisation, batching and decoding (a CRF's Viterbi too) stay blurbkit's, so
+the outputs have the same form. An export whose weights no longer match the model directory's is
+refused with one line (run the export again).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import atomic_dir, sha256_file
+from blurbkit.models.loading import HEAD_FILE
+from blurbkit.models.model import BlurbModel
+
+EXPORT_DIR = "onnx"
+MANIFEST = "export.json"
+FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
+BACKENDS = ("torch", *FILES)
+OPSET = 17
+TOLERANCE = 1e-3  # largest |score difference| between the fp32 graph and the torch model accepted at export
+INPUTS = ("input_ids", "attention_mask", "token_type_ids", "word_positions")
+SAMPLE = ["Aspirin-induced hepatitis was treated with N-acetylcysteine .", "Cisplatin .",
+          "The patient received 40 mg of doxorubicin and cyclophosphamide daily for two weeks ."]
+
+
+class _Graph(torch.nn.Module):
+    """The model as a function of plain tensors: what ONNX records."""
+
+    def __init__(self, model: BlurbModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                word_positions: torch.Tensor) -> torch.Tensor:
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+                 "word_positions": word_positions, "word_mask": word_positions >= 0}
+        return self.model(batch)[0]
+
+
+def weights_digest(model_dir: Path) -> dict[str, str]:
+    return {name: sha256_file(model_dir / name) for name in ("model.safetensors", HEAD_FILE)
+            if (model_dir / name).is_file()}
+
+
+def check_exportable(model: BlurbModel, model_dir: Path) -> None:
+    recipe = model.recipe
+    if recipe.featurizer != "first_subword":
+        raise BlurbkitError(f"ONNX export is for token-classification models (NER/PICO, featurizer first_subword); "
+                            f"this is a {recipe.task_type} model with featurizer {recipe.featurizer}", path=model_dir)
+
+
+def sample_batch(tokenizer: Any, texts: list[str] = SAMPLE) -> dict[str, torch.Tensor]:
+    """A padded batch of raw-text sentences split on spaces, as the runner feeds the model."""
+    words = [t.split() for t in texts]
+    encoded = tokenizer(words, is_split_into_words=True, padding=True, return_tensors="pt")
+    positions = torch.zeros((len(texts), max(len(w) for w in words)), dtype=torch.long)
+    for row in range(len(texts)):
+        seen: set[int] = set()
+        for position, word in enumerate(encoded.word_ids(row)):
+            if word is not None and word not in seen:
+                seen.add(word)
+                positions[row, word] = position
+    batch = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+             "token_type_ids": encoded.get("token_type_ids", torch.zeros_like(encoded["input_ids"])),
+             "word_positions": positions}
+    return batch
+
+
+@contextmanager
+def _eager_attention(encoder: Any) -> Iterator[None]:
+    """Trace plain matmul attention: the graph then holds no torch-version-specific SDPA mask code."""
+    before = getattr(encoder.config, "_attn_implementation", None)
+    changed = before not in (None, "eager") and hasattr(encoder, "set_attn_implementation")
+    if changed:
+        encoder.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        if changed:
+            encoder.set_attn_implementation(before)
+
+
+def export(model_dir: str | Path, out: str | Path | None = None, int8: bool = False, progress: bool = False) -> dict[str, Any]:
+    """Write the ONNX graph(s) of a fine-tuned token-level model; returns the manifest."""
+    import onnxruntime
+
+    model_dir = Path(model_dir)
+    model, tokenizer = BlurbModel.load(model_dir)
+    check_exportable(model, model_dir)
+    model.eval()
+    out = Path(out) if out is not None else model_dir / EXPORT_DIR
+    batch = sample_batch(tokenizer)
+    args = tuple(batch[name] for name in INPUTS)
+    axes = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
+            "token_type_ids": {0: "batch", 1: "length"}, "word_positions": {0: "batch", 1: "words"},
+            "scores": {0: "batch", 1: "words"}}
+    with atomic_dir(out) as tmp:
+        fp32 = tmp / FILES["onnx"]
+        with _eager_attention(model.encoder), torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes on Python control flow over shapes
+            reference = _Graph(model)(*args).numpy()
+            try:
+                torch.onnx.export(_Graph(model), args, str(fp32), dynamo=False, input_names=list(INPUTS),
+                                  output_names=["scores"], dynamic_axes=axes, opset_version=OPSET)
+            except Exception as err:  # the tracer's own errors have no common base class
+                first = (str(err).splitlines() or [type(err).__name__])[0]
+                raise BlurbkitError(f"this model could not be exported to ONNX ({type(err).__name__}: {first})",
+                                    path=model_dir) from None
+        difference = float(abs(OnnxForward(fp32).scores(batch) - reference).max())
+        if not difference <= TOLERANCE:
+            raise BlurbkitError(f"the ONNX graph's scores differ from the torch model's by {difference:.2g} "
+                                f"(more than {TOLERANCE}); not written", path=model_dir)
+        files = {"onnx": FILES["onnx"]}
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            logging.disable(logging.WARNING)  # a generic "consider pre-processing" notice on every call
+            try:
+                quantize_dynamic(str(fp32), str(tmp / FILES["onnx-int8"]), weight_type=QuantType.QInt8, per_channel=True)
+            finally:
+                logging.disable(logging.NOTSET)
+            files["onnx-int8"] = FILES["onnx-int8"]
+        manifest = {"source": weights_digest(model_dir), "files": files, "opset": OPSET,
+                    "max_abs_score_difference_fp32": difference, "inputs": list(INPUTS),
+                    "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+                    "int8": "onnxruntime.quantization.quantize_dynamic, weights QInt8 per output channel" if int8 else None}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return manifest | {"out": str(out)}
+
+
+class OnnxForward:
+    """The model's forward pass in ONNX Runtime: batch dict in, (scores, word mask) out, as BlurbModel."""
+
+    def __init__(self, path: Path, threads: int | None = None, name: str = "onnx") -> None:
+        import onnxruntime
+
+        self.name = name  # the backend name Predictor reports
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()  # as many as torch would use
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types
+            first = (str(err).splitlines() or [type(err).__name__])[0]
+            raise BlurbkitError(f"not a usable ONNX model ({first})", path=path) from None
+        self.inputs = {i.name for i in self.session.get_inputs()}
+
+    def scores(self, batch: dict[str, torch.Tensor]) -> Any:
+        feed = {name: batch[name].numpy() for name in INPUTS if name in self.inputs and name != "token_type_ids"}
+        if "token_type_ids" in self.inputs:
+            feed["token_type_ids"] = batch.get("token_type_ids", torch.zeros_like(batch["input_ids"])).numpy()
+        return self.session.run(["scores"], feed)[0]
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.scores(batch)), batch["word_mask"]
+
+
+def load_backend(model_dir: str | Path, backend: str, model: BlurbModel) -> OnnxForward | None:
+    """The forward pass `backend` names for this model directory (None: the torch model itself)."""
+    if backend == "torch":
+        return None
+    if backend not in FILES:
+        raise BlurbkitError(f"unknown inference backend {backend!r} (known: {', '.join(BACKENDS)})")
+    model_dir = Path(model_dir)
+    check_exportable(model, model_dir)
+    manifest_path = model_dir / EXPORT_DIR / MANIFEST
+    int8 = " --int8" if backend == "onnx-int8" else ""
+    again = f"run `blurbkit export --model {model_dir} --format onnx{int8}`"
+    if not manifest_path.is_file():
+        raise BlurbkitError(f"no ONNX export here; {again}", path=model_dir / EXPORT_DIR)
+    try:
+        manifest = json.loads(manifest_path.read_text("utf-8"))
+        name = manifest["files"].get(backend)
+        source = manifest["source"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise BlurbkitError(f"not an export manifest; {again}", path=manifest_path) from None
+    if name is None:
+        raise BlurbkitError(f"this export has no {backend} model; {again}", path=model_dir / EXPORT_DIR)
+    if source != weights_digest(model_dir):
+        raise BlurbkitError(f"the ONNX export was made from other weights than this model's; {again}",
+                            path=model_dir / EXPORT_DIR)
+    return OnnxForward(model_dir / EXPORT_DIR / name, name=backend)

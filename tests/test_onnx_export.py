@@ -1,0 +1,85 @@
+"""ONNX export and the ONNX Runtime backends (inference/onnx.py, `blurbkit export`), on the tiny
+saved NER model of tests/fixtures: the fp32 graph gives the torch model's scores (within a
+tolerance) and the same entities, the int8 graph runs, bad directories get one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from blurbkit.cli.main import main
+from blurbkit.errors import BlurbkitError
+from blurbkit.inference.onnx import EXPORT_DIR, OnnxForward, export, sample_batch
+from blurbkit.inference.pipeline import Pipeline
+from blurbkit.inference.predictor import Predictor
+from blurbkit.models.model import BlurbModel
+
+FIXTURES = Path(__file__).parent / "fixtures" / "v0_1_models"
+TEXTS = ["Aspirin-induced hepatitis was treated with N-acetylcysteine.", "", "Cisplatin",
+         "The patient received 40 mg of doxorubicin and cyclophosphamide daily for two weeks, then stopped."]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    model_dir = tmp_path_factory.mktemp("onnx") / "ner"
+    shutil.copytree(FIXTURES / "ner_bio", model_dir)
+    assert main(["export", "--model", str(model_dir), "--format", "onnx", "--int8"]) == 0
+    return model_dir
+
+
+def test_fp32_graph_gives_the_torch_scores_and_the_same_entities(exported):
+    manifest = json.loads((exported / EXPORT_DIR / "export.json").read_text())
+    assert manifest["files"] == {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
+    model, tokenizer = BlurbModel.load(exported)
+    batch = sample_batch(tokenizer, ["a b c d e f g h", "Cisplatin .", "x"])  # other lengths than at export
+    batch["word_mask"] = torch.ones_like(batch["word_positions"], dtype=torch.bool)
+    with torch.inference_mode():
+        expected = model.eval()(batch)[0]
+    scores, mask = OnnxForward(exported / EXPORT_DIR / "model.onnx")(batch)
+    assert scores.shape == expected.shape and mask is batch["word_mask"]
+    assert torch.allclose(scores, expected, atol=1e-4)
+    torch_out = Predictor.load(exported).predict(TEXTS)
+    onnx = Predictor.load(exported, backend="onnx")
+    assert onnx.backend == "onnx" and onnx.predict(TEXTS) == torch_out
+
+
+def test_int8_graph_runs_and_returns_spans_of_the_text(exported):
+    results = Predictor.load(exported, backend="onnx-int8").predict(TEXTS)
+    assert len(results) == len(TEXTS) and results[1] == []
+    for text, entities in zip(TEXTS, results, strict=True):
+        for entity in entities:
+            assert text[entity["start"] : entity["end"]] == entity["text"] and entity["type"] == "Chemical"
+    pipeline = Pipeline.load(ner=[exported], backend="onnx-int8")
+    assert len(pipeline([TEXTS[0]])) == 1
+
+
+def test_a_relation_model_is_refused_in_one_line(tmp_path, capsys):
+    assert main(["export", "--model", str(FIXTURES / "relation"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "token-classification" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_missing_or_stale_export_is_refused(exported, tmp_path):
+    plain = tmp_path / "plain"
+    shutil.copytree(FIXTURES / "ner_bio", plain)
+    with pytest.raises(BlurbkitError, match="no ONNX export here; run `blurbkit export"):
+        Predictor.load(plain, backend="onnx")
+    with pytest.raises(BlurbkitError, match="unknown inference backend"):
+        Predictor.load(plain, backend="tensorrt")
+    stale = tmp_path / "stale"
+    shutil.copytree(exported, stale)
+    head = stale / "blurbkit_head.safetensors"
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(head))
+    save_file({k: v + 1 for k, v in weights.items()}, str(head))
+    with pytest.raises(BlurbkitError, match="other weights"):
+        Predictor.load(stale, backend="onnx-int8")
+    export(stale)  # fp32 only: asking for int8 then names the missing file
+    with pytest.raises(BlurbkitError, match="no onnx-int8 model"):
+        Predictor.load(stale, backend="onnx-int8")
