@@ -273,7 +273,7 @@ def test_mlm_nsp_equals_legacy_nsp_flag(setup, tmp_path):
 def test_unknown_objective_and_nsp_without_documents(setup, tmp_path):
     with pytest.raises(BlurbkitError) as caught:
         pretrain(_cfg(setup, tmp_path / "x", objective="xlnet"))
-    assert str(caught.value) == "unknown pretraining objective 'xlnet' (known: electra, mlm, mlm_nsp)"
+    assert str(caught.value) == "unknown pretraining objective 'xlnet' (known: electra, mlm, mlm_nsp, mlm_pairs)"
     assert not (tmp_path / "x").exists()  # refused before any work
     # plain text without blank lines: one document a line, each one sentence long -> no next sentence
     lines = tmp_path / "lines.txt"
