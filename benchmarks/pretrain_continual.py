@@ -53,7 +53,8 @@ def main() -> None:
     if not (out / "model.safetensors").is_file():
         blurbkit("pretrain", "--init", "default", "--corpus", str(sub), "--out", str(out), "--max-steps", str(args.max_steps),
                  "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--max-length", "128", "--save-every", "50",
-                 "--log-every", "5", "--threads", str(args.threads), "--max-minutes", str(args.max_minutes))
+                 "--log-every", "5", "--threads", str(args.threads), "--max-minutes", str(args.max_minutes),
+                 "--cache-dir", str(RUNS / f"{tag}_cache"))  # tokenised once per sub-corpus, shared by runs
     stats = plot_loss(out / "train_log.jsonl", RESULTS / f"pretrain_continual_{tag}_loss.png",
                       f"continual MLM of MiniLM on the {args.topic} sub-corpus ({task})")
     select = json.loads(Path(str(sub) + ".report.json").read_text())
