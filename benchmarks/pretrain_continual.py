@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pretrain_from_scratch import DATA, RESULTS, RUNS, plot_loss  # noqa: E402
 
-# topic -> (tag of the result files and the sub-corpus, the BLURB task it is for)
-TOPICS = {"drug": ("drug", "DDI"), "chemical+protein": ("chemprot", "ChemProt")}
+# topic -> tag of the result files and the sub-corpus (named after the BLURB task it is for)
+TOPICS = {"drug": "drug", "chemical+protein": "chemprot"}
 
 
 def blurbkit(*args: str) -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default=None, help="output directory under $BLURBKIT_RUNS (default minilm_<tag>)")
     args = parser.parse_args()
-    tag, task = TOPICS[args.topic]
+    tag = TOPICS[args.topic]
     args.name = args.name or f"minilm_{tag}"
     corpus = RUNS / "pubmed.jsonl.gz"
     sub = RUNS / f"{tag}.jsonl.gz"
@@ -56,7 +56,7 @@ def main() -> None:
                  "--log-every", "5", "--threads", str(args.threads), "--max-minutes", str(args.max_minutes),
                  "--cache-dir", str(RUNS / f"{tag}_cache"))  # tokenised once per sub-corpus, shared by runs
     stats = plot_loss(out / "train_log.jsonl", RESULTS / f"pretrain_continual_{tag}_loss.png",
-                      f"continual MLM of MiniLM on the {args.topic} sub-corpus ({task})")
+                      f"continual MLM of MiniLM on the {args.topic} sub-corpus")
     select = json.loads(Path(str(sub) + ".report.json").read_text())
     summary = json.loads((out / "pretrain_summary.json").read_text())
     result = {f"{tag}_corpus": {k: select[k] for k in ("documents_read", "documents_kept", "words_kept", "terms")},
