@@ -9,6 +9,16 @@ import time
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
 
+def add_executor_options(parser: argparse.ArgumentParser, executor_help: str) -> None:
+    """The options of every command that spreads runs over the local process pool or Ray."""
+    parser.add_argument("--executor", help=executor_help)
+    parser.add_argument("--ray-address", metavar="HOST:PORT",
+                        help="an existing Ray cluster (default: a local Ray instance; workers share --runs-dir)")
+    parser.add_argument("--workers", type=int, help="runs at once (default: cores // threads per run); with --plan: the wall time for N")
+    parser.add_argument("--threads-per-run", type=int, default=1, help="torch threads (Ray: CPUs) per run (default 1)")
+    parser.add_argument("--retries", type=int, default=2, help="tries again a run that failed (not for bad input) N times")
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("benchmark", help="fine-tune on BLURB datasets over seeds; print the BLURB table")
     parser.add_argument("--datasets", default="all", help="'all' (the 13 BLURB datasets) or a comma-separated list")
@@ -17,12 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="default: the dataset's recipe, in this process; full: the SPEC §2 grid searched on dev "
                              "(tasks/grids.toml), then the test seeds on the best point")
     parser.add_argument("--grid", metavar="SPEC", help="full protocol: override the grid, e.g. 'lr=1e-5,3e-5;bs=16,32;epochs=3;select=2'")
-    parser.add_argument("--executor", help="full protocol: local (a process pool on this machine, default) or ray")
-    parser.add_argument("--ray-address", metavar="HOST:PORT", help="an existing Ray cluster (default: a local Ray instance)")
-    parser.add_argument("--workers", type=int, help="runs at once (default: cores // threads per run); with --plan: the wall time for N")
-    parser.add_argument("--threads-per-run", type=int, default=1, help="torch threads (Ray: CPUs) per run (default 1)")
+    add_executor_options(parser, "full protocol: local (a process pool on this machine, default) or ray")
     parser.add_argument("--gpus-per-run", type=float, default=0.0, help="Ray: GPUs each run declares (default 0)")
-    parser.add_argument("--retries", type=int, default=2, help="tries again a run that failed (not for bad input) N times")
     parser.add_argument("--ship-runs", action="store_true",
                         help="Ray: run directories travel back to the driver (workers without the shared --runs-dir)")
     parser.add_argument("--plan", action="store_true", help="print runs, CPU-hours and wall time; train nothing")

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from blurbkit.cli.benchmark import add_executor_options
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
 
@@ -25,12 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--datasets", help="--matrix: comma-separated datasets (at least two)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3, the paper's)")
     parser.add_argument("--plan", action="store_true", help="print the runs (and how many are stored); train nothing")
-    parser.add_argument("--executor", help="run through an executor: local (a process pool on this machine) or ray; "
-                        "default: one run after another in this process")
-    parser.add_argument("--ray-address", metavar="HOST:PORT", help="an existing Ray cluster (workers must share --runs-dir)")
-    parser.add_argument("--workers", type=int, help="--executor: runs at once (default: cores // threads per run)")
-    parser.add_argument("--threads-per-run", type=int, default=1, help="--executor: torch threads (Ray: CPUs) per run")
-    parser.add_argument("--retries", type=int, default=2, help="--executor: tries a crashed run (not bad input) again N times")
+    add_executor_options(parser, "run through an executor: local (a process pool on this machine) or ray; "
+                         "default: one run after another in this process")
     parser.add_argument("--table-only", action="store_true",
                         help="tabulate the runs stored so far (md/csv/heatmap; cells with fewer seeds say [n=k]); train nothing")
     parser.add_argument("--report", metavar="NAME", help="name of the md/csv/png/svg files in --runs-dir (default stilt-BUDGET)")
