@@ -1,6 +1,7 @@
 """Load test of `blurbkit serve` on loopback: requests/s, sentences/s, p50/p95/p99 latency and errors at
 1, 8 and 32 concurrent clients, then a soak at 8 clients with the server's resident memory at its
-start and end.
+start and end,
+sampled every 5 s (flat: no more than --rss-bound-mb of growth after the soak's first minute).
 
 Every phase is bounded: a fixed number of requests and a time limit, whichever comes first; the
 soak by --soak-seconds. Only loopback URLs are accepted.
@@ -73,6 +74,37 @@ def resident_mb(pid: int | None) -> float | None:
     except OSError:
         return None
     return None
+
+
+async def sample_rss(pid: int | None, samples: list[tuple[float, float]], every: float = 5.0) -> None:
+    """(seconds since the soak began, resident MB) every few seconds, until cancelled."""
+    began = time.monotonic()
+    while True:
+        value = resident_mb(pid)
+        if value is not None:
+            samples.append((round(time.monotonic() - began, 1), value))
+        await asyncio.sleep(every)
+
+
+def rss_verdict(samples: list[tuple[float, float]], bound_mb: float) -> dict:
+    """Flat means: after the first minute (caches and the allocator's arenas warm up), resident memory
+    never rises more than `bound_mb` above its level at that minute."""
+    if not samples:
+        return {"samples": 0}
+    warm = [mb for t, mb in samples if t >= 60] or [samples[-1][1]]
+    growth = max(warm) - warm[0]
+    return {"samples": len(samples), "first_mb": samples[0][1], "at_60s_mb": warm[0], "max_mb": max(mb for _, mb in samples),
+            "last_mb": samples[-1][1], "growth_after_60s_mb": round(growth, 1), "bound_mb": bound_mb,
+            "flat": growth <= bound_mb, "series": samples}
+
+
+def machine() -> dict:
+    """The CPU class every number here belongs to."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    return {"cpu": model, "cores": os.cpu_count(), "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags,
+            "avx2": "avx2" in flags, "load_average": os.getloadavg()}
 
 
 def count_sentences(doc: dict) -> int:
@@ -171,7 +203,7 @@ def server(args: argparse.Namespace):
 
 async def run(args: argparse.Namespace, url: str, pid: int | None) -> dict:
     docs = pubtator_documents(args.pubtator, args.documents) if args.pubtator else synthetic_documents(args.documents)
-    report: dict = {"url": url, "documents": len(docs), "docs_per_request": args.docs_per_request,
+    report: dict = {"machine_at_start": machine(), "url": url, "documents": len(docs), "docs_per_request": args.docs_per_request,
                     "sentences_per_document": round(statistics.fmean(count_sentences(d) for d in docs), 1),
                     "rss_mb_before": resident_mb(pid), "phases": []}
     limits = httpx.Limits(max_connections=max(args.concurrency) + 4)
@@ -183,12 +215,17 @@ async def run(args: argparse.Namespace, url: str, pid: int | None) -> dict:
             print(json.dumps(result), flush=True)
         if args.soak_seconds > 0:
             report["rss_mb_soak_start"] = resident_mb(pid)
+            samples: list[tuple[float, float]] = []
+            sampler = asyncio.create_task(sample_rss(pid, samples))
             soak = await phase(client, docs, 8, 10**9, args.soak_seconds, args.docs_per_request)
+            sampler.cancel()
             report["soak"] = soak | {"rss_mb_start": report["rss_mb_soak_start"], "rss_mb_end": resident_mb(pid)}
+            report["soak"]["rss"] = rss_verdict(samples, args.rss_bound_mb)
             print(json.dumps({"soak": report["soak"]}), flush=True)
         health = (await client.get("/health")).json()
     report["server_batching"] = health.get("batching")
     report["rss_mb_after"] = resident_mb(pid)
+    report["load_average_at_end"] = os.getloadavg()
     return report
 
 
@@ -207,6 +244,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=200, help="requests per phase (at most)")
     parser.add_argument("--time-limit", type=float, default=60, help="seconds per phase (at most)")
     parser.add_argument("--soak-seconds", type=float, default=600, help="soak at 8 clients; 0: none")
+    parser.add_argument("--rss-bound-mb", type=float, default=50,
+                        help="the soak's memory is flat when it grows at most this much after its first minute (default 50)")
     parser.add_argument("--json-out", type=Path, help="write the whole report here")
     args = parser.parse_args()
     host = urlparse(args.url).hostname
@@ -218,7 +257,10 @@ def main() -> int:
     print(json.dumps(report, indent=2))
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+    errors = sum(p["errors"] for p in report["phases"]) + report.get("soak", {}).get("errors", 0)
+    flat = report.get("soak", {}).get("rss", {}).get("flat", True)
+    print(f"errors: {errors}; resident memory during the soak: {'flat' if flat else 'GREW beyond the bound'}", file=sys.stderr)
+    return 0 if errors == 0 and flat else 1
 
 
 if __name__ == "__main__":
