@@ -54,7 +54,7 @@ class CrossValidationPage(StudyPage):
         return study == cv.STUDY
 
     def title(self, study: str) -> str:
-        return "cross-validation (AIMed PPI)"
+        return "k-fold cross-validation"
 
     def build(self, site: Site, study: str, rows: list[dict[str, Any]]) -> str:
         grouped: dict[tuple[str, str, str], dict[str, list[dict[str, Any]]]] = {}
@@ -62,9 +62,9 @@ class CrossValidationPage(StudyPage):
             key = json.dumps(cv.shared_setting(row), sort_keys=True)
             grouped.setdefault((row["model"], row["budget"], row["dataset"]), {}).setdefault(key, []).append(row)
         parts = [f"<p>{len(rows)} runs. Fold k is test, fold k+1 dev (epoch choice), the other folds train; the BERT-RE "
-                 "paper trains on all other folds without a dev set. P / R / F1: test, %, micro over the positive "
-                 "relation; mean ± sample std over folds. A failed fold is no better than the trivial predictor "
-                 "(it stays in the mean, as in the tables `blurbkit cv` prints).</p>"]
+                 "paper trains on all other folds without a dev set. P / R / F1: test, % (the dataset's metric: for "
+                 "AIMed micro over the positive relation); mean ± sample std over folds. A failed fold is no better "
+                 "than the trivial predictor (it stays in the mean, as in the tables `blurbkit cv` prints).</p>"]
         sections = []
         for (model, budget, dataset), settings in grouped.items():
             for key, items in settings.items():
