@@ -1,6 +1,7 @@
 """A tiny results store made by hand for the report tests: two models on all 13 datasets (quick
 budget, 2-3 seeds, run directories with run.json and epochs.jsonl), a failed run, budget and
-deviation notes, and a stability study. No training: rows and run directories are written directly."""
+deviation notes, a stability study, and the studies with pages of their own shape (STILT, AIMed
+cross-validation, layer probing, the cost table). No training: rows and run directories are written directly."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import random
 from pathlib import Path
 
 from blurbkit.store.results import ResultsStore, RunKey
-from blurbkit.tasks.registry import blurb_datasets
+from blurbkit.tasks.registry import blurb_datasets, get_dataset
 
 MINILM = "default (MiniLM-L6-H384)"
 
@@ -52,5 +53,39 @@ def make_store(root: Path) -> Path:
         for seed in range(3):
             key = RunKey("optimization", variant, MINILM, "biosses", seed, "quick", json.dumps({"lr": 1e-4, "v": variant}))
             _add(store, root, key, "pearson", base + 0.05 * rng.random(), [])
+    add_studies(store, root, rng)
     store.close()
     return path
+
+
+def add_studies(store: ResultsStore, root: Path, rng: random.Random) -> None:
+    from blurbkit.analysis.probe_results import store_probes
+    from blurbkit.analysis.probing import ProbeResult
+    from blurbkit.experiments import cost_table, stilt
+
+    digests = {}
+    for dataset in ("gad", "biosses"):
+        for seed in range(2):
+            key = RunKey("stilt", stilt.BASELINE, MINILM, dataset, seed, "quick", json.dumps({"lr": 1e-4}))
+            _add(store, root, key, get_dataset(dataset).metric, 0.5 + 0.1 * rng.random(), [])
+            digests[(dataset, seed)] = key.digest()
+    for source, target in (("gad", "biosses"), ("biosses", "gad")):
+        for seed in range(2):
+            key = RunKey("stilt", stilt.transfer_variant(source, digests[(source, seed)]), MINILM, target, seed, "quick",
+                         json.dumps({"lr": 1e-4, "model": source}))
+            _add(store, root, key, get_dataset(target).metric, 0.5 + 0.1 * rng.random(), [])
+    for variant, featurizer in (("default", None), ("featurizer=sll_attention", "sll_attention")):
+        for fold in range(3):
+            key = RunKey("cv", variant, MINILM, "aimed", 0, "quick", json.dumps({"fold": fold, "featurizer": featurizer}))
+            store.add(key, {"metric": "relation_micro_f1", "test": {"score": 0.3 + 0.1 * rng.random(), "precision": 0.4,
+                                                                    "recall": 0.3, "n": 500, "n_gold": 90},
+                            "dev": {"score": 0.3}}, "c", None)
+    info = {"dataset": "ddi", "metric": "relation_micro_f1", "store_model": MINILM, "layers": 1, "budget": "quick",
+            "settings": {"pool": "cls", "epochs": 2}, "max_length": 64, "precision": "bfloat16", "hardware": "a CPU"}
+    store_probes(store.path, info, [ProbeResult(d, s, 0.1 * d, 0.2 * d + 0.01 * s, 1, [1 / (d + 1)] * (d + 1), 1.0)
+                                    for d in range(2) for s in range(2)])
+    row = {"model": "MiniLM-L6-H384 (default)", "weights": "pretrained", "parameters": 22567686, "train_examples_timed": 64,
+           "epochs_timed": 1, "train_split": 18035, "extrapolated": True, "timed_seconds": 2.0, "epoch_seconds": 560.0,
+           "three_epoch_seconds": 1680.0, "examples_per_second": 32.0, "tokens_per_second": 2000.0, "peak_memory_mb": 900.0,
+           "precision": "bfloat16"}
+    cost_table.store_costs(store.path, "chemprot", [MINILM], [row], {"cpu": "a CPU", "torch_threads": 1, "device": "cpu"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -35,6 +36,11 @@ def test_cost_prints_a_row_per_model(tiny_model, shared_data, tmp_path, capsys, 
     assert int(table[0]["parameters"]) > int(table[1]["parameters"]) > 0  # 2 layers vs 1
     assert all(float(r["tokens_per_second"]) > 0 and float(r["epoch_seconds"]) > 0 for r in table)
     assert (out / "cost-chemprot.png").is_file()
+    from blurbkit.store.results import read_rows
+
+    stored = read_rows(out / "results.sqlite")  # the default store: OUT/results.sqlite
+    assert [(r["study"], r["model"]) for r in stored] == [("cost", str(tiny_model.resolve())), ("cost", "tiny-random (1x32)")]
+    assert json.loads(stored[0]["test_metrics"])["machine"]["cpu"] and stored[0]["test_score"] is None
 
 
 def test_cost_bad_inputs_are_one_line(tmp_path, capsys):

@@ -81,7 +81,7 @@ def test_probe_cli_table_results_and_cache(tiny_model, shared_data, tmp_path, ca
     out = tmp_path / "probe"
     argv = ["probe", "--dataset", "gad", "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out),
             "--max-train-examples", "40", "--max-eval-examples", "16", "--max-test-examples", "16", "--epochs", "2",
-            "--seeds", "2", "--no-progress"]
+            "--seeds", "2", "--no-progress", "--store", str(tmp_path / "results.sqlite")]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     rows = [line for line in printed.splitlines() if line.startswith("| ") and not line.startswith("| layer")]
@@ -96,6 +96,13 @@ def test_probe_cli_table_results_and_cache(tiny_model, shared_data, tmp_path, ca
     # A second run (other pooling) reuses the frozen encoder's features.
     assert main([*argv, "--pool", "mean"]) == 0
     assert json.loads((out / "probe.json").read_text())["features"] == "cached"
+    # Both poolings are in the store, a row per depth and seed, for the report.
+    from blurbkit.store.results import read_rows
+
+    rows = read_rows(tmp_path / "results.sqlite")
+    assert len(rows) == 2 * 4 * 2 and {r["variant"] for r in rows} == {f"depth-{d}" for d in range(4)}
+    assert {json.loads(r["hyperparameters"])["pool"] for r in rows} == {"cls", "mean"}
+    assert {r["budget"] for r in rows} == {"custom-train40-dev16-test16"} and {r["model"] for r in rows} == {str(tiny_model.resolve())}
 
 
 def test_probe_bad_inputs_are_one_line(tmp_path, capsys):

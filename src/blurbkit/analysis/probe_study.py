@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from blurbkit.analysis.probe_results import probe_budget, store_probes
 from blurbkit.analysis.probing import (
     SPLITS,
     ProbeSettings,
@@ -44,9 +45,11 @@ from blurbkit.models.loading import (
     load_tokenizer,
     read_config,
     resolve_model_dir,
+    store_label,
 )
 from blurbkit.runtime.capability import capability
 from blurbkit.runtime.precision import autocast_dtype, dtype_name, pick_device
+from blurbkit.store.results import ResultsStore
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.run import load_splits
@@ -62,13 +65,17 @@ def hardware() -> str:
 def probe_study(dataset: str, out: Path, model: str | None = None, data: str | None = None,
                 settings: ProbeSettings | None = None, max_train_examples: int | None = None,
                 max_eval_examples: int | None = None, max_test_examples: int | None = None,
-                max_length: int | None = None, precision: str = "auto", progress: bool = True) -> dict[str, Any]:
+                max_length: int | None = None, precision: str = "auto", progress: bool = True,
+                store: str | Path | None = None) -> dict[str, Any]:
+    """Probe every depth; write OUT's files and, with `store`, one row per probe into that results store."""
     settings = settings or ProbeSettings()
     spec = get_dataset(dataset)
     check_probe_dataset(spec)  # before the model or any data is read
     model_dir = resolve_model_dir(model)
     read_config(model_dir)
     check_writable(out, "probe output directory")
+    if store is not None:
+        ResultsStore(store).close()  # a store that cannot take the rows fails now, not after the probes
     config = FinetuneConfig(dataset=spec.name, data=data, model=model, max_train_examples=max_train_examples,
                             max_eval_examples=max_eval_examples, max_test_examples=max_test_examples,
                             max_length=max_length)
@@ -117,6 +124,10 @@ def probe_study(dataset: str, out: Path, model: str | None = None, data: str | N
         "metric": spec.metric,
         "model": model_label(model),
         "model_dir": model_dir.name,
+        "store_model": store_label(None if model in (None, "default") else model),
+        "budget": probe_budget({"max_train_examples": max_train_examples, "max_eval_examples": max_eval_examples,
+                                "max_test_examples": max_test_examples}),
+        "out": str(out),
         "layers": layers,
         "settings": asdict(settings),
         "sizes": {split: len(records[split]) for split in SPLITS},
@@ -131,6 +142,8 @@ def probe_study(dataset: str, out: Path, model: str | None = None, data: str | N
         "summary": rows,
     }
     write_report(out, info, results)
+    if store is not None:
+        store_probes(store, info, results)
     for note in splits.notes:
         print(f"blurbkit: note: {spec.name}: {note}", file=sys.stderr)
     return info
@@ -189,6 +202,17 @@ def write_report(out: Path, info: dict[str, Any], results: list[Any]) -> None:
 
 
 def plot_probe(path: Path, info: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = probe_figure(info)
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)
+
+
+def probe_figure(info: dict[str, Any]) -> Any:
+    """score(l) with its seed spread, Delta_l per layer, and the full-depth probe's alphas (a figure
+    the caller saves and closes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -217,6 +241,4 @@ def plot_probe(path: Path, info: dict[str, Any]) -> None:
     right.set_title(f"scalar-mix weights, full-depth probe (γ = {rows[-1]['gamma']:.2f})")
     fig.suptitle(f"{info['model']}, {info['settings']['pool']} pooling, {info['settings']['seeds']} seeds", fontsize=9)
     fig.tight_layout()
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
+    return fig

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.models.loading import store_label
 from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
 from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import blurb_datasets, get_dataset
@@ -69,7 +70,7 @@ NOT_IN_KEY = ("out", "data", "progress", "overwrite", "save_model", "seed", "dat
 
 def model_label(model: str | None) -> str:
     """The store's name for an encoder: the embedded default, or the model directory's absolute path."""
-    return "default (MiniLM-L6-H384)" if model is None else str(Path(model).resolve())
+    return store_label(model)
 
 
 def run_key(study: str, variant: str, config: FinetuneConfig, model_label: str, budget: str) -> RunKey:

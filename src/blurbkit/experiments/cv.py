@@ -98,21 +98,56 @@ def fold_coverage(dataset: str, data: str | None, folds: int) -> dict[str, int]:
 def fold_results(bench: Benchmark, grid: Sequence[tuple[str, FinetuneConfig]], label: str, budget: str) -> list[dict[str, Any]]:
     """Per fold (in fold order): status, test P / R / F1 (%), test instances and gold positives."""
     folds = {run_key(STUDY, variant, config, label, budget).digest(): config.fold for variant, config in grid}
-    out = []
-    for row in bench.rows_for(grid, label, budget):
-        test = json.loads(row["test_metrics"] or "{}")
-        out.append({
-            "fold": folds[row["run_key"]],
-            "status": row.get("status", "ok"),
-            "precision": 100 * test["precision"] if "precision" in test else None,
-            "recall": 100 * test["recall"] if "recall" in test else None,
-            "f1": 100 * row["test_score"] if row["test_score"] is not None else None,
-            "n": test.get("n"),
-            "positives": test.get("n_gold"),
-            "failed": bool(test.get("failed")),
-            "wall_seconds": row["wall_seconds"],
-        })
-    return sorted(out, key=lambda r: r["fold"])
+    return sorted((fold_row(row, folds[row["run_key"]]) for row in bench.rows_for(grid, label, budget)),
+                  key=lambda r: r["fold"])
+
+
+def fold_row(row: dict[str, Any], fold: int | None = None) -> dict[str, Any]:
+    """One stored fold run as the tables read it (fold: from the run's settings unless given)."""
+    test = json.loads(row["test_metrics"] or "{}")
+    return {
+        "fold": json.loads(row["hyperparameters"]).get("fold", 0) if fold is None else fold,
+        "status": row.get("status", "ok"),
+        "precision": 100 * test["precision"] if "precision" in test else None,
+        "recall": 100 * test["recall"] if "recall" in test else None,
+        "f1": 100 * row["test_score"] if row["test_score"] is not None else None,
+        "n": test.get("n"),
+        "positives": test.get("n_gold"),
+        "failed": bool(test.get("failed")),
+        "wall_seconds": row["wall_seconds"],
+    }
+
+
+PARTS = ("transform", "featurizer", "head")  # what variant_name names: the compared model choices
+
+
+def shared_setting(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored run's settings without the fold and the compared parts: runs with the same shared
+    setting are the folds of one cross-validation, comparable across variants."""
+    return {k: v for k, v in json.loads(row["hyperparameters"]).items() if k != "fold" and k not in PARTS}
+
+
+def paired_folds(first: dict[int, float], other: dict[int, float]) -> dict[str, Any]:
+    """F1 of `other` − `first` on the folds both have: mean, sample std, n, and the paired t-test and
+    Wilcoxon signed-rank p (None where undefined: fewer than 2 folds, or every difference 0)."""
+    import warnings
+
+    from scipy import stats
+
+    folds = sorted(set(first) & set(other))
+    diffs = [other[k] - first[k] for k in folds]
+    out: dict[str, Any] = {"folds": folds, "diffs": diffs, "n": len(diffs), "mean": None, "std": None,
+                           "t_p": None, "wilcoxon_p": None}
+    if not diffs:
+        return out
+    out["mean"], out["std"] = mean_std(diffs)
+    if len(diffs) > 1 and any(d != 0 for d in diffs):
+        with warnings.catch_warnings():  # identical differences: scipy warns, t is undefined (None below)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            t_p = stats.ttest_rel([other[k] for k in folds], [first[k] for k in folds]).pvalue
+            out["t_p"] = None if t_p != t_p else float(t_p)
+            out["wilcoxon_p"] = float(stats.wilcoxon(diffs).pvalue)
+    return out
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

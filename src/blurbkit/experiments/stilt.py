@@ -31,6 +31,23 @@ from blurbkit.train.config import FinetuneConfig
 
 STUDY = "stilt"
 BASELINE = "baseline"
+TRANSFER_PREFIX = "after-"
+
+
+def transfer_variant(source: str, intermediate_digest: str) -> str:
+    """The store's variant of a run after intermediate task `source` (tied to that intermediate run)."""
+    return f"{TRANSFER_PREFIX}{source}@{intermediate_digest[:8]}"
+
+
+def intermediate_of(variant: str) -> str | None:
+    """The intermediate task of a stored variant: None for the baseline, the dataset of
+    'after-A@DIGEST'; BlurbkitError for a variant this study does not make."""
+    if variant == BASELINE:
+        return None
+    source, at, digest = variant.removeprefix(TRANSFER_PREFIX).rpartition("@")
+    if not variant.startswith(TRANSFER_PREFIX) or not at or not source or not digest:
+        raise BlurbkitError(f"not a STILT variant: {variant!r}")
+    return source
 
 
 @dataclass(frozen=True)
@@ -84,7 +101,7 @@ class StiltPlan:
                 for target in self.targets:
                     if target == source:
                         continue
-                    variant = f"after-{source}@{intermediate.key.digest()[:8]}"
+                    variant = transfer_variant(source, intermediate.key.digest())
                     config = make_config(target, seed).replace(model=str(model))
                     self.transfers.append(StiltRun(variant, config, self._key(variant, config), target, seed,
                                                    source, intermediate.key))
@@ -227,8 +244,23 @@ def stilt_csv(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell]) -> lis
 
 
 def stilt_heatmap(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell], title: str, paths: Sequence[Path]) -> None:
+    """The heatmap of `heatmap_figure` as png/svg files."""
+    import matplotlib.pyplot as plt
+
+    from blurbkit.fileio import atomic_write
+
+    fig = heatmap_figure(plan.targets, plan.sources, cells, title)
+    for path in paths:
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, format=path.suffix.lstrip("."), dpi=130)
+    plt.close(fig)
+
+
+def heatmap_figure(targets: Sequence[str], sources: Sequence[str], cells: dict[tuple[str, str | None], Cell],
+                   title: str) -> Any:
     """Differences from the baseline: gain blue, loss orange, saturation = size of the change
-    (symmetric scale around 0); each cell also shows the score."""
+    (symmetric scale around 0); each cell also shows the score. Rows = targets, columns = the
+    intermediate tasks by dataset title; a matplotlib figure (the caller saves and closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -236,11 +268,9 @@ def stilt_heatmap(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell], ti
     import numpy as np
     from matplotlib.colors import LinearSegmentedColormap, TwoSlopeNorm
 
-    from blurbkit.fileio import atomic_write
-
-    diffs = np.full((len(plan.targets), len(plan.sources)), np.nan)
-    for i, target in enumerate(plan.targets):
-        for j, source in enumerate(plan.sources):
+    diffs = np.full((len(targets), len(sources)), np.nan)
+    for i, target in enumerate(targets):
+        for j, source in enumerate(sources):
             cell = cells.get((target, source))
             if cell is not None and cell.diff is not None and source != target:
                 diffs[i, j] = cell.diff
@@ -248,10 +278,10 @@ def stilt_heatmap(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell], ti
     largest = max(largest, 0.5)  # a matrix of tiny changes stays pale instead of saturating
     colours = LinearSegmentedColormap.from_list("loss_gain", ["#d95f02", "#ffffff", "#1f5fa8"])
     colours = colours.with_extremes(bad="#dddddd")
-    fig, ax = plt.subplots(figsize=(1.5 + 1.25 * len(plan.sources), 1.2 + 0.65 * len(plan.targets)))
+    fig, ax = plt.subplots(figsize=(1.5 + 1.25 * len(sources), 1.2 + 0.65 * len(targets)))
     image = ax.imshow(np.ma.masked_invalid(diffs), cmap=colours, norm=TwoSlopeNorm(0.0, -largest, largest), aspect="auto")
-    for i, target in enumerate(plan.targets):
-        for j, source in enumerate(plan.sources):
+    for i, target in enumerate(targets):
+        for j, source in enumerate(sources):
             cell = cells.get((target, source))
             if source == target or cell is None:
                 ax.text(j, i, "—", ha="center", va="center", color="#666666")
@@ -260,19 +290,16 @@ def stilt_heatmap(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell], ti
             strong = cell.diff is not None and abs(cell.diff) > 0.6 * largest
             ax.text(j, i, f"{cell.mean:.1f}{'†' if cell.failed else ''}{diff}", ha="center", va="center", fontsize=8,
                     color="white" if strong else "black")
-    base = {t: cells[(t, None)].mean for t in plan.targets if (t, None) in cells}
-    ax.set_yticks(range(len(plan.targets)),
-                  [f"{get_dataset(t).title} (base {base[t]:.1f})" if t in base else get_dataset(t).title for t in plan.targets])
-    ax.set_xticks(range(len(plan.sources)), [get_dataset(s).title for s in plan.sources], rotation=30, ha="right")
+    base = {t: cells[(t, None)].mean for t in targets if (t, None) in cells}
+    ax.set_yticks(range(len(targets)),
+                  [f"{get_dataset(t).title} (base {base[t]:.1f})" if t in base else get_dataset(t).title for t in targets])
+    ax.set_xticks(range(len(sources)), [get_dataset(s).title for s in sources], rotation=30, ha="right")
     ax.set_xlabel("intermediate task")
     ax.set_ylabel("target task")
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, label="difference from baseline (points)")
     fig.tight_layout()
-    for path in paths:
-        with atomic_write(path, "wb") as handle:
-            fig.savefig(handle, format=path.suffix.lstrip("."), dpi=130)
-    plt.close(fig)
+    return fig
 
 
 def write_stilt_report(out_dir: Path, name: str, table: str, plan: StiltPlan,

@@ -114,3 +114,11 @@ def load_encoder(path: Path, **overrides: Any):
             path=path,
         )
     return model
+
+
+DEFAULT_STORE_LABEL = "default (MiniLM-L6-H384)"
+
+
+def store_label(model: str | Path | None) -> str:
+    """The results store's name for an encoder: the embedded default, or the model directory's absolute path."""
+    return DEFAULT_STORE_LABEL if model is None else str(Path(model).resolve())

@@ -41,6 +41,7 @@ pre { background: var(--alt); padding: .5rem; overflow-x: auto; font-size: .78re
 .notice { border-left: 4px solid #c98a00; background: #fff8e6; padding: .5rem .8rem; margin: .8rem 0; max-width: 90ch; }
 .notice.bad { border-color: var(--bad); background: #fdeeee; }
 ul.cols { columns: 14rem; padding-left: 1.2rem; }
+.gain { color: #1f5fa8; } .loss { color: #b35900; } .gain.sure, .loss.sure { font-weight: 700; }
 @media (max-width: 600px) { body { font-size: 14px; } main { padding: .5rem .5rem 1.5rem; } th, td { padding: .25rem .3rem; } }
 """
 

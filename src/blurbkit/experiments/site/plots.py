@@ -30,6 +30,13 @@ def _save(fig, path: Path) -> None:
     path.write_text(buffer.getvalue(), encoding="utf-8")
 
 
+def save_figure(fig, path: Path) -> None:
+    """A figure drawn elsewhere (a study's own plotting) as the site's SVG, then closed."""
+    plt = _pyplot()  # the site's SVG settings (fixed hash salt, no date) apply at save time
+    _save(fig, path)
+    plt.close(fig)
+
+
 @dataclass
 class Strip:
     label: str
@@ -38,8 +45,8 @@ class Strip:
     marks: dict[str, float] = field(default_factory=dict)  # reference name -> published value
 
 
-def strip_plot(path: Path, strips: Sequence[Strip], title: str, xlabel: str = "test score (%)") -> None:
-    """One row per strip: every seed a dot (jittered vertically), the mean a bar, published values ticks."""
+def strip_plot(path: Path, strips: Sequence[Strip], title: str, xlabel: str = "test score (%)", dots: str = "seed") -> None:
+    """One row per strip: every seed (or fold: `dots`) a dot (jittered vertically), the mean a bar, published values ticks."""
     plt = _pyplot()
     rows = max(1, len(strips))
     left = 0.35 + 0.068 * max((len(s.label) for s in strips), default=4)  # inches for the row labels
@@ -52,8 +59,8 @@ def strip_plot(path: Path, strips: Sequence[Strip], title: str, xlabel: str = "t
         n = len(strip.scores)
         offsets = [0.0] if n == 1 else [0.25 * (i / (n - 1) - 0.5) for i in range(n)]
         ax.scatter(strip.scores, [y + o for o in offsets], s=16, color="tab:blue", alpha=0.75, zorder=3,
-                   label="seed" if "seed" not in seen else None)
-        seen.add("seed")
+                   label=dots if dots not in seen else None)
+        seen.add(dots)
         if n:
             mean = sum(strip.scores) / n
             ax.plot([mean, mean], [y - 0.3, y + 0.3], color="tab:blue", linewidth=2, zorder=2)

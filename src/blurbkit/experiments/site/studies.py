@@ -236,3 +236,8 @@ def study_pages(site: Site) -> list[tuple[str, str]]:
         site.write(site.study_page(study), title, builder.build(site, study, rows), sort=False)
         written.append((site.study_page(study), title))
     return written
+
+
+# The studies with pages of their own shape register their builders in these modules (imported last:
+# they build on StudyPage and STUDY_PAGES above).
+from blurbkit.experiments.site import cost_page, cv_page, probe_page, stilt_page  # noqa: E402, F401
