@@ -43,8 +43,9 @@ def test_cost_prints_a_row_per_model(tiny_model, shared_data, tmp_path, capsys, 
     assert json.loads(stored[0]["test_metrics"])["machine"]["cpu"] and stored[0]["test_score"] is None
 
 
-def test_cost_bad_inputs_are_one_line(tmp_path, capsys):
+def test_cost_bad_inputs_are_one_line(tmp_path, capsys, monkeypatch):
     (tmp_path / "empty").mkdir()
+    monkeypatch.chdir(tmp_path)  # the default --out is ./runs: a refused command must not create it
     for argv, message in (
         (["cost", "--models", str(tmp_path / "missing")], "does not exist"),
         (["cost", "--models", f"minilm,{tmp_path / 'empty'}"], "no config.json"),
@@ -55,3 +56,4 @@ def test_cost_bad_inputs_are_one_line(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (argv, err)
+        assert not (tmp_path / "runs").exists(), argv

@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         raise BlurbkitError(f"--epochs must be at least 1 (got {args.epochs})")
     if args.max_train_examples is not None and args.max_train_examples < 1:
         raise BlurbkitError(f"--max-train-examples must be at least 1 (got {args.max_train_examples})")
+    models = resolve_cost_models(args.models)  # bad names are refused before anything is created
     check_writable(args.out / f"cost-{spec.name}.md", "cost table")
-    models = resolve_cost_models(args.models)
     ResultsStore(store).close()  # a store that cannot take the rows fails now, not after the timing
     machine = machine_info()
     rows = []
