@@ -156,6 +156,35 @@ def test_a_crashed_run_is_retried_then_stored_as_failed(fake, sync, tmp_path, ca
     assert rows["gad"]["error"].startswith("RuntimeError: worker ran out of memory")
 
 
+def test_ctrl_c_releases_the_claims_of_the_runs_in_flight(fake, sync, tmp_path, monkeypatch):
+    def interrupted(timeout: float) -> list:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sync, "wait", interrupted)
+    runs = tmp_path / "runs"
+    assert main(_benchmark(fake.model, runs, 3)) == 130
+    assert len(sync.submitted) == 2 and sync.closed == 1  # 2 slots: the third run was never claimed
+    with sqlite3.connect(runs / "results.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM claims").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+def test_run_all_puts_grids_of_several_encoders_on_one_executor(fake, sync, tmp_path):
+    """`ablate --study pretraining`: one grid per pretrained encoder (its own model label), all at once."""
+    from blurbkit.experiments.benchmark import Benchmark
+    from blurbkit.train.config import FinetuneConfig
+
+    store = ResultsStore(tmp_path / "results.sqlite")
+    bench = Benchmark(store=store, runs_dir=tmp_path / "runs", study="pretraining", executor=sync, progress=False)
+    grids = [([(name, FinetuneConfig("biosses", seed=seed, model=str(fake.model))) for seed in range(2)], f"encoder-{name}")
+             for name in ("mlm", "electra")]
+    bench.run_all(grids, "full")
+    assert sorted((r["model"], r["variant"], r["seed"]) for r in store.rows()) == [
+        ("encoder-electra", "electra", 0), ("encoder-electra", "electra", 1), ("encoder-mlm", "mlm", 0), ("encoder-mlm", "mlm", 1)]
+    assert len(sync.submitted) == 4 and sync.closed == 1
+    assert [len(bench.rows_for(configs, label, "full")) for configs, label in grids] == [2, 2]
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--datasets", default="all", help="'all' (the 13 BLURB datasets) or a comma-separated list")
     parser.add_argument("--seeds", type=int, help="seeds per dataset (default: the protocol's 10 or 5; 1 with --quick)")
     parser.add_argument("--protocol", default="default",
-                        help="default: the dataset's recipe, in this process; full: the SPEC §2 grid searched on dev "
+                        help="default: the dataset's recipe (in this process, or on --executor); full: the SPEC §2 grid searched on dev "
                              "(tasks/grids.toml), then the test seeds on the best point")
     parser.add_argument("--grid", metavar="SPEC", help="full protocol: override the grid, e.g. 'lr=1e-5,3e-5;bs=16,32;epochs=3;select=2'")
     add_executor_options(parser, "local (a process pool on this machine) or ray; --protocol full: local by default, "
