@@ -128,3 +128,34 @@ def test_cv_bad_inputs_are_one_line(mini_ppi, capsys):
     assert "--folds 5: the dataset has 4 folds" in capsys.readouterr().err
     assert main(["cv", "--dataset", "minippi", "--fold", "2"]) == 2
     assert "--fold is what cv varies" in capsys.readouterr().err
+
+
+def test_cv_folds_on_an_executor(mini_ppi, tmp_path, capsys, monkeypatch):
+    """The folds through an executor (in this process here, the worker's own code): every fold stored
+    once, the same table; --report-only trains nothing, so an executor with it is refused."""
+    import sys
+    import types
+
+    from sync_executor import SyncExecutor
+
+    import blurbkit.experiments.executors as executors
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        (model / name).write_text("{}")
+
+    def run_finetune(config):
+        test = {"score": 0.5 + 0.1 * config.fold, "precision": 0.5, "recall": 0.5, "n": 6, "n_gold": 3}
+        return {"metric": "relation_micro_f1", "test": test, "dev": {"score": 0.5}, "wall_seconds": 0.0, "notes": []}
+
+    monkeypatch.setitem(sys.modules, "blurbkit.train.run", types.SimpleNamespace(run_finetune=run_finetune))
+    executor = SyncExecutor()
+    monkeypatch.setattr(executors, "make_executor", lambda *args, **kwargs: executor)
+    argv = ["cv", "--dataset", "minippi", "--model", str(model), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
+    assert main([*argv, "--executor", "local"]) == 0
+    out = capsys.readouterr().out
+    assert len(executor.submitted) == 4 and sorted(t.config.fold for t in executor.submitted) == [0, 1, 2, 3]
+    assert [line.split("|")[6].strip() for line in out.splitlines() if re.match(r"^\| \d ", line)] == ["50.00", "60.00", "70.00", "80.00"]
+    assert main([*argv, "--report-only", "--executor", "local"]) == 2
+    assert "--report-only trains nothing: leave out --executor" in capsys.readouterr().err

@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 import pytest
+from sync_executor import SyncExecutor
 
 from blurbkit.cli.main import main
 from blurbkit.store.results import ResultsStore
@@ -194,37 +195,11 @@ def test_the_target_run_starts_from_the_intermediate_encoder(shared_data, tmp_pa
     assert gad_head != biosses_head
 
 
-class _SyncExecutor:
-    """The executor interface, running each task at once in this process (the worker's own code)."""
-
-    name, slots = "sync", 2
-
-    def __init__(self) -> None:
-        self.outcomes: list = []
-        self.submitted: list = []
-
-    def submit(self, task) -> None:
-        from blurbkit.experiments.executors import execute_run
-
-        self.submitted.append(task)
-        self.outcomes.append(execute_run(task))
-
-    def wait(self, timeout: float) -> list:
-        done, self.outcomes = self.outcomes, []
-        return done
-
-    def running(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
-
 def test_the_matrix_through_an_executor_submits_a_transfer_after_its_intermediate(fake_runs, tmp_path, capsys, monkeypatch):
     import blurbkit.experiments.executors as executors
 
     model, trained, _ = fake_runs
-    executor = _SyncExecutor()
+    executor = SyncExecutor()
     monkeypatch.setattr(executors, "make_executor", lambda *args, **kwargs: executor)
     runs = tmp_path / "runs"
     assert main(_matrix(model, runs, "--executor", "local", "--report", "m")) == 0
@@ -239,4 +214,4 @@ def test_the_matrix_through_an_executor_submits_a_transfer_after_its_intermediat
     assert main(_matrix(model, runs, "--executor", "local")) == 0
     assert len(trained) == 18
     assert main(_matrix(model, runs, "--workers", "2")) == 2
-    assert "--workers and --ray-address go with --executor local|ray" in capsys.readouterr().err
+    assert "--workers: only with --executor local|ray" in capsys.readouterr().err

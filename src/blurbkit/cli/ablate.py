@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any
 
+from blurbkit.cli.benchmark import add_executor_options, executor_choice, grid_bench
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
 ABLATIONS = ("tagging", "heads", "relation", "sll")
@@ -31,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--variants", help="comma-separated subset of the study's variants (default: all)")
     parser.add_argument("--seeds", type=int, help="seeds per cell (default 3; stability studies the papers': "
                         "10 for optimization and stability, 5 for the others)")
+    add_executor_options(parser, "run the grid through an executor: local (a process pool on this machine) or ray; "
+                         "default: one run after another in this process")
     add_store_options(parser)
     add_training_options(parser)
     add_pretraining_options(parser)
@@ -66,14 +69,12 @@ def run(args: argparse.Namespace) -> int:
         get_study,
     )
     from blurbkit.experiments.benchmark import (
-        Benchmark,
         apply_budget,
         budget_profile,
         failed_runs,
         summarise,
     )
     from blurbkit.experiments.report import write_report
-    from blurbkit.store.results import ResultsStore
 
     study = get_study(args.study)
     args.seeds, datasets, variants, label, budget = study_setup(args, study, default_seeds=3)
@@ -86,11 +87,10 @@ def run(args: argparse.Namespace) -> int:
     grid, skipped = build_grid(study, datasets, variants, args.seeds, make_config)
     for (dataset, variant), why in sorted(skipped.items()):
         print(f"blurbkit: note: {dataset} [{variant}] not run: {why}", file=sys.stderr)
-    store = ResultsStore(args.store or args.runs_dir / "results.sqlite")
+    bench = grid_bench(args, study.name)
     print(f"blurbkit: ablation {study.name}: {len(datasets)} datasets x {len(variants)} variants x {args.seeds} seeds "
           f"= {len(grid)} runs ({budget})", file=sys.stderr)
     started = time.perf_counter()
-    bench = Benchmark(store=store, runs_dir=args.runs_dir, study=study.name, force=args.force, keep_going=args.keep_going)
     bench.run(grid, label, budget)
     rows = bench.rows_for(grid, label, budget)
     summary = summarise(rows)
@@ -106,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
 def run_stability(args: argparse.Namespace) -> int:
     """A fine-tuning stability study (experiments/stability.py): its table, md/csv/png."""
     from blurbkit.experiments.benchmark import (
-        Benchmark,
         apply_budget,
         budget_profile,
         run_key,
@@ -120,7 +119,6 @@ def run_stability(args: argparse.Namespace) -> int:
         stability_table,
         write_stability_report,
     )
-    from blurbkit.store.results import ResultsStore
 
     study = get_stability_study(args.study)
     seeds, datasets, variants, label, budget = study_setup(args, study, default_seeds=study.seeds)
@@ -131,12 +129,11 @@ def run_stability(args: argparse.Namespace) -> int:
 
     check_train_size(study, args.max_train_examples)
     cells = build_cells(study, datasets, variants, seeds, make_config)
-    store = ResultsStore(args.store or args.runs_dir / "results.sqlite")
+    bench = grid_bench(args, study.name)
     rows = len({cell.row for cell in cells})
     print(f"blurbkit: study {study.name}: {rows} rows x {len(variants)} methods x {seeds} seeds = {len(cells)} runs "
           f"({budget})", file=sys.stderr)
     started = time.perf_counter()
-    bench = Benchmark(store=store, runs_dir=args.runs_dir, study=study.name, force=args.force, keep_going=args.keep_going)
     grid = [(cell.variant, cell.config) for cell in cells]
     bench.run(grid, label, budget)
     results = collect(cells, bench.rows_for(grid, label, budget),
@@ -164,6 +161,7 @@ def study_setup(args: argparse.Namespace, study: Any, default_seeds: int) -> tup
     seeds = default_seeds if args.seeds is None else args.seeds
     if seeds < 1:
         raise BlurbkitError("--seeds must be at least 1")
+    executor_choice(args)
     datasets = resolve_datasets(args.datasets or list(study.datasets))
     variants = select_variants(study, args.variants)
     resolve_model_dir(args.model)
@@ -182,7 +180,6 @@ def run_pretraining(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
     from blurbkit.experiments import pretraining as study
     from blurbkit.experiments.benchmark import (
-        Benchmark,
         apply_budget,
         budget_profile,
         model_label,
@@ -191,13 +188,13 @@ def run_pretraining(args: argparse.Namespace) -> int:
     )
     from blurbkit.experiments.stability import Cell, collect
     from blurbkit.pretrain.testsets import default_data_dir
-    from blurbkit.store.results import ResultsStore
 
     if args.model is not None:
         raise BlurbkitError("--model: study pretraining fine-tunes the encoders it pretrains; leave it out (--preset sets the size)")
     seeds = 3 if args.seeds is None else args.seeds
     if seeds < 1:
         raise BlurbkitError("--seeds must be at least 1")
+    executor_choice(args)  # before hours of pretraining: a bad executor option is one line now
     datasets = resolve_datasets(args.datasets or list(study.DATASETS))
     settings = study.select_settings(args.variants)
     corpus = args.corpus or [str(Path(args.data or default_data_dir()) / "pubmed_text")]
@@ -223,15 +220,13 @@ def run_pretraining(args: argparse.Namespace) -> int:
     cells = [Cell(dataset, item.setting.name, make_config(dataset, seed, item.out))
              for seed in range(seeds) for item in plans for dataset in datasets]
     labels = {item.setting.name: model_label(str(item.out)) for item in plans}
-    store = ResultsStore(args.store or args.runs_dir / "results.sqlite")
+    bench = grid_bench(args, "pretraining")
     print(f"blurbkit: study pretraining: {len(datasets)} datasets x {len(settings)} settings x {seeds} seeds "
           f"= {len(cells)} fine-tuning runs ({label})", file=sys.stderr)
-    bench = Benchmark(store=store, runs_dir=args.runs_dir, study="pretraining", force=args.force, keep_going=args.keep_going)
     rows = []
-    for seed in range(seeds):  # seed-major: every setting has a first result before any a second
-        for item in plans:
-            grid = [(c.variant, c.config) for c in cells if c.variant == item.setting.name and c.config.seed == seed]
-            bench.run(grid, labels[item.setting.name], label)
+    # Seed-major: every setting has a first result before any a second.
+    bench.run_all([([(c.variant, c.config) for c in cells if c.variant == item.setting.name and c.config.seed == seed],
+                    labels[item.setting.name]) for seed in range(seeds) for item in plans], label)
     for item in plans:
         grid = [(c.variant, c.config) for c in cells if c.variant == item.setting.name]
         rows.extend(bench.rows_for(grid, labels[item.setting.name], label))

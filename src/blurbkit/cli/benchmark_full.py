@@ -8,6 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from blurbkit.cli.benchmark import executor_choice, start_executor
 from blurbkit.cli.finetune import config_from_args
 from blurbkit.errors import BlurbkitError
 
@@ -22,9 +23,7 @@ def check_writable(folder: Path, what: str) -> None:
         raise BlurbkitError(f"{what} is not writable ({err.strerror or err})", path=folder) from None
 
 
-def _check_numbers(args: argparse.Namespace) -> None:
-    if args.threads_per_run < 1 or (args.workers is not None and args.workers < 1) or args.retries < 0:
-        raise BlurbkitError("--threads-per-run and --workers must be at least 1, --retries at least 0")
+def _check_fixed(args: argparse.Namespace) -> None:
     fixed = [flag for flag, value in (("--lr", args.lr), ("--batch-size", args.batch_size), ("--epochs", args.epochs)) if value]
     if fixed:
         raise BlurbkitError(f"{', '.join(fixed)}: the full protocol searches these; set them with --grid")
@@ -50,7 +49,7 @@ def protocols_from_args(args: argparse.Namespace, overrides: dict) -> list:
 def run_full(args: argparse.Namespace) -> int:
     from blurbkit.experiments.benchmark import blurb_table, budget_name, model_label
     from blurbkit.experiments.cost import hours
-    from blurbkit.experiments.executors import check_executor, machine_cores, make_executor, pool_size
+    from blurbkit.experiments.executors import machine_cores, pool_size
     from blurbkit.experiments.plan import make_plan
     from blurbkit.experiments.protocol import chosen_table, describe, parse_grid
     from blurbkit.experiments.report import write_report
@@ -60,8 +59,9 @@ def run_full(args: argparse.Namespace) -> int:
 
     # Every check that can refuse the command comes before the store is opened: bad input stores nothing.
     overrides = parse_grid(args.grid)
-    executor_name = check_executor(args.executor or "local")
-    _check_numbers(args)
+    executor_name = executor_choice(args, default="local")
+    assert executor_name is not None
+    _check_fixed(args)
     resolve_model_dir(args.model)
     label, budget = model_label(args.model), budget_name(args.quick, args)
     args.no_save_model = not args.save_models
@@ -78,7 +78,7 @@ def run_full(args: argparse.Namespace) -> int:
         rows = ResultsStore(store_path).rows() if store_path.exists() else []
         print(make_plan(protocols, rows, label, budget, threads, cores).text(workers))
         return 0
-    executor = make_executor(executor_name, threads, args.workers, args.ray_address, args.gpus_per_run)
+    executor = start_executor(args, executor_name)
     print(header, file=sys.stderr)
     store = ResultsStore(store_path)
     try:
@@ -87,7 +87,6 @@ def run_full(args: argparse.Namespace) -> int:
         plan = None  # no measured throughput of this model yet: no estimate to compare with
     sweep = Sweep(store, executor, args.runs_dir, label, budget, threads=threads, retries=args.retries,
                   ship=args.ship_runs, force=args.force, progress=not args.no_progress)
-    print(f"blurbkit: executor {executor.name}: {executor.slots} runs at once, {threads} thread(s) each", file=sys.stderr)
     result = sweep.run(protocols)
     print(chosen_table(result.chosen, result.per_dataset, result.failed))
     print()

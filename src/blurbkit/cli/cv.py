@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from blurbkit.cli.benchmark import add_executor_options, executor_choice, grid_bench
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
 
@@ -25,6 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="compare featurizers fold by fold, e.g. cls,sll_attention (one table each and a paired comparison)")
     parser.add_argument("--report-only", action="store_true",
                         help="print the tables from the folds already stored, train nothing (e.g. while a run goes on)")
+    add_executor_options(parser, "run the folds through an executor: local (a process pool on this machine) or ray; "
+                         "default: one fold after another in this process")
     add_store_options(parser)
     add_training_options(parser)
     parser.set_defaults(func=run)
@@ -34,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
     from blurbkit.data.folds import fold_count
     from blurbkit.errors import BlurbkitError
     from blurbkit.experiments.benchmark import (
-        Benchmark,
         apply_budget,
         budget_name,
         budget_profile,
@@ -54,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
     )
     from blurbkit.fileio import atomic_write
     from blurbkit.models.loading import resolve_model_dir
-    from blurbkit.store.results import ResultsStore
     from blurbkit.tasks.registry import get_dataset
 
     (dataset,) = resolve_datasets(args.dataset)
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     available = fold_count(dataset, args.data)  # no folds / a prepared folder: one line before any training
     folds = available if args.folds is None else args.folds
     check_folds(folds, available)
+    if executor_choice(args) and args.report_only:
+        raise BlurbkitError("--report-only trains nothing: leave out --executor")
     resolve_model_dir(args.model)
     args.no_save_model = not args.save_models
     base = config_from_args(args, dataset, args.seed, None)
@@ -80,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
     label = model_label(args.model)
     variants = [variant_name(b) for b in bases]
     print(f"blurbkit: cv {dataset}: {folds} of {available} folds [{', '.join(variants)}] ({budget})", file=sys.stderr)
-    store = ResultsStore(args.store or args.runs_dir / "results.sqlite")
-    bench = Benchmark(store=store, runs_dir=args.runs_dir, study=STUDY, force=args.force, keep_going=args.keep_going)
+    bench = grid_bench(args, STUDY)
     started = time.perf_counter()
     if not args.report_only:
         bench.run(grid, label, budget)

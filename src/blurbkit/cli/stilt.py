@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from blurbkit.cli.benchmark import add_executor_options
+from blurbkit.cli.benchmark import add_executor_options, executor_choice, start_executor
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
 
@@ -80,15 +80,7 @@ def run(args: argparse.Namespace) -> int:
         check_pair(sources[0], targets[0])
     if args.seeds < 1:
         raise BlurbkitError("--seeds must be at least 1")
-    executor_name = None
-    if args.executor is not None:
-        from blurbkit.experiments.executors import check_executor
-
-        executor_name = check_executor(args.executor)
-        if args.threads_per_run < 1 or (args.workers is not None and args.workers < 1) or args.retries < 0:
-            raise BlurbkitError("--threads-per-run and --workers must be at least 1, --retries at least 0")
-    elif args.workers is not None or args.ray_address:
-        raise BlurbkitError("--workers and --ray-address go with --executor local|ray")
+    executor_name = executor_choice(args)
     model_dir = resolve_model_dir(args.model)
     label, budget = model_label(args.model), budget_name(args.quick, args)
     args.no_save_model = not args.save_models
@@ -129,12 +121,9 @@ def run(args: argparse.Namespace) -> int:
     elif executor_name is None:
         not_run = run_in_process(plan, progress=not args.no_progress)
     else:
-        from blurbkit.experiments.executors import make_executor
         from blurbkit.experiments.stilt_sweep import StiltSweep
 
-        executor = make_executor(executor_name, args.threads_per_run, args.workers, args.ray_address)
-        print(f"blurbkit: executor {executor.name}: {executor.slots} runs at once, {args.threads_per_run} thread(s) each",
-              file=sys.stderr)
+        executor = start_executor(args, executor_name)
         not_run = StiltSweep(plan, executor, args.threads_per_run, args.retries, progress=not args.no_progress).run()
     cells = collect(plan, store.rows(study="stilt", model=label, budget=budget))
     table = stilt_table(plan, cells)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.models.loading import store_label
@@ -20,6 +20,9 @@ from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import blurb_datasets, get_dataset
 from blurbkit.train.config import FinetuneConfig, without_added_defaults
 from blurbkit.train.provenance import blurbkit_commit
+
+if TYPE_CHECKING:
+    from blurbkit.experiments.executors import Executor
 
 
 def budget_profile(name: str, dataset: str) -> dict[str, Any]:
@@ -105,6 +108,13 @@ class Benchmark:
     keep_going: bool = False
     failures: list[str] = field(default_factory=list)
     say: Callable[[str], None] | None = None  # where progress lines go (default stderr; a progress bar's writer)
+    # None: the runs go one after another in this process. An executor (experiments/executors.py: the
+    # local process pool or Ray) runs them at once through experiments/grid_sweep.py, with the same keys
+    # and run directories; it is closed when `run` / `run_all` returns (one call per executor).
+    executor: Executor | None = None
+    threads: int = 1  # torch threads (Ray: CPUs) per run on the executor
+    retries: int = 2  # a run that crashed on the executor is tried again this many times
+    progress: bool = True  # the executor's bar over the grid
 
     def _say(self, text: str) -> None:
         if self.say is not None:
@@ -124,6 +134,19 @@ class Benchmark:
         """Train and store every run not stored yet. Each run is claimed in the store first, so
         several processes on one store split the grid: a run stored or being trained by another
         live process is skipped here."""
+        self.run_all([(configs, model_label)], budget)
+
+    def run_all(self, grids: Iterable[tuple[Iterable[tuple[str, FinetuneConfig]], str]], budget: str) -> None:
+        """`run` over several grids, each (configs, model label), in order; on an executor all at once."""
+        if self.executor is not None:
+            from blurbkit.experiments.grid_sweep import GridSweep
+
+            GridSweep(self).run([(variant, config, label) for configs, label in grids for variant, config in configs], budget)
+            return
+        for configs, label in grids:
+            self._run_here(configs, label, budget)
+
+    def _run_here(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str) -> None:
         from blurbkit.train.run import run_finetune
 
         commit = blurbkit_commit()

@@ -5,60 +5,39 @@ read the intermediate models from --runs-dir, so Ray workers must share it."""
 
 from __future__ import annotations
 
-import os
-import time
 from pathlib import Path
 from typing import Any
 
-from blurbkit.experiments.benchmark import finished_run
-from blurbkit.experiments.executors import FORWARDED_ENV, Executor, RunOutcome, RunTask
+from blurbkit.experiments.driver import Driver, Job, resumable
+from blurbkit.experiments.executors import Executor, RunOutcome, RunTask
 from blurbkit.experiments.progress import SweepProgress
 from blurbkit.experiments.stilt import StiltPlan, StiltRun, stored_digests
 from blurbkit.store.results import ALREADY_STORED
-from blurbkit.tasks.registry import get_dataset
-from blurbkit.train.provenance import blurbkit_commit
-
-POLL = 2.0  # s between looks at the executor
-CLAIM_BEAT = 30.0  # s between heartbeats of the claims of runs in flight
 
 
-class StiltSweep:
+class StiltSweep(Driver):
     def __init__(self, plan: StiltPlan, executor: Executor, threads: int = 1, retries: int = 2, progress: bool = True) -> None:
         self.plan, self.executor, self.threads, self.retries = plan, executor, threads, retries
         self.store, self.bench = plan.bench.store, plan.bench
-        self.env = {name: value for name in FORWARDED_ENV if (value := os.environ.get(name))}
         expected: dict[str, int] = {}
         for run in plan.runs():
             expected[run.target] = expected.get(run.target, 0) + 1
-        self.bar = SweepProgress(expected, enabled=progress)
-        self.jobs: dict[str, tuple[StiltRun, RunTask, int]] = {}  # digest -> run, task, attempts so far
+        self.begin(SweepProgress(expected, enabled=progress))
         self.waiting: dict[str, list[StiltRun]] = {}  # intermediate digest -> transfers waiting for it
         self.not_run: list[str] = []
-        self.failures: list[str] = []
         self.forced: set[str] = set()  # digests trained again over a stored row (--force, a lost model)
 
     def run(self) -> list[str]:
         """Everything the store lacks; returns what could not run or failed."""
-        self.commit = blurbkit_commit()
         self.stored = stored_digests(self.plan)
-        try:
+
+        def start() -> None:
             for run in self.plan.baselines:
                 self._submit(run, force=self._lost_model(run))
             for run in self.plan.transfers:
                 self._after_intermediate(run)
-            beat = time.monotonic()
-            while self.jobs:
-                for outcome in self.executor.wait(POLL):
-                    self._settle(outcome)
-                if time.monotonic() - beat > CLAIM_BEAT:
-                    self.store.touch([task.key for _, task, _ in self.jobs.values()])
-                    beat = time.monotonic()
-                self.bar.show(self.executor.running(), self.executor.slots)
-        finally:
-            for _, task, _ in self.jobs.values():
-                self.store.release(task.key)
-            self.executor.close()
-            self.bar.close()
+
+        self.drive(start)
         return self.failures + self.not_run
 
     def _lost_model(self, run: StiltRun) -> bool:
@@ -91,9 +70,9 @@ class StiltSweep:
             self.bar.settle(run.target, ok=True)
             return
         out = self.bench.run_dir(run.variant, run.config, run.key)
-        metrics = None if force else finished_run(out)
-        if metrics is not None:  # trained before the driver stopped, not stored yet
-            self._store(run, metrics, out, metrics.pop("_blurbkit_commit", None) or self.commit, None)
+        found = resumable(out, force, self.commit)
+        if found is not None:  # trained before the driver stopped, not stored yet
+            self._store(run, found[0], out, found[1], None)
             return
         why_not = self.store.claim(run.key, force=force)
         if why_not is not None:
@@ -105,30 +84,21 @@ class StiltSweep:
             return
         task = RunTask(run.key, run.config.replace(out=out, overwrite=True, resume=not force, progress=False), what,
                        self.threads, False, self.env)
-        self.jobs[digest] = (run, task, 0)
         if force:
             self.forced.add(digest)
-        self.executor.submit(task)
+        self.submit(Job(task, run.target, payload=run))
 
-    def _settle(self, outcome: RunOutcome) -> None:
-        if outcome.digest not in self.jobs:
-            return
-        run, task, attempts = self.jobs.pop(outcome.digest)
-        attempts += 1
-        if outcome.metrics is not None:
-            self._store(run, outcome.metrics, task.config.out, self.commit, outcome.seconds)
-        elif outcome.retryable and attempts <= self.retries:
-            self.bar.line(f"blurbkit: {task.label}: {outcome.error}; retrying ({attempts + 1} of {self.retries + 1})")
-            self.jobs[outcome.digest] = (run, task, attempts)
-            self.executor.submit(task)
-            return
-        else:
-            out = str(task.config.out) if task.config.out else None
-            self.store.add_failed(task.key, get_dataset(run.target).metric, outcome.error or "failed", self.commit, out)
-            self.failures.append(f"{task.label}: {outcome.error}")
-            self.bar.line(f"blurbkit: {task.label}: FAILED after {attempts} attempt(s): {outcome.error}")
-            self.bar.settle(run.target, ok=False, seconds=outcome.seconds)
-        for waiting in self.waiting.pop(outcome.digest, []):
+    def succeeded(self, job: Job, outcome: RunOutcome) -> None:
+        assert outcome.metrics is not None
+        self._store(job.payload, outcome.metrics, job.task.config.out, self.commit, outcome.seconds)
+        self._release_waiting(outcome.digest)
+
+    def failed(self, job: Job, outcome: RunOutcome) -> None:
+        self.store_failed(job, outcome)
+        self._release_waiting(outcome.digest)
+
+    def _release_waiting(self, digest: str) -> None:
+        for waiting in self.waiting.pop(digest, []):
             self._after_intermediate(waiting)
 
     def _store(self, run: StiltRun, metrics: dict[str, Any], out: Any, commit: str, seconds: float | None) -> None:

@@ -10,7 +10,6 @@ BlurbkitError: bad input fails the same way again), then stored as failed with i
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -18,25 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blurbkit.experiments.benchmark import finished_run, run_key, summarise
-from blurbkit.experiments.executors import FORWARDED_ENV, Executor, RunOutcome, RunTask, unpack_dir
+from blurbkit.experiments.benchmark import run_key, summarise
+from blurbkit.experiments.driver import Driver, Job, resumable
+from blurbkit.experiments.executors import Executor, RunOutcome, RunTask
 from blurbkit.experiments.progress import SweepProgress
 from blurbkit.experiments.protocol import STUDY, VARIANT, DatasetProtocol, choose, point_of
 from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
-from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
-from blurbkit.train.provenance import blurbkit_commit
-
-POLL = 2.0  # s between looks at the executor (progress bar, claims)
-CLAIM_BEAT = 30.0  # s between heartbeats of the claims of runs in flight
-
-
-@dataclass
-class Job:
-    task: RunTask
-    dataset: str
-    search: bool
-    attempts: int = 0
 
 
 @dataclass
@@ -52,7 +39,7 @@ class SweepResult:
 
 
 @dataclass
-class Sweep:
+class Sweep(Driver):
     store: ResultsStore
     executor: Executor
     runs_dir: Path | None
@@ -67,36 +54,23 @@ class Sweep:
 
     def run(self, protocols: Sequence[DatasetProtocol]) -> SweepResult:
         started = time.perf_counter()
-        self.result = SweepResult()
-        self.commit = blurbkit_commit()
+        self.begin(SweepProgress({p.dataset: p.run_count() for p in protocols}, enabled=self.progress))
+        self.result = SweepResult(failures=self.failures)
         self.protocols = {p.dataset: p for p in protocols}
-        self.jobs: dict[str, Job] = {}
         self.search_left: dict[str, set[str]] = defaultdict(set)
         self.dev: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self.stored = {r["run_key"]: r for r in self.store.rows(study=STUDY, model=self.model_label, budget=self.budget)}
-        self.bar = SweepProgress({p.dataset: p.run_count() for p in protocols}, enabled=self.progress)
-        self.env = {name: value for name in FORWARDED_ENV if (value := os.environ.get(name))}
         self.seen: set[str] = set()
         self.points: dict[str, str] = {}  # digest -> grid point (JSON) of the search runs
-        try:
+
+        def start() -> None:
             for p in protocols:
                 for config in p.selection_runs():
                     self._schedule(p, config, search=True)
                 if not self.search_left[p.dataset]:
                     self._choose(p)
-            beat = time.monotonic()
-            while self.jobs:
-                for outcome in self.executor.wait(POLL):
-                    self._settle(outcome)
-                if time.monotonic() - beat > CLAIM_BEAT:
-                    self.store.touch([job.task.key for job in self.jobs.values()])
-                    beat = time.monotonic()
-                self.bar.show(self.executor.running(), self.executor.slots)
-        finally:
-            for job in self.jobs.values():
-                self.store.release(job.task.key)
-            self.executor.close()
-            self.bar.close()
+
+        self.drive(start)
         self._tabulate()
         self.result.wall_seconds = time.perf_counter() - started
         return self.result
@@ -125,9 +99,9 @@ class Sweep:
             self._finished(p.dataset, digest, search, row["dev_score"], None)
             return
         out = self._out(key, config)
-        metrics = None if self.force else finished_run(out)
-        if metrics is not None:  # trained before the driver was stopped, not stored yet
-            self._store(p.dataset, key, metrics, out, search, metrics.pop("_blurbkit_commit", None) or self.commit)
+        found = resumable(out, self.force, self.commit)
+        if found is not None:  # trained before the driver was stopped, not stored yet
+            self._store(p.dataset, key, found[0], out, search, found[1])
             return
         why_not = self.store.claim(key, force=self.force)
         if why_not == ALREADY_STORED:  # stored by another process since we looked
@@ -140,8 +114,7 @@ class Sweep:
             return
         label = f"{config.dataset} seed {config.seed} lr {config.lr:g} bs {config.batch_size} ep {config.epochs}"
         task = RunTask(key, config.replace(out=out, overwrite=True), label, self.threads, self.ship and out is not None, self.env)
-        self.jobs[digest] = Job(task, p.dataset, search)
-        self.executor.submit(task)
+        self.submit(Job(task, p.dataset, payload=search))
 
     def _choose(self, p: DatasetProtocol) -> None:
         best = choose(p, self.dev[p.dataset])
@@ -158,37 +131,24 @@ class Sweep:
 
     # -- outcomes -----------------------------------------------------------------------------
 
-    def _settle(self, outcome: RunOutcome) -> None:
-        job = self.jobs.get(outcome.digest)
-        if job is None:
-            return
+    def observed(self, job: Job, outcome: RunOutcome) -> None:
         if self.on_outcome:
             self.on_outcome(outcome)
-        task = job.task
-        job.attempts += 1
-        self.result.cpu_seconds += outcome.seconds * task.threads
-        if outcome.metrics is not None:
-            del self.jobs[outcome.digest]
-            self.result.executed += 1
-            if outcome.run_dir is not None and task.config.out is not None:
-                unpack_dir(outcome.run_dir, task.config.out)
-            where = f" on {outcome.host}" if outcome.host else ""
-            self._store(job.dataset, task.key, outcome.metrics, task.config.out, job.search, self.commit,
-                        f"{task.label}: dev {100 * outcome.metrics['dev']['score']:.2f} test "
-                        f"{100 * outcome.metrics['test']['score']:.2f} ({outcome.seconds:.0f} s{where})", outcome.seconds)
-            return
-        if outcome.retryable and job.attempts <= self.retries:
-            self.bar.line(f"blurbkit: {task.label}: {outcome.error}; retrying ({job.attempts + 1} of {self.retries + 1})")
-            self.executor.submit(task)
-            return
-        del self.jobs[outcome.digest]
+        self.result.cpu_seconds += outcome.seconds * job.task.threads
+
+    def succeeded(self, job: Job, outcome: RunOutcome) -> None:
+        task, metrics = job.task, outcome.metrics
+        assert metrics is not None
         self.result.executed += 1
-        metric = get_dataset(job.dataset).metric
-        self.store.add_failed(task.key, metric, outcome.error or "failed", self.commit, str(task.config.out) if task.config.out else None)
-        self.result.failures.append(f"{task.label}: {outcome.error}")
-        self.bar.line(f"blurbkit: {task.label}: FAILED after {job.attempts} attempt(s): {outcome.error}")
-        self.bar.settle(job.dataset, ok=False, seconds=outcome.seconds)
-        self._search_done(job.dataset, outcome.digest, job.search)
+        where = f" on {outcome.host}" if outcome.host else ""
+        self._store(job.dataset, task.key, metrics, task.config.out, job.payload, self.commit,
+                    f"{task.label}: dev {100 * metrics['dev']['score']:.2f} test "
+                    f"{100 * metrics['test']['score']:.2f} ({outcome.seconds:.0f} s{where})", outcome.seconds)
+
+    def failed(self, job: Job, outcome: RunOutcome) -> None:
+        self.result.executed += 1
+        self.store_failed(job, outcome)
+        self._search_done(job.dataset, outcome.digest, job.payload)
 
     def _store(self, dataset: str, key: RunKey, metrics: dict[str, Any], out: Path | None, search: bool,
                commit: str, line: str | None = None, seconds: float | None = None) -> None:
