@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--variants", help="comma-separated subset of the study's variants (default: all)")
     parser.add_argument("--seeds", type=int, help="seeds per cell (default 3; stability studies the papers': "
                         "10 for optimization and stability, 5 for the others)")
+    parser.add_argument("--grid", metavar="SPEC", help="study search: override the protocol's grid (tasks/grids.toml), "
+                        "as benchmark --protocol full, e.g. 'lr=1e-5,3e-5;bs=16;epochs=3;select=2'")
     add_executor_options(parser, "run the grid through an executor: local (a process pool on this machine) or ray; "
                          "default: one run after another in this process")
     add_store_options(parser)
@@ -56,7 +58,18 @@ def add_pretraining_options(parser: argparse.ArgumentParser) -> None:
                        help="ELECTRA generator width as a fraction of the discriminator's (default 0.25)")
 
 
+def searched_studies() -> list[str]:
+    """The studies with a dev-selected grid (the only ones --grid applies to)."""
+    from blurbkit.experiments.stability import STUDIES as STABILITY_STUDIES
+
+    return [name for name, study in STABILITY_STUDIES.items() if any(v.searched for v in study.variants)]
+
+
 def run(args: argparse.Namespace) -> int:
+    from blurbkit.errors import BlurbkitError
+
+    if args.grid and args.study not in searched_studies():
+        raise BlurbkitError(f"--grid: only with --study {'|'.join(searched_studies())} (study {args.study} searches no grid)")
     if args.study in STABILITY:
         return run_stability(args)
     if args.study == "pretraining":
@@ -104,11 +117,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_stability(args: argparse.Namespace) -> int:
-    """A fine-tuning stability study (experiments/stability.py): its table, md/csv/png."""
+    """A fine-tuning stability study (experiments/stability.py): its table, md/csv/png. The search
+    study's searched methods run in two stages (experiments/search_study.py)."""
+    from blurbkit.errors import BlurbkitError
     from blurbkit.experiments.benchmark import (
         apply_budget,
         budget_profile,
         run_key,
+    )
+    from blurbkit.experiments.protocol import parse_grid
+    from blurbkit.experiments.search_study import (
+        grid_budget_lines,
+        plan_searches,
+        run_search_study,
+        search_section,
+        write_grid_csv,
     )
     from blurbkit.experiments.stability import (
         build_cells,
@@ -121,7 +144,16 @@ def run_stability(args: argparse.Namespace) -> int:
     )
 
     study = get_stability_study(args.study)
+    overrides = parse_grid(args.grid)  # before anything else: a bad grid is one line, nothing stored
     seeds, datasets, variants, label, budget = study_setup(args, study, default_seeds=study.seeds)
+    searched = [v for v in variants if v.searched]
+    if args.grid and not searched:
+        raise BlurbkitError(f"--grid: none of the methods selected with --variants searches a grid "
+                            f"({', '.join(v.name for v in study.variants if v.searched)} do)")
+    if searched:
+        from blurbkit.cli.benchmark_full import check_fixed
+
+        check_fixed(args, f"study {study.name}")
 
     def make_config(dataset: str, seed: int):
         config = config_from_args(args, dataset, seed, None)
@@ -129,26 +161,41 @@ def run_stability(args: argparse.Namespace) -> int:
 
     check_train_size(study, args.max_train_examples)
     cells = build_cells(study, datasets, variants, seeds, make_config)
-    bench = grid_bench(args, study.name)
-    rows = len({cell.row for cell in cells})
-    print(f"blurbkit: study {study.name}: {rows} rows x {len(variants)} methods x {seeds} seeds = {len(cells)} runs "
-          f"({budget})", file=sys.stderr)
+    searches = plan_searches(study, datasets, searched, seeds, make_config, overrides, "quick" if args.quick else "full")
+    total = len(cells) + sum(s.run_count() for s in searches)
+    rows = len({cell.row for cell in cells} | {s.row for s in searches})
+    print(f"blurbkit: study {study.name}: {rows} rows x {len(variants)} methods x {seeds} seeds"
+          + (f" (+ the selection runs of {len(searches)} searches)" if searches else "") + f" = {total} runs ({budget})",
+          file=sys.stderr)
     started = time.perf_counter()
-    grid = [(cell.variant, cell.config) for cell in cells]
-    bench.run(grid, label, budget)
-    results = collect(cells, bench.rows_for(grid, label, budget),
-                      lambda cell: run_key(study.name, cell.variant, cell.config, label, budget).digest())
+    if searches:
+        done = run_search_study(cells, searches, lambda: grid_bench(args, study.name), label, budget,
+                                lambda line: print(line, file=sys.stderr))
+        table_cells, stored, failures = done.cells, done.rows, done.failures
+    else:
+        bench = grid_bench(args, study.name)
+        grid = [(cell.variant, cell.config) for cell in cells]
+        bench.run(grid, label, budget)
+        table_cells, stored, failures = cells, bench.rows_for(grid, label, budget), bench.failures
+    results = collect(table_cells, stored, lambda cell: run_key(study.name, cell.variant, cell.config, label, budget).digest())
     parameters = None
     if study.cost_columns:
         parameters = {k: encoder_parameters(args.model, k) for k in sorted({cell.config.drop_layers for cell in cells})}
-    table = stability_table(study, cells, results, variants, budget, parameters)
+    name = f"study-{study.name}-{budget}"
+    table = stability_table(study, table_cells, results, variants, budget, parameters, budget_cells=cells or None,
+                            budget_extra=grid_budget_lines(searches))
+    if searches:
+        table += f"\n\n{search_section(done.choices)}\n\nEvery grid point's dev scores: {name}-grid.csv"
     print(table)
     print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
-    for path in write_stability_report(args.runs_dir, f"study-{study.name}-{budget}", table, study, results, variants):
+    written = write_stability_report(args.runs_dir, name, table, study, results, variants)
+    if searches:
+        written.append(write_grid_csv(args.runs_dir / f"{name}-grid.csv", study.name, done.choices))
+    for path in written:
         print(f"blurbkit: wrote {path}", file=sys.stderr)
-    for failure in bench.failures:
+    for failure in failures:
         print(f"failed: {failure}", file=sys.stderr)
-    return 1 if bench.failures else 0
+    return 1 if failures else 0
 
 
 def study_setup(args: argparse.Namespace, study: Any, default_seeds: int) -> tuple[int, list[str], list[Any], str, str]:

@@ -23,10 +23,11 @@ def check_writable(folder: Path, what: str) -> None:
         raise BlurbkitError(f"{what} is not writable ({err.strerror or err})", path=folder) from None
 
 
-def _check_fixed(args: argparse.Namespace) -> None:
+def check_fixed(args: argparse.Namespace, who: str = "the full protocol") -> None:
+    """A grid search sets lr, batch size and epochs itself: a fixed value would be overridden."""
     fixed = [flag for flag, value in (("--lr", args.lr), ("--batch-size", args.batch_size), ("--epochs", args.epochs)) if value]
     if fixed:
-        raise BlurbkitError(f"{', '.join(fixed)}: the full protocol searches these; set them with --grid")
+        raise BlurbkitError(f"{', '.join(fixed)}: {who} searches these; set them with --grid")
 
 
 def protocols_from_args(args: argparse.Namespace, overrides: dict) -> list:
@@ -61,7 +62,7 @@ def run_full(args: argparse.Namespace) -> int:
     overrides = parse_grid(args.grid)
     executor_name = executor_choice(args, default="local")
     assert executor_name is not None
-    _check_fixed(args)
+    check_fixed(args)
     resolve_model_dir(args.model)
     label, budget = model_label(args.model), budget_name(args.quick, args)
     args.no_save_model = not args.save_models

@@ -22,6 +22,10 @@ class Variant:
     overrides: dict[str, Any]
     needs_original: bool = False  # entity markers / original text: unmasked sentence + offsets
     epochs_scale: int = 1  # longer training (stability studies): the budget's epochs times this
+    # The search study (experiments/search_study.py): lr, batch size and epochs come from the dev-selected
+    # grid, not the recipe; `test_overrides` apply to its test runs only (not its selection runs).
+    searched: bool = False
+    test_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.experiments import ablation, stability
 from blurbkit.experiments.compare import compare_cells
 from blurbkit.experiments.leaderboard import LEADERBOARD_STUDIES, Cell, make_cell
+from blurbkit.experiments.search_study import is_selection_variant
 from blurbkit.experiments.site.context import Site
 from blurbkit.experiments.site.html import Raw, Td, esc, figure, table
 from blurbkit.experiments.site.plots import Strip, strip_plot
@@ -195,7 +196,8 @@ class StabilityPage(StudyPage):
 
     def variant_order(self, study: str, seen: list[str]) -> list[str]:
         known = [v.name for v in stability.STUDIES[study].variants]
-        return [v for v in known if v in seen] + [v for v in seen if v not in known]
+        # The search study's selection runs (NAME/select) are its grid on dev, not a test column.
+        return [v for v in known if v in seen] + [v for v in seen if v not in known and not is_selection_variant(v)]
 
     def row_label(self, study: str, row: dict[str, Any]) -> str:
         sizes = stability.STUDIES[study].train_sizes

@@ -1,0 +1,251 @@
+"""The search study (`blurbkit ablate --study search`, the stability paper's Table 9 shape): per
+dataset the published recipe against the dev-selected hyperparameter grid, without and with
+stabilisation, every method over the same test seeds.
+
+A searched variant (`ablation.Variant.searched`) runs in two stages, both through `Benchmark` (in
+this process, or on an executor) and the results store:
+  1. selection: the protocol's grid (experiments/protocol.py: tasks/grids.toml, or --grid) x its
+     selection seeds, stored under the variant `NAME/select`, so no table mixes them with test runs;
+  2. test: the study's test seeds on the point with the best mean dev score (`protocol.choose`),
+     with the variant's test-only overrides, stored under `NAME`.
+Selection seeds start at FIRST_SELECTION_SEED: the test runs are never the runs their point was
+chosen on (their dev luck would bias the test mean and hide failed runs), and they are the seeds
+of the `standard` column. Run again, the study trains nothing stored: the choice is made again
+from the same stored dev scores, and the test runs on that point are in the store.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blurbkit.experiments.ablation import Variant
+from blurbkit.experiments.benchmark import Benchmark, run_key
+from blurbkit.experiments.protocol import DatasetProtocol, choose, grid_for, point_of
+from blurbkit.experiments.stability import Cell, StabilityStudy, check_no_conflict, row_label
+from blurbkit.fileio import atomic_write
+from blurbkit.tasks.registry import get_dataset
+from blurbkit.train.config import FinetuneConfig
+
+SELECT = "/select"  # the store variant of a searched method's selection runs: NAME/select
+FIRST_SELECTION_SEED = 100  # selection seeds 100, 101, ...; test seeds 0, 1, ... (as every other column)
+
+
+def selection_variant(name: str) -> str:
+    return f"{name}{SELECT}"
+
+
+def is_selection_variant(name: str) -> bool:
+    return name.endswith(SELECT)
+
+
+def point_text(point: dict[str, Any]) -> str:
+    return f"lr {point['lr']:g}, batch {point['batch_size']}, epochs {point['epochs']}"
+
+
+@dataclass(frozen=True)
+class Search:
+    """One dataset's search for one searched method: its grid, selection runs and test seeds."""
+
+    row: str
+    variant: Variant
+    protocol: DatasetProtocol  # its base carries the variant's overrides (every grid run gets them)
+
+    def selection(self) -> list[Cell]:
+        name = selection_variant(self.variant.name)
+        return [Cell(self.row, name, config.replace(seed=config.seed + FIRST_SELECTION_SEED))
+                for config in self.protocol.selection_runs()]
+
+    def tests(self, point: dict[str, Any]) -> list[Cell]:
+        return [Cell(self.row, self.variant.name, config.replace(**self.variant.test_overrides))
+                for config in self.protocol.test_runs(point)]
+
+    def run_count(self) -> int:
+        grid = self.protocol.grid
+        return len(grid.points()) * grid.selection_seeds + self.protocol.test_seeds
+
+
+def plan_searches(study: StabilityStudy, datasets: Sequence[str], variants: Sequence[Variant], seeds: int,
+                  make_config: Callable[[str, int], FinetuneConfig], grid_overrides: dict[str, Any] | None = None,
+                  protocol: str = "full") -> list[Search]:
+    """Every dataset x searched variant; `protocol` names the grids.toml table ('quick' for --quick)."""
+    searches = []
+    for dataset in datasets:
+        base = make_config(dataset, 0)
+        check_no_conflict(study, base)
+        spec = get_dataset(dataset)
+        grid = grid_for(spec.name, grid_overrides, protocol)
+        for variant in variants:
+            if variant.searched:
+                searches.append(Search(row_label(spec.name, None), variant,
+                                       DatasetProtocol(spec.name, grid, seeds, base.replace(**variant.overrides))))
+    return searches
+
+
+@dataclass
+class Choice:
+    """What the selection runs of one search gave: dev scores per point and the winner."""
+
+    search: Search
+    dev: dict[str, list[float]]  # point JSON -> dev scores of its finished selection runs
+    errored: dict[str, int]  # point JSON -> selection runs stored as failed (no score)
+    missing: int  # selection runs not in the store (stopped, or held by another process)
+    best: tuple[dict[str, Any], float] | None  # (point, mean dev) once every selection run is stored
+
+    def why_none(self) -> str:
+        total = len(self.search.selection())
+        if self.missing:
+            return f"{self.missing} of {total} selection runs not stored yet; no test runs until they are"
+        return f"all {total} selection runs errored; no test runs"
+
+
+def choose_point(search: Search, rows_by_key: dict[str, dict[str, Any]], key_of: Callable[[Cell], str]) -> Choice:
+    """The best mean dev point, chosen only when every selection run is stored (ok or errored): a
+    choice from part of the grid would depend on which runs happened to finish first."""
+    dev: dict[str, list[float]] = {}
+    errored: dict[str, int] = {}
+    missing = 0
+    for cell in search.selection():
+        row = rows_by_key.get(key_of(cell))
+        point = json.dumps(point_of(cell.config), sort_keys=True)
+        if row is None:
+            missing += 1
+        elif row.get("status", "ok") != "ok":
+            errored[point] = errored.get(point, 0) + 1
+        else:
+            dev.setdefault(point, []).append(row["dev_score"])
+    best = None if missing else choose(search.protocol, dev)
+    return Choice(search, dev, errored, missing, best)
+
+
+@dataclass
+class SearchRun:
+    cells: list[Cell]  # the table's runs: the fixed methods' and the test runs on the chosen points
+    choices: list[Choice]
+    rows: list[dict[str, Any]]  # the stored rows of `cells`
+    failures: list[str] = field(default_factory=list)
+
+
+def run_search_study(fixed: Sequence[Cell], searches: Sequence[Search], make_bench: Callable[[], Benchmark],
+                     label: str, budget: str, say: Callable[[str], None]) -> SearchRun:
+    """Stage 1: the fixed methods' runs and every selection run; stage 2: the test seeds on each
+    chosen point. `make_bench` gives the runner (an executor is closed when its grid ends, so the
+    second stage gets a new one)."""
+    bench = make_bench()
+    benches = [bench]
+    first = [*fixed, *(cell for search in searches for cell in search.selection())]
+    bench.run([(c.variant, c.config) for c in first], label, budget)
+
+    study = bench.study
+
+    def key_of(cell: Cell) -> str:
+        return run_key(study, cell.variant, cell.config, label, budget).digest()
+
+    stored = {r["run_key"]: r for r in bench.rows_for([(c.variant, c.config) for c in first], label, budget)}
+    choices, tests = [], []
+    for search in searches:
+        choice = choose_point(search, stored, key_of)
+        choices.append(choice)
+        name = f"{search.row} [{search.variant.name}]"
+        if choice.best is None:
+            say(f"blurbkit: {name}: {choice.why_none()}")
+            continue
+        point, dev = choice.best
+        say(f"blurbkit: {name}: chose {point_text(point)} (mean dev {100 * dev:.2f}); "
+            f"{search.protocol.test_seeds} test seeds on it")
+        tests += search.tests(point)
+    if tests:
+        if bench.executor is not None:
+            bench = make_bench()
+            benches.append(bench)
+        bench.run([(c.variant, c.config) for c in tests], label, budget)
+    cells = [*fixed, *tests]
+    rows = bench.rows_for([(c.variant, c.config) for c in cells], label, budget)
+    failures = [failure for b in benches for failure in b.failures]
+    return SearchRun(cells, choices, rows, failures)
+
+
+# -- the table's search sections ----------------------------------------------------------------
+
+def _seed_range(first: int, count: int) -> str:
+    return str(first) if count == 1 else f"{first}-{first + count - 1}"
+
+
+def grid_budget_lines(searches: Sequence[Search]) -> list[str]:
+    """One budget line per dataset: its grid, selection and test seeds, and the runs of each search."""
+    lines, by_row = [], {}
+    for search in searches:
+        by_row.setdefault(search.row, []).append(search)
+    for row, items in by_row.items():
+        p = items[0].protocol
+        g = p.grid
+        lines.append(f"- {row} grid ({', '.join(s.variant.name for s in items)}): lr {'/'.join(f'{v:g}' for v in g.lr)} x "
+                     f"batch {'/'.join(map(str, g.batch_size))} x epochs {'/'.join(map(str, g.epochs))} = "
+                     f"{len(g.points())} point{'s' * (len(g.points()) != 1)} x {g.selection_seeds} selection seed{'s' * (g.selection_seeds != 1)} "
+                     f"({_seed_range(FIRST_SELECTION_SEED, g.selection_seeds)}) on dev, then {p.test_seeds} test seeds "
+                     f"({_seed_range(0, p.test_seeds)}) on the chosen point: {items[0].run_count()} runs per method")
+    return lines
+
+
+def _dev_cell(choice: Choice, point: dict[str, Any]) -> str:
+    key = json.dumps(point, sort_keys=True)
+    scores = [100 * s for s in choice.dev.get(key, [])]
+    text = "—" if not scores else f"{statistics.fmean(scores):.2f}" + (
+        f" ± {statistics.stdev(scores):.2f}" if len(scores) > 1 else "")
+    if choice.errored.get(key):
+        text += f" ({choice.errored[key]} errored)"
+    if choice.best is not None and choice.best[0] == point:
+        text = f"**{text}** ←"
+    return text
+
+
+def search_section(choices: Sequence[Choice]) -> str:
+    """The chosen point per dataset and method, then every grid point's dev mean per method."""
+    methods = list(dict.fromkeys(c.search.variant.name for c in choices))
+    lines = ["Chosen points (best mean dev score over the selection seeds; the test seeds ran on them):", "",
+             "| dataset | method | lr | batch | epochs | mean dev (%) |", "|---|---|---|---|---|---|"]
+    for choice in choices:
+        name = f"| {choice.search.row} | {choice.search.variant.name} |"
+        if choice.best is None:
+            lines.append(f"{name} — | — | — | {choice.why_none()} |")
+            continue
+        point, dev = choice.best
+        lines.append(f"{name} {point['lr']:g} | {point['batch_size']} | {point['epochs']} | {100 * dev:.2f} |")
+    lines += ["", "Grid dev scores (%, mean ± std over the selection seeds; ← the chosen point):", "",
+              f"| dataset | lr | batch | epochs | {' | '.join(methods)} |", "|---" * (4 + len(methods)) + "|"]
+    rows = list(dict.fromkeys(c.search.row for c in choices))
+    for row in rows:
+        of_row = {c.search.variant.name: c for c in choices if c.search.row == row}
+        first = next(iter(of_row.values()))
+        for point in first.search.protocol.grid.points():
+            cells = [_dev_cell(of_row[m], point) if m in of_row else "" for m in methods]
+            lines.append(f"| {row} | {point['lr']:g} | {point['batch_size']} | {point['epochs']} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def write_grid_csv(path: Path, study: str, choices: Sequence[Choice]) -> Path:
+    """One line per dataset x method x grid point: its dev scores, their mean and std, whether chosen."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["study", "row", "method", "lr", "batch_size", "epochs", "dev_scores", "dev_mean", "dev_std",
+                     "errored", "chosen"])
+    for choice in choices:
+        for point in choice.search.protocol.grid.points():
+            key = json.dumps(point, sort_keys=True)
+            scores = [100 * s for s in choice.dev.get(key, [])]
+            mean = f"{statistics.fmean(scores):.4f}" if scores else ""
+            std = f"{statistics.stdev(scores):.4f}" if len(scores) > 1 else ""
+            chosen = int(choice.best is not None and choice.best[0] == point)
+            writer.writerow([study, choice.search.row, choice.search.variant.name, f"{point['lr']:g}", point["batch_size"],
+                             point["epochs"], " ".join(f"{s:.4f}" for s in scores), mean, std,
+                             choice.errored.get(key, 0), chosen])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as handle:
+        handle.write(buffer.getvalue())
+    return path
