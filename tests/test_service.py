@@ -184,3 +184,63 @@ def test_a_request_whose_client_gave_up_does_not_stop_the_worker():
     assert asyncio.run(send())[0]["id"] == "after"
     batcher.close()
     assert pipeline.seen == ["slow", "after"]  # the abandoned request was not computed
+
+
+def test_batcher_hands_freed_memory_back_on_its_interval_only():
+    releases = []
+    clock = {"now": 0.0}
+
+    def release():
+        releases.append(clock["now"])
+        return True
+
+    batcher = Batcher(SlowPipeline(pause=0), max_wait_ms=0, release_memory_seconds=10, release=release)
+    batcher._released = 0.0
+    import blurbkit.inference.service as service
+
+    real = service.time.monotonic
+    service.time.monotonic = lambda: clock["now"]
+    try:
+        for now in (1.0, 5.0, 10.5, 12.0, 25.0):
+            clock["now"] = now
+            batcher._release_memory()
+    finally:
+        service.time.monotonic = real
+    assert releases == [10.5, 25.0] and batcher.stats["memory_releases"] == 2
+    never = Batcher(SlowPipeline(pause=0), release_memory_seconds=0, release=release)
+    never._released = -1e9
+    never._release_memory()
+    assert len(releases) == 2
+
+
+def _resident_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_release_free_memory_returns_freed_heap_pages_to_the_kernel():
+    import ctypes
+
+    from blurbkit.runtime.allocator import release_free_memory, tune_allocator
+
+    if not tune_allocator():  # not glibc: nothing is kept, nothing to hand back
+        pytest.skip("glibc's mallopt is not available")
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    blocks = [libc.malloc(1 << 20) for _ in range(300)]  # 300 MB on the heap (below the raised mmap threshold)
+    keep = libc.malloc(64)  # a live block above them: the heap top cannot shrink on its own
+    for block in blocks:
+        ctypes.memset(block, 1, 1 << 20)  # make the pages resident
+    before = _resident_mb()
+    for block in blocks:
+        libc.free(block)
+    kept = _resident_mb()
+    assert release_free_memory()
+    after = _resident_mb()
+    libc.free(keep)
+    assert before - kept < 50  # the tuned heap keeps what was freed ...
+    assert kept - after > 200  # ... until it is handed back

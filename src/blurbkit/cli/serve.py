@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-wait-ms", type=float, default=10.0,
                         help="how long the batcher waits for more requests to join a batch")
     parser.add_argument("--max-batch-documents", type=int, default=64, help="documents per gathered batch")
+    parser.add_argument("--release-memory-every", type=float, default=10.0, metavar="SECONDS",
+                        help="hand freed heap pages back to the OS this often, so resident memory stays flat "
+                        "under load (default 10; 0: never)")
     parser.add_argument("--graceful-seconds", type=int, default=30,
                         help="on shutdown, how long in-flight requests may take to finish")
     parser.set_defaults(func=run)
@@ -61,12 +64,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from blurbkit.errors import BlurbkitError
     from blurbkit.inference.service import Limits, create_app
 
+    if args.release_memory_every < 0:
+        raise BlurbkitError(f"--release-memory-every must be 0 (never) or a number of seconds, not {args.release_memory_every:g}")
     pipeline = load_pipeline(args, args.ner)
     limits = Limits(max_body_bytes=args.max_body_bytes, max_documents=args.max_documents,
                     max_document_chars=args.max_document_chars, max_wait_ms=args.max_wait_ms,
-                    max_batch_documents=args.max_batch_documents)
+                    max_batch_documents=args.max_batch_documents, release_memory_seconds=args.release_memory_every)
     uvicorn.run(create_app(pipeline, limits), host=args.host, port=args.port, log_level="info",
                 timeout_graceful_shutdown=args.graceful_seconds)
     return 0

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.runtime.allocator import release_free_memory
 
 log = logging.getLogger("blurbkit.serve")
 
@@ -52,6 +53,7 @@ class Limits:
     max_document_chars: int = 1_000_000
     max_wait_ms: float = 10.0
     max_batch_documents: int = 64
+    release_memory_seconds: float = 10.0  # free heap pages go back to the kernel this often (0: never)
 
 
 # ---- schema (what /openapi.json shows) ----------------------------------------------------------
@@ -103,14 +105,17 @@ class AnnotateResponse(BaseModel):
 class Batcher:
     """Concurrent requests -> one pipeline call per gathered batch, on one worker thread."""
 
-    def __init__(self, pipeline: Any, max_wait_ms: float = 10.0, max_batch_documents: int = 64) -> None:
+    def __init__(self, pipeline: Any, max_wait_ms: float = 10.0, max_batch_documents: int = 64,
+                 release_memory_seconds: float = 10.0, release: Any = release_free_memory) -> None:
         self.pipeline = pipeline
         self.max_wait = max_wait_ms / 1000
         self.max_batch_documents = max_batch_documents
+        # Resident memory stays flat under load only if freed pages go back (runtime/allocator.py).
+        self.release_every, self.release, self._released = release_memory_seconds, release, time.monotonic()
         self._queue: queue.Queue[tuple[list[dict], concurrent.futures.Future] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="blurbkit-batcher", daemon=True)
         self._closed = False
-        self.stats = {"batches": 0, "requests": 0, "documents": 0, "largest_batch_requests": 0}
+        self.stats = {"batches": 0, "requests": 0, "documents": 0, "largest_batch_requests": 0, "memory_releases": 0}
 
     def start(self) -> None:
         self._thread.start()
@@ -153,8 +158,15 @@ class Batcher:
                 self._process(items)
             except Exception:  # e.g. the event loop of a waiting request is gone: keep serving
                 log.exception("batch failed")
+            self._release_memory()
             if stop:
                 return
+
+    def _release_memory(self) -> None:
+        if self.release_every > 0 and time.monotonic() - self._released >= self.release_every:
+            if self.release():
+                self.stats["memory_releases"] += 1
+            self._released = time.monotonic()
 
     def _process(self, items: list[tuple[list[dict], concurrent.futures.Future]]) -> None:
         # A request whose client went away (its future cancelled) is not computed.
@@ -250,7 +262,7 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 def create_app(pipeline: Any, limits: Limits | None = None) -> Any:
     """The ASGI app serving `pipeline` (a blurbkit.Pipeline), wrapped in the body-size limit."""
     limits = limits or Limits()
-    batcher = Batcher(pipeline, limits.max_wait_ms, limits.max_batch_documents)
+    batcher = Batcher(pipeline, limits.max_wait_ms, limits.max_batch_documents, limits.release_memory_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
