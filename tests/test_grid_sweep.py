@@ -13,7 +13,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -205,9 +204,7 @@ def _closed_port() -> int:
 def test_bad_executor_options_are_one_line_exit_2_and_nothing_stored(fake, tmp_path, capsys, command, flags, message):
     runs = tmp_path / "runs"
     flags = [flag.format(port=_closed_port()) for flag in flags]
-    started = time.monotonic()
-    assert main([*command, "--model", str(fake.model), "--runs-dir", str(runs), *flags]) == 2
-    assert time.monotonic() - started < 10
+    assert main([*command, "--model", str(fake.model), "--runs-dir", str(runs), *flags]) == 2  # no hang: pytest-timeout
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("blurbkit: error: ") and message in err[0], err
     assert not (runs / "results.sqlite").exists() and not fake.trained

@@ -271,3 +271,31 @@ def test_stilt_interval_is_the_paired_bootstrap_of_the_targets_test_predictions(
     low, high = (float(x) for x in re.fullmatch(r"\[(\S+), (\S+)\]", rows["GAD"][5]).groups())
     assert rows["GAD"][4] == f"{diff:+.2f}" and low <= diff <= high and high - low > 0.5 and rows["GAD"][6] == "20"
     assert rows["ChemProt"][4:6] == ["+0.00", "[+0.00, +0.00]"]
+
+
+def test_imports_of_bad_files_are_one_line_and_store_nothing(tmp_path, capsys):
+    from blurbkit.cli.main import main
+
+    rows = cost_rows()
+    cost_table.write_cost_report(tmp_path, "cost-chemprot", cost_table.cost_table("chemprot", rows, MACHINE), rows, MACHINE)
+    text = (tmp_path / "cost-chemprot.csv").read_text().splitlines()
+    header = text[0].split(",")
+    drop = header.index("timed_seconds")
+    (tmp_path / "cost-chemprot-cut.csv").write_text("\n".join(",".join(c for n, c in enumerate(line.split(",")) if n != drop)
+                                                           for line in text) + "\n")
+    (tmp_path / "cost-ddi.csv").write_text((tmp_path / "cost-chemprot.csv").read_text())
+    info, results = probe_info(layers=1, seeds=1)
+    bare = {k: v for k, v in info.items() if k not in ("store_model", "budget")}
+    (tmp_path / "nopool.json").write_text(results_json(results, bare | {"settings": {"epochs": 1}}))
+    (tmp_path / "nodataset.json").write_text(results_json(results, bare | {"dataset": "nosuch"}))
+    store = tmp_path / "results.sqlite"
+    for argv, says in (
+        (["cost", "--import-csv", str(tmp_path / "cost-chemprot-cut.csv"), "--store", str(store)], "timed_seconds"),
+        (["cost", "--import-csv", str(tmp_path / "cost-ddi.csv"), "--store", str(store)], "a cost table of 'ddi'"),
+        (["probe", "--import-json", str(tmp_path / "nopool.json"), "--store", str(store)], "settings.pool"),
+        (["probe", "--import-json", str(tmp_path / "nodataset.json"), "--store", str(store)], "nosuch"),
+    ):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], (argv, err)
+    assert not store.exists() or read_rows(store) == []

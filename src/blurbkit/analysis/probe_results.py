@@ -19,6 +19,7 @@ from blurbkit.analysis.probing import ProbeResult, summarise
 from blurbkit.errors import BlurbkitError
 from blurbkit.models.loading import DEFAULT_STORE_LABEL
 from blurbkit.store.results import ResultsStore, RunKey
+from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.provenance import blurbkit_commit
 
 STUDY = "probe"
@@ -70,8 +71,14 @@ def import_probe_json(path: Path, store: str | Path) -> tuple[dict[str, Any], in
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, AttributeError) as err:
         raise BlurbkitError(f"not a probe.json written by blurbkit probe ({type(err).__name__}: {err})", path=path) from None
     missing = [n for n in ("dataset", "metric", "layers", "settings", "max_length", "precision", "model") if n not in info]
+    if not missing and not (isinstance(info["settings"], dict) and "pool" in info["settings"]):
+        missing = ["settings.pool"]
     if missing or not results:
         raise BlurbkitError(f"not a probe.json written by blurbkit probe (no {', '.join(missing) or 'results'})", path=path)
+    try:
+        get_dataset(info["dataset"])
+    except BlurbkitError as err:
+        raise BlurbkitError(f"{err}", path=path) from None
     if "store_model" not in info:
         info["store_model"] = DEFAULT_STORE_LABEL if info["model"] == DEFAULT_MODEL else info["model"]
     if "budget" not in info:

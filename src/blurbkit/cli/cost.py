@@ -47,11 +47,16 @@ def run(args: argparse.Namespace) -> int:
     from blurbkit.fileio import check_writable
     from blurbkit.speed.machine import machine_info
     from blurbkit.store.results import ResultsStore
-    from blurbkit.tasks.registry import get_dataset
+    from blurbkit.tasks.registry import all_datasets, get_dataset
 
     spec = get_dataset(args.dataset)
     store = args.store or args.out / "results.sqlite"
     if args.import_csv is not None:
+        # `blurbkit cost` names its table cost-DATASET.csv: a table of another dataset is not stored as --dataset's.
+        named = args.import_csv.stem.removeprefix("cost-")
+        if named != spec.name and named in all_datasets():
+            raise BlurbkitError(f"{args.import_csv}: a cost table of {named!r}, not of --dataset {spec.name!r} "
+                                f"(give --dataset {named})")
         rows = import_cost_csv(args.import_csv, spec.name, store)
         print(f"stored {len(rows)} cost rows of {spec.name} ({', '.join(r['model'] for r in rows)}) in {store}")
         return 0

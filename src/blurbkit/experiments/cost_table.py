@@ -263,6 +263,7 @@ def cost_sections(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 HARDWARE_LINE = re.compile(r"Hardware: (?P<cpu>.+?) \((?P<device>[^)]+)\), (?P<cpus>\d+) logical CPUs, "
                            r"(?P<threads>\d+) torch thread\(s\); load average (?P<load>\[[^\]]*\])")
 INTS = ("parameters", "train_examples_timed", "epochs_timed", "train_split")
+REQUIRED_COLUMNS = ("model", "weights", "timed_seconds", "examples_per_second", "epochs_timed", "extrapolated", "precision")  # what the store and the cost page read
 
 
 def import_cost_csv(path: Path, dataset: str, store: str | Path) -> list[dict[str, Any]]:
@@ -284,6 +285,9 @@ def import_cost_csv(path: Path, dataset: str, store: str | Path) -> list[dict[st
                     row[name] = float(value)
             rows.append(row)
         machine: dict[str, Any] = {"cpu": records[0]["cpu"], "torch_threads": int(records[0]["torch_threads"])}
+        lacking = [c for c in REQUIRED_COLUMNS if c not in records[0]]
+        if lacking:
+            raise KeyError(", ".join(lacking))
     except (OSError, UnicodeDecodeError, csv.Error, KeyError, IndexError, ValueError, TypeError) as err:
         raise BlurbkitError(f"not a cost table written by blurbkit cost ({type(err).__name__}: {err})", path=path) from None
     try:

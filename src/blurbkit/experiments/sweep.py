@@ -113,7 +113,7 @@ class Sweep(Driver):
             self.bar.line(f"blurbkit: {config.dataset} seed {config.seed} {why_not}; skipped")
             return
         label = f"{config.dataset} seed {config.seed} lr {config.lr:g} bs {config.batch_size} ep {config.epochs}"
-        task = RunTask(key, config.replace(out=out, overwrite=True), label, self.threads, self.ship and out is not None, self.env)
+        task = RunTask(key, config.replace(out=out, overwrite=True, resume=not self.force), label, self.threads, self.ship and out is not None, self.env)
         self.submit(Job(task, p.dataset, payload=search))
 
     def _choose(self, p: DatasetProtocol) -> None:

@@ -106,12 +106,14 @@ class Batcher:
     """Concurrent requests -> one pipeline call per gathered batch, on one worker thread."""
 
     def __init__(self, pipeline: Any, max_wait_ms: float = 10.0, max_batch_documents: int = 64,
-                 release_memory_seconds: float = 10.0, release: Any = release_free_memory) -> None:
+                 release_memory_seconds: float = 10.0, release: Any = release_free_memory,
+                 clock: Any = time.monotonic) -> None:
         self.pipeline = pipeline
         self.max_wait = max_wait_ms / 1000
         self.max_batch_documents = max_batch_documents
         # Resident memory stays flat under load only if freed pages go back (runtime/allocator.py).
-        self.release_every, self.release, self._released = release_memory_seconds, release, time.monotonic()
+        self.release_every, self.release, self.clock = release_memory_seconds, release, clock
+        self._released = clock()
         self._queue: queue.Queue[tuple[list[dict], concurrent.futures.Future] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="blurbkit-batcher", daemon=True)
         self._closed = False
@@ -136,7 +138,11 @@ class Batcher:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:  # idle: wake up now and then, so memory freed by the last burst goes back too
+                item = self._queue.get(timeout=self.release_every or None)
+            except queue.Empty:
+                self._release_memory()
+                continue
             if item is None:
                 return
             items, documents, stop = [item], len(item[0]), False
@@ -163,10 +169,13 @@ class Batcher:
                 return
 
     def _release_memory(self) -> None:
-        if self.release_every > 0 and time.monotonic() - self._released >= self.release_every:
-            if self.release():
-                self.stats["memory_releases"] += 1
-            self._released = time.monotonic()
+        if self.release_every > 0 and self.clock() - self._released >= self.release_every:
+            try:
+                if self.release():
+                    self.stats["memory_releases"] += 1
+            except Exception:  # never let housekeeping stop the worker
+                log.exception("releasing free memory failed")
+            self._released = self.clock()
 
     def _process(self, items: list[tuple[list[dict], concurrent.futures.Future]]) -> None:
         # A request whose client went away (its future cancelled) is not computed.

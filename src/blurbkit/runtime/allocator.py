@@ -23,6 +23,7 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from typing import Any
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -75,12 +76,25 @@ def release_free_memory() -> bool:
     largest mix of batches it has seen (measured: 1.6 -> 2.4 GB over a 10-minute soak of the BC5-chem
     service). `malloc_trim` returns every free page, also between live blocks, at the cost of page
     faults when the memory is used again, so a service calls it every few seconds, not per batch."""
-    if not sys.platform.startswith("linux"):
+    trim = _malloc_trim()
+    if trim is None:
         return False
-    try:
-        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return False
-    trim.argtypes = [ctypes.c_size_t]
     trim(0)
     return True
+
+
+_trim: Any = None
+
+
+def _malloc_trim() -> Any:
+    """glibc's malloc_trim, looked up once (find_library starts a subprocess); None elsewhere."""
+    global _trim
+    if _trim is None:
+        _trim = False
+        if sys.platform.startswith("linux"):
+            try:
+                _trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+                _trim.argtypes = [ctypes.c_size_t]
+            except (OSError, AttributeError):  # not glibc
+                _trim = False
+    return _trim or None
