@@ -45,3 +45,11 @@ def test_new_options_at_their_defaults_keep_the_key_and_other_values_change_it()
     for changed in ({"bias_correction": False}, {"patience": 3}, {"final_on_train_dev": True}):
         other = run_key("benchmark", "standard", base.replace(**changed), "default (MiniLM-L6-H384)", "quick")
         assert other != key and next(iter(changed)) in other.hyperparameters, changed
+
+
+def test_the_default_encoder_has_one_store_label_however_it_is_named(tmp_path, monkeypatch):
+    from blurbkit.models.loading import DEFAULT_STORE_LABEL, store_label
+
+    monkeypatch.chdir(tmp_path)  # "default" must not become ./default
+    assert store_label(None) == store_label("default") == DEFAULT_STORE_LABEL
+    assert store_label(tmp_path / "m") == str((tmp_path / "m").resolve())

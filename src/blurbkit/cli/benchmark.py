@@ -31,6 +31,8 @@ def executor_choice(args: argparse.Namespace, default: str | None = None) -> str
     from blurbkit.errors import BlurbkitError
     from blurbkit.experiments.executors import check_executor
 
+    if "_executor_checked" in vars(args):  # checked early for a fast error, asked again when the grid starts
+        return args._executor_checked
     name = args.executor or default
     if name is None:
         given = [flag for flag, value in (("--workers", args.workers), ("--ray-address", args.ray_address),
@@ -48,7 +50,8 @@ def executor_choice(args: argparse.Namespace, default: str | None = None) -> str
     if name == "ray" and args.ray_address:
         from blurbkit.experiments.ray_executor import check_address
 
-        check_address(args.ray_address)
+        check_address(args.ray_address)  # probed once per command
+    args._executor_checked = name
     return name
 
 

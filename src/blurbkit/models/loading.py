@@ -121,4 +121,5 @@ DEFAULT_STORE_LABEL = "default (MiniLM-L6-H384)"
 
 def store_label(model: str | Path | None) -> str:
     """The results store's name for an encoder: the embedded default, or the model directory's absolute path."""
-    return DEFAULT_STORE_LABEL if model is None else str(Path(model).resolve())
+    # `--model default` is the embedded encoder (resolve_model_dir), not a folder named "default".
+    return DEFAULT_STORE_LABEL if model is None or str(model) == "default" else str(Path(model).resolve())
