@@ -31,16 +31,12 @@ def check_fixed(args: argparse.Namespace, who: str = "the full protocol") -> Non
 
 
 def protocols_from_args(args: argparse.Namespace, overrides: dict) -> list:
-    from blurbkit.data.load import default_data
     from blurbkit.experiments.benchmark import apply_budget, budget_profile, resolve_datasets
     from blurbkit.experiments.protocol import DatasetProtocol
 
-    # Absolute paths: workers may start elsewhere (Ray) and must read the same data and model.
-    data = str(Path(args.data or default_data()).resolve())
-    model = str(Path(args.model).resolve()) if args.model else None
     protocols = []
     for name in resolve_datasets(args.datasets):
-        base = config_from_args(args, name, 0, None).replace(data=data, model=model, progress=False)
+        base = config_from_args(args, name, 0, None).replace(progress=False)  # paths: driver.portable
         if args.quick:
             base = apply_budget(base, budget_profile("quick", name))
         protocols.append(DatasetProtocol.make(base, overrides, args.seeds))

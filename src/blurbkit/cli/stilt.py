@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from blurbkit.cli.benchmark import add_executor_options, executor_choice, start_executor
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
@@ -85,14 +84,13 @@ def run(args: argparse.Namespace) -> int:
     label, budget = model_label(args.model), budget_name(args.quick, args)
     args.no_save_model = not args.save_models
 
-    # Absolute paths: the intermediate models are found by path, by this process or by workers elsewhere.
+    # An absolute runs dir: the intermediate models are found by path, by this process or by workers
+    # elsewhere (data and model paths are made absolute for workers by experiments/driver.py `portable`).
     args.runs_dir = args.runs_dir.resolve()
-    data = str(Path(args.data).resolve()) if args.data else None
-    model = str(Path(args.model).resolve()) if args.model else None
 
     def make_config(dataset: str, seed: int):
         # One bar over the runs (experiments/progress.py) instead of each run's step bars under it.
-        config = config_from_args(args, dataset, seed, None).replace(progress=False, data=data, model=model)
+        config = config_from_args(args, dataset, seed, None).replace(progress=False)
         return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
 
     store_path = args.store or args.runs_dir / "results.sqlite"

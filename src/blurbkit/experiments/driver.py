@@ -10,15 +10,18 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.benchmark import finished_run
 from blurbkit.experiments.executors import FORWARDED_ENV, Executor, RunOutcome, RunTask, unpack_dir
 from blurbkit.experiments.progress import SweepProgress
 from blurbkit.store.results import ResultsStore
 from blurbkit.tasks.registry import get_dataset
+from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.provenance import blurbkit_commit
 
 POLL = 2.0  # s between looks at the executor (progress bar, claims)
@@ -126,3 +129,16 @@ class Driver:
         self.failures.append(f"{job.task.label}: {outcome.error}")
         self.bar.line(f"blurbkit: {job.task.label}: FAILED after {job.attempts} attempt(s): {outcome.error}")
         self.bar.settle(job.dataset, ok=False, seconds=outcome.seconds)
+
+
+def portable(config: FinetuneConfig) -> FinetuneConfig:
+    """Absolute data and model paths (not in a run's key): a Ray worker starts elsewhere."""
+    from blurbkit.data.load import default_data
+
+    data = config.data
+    if data is None:
+        with suppress(BlurbkitError):  # no default here: the worker says so, as a run in this process would
+            data = str(default_data())
+    updates = {name: str(Path(value).resolve()) for name, value in (("data", data), ("model", config.model))
+               if value is not None and Path(value).exists()}
+    return config.replace(**updates)

@@ -17,30 +17,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.benchmark import Benchmark, run_key
-from blurbkit.experiments.driver import Driver, Job, resumable
+from blurbkit.experiments.driver import Driver, Job, portable, resumable
 from blurbkit.experiments.executors import RunOutcome, RunTask
 from blurbkit.experiments.progress import SweepProgress
 from blurbkit.store.results import ALREADY_STORED, RunKey
 from blurbkit.train.config import FinetuneConfig
-
-
-def portable(config: FinetuneConfig) -> FinetuneConfig:
-    """Absolute data and model paths (not in a run's key): a Ray worker starts elsewhere."""
-    from blurbkit.data.load import default_data
-
-    data = config.data
-    if data is None:
-        with suppress(BlurbkitError):  # no default here: the worker says so, as a run in this process would
-            data = str(default_data())
-    updates = {name: str(Path(value).resolve()) for name, value in (("data", data), ("model", config.model))
-               if value is not None and Path(value).exists()}
-    return config.replace(**updates)
 
 
 class GridSweep(Driver):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from blurbkit.experiments.driver import Driver, Job, resumable
+from blurbkit.experiments.driver import Driver, Job, portable, resumable
 from blurbkit.experiments.executors import Executor, RunOutcome, RunTask
 from blurbkit.experiments.progress import SweepProgress
 from blurbkit.experiments.stilt import StiltPlan, StiltRun, stored_digests
@@ -82,7 +82,7 @@ class StiltSweep(Driver):
             else:
                 self._skip(run, why_not)
             return
-        task = RunTask(run.key, run.config.replace(out=out, overwrite=True, resume=not force, progress=False), what,
+        task = RunTask(run.key, portable(run.config).replace(out=out, overwrite=True, resume=not force, progress=False), what,
                        self.threads, False, self.env)
         if force:
             self.forced.add(digest)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.experiments.benchmark import run_key, summarise
-from blurbkit.experiments.driver import Driver, Job, resumable
+from blurbkit.experiments.driver import Driver, Job, portable, resumable
 from blurbkit.experiments.executors import Executor, RunOutcome, RunTask
 from blurbkit.experiments.progress import SweepProgress
 from blurbkit.experiments.protocol import STUDY, VARIANT, DatasetProtocol, choose, point_of
@@ -113,7 +113,7 @@ class Sweep(Driver):
             self.bar.line(f"blurbkit: {config.dataset} seed {config.seed} {why_not}; skipped")
             return
         label = f"{config.dataset} seed {config.seed} lr {config.lr:g} bs {config.batch_size} ep {config.epochs}"
-        task = RunTask(key, config.replace(out=out, overwrite=True, resume=not self.force), label, self.threads, self.ship and out is not None, self.env)
+        task = RunTask(key, portable(config).replace(out=out, overwrite=True, resume=not self.force), label, self.threads, self.ship and out is not None, self.env)
         self.submit(Job(task, p.dataset, payload=search))
 
     def _choose(self, p: DatasetProtocol) -> None:
