@@ -67,3 +67,13 @@ def write_pretrain_corpus(root: Path, words: list[str]) -> tuple[Path, Path]:
     corpus.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
     build_vocab((s for d in docs for s in d.split("\n")), root / "vocab", size=120, min_frequency=1)
     return corpus, root / "vocab"
+
+
+def fake_model_dir(tmp_path: Path) -> Path:
+    """A directory that passes resolve_model_dir's checks and holds no model: for tests whose
+    fine-tuning is faked (planning, store and executor logic alone)."""
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        (model / name).write_text("{}")
+    return model

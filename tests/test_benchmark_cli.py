@@ -7,6 +7,7 @@ import sys
 import types
 
 import pytest
+from conftest import fake_model_dir
 
 from blurbkit.cli.main import main
 from blurbkit.models.tiny import build_tiny_bert
@@ -52,10 +53,7 @@ def test_benchmark_stores_skips_and_tabulates_only_the_current_settings(tiny_mod
 @pytest.fixture
 def fake_runs(tmp_path, monkeypatch):
     """A model directory that passes the checks and a fine-tuning that trains nothing: the CLI alone."""
-    model = tmp_path / "model"
-    model.mkdir()
-    for name in ("config.json", "model.safetensors", "vocab.txt"):
-        (model / name).write_text("{}")
+    model = fake_model_dir(tmp_path)
     trained = []
 
     def run_finetune(config):

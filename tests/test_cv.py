@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import fake_model_dir
 
 from blurbkit.cli.main import main
 from blurbkit.models.tiny import build_tiny_bert
@@ -140,10 +141,7 @@ def test_cv_folds_on_an_executor(mini_ppi, tmp_path, capsys, monkeypatch):
 
     import blurbkit.experiments.executors as executors
 
-    model = tmp_path / "model"
-    model.mkdir()
-    for name in ("config.json", "model.safetensors", "vocab.txt"):
-        (model / name).write_text("{}")
+    model = fake_model_dir(tmp_path)
 
     def run_finetune(config):
         test = {"score": 0.5 + 0.1 * config.fold, "precision": 0.5, "recall": 0.5, "n": 6, "n_gold": 3}

@@ -17,6 +17,7 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import fake_model_dir
 from sync_executor import SyncExecutor
 
 from blurbkit.cli.main import main
@@ -32,10 +33,7 @@ def fake(tmp_path, monkeypatch):
     """A model directory that passes the checks; a fine-tuning that writes a finished run directory
     and scores by dataset, seed and method. `crash[dataset]`: RuntimeErrors before it succeeds;
     `bad`: datasets that fail as bad input."""
-    model = tmp_path / "model"
-    model.mkdir()
-    for name in ("config.json", "model.safetensors", "vocab.txt"):
-        (model / name).write_text("{}")
+    model = fake_model_dir(tmp_path)
     state = types.SimpleNamespace(model=model, trained=[], crash={}, bad=set())
 
     def run_finetune(config):

@@ -11,6 +11,7 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import fake_model_dir
 from sync_executor import SyncExecutor
 
 from blurbkit.cli.main import main
@@ -30,10 +31,7 @@ DEV = {1e-5: (0.40, 0.42), 3e-5: (0.70, 0.72), 5e-5: (0.95, 0.30)}
 def fake(tmp_path, monkeypatch):
     """A model directory that passes the checks and a fine-tuning that writes a finished run directory;
     dev scores from DEV on selection seeds, test scores by seed (and 0.1 more after the train+dev retrain)."""
-    model = tmp_path / "model"
-    model.mkdir()
-    for name in ("config.json", "model.safetensors", "vocab.txt"):
-        (model / name).write_text("{}")
+    model = fake_model_dir(tmp_path)
     state = types.SimpleNamespace(model=model, trained=[])
 
     def run_finetune(config):

@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 import pytest
+from conftest import fake_model_dir
 from sync_executor import SyncExecutor
 
 from blurbkit.cli.main import main
@@ -24,10 +25,7 @@ CHANGE = {"gad": 0.02, "biosses": -0.03, "bc5chem": 0.01}
 def fake_runs(tmp_path, monkeypatch):
     """A model directory that passes the checks and a fine-tuning that trains nothing but writes the
     model directory a kept model would have: the planning, store and reuse logic alone."""
-    model = tmp_path / "model"
-    model.mkdir()
-    for name in ("config.json", "model.safetensors", "vocab.txt"):
-        (model / name).write_text("{}")
+    model = fake_model_dir(tmp_path)
     trained = []
 
     def run_finetune(config):

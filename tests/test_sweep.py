@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import fake_model_dir
 
 from blurbkit.cli.main import main
 from blurbkit.errors import BlurbkitError
@@ -60,11 +61,7 @@ def test_wall_time_waits_for_the_search_before_the_test_runs():
 
 
 def _fake_model(tmp_path: Path) -> Path:
-    model = tmp_path / "model"
-    model.mkdir()
-    for name in ("config.json", "model.safetensors", "vocab.txt"):
-        (model / name).write_text("{}")
-    return model
+    return fake_model_dir(tmp_path)
 
 
 def _closed_port() -> int:
