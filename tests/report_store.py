@@ -61,7 +61,7 @@ def make_store(root: Path) -> Path:
 def add_studies(store: ResultsStore, root: Path, rng: random.Random) -> None:
     from blurbkit.analysis.probe_results import store_probes
     from blurbkit.analysis.probing import ProbeResult
-    from blurbkit.experiments import cost_table, stilt
+    from blurbkit.experiments import cost_store, stilt
 
     digests = {}
     for dataset in ("gad", "biosses"):
@@ -88,4 +88,4 @@ def add_studies(store: ResultsStore, root: Path, rng: random.Random) -> None:
            "epochs_timed": 1, "train_split": 18035, "extrapolated": True, "timed_seconds": 2.0, "epoch_seconds": 560.0,
            "three_epoch_seconds": 1680.0, "examples_per_second": 32.0, "tokens_per_second": 2000.0, "peak_memory_mb": 900.0,
            "precision": "bfloat16"}
-    cost_table.store_costs(store.path, "chemprot", [MINILM], [row], {"cpu": "a CPU", "torch_threads": 1, "device": "cpu"})
+    cost_store.store_costs(store.path, "chemprot", [MINILM], [row], {"cpu": "a CPU", "torch_threads": 1, "device": "cpu"})

@@ -13,7 +13,7 @@ import pytest
 from blurbkit.analysis.probe_results import STUDY as PROBE
 from blurbkit.analysis.probe_results import import_probe_json, probe_sections, store_probes
 from blurbkit.analysis.probing import ProbeResult, results_json
-from blurbkit.experiments import cost_table, cv, stilt
+from blurbkit.experiments import cost_store, cost_table, cv, stilt
 from blurbkit.experiments.site.build import build_site
 from blurbkit.store.results import ResultsStore, RunKey, read_rows
 
@@ -105,7 +105,7 @@ def site(tmp_path_factory):
     make_cv(store)
     store.close()
     store_probes(path, *probe_info())
-    cost_table.store_costs(path, "chemprot", [MODEL, "bert-base-random (12x768)"], cost_rows(), MACHINE)
+    cost_store.store_costs(path, "chemprot", [MODEL, "bert-base-random (12x768)"], cost_rows(), MACHINE)
     built = build_site([path], root / "site", replicates=50)
     return built.out, scores, path
 
@@ -228,9 +228,9 @@ def test_cost_csv_import_keeps_the_measurement_and_remeasuring_replaces(tmp_path
     rows = cost_rows()
     cost_table.write_cost_report(tmp_path, "cost-chemprot", cost_table.cost_table("chemprot", rows, MACHINE), rows, MACHINE)
     store = tmp_path / "results.sqlite"
-    cost_table.import_cost_csv(tmp_path / "cost-chemprot.csv", "chemprot", store)
-    cost_table.import_cost_csv(tmp_path / "cost-chemprot.csv", "chemprot", store)
-    (section,) = cost_table.cost_sections(read_rows(store))
+    cost_store.import_cost_csv(tmp_path / "cost-chemprot.csv", "chemprot", store)
+    cost_store.import_cost_csv(tmp_path / "cost-chemprot.csv", "chemprot", store)
+    (section,) = cost_store.cost_sections(read_rows(store))
     assert len(read_rows(store)) == 2 and [r["model"] for r in section["rows"]] == [r["model"] for r in rows]
     assert section["rows"][1]["epoch_seconds"] == pytest.approx(2141.656) and section["rows"][0]["parameters"] == 22567686
     # The hardware line of the md beside the csv names device, CPU count and load.

@@ -35,12 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
+    from blurbkit.experiments.cost_store import import_cost_csv, store_costs
     from blurbkit.experiments.cost_table import (
         cost_table,
-        import_cost_csv,
         measure,
         resolve_cost_models,
-        store_costs,
         store_label_of,
         write_cost_report,
     )

@@ -6,9 +6,7 @@ With ``max_train_examples`` the run trains on a seeded slice and the epoch time 
 to the whole train split from the measured seconds per example (the table says so). Evaluation
 runs on small dev/test subsamples and is not part of the timed training.
 
-Every measurement is also a row of the results store (study "cost", one per model and machine:
-the CPU, device, threads and precision are part of its settings, so another machine adds rows and a
-re-measurement on the same one replaces its row), for `blurbkit report`.
+Every measurement is also a row of the results store (experiments/cost_store.py), for `blurbkit report`.
 
 Not `experiments/cost.py`: that one estimates what a sweep would cost before it runs (--plan);
 this one measures. It reuses cost.py's `split_sizes` for the size of the whole train split.
@@ -18,8 +16,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,14 +27,12 @@ from blurbkit.experiments.cost import split_sizes
 from blurbkit.fileio import atomic_write
 from blurbkit.models.build import make_recipe
 from blurbkit.models.encoding import encode
-from blurbkit.models.loading import DEFAULT_STORE_LABEL, load_tokenizer, resolve_model_dir, store_label
+from blurbkit.models.loading import load_tokenizer, resolve_model_dir, store_label
 from blurbkit.models.tiny import RANDOM_PRESETS, is_random, random_preset_dir
 from blurbkit.paths import cache_root
 from blurbkit.speed.machine import peak_memory, release_memory
-from blurbkit.store.results import ResultsStore, RunKey
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
-from blurbkit.train.provenance import blurbkit_commit
 from blurbkit.train.run import load_splits, run_finetune
 
 STUDY = "cost"
@@ -217,89 +211,6 @@ def cost_figure(rows: Sequence[dict[str, Any]], machine: dict[str, Any]) -> Any:
                  fontsize=9)
     fig.tight_layout()
     return fig
-
-
-# ---- the results store ------------------------------------------------------------------------
-
-def cost_key(dataset: str, model: str, row: dict[str, Any], machine: dict[str, Any]) -> RunKey:
-    setting = {"epochs_timed": row["epochs_timed"], "precision": row["precision"],
-               **{k: machine.get(k) for k in MACHINE_KEYS}}
-    budget = f"custom-train{row['train_examples_timed']}" if row["extrapolated"] else "full"
-    variant = f"batch{PAPER_SETTING['batch_size']}-len{PAPER_SETTING['max_length']}"
-    return RunKey(STUDY, variant, model, get_dataset(dataset).name, 0, budget, json.dumps(setting, sort_keys=True))
-
-
-def store_costs(path: str | Path, dataset: str, models: Sequence[str], rows: Sequence[dict[str, Any]],
-                machine: dict[str, Any]) -> None:
-    """One row per measured model (`models`: their store labels); the measurement and the machine in
-    its test metrics, no score (the run's score on 32 test examples means nothing)."""
-    store = ResultsStore(path)
-    try:
-        commit = blurbkit_commit()
-        for model, row in zip(models, rows, strict=True):
-            notes = ["timing only: randomly initialised weights"] if row["weights"].startswith("random") else []
-            metrics = {"metric": "fine-tuning cost", "test": {**row, "machine": machine}, "dev": {},
-                       "wall_seconds": row["timed_seconds"], "train_examples_per_second": row["examples_per_second"],
-                       "notes": notes}
-            store.add(cost_key(dataset, model, row, machine), metrics, commit, None, replace=True)
-    finally:
-        store.close()
-
-
-def cost_sections(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Stored cost rows as tables: one per (dataset, machine), each {dataset, machine, rows} in store order."""
-    sections: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        if row.get("status", "ok") != "ok":
-            continue
-        test = json.loads(row["test_metrics"])
-        machine = test.pop("machine", {})
-        key = (row["dataset"], json.dumps({k: machine.get(k) for k in MACHINE_KEYS}, sort_keys=True))
-        section = sections.setdefault(key, {"dataset": row["dataset"], "machine": machine, "rows": {}})
-        section["rows"][row["model"]] = test  # a later measurement of a model replaces an earlier one
-    return [{**s, "rows": list(s["rows"].values())} for s in sections.values()]
-
-
-HARDWARE_LINE = re.compile(r"Hardware: (?P<cpu>.+?) \((?P<device>[^)]+)\), (?P<cpus>\d+) logical CPUs, "
-                           r"(?P<threads>\d+) torch thread\(s\); load average (?P<load>\[[^\]]*\])")
-INTS = ("parameters", "train_examples_timed", "epochs_timed", "train_split")
-REQUIRED_COLUMNS = ("model", "weights", "timed_seconds", "examples_per_second", "epochs_timed", "extrapolated", "precision")  # what the store and the cost page read
-
-
-def import_cost_csv(path: Path, dataset: str, store: str | Path) -> list[dict[str, Any]]:
-    """Store the rows of an earlier `blurbkit cost` table (its csv; the hardware line of the md beside
-    it, when there, names device, CPU count and load), measuring nothing."""
-    try:
-        records = list(csv.DictReader(path.read_text("utf-8").splitlines()))
-        rows = []
-        for r in records:
-            row: dict[str, Any] = {k: v for k, v in r.items() if k not in ("cpu", "torch_threads")}
-            for name, value in row.items():
-                if value in ("", None):
-                    row[name] = None
-                elif name in INTS:
-                    row[name] = int(value)
-                elif name == "extrapolated":
-                    row[name] = value == "True"
-                elif name not in ("model", "weights", "precision"):
-                    row[name] = float(value)
-            rows.append(row)
-        machine: dict[str, Any] = {"cpu": records[0]["cpu"], "torch_threads": int(records[0]["torch_threads"])}
-        lacking = [c for c in REQUIRED_COLUMNS if c not in records[0]]
-        if lacking:
-            raise KeyError(", ".join(lacking))
-    except (OSError, UnicodeDecodeError, csv.Error, KeyError, IndexError, ValueError, TypeError) as err:
-        raise BlurbkitError(f"not a cost table written by blurbkit cost ({type(err).__name__}: {err})", path=path) from None
-    try:
-        described = HARDWARE_LINE.search(path.with_suffix(".md").read_text("utf-8"))
-    except (OSError, UnicodeDecodeError):
-        described = None
-    if described:
-        machine.update(device=described["device"], cpus=int(described["cpus"]), load_average=json.loads(described["load"]))
-    machine["imported_from"] = path.name
-    labels = [DEFAULT_STORE_LABEL if r["model"] == "MiniLM-L6-H384 (default)" else r["model"] for r in rows]
-    store_costs(store, dataset, labels, rows, machine)
-    return rows
 
 
 def store_label_of(model: CostModel) -> str:

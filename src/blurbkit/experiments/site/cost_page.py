@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from blurbkit.experiments import cost_table
+from blurbkit.experiments import cost_store, cost_table
 from blurbkit.experiments.site.context import Site, slug
 from blurbkit.experiments.site.html import Td, esc, figure, table
 from blurbkit.experiments.site.plots import save_figure
@@ -45,7 +45,7 @@ class CostPage(StudyPage):
                  "on the machine named below. Time per epoch = the whole train split × the measured seconds per "
                  "example (a row timed on a seeded slice says so); tokens/s counts real subword tokens (no padding); "
                  "peak memory: the process's resident high-water mark (CPU) or peak allocated (GPU).</p>"]
-        for number, section in enumerate(cost_table.cost_sections(rows)):
+        for number, section in enumerate(cost_store.cost_sections(rows)):
             parts.append(self.section_html(site, section, number))
         return "\n".join(parts)
 
