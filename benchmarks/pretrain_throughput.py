@@ -34,7 +34,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from blurbkit.pretrain.trainer import PretrainConfig, pretrain
+    from blurbkit.pretrain.config import PretrainConfig
+    from blurbkit.pretrain.trainer import pretrain
 
     results = []
     for preset in args.presets:

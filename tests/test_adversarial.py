@@ -105,7 +105,8 @@ def test_bad_settings_are_refused_in_one_line(tmp_path, capsys):
 
 
 def test_adversarial_pretraining_and_finetuning_run(tmp_path, shared_data, monkeypatch):
-    from blurbkit.pretrain.trainer import PretrainConfig, pretrain
+    from blurbkit.pretrain.config import PretrainConfig
+    from blurbkit.pretrain.trainer import pretrain
     from blurbkit.pretrain.vocab import build_vocab
     from blurbkit.train.api import finetune
 

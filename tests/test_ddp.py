@@ -18,7 +18,8 @@ import pytest
 import torch
 from conftest import write_pretrain_corpus
 
-from blurbkit.pretrain.trainer import PretrainConfig, pretrain
+from blurbkit.pretrain.config import PretrainConfig
+from blurbkit.pretrain.trainer import pretrain
 
 WORDS = ["lymphoma", "insulin", "naloxone", "clonidine", "receptor", "kinase", "patients", "treated", "dose", "cells",
          "expression", "mice"]

@@ -12,7 +12,8 @@ from conftest import write_pretrain_corpus
 
 from blurbkit.cli.main import main
 from blurbkit.errors import BlurbkitError
-from blurbkit.pretrain.trainer import PretrainConfig, pretrain
+from blurbkit.pretrain.config import PretrainConfig
+from blurbkit.pretrain.trainer import pretrain
 
 WORDS = ["lymphoma", "insulin", "naloxone", "clonidine", "receptor", "kinase", "patients", "treated", "dose",
          "acetyltransferase", "cells", "expression", "tumour", "mice", "increased", "reduced", "levels", "protein"]

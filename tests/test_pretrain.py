@@ -10,7 +10,8 @@ from conftest import write_pretrain_corpus
 
 from blurbkit.cli.main import main
 from blurbkit.errors import BlurbkitError
-from blurbkit.pretrain.trainer import PretrainConfig, pretrain
+from blurbkit.pretrain.config import PretrainConfig
+from blurbkit.pretrain.trainer import pretrain
 
 WORDS = ["lymphoma", "insulin", "naloxone", "clonidine", "receptor", "kinase", "patients", "treated", "dose", "acetyltransferase", "cells", "expression", "tumour", "mice", "increased", "reduced", "levels", "protein", "gene", "binding"]
 MICRO = {"num_hidden_layers": 1, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64,

@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from blurbkit.errors import BlurbkitError
-    from blurbkit.pretrain.trainer import PretrainConfig, pretrain
+    from blurbkit.pretrain.config import PretrainConfig
+    from blurbkit.pretrain.trainer import pretrain
 
     if args.threads:
         torch.set_num_threads(args.threads)

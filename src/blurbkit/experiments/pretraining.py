@@ -184,10 +184,10 @@ def model_digest(budget: Budget, setting: Setting, steps: int, cache_meta: dict[
 def plan(budget: Budget, settings: Sequence[Setting], root: Path, progress: bool = True) -> list[Plan]:
     """Each setting's steps at equal FLOPs, sizes and output directory. Tokenises the corpus once
     into ROOT/data (the pretraining runs reuse that cache)."""
+    from blurbkit.pretrain.config import build_config
     from blurbkit.pretrain.data import build_token_cache, make_examples
     from blurbkit.pretrain.objectives import get_objective
     from blurbkit.pretrain.objectives.electra import check_generator_size, electra_config, generator_config
-    from blurbkit.pretrain.trainer import build_config
     from blurbkit.pretrain.vocab import load_any_tokenizer
 
     budget.check()
@@ -231,7 +231,7 @@ def finished(out: Path) -> bool:
 
 
 def pretrain_config(budget: Budget, item: Plan, root: Path, progress: bool) -> Any:
-    from blurbkit.pretrain.trainer import PretrainConfig
+    from blurbkit.pretrain.config import PretrainConfig
 
     return PretrainConfig(
         corpus=list(budget.corpus), out=str(item.out), tokenizer=budget.tokenizer, from_scratch=budget.preset,

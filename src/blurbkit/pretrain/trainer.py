@@ -17,17 +17,14 @@ module, losses, data layout, what is saved) is the objective's (``objectives.get
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
 import sys
 import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field
-from importlib import resources
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,7 @@ import numpy as np
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import write_json
 from blurbkit.pretrain import checkpoint as ckpt
+from blurbkit.pretrain.config import PretrainConfig, config_digest, model_and_tokenizer
 from blurbkit.pretrain.data import (
     Collator,
     MaskingConfig,
@@ -44,6 +42,7 @@ from blurbkit.pretrain.data import (
     make_examples,
     mask_rate_at,
 )
+from blurbkit.pretrain.loop_state import DataOrder, TrainLog, truncate_log
 from blurbkit.pretrain.objectives import Objective, get_objective, resolve_objective
 from blurbkit.runtime.allocator import tune_allocator
 from blurbkit.runtime.attention import cpu_attention
@@ -51,135 +50,9 @@ from blurbkit.runtime.dropout import fast_dropout
 from blurbkit.testhook import kill_point
 
 
-@dataclass
-class PretrainConfig:
-    corpus: list[str]
-    out: str
-    tokenizer: str | None = None
-    from_scratch: str | None = None  # preset name or BERT config JSON
-    init: str | None = None  # model dir for continual pretraining
-    max_length: int = 128
-    batch_size: int = 32  # per process, per micro-batch
-    grad_accum: int = 1
-    lr: float = 6e-4
-    warmup: float = 0.1  # fraction of steps (<1) or a step count (>=1)
-    weight_decay: float = 0.01
-    adam_eps: float = 1e-6
-    betas: tuple[float, float] = (0.9, 0.98)
-    max_grad_norm: float = 1.0
-    max_steps: int | None = None
-    epochs: float = 1.0
-    mask_rate: float = 0.15
-    masking: str = "whole-word"  # or "subword"
-    mask_schedule: bool = False
-    objective: str = "mlm"  # a name in objectives.OBJECTIVES: mlm, mlm_nsp, electra
-    generator_size: float = 0.25  # electra: the generator's width as a fraction of the discriminator's
-    rtd_weight: float = 50.0  # electra: weight of the replaced-token detection loss
-    adversarial: bool = False  # ALUM-style embedding perturbation + symmetric KL (runtime/adversarial.py)
-    adv_epsilon: float = 1e-5
-    adv_steps: int = 1
-    adv_step_size: float = 1e-3
-    adv_alpha: float = 10.0  # ALUM's weight for pretraining
-    nsp: bool = False  # legacy spelling of objective="mlm_nsp"
-    packing: bool = True
-    seed: int = 42
-    save_every: int = 500
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    resume: bool = True
-    max_minutes: float | None = None
-    stop_after: int | None = None  # simulate an interruption (tests) after this many steps
-    max_docs: int | None = None
-    cache_dir: str | None = None  # tokenised corpus cache (default OUT/data)
-    mixed_precision: str = "auto"  # auto = bf16 where the hardware runs it fast (fp16 on older GPUs), else fp32
-    tune_allocator: bool = True  # CPU: keep freed activations in glibc's heap (runtime/allocator.py; +46 % tokens/s on mini)
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def presets() -> dict[str, dict[str, Any]]:
-    text = resources.files("blurbkit.pretrain").joinpath("presets.toml").read_text("utf-8")
-    return tomllib.loads(text)
-
-
-def build_config(spec: str, vocab_size: int, max_length: int, tokenizer):
-    """A BertConfig from a preset name or a config JSON file; vocabulary size from the tokenizer."""
-    from transformers import BertConfig
-
-    table = presets()
-    if spec in table:
-        values = dict(table[spec])
-    else:
-        path = Path(spec)
-        if not path.is_file():
-            raise BlurbkitError(f"--from-scratch {spec!r} is neither a preset ({', '.join(table)}) nor a config JSON file")
-        try:
-            values = json.loads(path.read_text("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise BlurbkitError(f"not valid JSON ({err})", path=path) from None
-        if not isinstance(values, dict):
-            raise BlurbkitError("expected a JSON object (a BERT config)", path=path)
-        if values.get("model_type", "bert") != "bert":
-            raise BlurbkitError(f"only BERT configs are supported from scratch (model_type {values.get('model_type')!r})", path=path)
-        values.pop("model_type", None)
-        values.pop("architectures", None)
-    if values.get("vocab_size") not in (None, vocab_size):
-        raise BlurbkitError(f"config vocab_size {values['vocab_size']} does not match the tokenizer's {vocab_size} entries")
-    values["vocab_size"] = vocab_size
-    values.setdefault("max_position_embeddings", max(512, max_length))
-    values["pad_token_id"] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    config = BertConfig(**values)
-    if config.hidden_size % config.num_attention_heads:
-        raise BlurbkitError(f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads {config.num_attention_heads}")
-    return config
-
-
-def _model_and_tokenizer(cfg: PretrainConfig, objective: Objective):
-    import torch
-    from transformers import AutoConfig
-
-    from blurbkit.models.loading import load_tokenizer, resolve_model_dir
-
-    if (cfg.from_scratch is None) == (cfg.init is None):
-        raise BlurbkitError("give exactly one of --from-scratch PRESET|CONFIG.json and --init MODEL_DIR")
-    if cfg.init is not None:
-        init_dir = resolve_model_dir(cfg.init)
-        own = load_tokenizer(init_dir)
-        tokenizer = own
-        if cfg.tokenizer is not None:
-            tokenizer = _load_tok(cfg.tokenizer)
-            if tokenizer.get_vocab() != own.get_vocab():
-                raise BlurbkitError(f"tokenizer {cfg.tokenizer} ({len(tokenizer)} entries) is not the vocabulary of "
-                                    f"{init_dir} ({len(own)} entries); continual pretraining keeps the model's own vocabulary")
-        config = AutoConfig.from_pretrained(str(init_dir))
-        if len(tokenizer) > config.vocab_size:
-            raise BlurbkitError(f"tokenizer has {len(tokenizer)} entries but the model's vocab_size is {config.vocab_size}",
-                                path=init_dir)
-        return objective.load_model(init_dir), tokenizer
-    if cfg.tokenizer is None:
-        raise BlurbkitError("--from-scratch needs --tokenizer DIR (build one with `blurbkit vocab build`)")
-    tokenizer = _load_tok(cfg.tokenizer)
-    config = build_config(cfg.from_scratch, len(tokenizer), cfg.max_length, tokenizer)
-    torch.manual_seed(cfg.seed)
-    return objective.new_model(config), tokenizer
-
-
-def _load_tok(path: str):
-    from blurbkit.pretrain.vocab import load_any_tokenizer
-
-    return load_any_tokenizer(path)
-
-
 def warmup_steps(warmup: float, total_steps: int) -> int:
     """--warmup: a step count when >= 1, else a fraction of the steps."""
     return int(warmup) if warmup >= 1 else int(round(warmup * total_steps))
-
-
-def _config_digest(config) -> str:
-    d = config.to_dict()
-    for k in ("transformers_version", "_name_or_path", "architectures", "dtype", "torch_dtype"):
-        d.pop(k, None)
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _finalize(out: Path, model, tokenizer, summary: dict[str, Any]) -> None:
@@ -201,89 +74,6 @@ def _finalize(out: Path, model, tokenizer, summary: dict[str, Any]) -> None:
         raise BlurbkitError(f"cannot write the final model ({err.strerror or err})", path=out) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-class DataOrder:
-    """Which examples each global batch holds: a seeded permutation of the examples per epoch, read
-    in order across epoch ends; this process takes its slice. (epoch, offset) is the whole state."""
-
-    def __init__(self, n_examples: int, seed: int, batch_size: int, rank: int, world: int) -> None:
-        self.n_examples, self.seed, self.batch_size, self.rank = n_examples, seed, batch_size, rank
-        self.global_batch = batch_size * world
-        self.epoch, self.offset = 0, 0
-        self._perm: tuple[int, np.ndarray] | None = None
-
-    def permutation(self, epoch: int) -> np.ndarray:
-        if self._perm is None or self._perm[0] != epoch:
-            self._perm = (epoch, np.random.default_rng([self.seed, epoch, 1]).permutation(self.n_examples))
-        return self._perm[1]
-
-    def next_batch(self) -> tuple[np.ndarray, np.ndarray]:
-        """(this process's example indices, the epoch each was drawn in: it seeds its masks). Per
-        example, so a batch that straddles an epoch end is masked the same however it is split."""
-        take: list[np.ndarray] = []
-        epochs: list[np.ndarray] = []
-        need = self.global_batch
-        while need:
-            chunk = self.permutation(self.epoch)[self.offset : self.offset + need]
-            take.append(chunk)
-            epochs.append(np.full(len(chunk), self.epoch, dtype=np.int64))
-            need -= len(chunk)
-            self.offset += len(chunk)
-            if self.offset >= self.n_examples:
-                self.epoch, self.offset = self.epoch + 1, 0
-        mine = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
-        return np.concatenate(take)[mine], np.concatenate(epochs)[mine]
-
-
-class TrainLog:
-    """Losses and tokens between two log lines, written to ``train_log.jsonl`` by the main process."""
-
-    def __init__(self, path: Path, enabled: bool) -> None:
-        self.path, self.enabled = path, enabled
-        self.start = time.time()
-        self.tokens_seen = 0
-        self.ema: float | None = None
-        self._reset(self.start)
-
-    def _reset(self, now: float) -> None:
-        self.losses: list[float] = []
-        self.parts: dict[str, list[float]] = {}
-        self.tokens, self.window_start = 0, now
-
-    def micro_batch(self, parts: dict[str, Any], tokens: int) -> None:
-        for name, value in parts.items():
-            self.parts.setdefault(name, []).append(float(value))
-        self.tokens_seen += tokens
-        self.tokens += tokens
-
-    def optimizer_step(self, loss: float) -> None:
-        self.losses.append(loss)
-        self.ema = loss if self.ema is None else 0.98 * self.ema + 0.02 * loss
-
-    def write(self, step: int, lr: float, mask_rate: float, epoch: int) -> None:
-        now = time.time()
-        if self.enabled:
-            entry = {"step": step, "loss": float(np.mean(self.losses))}
-            entry |= {name: float(np.mean(values)) for name, values in self.parts.items()}
-            entry |= {"lr": lr, "mask_rate": mask_rate, "epoch": epoch, "tokens_per_s": self.tokens / max(now - self.window_start, 1e-9),
-                      "elapsed_s": now - self.start, "tokens": self.tokens_seen}
-            with open(self.path, "a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry) + "\n")
-        self._reset(now)
-
-
-def truncate_log(path: Path, step: int) -> None:
-    """Keep the log lines up to `step` (the checkpoint resumed from); a fresh run starts an empty log."""
-    kept = []
-    if step and path.is_file():
-        for line in path.read_text("utf-8").splitlines():
-            try:
-                if json.loads(line)["step"] <= step:
-                    kept.append(line)
-            except (json.JSONDecodeError, KeyError, TypeError):
-                continue
-    path.write_text("".join(line + "\n" for line in kept), "utf-8")
 
 
 @dataclass
@@ -362,7 +152,7 @@ def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
-    model, tokenizer = _model_and_tokenizer(cfg, objective)
+    model, tokenizer = model_and_tokenizer(cfg, objective)
     if cfg.max_length > model.config.max_position_embeddings:
         raise BlurbkitError(f"--max-length {cfg.max_length} exceeds the model's max_position_embeddings "
                             f"{model.config.max_position_embeddings}")
@@ -378,7 +168,7 @@ def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
         objective.attach_adversary(module, Adversary(model.get_input_embeddings(), adversarial))
     optimizer = adamw(parameter_groups(module.named_parameters(), cfg.lr, cfg.weight_decay), cfg.lr, fused=False,
                       betas=cfg.betas, eps=cfg.adam_eps)
-    signature = {"model_config": _config_digest(model.config), "tokenizer": cache.meta["tokenizer"],
+    signature = {"model_config": config_digest(model.config), "tokenizer": cache.meta["tokenizer"],
                  "corpus": cache.meta["corpus"], "examples": len(examples), "mode": objective.example_mode(cfg.packing),
                  "max_length": cfg.max_length, "global_batch": order.global_batch, "grad_accum": cfg.grad_accum,
                  "seed": cfg.seed, "total_steps": total_steps, **objective.signature()}

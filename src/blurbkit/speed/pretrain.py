@@ -94,7 +94,8 @@ def run_hf(config: Any, tokenizer: Any, features: list[dict[str, Any]], *, batch
 def run_blurbkit(corpus: list[str], tokenizer_dir: str, preset: str, *, max_docs: int | None, max_length: int,
                  batch_size: int, steps: int, lr: float, warmup: float, seed: int, mask_rate: float, cache_dir: Path,
                  out: Path) -> dict[str, Any]:
-    from blurbkit.pretrain.trainer import PretrainConfig, pretrain
+    from blurbkit.pretrain.config import PretrainConfig
+    from blurbkit.pretrain.trainer import pretrain
 
     cfg = PretrainConfig(corpus=corpus, out=str(out), tokenizer=tokenizer_dir, from_scratch=preset, max_length=max_length,
                          batch_size=batch_size, max_steps=steps, lr=lr, warmup=warmup, seed=seed, mask_rate=mask_rate,
@@ -113,8 +114,9 @@ def bench_pretrain(corpus: list[str], tokenizer: str = "default", preset: str = 
     import torch
 
     from blurbkit.models.loading import default_model_dir
+    from blurbkit.pretrain.config import build_config
     from blurbkit.pretrain.data import Collator, build_token_cache, make_examples
-    from blurbkit.pretrain.trainer import DataOrder, build_config
+    from blurbkit.pretrain.loop_state import DataOrder
     from blurbkit.pretrain.vocab import load_any_tokenizer
     from blurbkit.runtime.precision import autocast_dtype, dtype_name
     from blurbkit.train.provenance import library_versions
