@@ -35,6 +35,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def chosen_datasets(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """(intermediates, targets): the matrix's datasets both ways, or the one pair; checked."""
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.experiments.benchmark import resolve_datasets
+    from blurbkit.experiments.stilt import check_matrix, check_pair
+
+    if args.matrix:
+        if args.intermediate or args.target:
+            raise BlurbkitError("--matrix takes --datasets, not --intermediate/--target")
+        if not args.datasets:
+            raise BlurbkitError("--matrix needs --datasets LIST (e.g. bc5chem,ncbi_disease,chemprot,ddi,gad,pubmedqa)")
+        datasets = resolve_datasets(args.datasets)
+        check_matrix(datasets)
+        return datasets, datasets
+    if not (args.intermediate and args.target):
+        raise BlurbkitError("give --intermediate A and --target B, or --matrix --datasets LIST")
+    if args.datasets:
+        raise BlurbkitError("--datasets is for --matrix; one pair takes --intermediate and --target")
+    sources, targets = resolve_datasets(args.intermediate), resolve_datasets(args.target)
+    if len(sources) != 1 or len(targets) != 1:
+        raise BlurbkitError("--intermediate and --target name one dataset each (use --matrix for more)")
+    check_pair(sources[0], targets[0])
+    return sources, targets
+
+
 def run(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
     from blurbkit.experiments.benchmark import (
@@ -43,12 +68,9 @@ def run(args: argparse.Namespace) -> int:
         budget_name,
         budget_profile,
         model_label,
-        resolve_datasets,
     )
     from blurbkit.experiments.stilt import (
         StiltPlan,
-        check_matrix,
-        check_pair,
         collect,
         head_lines,
         run_in_process,
@@ -60,23 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from blurbkit.store.results import ResultsStore
 
     # Every check comes before the store is opened or anything is trained.
-    if args.matrix:
-        if args.intermediate or args.target:
-            raise BlurbkitError("--matrix takes --datasets, not --intermediate/--target")
-        if not args.datasets:
-            raise BlurbkitError("--matrix needs --datasets LIST (e.g. bc5chem,ncbi_disease,chemprot,ddi,gad,pubmedqa)")
-        datasets = resolve_datasets(args.datasets)
-        check_matrix(datasets)
-        sources = targets = datasets
-    else:
-        if not (args.intermediate and args.target):
-            raise BlurbkitError("give --intermediate A and --target B, or --matrix --datasets LIST")
-        if args.datasets:
-            raise BlurbkitError("--datasets is for --matrix; one pair takes --intermediate and --target")
-        sources, targets = resolve_datasets(args.intermediate), resolve_datasets(args.target)
-        if len(sources) != 1 or len(targets) != 1:
-            raise BlurbkitError("--intermediate and --target name one dataset each (use --matrix for more)")
-        check_pair(sources[0], targets[0])
+    sources, targets = chosen_datasets(args)
     if args.seeds < 1:
         raise BlurbkitError("--seeds must be at least 1")
     executor_name = executor_choice(args)
