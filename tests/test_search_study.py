@@ -6,6 +6,7 @@ on an in-process executor; a tiny BERT runs the study end to end on the real dat
 from __future__ import annotations
 
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -136,10 +137,65 @@ def test_on_an_executor_both_stages_store_what_this_process_stores(fake, tmp_pat
     assert main(_argv(fake.model, tmp_path / "pool", "--executor", "local")) == 0
     pool = capsys.readouterr().out.split("wall time")[0]
     assert pool == here
-    # stage 1 (standard + selection) and stage 2 (test seeds) each on an executor of their own, each closed
-    assert [len(e.submitted) for e in made] == [2 + 12, 4] and [e.closed for e in made] == [1, 1]
+    # one executor: standard + selection, then the test seeds as soon as each search's selection is stored
+    assert [len(e.submitted) for e in made] == [2 + 12 + 4] and [e.closed for e in made] == [1]
     keys = {v: sorted(r["run_key"] for r in rows) for v, rows in _by_variant(tmp_path / "here").items()}
     assert keys == {v: sorted(r["run_key"] for r in rows) for v, rows in _by_variant(tmp_path / "pool").items()}
+
+
+@pytest.mark.parametrize("executor", [False, True])
+def test_a_datasets_test_seeds_run_before_the_next_datasets_grid(fake, tmp_path, monkeypatch, capsys, executor):
+    """Dataset by dataset: BIOSSES's test seeds start once its selection runs are stored, before
+    PubMedQA's grid (in this process, and ahead of the queue on an executor)."""
+    import blurbkit.experiments.executors as executors
+
+    monkeypatch.setattr(executors, "make_executor", lambda *args, **kwargs: SyncExecutor())
+    argv = _argv(fake.model, tmp_path / "runs", *(["--executor", "local"] if executor else []))
+    argv[argv.index("biosses")] = "biosses,pubmedqa"
+    assert main(argv) == 0
+    capsys.readouterr()
+    order = [(c.dataset, "test" if c.seed < FIRST_SELECTION_SEED and c.lr is not None else "other") for c in fake.trained]
+    last_biosses_test = max(i for i, item in enumerate(order) if item == ("biosses", "test"))
+    first_pubmedqa = min(i for i, (dataset, _) in enumerate(order) if dataset == "pubmedqa")
+    assert last_biosses_test < first_pubmedqa
+    assert sum(item[1] == "test" for item in order) == 8  # 2 datasets x 2 searched methods x 2 seeds
+    stored = _by_variant(tmp_path / "runs")
+    assert len(stored["search"]) == len(stored["stabilised+search"]) == 4
+
+
+def test_a_selection_run_another_process_stores_mid_grid_lets_the_tests_start(fake, tmp_path, capsys):
+    """Another process holds one selection run and stores it while this one trains the rest: the
+    search is chosen from the store as soon as that row is there, and its test seeds run here."""
+    import sqlite3
+    import time
+
+    assert main(_argv(fake.model, tmp_path / "first")) == 0  # the other process's result, to copy from
+    held = next(r for r in _by_variant(tmp_path / "first")["search/select"] if r["seed"] == FIRST_SELECTION_SEED)
+    runs = tmp_path / "runs"
+    store = ResultsStore(runs / "results.sqlite")
+    with sqlite3.connect(store.path) as db:
+        db.execute("INSERT INTO claims (run_key, token, pid, host, claimed_at, heartbeat) VALUES (?, 'other', ?, ?, ?, ?)",
+                   (held["run_key"], os.getpid(), store.host, time.time(), time.time()))
+    fake.trained.clear()
+    train = sys.modules["blurbkit.train.run"].run_finetune
+
+    def run_finetune(config):
+        if len(fake.trained) == 3:  # the other process finishes its run and stores it
+            with sqlite3.connect(store.path) as db:
+                db.execute("ATTACH DATABASE ? AS first", (str(tmp_path / "first" / "results.sqlite"),))
+                columns = ", ".join(c[1] for c in db.execute("PRAGMA table_info(runs)") if c[1] != "id")
+                db.execute(f"INSERT INTO runs ({columns}) SELECT {columns} FROM first.runs WHERE run_key = ?", (held["run_key"],))
+                db.execute("DELETE FROM claims WHERE run_key = ?", (held["run_key"],))
+        return train(config)
+
+    sys.modules["blurbkit.train.run"].run_finetune = run_finetune
+    assert main(_argv(fake.model, runs)) == 0
+    err = capsys.readouterr().err
+    assert "being trained by pid" in err and "BIOSSES [search]: chose lr 3e-05" in err
+    assert len(fake.trained) == 2 + 11 + 4  # the held run not trained here; both searches' test seeds were
+    assert {v: len(r) for v, r in _by_variant(runs).items()} == {"standard": 2, "search/select": 6,
+                                                                 "stabilised+search/select": 6, "search": 2,
+                                                                 "stabilised+search": 2}
 
 
 def test_no_choice_until_every_selection_run_is_stored():

@@ -7,6 +7,7 @@ import json
 import statistics
 import sys
 import tomllib
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -99,6 +100,11 @@ def finished_run(out: Path | None) -> dict[str, Any] | None:
     return metrics
 
 
+# Runs that become possible while a grid runs (the search study's test seeds once a dataset's
+# selection runs are all stored): asked after each settled run.
+FollowUp = Callable[[], Sequence[tuple[str, FinetuneConfig]]]
+
+
 @dataclass
 class Benchmark:
     store: ResultsStore
@@ -130,11 +136,22 @@ class Benchmark:
         # The key's digest keeps runs of other models, budgets or settings out of each other's directories.
         return self.runs_dir / self.study / variant / config.dataset / f"seed{config.seed}-{key.digest()[:10]}"
 
-    def run(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str) -> None:
+    def run(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str,
+            follow_up: FollowUp | None = None) -> None:
         """Train and store every run not stored yet. Each run is claimed in the store first, so
         several processes on one store split the grid: a run stored or being trained by another
-        live process is skipped here."""
-        self.run_all([(configs, model_label)], budget)
+        live process is skipped here. `follow_up` is asked after each settled run for runs that may
+        start now (each returned once); they go ahead of the rest of the grid."""
+        if self.executor is not None:
+            from blurbkit.experiments.grid_sweep import GridSweep
+
+            def labelled() -> list[tuple[str, FinetuneConfig, str]]:
+                return [(variant, config, model_label) for variant, config in follow_up()] if follow_up else []
+
+            GridSweep(self).run([(variant, config, model_label) for variant, config in configs], budget,
+                                labelled if follow_up else None)
+            return
+        self._run_here(configs, model_label, budget, follow_up)
 
     def run_all(self, grids: Iterable[tuple[Iterable[tuple[str, FinetuneConfig]], str]], budget: str) -> None:
         """`run` over several grids, each (configs, model label), in order; on an executor all at once."""
@@ -146,57 +163,64 @@ class Benchmark:
         for configs, label in grids:
             self._run_here(configs, label, budget)
 
-    def _run_here(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str) -> None:
+    def _run_here(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str,
+                  follow_up: FollowUp | None = None) -> None:
+        commit = blurbkit_commit()
+        pending = deque(configs)
+        while pending:
+            self._run_one(*pending.popleft(), model_label, budget, commit)
+            if follow_up is not None:
+                pending.extendleft(reversed(list(follow_up())))
+
+    def _run_one(self, variant: str, config: FinetuneConfig, model_label: str, budget: str, commit: str) -> None:
         from blurbkit.train.run import run_finetune
 
-        commit = blurbkit_commit()
-        for variant, config in configs:
-            key = run_key(self.study, variant, config, model_label, budget)
-            what = f"{config.dataset} seed {config.seed} [{variant}]"
-            why_not = self.store.claim(key, force=self.force)
-            if why_not is not None:
-                hint = " (--force re-runs)" if why_not == ALREADY_STORED else ""
-                self._say(f"blurbkit: {what} {why_not}; skipped{hint}")
-                continue
-            out = self.run_dir(variant, config, key)
-            # A run killed earlier continues from its checkpoint in `out` (--force starts it over).
-            config = config.replace(out=out, overwrite=True, resume=not self.force)
-            run_commit = commit
-            metrics = None if self.force else finished_run(out)
-            if metrics is not None:
-                run_commit = metrics.pop("_blurbkit_commit", None) or commit
-                self._say(f"blurbkit: {what} was trained before but not stored; storing its result from {out}")
-            else:
-                try:
-                    with self.store.heartbeat(key):
-                        metrics = run_finetune(config)
-                except BaseException as err:
-                    if not isinstance(err, BlurbkitError) or not self.keep_going:
-                        self.store.release(key)
-                        raise
-                    self.failures.append(f"{what}: {err}")
-                    self._say(f"blurbkit: error: {config.dataset}: {err}")
-                    # In the store as failed (tables count it; the next benchmark tries it again).
-                    try:
-                        self.store.add_failed(key, get_dataset(config.dataset).metric, str(err), commit, str(out) if out else None)
-                    except BlurbkitError:
-                        self.store.release(key)
-                    continue
+        key = run_key(self.study, variant, config, model_label, budget)
+        what = f"{config.dataset} seed {config.seed} [{variant}]"
+        why_not = self.store.claim(key, force=self.force)
+        if why_not is not None:
+            hint = " (--force re-runs)" if why_not == ALREADY_STORED else ""
+            self._say(f"blurbkit: {what} {why_not}; skipped{hint}")
+            return
+        out = self.run_dir(variant, config, key)
+        # A run killed earlier continues from its checkpoint in `out` (--force starts it over).
+        config = config.replace(out=out, overwrite=True, resume=not self.force)
+        run_commit = commit
+        metrics = None if self.force else finished_run(out)
+        if metrics is not None:
+            run_commit = metrics.pop("_blurbkit_commit", None) or commit
+            self._say(f"blurbkit: {what} was trained before but not stored; storing its result from {out}")
+        else:
             try:
-                stored = self.store.add(key, metrics, run_commit, str(out) if out else None, replace=self.force)
-            except BlurbkitError as err:
-                # The run itself is done: its directory keeps the result, and the next benchmark over
-                # this store picks it up from there instead of training again.
-                where = f"its result is in {out}" if out else "it has no run directory (no --runs-dir)"
-                message = f"{what} finished but is not stored ({err}); {where}"
-                if not self.keep_going:
-                    raise BlurbkitError(message) from None
-                self.failures.append(message)
-                self._say(f"blurbkit: error: {message}")
-                continue
-            where = f" ({out})" if out else ""
-            also = "" if stored else "; another process had stored the same run, its row is kept"
-            self._say(f"blurbkit: {what} test {metrics['metric']} = {100 * metrics['test']['score']:.2f}{where}{also}")
+                with self.store.heartbeat(key):
+                    metrics = run_finetune(config)
+            except BaseException as err:
+                if not isinstance(err, BlurbkitError) or not self.keep_going:
+                    self.store.release(key)
+                    raise
+                self.failures.append(f"{what}: {err}")
+                self._say(f"blurbkit: error: {config.dataset}: {err}")
+                # In the store as failed (tables count it; the next benchmark tries it again).
+                try:
+                    self.store.add_failed(key, get_dataset(config.dataset).metric, str(err), commit, str(out) if out else None)
+                except BlurbkitError:
+                    self.store.release(key)
+                return
+        try:
+            stored = self.store.add(key, metrics, run_commit, str(out) if out else None, replace=self.force)
+        except BlurbkitError as err:
+            # The run itself is done: its directory keeps the result, and the next benchmark over
+            # this store picks it up from there instead of training again.
+            where = f"its result is in {out}" if out else "it has no run directory (no --runs-dir)"
+            message = f"{what} finished but is not stored ({err}); {where}"
+            if not self.keep_going:
+                raise BlurbkitError(message) from None
+            self.failures.append(message)
+            self._say(f"blurbkit: error: {message}")
+            return
+        where = f" ({out})" if out else ""
+        also = "" if stored else "; another process had stored the same run, its row is kept"
+        self._say(f"blurbkit: {what} test {metrics['metric']} = {100 * metrics['test']['score']:.2f}{where}{also}")
 
     def rows_for(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str) -> list[dict[str, Any]]:
         """The stored rows of exactly these runs: the store also keeps runs of other settings or budgets."""

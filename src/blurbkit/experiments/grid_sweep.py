@@ -16,7 +16,7 @@ per finished run under a live bar, and the claims of runs in flight are released
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,12 @@ class GridSweep(Driver):
         self.bench, self.store, self.executor = bench, bench.store, bench.executor
         self.retries, self.threads, self.force = bench.retries, bench.threads, bench.force
 
-    def run(self, items: Sequence[tuple[str, FinetuneConfig, str]], budget: str) -> None:
-        """Every (variant, config, model label) not stored yet; failures go to `bench.failures`."""
+    def run(self, items: Sequence[tuple[str, FinetuneConfig, str]], budget: str,
+            follow_up: Callable[[], Sequence[tuple[str, FinetuneConfig, str]]] | None = None) -> None:
+        """Every (variant, config, model label) not stored yet; failures go to `bench.failures`.
+        `follow_up` is asked, whenever runs have settled, for runs that may start now; they are
+        queued ahead of the rest."""
+        self.budget, self.follow_up, self.asked_at = budget, follow_up, -1
         runs: dict[str, tuple[str, FinetuneConfig, RunKey]] = {}
         for variant, config, label in items:
             key = run_key(self.bench.study, variant, config, label, budget)
@@ -50,6 +54,7 @@ class GridSweep(Driver):
         self.begin(SweepProgress(expected, enabled=self.bench.progress))
         stored = set() if self.force else {
             r["run_key"] for r in self.store.rows(study=self.bench.study, budget=budget) if r.get("status", "ok") == "ok"}
+        self.listed = set(runs)
         self.queue = deque(run for digest, run in runs.items() if digest not in stored)
         for digest in stored & runs.keys():
             self.bar.settle(runs[digest][1].dataset, ok=True)
@@ -63,9 +68,30 @@ class GridSweep(Driver):
 
     def refill(self) -> None:
         """Claim and submit while the executor has free slots: a claim is taken only for a run about
-        to start, so another driver on the same store takes the runs this one has not reached."""
-        while self.queue and self.stop is None and len(self.jobs) < self.executor.slots:
-            self._start(*self.queue.popleft())
+        to start, so another driver on the same store takes the runs this one has not reached. Runs
+        settle here too (stored before, or finished but not stored), so the follow-up is asked again
+        until nothing new has settled."""
+        while True:
+            if self.follow_up is not None and self.stop is None and self._settled() != self.asked_at:
+                self.asked_at = self._settled()
+                self._queue_first(self.follow_up())
+            while self.queue and self.stop is None and len(self.jobs) < self.executor.slots:
+                self._start(*self.queue.popleft())
+            if self.follow_up is None or self._settled() == self.asked_at:
+                return
+
+    def _settled(self) -> int:
+        return self.bar.done + self.bar.failed
+
+    def _queue_first(self, items: Sequence[tuple[str, FinetuneConfig, str]]) -> None:
+        new = []
+        for variant, config, label in items:
+            key = run_key(self.bench.study, variant, config, label, self.budget)
+            if key.digest() not in self.listed:
+                self.listed.add(key.digest())
+                self.bar.add(config.dataset, 1)
+                new.append((variant, config, key))
+        self.queue.extendleft(reversed(new))
 
     def _start(self, variant: str, config: FinetuneConfig, key: RunKey) -> None:
         what = f"{config.dataset} seed {config.seed} [{variant}]"

@@ -39,6 +39,11 @@ class SweepProgress:
             self.times[dataset].append(seconds)
         self.bar.update(1)
 
+    def add(self, dataset: str, runs: int) -> None:
+        """Runs that became part of this sweep while it ran (a follow-up stage)."""
+        self.expected[dataset] = self.expected.get(dataset, 0) + runs
+        self.bar.total = sum(self.expected.values())
+
     def drop(self, dataset: str, runs: int) -> None:
         self.expected[dataset] -= runs
         self.bar.total = sum(self.expected.values())

@@ -3,7 +3,8 @@ dataset the published recipe against the dev-selected hyperparameter grid, witho
 stabilisation, every method over the same test seeds.
 
 A searched variant (`ablation.Variant.searched`) runs in two stages, both through `Benchmark` (in
-this process, or on an executor) and the results store:
+this process, or on an executor) and the results store; a search's second stage starts as soon as
+its own first stage is stored, ahead of the other datasets' grids:
   1. selection: the protocol's grid (experiments/protocol.py: tasks/grids.toml, or --grid) x its
      selection seeds, stored under the variant `NAME/select`, so no table mixes them with test runs;
   2. test: the study's test seeds on the point with the best mean dev score (`protocol.choose`),
@@ -134,41 +135,60 @@ class SearchRun:
 
 def run_search_study(fixed: Sequence[Cell], searches: Sequence[Search], make_bench: Callable[[], Benchmark],
                      label: str, budget: str, say: Callable[[str], None]) -> SearchRun:
-    """Stage 1: the fixed methods' runs and every selection run; stage 2: the test seeds on each
-    chosen point. `make_bench` gives the runner (an executor is closed when its grid ends, so the
-    second stage gets a new one)."""
+    """The fixed methods' runs and every selection run; each search's test seeds start as soon as
+    all of its selection runs are stored (ahead of the rest of the grid), so a dataset's table is
+    complete before the next dataset's grid ends. Selection runs another process holds are waited
+    for by a second pass. `make_bench` gives the runner (an executor is closed when its grid ends,
+    so a second pass gets a new one)."""
     bench = make_bench()
     benches = [bench]
-    first = [*fixed, *(cell for search in searches for cell in search.selection())]
-    bench.run([(c.variant, c.config) for c in first], label, budget)
-
-    study = bench.study
+    # Dataset by dataset (fixed methods, then selection runs), so the first dataset's tests come first.
+    rows = dict.fromkeys([*(c.row for c in fixed), *(s.row for s in searches)])
+    first = [cell for row in rows for cell in [*(c for c in fixed if c.row == row),
+                                               *(c for s in searches if s.row == row for c in s.selection())]]
 
     def key_of(cell: Cell) -> str:
-        return run_key(study, cell.variant, cell.config, label, budget).digest()
+        return run_key(bench.study, cell.variant, cell.config, label, budget).digest()
 
-    stored = {r["run_key"]: r for r in bench.rows_for([(c.variant, c.config) for c in first], label, budget)}
-    choices, tests = [], []
-    for search in searches:
-        choice = choose_point(search, stored, key_of)
-        choices.append(choice)
-        name = f"{search.row} [{search.variant.name}]"
-        if choice.best is None:
-            say(f"blurbkit: {name}: {choice.why_none()}")
-            continue
-        point, dev = choice.best
-        say(f"blurbkit: {name}: chose {point_text(point)} (mean dev {100 * dev:.2f}); "
-            f"{search.protocol.test_seeds} test seeds on it")
-        tests += search.tests(point)
-    if tests:
+    choices: dict[int, Choice] = {}  # search index -> its choice, once every selection run is stored
+
+    def chosen_tests(final: bool) -> list[Cell]:
+        waiting = [i for i in range(len(searches)) if i not in choices]
+        if not waiting:
+            return []
+        selection = [cell for i in waiting for cell in searches[i].selection()]
+        stored = {r["run_key"]: r for r in bench.rows_for([(c.variant, c.config) for c in selection], label, budget)}
+        tests = []
+        for i in waiting:
+            search = searches[i]
+            choice = choose_point(search, stored, key_of)
+            name = f"{search.row} [{search.variant.name}]"
+            if choice.missing and not final:
+                continue
+            choices[i] = choice
+            if choice.best is None:
+                say(f"blurbkit: {name}: {choice.why_none()}")
+                continue
+            point, dev = choice.best
+            say(f"blurbkit: {name}: chose {point_text(point)} (mean dev {100 * dev:.2f}); "
+                f"{search.protocol.test_seeds} test seeds on it")
+            tests += search.tests(point)
+        return tests
+
+    bench.run([(c.variant, c.config) for c in first], label, budget,
+              follow_up=lambda: [(c.variant, c.config) for c in chosen_tests(final=False)])
+    late = chosen_tests(final=True)  # searches whose selection runs another process held
+    if late:
         if bench.executor is not None:
             bench = make_bench()
             benches.append(bench)
-        bench.run([(c.variant, c.config) for c in tests], label, budget)
+        bench.run([(c.variant, c.config) for c in late], label, budget)
+    ordered = [choices[i] for i in range(len(searches))]
+    tests = [cell for choice in ordered if choice.best is not None for cell in choice.search.tests(choice.best[0])]
     cells = [*fixed, *tests]
     rows = bench.rows_for([(c.variant, c.config) for c in cells], label, budget)
     failures = [failure for b in benches for failure in b.failures]
-    return SearchRun(cells, choices, rows, failures)
+    return SearchRun(cells, ordered, rows, failures)
 
 
 # -- the table's search sections ----------------------------------------------------------------
