@@ -198,6 +198,26 @@ def test_a_selection_run_another_process_stores_mid_grid_lets_the_tests_start(fa
                                                                  "stabilised+search": 2}
 
 
+@pytest.mark.timeout(60)
+def test_a_bad_selection_run_stops_the_grid_on_an_executor_without_keep_going(fake, tmp_path, monkeypatch, capsys):
+    """The grid stops on bad input (no --keep-going): no test seeds are queued after the stop, and
+    the driver ends instead of asking the follow-up again and again."""
+    import blurbkit.experiments.executors as executors
+
+    monkeypatch.setattr(executors, "make_executor", lambda *args, **kwargs: SyncExecutor())
+    train = sys.modules["blurbkit.train.run"].run_finetune
+
+    def run_finetune(config):
+        if config.seed == FIRST_SELECTION_SEED + 1 and config.lr == 5e-5:
+            raise BlurbkitError("a bad example in the training data")
+        return train(config)
+
+    monkeypatch.setattr(sys.modules["blurbkit.train.run"], "run_finetune", run_finetune)
+    assert main(_argv(fake.model, tmp_path / "runs", "--executor", "local")) == 2
+    assert "a bad example in the training data" in capsys.readouterr().err
+    assert not any(c.seed < FIRST_SELECTION_SEED and c.lr is not None for c in fake.trained)  # no test seeds
+
+
 def test_no_choice_until_every_selection_run_is_stored():
     study = get_stability_study("search")
     searches = plan_searches(study, ["biosses"], study.variants[1:2], 2, lambda d, s: FinetuneConfig(d, seed=s),

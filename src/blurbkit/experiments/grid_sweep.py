@@ -72,12 +72,13 @@ class GridSweep(Driver):
         settle here too (stored before, or finished but not stored), so the follow-up is asked again
         until nothing new has settled."""
         while True:
-            if self.follow_up is not None and self.stop is None and self._settled() != self.asked_at:
+            asking = self.follow_up is not None and self.stop is None and self._settled() != self.asked_at
+            if asking:
                 self.asked_at = self._settled()
                 self._queue_first(self.follow_up())
             while self.queue and self.stop is None and len(self.jobs) < self.executor.slots:
                 self._start(*self.queue.popleft())
-            if self.follow_up is None or self._settled() == self.asked_at:
+            if not asking:
                 return
 
     def _settled(self) -> int:
