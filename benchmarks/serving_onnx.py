@@ -1,4 +1,4 @@
-"""Serving trade-offs on one fine-tuned BC5-chem model, side by side in one process:
+"""Serving trade-offs on one fine-tuned NER model (BC5-chem unless --dataset), side by side in one process:
 
 * test entity F1 (strict and lenient, the official scorer) of the exact torch model, the ONNX fp32
   graph and the int8 dynamically quantised graph (`blurbkit export --int8`), and how many test
@@ -30,7 +30,8 @@ RESULTS = Path(__file__).parent / "results"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
-def measure(model: Path, mode: str, data: str | None, speed_sentences: int, pipeline_sentences: int) -> dict:
+def measure(model: Path, mode: str, data: str | None, speed_sentences: int, pipeline_sentences: int,
+            dataset: str = "bc5chem") -> dict:
     if mode == "fp32":
         os.environ["BLURBKIT_CPU_DTYPES"] = "fp32"  # read at every call by runtime/capability.py
     import torch
@@ -47,10 +48,12 @@ def measure(model: Path, mode: str, data: str | None, speed_sentences: int, pipe
     from blurbkit.speed.machine import machine_info
     from blurbkit.tasks.registry import get_dataset
 
-    spec = get_dataset("bc5chem")
-    test = load_split("bc5chem", "test", data)
+    spec = get_dataset(dataset)
+    if spec.task_type != "ner":
+        sys.exit(f"--dataset {dataset}: not an NER dataset")
+    test = load_split(spec.name, "test", data)
     texts = [" ".join(r["tokens"]) for r in test]
-    result: dict = {"model": model.name, "mode": mode, "native_dtypes": list(capability().cpu_dtypes),
+    result: dict = {"model": model.name, "dataset": spec.name, "mode": mode, "native_dtypes": list(capability().cpu_dtypes),
                     "machine": machine_info(), "test_sentences": len(test), "threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory(prefix="blurbkit_serving_") as tmp:
         copy = Path(tmp) / "model"
@@ -148,7 +151,10 @@ def report() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help="a fine-tuned BC5-chem model directory (RUN_DIR/model)")
+    parser.add_argument("--model", type=Path, help="a fine-tuned NER model directory (RUN_DIR/model)")
+    parser.add_argument("--dataset", default="bc5chem", help="its NER dataset (the test set scored and timed)")
+    parser.add_argument("--out", type=Path, help="the JSON (default results/serving_onnx_MODE.json for bc5chem, "
+                                                 "serving_onnx_DATASET_MODE.json otherwise)")
     parser.add_argument("--mode", choices=("fp32", "bf16"))
     parser.add_argument("--data", default=None)
     parser.add_argument("--speed-sentences", type=int, default=2000)
@@ -160,8 +166,9 @@ def main() -> None:
         return
     if args.model is None or args.mode is None:
         sys.exit("--model and --mode are needed (or --report)")
-    result = measure(args.model, args.mode, args.data, args.speed_sentences, args.pipeline_sentences)
-    (RESULTS / f"serving_onnx_{args.mode}.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result = measure(args.model, args.mode, args.data, args.speed_sentences, args.pipeline_sentences, args.dataset)
+    name = f"serving_onnx_{args.mode}.json" if args.dataset == "bc5chem" else f"serving_onnx_{args.dataset}_{args.mode}.json"
+    (args.out or RESULTS / name).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result))
 
 
