@@ -91,86 +91,110 @@ def build_token_cache(inputs: list[str | Path], tokenizer, cache_dir: Path, *, p
     signature = {"version": CACHE_VERSION, "corpus": corpus_signature(files), "tokenizer": tokenizer_signature(tokenizer),
                  "max_docs": max_docs}
     meta_path = cache_dir / "meta.json"
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            meta = {}
-        if all(meta.get(k) == v for k, v in signature.items()):
-            return load_token_cache(cache_dir)
+    if _cache_matches(meta_path, signature):
+        return load_token_cache(cache_dir)
+    if tokenizer.sep_token_id is None:
+        raise BlurbkitError("the tokenizer has no [SEP] token; MLM pretraining needs a BERT-style tokenizer")
     cache_dir.mkdir(parents=True, exist_ok=True)
     meta_path.unlink(missing_ok=True)
-    dtype = np.uint16 if len(tokenizer) <= 65535 else np.uint32
-    sep = tokenizer.sep_token_id
-    if sep is None:
-        raise BlurbkitError("the tokenizer has no [SEP] token; MLM pretraining needs a BERT-style tokenizer")
-    backend = plain_backend(tokenizer)
-    sentence_starts: list[int] = []
-    doc_starts: list[int] = []
-    offset = 0
-    tmp = cache_dir / "tokens.bin.tmp"
-    docs_iter: Iterable = iter_documents(inputs)
+    docs: Iterable = iter_documents(inputs)
     if progress:
         from tqdm import tqdm
 
-        docs_iter = tqdm(docs_iter, desc="tokenise", unit=" docs", mininterval=2.0)
-    with open(tmp, "wb") as out:
-        pending: list[list[str]] = []
-
-        def flush() -> None:
-            nonlocal offset
-            flat = [s for doc in pending for s in doc]
-            encodings = backend.encode_batch(flat, add_special_tokens=False)
-            k = 0
-            for doc in pending:
-                ids: list[int] = []
-                first = True
-                for _ in doc:
-                    enc = encodings[k].ids
-                    k += 1
-                    if not enc:
-                        continue
-                    if first:
-                        doc_starts.append(len(sentence_starts))
-                        first = False
-                    sentence_starts.append(offset + len(ids))
-                    ids.extend(enc)
-                if ids:
-                    ids.append(sep)
-                    out.write(np.asarray(ids, dtype=dtype).tobytes())
-                    offset += len(ids)
-                    sentence_ends.append(offset - 1)
-            pending.clear()
-
-        sentence_ends: list[int] = []  # end (exclusive, before the doc's [SEP]) of each doc's last sentence
+        docs = tqdm(docs, desc="tokenise", unit=" docs", mininterval=2.0)
+    writer = _TokenWriter(cache_dir / "tokens.bin.tmp", tokenizer)
+    with writer:
         n_docs = 0
-        for doc in docs_iter:
+        for doc in docs:
             if max_docs is not None and n_docs >= max_docs:
                 break
             if doc.sentences:
-                pending.append(doc.sentences)
+                writer.add(doc.sentences)
                 n_docs += 1
-            if len(pending) >= 256:
-                flush()
-        flush()
-    if offset == 0:
-        tmp.unlink(missing_ok=True)
+    if writer.offset == 0:
+        writer.path.unlink(missing_ok=True)
         raise BlurbkitError("the corpus has no text (no tokens after tokenisation)", path=files[0] if files else None)
-    os.replace(tmp, cache_dir / "tokens.bin")
-    # A sentence ends where the next one starts, except the last of each doc, which ends before its [SEP].
-    starts = np.asarray(sentence_starts, dtype=np.int64)
-    doc_first = np.asarray(doc_starts + [len(sentence_starts)], dtype=np.int64)
-    ends = np.empty_like(starts)
-    ends[:-1] = starts[1:]
-    last_of_doc = doc_first[1:] - 1
-    ends[last_of_doc] = np.asarray(sentence_ends, dtype=np.int64)
-    _save_npy(cache_dir / "sentences.npy", np.stack([starts, ends], axis=1))
+    os.replace(writer.path, cache_dir / "tokens.bin")
+    sentences, doc_first = writer.spans()
+    _save_npy(cache_dir / "sentences.npy", sentences)
     _save_npy(cache_dir / "docs.npy", doc_first)
-    meta = dict(signature, dtype=np.dtype(dtype).name, n_tokens=offset, n_sentences=len(starts), n_docs=len(doc_starts),
-                files=[str(p) for p in files])
+    meta = dict(signature, dtype=np.dtype(writer.dtype).name, n_tokens=writer.offset, n_sentences=len(sentences),
+                n_docs=len(doc_first) - 1, files=[str(p) for p in files])
     with atomic_write(meta_path) as handle:
         json.dump(meta, handle, indent=2)
     return load_token_cache(cache_dir)
+
+
+def _cache_matches(meta_path: Path, signature: dict[str, Any]) -> bool:
+    if not meta_path.is_file():
+        return False
+    try:
+        meta = json.loads(meta_path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return all(meta.get(k) == v for k, v in signature.items())
+
+
+class _TokenWriter:
+    """Documents' sentences -> one flat token file (each document's sentences, then [SEP]), with where
+    every sentence and document starts. Documents are tokenised 256 at a time (one batch call)."""
+
+    BATCH = 256
+
+    def __init__(self, path: Path, tokenizer) -> None:
+        self.path, self.sep = path, tokenizer.sep_token_id
+        self.backend = plain_backend(tokenizer)
+        self.dtype = np.uint16 if len(tokenizer) <= 65535 else np.uint32
+        self.offset = 0  # tokens written
+        self.sentence_starts: list[int] = []
+        self.doc_starts: list[int] = []  # index of each document's first sentence
+        self.sentence_ends: list[int] = []  # end of each document's last sentence (before its [SEP])
+        self.pending: list[list[str]] = []
+
+    def __enter__(self) -> _TokenWriter:
+        self.out = open(self.path, "wb")  # noqa: SIM115 (closed by __exit__)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                self.flush()
+        finally:
+            self.out.close()
+
+    def add(self, sentences: list[str]) -> None:
+        self.pending.append(sentences)
+        if len(self.pending) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        encodings = iter(self.backend.encode_batch([s for doc in self.pending for s in doc], add_special_tokens=False))
+        for doc in self.pending:
+            ids: list[int] = []
+            for _ in doc:
+                encoded = next(encodings).ids
+                if not encoded:
+                    continue
+                if not ids:
+                    self.doc_starts.append(len(self.sentence_starts))
+                self.sentence_starts.append(self.offset + len(ids))
+                ids.extend(encoded)
+            if ids:
+                ids.append(self.sep)
+                self.out.write(np.asarray(ids, dtype=self.dtype).tobytes())
+                self.offset += len(ids)
+                self.sentence_ends.append(self.offset - 1)
+        self.pending.clear()
+
+    def spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """([start, end) of every sentence, each document's first sentence + the total). A sentence
+        ends where the next one starts, except the last of each document, which ends before its [SEP]."""
+        starts = np.asarray(self.sentence_starts, dtype=np.int64)
+        doc_first = np.asarray(self.doc_starts + [len(starts)], dtype=np.int64)
+        ends = np.empty_like(starts)
+        ends[:-1] = starts[1:]
+        ends[doc_first[1:] - 1] = np.asarray(self.sentence_ends, dtype=np.int64)
+        return np.stack([starts, ends], axis=1), doc_first
 
 
 def load_token_cache(cache_dir: Path) -> TokenCache:
