@@ -62,6 +62,24 @@ def hardware() -> str:
     return f"{cap.cpu.model}, {os.cpu_count()} logical CPUs, {torch.get_num_threads()} torch thread(s)"
 
 
+def frozen_features(path: Path, key: str, model_dir: Path, data_by_split: dict[str, Any], pad_id: int, dtype: Any,
+                    desc: str, progress: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every layer's features of every split, from the cache at `path` when its key matches, else
+    computed from the frozen encoder (checked unchanged afterwards) and cached; and how they came."""
+    features = load_cached(path, key)
+    if features is not None:
+        return features, {"features": "cached"}
+    encoder = load_encoder(model_dir)
+    before = parameter_digest(encoder)
+    bar = tqdm(total=sum(len(d.examples) for d in data_by_split.values()), desc=desc, unit="ex", disable=not progress)
+    features = {split: layer_features(encoder, data, pad_id, dtype, progress=bar.update) for split, data in data_by_split.items()}
+    bar.close()
+    if parameter_digest(encoder) != before:  # the invariant the study rests on; never expected
+        raise BlurbkitError("probe: the encoder's parameters changed while computing features")
+    save_cached(path, key, features)
+    return features, {"features": "computed", "encoder_sha256": before, "encoder_unchanged": True}
+
+
 def probe_study(dataset: str, out: Path, model: str | None = None, data: str | None = None,
                 settings: ProbeSettings | None = None, max_train_examples: int | None = None,
                 max_eval_examples: int | None = None, max_test_examples: int | None = None,
@@ -93,21 +111,8 @@ def probe_study(dataset: str, out: Path, model: str | None = None, data: str | N
     dtype = autocast_dtype(precision, pick_device())
     key = feature_key(model_dir, spec, hyper.max_length, dtype_name(dtype), records)
     started = time.perf_counter()
-    features = load_cached(out / FEATURES, key)
-    encoder_info: dict[str, Any] = {"features": "cached"}
-    if features is None:
-        encoder = load_encoder(model_dir)
-        before = parameter_digest(encoder)
-        total = sum(len(d.examples) for d in data_by_split.values())
-        bar = tqdm(total=total, desc=f"{spec.name} layer features", unit="ex", disable=not progress)
-        features = {split: layer_features(encoder, data_by_split[split], tokenizer.pad_token_id, dtype, progress=bar.update)
-                    for split in SPLITS}
-        bar.close()
-        after = parameter_digest(encoder)
-        if after != before:  # the invariant the study rests on; never expected
-            raise BlurbkitError("probe: the encoder's parameters changed while computing features")
-        encoder_info = {"features": "computed", "encoder_sha256": before, "encoder_unchanged": True}
-        save_cached(out / FEATURES, key, features)
+    features, encoder_info = frozen_features(out / FEATURES, key, model_dir, data_by_split, tokenizer.pad_token_id,
+                                             dtype, f"{spec.name} layer features", progress)
     feature_seconds = time.perf_counter() - started
     layers = next(iter(features["train"].values())).size(1) - 1
 
