@@ -329,6 +329,44 @@ def corpus_writer(out: Path) -> Iterator[Any]:
             binary.close()
 
 
+class _DocumentGate:
+    """Why a document is left out of the corpus (None: kept, and remembered for the duplicate checks):
+    too short, a PMID or text seen before, or text of a BLURB test set (PMID, sentence, or at least
+    `min_windows` shared word windows)."""
+
+    def __init__(self, test_index: Any, min_words: int, min_windows: int) -> None:
+        self.test_index, self.min_words, self.min_windows = test_index, min_words, min_windows
+        self.seen_text: set[bytes] = set()
+        self.seen_pmid: set[str] = set()
+
+    def why_dropped(self, doc: Document, words: list[str]) -> str | None:
+        if len(words) < self.min_words:
+            return "too_short"
+        if doc.pmid is not None and doc.pmid in self.seen_pmid:
+            return "duplicate_pmid"
+        key = digest(" ".join(words))
+        if key in self.seen_text:
+            return "duplicate_text"
+        reason = self._in_test_sets(doc, words)
+        if reason is None:
+            self.seen_text.add(key)
+            if doc.pmid is not None:
+                self.seen_pmid.add(doc.pmid)
+        return reason
+
+    def _in_test_sets(self, doc: Document, words: list[str]) -> str | None:
+        index = self.test_index
+        if index is None:
+            return None
+        if doc.pmid is not None and doc.pmid in index.pmids:
+            return "test_pmid"
+        if any(index.sentence_hit(s) for s in doc.sentences):
+            return "test_sentence"
+        if self.min_windows > 0 and index.window_hits(words, self.min_windows) >= self.min_windows:
+            return "test_overlap"
+        return None
+
+
 def build_corpus(
     inputs: list[str | Path],
     out: str | Path,
@@ -343,8 +381,7 @@ def build_corpus(
     out = Path(out)
     dropped: Counter[str] = Counter()
     per_source: dict[str, Counter[str]] = defaultdict(Counter)
-    seen_text: set[bytes] = set()
-    seen_pmid: set[str] = set()
+    gate = _DocumentGate(test_index, min_words, min_windows)
     kept = sentences_kept = words_kept = read = 0
     files = corpus_files(inputs)
     docs = iter_documents(inputs)
@@ -360,26 +397,7 @@ def build_corpus(
             top = doc.source.split("/")[0]
             per_source[top]["read"] += 1
             words = [w for s in doc.sentences for w in word_tokens(s)]
-            reason = None
-            if len(words) < min_words:
-                reason = "too_short"
-            elif doc.pmid is not None and doc.pmid in seen_pmid:
-                reason = "duplicate_pmid"
-            else:
-                key = digest(" ".join(words))
-                if key in seen_text:
-                    reason = "duplicate_text"
-                elif test_index is not None:
-                    if doc.pmid is not None and doc.pmid in test_index.pmids:
-                        reason = "test_pmid"
-                    elif any(test_index.sentence_hit(s) for s in doc.sentences):
-                        reason = "test_sentence"
-                    elif min_windows > 0 and test_index.window_hits(words, min_windows) >= min_windows:
-                        reason = "test_overlap"
-                if reason is None:
-                    seen_text.add(key)
-                    if doc.pmid is not None:
-                        seen_pmid.add(doc.pmid)
+            reason = gate.why_dropped(doc, words)
             if reason is not None:
                 dropped[reason] += 1
                 per_source[top][reason] += 1
