@@ -218,6 +218,49 @@ def test_a_bad_selection_run_stops_the_grid_on_an_executor_without_keep_going(fa
     assert not any(c.seed < FIRST_SELECTION_SEED and c.lr is not None for c in fake.trained)  # no test seeds
 
 
+@pytest.mark.parametrize("executor", [False, True])
+def test_failed_selection_runs_tried_again_are_waited_for_not_counted_as_errored(fake, tmp_path, monkeypatch, capsys,
+                                                                                 executor):
+    """A rerun after --keep-going stored the 3e-5 selection runs as failed: the choice waits for
+    them to run again (3e-5 wins once they have) instead of choosing 5e-5 from the rest at once."""
+    import blurbkit.experiments.executors as executors
+
+    monkeypatch.setattr(executors, "make_executor", lambda *args, **kwargs: SyncExecutor())
+    extra = ["--executor", "local"] if executor else []
+    module = sys.modules["blurbkit.train.run"]
+    train = module.run_finetune
+
+    def failing(config):
+        if config.lr == 3e-5 and config.seed >= FIRST_SELECTION_SEED:
+            raise BlurbkitError("a bad example in the training data")
+        return train(config)
+
+    monkeypatch.setattr(module, "run_finetune", failing)
+    main(_argv(fake.model, tmp_path / "runs", "--keep-going", *extra))
+    assert "chose lr 5e-05" in capsys.readouterr().err  # from the runs that did not fail
+    monkeypatch.setattr(module, "run_finetune", train)
+    assert main(_argv(fake.model, tmp_path / "runs", *extra)) == 0
+    chose = [line for line in capsys.readouterr().err.splitlines() if "chose" in line]
+    assert len(chose) == 2 and all("chose lr 3e-05" in line for line in chose), chose
+
+
+@pytest.mark.parametrize("executor", [False, True])
+def test_force_chooses_from_the_new_selection_runs_not_the_stored_ones(fake, tmp_path, monkeypatch, capsys, executor):
+    import blurbkit.experiments.executors as executors
+
+    monkeypatch.setattr(executors, "make_executor", lambda *args, **kwargs: SyncExecutor())
+    extra = ["--executor", "local"] if executor else []
+    assert main(_argv(fake.model, tmp_path / "runs", *extra)) == 0
+    capsys.readouterr()
+    monkeypatch.setitem(DEV, 5e-5, (0.95, 0.90))  # the retrained grid has another best point
+    fake.trained.clear()
+    assert main(_argv(fake.model, tmp_path / "runs", "--force", *extra)) == 0
+    chose = [line for line in capsys.readouterr().err.splitlines() if "chose" in line]
+    assert len(chose) == 2 and all("chose lr 5e-05" in line for line in chose), chose
+    tests = [c for c in fake.trained if c.seed < FIRST_SELECTION_SEED and c.lr is not None]
+    assert len(tests) == 4 and {c.lr for c in tests} == {5e-5}  # no test seeds on the old point
+
+
 def test_no_choice_until_every_selection_run_is_stored():
     study = get_stability_study("search")
     searches = plan_searches(study, ["biosses"], study.variants[1:2], 2, lambda d, s: FinetuneConfig(d, seed=s),

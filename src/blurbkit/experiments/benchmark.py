@@ -101,8 +101,10 @@ def finished_run(out: Path | None) -> dict[str, Any] | None:
 
 
 # Runs that become possible while a grid runs (the search study's test seeds once a dataset's
-# selection runs are all stored): asked after each settled run.
-FollowUp = Callable[[], Sequence[tuple[str, FinetuneConfig]]]
+# selection runs are all stored): asked after each run of the grid, with the run keys (digests) still
+# queued or running in it, so that a stored row this grid is about to replace (--force, a failed run
+# tried again) is not taken for the new one.
+FollowUp = Callable[[set[str]], Sequence[tuple[str, FinetuneConfig]]]
 
 
 @dataclass
@@ -140,13 +142,13 @@ class Benchmark:
             follow_up: FollowUp | None = None) -> None:
         """Train and store every run not stored yet. Each run is claimed in the store first, so
         several processes on one store split the grid: a run stored or being trained by another
-        live process is skipped here. `follow_up` is asked after each settled run for runs that may
-        start now (each returned once); they go ahead of the rest of the grid."""
+        live process is skipped here. `follow_up` is asked after each run for runs that may start now
+        (each returned once); they go ahead of the rest of the grid."""
         if self.executor is not None:
             from blurbkit.experiments.grid_sweep import GridSweep
 
-            def labelled() -> list[tuple[str, FinetuneConfig, str]]:
-                return [(variant, config, model_label) for variant, config in follow_up()] if follow_up else []
+            def labelled(pending: set[str]) -> list[tuple[str, FinetuneConfig, str]]:
+                return [(variant, config, model_label) for variant, config in follow_up(pending)] if follow_up else []
 
             GridSweep(self).run([(variant, config, model_label) for variant, config in configs], budget,
                                 labelled if follow_up else None)
@@ -166,11 +168,15 @@ class Benchmark:
     def _run_here(self, configs: Iterable[tuple[str, FinetuneConfig]], model_label: str, budget: str,
                   follow_up: FollowUp | None = None) -> None:
         commit = blurbkit_commit()
-        pending = deque(configs)
+        pending = deque((variant, config, run_key(self.study, variant, config, model_label, budget).digest())
+                        for variant, config in configs)
         while pending:
-            self._run_one(*pending.popleft(), model_label, budget, commit)
+            variant, config, _ = pending.popleft()
+            self._run_one(variant, config, model_label, budget, commit)
             if follow_up is not None:
-                pending.extendleft(reversed(list(follow_up())))
+                new = [(v, c, run_key(self.study, v, c, model_label, budget).digest())
+                       for v, c in follow_up({digest for _, _, digest in pending})]
+                pending.extendleft(reversed(new))
 
     def _run_one(self, variant: str, config: FinetuneConfig, model_label: str, budget: str, commit: str) -> None:
         from blurbkit.train.run import run_finetune

@@ -39,10 +39,10 @@ class GridSweep(Driver):
         self.retries, self.threads, self.force = bench.retries, bench.threads, bench.force
 
     def run(self, items: Sequence[tuple[str, FinetuneConfig, str]], budget: str,
-            follow_up: Callable[[], Sequence[tuple[str, FinetuneConfig, str]]] | None = None) -> None:
+            follow_up: Callable[[set[str]], Sequence[tuple[str, FinetuneConfig, str]]] | None = None) -> None:
         """Every (variant, config, model label) not stored yet; failures go to `bench.failures`.
-        `follow_up` is asked, whenever runs have settled, for runs that may start now; they are
-        queued ahead of the rest."""
+        `follow_up` is asked, whenever runs have settled, for runs that may start now (given the
+        run keys still queued or in flight); they are queued ahead of the rest."""
         self.budget, self.follow_up, self.asked_at = budget, follow_up, -1
         runs: dict[str, tuple[str, FinetuneConfig, RunKey]] = {}
         for variant, config, label in items:
@@ -75,7 +75,7 @@ class GridSweep(Driver):
             asking = self.follow_up is not None and self.stop is None and self._settled() != self.asked_at
             if asking:
                 self.asked_at = self._settled()
-                self._queue_first(self.follow_up())
+                self._queue_first(self.follow_up({key.digest() for _, _, key in self.queue} | set(self.jobs)))
             while self.queue and self.stop is None and len(self.jobs) < self.executor.slots:
                 self._start(*self.queue.popleft())
             if not asking:

@@ -21,7 +21,7 @@ import csv
 import io
 import json
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,14 +106,18 @@ class Choice:
         return f"all {total} selection runs errored; no test runs"
 
 
-def choose_point(search: Search, rows_by_key: dict[str, dict[str, Any]], key_of: Callable[[Cell], str]) -> Choice:
-    """The best mean dev point, chosen only when every selection run is stored (ok or errored): a
-    choice from part of the grid would depend on which runs happened to finish first."""
+def choose_point(search: Search, rows_by_key: dict[str, dict[str, Any]], key_of: Callable[[Cell], str],
+                 pending: Collection[str] = ()) -> Choice:
+    """The best mean dev point, chosen only when every selection run is stored (ok or errored) and
+    none is about to run again (`pending`: a stored row the running grid replaces, as with --force
+    or a failed run tried again): a choice from part of the grid would depend on which runs
+    happened to finish first."""
     dev: dict[str, list[float]] = {}
     errored: dict[str, int] = {}
     missing = 0
     for cell in search.selection():
-        row = rows_by_key.get(key_of(cell))
+        key = key_of(cell)
+        row = None if key in pending else rows_by_key.get(key)
         point = json.dumps(point_of(cell.config), sort_keys=True)
         if row is None:
             missing += 1
@@ -137,14 +141,15 @@ def run_search_study(fixed: Sequence[Cell], searches: Sequence[Search], make_ben
                      label: str, budget: str, say: Callable[[str], None]) -> SearchRun:
     """The fixed methods' runs and every selection run; each search's test seeds start as soon as
     all of its selection runs are stored (ahead of the rest of the grid), so a dataset's table is
-    complete before the next dataset's grid ends. Selection runs another process holds are waited
-    for by a second pass. `make_bench` gives the runner (an executor is closed when its grid ends,
-    so a second pass gets a new one)."""
+    complete before the next dataset's grid ends. Selection runs another process holds are looked
+    for in the store once more when the grid ends (their tests run then if they are stored, else
+    with the next invocation). `make_bench` gives the runner (an executor is closed when its grid
+    ends, so that last pass gets a new one)."""
     bench = make_bench()
     benches = [bench]
     # Dataset by dataset (fixed methods, then selection runs), so the first dataset's tests come first.
-    rows = dict.fromkeys([*(c.row for c in fixed), *(s.row for s in searches)])
-    first = [cell for row in rows for cell in [*(c for c in fixed if c.row == row),
+    row_order = dict.fromkeys([*(c.row for c in fixed), *(s.row for s in searches)])
+    first = [cell for row in row_order for cell in [*(c for c in fixed if c.row == row),
                                                *(c for s in searches if s.row == row for c in s.selection())]]
 
     def key_of(cell: Cell) -> str:
@@ -152,7 +157,7 @@ def run_search_study(fixed: Sequence[Cell], searches: Sequence[Search], make_ben
 
     choices: dict[int, Choice] = {}  # search index -> its choice, once every selection run is stored
 
-    def chosen_tests(final: bool) -> list[Cell]:
+    def chosen_tests(final: bool, pending: Collection[str] = ()) -> list[Cell]:
         waiting = [i for i in range(len(searches)) if i not in choices]
         if not waiting:
             return []
@@ -161,7 +166,7 @@ def run_search_study(fixed: Sequence[Cell], searches: Sequence[Search], make_ben
         tests = []
         for i in waiting:
             search = searches[i]
-            choice = choose_point(search, stored, key_of)
+            choice = choose_point(search, stored, key_of, pending)
             name = f"{search.row} [{search.variant.name}]"
             if choice.missing and not final:
                 continue
@@ -176,8 +181,8 @@ def run_search_study(fixed: Sequence[Cell], searches: Sequence[Search], make_ben
         return tests
 
     bench.run([(c.variant, c.config) for c in first], label, budget,
-              follow_up=lambda: [(c.variant, c.config) for c in chosen_tests(final=False)])
-    late = chosen_tests(final=True)  # searches whose selection runs another process held
+              follow_up=lambda pending: [(c.variant, c.config) for c in chosen_tests(False, pending)])
+    late = chosen_tests(final=True)  # searches whose selection runs another process held (now stored, or not)
     if late:
         if bench.executor is not None:
             bench = make_bench()
