@@ -145,6 +145,8 @@ def test_reinit_draws_the_top_blocks_with_berts_initialiser(model_dir):
     ({"layer_decay": 0.0}, "--layer-decay must be in (0, 1] (got 0.0)"),
     ({"layer_decay": 1.5}, "--layer-decay must be in (0, 1] (got 1.5)"),
     ({"patience": 0}, "--patience must be at least 1 epoch (got 0)"),
+    ({"min_epochs": 3}, "--min-epochs is the first epoch early stopping may end a run: it needs --patience"),
+    ({"min_epochs": 0, "patience": 2}, "--min-epochs is the first epoch early stopping may end a run"),
     ({"reinit_layers": -1}, "--reinit-layers must be 0 or more"),
 ])
 def test_bad_values_are_refused_when_the_config_is_made(options, message):
@@ -158,6 +160,7 @@ def test_bad_values_are_refused_when_the_config_is_made(options, message):
     (["--drop-layers", "2", "--reinit-layers", "2"], "cannot re-initialise 2 layers: the encoder has 2"),
     (["--layer-decay", "1.2"], "--layer-decay must be in (0, 1] (got 1.2)"),
     (["--patience", "0"], "--patience must be at least 1 epoch"),
+    (["--min-epochs", "2"], "--min-epochs is the first epoch early stopping may end a run: it needs --patience"),
 ])
 def test_bad_layer_options_are_one_line_before_training(flags, message, model_dir, shared_data, tmp_path, capsys):
     out = tmp_path / "run"
@@ -192,6 +195,27 @@ def test_patience_stops_when_dev_has_not_improved_and_keeps_the_best_epoch(model
     metrics = finetune("gad", data=str(shared_data), model=str(model_dir), epochs=6, patience=2, **TINY_RUN)
     assert metrics["epochs_run"] == 4 and metrics["best_epoch"] == 2
     assert scripted == [0.95]  # epochs 1-4 and the best epoch's final dev score; epoch 5 never ran
+
+
+def test_early_stopping_never_ends_a_run_before_min_epochs(model_dir, shared_data, monkeypatch):
+    """The dev scores that stopped the run above at epoch 4 (best 2, patience 2) do not stop it before
+    epoch 5 with min_epochs 5; epoch 5's improvement then keeps it going to the end."""
+    from blurbkit.train import engine as engine_module
+    from blurbkit.train.api import finetune
+
+    scripted = [0.50, 0.60, 0.55, 0.58, 0.59, 0.57, 0.95]
+    real_score = engine_module.Engine.score
+
+    def score(self, data, split):
+        result = real_score(self, data, split)
+        if split == "dev" and scripted:
+            result["score"] = scripted.pop(0)
+        return result
+
+    monkeypatch.setattr(engine_module.Engine, "score", score)
+    metrics = finetune("gad", data=str(shared_data), model=str(model_dir), epochs=8, patience=2, min_epochs=5, **TINY_RUN)
+    # best stays epoch 2; not stopped at 4 (min 5); at epoch 5, 3 epochs without improvement: stop
+    assert metrics["epochs_run"] == 5 and metrics["best_epoch"] == 2
 
 
 def test_early_stopping_and_train_dev_need_a_dev_split(model_dir, shared_data, monkeypatch):
@@ -286,7 +310,7 @@ def test_optimization_study_table_report_and_resume(model_dir, shared_data, tmp_
     assert row.count("/2 failed") == 4 and row.count("±") == 4
     assert "| *BIOSSES, published* | 92.64 |  | 93.46 | 91.75 |" in captured.out
     assert "- BIOSSES: train 16 sampled, epochs 1 (longer 3, longer+no-bias-correction 3), batch 8" in captured.out
-    assert "- BIOSSES: " in captured.out and "longer = 3x the budget's epochs" in captured.out
+    assert "- BIOSSES: " in captured.out and "longer = up to 3x the budget's epochs" in captured.out and "never before" in captured.out
     report = runs / "study-optimization-test16"
     assert report.with_suffix(".md").read_text().startswith("| dataset |")
     assert report.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
@@ -297,6 +321,7 @@ def test_optimization_study_table_report_and_resume(model_dir, shared_data, tmp_
     stored = ResultsStore(runs / "results.sqlite").rows(study="optimization")
     longer = [json.loads(r["hyperparameters"]) for r in stored if r["variant"] == "longer"]
     assert longer[0]["epochs"] == 3 and longer[0]["patience"] == 5 and "bias_correction" not in longer[0]
+    assert longer[0]["min_epochs"] == 1  # never shorter than the budget's own epochs
     assert all(json.loads(r["test_metrics"])["trivial_score"] == 0.0 for r in stored)
     assert main(argv) == 0
     assert capsys.readouterr().err.count("already stored") == 8

@@ -42,6 +42,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="Adam without bias correction (BERT's original optimizer; default: corrected AdamW)")
     parser.add_argument("--patience", type=int, metavar="N",
                         help="early stopping: stop when dev has not improved for N epochs (the best epoch is kept)")
+    parser.add_argument("--min-epochs", type=int, metavar="N",
+                        help="with --patience: early stopping never ends the run before epoch N")
     parser.add_argument("--final-on-train-dev", action="store_true",
                         help="after dev chooses the epoch count, retrain from the pretrained encoder on train+dev "
                         "for that many epochs and score that model on test")
@@ -105,6 +107,7 @@ def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Pat
         adv_alpha=args.adv_alpha,
         bias_correction=not args.no_bias_correction,
         patience=args.patience,
+        min_epochs=args.min_epochs,
         final_on_train_dev=args.final_on_train_dev,
         part_options=parse_part_options(args.part_option),
         pico_train_from_dev=args.pico_train_from_dev,

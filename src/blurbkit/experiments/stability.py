@@ -102,7 +102,8 @@ STUDIES: dict[str, StabilityStudy] = {
             published={"BIOSSES": {"standard": "92.64", "longer": "93.46", "longer+no-bias-correction": "91.75"}},
             published_note="BERT-pretrained PubMedBERT-base (Table 3): improved = bias correction + up to 100 epochs "
                            "(here: longer), standard = up to 5 epochs, no bias correction = improved without it",
-            note=f"longer = {LONGER}x the budget's epochs, stopped when dev has not improved for {PATIENCE} epochs"),
+            note=f"longer = up to {LONGER}x the budget's epochs, stopped when dev has not improved for {PATIENCE} "
+                 f"epochs, never before the budget's epochs"),
         StabilityStudy(
             "stability", "layer-specific stabilisation (Table 4)", ("biosses", "bioasq", "pubmedqa"), _layer_methods(),
             seeds=10, published=_table4(),
@@ -196,7 +197,12 @@ def build_cells(study: StabilityStudy, datasets: Sequence[str], variants: Sequen
                 for variant in variants:
                     config = base.replace(**variant.overrides)
                     if variant.epochs_scale != 1:
-                        config = config.replace(epochs=(config.epochs or spec.recipe.epochs) * variant.epochs_scale)
+                        # Longer training: up to `epochs_scale` x the recipe's epochs, stopped early on
+                        # dev but never before the recipe's own epochs (still in warm-up, or shorter
+                        # than the standard run, it would not be longer training).
+                        epochs = config.epochs or spec.recipe.epochs
+                        config = config.replace(epochs=epochs * variant.epochs_scale,
+                                                min_epochs=epochs if config.patience else None)
                     cells.append(Cell(row_label(dataset, size), variant.name, config))
     return cells
 

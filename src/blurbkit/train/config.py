@@ -59,6 +59,7 @@ class Hyperparams:
     # Optimisation adjustments (SPEC §4); at their defaults left out of run keys (ADDED_LATER below).
     bias_correction: bool = True  # False: Adam without bias correction (the original BERT optimizer)
     patience: int | None = None  # stop when dev has not improved for this many epochs (best epoch kept)
+    min_epochs: int | None = None  # early stopping never ends a run before this epoch (longer training: not shorter)
     final_on_train_dev: bool = False  # after choosing the epoch count on dev, retrain on train+dev; test that
 
     def __post_init__(self) -> None:
@@ -67,6 +68,9 @@ class Hyperparams:
             raise BlurbkitError(f"--layer-decay must be in (0, 1] (got {self.layer_decay})")
         if self.patience is not None and self.patience < 1:
             raise BlurbkitError(f"--patience must be at least 1 epoch (got {self.patience})")
+        if self.min_epochs is not None and (self.patience is None or self.min_epochs < 1):
+            raise BlurbkitError(f"--min-epochs is the first epoch early stopping may end a run: it needs --patience "
+                                f"and a value of at least 1 (got {self.min_epochs})")
         for name in ("reinit_layers", "drop_layers"):
             if getattr(self, name) < 0:
                 raise BlurbkitError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
@@ -85,7 +89,7 @@ class Hyperparams:
 # Hyperparameters added after runs were stored and checkpointed: at these values (their defaults)
 # they are left out of a run's store key (experiments/benchmark.py) and checkpoint signature
 # (train/run.py), so the runs and checkpoints made before them still match.
-ADDED_LATER = {"bias_correction": True, "patience": None, "final_on_train_dev": False,
+ADDED_LATER = {"bias_correction": True, "patience": None, "min_epochs": None, "final_on_train_dev": False,
                "adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0}
 
 

@@ -3,8 +3,8 @@
 Train:   AdamW, linear warm-up over the first 10% of steps then linear decay to 0, gradient
          clipping, bf16 autocast where the hardware has it (fp32 master weights),
          length-grouped batches; dev metric after every epoch; the best epoch's weights kept; with
-         `patience`, training stops once dev has not improved for that many epochs (the schedule
-         stays the one of all `epochs`: early stopping cuts it, as in the stability paper's runs).
+         `patience`, training stops once dev has not improved for that many epochs, not before
+         `min_epochs` (the schedule stays the one of all `epochs`: early stopping cuts it).
 Resume:  with `Checkpoints` (train/checkpoint.py) the loop's whole state is saved at every epoch's
          end and every N steps, and a killed run continues from it to the same last digit. A NaN or
          infinite loss stops the run (checked wherever the loop syncs with the device anyway).
@@ -222,9 +222,10 @@ class Engine:
         return result
 
     def _patience_ran_out(self, dev: Encoded | None, result: TrainResult, epoch: int) -> bool:
-        """Early stopping: dev has not improved on the best epoch for `patience` epochs after `epoch`."""
+        """Early stopping: dev has not improved on the best epoch for `patience` epochs after `epoch`
+        (never before `min_epochs` have run)."""
         patience = self.hyper.patience
-        if patience is None or dev is None or epoch < 1 or not result.dev_history:
+        if patience is None or dev is None or epoch < max(1, self.hyper.min_epochs or 0) or not result.dev_history:
             return False
         return epoch - result.best_epoch >= patience
 

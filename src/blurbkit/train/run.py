@@ -216,7 +216,7 @@ def train_on_train_dev(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperpa
     if config.max_eval_examples is not None:
         splits.notes.append(f"train+dev used the dev subsample of {len(splits.dev)} records")
     seed_everything(config.seed)  # the same fresh start as the first model (re-initialised blocks included)
-    final_hyper = replace(hyper, epochs=epochs, patience=None)
+    final_hyper = replace(hyper, epochs=epochs, patience=None, min_epochs=None)
     engine = build_engine(spec, config, final_hyper, model_dir, records)
     encoded = encode(records, engine.codec, engine.model.recipe, engine.tokenizer, cache=encode_cache)
     checkpoints = None
