@@ -22,7 +22,7 @@ REPO_SRC = Path(__file__).resolve().parents[1] / "src"
 RUN = ["--dataset", "gad", "--epochs", "2", "--batch-size", "4", "--max-train-examples", "24",
        "--max-eval-examples", "8", "--max-test-examples", "16", "--max-length", "64", "--lr", "1e-3",
        "--checkpoint-every", "2", "--no-progress"]
-TIMING = {"train_seconds", "train_examples_per_second", "encode_seconds", "wall_seconds"}
+TIMING = {"train_seconds", "train_examples_per_second", "encode_seconds", "wall_seconds", "resumed"}  # + how it ran
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +66,7 @@ def uninterrupted(tiny_model, shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "run"
     done = blurbkit(finetune_args(tiny_model, shared_data, out))
     assert done.returncode == 0, done.stderr
+    assert json.loads((out / "metrics.json").read_text())["resumed"] is False
     return outcome(out)
 
 
@@ -86,6 +87,7 @@ def test_killed_finetune_resumes_to_the_same_last_digit(point, tiny_model, share
     resumed = blurbkit([*finetune_args(tiny_model, shared_data, out), "--resume"])
     assert resumed.returncode == 0, resumed.stderr
     assert outcome(out) == uninterrupted
+    assert json.loads((out / "metrics.json").read_text())["resumed"] is True  # its wall_seconds: this segment only
     assert leftovers(out) == []  # checkpoint gone with the finished run; the killed save's temporaries removed
 
 

@@ -83,6 +83,7 @@ class Checkpoints:
     every: int | None = None  # optimizer steps between checkpoints (besides every epoch's end)
     resume: bool = False
     written: int = field(default=0, init=False)
+    resumed: bool = field(default=False, init=False)  # this process continued a killed run
 
     def due(self, steps: int) -> bool:
         return bool(self.every) and steps % self.every == 0
@@ -167,6 +168,7 @@ class Checkpoints:
         if loop.masks is not None and saved["masks"] is not None:
             set_bit_generator_state(loop.masks.bits, saved["masks"])
         set_torch_rng_state(rng)
+        self.resumed = True
         return True
 
     def _read_state(self) -> dict[str, Any]:
