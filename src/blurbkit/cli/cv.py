@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from blurbkit.cli.benchmark import add_executor_options, executor_choice, grid_bench
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
+
+if TYPE_CHECKING:
+    from blurbkit.train.config import FinetuneConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,13 +37,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def compared_configs(args: argparse.Namespace, dataset: str) -> list[FinetuneConfig]:
+    """The run's config, or one per --featurizers entry (compared fold by fold)."""
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.experiments.benchmark import apply_budget, budget_profile
+    from blurbkit.tasks.registry import get_dataset
+
+    base = config_from_args(args, dataset, args.seed, None)
+    if args.quick:
+        base = apply_budget(base, budget_profile("quick", dataset))
+    if not args.featurizers:
+        return [base]
+    if args.featurizer:
+        raise BlurbkitError("give --featurizer or --featurizers, not both")
+    default = get_dataset(dataset).task.featurizer  # the task's own part keeps the plain run's key
+    return [base.replace(featurizer=None if name == default else name)
+            for name in (n.strip() for n in args.featurizers.split(",")) if name]
+
+
 def run(args: argparse.Namespace) -> int:
     from blurbkit.data.folds import fold_count
     from blurbkit.errors import BlurbkitError
     from blurbkit.experiments.benchmark import (
-        apply_budget,
         budget_name,
-        budget_profile,
         model_label,
         resolve_datasets,
     )
@@ -56,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     )
     from blurbkit.fileio import atomic_write
     from blurbkit.models.loading import resolve_model_dir
-    from blurbkit.tasks.registry import get_dataset
 
     (dataset,) = resolve_datasets(args.dataset)
     if args.fold != 0:
@@ -68,17 +87,8 @@ def run(args: argparse.Namespace) -> int:
         raise BlurbkitError("--report-only trains nothing: leave out --executor")
     resolve_model_dir(args.model)
     args.no_save_model = not args.save_models
-    base = config_from_args(args, dataset, args.seed, None)
-    if args.quick:
-        base = apply_budget(base, budget_profile("quick", dataset))
+    bases = compared_configs(args, dataset)
     budget = budget_name(args.quick, args)
-    bases = [base]
-    if args.featurizers:
-        if args.featurizer:
-            raise BlurbkitError("give --featurizer or --featurizers, not both")
-        default = get_dataset(dataset).task.featurizer  # the task's own part keeps the plain run's key
-        bases = [base.replace(featurizer=None if name == default else name)
-                 for name in (n.strip() for n in args.featurizers.split(",")) if name]
     grid = cv_grid(bases, folds)
     label = model_label(args.model)
     variants = [variant_name(b) for b in bases]
