@@ -154,7 +154,7 @@ RELATIONS = [
      "original": {"text": "No interaction was seen between ibuprofen and digoxin in the long study of many patients.",
                   "entities": [{"start": 32, "end": 41, "type": "DRUG"}, {"start": 46, "end": 53, "type": "DRUG"}]}},
 ]
-SEQUENCE_FEATURIZERS = ["cls", "mention_pool", "entity_start"] + [
+SEQUENCE_FEATURIZERS = ["cls", "mean", "mention_pool", "entity_start"] + [
     f"sll_{kind}{suffix}" for kind in ("attention", "lstm", "bilstm") for suffix in ("", "_nocls")
 ]
 
@@ -173,6 +173,16 @@ def test_sequence_featurizers_shapes_and_masking(tiny, transform, name):
     torch.testing.assert_close(features[0], alone_features[0], atol=1e-5, rtol=1e-4)
     head = HEADS.get("softmax")(featurizer.out_size, 5).eval()
     assert len(head.predict(head(features))) == 2
+
+
+def test_mean_pooling_is_the_mean_of_the_unpadded_positions(tiny):
+    full, _ = _batches(tiny, "text", RELATIONS)
+    hidden = _hidden(tiny, full)
+    features, _ = FEATURIZERS.get("mean")(32)(hidden, full)
+    short = int(full["attention_mask"][0].sum())
+    assert short < full["input_ids"].size(1)  # the first record is padded in this batch
+    torch.testing.assert_close(features[0], hidden[0, :short].mean(0))
+    torch.testing.assert_close(features[1], hidden[1].mean(0))
 
 
 def test_attention_weights_cover_only_the_text_tokens(tiny):

@@ -34,6 +34,23 @@ class ClsFeaturizer(nn.Module):
         return batch["input_ids"].new_zeros(batch["input_ids"].size(0), 1)
 
 
+@FEATURIZERS.register("mean")
+class MeanFeaturizer(nn.Module):
+    """The mean of every non-padding position's encoding, [CLS] and [SEP] included: the pooling that
+    sentence-embedding encoders (sentence-transformers, e.g. the default MiniLM) were trained with,
+    where [CLS] alone was never a training target."""
+
+    requires = ("sequence",)
+
+    def __init__(self, hidden_size: int, **_: object) -> None:
+        super().__init__()
+        self.out_size = hidden_size
+
+    def forward(self, hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, None]:
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1), None
+
+
 @FEATURIZERS.register("first_subword")
 class FirstSubwordFeaturizer(nn.Module):
     """Each word's first-subword encoding, gathered into a [batch, words, hidden] tensor."""
