@@ -199,7 +199,7 @@ def test_patience_stops_when_dev_has_not_improved_and_keeps_the_best_epoch(model
 
 def test_early_stopping_never_ends_a_run_before_min_epochs(model_dir, shared_data, monkeypatch):
     """The dev scores that stopped the run above at epoch 4 (best 2, patience 2) do not stop it before
-    epoch 5 with min_epochs 5; epoch 5's improvement then keeps it going to the end."""
+    epoch 5 with min_epochs 5; with no improvement by then (best still epoch 2) it stops after epoch 5."""
     from blurbkit.train import engine as engine_module
     from blurbkit.train.api import finetune
 
