@@ -178,20 +178,26 @@ TINY_RUN = {"max_train_examples": 24, "max_eval_examples": 8, "max_test_examples
             "max_length": 32, "lr": 1e-3, "progress": False, "save_model": False}
 
 
-def test_patience_stops_when_dev_has_not_improved_and_keeps_the_best_epoch(model_dir, shared_data, monkeypatch):
+def script_dev_scores(monkeypatch, scores: list[float]) -> list[float]:
+    """Each dev scoring returns the next of `scores` (the list, consumed as the run goes)."""
     from blurbkit.train import engine as engine_module
-    from blurbkit.train.api import finetune
 
-    scripted = [0.50, 0.60, 0.55, 0.58, 0.90, 0.95]  # best at 2; 2 epochs without improvement end it at 4
     real_score = engine_module.Engine.score
 
     def score(self, data, split):
         result = real_score(self, data, split)
-        if split == "dev" and scripted:
-            result["score"] = scripted.pop(0)
+        if split == "dev" and scores:
+            result["score"] = scores.pop(0)
         return result
 
     monkeypatch.setattr(engine_module.Engine, "score", score)
+    return scores
+
+
+def test_patience_stops_when_dev_has_not_improved_and_keeps_the_best_epoch(model_dir, shared_data, monkeypatch):
+    from blurbkit.train.api import finetune
+
+    scripted = script_dev_scores(monkeypatch, [0.50, 0.60, 0.55, 0.58, 0.90, 0.95])  # best at 2; patience 2 ends it at 4
     metrics = finetune("gad", data=str(shared_data), model=str(model_dir), epochs=6, patience=2, **TINY_RUN)
     assert metrics["epochs_run"] == 4 and metrics["best_epoch"] == 2
     assert scripted == [0.95]  # epochs 1-4 and the best epoch's final dev score; epoch 5 never ran
@@ -200,19 +206,9 @@ def test_patience_stops_when_dev_has_not_improved_and_keeps_the_best_epoch(model
 def test_early_stopping_never_ends_a_run_before_min_epochs(model_dir, shared_data, monkeypatch):
     """The dev scores that stopped the run above at epoch 4 (best 2, patience 2) do not stop it before
     epoch 5 with min_epochs 5; with no improvement by then (best still epoch 2) it stops after epoch 5."""
-    from blurbkit.train import engine as engine_module
     from blurbkit.train.api import finetune
 
-    scripted = [0.50, 0.60, 0.55, 0.58, 0.59, 0.57, 0.95]
-    real_score = engine_module.Engine.score
-
-    def score(self, data, split):
-        result = real_score(self, data, split)
-        if split == "dev" and scripted:
-            result["score"] = scripted.pop(0)
-        return result
-
-    monkeypatch.setattr(engine_module.Engine, "score", score)
+    script_dev_scores(monkeypatch, [0.50, 0.60, 0.55, 0.58, 0.59, 0.57, 0.95])
     metrics = finetune("gad", data=str(shared_data), model=str(model_dir), epochs=8, patience=2, min_epochs=5, **TINY_RUN)
     # best stays epoch 2; not stopped at 4 (min 5); at epoch 5, 3 epochs without improvement: stop
     assert metrics["epochs_run"] == 5 and metrics["best_epoch"] == 2
