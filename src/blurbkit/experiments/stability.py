@@ -267,7 +267,8 @@ def cell_stats(entry: dict[str, Any]) -> dict[str, Any]:
         "mean_ok": statistics.fmean(kept) if kept else math.nan,
         "failed": sum(failed),
         "errored": entry["errored"],
-        "seconds": statistics.fmean(entry["seconds"]) if entry["seconds"] else math.nan,
+        # The median: one run paused or sharing its cores would otherwise move the whole cell's cost.
+        "seconds": statistics.median(entry["seconds"]) if entry["seconds"] else math.nan,
     }
 
 
@@ -314,7 +315,7 @@ def stability_table(study: StabilityStudy, cells: Sequence[Cell], results: dict[
     seeds = sorted({cell_stats(e)["n"] for e in results.values()} - {0})
     lines += ["", f"Study {study.name} ({study.title}): test score (%) per cell: mean ± sample std over all seeds · "
               f"mean over the seeds that did not fail · failed/seeds ({'/'.join(map(str, seeds))} seeds)"
-              + (" · encoder parameters · mean wall seconds per run" if study.cost_columns else "") + ".",
+              + (" · encoder parameters · median wall seconds per run" if study.cost_columns else "") + ".",
               "A run fails when its test score is no better than a trivial predictor's on the same test records "
               "(majority class, constant, no entity): F1 0, accuracy at or below the majority class's, Pearson undefined or ≤ 0."]
     if study.note:
