@@ -83,11 +83,16 @@ def test_killed_finetune_resumes_to_the_same_last_digit(point, tiny_model, share
     out = tmp_path / "run"
     killed = blurbkit(finetune_args(tiny_model, shared_data, out), kill_at=point)
     assert killed.returncode == -9, killed.stderr
-    assert (out / ".checkpoint" / "state.json").is_file()
+    state_file = out / ".checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    assert state["wall_seconds"] > 0  # the killed process's time up to its checkpoint
+    state["wall_seconds"] = 1000.0  # as if it had run long: the resumed run's wall time must include it
+    state_file.write_text(json.dumps(state))
     resumed = blurbkit([*finetune_args(tiny_model, shared_data, out), "--resume"])
     assert resumed.returncode == 0, resumed.stderr
     assert outcome(out) == uninterrupted
-    assert json.loads((out / "metrics.json").read_text())["resumed"] is True  # its wall_seconds: this segment only
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed"] is True and 1000 < metrics["wall_seconds"] < 1000 + 120
     assert leftovers(out) == []  # checkpoint gone with the finished run; the killed save's temporaries removed
 
 

@@ -161,6 +161,7 @@ def test_bad_values_are_refused_when_the_config_is_made(options, message):
     (["--layer-decay", "1.2"], "--layer-decay must be in (0, 1] (got 1.2)"),
     (["--patience", "0"], "--patience must be at least 1 epoch"),
     (["--min-epochs", "2"], "--min-epochs is the first epoch early stopping may end a run: it needs --patience"),
+    (["--patience", "2", "--min-epochs", "3"], "--min-epochs 3 is more than the run's 1 epochs"),
 ])
 def test_bad_layer_options_are_one_line_before_training(flags, message, model_dir, shared_data, tmp_path, capsys):
     out = tmp_path / "run"

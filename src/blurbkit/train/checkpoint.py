@@ -26,6 +26,7 @@ import json
 import math
 import random
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,10 @@ class Checkpoints:
     resume: bool = False
     written: int = field(default=0, init=False)
     resumed: bool = field(default=False, init=False)  # this process continued a killed run
+    # Wall seconds the run's earlier processes spent up to their last checkpoint (0 for a fresh run):
+    # a resumed run's wall time is theirs plus this process's, not this segment's alone.
+    earlier_seconds: float = field(default=0.0, init=False)
+    _started: float = field(default_factory=time.perf_counter, init=False, repr=False)
 
     def due(self, steps: int) -> bool:
         return bool(self.every) and steps % self.every == 0
@@ -104,6 +109,7 @@ class Checkpoints:
             "result": asdict(loop.result),
             "best_score": loop.best_score,
             "best": best,
+            "wall_seconds": self.earlier_seconds + time.perf_counter() - self._started,
             "scheduler": scheduler_state(loop.scheduler),
             "scaler": loop.scaler.state_dict(),
             "rng": {
@@ -168,6 +174,7 @@ class Checkpoints:
         if loop.masks is not None and saved["masks"] is not None:
             set_bit_generator_state(loop.masks.bits, saved["masks"])
         set_torch_rng_state(rng)
+        self.earlier_seconds = float(state.get("wall_seconds", 0.0))  # absent in checkpoints written before it
         self.resumed = True
         return True
 

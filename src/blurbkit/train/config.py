@@ -77,11 +77,15 @@ class Hyperparams:
 
     def resolved(self, spec: Any) -> Hyperparams:
         """Every value the dataset's recipe fills in when the user left it unset."""
+        epochs = self.epochs or spec.recipe.epochs
+        if self.min_epochs is not None and self.min_epochs > epochs:
+            # Known only now (epochs may come from the recipe): a floor above the run's length means nothing.
+            raise BlurbkitError(f"--min-epochs {self.min_epochs} is more than the run's {epochs} epochs")
         return replace(
             self,
             lr=self.lr or spec.recipe.lr,
             batch_size=self.batch_size or spec.recipe.batch_size,
-            epochs=self.epochs or spec.recipe.epochs,
+            epochs=epochs,
             max_length=self.max_length or spec.max_length,
         )
 

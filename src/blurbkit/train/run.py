@@ -190,8 +190,9 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
         "train_seconds": round(trained.train_seconds, 2),
         "train_examples_per_second": round(trained.train_examples_per_second, 2),
         "encode_seconds": round(encode_seconds, 2),
-        # This process's wall time; a resumed run's earlier segments are in train_seconds only.
-        "wall_seconds": round(time.perf_counter() - started, 2),
+        # A resumed run adds its earlier processes' time up to their last checkpoint (what a killed process
+        # did after it is not counted; redoing it is, in this process).
+        "wall_seconds": round(time.perf_counter() - started + (checkpoints.earlier_seconds if checkpoints else 0.0), 2),
         "resumed": checkpoints is not None and checkpoints.resumed,
         "precision": dtype_name(engine.dtype),
         "notes": splits.notes,
