@@ -10,7 +10,7 @@ from typing import Any
 from blurbkit.cli.benchmark import add_executor_options, executor_choice, grid_bench
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
-ABLATIONS = ("tagging", "heads", "relation", "sll")
+ABLATIONS = ("tagging", "heads", "relation", "sll", "pair")
 STABILITY = ("optimization", "stability", "low-resource", "pruning", "search")  # experiments/stability.py
 STUDIES = ABLATIONS + STABILITY + ("pretraining",)  # pretraining: experiments/pretraining.py
 
@@ -18,7 +18,8 @@ STUDIES = ABLATIONS + STABILITY + ("pretraining",)  # pretraining: experiments/p
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ablate",
-        help="compare modeling choices (tagging scheme, token heads, relation input/encoding, SLL heads), "
+        help="compare modeling choices (tagging scheme, token heads, relation input/encoding, SLL heads, "
+        "sentence-pair encoding), "
         "fine-tuning stabilisation methods (optimization, stability, low-resource, pruning, search) "
         "or pretraining settings at equal compute (pretraining)",
         description="Runs every dataset x variant x seed through the fine-tuning engine and the results "
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--study", required=True, choices=STUDIES)
     parser.add_argument("--datasets", help="comma-separated (default: the study's: tagging/heads bc5chem,ncbi_disease; "
-                        "relation chemprot,ddi; sll chemprot,ddi,gad; optimization biosses; stability "
+                        "relation chemprot,ddi; sll chemprot,ddi,gad; pair biosses; optimization biosses; stability "
                         "biosses,bioasq,pubmedqa; low-resource chemprot,ddi; pruning biosses,chemprot,bioasq; "
                         "search biosses,pubmedqa,ddi,bioasq; pretraining bc5chem,ncbi_disease,ddi,gad,biosses,pubmedqa)")
     parser.add_argument("--variants", help="comma-separated subset of the study's variants (default: all)")

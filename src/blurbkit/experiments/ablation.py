@@ -70,6 +70,11 @@ STUDIES: dict[str, Study] = {
               {"dummy+cls": {"chemprot": 77.24, "ddi": 82.36}, "original+cls": {"chemprot": 50.52, "ddi": 37.00}}),
         Study("sll", "SLL heads: summaries of the last layer", ("sequence",), ("chemprot", "ddi", "gad"),
               _sll_variants()),
+        # The BLURB recipe cross-encodes a pair; sentence-embedding encoders were trained as bi-encoders.
+        Study("pair", "sentence pairs: joint encoding (cross-encoder) vs each sentence alone (bi-encoder)",
+              ("text_pair",), ("biosses",),
+              (Variant("joint+cls", {"featurizer": "cls"}), Variant("joint+mean", {"featurizer": "mean"}),
+               Variant("siamese+cosine", {"featurizer": "siamese_mean", "head": "cosine"}))),
     )
 }
 

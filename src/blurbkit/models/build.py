@@ -49,6 +49,12 @@ def check_parts_apply(recipe: ModelRecipe, task: Any) -> None:
             raise BlurbkitError(
                 f"{kind} {name!r} does not apply to {task.name} tasks (it needs: {', '.join(missing)})"
             )
+    # What the featurizer gives and the head reads: one vector (the default) or a pair of them.
+    gives = getattr(FEATURIZERS.get(recipe.featurizer), "features", "vector")
+    reads = getattr(HEADS.get(recipe.head), "features", "vector")
+    if gives != reads:
+        raise BlurbkitError(f"head {recipe.head!r} reads {reads} features; featurizer {recipe.featurizer!r} gives {gives} "
+                            f"features ({'--featurizer siamese_mean' if reads == 'pair' else '--head cosine'} fits it)")
 
 
 def build_model(recipe: ModelRecipe, model_dir: Path, dropout: float = 0.1,

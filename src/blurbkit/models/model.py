@@ -66,6 +66,8 @@ class BlurbModel(nn.Module):
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
         if "token_type_ids" in batch:
             inputs["token_type_ids"] = batch["token_type_ids"]
+        if hasattr(self.featurizer, "encoder_inputs"):  # e.g. a siamese featurizer: one row per sentence
+            inputs = self.featurizer.encoder_inputs(inputs)
         # fp32 for the featurizer and head, whatever the encoder ran in (a no-op under autocast,
         # whose last LayerNorm already returns fp32; a cast for a bf16 inference twin).
         hidden = self.encoder(**inputs).last_hidden_state.float()
