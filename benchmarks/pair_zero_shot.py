@@ -22,7 +22,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from blurbkit.models.encoding import encode
-    from blurbkit.models.loading import resolve_model_dir
+    from blurbkit.models.loading import resolve_model_dir, store_label
     from blurbkit.speed.machine import machine_info
     from blurbkit.tasks.registry import get_dataset
     from blurbkit.train.config import FinetuneConfig
@@ -34,7 +34,7 @@ def main() -> None:
     hyper = config.hyper.resolved(spec)
     splits = load_splits(spec, config, hyper)
     engine = build_engine(spec, config, hyper, resolve_model_dir(args.model), splits.train)
-    result = {"dataset": spec.name, "model": str(resolve_model_dir(args.model)), "metric": spec.metric,
+    result = {"dataset": spec.name, "model": store_label(args.model), "metric": spec.metric,
               "parts": "siamese_mean + cosine, not fine-tuned", "machine": machine_info()}
     for name, records in (("train", splits.train), ("dev", splits.dev), ("test", splits.test)):
         started = time.perf_counter()

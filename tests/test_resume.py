@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,11 +89,13 @@ def test_killed_finetune_resumes_to_the_same_last_digit(point, tiny_model, share
     assert state["wall_seconds"] > 0  # the killed process's time up to its checkpoint
     state["wall_seconds"] = 1000.0  # as if it had run long: the resumed run's wall time must include it
     state_file.write_text(json.dumps(state))
+    started = time.perf_counter()
     resumed = blurbkit([*finetune_args(tiny_model, shared_data, out), "--resume"])
+    this_process = time.perf_counter() - started
     assert resumed.returncode == 0, resumed.stderr
     assert outcome(out) == uninterrupted
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["resumed"] is True and 1000 < metrics["wall_seconds"] < 1000 + 120
+    assert metrics["resumed"] is True and 1000 < metrics["wall_seconds"] <= 1000 + this_process
     assert leftovers(out) == []  # checkpoint gone with the finished run; the killed save's temporaries removed
 
 
@@ -135,6 +138,43 @@ def test_checkpoint_of_another_run_is_refused_in_one_line(tiny_model, shared_dat
     assert len(err) == 1 and "belongs to a different run (lr: 0.0005 now, 0.001 in the checkpoint)" in err[0]
     assert main([*argv, "--resume", "--max-train-examples", "20"]) == 2  # other data
     assert "belongs to a different run (data_sha256.train" in capsys.readouterr().err
+
+
+def test_a_run_killed_in_its_train_dev_phase_counts_both_phases_time(tiny_model, shared_data, tmp_path, monkeypatch, capsys):
+    """--final-on-train-dev: killed in the second phase, the resumed run's wall time adds the time the
+    latest checkpoint recorded (the second phase's, on the same run clock), not only the first phase's."""
+    import blurbkit.train.engine as engine
+
+    class Killed(BaseException):
+        pass
+
+    seen = []
+
+    def kill_point(name: str) -> None:
+        seen.append(name)
+        if name == "step:3" and seen.count(name) == 2:  # the second phase's third step
+            raise Killed
+
+    out = tmp_path / "run"
+    argv = ["finetune", *RUN, "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out),
+            "--final-on-train-dev"]
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "kill_point", kill_point)
+        with pytest.raises(Killed):
+            main(argv)
+    walls = {}
+    for phase, recorded in ((".checkpoint", 1000.0), (".checkpoint-final", 2000.0)):
+        state_file = out / phase / "state.json"
+        state = json.loads(state_file.read_text())
+        walls[phase] = state["wall_seconds"]
+        state["wall_seconds"] = recorded  # as if each phase had run long
+        state_file.write_text(json.dumps(state))
+    assert 0 < walls[".checkpoint"] <= walls[".checkpoint-final"]  # one clock over both phases
+    capsys.readouterr()
+    started = time.perf_counter()
+    assert main([*argv, "--resume"]) == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["resumed"] is True and 2000 < metrics["wall_seconds"] <= 2000 + time.perf_counter() - started
 
 
 def _nan_at(monkeypatch, call: int) -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from blurbkit.cli.main import main
+from blurbkit.data.load import load_split
 from blurbkit.errors import BlurbkitError
 from blurbkit.models.build import check_parts_apply
 from blurbkit.models.featurizers import FEATURIZERS
@@ -54,7 +55,7 @@ def test_each_sentence_is_encoded_as_if_alone(tiny):
     batch = collate(TRANSFORMS.get("sentence_pair")(PAIRS, TransformContext(tokenizer, 64)), tokenizer.pad_token_id)
     featurizer = FEATURIZERS.get("siamese_mean")(32)
     inputs = featurizer.encoder_inputs({k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")})
-    assert inputs["input_ids"].shape == (4, batch["input_ids"].size(1))
+    assert inputs["input_ids"].size(0) == 4 and inputs["input_ids"].size(1) <= batch["input_ids"].size(1)
     for row, text in enumerate([PAIRS[0]["text_a"], PAIRS[1]["text_a"], PAIRS[0]["text_b"], PAIRS[1]["text_b"]]):
         length = int(inputs["attention_mask"][row].sum())
         assert inputs["input_ids"][row, :length].tolist() == tokenizer(text)["input_ids"], row
@@ -65,6 +66,35 @@ def test_each_sentence_is_encoded_as_if_alone(tiny):
     for row, pair in enumerate(PAIRS):
         torch.testing.assert_close(features[row, 0], _alone(encoder, tokenizer, pair["text_a"]), atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(features[row, 1], _alone(encoder, tokenizer, pair["text_b"]), atol=1e-5, rtol=1e-4)
+
+
+def test_truncated_pairs_and_an_empty_second_sentence_split_as_the_joint_row_holds_them(tiny):
+    encoder, tokenizer = tiny
+    pairs = [*PAIRS, {"id": "p2", "text_a": "Only one sentence here.", "text_b": "", "score": 0.0}]
+    batch = collate(TRANSFORMS.get("sentence_pair")(pairs, TransformContext(tokenizer, 16)), tokenizer.pad_token_id)
+    featurizer = FEATURIZERS.get("siamese_mean")(32)
+    inputs = featurizer.encoder_inputs({k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")})
+    width = inputs["input_ids"].size(1)
+    assert width < batch["input_ids"].size(1)  # rows cut to the longest single sentence, not the joint length
+    cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+    for row in range(3):
+        joint = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+        split = joint.index(sep) + 1
+        first = inputs["input_ids"][row][inputs["attention_mask"][row].bool()].tolist()
+        second = inputs["input_ids"][3 + row][inputs["attention_mask"][3 + row].bool()].tolist()
+        assert first == joint[:split] and second == [cls, *joint[split:]], row
+    assert inputs["input_ids"][5][inputs["attention_mask"][5].bool()].tolist() == [cls, sep]  # the empty sentence
+    with torch.no_grad():
+        features, _ = featurizer(encoder(**inputs).last_hidden_state, batch)
+    assert features.shape == (3, 2, 32) and torch.isfinite(features).all()
+
+
+def test_a_tokenizer_without_second_segment_ids_is_refused(tiny):
+    _, tokenizer = tiny
+    batch = collate(TRANSFORMS.get("sentence_pair")(PAIRS, TransformContext(tokenizer, 64)), tokenizer.pad_token_id)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask")} | {"token_type_ids": torch.zeros_like(batch["input_ids"])}
+    with pytest.raises(BlurbkitError, match="needs segment ids that mark the second sentence"):
+        FEATURIZERS.get("siamese_mean")(32).encoder_inputs(inputs)
 
 
 def test_cosine_head_predicts_the_cosine_and_cosent_is_the_published_formula():
@@ -107,6 +137,22 @@ def test_a_siamese_similarity_run_trains_and_saves(model_dir, shared_data, tmp_p
     assert metrics["metric"] == "pearson" and -1 <= metrics["test"]["score"] <= 1
     recipe = json.loads((out / "model" / "blurbkit.json").read_text())
     assert (recipe["featurizer"], recipe["head"]) == ("siamese_mean", "cosine")
+    # The saved model predicts what the run scored: the test predictions file, from the reloaded directory.
+    from blurbkit.inference.predictor import Predictor
+
+    saved = [json.loads(line) for line in (out / "predictions" / "test.jsonl").read_text().splitlines()]
+    test = {r["id"]: r for r in load_split("biosses", "test", str(shared_data))}
+    predictor = Predictor.load(out / "model")
+    again = predictor.predict([{"text_a": test[p["id"]]["text_a"], "text_b": test[p["id"]]["text_b"]} for p in saved])
+    assert again == pytest.approx([p["prediction"] for p in saved], abs=2e-3)  # bf16 batches may differ slightly
+
+
+def test_adversarial_training_with_the_siamese_featurizer_is_refused_before_any_data(model_dir, tmp_path, capsys):
+    code = main(["finetune", "--dataset", "biosses", "--data", str(tmp_path / "no-data"), "--model", str(model_dir),
+                 "--out", str(tmp_path / "run"), "--featurizer", "siamese_mean", "--head", "cosine", "--adversarial",
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--adversarial does not combine with featurizer 'siamese_mean'" in err and "Traceback" not in err
 
 
 def test_mismatched_pair_parts_are_one_line_before_training(model_dir, shared_data, tmp_path, capsys):

@@ -161,7 +161,7 @@ def test_bad_values_are_refused_when_the_config_is_made(options, message):
     (["--layer-decay", "1.2"], "--layer-decay must be in (0, 1] (got 1.2)"),
     (["--patience", "0"], "--patience must be at least 1 epoch"),
     (["--min-epochs", "2"], "--min-epochs is the first epoch early stopping may end a run: it needs --patience"),
-    (["--patience", "2", "--min-epochs", "3"], "--min-epochs 3 is more than the run's 1 epochs"),
+    (["--patience", "2", "--min-epochs", "3"], "--min-epochs 3 is more than gad's 1 epoch"),
 ])
 def test_bad_layer_options_are_one_line_before_training(flags, message, model_dir, shared_data, tmp_path, capsys):
     out = tmp_path / "run"
@@ -171,6 +171,18 @@ def test_bad_layer_options_are_one_line_before_training(flags, message, model_di
     errors = [line for line in err.splitlines() if line.startswith("blurbkit: error:")]
     assert code == 2 and len(errors) == 1 and message in errors[0] and "Traceback" not in err, err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_grid_with_min_epochs_above_one_datasets_epochs_stops_before_any_run(model_dir, shared_data, tmp_path, capsys):
+    """BIOSSES (30 recipe epochs) would run first; GAD (10) cannot take --min-epochs 15: nothing trains."""
+    runs = tmp_path / "runs"
+    code = main(["benchmark", "--datasets", "biosses,gad", "--seeds", "1", "--data", str(shared_data), "--model",
+                 str(model_dir), "--runs-dir", str(runs), "--patience", "2", "--min-epochs", "15",
+                 "--max-train-examples", "8", "--no-progress"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("blurbkit: error:")]
+    assert code == 2 and len(errors) == 1 and "--min-epochs 15 is more than gad's 10 epochs" in errors[0], err
+    assert not list(runs.rglob("metrics.json"))
 
 
 # ---- early stopping and the train+dev final model -----------------------------------------------

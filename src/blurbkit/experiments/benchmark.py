@@ -100,6 +100,15 @@ def finished_run(out: Path | None) -> dict[str, Any] | None:
     return metrics
 
 
+def checked(configs: Iterable[tuple[str, FinetuneConfig]]) -> list[tuple[str, FinetuneConfig]]:
+    """The grid as a list, every run's settings resolved against its dataset's recipe first: a value
+    wrong for one dataset only (--min-epochs above its epochs) stops the grid before any training."""
+    configs = list(configs)
+    for _, config in configs:
+        config.hyper.resolved(get_dataset(config.dataset))
+    return configs
+
+
 # Runs that become possible while a grid runs (the search study's test seeds once a dataset's
 # selection runs are all stored): asked after each run of the grid, with the run keys (digests) still
 # queued or running in it, so that a stored row this grid is about to replace (--force, a failed run
@@ -144,6 +153,7 @@ class Benchmark:
         several processes on one store split the grid: a run stored or being trained by another
         live process is skipped here. `follow_up` is asked after each run for runs that may start now
         (each returned once); they go ahead of the rest of the grid."""
+        configs = checked(configs)
         if self.executor is not None:
             from blurbkit.experiments.grid_sweep import GridSweep
 
@@ -157,6 +167,7 @@ class Benchmark:
 
     def run_all(self, grids: Iterable[tuple[Iterable[tuple[str, FinetuneConfig]], str]], budget: str) -> None:
         """`run` over several grids, each (configs, model label), in order; on an executor all at once."""
+        grids = [(checked(configs), label) for configs, label in grids]
         if self.executor is not None:
             from blurbkit.experiments.grid_sweep import GridSweep
 

@@ -252,7 +252,8 @@ def collect(cells: Sequence[Cell], rows: Sequence[dict[str, Any]], run_key_of: C
         test = json.loads(row["test_metrics"] or "{}")
         entry["scores"].append(100 * row["test_score"])
         entry["failed"].append(get_dataset(cell.config.dataset).task.run_failed(test))
-        entry["seconds"].append(row["wall_seconds"] or 0.0)
+        if row["wall_seconds"] is not None:  # a run stored without its time does not count as 0 s
+            entry["seconds"].append(row["wall_seconds"])
         entry["seeds"].append(row["seed"])
     return out
 

@@ -76,6 +76,25 @@ class Loop:
 
 
 @dataclass
+class RunClock:
+    """A run's wall time across the processes that ran it: every checkpoint records the time so far, and
+    a resumed process adds the time its checkpoint recorded to its own (what a killed process did
+    after its last checkpoint is not counted; redoing it is, in the process that redoes it)."""
+
+    started: float = field(default_factory=time.perf_counter)  # this process's start of the run
+    earlier: float = 0.0  # the killed processes' time, from the latest checkpoint restored
+    resumed: bool = False  # this process continued a killed run (in either phase)
+
+    def seconds(self) -> float:
+        return self.earlier + time.perf_counter() - self.started
+
+    def restored(self, recorded: float) -> None:
+        # Both phases' checkpoints record on one clock: the later phase's holds the larger time.
+        self.earlier = max(self.earlier, recorded)
+        self.resumed = True
+
+
+@dataclass
 class Checkpoints:
     """Where a run keeps its checkpoint and when it writes one."""
 
@@ -83,12 +102,9 @@ class Checkpoints:
     signature: dict[str, Any]  # what must match for a checkpoint to continue this run
     every: int | None = None  # optimizer steps between checkpoints (besides every epoch's end)
     resume: bool = False
+    clock: RunClock = field(default_factory=lambda: RunClock())  # shared by a run's checkpoints (both phases)
     written: int = field(default=0, init=False)
     resumed: bool = field(default=False, init=False)  # this process continued a killed run
-    # Wall seconds the run's earlier processes spent up to their last checkpoint (0 for a fresh run):
-    # a resumed run's wall time is theirs plus this process's, not this segment's alone.
-    earlier_seconds: float = field(default=0.0, init=False)
-    _started: float = field(default_factory=time.perf_counter, init=False, repr=False)
 
     def due(self, steps: int) -> bool:
         return bool(self.every) and steps % self.every == 0
@@ -109,7 +125,7 @@ class Checkpoints:
             "result": asdict(loop.result),
             "best_score": loop.best_score,
             "best": best,
-            "wall_seconds": self.earlier_seconds + time.perf_counter() - self._started,
+            "wall_seconds": self.clock.seconds(),
             "scheduler": scheduler_state(loop.scheduler),
             "scaler": loop.scaler.state_dict(),
             "rng": {
@@ -174,7 +190,7 @@ class Checkpoints:
         if loop.masks is not None and saved["masks"] is not None:
             set_bit_generator_state(loop.masks.bits, saved["masks"])
         set_torch_rng_state(rng)
-        self.earlier_seconds = float(state.get("wall_seconds", 0.0))  # absent in checkpoints written before it
+        self.clock.restored(float(state.get("wall_seconds", 0.0)))  # absent in checkpoints written before it
         self.resumed = True
         return True
 

@@ -80,7 +80,8 @@ class Hyperparams:
         epochs = self.epochs or spec.recipe.epochs
         if self.min_epochs is not None and self.min_epochs > epochs:
             # Known only now (epochs may come from the recipe): a floor above the run's length means nothing.
-            raise BlurbkitError(f"--min-epochs {self.min_epochs} is more than the run's {epochs} epochs")
+            raise BlurbkitError(f"--min-epochs {self.min_epochs} is more than {spec.name}'s {epochs} "
+                                f"epoch{'s' if epochs != 1 else ''}")
         return replace(
             self,
             lr=self.lr or spec.recipe.lr,

@@ -81,9 +81,6 @@ def adversary(model: BlurbModel, hyper: Hyperparams) -> Adversary | None:
     """The --adversarial perturbation of the encoder's token embeddings (checked), or None."""
     if not hyper.adversarial:
         return None
-    if hasattr(model.featurizer, "encoder_inputs"):  # its perturbation is shaped by the batch's rows
-        raise BlurbkitError(f"--adversarial does not combine with featurizer {model.recipe.featurizer!r} "
-                            "(it re-arranges the encoder's input rows)")
     config = AdversarialConfig(epsilon=hyper.adv_epsilon, steps=hyper.adv_steps, step_size=hyper.adv_step_size,
                                alpha=hyper.adv_alpha)
     return Adversary(model.encoder.get_input_embeddings(), config)

@@ -26,13 +26,14 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_dir, check_writable, clean_stale
 from blurbkit.models.build import build_model, make_recipe
 from blurbkit.models.encoding import Encoded, encode
+from blurbkit.models.featurizers import FEATURIZERS
 from blurbkit.models.loading import resolve_model_dir
 from blurbkit.runtime.adversarial import AdversarialConfig
 from blurbkit.runtime.precision import dtype_name
 from blurbkit.scoring import prediction_file_name, score_predictions, write_predictions
 from blurbkit.tasks.registry import DatasetSpec, get_dataset
 from blurbkit.testhook import kill_point
-from blurbkit.train.checkpoint import DIR_NAME, FINAL_DIR_NAME, Checkpoints
+from blurbkit.train.checkpoint import DIR_NAME, FINAL_DIR_NAME, Checkpoints, RunClock
 from blurbkit.train.config import FinetuneConfig, Hyperparams, without_added_defaults
 from blurbkit.train.engine import Engine, seed_everything
 from blurbkit.train.provenance import blurbkit_commit, library_versions, records_sha256
@@ -147,6 +148,9 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     if config.adversarial:  # its settings are refused before any data is read
         AdversarialConfig(epsilon=config.adv_epsilon, steps=config.adv_steps, step_size=config.adv_step_size,
                           alpha=config.adv_alpha)
+        featurizer = config.choices.featurizer
+        if featurizer and hasattr(FEATURIZERS.get(featurizer), "encoder_inputs"):  # perturbations are shaped by the batch's rows
+            raise BlurbkitError(f"--adversarial does not combine with featurizer {featurizer!r} (it re-arranges the encoder's rows)")
     check_run_dir(config.out, config.overwrite, config.resume)
     spec = get_dataset(config.dataset)
     hyper = config.hyper.resolved(spec)
@@ -155,7 +159,8 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     seed_everything(config.seed)
     engine = build_engine(spec, config, hyper, model_dir, splits.train)
 
-    started = time.perf_counter()
+    clock = RunClock()  # the run's wall time, across the processes of a killed and resumed run
+    started = clock.started
     data = {name: encode(records, engine.codec, engine.model.recipe, engine.tokenizer, cache=config.encode_cache)
             for name, records in (("train", splits.train), ("dev", splits.dev), ("test", splits.test))}
     encode_seconds = time.perf_counter() - started
@@ -163,7 +168,7 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     checkpoints = None
     if config.out is not None:
         checkpoints = Checkpoints(config.out / DIR_NAME, run_signature(config, hyper, model_dir, data_sha256),
-                                  every=config.checkpoint_every, resume=config.resume)
+                                  every=config.checkpoint_every, resume=config.resume, clock=clock)
     trained = engine.train(data["train"], data["dev"], checkpoints=checkpoints)
     dev_best, test = engine.score(data["dev"], "dev"), engine.score(data["test"], "test")
     predictions = {"dev": dev_best.pop("_predictions"), "test": test.pop("_predictions")}
@@ -171,7 +176,7 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     if hyper.final_on_train_dev:
         test_before = test
         engine, data["train_dev"], final = train_on_train_dev(spec, config, hyper, model_dir, splits, engine, trained,
-                                                              data_sha256, encode_cache=config.encode_cache)
+                                                              data_sha256, encode_cache=config.encode_cache, clock=clock)
         test = engine.score(data["test"], "test")
         predictions["test"] = test.pop("_predictions")
         final["test_before"] = {k: v for k, v in test_before.items() if k != "_predictions"}
@@ -190,10 +195,8 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
         "train_seconds": round(trained.train_seconds, 2),
         "train_examples_per_second": round(trained.train_examples_per_second, 2),
         "encode_seconds": round(encode_seconds, 2),
-        # A resumed run adds its earlier processes' time up to their last checkpoint (what a killed process
-        # did after it is not counted; redoing it is, in this process).
-        "wall_seconds": round(time.perf_counter() - started + (checkpoints.earlier_seconds if checkpoints else 0.0), 2),
-        "resumed": checkpoints is not None and checkpoints.resumed,
+        "wall_seconds": round(clock.seconds(), 2),  # a resumed run's includes its killed processes' (RunClock)
+        "resumed": clock.resumed,
         "precision": dtype_name(engine.dtype),
         "notes": splits.notes,
     }
@@ -207,8 +210,8 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
 
 
 def train_on_train_dev(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperparams, model_dir: Path, splits: Splits,
-                       selected: Engine, trained: Any, data_sha256: dict[str, str], encode_cache: Any = None
-                       ) -> tuple[Engine, Encoded, dict[str, Any]]:
+                       selected: Engine, trained: Any, data_sha256: dict[str, str], encode_cache: Any = None,
+                       clock: RunClock | None = None) -> tuple[Engine, Encoded, dict[str, Any]]:
     """The stability paper's final model: once dev has chosen the epoch count, train again from the
     pretrained encoder (same seed, same layer options) on train+dev for that many epochs, with its
     own schedule and no evaluation; test scores that model. Its checkpoint is RUN_DIR/.checkpoint-final."""
@@ -226,7 +229,8 @@ def train_on_train_dev(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperpa
     if config.out is not None:
         signature = run_signature(config, final_hyper, model_dir, data_sha256)
         signature.update(phase="train+dev", selected_epoch=epochs, train_dev_sha256=records_sha256(encoded.records))
-        checkpoints = Checkpoints(config.out / FINAL_DIR_NAME, signature, every=config.checkpoint_every, resume=config.resume)
+        checkpoints = Checkpoints(config.out / FINAL_DIR_NAME, signature, every=config.checkpoint_every, resume=config.resume,
+                                  clock=clock or RunClock())
     result = engine.train(encoded, None, checkpoints=checkpoints)
     return engine, encoded, {"epochs": epochs, "train_examples": len(records), "steps": result.steps,
                              "train_seconds": round(result.train_seconds, 2)}
