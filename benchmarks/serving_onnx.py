@@ -5,7 +5,8 @@
   words get another tag than the torch model's;
 * raw-sentence speed (sentences/s, test sentences as raw text) of Predictor with each backend, of
   blurbkit.Pipeline (the test sentences joined into documents of 10, torch and onnx-int8 NER), and
-  of transformers.pipeline("token-classification") on the same weights (batch 1, its default).
+  of transformers.pipeline("token-classification") on the same weights (batch 1, its default):
+  every side on the same sentences, best of --rounds interleaved rounds.
 
     python benchmarks/serving_onnx.py --model RUN_DIR/model --mode fp32   # BLURBKIT_CPU_DTYPES=fp32 set by it
     python benchmarks/serving_onnx.py --model RUN_DIR/model --mode bf16
@@ -31,7 +32,7 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def measure(model: Path, mode: str, data: str | None, speed_sentences: int, pipeline_sentences: int,
-            dataset: str = "bc5chem") -> dict:
+            dataset: str = "bc5chem", rounds: int = 2) -> dict:
     if mode == "fp32":
         os.environ["BLURBKIT_CPU_DTYPES"] = "fp32"  # read at every call by runtime/capability.py
     import torch
@@ -81,26 +82,29 @@ def measure(model: Path, mode: str, data: str | None, speed_sentences: int, pipe
             scores[backend]["tags_identical_to_torch"] = round(same / max(1, len(tags["torch"])), 5)
         result["test"] = scores
 
+        # Every side times the same sentences, best of `rounds` interleaved rounds (load moves all sides alike).
         sample = texts[:speed_sentences]
-        speed: dict = {}
-        for predictor in predictors.values():
-            predictor.predict(sample[:16])
-        for _ in range(2):  # interleaved rounds: load moves all sides alike
-            for backend, predictor in predictors.items():
-                speed.setdefault(f"Predictor {backend}", []).append(timed(lambda p=predictor: p.predict(sample), len(sample)))
         documents = [" ".join(sample[i : i + 10]) for i in range(0, len(sample), 10)]
-        for backend in ("torch", "onnx-int8"):
-            pipe = Pipeline.load(ner=[copy], backend=backend)
-            pipe(documents[:2])
-            speed[f"Pipeline {backend}"] = [timed(lambda p=pipe: p(documents), len(sample))]
         torch_predictor = predictors["torch"]
         hf = hf_pipeline("token-classification", model=as_hf_token_model(torch_predictor.runner.model),
                          tokenizer=torch_predictor.runner.tokenizer, device=-1)
-        few = texts[:pipeline_sentences]
-        hf(few[:16])
+        sides = {f"Predictor {backend}": (lambda p=predictor: p.predict(sample)) for backend, predictor in predictors.items()}
+        for backend in ("torch", "onnx-int8"):
+            pipe = Pipeline.load(ner=[copy], backend=backend)
+            sides[f"Pipeline {backend}"] = lambda p=pipe: p(documents)
         hf_out: list = []
-        speed["transformers.pipeline"] = [timed(lambda: hf_out.extend(hf(few)), len(few))]
+        sides["transformers.pipeline"] = lambda: hf_out.extend(hf(sample))
+        for predictor in predictors.values():  # warm-up
+            predictor.predict(sample[:16])
+        hf(sample[:16])
+        speed: dict = {}
+        for _ in range(rounds):
+            hf_out.clear()
+            for name, work in sides.items():
+                speed.setdefault(name, []).append(timed(work, len(sample)))
+        few = sample[:pipeline_sentences]  # tags compared with transformers.pipeline's on these
         ours = torch_predictor.predict(few)
+        hf_out = hf_out[: len(few)]
         pairs = [(a, b) for t, x, y in zip(few, ours, hf_out, strict=True)
                  for a, b in zip(blurbkit_word_tags(t, x), pipeline_word_tags(t, y), strict=True)]
         result["pipeline_identical_tags"] = round(sum(a == b for a, b in pairs) / max(1, len(pairs)), 5)
@@ -110,7 +114,7 @@ def measure(model: Path, mode: str, data: str | None, speed_sentences: int, pipe
     for key in ("sentences_per_cpu_second", "sentences_per_second"):
         base = result[key]["transformers.pipeline"]
         result[f"ratio_{key}"] = {k: round(v / base, 2) for k, v in result[key].items()}
-    result["speed_sentences"], result["pipeline_sentences"] = len(sample), len(few)
+    result["speed_sentences"], result["pipeline_sentences"], result["rounds"] = len(sample), len(few), rounds
     result["machine"]["load_average_end"] = machine_info()["load_average"]
     return result
 
@@ -146,10 +150,17 @@ def report() -> str:
                         f"{wall[f'Predictor {backend}']}, {wall_ratio[f'Predictor {backend}']}× |")
         for name in ("Pipeline torch", "Pipeline onnx-int8", "transformers.pipeline"):
             rows.append(f"| {name} | | | | | {sps[name]} | **{ratio[name]}×** | {wall[name]}, {wall_ratio[name]}× |")
-        rows.append(f"\nTest set: {r['test_sentences']} sentences; speed on the first {r['speed_sentences']} as raw text "
-                    f"(Predictor: best of 2 interleaved rounds; Pipeline: documents of 10 sentences), "
-                    f"transformers.pipeline on the first {r['pipeline_sentences']} (batch 1); its tags and the torch "
-                    f"Predictor's agree on {100 * r['pipeline_identical_tags']:.2f} % of words. Export took {r['export_seconds']} s.")
+        if "rounds" in r:  # every side on the same sentences
+            timing = (f"speed on the first {r['speed_sentences']} as raw text, every side on the same sentences, best of "
+                      f"{r['rounds']} interleaved rounds (Pipeline: documents of 10 sentences; transformers.pipeline: batch 1); "
+                      f"its tags and the torch Predictor's agree on {100 * r['pipeline_identical_tags']:.2f} % of words "
+                      f"of the first {r['pipeline_sentences']}")
+        else:  # files measured before: transformers.pipeline on a subset, Pipeline one round
+            timing = (f"speed on the first {r['speed_sentences']} as raw text (Predictor: best of 2 interleaved rounds; "
+                      f"Pipeline: documents of 10 sentences, one round), transformers.pipeline on the first "
+                      f"{r['pipeline_sentences']} (batch 1); its tags and the torch Predictor's agree on "
+                      f"{100 * r['pipeline_identical_tags']:.2f} % of words")
+        rows.append(f"\nTest set: {r['test_sentences']} sentences; {timing}. Export took {r['export_seconds']} s.")
     return "# ONNX / int8 serving trade-off (BC5-chem)\n" + "\n".join(rows) + "\n"
 
 
@@ -162,7 +173,9 @@ def main() -> None:
     parser.add_argument("--mode", choices=("fp32", "bf16"))
     parser.add_argument("--data", default=None)
     parser.add_argument("--speed-sentences", type=int, default=2000)
-    parser.add_argument("--pipeline-sentences", type=int, default=500)
+    parser.add_argument("--pipeline-sentences", type=int, default=500,
+                        help="of the timed sentences, how many to compare tags with transformers.pipeline on")
+    parser.add_argument("--rounds", type=int, default=2, help="timed rounds per side, interleaved (best kept)")
     parser.add_argument("--report", action="store_true",
                         help="write serving_onnx.md from the BC5-chem JSON files (serving_onnx_fp32/bf16.json)")
     args = parser.parse_args()
@@ -171,7 +184,8 @@ def main() -> None:
         return
     if args.model is None or args.mode is None:
         sys.exit("--model and --mode are needed (or --report)")
-    result = measure(args.model, args.mode, args.data, args.speed_sentences, args.pipeline_sentences, args.dataset)
+    result = measure(args.model, args.mode, args.data, args.speed_sentences, args.pipeline_sentences, args.dataset,
+                     args.rounds)
     name = f"serving_onnx_{args.mode}.json" if args.dataset == "bc5chem" else f"serving_onnx_{args.dataset}_{args.mode}.json"
     (args.out or RESULTS / name).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result))
