@@ -74,6 +74,32 @@ def test_override_forces_fp32_only():
         detect(cpuinfo=AVX2_ONLY, env={ENV_CPU_DTYPES: "int4"}, cuda=False)
 
 
+def test_a_onednn_isa_cap_below_bf16_makes_bf16_not_native():
+    """ONEDNN_MAX_CPU_ISA=AVX2 on a bf16 CPU: oneDNN emulates bf16 matmuls there."""
+    capped = detect(cpuinfo=SAPPHIRE_RAPIDS, env={"ONEDNN_MAX_CPU_ISA": "AVX2"}, cuda=False)
+    assert capped.native_dtypes == ("fp32",) and "ONEDNN_MAX_CPU_ISA=AVX2" in capped.not_native["bf16"]
+    assert capped.report()["isa_limit"] == "ONEDNN_MAX_CPU_ISA=AVX2"
+    for value in ("avx512_core", "AVX512_CORE_VNNI", "AVX2_VNNI"):  # also under the old variable name
+        assert not detect(cpuinfo=SAPPHIRE_RAPIDS, env={"DNNL_MAX_CPU_ISA": value}, cuda=False).bf16, value
+    for value in ("AVX512_CORE_BF16", "avx512_core_amx", "ALL"):  # caps at or above bf16 change nothing
+        assert detect(cpuinfo=SAPPHIRE_RAPIDS, env={"ONEDNN_MAX_CPU_ISA": value}, cuda=False).bf16, value
+    # ARM: oneDNN's x86 ISA names do not apply
+    assert detect(cpuinfo=GRAVITON3, env={"ONEDNN_MAX_CPU_ISA": "AVX2"}, cuda=False).bf16
+
+
+def test_a_process_started_with_the_isa_cap_trains_in_fp32():
+    """The variable as set for a whole process (what oneDNN itself reads), not a test's fake text."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from blurbkit.runtime.capability import capability; from blurbkit.runtime.precision import autocast_dtype; "
+            "import torch; print(capability().native_dtypes, autocast_dtype('auto', torch.device('cpu')))")
+    env = {k: v for k, v in os.environ.items() if k != ENV_CPU_DTYPES} | {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["('fp32',)", "None"]
+
+
 def test_capability_is_cached_and_follows_the_override(monkeypatch):
     monkeypatch.delenv(ENV_CPU_DTYPES, raising=False)
     assert capability() is capability()
@@ -84,13 +110,13 @@ def test_capability_is_cached_and_follows_the_override(monkeypatch):
 def test_autocast_is_fp32_on_an_fp32_only_cpu(fp32_only, capsys):
     assert autocast_dtype("auto", CPU) is None
     assert autocast_dtype("bf16", CPU) is None
-    assert f"disabled by {ENV_CPU_DTYPES}=fp32" in capsys.readouterr().err
+    assert capability().not_native["bf16"] in capsys.readouterr().err  # the override, or the CPU itself
 
 
 def test_autocast_follows_the_cpu(monkeypatch):
-    monkeypatch.setattr(cap_module, "_cached", lambda override: detect(cpuinfo=AVX2_ONLY, env={}, cuda=False))
+    monkeypatch.setattr(cap_module, "_cached", lambda *_: detect(cpuinfo=AVX2_ONLY, env={}, cuda=False))
     assert autocast_dtype("auto", CPU) is None
-    monkeypatch.setattr(cap_module, "_cached", lambda override: detect(cpuinfo=SAPPHIRE_RAPIDS, env={}, cuda=False))
+    monkeypatch.setattr(cap_module, "_cached", lambda *_: detect(cpuinfo=SAPPHIRE_RAPIDS, env={}, cuda=False))
     assert autocast_dtype("auto", CPU) is torch.bfloat16
 
 
@@ -105,7 +131,7 @@ def test_peaks_are_measured_only_for_native_dtypes(fp32_only, monkeypatch):
     monkeypatch.setattr(machine, "matmul_peak", fake_peak)
     peaks, skipped = machine.measure_peaks(0.01, size=64)
     assert timed == [torch.float32] and peaks == {"fp32": 1.0}
-    assert skipped["bf16"] == f"disabled by {ENV_CPU_DTYPES}=fp32"
+    assert skipped["bf16"] == capability().not_native["bf16"]
     assert machine.peak_of(peaks, "bfloat16") == ("bf16", None) and machine.peak_of(peaks, None) == ("fp32", 1.0)
 
 

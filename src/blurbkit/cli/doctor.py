@@ -98,6 +98,8 @@ def machine_checks() -> Iterator[Check]:
         yield Check("machine", f"no {dtype}", "note", why)
     if cap.override:
         yield Check("machine", "override", "note", f"{ENV_CPU_DTYPES}={cap.override} (unset it to use every native dtype)")
+    if cap.isa_limit:
+        yield Check("machine", "isa limit", "note", f"{cap.isa_limit} (oneDNN kept to those instructions)")
     threads = f"torch {cap.torch_threads}"
     if cpu.physical_cores and cap.torch_threads > cpu.physical_cores:
         threads += f" (more than the {cpu.physical_cores} physical cores: set OMP_NUM_THREADS to the core count)"

@@ -12,6 +12,13 @@ Override: ``BLURBKIT_CPU_DTYPES`` (comma-separated, e.g. ``fp32``) restricts the
 its native dtypes; ``BLURBKIT_CPU_DTYPES=fp32`` pretends the CPU lacks bf16, for tests and for
 measuring the fp32 path on a bf16 machine. It can only take dtypes away, never add an emulated one.
 The override is read at every call (the hardware probe itself is cached once per value).
+
+ISA limits: ``ONEDNN_MAX_CPU_ISA`` (or its old name ``DNNL_MAX_CPU_ISA``) caps the instructions
+oneDNN, which runs torch's CPU bf16 matmuls, may use. Below AVX512_CORE_BF16 (e.g. ``AVX2``) a bf16
+matmul is emulated even on a CPU whose flags list avx512_bf16, so bf16 is not native then. With
+``ATEN_CPU_CAPABILITY=avx2`` and ``MKL_ENABLE_INSTRUCTIONS=AVX2`` as well, a newer x86 CPU runs the
+kernels an AVX2-only one runs (docs/speed_fp32.md measures that way); blurbkit reads only the
+oneDNN limit, the other two change speed, not which dtype is native.
 """
 
 from __future__ import annotations
@@ -31,6 +38,12 @@ DTYPES = ("fp32", "bf16", "fp16")
 X86_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 ARM_FLAGS = ("asimd", "asimdhp", "bf16", "i8mm", "sve", "sve2", "svebf16")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16", "svebf16")
+ENV_ONEDNN_ISA = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # the first one set wins, as in oneDNN
+# oneDNN ISA names (x86) with native bf16 dot products; anything else (SSE41, AVX, AVX2, AVX2_VNNI,
+# AVX512_CORE, AVX512_CORE_VNNI ...) emulates them. ALL/DEFAULT mean no limit.
+ONEDNN_BF16_ISAS = frozenset({"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+                              "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512",
+                              "AVX10_2_512_AMX_2", "ALL", "DEFAULT"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,7 @@ class Capability:
     not_native: dict[str, str] = field(default_factory=dict)  # dtype -> why it is not used / measured
     gpu: str | None = None
     override: str | None = None  # the BLURBKIT_CPU_DTYPES value in effect
+    isa_limit: str | None = None  # "ONEDNN_MAX_CPU_ISA=AVX2" when oneDNN's instructions are capped
     cpu_dtypes: tuple[str, ...] = ("fp32",)  # native on the CPU itself (= native_dtypes on a CPU-only machine)
 
     def native(self, dtype: Any) -> bool:
@@ -120,6 +134,8 @@ class Capability:
             info["gpu"] = self.gpu
         if self.override:
             info["override"] = f"{ENV_CPU_DTYPES}={self.override}"
+        if self.isa_limit:
+            info["isa_limit"] = self.isa_limit
         return info
 
 
@@ -146,11 +162,25 @@ def parse_override(value: str | None) -> set[str] | None:
     return wanted | {"fp32"}
 
 
-def cpu_capability(cpu: CpuInfo, override: str | None = None) -> Capability:
-    """The CPU's native dtypes from its flags, restricted by an override (see the module doc)."""
+def isa_limit(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(variable, value) of the oneDNN ISA cap in effect, or None."""
+    for name in ENV_ONEDNN_ISA:
+        value = env.get(name, "").strip()
+        if value:
+            return name, value
+    return None
+
+
+def cpu_capability(cpu: CpuInfo, override: str | None = None, isa: tuple[str, str] | None = None) -> Capability:
+    """The CPU's native dtypes from its flags, restricted by an ISA limit (oneDNN's, x86 only)
+    and an override (see the module doc)."""
     native, not_native = ["fp32"], {}
     bf16_flags = [flag for flag in CPU_BF16_FLAGS if flag in cpu.flags]
-    if bf16_flags:
+    x86 = "avx2" in cpu.flags or "avx512f" in cpu.flags or "sse4_2" in cpu.flags
+    if bf16_flags and isa and x86 and isa[1].upper() not in ONEDNN_BF16_ISAS:
+        not_native["bf16"] = (f"{isa[0]}={isa[1]} keeps oneDNN below AVX512_CORE_BF16: bf16 matmuls are emulated "
+                              "there (measured on an EPYC: 2.3 vs 75 GFLOP/s in fp32) although the CPU has them")
+    elif bf16_flags:
         native.append("bf16")
     else:
         not_native["bf16"] = "no native bf16 matmul on this CPU (no avx512_bf16/amx_bf16; ARM: no bf16); emulated it is ~100x slower than fp32"
@@ -160,7 +190,8 @@ def cpu_capability(cpu: CpuInfo, override: str | None = None) -> Capability:
         for dtype in [d for d in native if d not in allowed]:
             native.remove(dtype)
             not_native[dtype] = f"disabled by {ENV_CPU_DTYPES}={override}"
-    return Capability("cpu", cpu, tuple(native), not_native, override=override or None, cpu_dtypes=tuple(native))
+    return Capability("cpu", cpu, tuple(native), not_native, override=override or None, cpu_dtypes=tuple(native),
+                      isa_limit=f"{isa[0]}={isa[1]}" if isa else None)
 
 
 def detect(cpuinfo: str | None = None, env: Mapping[str, str] | None = None, cuda: bool | None = None) -> Capability:
@@ -168,7 +199,7 @@ def detect(cpuinfo: str | None = None, env: Mapping[str, str] | None = None, cud
     env = os.environ if env is None else env
     text = _read_cpuinfo() if cpuinfo is None else cpuinfo
     cpu = parse_cpuinfo(text) if text else _cpu_from_torch()
-    on_cpu = cpu_capability(cpu, env.get(ENV_CPU_DTYPES))
+    on_cpu = cpu_capability(cpu, env.get(ENV_CPU_DTYPES), isa_limit(env))
     if cuda is None:
         import torch
 
@@ -204,10 +235,11 @@ def _cpu_from_torch() -> CpuInfo:
 
 
 @cache
-def _cached(override: str | None) -> Capability:
-    return detect(env={ENV_CPU_DTYPES: override} if override is not None else {})
+def _cached(override: str | None, isa: tuple[str, str] | None = None) -> Capability:
+    env = {ENV_CPU_DTYPES: override} if override is not None else {}
+    return detect(env=env | (dict([isa]) if isa else {}))
 
 
 def capability() -> Capability:
-    """This machine's capability, probed once per process (and per override value)."""
-    return _cached(os.environ.get(ENV_CPU_DTYPES))
+    """This machine's capability, probed once per process (and per override and ISA-limit value)."""
+    return _cached(os.environ.get(ENV_CPU_DTYPES), isa_limit(os.environ))

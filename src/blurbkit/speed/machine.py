@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.runtime.capability import ENV_CPU_DTYPES, capability, dtype_name
+from blurbkit.runtime.capability import ENV_CPU_DTYPES, ENV_ONEDNN_ISA, capability, dtype_name
 
 
 def cpu_name() -> str:
@@ -35,6 +35,12 @@ def machine_info() -> dict[str, Any]:
     }
     if cap.override:
         info["dtype_override"] = f"{ENV_CPU_DTYPES}={cap.override}"
+    # Kernels kept below the CPU's own instructions: the figures are then those of that ISA class.
+    limits = {name: os.environ[name] for name in (*ENV_ONEDNN_ISA, "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+              if os.environ.get(name)}
+    if limits:
+        info["isa_limits"] = limits
+        info["kernel_isa"] = torch.backends.cpu.get_cpu_capability()  # what ATen dispatches to
     if cap.gpu:
         info["gpu"] = cap.gpu
     return info
