@@ -95,9 +95,32 @@ def test_a_process_started_with_the_isa_cap_trains_in_fp32():
 
     code = ("from blurbkit.runtime.capability import capability; from blurbkit.runtime.precision import autocast_dtype; "
             "import torch; print(capability().native_dtypes, autocast_dtype('auto', torch.device('cpu')))")
-    env = {k: v for k, v in os.environ.items() if k != ENV_CPU_DTYPES} | {"ONEDNN_MAX_CPU_ISA": "AVX2"}
+    env = {k: v for k, v in os.environ.items() if k != ENV_CPU_DTYPES} | {"ONEDNN_MAX_CPU_ISA": "AVX2"}  # oneDNN's cap alone
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["('fp32',)", "None"]
+
+
+AVX2_KERNELS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
+def test_a_finetune_on_avx2_kernels_runs_in_fp32(shared_data, tmp_path):
+    """A whole fine-tuning run (training, dev and test inference) in a process whose kernels are those
+    of an AVX2-only CPU, where a bf16 matmul would be emulated: it must run and record fp32."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from blurbkit.models.tiny import build_tiny_bert
+
+    model = build_tiny_bert(tmp_path / "bert")
+    env = {k: v for k, v in os.environ.items() if k != ENV_CPU_DTYPES} | AVX2_KERNELS | {"OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "blurbkit", "finetune", "--dataset", "gad", "--model", str(model),
+                          "--data", str(shared_data), "--out", str(tmp_path / "run"), "--epochs", "1",
+                          "--max-train-examples", "16", "--max-eval-examples", "8", "--max-test-examples", "8",
+                          "--no-progress"], env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["precision"] == "fp32"
 
 
 def test_capability_is_cached_and_follows_the_override(monkeypatch):
