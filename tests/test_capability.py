@@ -184,6 +184,9 @@ def test_cgroup_quota_v1_and_v2(tmp_path):
     assert cgroup_cpu_limit(v1, "4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n0::/\n") == 2.0
     (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
     assert cgroup_cpu_limit(v1, "2:cpu,cpuacct:/\n") is None
+    (v1 / "cpu").rename(v1 / "cpu,cpuacct")  # no "cpu" link: the controller's own folder
+    (v1 / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("150000\n")
+    assert cgroup_cpu_limit(v1, "2:cpu,cpuacct:/docker/abc\n") == 1.5
 
 
 def test_pools_are_sized_to_the_cpus_this_process_may_use(monkeypatch):

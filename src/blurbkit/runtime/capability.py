@@ -189,7 +189,8 @@ def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup"), self_cgroup: str | Non
         v2 = controllers == ""
         if not path or not (v2 or "cpu" in controllers.split(",")):
             continue
-        base = root if v2 or not (root / "cpu").is_dir() else root / "cpu"
+        mounts = [] if v2 else [root / "cpu", root / controllers]  # v1: "cpu" is often a link to "cpu,cpuacct"
+        base = next((mount for mount in mounts if mount.is_dir()), root)
         folder = base / path.lstrip("/")
         for step in (folder, *folder.parents):
             limits.append(_cgroup_quota(step, v2))
