@@ -201,3 +201,20 @@ def test_pools_are_sized_to_the_cpus_this_process_may_use(monkeypatch):
     monkeypatch.setattr(cap_module.os, "sched_getaffinity", lambda pid: set(range(8)))
     monkeypatch.setattr(cap_module, "cgroup_cpu_limit", lambda *_: 2.0)
     assert executors.machine_cores() == 2
+
+
+def test_torch_threads_are_lowered_to_a_cgroup_quota_unless_omp_num_threads_is_set(monkeypatch):
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(cap_module, "cgroup_cpu_limit", lambda *_: 1.5)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        torch.set_num_threads(2)  # what torch starts with: every CPU of the affinity mask
+        assert cap_module.cap_torch_threads() == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # chosen by the user: kept
+        assert cap_module.cap_torch_threads() is None and torch.get_num_threads() == 2
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.setattr(cap_module, "cgroup_cpu_limit", lambda *_: None)  # no quota: torch's own choice
+        assert cap_module.cap_torch_threads() is None and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
