@@ -167,3 +167,77 @@ def test_matmul_peak_refuses_an_emulated_dtype(fp32_only):
 def test_machine_info_says_what_runs_natively(fp32_only):
     info = machine.machine_info()
     assert info["native_dtypes"] == ["fp32"] and info["dtype_override"] == f"{ENV_CPU_DTYPES}=fp32"
+
+
+SMT_HOST = "\n".join(  # 2 sockets x 2 cores x 2 threads: CPUs n and n+4 share a core
+    f"processor\t: {n}\nmodel name\t: Intel(R) Xeon(R)\nphysical id\t: {n // 2 % 2}\ncore id\t\t: {n % 2}\nflags\t\t: avx2\n"
+    for n in range(8))
+
+
+def test_usable_cores_are_the_cores_of_the_allowed_cpus_within_the_quota():
+    """/proc/cpuinfo lists the whole host: taskset, a container's cpuset or a CPU quota give fewer."""
+    from blurbkit.runtime.capability import usable_cores
+
+    host = parse_cpuinfo(SMT_HOST)
+    assert host.physical_cores == 4 and host.logical == 8
+    assert usable_cores(host, allowed=set(range(8))) == 4
+    assert usable_cores(host, allowed={0}) == 1  # taskset -c 0
+    assert usable_cores(host, allowed={0, 4}) == 1  # both threads of one core
+    assert usable_cores(host, allowed={0, 1, 2}) == 3
+    assert usable_cores(host, allowed=set(range(8)), quota=2.5) == 2  # docker --cpus 2.5
+    assert usable_cores(host, allowed=set(range(8)), quota=0.5) == 1
+    arm = parse_cpuinfo(GRAVITON3)  # no core ids: the allowed CPUs count
+    assert usable_cores(arm, allowed={1}) == 1 and usable_cores(arm, allowed={0, 1}) == 2
+
+
+def test_cgroup_quota_v1_and_v2(tmp_path):
+    from blurbkit.runtime.capability import cgroup_cpu_limit
+
+    v2 = tmp_path / "v2"
+    (v2 / "ci" / "job").mkdir(parents=True)
+    (v2 / "ci" / "cpu.max").write_text("300000 100000\n")
+    (v2 / "ci" / "job" / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(v2, "0::/ci/job\n") == 3.0  # the parent's quota binds the job
+    assert cgroup_cpu_limit(v2, "0::/\n") is None
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("200000\n")
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    # in a container the host's path is shown, the container's own cgroup is mounted at the root
+    assert cgroup_cpu_limit(v1, "4:memory:/docker/abc\n2:cpu,cpuacct:/docker/abc\n0::/\n") == 2.0
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cgroup_cpu_limit(v1, "2:cpu,cpuacct:/\n") is None
+    (v1 / "cpu").rename(v1 / "cpu,cpuacct")  # no "cpu" link: the controller's own folder
+    (v1 / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("150000\n")
+    assert cgroup_cpu_limit(v1, "2:cpu,cpuacct:/docker/abc\n") == 1.5
+
+
+def test_pools_are_sized_to_the_cpus_this_process_may_use(monkeypatch):
+    from blurbkit.experiments import executors
+
+    monkeypatch.setattr(cap_module, "_cached", lambda *_: detect(cpuinfo=SMT_HOST, env={}, cuda=False))
+    monkeypatch.setattr(cap_module, "cgroup_cpu_limit", lambda *_: None)
+    monkeypatch.setattr(cap_module.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert executors.machine_cores() == 4 and executors.pool_size(2, None) == 2
+    monkeypatch.setattr(cap_module.os, "sched_getaffinity", lambda pid: {0})
+    assert executors.machine_cores() == 1 and executors.pool_size(1, None) == 1
+    monkeypatch.setattr(cap_module.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(cap_module, "cgroup_cpu_limit", lambda *_: 2.0)
+    assert executors.machine_cores() == 2
+
+
+def test_torch_threads_are_lowered_to_a_cgroup_quota_unless_omp_num_threads_is_set(monkeypatch):
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(cap_module, "cgroup_cpu_limit", lambda *_: 1.5)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        torch.set_num_threads(2)  # what torch starts with: every CPU of the affinity mask
+        assert cap_module.cap_torch_threads() == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # chosen by the user: kept
+        assert cap_module.cap_torch_threads() is None and torch.get_num_threads() == 2
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        monkeypatch.setattr(cap_module, "cgroup_cpu_limit", lambda *_: None)  # no quota: torch's own choice
+        assert cap_module.cap_torch_threads() is None and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

@@ -412,7 +412,7 @@ def write_dataset(root: Path, name: str, fmt: str, files: dict[str, bytes]) -> P
 
 def prepared_records(out: Path, name: str) -> dict[str, list[dict]]:
     return {
-        s: [json.loads(x) for x in (out / name / f"{s}.jsonl").read_text().splitlines()]
+        s: [json.loads(x) for x in (out / name / f"{s}.jsonl").read_text("utf-8").splitlines()]
         for s in ("train", "dev", "test")
     }
 
@@ -515,7 +515,7 @@ def eval_data(tmp_path_factory):
             names.append(f"ev_{fmt}")
         rc, _, err = run_cli(["prepare", "--out", str(root / "prepared"), "--datasets", ",".join(names)])
         assert rc == 0, err
-        tomls = {p.name: p.read_text() for p in (root / "home" / "datasets").glob("*.toml")}
+        tomls = {p.name: p.read_text("utf-8") for p in (root / "home" / "datasets").glob("*.toml")}
     return root / "prepared", tomls
 
 
@@ -555,7 +555,7 @@ def _fixed_files(fmt: str, split: str) -> dict[str, bytes]:
 
 def gold_prediction_file(prepared: Path, fmt: str) -> bytes:
     """A prediction file equal to the gold dev split (score 1), in the dataset's prediction format."""
-    gold = [json.loads(x) for x in (prepared / f"ev_{fmt}" / "dev.jsonl").read_text().splitlines()]
+    gold = [json.loads(x) for x in (prepared / f"ev_{fmt}" / "dev.jsonl").read_text("utf-8").splitlines()]
     if fmt == "conll":
         return "".join(
             "".join(f"{t}\t{g}\n" for t, g in zip(r["tokens"], r["tags"], strict=True)) + "\n" for r in gold
@@ -740,7 +740,7 @@ def test_predict_input_fuzz(task_type, predictors, data, monkeypatch):
             ["predict", "--model", str(root / task_type), "--input", str(path), "--out", str(out_file)]
         )
         if rc == 0:
-            results = [json.loads(x) for x in out_file.read_text().splitlines()]
+            results = [json.loads(x) for x in out_file.read_text("utf-8").splitlines()]
             lines = [
                 x
                 for x in content.decode("utf-8").removeprefix("\ufeff").replace("\r\n", "\n").split("\n")
@@ -805,7 +805,7 @@ def test_user_dataset_toml_fuzz(data):
             kind, content, _ = data.draw(mutated(clean, " = "))
         toml.write_bytes(content)
         rc, err, out = prepare(root, "fz_toml")
-        if rc == 0 and "fz_toml" in json.loads((out / "manifest.json").read_text())["skipped"]:
+        if rc == 0 and "fz_toml" in json.loads((out / "manifest.json").read_text("utf-8"))["skipped"]:
             pass  # e.g. the source line dropped: skipped as "no --source given", as for any dataset without one
         elif rc == 0:
             records = prepared_records(out, "fz_toml")
@@ -824,7 +824,7 @@ def test_path_traversal_in_files_is_refused(tmp_path):
     source = write_dataset(tmp_path, "trav", "conll", files)
     (tmp_path / "outside.tsv").write_bytes(b"secret\tO\n")
     toml = user_registry_dir() / "trav.toml"
-    clean = toml.read_text()
+    clean = toml.read_text("utf-8")
     for value in ("../outside.tsv", "/etc/passwd", "x/../../outside.tsv"):
         toml.write_text(clean.replace('train = "train.tsv"', f'train = "{value}"'))
         rc, err, _ = prepare(tmp_path, "trav")
@@ -904,7 +904,7 @@ def test_broken_model_directory_is_one_line(predictors, tmp_path, case):
         (model / "model.safetensors").unlink()
         (model / "pytorch_model.bin").write_bytes(b"\x80\x04\x95pickle that must never be loaded")
     elif case == "recipe_labels":
-        recipe = json.loads((model / "blurbkit.json").read_text())
+        recipe = json.loads((model / "blurbkit.json").read_text("utf-8"))
         (model / "blurbkit.json").write_text(
             json.dumps(recipe | {"labels": ["yes", "no", "maybe", "unsure"]})
         )

@@ -292,3 +292,16 @@ def test_unknown_objective_and_nsp_without_documents(setup, tmp_path):
         assert not (tmp_path / out / "checkpoints").exists() and not (tmp_path / out / "train_log.jsonl").exists()
     # the same corpora are fine for plain MLM
     assert pretrain(_cfg(setup, tmp_path / "lines_mlm", corpus=[str(lines)], max_steps=1))["steps"] == 1
+
+
+def test_an_explicit_bf16_request_on_a_cpu_without_native_bf16_pretrains_in_fp32(monkeypatch, tmp_path, capsys):
+    """As fine-tuning does (runtime/precision.py): never an emulated bf16 run, one notice instead."""
+    from blurbkit.pretrain.trainer import _accelerator
+    from blurbkit.runtime.capability import ENV_CPU_DTYPES, capability
+
+    monkeypatch.setenv(ENV_CPU_DTYPES, "fp32")  # what an AVX2-only CPU reports by itself
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    for requested in ("bf16", "auto", "no"):
+        accelerator = _accelerator(PretrainConfig(corpus=[], out=str(tmp_path), mixed_precision=requested))
+        assert accelerator.mixed_precision == "no", requested
+    assert f"bf16 requested but {capability().not_native['bf16']}; falling back to fp32" in capsys.readouterr().err

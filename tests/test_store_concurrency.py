@@ -76,7 +76,13 @@ def _reader(path: str, stop, barrier, report) -> None:
     report.put((reads, partial, last))
 
 
-def _join_all(processes, timeout: float = 30) -> list[int]:
+# Each spawned process imports torch before its first write: 5 of them took 12 s on one busy core
+# of the 2-core EPYC and 18 s sharing it three ways, so 30 s was within 2x of a slower CI machine.
+# A hang still fails here (and pytest-timeout stays above this).
+JOIN_SECONDS = 120
+
+
+def _join_all(processes, timeout: float = JOIN_SECONDS) -> list[int]:
     deadline = time.monotonic() + timeout
     for process in processes:
         process.join(max(0.1, deadline - time.monotonic()))

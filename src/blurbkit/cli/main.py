@@ -8,6 +8,7 @@ Heavy imports (torch, transformers) happen inside the command functions so that
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import errno
 import importlib
@@ -78,7 +79,26 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, previous)
 
 
+def _unicode_safe_stdout() -> None:
+    """A non-UTF-8 locale (LANG=en_US.ISO-8859-1, or C with Python's UTF-8 mode off) cannot encode a
+    table's em dash or a prediction's alpha: print stopped with a UnicodeEncodeError traceback halfway
+    through. Piped or redirected output is data, so it is UTF-8 like every file blurbkit writes; a
+    terminal keeps its encoding and shows what it cannot as escapes. (stderr escapes already.)"""
+    stream = sys.stdout
+    try:
+        if codecs.lookup(stream.encoding or "ascii").name == "utf-8":
+            return
+    except (LookupError, AttributeError):
+        pass
+    with contextlib.suppress(AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        if stream.isatty():
+            stream.reconfigure(errors="backslashreplace")
+        else:
+            stream.reconfigure(encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _unicode_safe_stdout()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub at run time: models come from local directories
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()

@@ -66,9 +66,12 @@ def run(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
     from blurbkit.pretrain.config import PretrainConfig
     from blurbkit.pretrain.trainer import pretrain
+    from blurbkit.runtime.capability import cap_torch_threads
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    else:
+        cap_torch_threads()
     for name in ("batch_size", "grad_accum", "max_length", "save_every", "log_every"):
         if getattr(args, name) < 1:
             raise BlurbkitError(f"--{name.replace('_', '-')} must be at least 1")

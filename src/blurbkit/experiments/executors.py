@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_dir
-from blurbkit.runtime.capability import capability, logical_cpus
+from blurbkit.runtime.capability import capability, usable_cores
 from blurbkit.store.results import RunKey
 from blurbkit.train.config import FinetuneConfig
 
@@ -121,8 +121,8 @@ class Executor(Protocol):
 
 
 def machine_cores() -> int:
-    cap = capability()
-    return cap.cpu.physical_cores or logical_cpus(cap.cpu) or os.cpu_count() or 1
+    """Physical cores this process may use (runtime/capability.py: affinity mask, cgroup quota)."""
+    return usable_cores(capability().cpu)
 
 
 def pool_size(threads: int, workers: int | None) -> int:

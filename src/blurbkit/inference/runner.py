@@ -19,6 +19,7 @@ from blurbkit.models.model import BlurbModel
 from blurbkit.runtime.allocator import tune_allocator
 from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.batching import sorted_batches
+from blurbkit.runtime.capability import cap_torch_threads
 from blurbkit.runtime.precision import Bf16Twin, autocast, autocast_dtype, maybe_compile, pick_device
 from blurbkit.runtime.settings import RuntimeSettings
 
@@ -36,6 +37,8 @@ class InferenceRunner:
         self.dtype = autocast_dtype(settings.precision, self.device)
         if settings.threads:
             torch.set_num_threads(settings.threads)
+        else:
+            cap_torch_threads()
         self.model.to(self.device)
         self.forward = maybe_compile(self.model, settings.compile)  # (scores, mask)
         self._bf16 = Bf16Twin()  # the encoder copy CPU inference runs on

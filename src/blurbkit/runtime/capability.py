@@ -52,12 +52,13 @@ class CpuInfo:
     flags: frozenset[str] = frozenset()  # every flag (x86 "flags") or feature (ARM "Features")
     logical: int | None = None  # processor entries
     physical_cores: int | None = None  # distinct (physical id, core id) pairs, where listed
+    core_of: tuple[tuple[int, str, str], ...] = ()  # (processor, physical id, core id) of each listed CPU
 
 
 def parse_cpuinfo(text: str) -> CpuInfo:
     """The model name, flags and core counts in a /proc/cpuinfo text (x86 or ARM)."""
     model, flags, logical, cores = None, set(), 0, set()
-    physical = ""
+    physical, processor, core_of = "", -1, []
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if not sep:
@@ -65,6 +66,7 @@ def parse_cpuinfo(text: str) -> CpuInfo:
         key, value = key.strip().lower(), value.strip()
         if key == "processor":
             logical += 1
+            processor = int(value) if value.isdigit() else -1
         elif key in ("model name", "hardware", "cpu model") and not model:
             model = value
         elif key in ("flags", "features"):
@@ -73,7 +75,8 @@ def parse_cpuinfo(text: str) -> CpuInfo:
             physical = value
         elif key == "core id":
             cores.add((physical, value))
-    return CpuInfo(model or "unknown", frozenset(flags), logical or None, len(cores) or None)
+            core_of.append((processor, physical, value))
+    return CpuInfo(model or "unknown", frozenset(flags), logical or None, len(cores) or None, tuple(core_of))
 
 
 def _read_cpuinfo() -> str | None:
@@ -128,6 +131,7 @@ class Capability:
             "device": self.device, "cpu": self.cpu.model, "cpu_flags": self.relevant_flags,
             "native_dtypes": list(self.native_dtypes), "not_native": dict(self.not_native),
             "physical_cores": self.cpu.physical_cores, "logical_cpus": logical_cpus(self.cpu),
+            "usable_cores": usable_cores(self.cpu),
             "torch_threads": self.torch_threads, "allocator": self.allocator,
         }
         if self.gpu:
@@ -150,6 +154,85 @@ def logical_cpus(cpu: CpuInfo) -> int | None:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or cpu.logical
+
+
+def _allowed_cpus() -> set[int] | None:
+    try:
+        return os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+
+
+def _cgroup_quota(folder: Path, v2: bool) -> float | None:
+    try:
+        if v2:  # "max 100000" or "200000 100000"
+            quota, _, period = (folder / "cpu.max").read_text().partition(" ")
+            return None if quota == "max" else int(quota) / int(period)
+        quota_us = int((folder / "cpu.cfs_quota_us").read_text())  # -1: no quota
+        return None if quota_us <= 0 else quota_us / int((folder / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+
+
+def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup"), self_cgroup: str | None = None) -> float | None:
+    """The CPUs a cgroup quota allows this process (`docker --cpus`, a Kubernetes CPU limit), or None.
+    Such a limit leaves /proc/cpuinfo and the affinity mask as they are: only the quota tells. The
+    smallest quota on the way from the process's cgroup up to the root counts (v2, or v1's cpu)."""
+    if self_cgroup is None:
+        try:
+            self_cgroup = Path("/proc/self/cgroup").read_text()
+        except OSError:
+            return None
+    limits = []
+    for line in self_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
+        v2 = controllers == ""
+        if not path or not (v2 or "cpu" in controllers.split(",")):
+            continue
+        mounts = [] if v2 else [root / "cpu", root / controllers]  # v1: "cpu" is often a link to "cpu,cpuacct"
+        base = next((mount for mount in mounts if mount.is_dir()), root)
+        folder = base / path.lstrip("/")
+        for step in (folder, *folder.parents):
+            limits.append(_cgroup_quota(step, v2))
+            if step == base:
+                break
+    found = [limit for limit in limits if limit]
+    return min(found) if found else None
+
+
+def usable_cores(cpu: CpuInfo, allowed: set[int] | None = None, quota: float | None = None) -> int:
+    """Physical cores this process may run on: those of the CPUs in its affinity mask (`taskset`,
+    a container's cpuset), at most its cgroup quota. /proc/cpuinfo alone lists every core of the
+    host, so a container given 2 CPUs of a 64-core machine would otherwise size pools for 32.
+    `allowed` and `quota` default to this process's (given: for tests)."""
+    allowed = _allowed_cpus() if allowed is None else allowed
+    quota = cgroup_cpu_limit() if quota is None else quota
+    if allowed and cpu.core_of:
+        count = len({(physical, core) for processor, physical, core in cpu.core_of if processor in allowed}) or len(allowed)
+    elif allowed:
+        count = min(len(allowed), cpu.physical_cores or len(allowed))
+    else:
+        count = cpu.physical_cores or cpu.logical or os.cpu_count() or 1
+    if quota:
+        count = min(count, int(quota))
+    return max(1, count)
+
+
+def cap_torch_threads() -> int | None:
+    """Under a cgroup CPU quota (`docker --cpus 2` on a 64-core host), torch still starts one thread
+    per CPU of the affinity mask, and the quota throttles them all: oversubscribed, a fine-tuning
+    test ran 3x slower here (16 threads on 2 cores). Lower torch's threads to the quota, unless
+    OMP_NUM_THREADS chose them. Returns the new count, or None when nothing changed."""
+    import torch
+
+    quota = cgroup_cpu_limit()
+    if not quota or "OMP_NUM_THREADS" in os.environ:
+        return None
+    cap = max(1, int(quota))
+    if torch.get_num_threads() <= cap:
+        return None
+    torch.set_num_threads(cap)
+    return cap
 
 
 def parse_override(value: str | None) -> set[str] | None:
