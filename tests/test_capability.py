@@ -3,6 +3,8 @@ picks a dtype or times a matmul asks it. No test here times a matmul in an emula
 
 from __future__ import annotations
 
+import platform
+
 import pytest
 import torch
 
@@ -87,6 +89,11 @@ def test_a_onednn_isa_cap_below_bf16_makes_bf16_not_native():
     assert detect(cpuinfo=GRAVITON3, env={"ONEDNN_MAX_CPU_ISA": "AVX2"}, cuda=False).bf16
 
 
+X86_ONLY = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                              reason="oneDNN's and ATen's x86 instruction caps")
+
+
+@X86_ONLY
 def test_a_process_started_with_the_isa_cap_trains_in_fp32():
     """The variable as set for a whole process (what oneDNN itself reads), not a test's fake text."""
     import os
@@ -103,6 +110,7 @@ def test_a_process_started_with_the_isa_cap_trains_in_fp32():
 AVX2_KERNELS = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 
 
+@X86_ONLY
 def test_a_finetune_on_avx2_kernels_runs_in_fp32(shared_data, tmp_path):
     """A whole fine-tuning run (training, dev and test inference) in a process whose kernels are those
     of an AVX2-only CPU, where a bf16 matmul would be emulated: it must run and record fp32."""

@@ -107,20 +107,24 @@ ALLOCATION = textwrap.dedent("""
     import ctypes, sys
     from blurbkit.runtime.allocator import allocator_state, tune_allocator
 
+    libc = ctypes.CDLL("libc.so.6")
+    # mallinfo2 (size_t fields) is glibc >= 2.33; older ones (RHEL 8, Ubuntu 20.04) have mallinfo (int)
+    stats = getattr(libc, "mallinfo2", None) or libc.mallinfo
+    field = ctypes.c_size_t if hasattr(libc, "mallinfo2") else ctypes.c_int
+
     class Info(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in
+        _fields_ = [(name, field) for name in
                     "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
 
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = Info
+    stats.restype = Info
     libc.malloc.restype = ctypes.c_void_p
     libc.malloc.argtypes = [ctypes.c_size_t]
     libc.free.argtypes = [ctypes.c_void_p]
 
     def mapped_by(size):
-        before = libc.mallinfo2().hblkhd
+        before = stats().hblkhd
         block = libc.malloc(size)
-        grew = libc.mallinfo2().hblkhd - before
+        grew = stats().hblkhd - before
         libc.free(block)
         return grew
 
