@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gzip
 import io
 import json
 import math
@@ -328,8 +329,10 @@ DDI_TSV = "DDI-MedLine.d1.s0.p0\t@DRUG$ increases the effect of @DRUG$ in patien
 
 
 def ddi_tarball(xml: bytes) -> bytes:
+    """The same bytes on every call: gzip's header holds a time stamp, and a tarball that changed with
+    the clock made hypothesis see different data for the same draws (FlakyStrategyDefinition)."""
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as zipped, tarfile.open(fileobj=zipped, mode="w") as archive:
         info = tarfile.TarInfo("DDI/train_dataset/MedLine/d1.xml")
         info.size = len(xml)
         archive.addfile(info, io.BytesIO(xml))
