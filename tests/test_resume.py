@@ -269,3 +269,14 @@ def test_benchmark_keep_going_stores_a_failed_run_counts_it_and_retries_it(tiny_
     assert main([*_benchmark_args(tiny_model, shared_data, runs), "--epochs", "1"]) == 0  # tried again: now it trains
     [row] = ResultsStore(runs / "results.sqlite").rows()
     assert row["status"] == "ok" and row["error"] is None and isinstance(row["test_score"], float)
+
+
+def test_free_heap_pages_go_back_after_every_epoch(tiny_model, shared_data, tmp_path, monkeypatch):
+    """With the tuned allocator (the default on a CPU) the engine hands free heap pages back once an epoch."""
+    import blurbkit.train.engine as engine
+
+    calls = []
+    monkeypatch.setattr(engine, "release_free_memory", lambda: calls.append(1) or True)
+    argv = ["finetune", *RUN, "--model", str(tiny_model), "--data", str(shared_data)]
+    assert main([*argv, "--out", str(tmp_path / "tuned")]) == 0
+    assert len(calls) == 2  # two epochs
