@@ -271,12 +271,25 @@ def test_benchmark_keep_going_stores_a_failed_run_counts_it_and_retries_it(tiny_
     assert row["status"] == "ok" and row["error"] is None and isinstance(row["test_score"], float)
 
 
-def test_free_heap_pages_go_back_after_every_epoch(tiny_model, shared_data, tmp_path, monkeypatch):
-    """With the tuned allocator (the default on a CPU) the engine hands free heap pages back once an epoch."""
+def test_free_heap_pages_go_back_after_every_epoch_and_when_memory_is_short(tiny_model, shared_data, tmp_path,
+                                                                            monkeypatch):
+    """With the tuned allocator (the default on a CPU) the engine hands free heap pages back once an
+    epoch, and asks its guard after every optimizer step whether memory is short."""
     import blurbkit.train.engine as engine
+    from blurbkit.runtime.allocator import HeapGuard
 
-    calls = []
-    monkeypatch.setattr(engine, "release_free_memory", lambda: calls.append(1) or True)
+    events = []
+
+    class Recording(HeapGuard):
+        def __init__(self) -> None:
+            super().__init__(release=lambda: events.append("release") or True)
+
+        def check(self) -> bool:
+            events.append("check")
+            return False
+
+    monkeypatch.setattr(engine, "HeapGuard", Recording)
     argv = ["finetune", *RUN, "--model", str(tiny_model), "--data", str(shared_data)]
     assert main([*argv, "--out", str(tmp_path / "tuned")]) == 0
-    assert len(calls) == 2  # two epochs
+    assert events.count("release") == 2  # two epochs
+    assert events.count("check") == 2 * 24 // 4  # every optimizer step: 2 epochs of 24 examples in batches of 4

@@ -33,7 +33,7 @@ from blurbkit.inference.runner import InferenceRunner
 from blurbkit.models.encoding import Encoded
 from blurbkit.models.model import BlurbModel
 from blurbkit.runtime.adversarial import AdversarialConfig, Adversary, embedding_shape
-from blurbkit.runtime.allocator import release_free_memory
+from blurbkit.runtime.allocator import HeapGuard
 from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.batching import grouped_batches, shuffled_batches
 from blurbkit.runtime.dropout import MaskSource, fast_dropout
@@ -157,6 +157,8 @@ class Engine:
         if checkpoints is not None and checkpoints.restore(loop):  # resumed: model, optimizer, RNGs, position
             self.runner.weights_changed()
         result, padded = loop.result, train.padded_with(self.tokenizer.pad_token_id)
+        # The tuned CPU heap keeps freed blocks; the guard hands them back when memory runs short.
+        heap = HeapGuard() if self.device.type == "cpu" and settings.tune_allocator else None
         progress = tqdm(total=total, initial=result.steps, desc=f"{self.spec.name} seed {self.seed}",
                         disable=not settings.progress, unit="step")
         for epoch in range(loop.epoch, hyper.epochs + 1):
@@ -193,6 +195,8 @@ class Engine:
                     self._check_finite(int(bad_step), loop, train, checkpoints)
                     progress.set_postfix(epoch=epoch, loss=f"{running.item() / (step % LOG_EVERY or LOG_EVERY):.4f}")
                     running.zero_()
+                if heap is not None:
+                    heap.check()
                 if checkpoints is not None and checkpoints.due(result.steps):
                     self._check_finite(int(bad_step), loop, train, checkpoints)  # never save broken weights
                     checkpoints.save(loop)
@@ -212,10 +216,8 @@ class Engine:
                     loop.best_score, result.best_epoch = scored["score"], epoch
                     # The last epoch's weights are already in the model: no copy needed.
                     loop.best_state = copy.deepcopy(model.state_dict()) if epoch < hyper.epochs else None
-            if self.device.type == "cpu" and settings.tune_allocator:
-                # The tuned heap keeps what it frees, and batches of every length fragment it: a HoC run
-                # (512 subwords) held 17.7 GB after three epochs. Freed pages go back once an epoch.
-                release_free_memory()
+            if heap is not None:  # and once an epoch, whatever the memory: one release per epoch is cheap
+                heap.release()
             loop.epoch, loop.step, loop.order = epoch + 1, 0, None
             if checkpoints is not None:
                 checkpoints.save(loop)
