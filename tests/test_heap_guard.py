@@ -76,6 +76,8 @@ def test_memory_state_reads_the_machine_and_a_lower_container_limit(tmp_path):
     assert memory_state(**files) == (24 * GB, 20 * GB, 2 * GB)
     _proc(tmp_path, 24 << 20, 20 << 20, (3 * GB) // page, str(4 * GB))  # docker --memory 4g
     assert memory_state(**files) == (4 * GB, 1 * GB, 3 * GB)
+    _proc(tmp_path, 24 << 20, 20 << 20, (3 * GB) // page, "9223372036854771712")  # cgroup v1: no limit
+    assert memory_state(**files) == (24 * GB, 20 * GB, 3 * GB)
     (tmp_path / "meminfo").write_text("garbage\n")
     assert memory_state(**files) is None
 

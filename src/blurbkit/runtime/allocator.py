@@ -103,11 +103,17 @@ def _malloc_trim() -> Any:
     return _trim or None
 
 
-def memory_state(meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup/memory.max"),
+CGROUP_MEMORY_LIMITS = (Path("/sys/fs/cgroup/memory.max"),  # v2 ("max": none)
+                        Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))  # v1 (none: a huge number)
+
+
+def memory_state(meminfo: Path = Path("/proc/meminfo"), cgroup: Path | None = None,
                  statm: Path = Path("/proc/self/statm")) -> tuple[int, int, int] | None:
     """(memory this process may use, of it still available, this process's resident bytes), or None
     where /proc is not there. The limit is the machine's memory or, inside a container with a cgroup
-    v2 memory limit, that limit if lower."""
+    memory limit (`docker --memory`, a Kubernetes limit; v2 or v1), that limit if lower."""
+    if cgroup is None:
+        cgroup = next((path for path in CGROUP_MEMORY_LIMITS if path.exists()), CGROUP_MEMORY_LIMITS[0])
     try:
         fields = dict(line.split(":", 1) for line in meminfo.read_text().splitlines() if ":" in line)
         total, available = (int(fields[key].split()[0]) * 1024 for key in ("MemTotal", "MemAvailable"))
