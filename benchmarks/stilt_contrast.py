@@ -6,8 +6,9 @@ domain-adapted one (the STILT paper's direction)?
         adapted=runs/stilt_minilm_chemprot_quick.csv --out benchmarks/results/stilt_contrast.md
 
 Per encoder: transfer cells with a gain / a loss, the mean change over all cells, and the same over
-the cells whose target learns at all (a baseline above its trivial predictor in some seed; targets
-where every run failed show +0.00 everywhere and would only dilute the mean). Then per target, the
+the cells whose target learns at all (a baseline above its trivial predictor in some seed of either
+encoder, so both encoders are summed over the same cells; targets where every run failed show +0.00
+everywhere and would only dilute the mean). Then per target, the
 baseline and the mean change of each encoder side by side.
 """
 
@@ -37,9 +38,9 @@ def learns(baseline: dict) -> bool:
     return int(baseline["failed"]) < int(baseline["n"])
 
 
-def summary(name: str, baselines: dict, cells: dict) -> str:
+def summary(name: str, cells: dict, live_targets: set[str]) -> str:
     diffs = [float(row["diff"]) for row in cells.values()]
-    live = [float(row["diff"]) for (target, _), row in cells.items() if learns(baselines[target])]
+    live = [float(row["diff"]) for (target, _), row in cells.items() if target in live_targets]
     gains, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
     live_gains = sum(d > 0 for d in live)
     return (f"| {name} | {len(diffs)} | {gains} / {losses} | {statistics.mean(diffs):+.2f} | "
@@ -63,9 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     if set(cells_a) != set(cells_b):
         print("stilt_contrast: the two matrices do not cover the same (target, intermediate) pairs", file=sys.stderr)
         return 2
+    live_targets = {t for t in base_a if learns(base_a[t]) or learns(base_b[t])}
     lines = ["| encoder | transfer cells | gains / losses | mean change | gains where the target learns | "
              "mean change there |", "|---|---|---|---|---|---|",
-             summary(first, base_a, cells_a), summary(second, base_b, cells_b), "",
+             summary(first, cells_a, live_targets), summary(second, cells_b, live_targets), "",
              f"| target | baseline {first} | baseline {second} | mean change {first} | mean change {second} | "
              f"cells where {first} gains more |", "|---|---|---|---|---|---|"]
     for target in sorted(base_a):
