@@ -86,3 +86,23 @@ def test_memory_state_reads_the_machine_and_a_lower_container_limit(tmp_path):
 def test_memory_state_on_this_machine():
     total, available, resident = memory_state()
     assert 0 < available <= total and 0 < resident < total
+
+
+def test_inference_asks_the_guard_after_every_batch(monkeypatch):
+    """Predicting a corpus with the tuned heap (the CPU default) checks memory once per batch."""
+    import blurbkit.inference.runner as runner
+    from blurbkit.inference.predictor import Predictor
+
+    checks = []
+
+    class Recording(HeapGuard):
+        def check(self) -> bool:
+            checks.append(1)
+            return False
+
+    monkeypatch.setattr(runner, "HeapGuard", Recording)
+    model = Path(__file__).parent / "fixtures" / "v0_1_models" / "ner_bio"
+    predictor = Predictor.load(model, batch_tokens=64)  # small batches: several of them
+    sentences = [f"Selegiline number {n} was given to patient {n} with hepatitis ." for n in range(12)]
+    assert len(predictor.predict(sentences)) == 12
+    assert len(checks) >= 3

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from blurbkit.models.encoding import Encoded
 from blurbkit.models.last_layer import rows_only_last_layer
 from blurbkit.models.model import BlurbModel
-from blurbkit.runtime.allocator import tune_allocator
+from blurbkit.runtime.allocator import HeapGuard, tune_allocator
 from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.batching import sorted_batches
 from blurbkit.runtime.capability import cap_torch_threads
@@ -43,10 +43,13 @@ class InferenceRunner:
         self.forward = maybe_compile(self.model, settings.compile)  # (scores, mask)
         self._bf16 = Bf16Twin()  # the encoder copy CPU inference runs on
         self._predicting = threading.Lock()  # predict swaps parts of the model in and out: one call at a time
+        self._heap: HeapGuard | None = None
 
     def cpu_settings(self) -> None:
         if self.device.type == "cpu" and self.settings.tune_allocator:
             tune_allocator()
+            if self._heap is None:  # the tuned heap keeps what it frees: hand it back when memory runs short
+                self._heap = HeapGuard()
 
     def weights_changed(self) -> None:
         """Training moved the weights: the bf16 copy is stale."""
@@ -106,6 +109,8 @@ class InferenceRunner:
                     last_layer.rows = model.featurizer.rows(batch)
                 scores, mask = forward(batch)
                 self._decode(indices, scores, mask, outputs, probabilities)
+                if self._heap is not None:
+                    self._heap.check()
         return outputs
 
     def _backend_outputs(self, data: Encoded, desc: str, probabilities: bool) -> list[Any]:
