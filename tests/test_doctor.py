@@ -4,6 +4,7 @@ fix; never a traceback."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -96,3 +97,12 @@ def test_free_disk_space(monkeypatch, tmp_path, free):
     checks = list(doctor.disk_checks(tmp_path / "runs" / "deeper"))
     assert [c.name for c in checks] == ["runs", "cache"]
     assert {c.status for c in checks} == ({"ok"} if free > doctor.MIN_FREE_BYTES else {"problem"})
+
+
+def test_memory_line_names_the_usable_memory_and_when_the_heap_goes_back():
+    from blurbkit.cli.doctor import memory_checks
+
+    [check] = memory_checks(state=(4 << 30, 1 << 30, 512 << 20))  # e.g. a container limited to 4 GiB
+    assert check.name == "memory" and check.status == "note"
+    assert check.detail.startswith("4.0 GiB usable, 1.0 GiB available now") and "below 25% available" in check.detail
+    assert list(memory_checks(state=None)) or not Path("/proc/meminfo").exists()  # this machine: one line

@@ -2,7 +2,7 @@
 
   blurbkit doctor [--data DIR] [--model DIR] [--runs-dir runs]
 
-Prints the machine (torch, device, CPU and its matmul flags, native dtypes, threads, allocator),
+Prints the machine (torch, device, CPU and its matmul flags, native dtypes, threads, allocator, memory),
 checks the model (found, config loads), the BLURB data folder (13 datasets, their files present
 and readable; sha256 against a prepared manifest where there is one) and the free disk space
 where runs and the cache go. Every problem comes with the command or step that fixes it.
@@ -106,6 +106,22 @@ def machine_checks() -> Iterator[Check]:
     yield Check("machine", "threads", "note", threads)
     yield Check("machine", "allocator", "note", cap.allocator
                 + ("" if "tuned" in cap.allocator else " (blurbkit tunes glibc malloc itself on its first CPU train/predict)"))
+    yield from memory_checks()
+
+
+def memory_checks(state: Any = None) -> Iterator[Check]:
+    """The memory runs may use (the machine's, or a lower container limit) and when the tuned heap
+    hands freed memory back (runtime/allocator.py: HeapGuard)."""
+    from blurbkit.runtime.allocator import HeapGuard, memory_state
+
+    found = memory_state() if state is None else state
+    if found is None:
+        return
+    total, available, _ = found
+    guard = HeapGuard()
+    yield Check("machine", "memory", "note",
+                f"{total / 2**30:.1f} GiB usable, {available / 2**30:.1f} GiB available now; a run gives its freed heap "
+                f"back below {guard.min_available:.0%} available or above {guard.max_share:.0%} of it")
 
 
 # -- model ----------------------------------------------------------------------------------------
