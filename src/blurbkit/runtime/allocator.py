@@ -111,7 +111,8 @@ def memory_state(meminfo: Path = Path("/proc/meminfo"), cgroup: Path | None = No
                  statm: Path = Path("/proc/self/statm")) -> tuple[int, int, int] | None:
     """(memory this process may use, of it still available, this process's resident bytes), or None
     where /proc is not there. The limit is the machine's memory or, inside a container with a cgroup
-    memory limit (`docker --memory`, a Kubernetes limit; v2 or v1), that limit if lower."""
+    memory limit (`docker --memory`, a Kubernetes limit; v2 or v1), that limit if lower (what is
+    available under it then counts only this process's resident memory against it)."""
     if cgroup is None:
         cgroup = next((path for path in CGROUP_MEMORY_LIMITS if path.exists()), CGROUP_MEMORY_LIMITS[0])
     try:
@@ -130,7 +131,8 @@ def memory_state(meminfo: Path = Path("/proc/meminfo"), cgroup: Path | None = No
 
 
 class HeapGuard:
-    """Give the tuned heap's free pages back when memory runs short; called once per training step.
+    """Give the tuned heap's free pages back when memory runs short; checked after every training
+    step and every inference batch (reading /proc/meminfo: tens of microseconds).
 
     Why: the tuned heap keeps what it frees, and batches of every length fragment it: on full-data HoC
     (512 subwords) a training process climbed to 14-18 GB although its live data peaks near 4 GB.
