@@ -137,7 +137,7 @@ class HeapGuard:
     Why: the tuned heap keeps what it frees, and batches of every length fragment it: on full-data HoC
     (512 subwords) a training process climbed to 14-18 GB although its live data peaks near 4 GB.
     Releasing on a timer costs speed everywhere (a release of a 5 GB heap, then re-faulting its pages,
-    takes ~4 s: +14 % train time at one release per 30 s on a HoC slice), so the guard releases only
+    takes seconds: +9 % train time at one release per 30 s on a HoC slice), so the guard releases only
     when the machine (or container) has less than `min_available` of its memory left, or this process
     holds more than `max_share` of it, and at most once per `min_interval` seconds (if a release does
     not help, another process holds the memory)."""
