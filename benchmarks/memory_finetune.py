@@ -42,15 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import blurbkit
+    from blurbkit.inference import runner
     from blurbkit.runtime import allocator
-    from blurbkit.train import engine
 
     never = dict(min_available=0.0, max_share=float("inf"))
     guards = {"never": never, "timer30": dict(min_available=1.01, min_interval=30.0),
               "share15": dict(max_share=0.15), "mmap32": never}
     if args.variant in guards:
         options = guards[args.variant]
-        engine.HeapGuard = lambda: allocator.HeapGuard(**options)
+        runner.HeapGuard = lambda: allocator.HeapGuard(**options)
     if args.variant == "mmap32":
         allocator.MMAP_THRESHOLD = 32 << 20
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from blurbkit.runtime.allocator import HeapGuard, memory_state
+from blurbkit.runtime.allocator import HeapGuard
+from blurbkit.runtime.capability import memory_state
 
 GB = 1 << 30
 
@@ -58,28 +59,35 @@ def test_no_proc_no_release():
     assert released == []
 
 
-def _proc(tmp_path: Path, total_kb: int, available_kb: int, resident_pages: int, cgroup: str | None):
+def _proc(tmp_path: Path, total_kb: int, available_kb: int, resident_pages: int) -> dict:
     (tmp_path / "meminfo").write_text(f"MemTotal:       {total_kb} kB\nMemFree:  1 kB\nMemAvailable:   {available_kb} kB\n")
     (tmp_path / "statm").write_text(f"999 {resident_pages} 5 6 0 7 0\n")
-    if cgroup is not None:
-        (tmp_path / "memory.max").write_text(cgroup + "\n")
-    return {"meminfo": tmp_path / "meminfo", "statm": tmp_path / "statm", "cgroup": tmp_path / "memory.max"}
+    return {"meminfo": tmp_path / "meminfo", "statm": tmp_path / "statm", "root": tmp_path / "cgroup"}
 
 
-def test_memory_state_reads_the_machine_and_a_lower_container_limit(tmp_path):
+def test_memory_state_reads_the_machine_and_the_smallest_cgroup_limit_on_the_way_up(tmp_path):
     import os
 
     page = os.sysconf("SC_PAGE_SIZE")
-    files = _proc(tmp_path, 24 << 20, 20 << 20, (2 * GB) // page, None)
-    assert memory_state(**files) == (24 * GB, 20 * GB, 2 * GB)
-    _proc(tmp_path, 24 << 20, 20 << 20, (2 * GB) // page, "max")
-    assert memory_state(**files) == (24 * GB, 20 * GB, 2 * GB)
-    _proc(tmp_path, 24 << 20, 20 << 20, (3 * GB) // page, str(4 * GB))  # docker --memory 4g
-    assert memory_state(**files) == (4 * GB, 1 * GB, 3 * GB)
-    _proc(tmp_path, 24 << 20, 20 << 20, (3 * GB) // page, "9223372036854771712")  # cgroup v1: no limit
-    assert memory_state(**files) == (24 * GB, 20 * GB, 3 * GB)
+    files = _proc(tmp_path, 24 << 20, 20 << 20, (3 * GB) // page)
+    v2 = "0::/system.slice/job.scope\n"
+    job = tmp_path / "cgroup" / "system.slice" / "job.scope"
+    job.mkdir(parents=True)
+    assert memory_state(**files, self_cgroup=v2) == (24 * GB, 20 * GB, 3 * GB)  # no limit files: the machine
+    (job / "memory.max").write_text("max\n")
+    (job.parent / "memory.max").write_text(f"{4 * GB}\n")  # the slice holds the limit, not the leaf
+    assert memory_state(**files, self_cgroup=v2) == (4 * GB, 1 * GB, 3 * GB)
+    (job / "memory.max").write_text(f"{30 * GB}\n")  # above the machine: the machine's memory stays the bound
+    (job.parent / "memory.max").write_text("max\n")
+    assert memory_state(**files, self_cgroup=v2) == (24 * GB, 20 * GB, 3 * GB)
+    v1 = tmp_path / "cgroup" / "memory" / "docker" / "abc"
+    v1.mkdir(parents=True)
+    (v1 / "memory.limit_in_bytes").write_text("9223372036854771712\n")  # v1's "no limit"
+    assert memory_state(**files, self_cgroup="5:memory:/docker/abc\n")[0] == 24 * GB
+    (v1 / "memory.limit_in_bytes").write_text(f"{8 * GB}\n")  # docker --memory 8g
+    assert memory_state(**files, self_cgroup="5:memory:/docker/abc\n2:cpu:/docker/abc\n") == (8 * GB, 5 * GB, 3 * GB)
     (tmp_path / "meminfo").write_text("garbage\n")
-    assert memory_state(**files) is None
+    assert memory_state(**files, self_cgroup=v2) is None
 
 
 @pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="reads /proc")

@@ -275,7 +275,7 @@ def test_free_heap_pages_go_back_after_every_epoch_and_when_memory_is_short(tiny
                                                                             monkeypatch):
     """With the tuned allocator (the default on a CPU) the engine hands free heap pages back once an
     epoch, and asks its guard after every optimizer step whether memory is short."""
-    import blurbkit.train.engine as engine
+    import blurbkit.inference.runner as runner
     from blurbkit.runtime.allocator import HeapGuard
 
     events = []
@@ -288,8 +288,13 @@ def test_free_heap_pages_go_back_after_every_epoch_and_when_memory_is_short(tiny
             events.append("check")
             return False
 
-    monkeypatch.setattr(engine, "HeapGuard", Recording)
+    monkeypatch.setattr(runner, "HeapGuard", Recording)  # the engine uses its inference runner's guard
+    decode = runner.InferenceRunner._decode
+    monkeypatch.setattr(runner.InferenceRunner, "_decode",
+                        lambda self, *args: events.append("batch") or decode(self, *args))
     argv = ["finetune", *RUN, "--model", str(tiny_model), "--data", str(shared_data)]
     assert main([*argv, "--out", str(tmp_path / "tuned")]) == 0
     assert events.count("release") == 2  # two epochs
-    assert events.count("check") == 2 * 24 // 4  # every optimizer step: 2 epochs of 24 examples in batches of 4
+    # every optimizer step (2 epochs of 24 examples in batches of 4) and every inference batch (dev, test)
+    assert events.count("batch") >= 3
+    assert events.count("check") == 2 * 24 // 4 + events.count("batch")

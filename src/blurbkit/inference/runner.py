@@ -43,13 +43,13 @@ class InferenceRunner:
         self.forward = maybe_compile(self.model, settings.compile)  # (scores, mask)
         self._bf16 = Bf16Twin()  # the encoder copy CPU inference runs on
         self._predicting = threading.Lock()  # predict swaps parts of the model in and out: one call at a time
-        self._heap: HeapGuard | None = None
+        # The tuned CPU heap keeps what it frees; the guard hands it back when memory runs short
+        # (after every inference batch here, after every optimizer step in the training engine).
+        self.heap = HeapGuard() if self.device.type == "cpu" and settings.tune_allocator else None
 
     def cpu_settings(self) -> None:
         if self.device.type == "cpu" and self.settings.tune_allocator:
             tune_allocator()
-            if self._heap is None:  # the tuned heap keeps what it frees: hand it back when memory runs short
-                self._heap = HeapGuard()
 
     def weights_changed(self) -> None:
         """Training moved the weights: the bf16 copy is stale."""
@@ -109,8 +109,8 @@ class InferenceRunner:
                     last_layer.rows = model.featurizer.rows(batch)
                 scores, mask = forward(batch)
                 self._decode(indices, scores, mask, outputs, probabilities)
-                if self._heap is not None:
-                    self._heap.check()
+                if self.heap is not None:
+                    self.heap.check()
         return outputs
 
     def _backend_outputs(self, data: Encoded, desc: str, probabilities: bool) -> list[Any]:

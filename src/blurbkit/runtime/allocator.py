@@ -25,8 +25,9 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from blurbkit.runtime.capability import memory_state
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -101,33 +102,6 @@ def _malloc_trim() -> Any:
             except (OSError, AttributeError):  # not glibc
                 _trim = False
     return _trim or None
-
-
-CGROUP_MEMORY_LIMITS = (Path("/sys/fs/cgroup/memory.max"),  # v2 ("max": none)
-                        Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"))  # v1 (none: a huge number)
-
-
-def memory_state(meminfo: Path = Path("/proc/meminfo"), cgroup: Path | None = None,
-                 statm: Path = Path("/proc/self/statm")) -> tuple[int, int, int] | None:
-    """(memory this process may use, of it still available, this process's resident bytes), or None
-    where /proc is not there. The limit is the machine's memory or, inside a container with a cgroup
-    memory limit (`docker --memory`, a Kubernetes limit; v2 or v1), that limit if lower (what is
-    available under it then counts only this process's resident memory against it)."""
-    if cgroup is None:
-        cgroup = next((path for path in CGROUP_MEMORY_LIMITS if path.exists()), CGROUP_MEMORY_LIMITS[0])
-    try:
-        fields = dict(line.split(":", 1) for line in meminfo.read_text().splitlines() if ":" in line)
-        total, available = (int(fields[key].split()[0]) * 1024 for key in ("MemTotal", "MemAvailable"))
-        resident = int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, KeyError, ValueError, IndexError):
-        return None
-    try:
-        limit = cgroup.read_text().strip()
-        if limit != "max" and int(limit) < total:
-            total, available = int(limit), min(available, max(int(limit) - resident, 0))
-    except (OSError, ValueError):
-        pass
-    return total, available, resident
 
 
 class HeapGuard:

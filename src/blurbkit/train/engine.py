@@ -33,7 +33,6 @@ from blurbkit.inference.runner import InferenceRunner
 from blurbkit.models.encoding import Encoded
 from blurbkit.models.model import BlurbModel
 from blurbkit.runtime.adversarial import AdversarialConfig, Adversary, embedding_shape
-from blurbkit.runtime.allocator import HeapGuard
 from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.batching import grouped_batches, shuffled_batches
 from blurbkit.runtime.dropout import MaskSource, fast_dropout
@@ -157,8 +156,7 @@ class Engine:
         if checkpoints is not None and checkpoints.restore(loop):  # resumed: model, optimizer, RNGs, position
             self.runner.weights_changed()
         result, padded = loop.result, train.padded_with(self.tokenizer.pad_token_id)
-        # The tuned CPU heap keeps freed blocks; the guard hands them back when memory runs short.
-        heap = HeapGuard() if self.device.type == "cpu" and settings.tune_allocator else None
+        heap = self.runner.heap  # the tuned CPU heap's guard (runtime/allocator.py), None elsewhere
         progress = tqdm(total=total, initial=result.steps, desc=f"{self.spec.name} seed {self.seed}",
                         disable=not settings.progress, unit="step")
         for epoch in range(loop.epoch, hyper.epochs + 1):
