@@ -11,17 +11,18 @@ import os
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.benchmark import finished_run
 from blurbkit.experiments.executors import FORWARDED_ENV, Executor, RunOutcome, RunTask, unpack_dir
-from blurbkit.experiments.progress import SweepProgress
+from blurbkit.experiments.progress import LiveRun, SweepProgress
 from blurbkit.store.results import ResultsStore
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
+from blurbkit.train.heartbeat import read_progress
 from blurbkit.train.provenance import blurbkit_commit
 
 POLL = 2.0  # s between looks at the executor (progress bar, claims)
@@ -34,6 +35,7 @@ class Job:
     dataset: str  # the progress bar's group, and the metric of a failed row
     attempts: int = 0
     payload: Any = None  # the driver's own: a search flag, a StiltRun, a variant
+    submitted: float = field(default_factory=time.time)  # a progress file older than this is a killed earlier run's
 
 
 def forwarded_env() -> dict[str, str]:
@@ -85,13 +87,25 @@ class Driver:
                 if time.monotonic() - beat > CLAIM_BEAT:
                     self.store.touch([job.task.key for job in self.jobs.values()])
                     beat = time.monotonic()
-                self.bar.show(self.executor.running(), self.executor.slots)
+                self.bar.show(self.executor.running(), self.executor.slots, self.live())
         finally:
             for job in self.jobs.values():
                 self.store.release(job.task.key)
             self.jobs.clear()
             self.executor.close()
             self.bar.close()
+
+    def live(self) -> list[LiveRun]:
+        """The jobs in flight whose worker reports its position in the shared run directory (not in
+        ship mode: that run directory is in the worker's own temporary folder)."""
+        runs = []
+        for job in self.jobs.values():
+            if job.task.ship:
+                continue
+            progress = read_progress(job.task.config.out)
+            if progress is not None and progress.updated >= job.submitted:
+                runs.append(LiveRun(job.dataset, job.task.label, progress))
+        return runs
 
     def settle(self, outcome: RunOutcome) -> None:
         job = self.jobs.get(outcome.digest)

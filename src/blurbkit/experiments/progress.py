@@ -1,18 +1,35 @@
-"""A sweep's progress: one line per finished run, and a live bar (done / failed / running / left)
-whose ETA comes from the measured run times of this sweep (per dataset, else overall)."""
+"""A sweep's progress: one line per finished run, and a live bar (done / failed / running / left,
+the runs in flight with their epoch and share of steps) whose ETA comes from the measured run times
+of this sweep (per dataset, else overall) and from the runs in flight: their training rate gives
+their time left and, before any run of a dataset has finished, the time of its next ones."""
 
 from __future__ import annotations
 
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from tqdm.auto import tqdm
+
+from blurbkit.train.heartbeat import RunProgress
+
+SHOWN_LIVE = 2  # runs in flight described in the bar; the rest are counted
 
 
 def clock(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+@dataclass(frozen=True)
+class LiveRun:
+    """A run in flight whose worker has reported its position (train/heartbeat.py)."""
+
+    dataset: str
+    label: str
+    progress: RunProgress
 
 
 class SweepProgress:
@@ -48,19 +65,37 @@ class SweepProgress:
         self.expected[dataset] -= runs
         self.bar.total = sum(self.expected.values())
 
-    def eta(self, slots: int) -> float | None:
-        everything = [t for times in self.times.values() for t in times]
-        if not everything:
+    def eta(self, slots: int, live: Sequence[LiveRun] = ()) -> float | None:
+        """Seconds to the end: the work left (runs in flight at their own rate, the others at their
+        dataset's measured or projected run time) spread over the slots, and never less than the
+        longest run in flight still needs."""
+        measured = {d: list(times) for d, times in self.times.items() if times}
+        projected: dict[str, list[float]] = defaultdict(list)  # whole-run times of runs in flight
+        in_flight: dict[str, int] = defaultdict(int)
+        remaining = []
+        for run in live:
+            left = run.progress.seconds_left()
+            if left is None:
+                continue
+            remaining.append(left)
+            in_flight[run.dataset] += 1
+            projected[run.dataset].append(run.progress.total / run.progress.rate)
+        per_run = {d: statistics.fmean(measured.get(d) or projected[d]) for d in set(measured) | set(projected)}
+        if not per_run:
             return None
-        overall = statistics.fmean(everything)
-        left = sum((self.expected[d] - self.settled[d]) * statistics.fmean(self.times[d] or [overall]) for d in self.expected)
-        return left / max(1, slots)
+        overall = statistics.fmean(per_run.values())
+        queued = sum(max(0, self.expected[d] - self.settled[d] - in_flight[d]) * per_run.get(d, overall) for d in self.expected)
+        return max((sum(remaining) + queued) / max(1, slots), max(remaining, default=0.0))
 
-    def show(self, running: int, slots: int) -> None:
+    def show(self, running: int, slots: int, live: Sequence[LiveRun] = ()) -> None:
         left = self.bar.total - self.done - self.failed
-        eta = self.eta(slots)
-        self.bar.set_postfix_str(f"done {self.done} failed {self.failed} running {running} left {left} "
-                                 f"ETA {clock(eta) if eta is not None else '?'}", refresh=True)
+        eta = self.eta(slots, live)
+        text = f"done {self.done} failed {self.failed} running {running} left {left} ETA {clock(eta) if eta is not None else '?'}"
+        if live:
+            described = [f"{run.label}: {run.progress.describe()}" for run in live[:SHOWN_LIVE]]
+            more = f", +{len(live) - SHOWN_LIVE} more" if len(live) > SHOWN_LIVE else ""
+            text += " | " + ", ".join(described) + more
+        self.bar.set_postfix_str(text, refresh=True)
 
     def close(self) -> None:
         self.bar.close()

@@ -44,6 +44,7 @@ from blurbkit.tasks.registry import DatasetSpec
 from blurbkit.testhook import kill_point
 from blurbkit.train.checkpoint import Checkpoints, Loop
 from blurbkit.train.config import Hyperparams
+from blurbkit.train.heartbeat import Heartbeat
 from blurbkit.train.stabilise import encoder_layers
 
 LOG_EVERY = 20  # steps between loss read-outs (each one waits for the device)
@@ -127,9 +128,10 @@ class Engine:
         return result | {"_predictions": predictions}
 
     def train(self, train: Encoded, dev: Encoded | None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-              checkpoints: Checkpoints | None = None) -> TrainResult:
+              checkpoints: Checkpoints | None = None, heartbeat: Heartbeat | None = None) -> TrainResult:
         """Fine-tune on `train`, scoring `dev` after each epoch and keeping the best epoch; with
-        `checkpoints`, save the loop's state as it goes (and resume from it, when asked)."""
+        `checkpoints`, save the loop's state as it goes (and resume from it, when asked); with
+        `heartbeat`, keep the run's position readable from outside (train/heartbeat.py)."""
         cpu = self.device.type == "cpu"
         self.runner.cpu_settings()
         with (
@@ -137,12 +139,12 @@ class Engine:
             fast_dropout(self.model, self.seed) if cpu and self.settings.fast_dropout else nullcontext() as masks,
         ):
             try:
-                return self._train(train, dev, on_epoch, checkpoints, masks)
+                return self._train(train, dev, on_epoch, checkpoints, masks, heartbeat)
             finally:
                 self.runner.weights_changed()  # the weights moved, even if training was interrupted
 
     def _train(self, train: Encoded, dev: Encoded | None, on_epoch: Callable[[dict[str, Any]], None] | None,
-               checkpoints: Checkpoints | None, masks: MaskSource | None) -> TrainResult:
+               checkpoints: Checkpoints | None, masks: MaskSource | None, heartbeat: Heartbeat | None) -> TrainResult:
         hyper, settings, model = self.hyper, self.settings, self.model
         steps_per_epoch = math.ceil(len(train.examples) / hyper.batch_size)
         total = steps_per_epoch * hyper.epochs
@@ -159,6 +161,8 @@ class Engine:
         heap = self.runner.heap  # the tuned CPU heap's guard (runtime/allocator.py), None elsewhere
         progress = tqdm(total=total, initial=result.steps, desc=f"{self.spec.name} seed {self.seed}",
                         disable=not settings.progress, unit="step")
+        if heartbeat is not None:
+            heartbeat.begin(result.steps, total, loop.epoch, hyper.epochs)
         for epoch in range(loop.epoch, hyper.epochs + 1):
             if self._patience_ran_out(dev, result, epoch - 1):  # checked here too: a resumed run may be done
                 break
@@ -189,6 +193,8 @@ class Engine:
                 loop.step = step
                 result.steps += 1
                 progress.update(1)
+                if heartbeat is not None:
+                    heartbeat.step(result.steps, epoch)
                 if step % LOG_EVERY == 0 or step == len(order):  # the only host syncs in the loop
                     self._check_finite(int(bad_step), loop, train, checkpoints)
                     progress.set_postfix(epoch=epoch, loss=f"{running.item() / (step % LOG_EVERY or LOG_EVERY):.4f}")
@@ -210,6 +216,8 @@ class Engine:
                 result.dev_history.append(scored)
                 if on_epoch:
                     on_epoch(scored)
+                if heartbeat is not None:
+                    heartbeat.scored(result.steps, epoch, scored["score"])
                 if scored["score"] > loop.best_score:
                     loop.best_score, result.best_epoch = scored["score"], epoch
                     # The last epoch's weights are already in the model: no copy needed.

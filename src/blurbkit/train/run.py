@@ -36,6 +36,7 @@ from blurbkit.testhook import kill_point
 from blurbkit.train.checkpoint import DIR_NAME, FINAL_DIR_NAME, Checkpoints, RunClock
 from blurbkit.train.config import FinetuneConfig, Hyperparams, without_added_defaults
 from blurbkit.train.engine import Engine, seed_everything
+from blurbkit.train.heartbeat import Heartbeat, is_progress_entry
 from blurbkit.train.provenance import blurbkit_commit, library_versions, records_sha256
 from blurbkit.train.stabilise import drop_top_layers, freeze_lower_half, reinit_top_layers
 
@@ -66,7 +67,7 @@ def check_run_dir(out: Path | None, overwrite: bool, resume: bool = False) -> No
         raise BlurbkitError("output directory is a file", path=out)
     entries = [entry.name for entry in out.iterdir()] if out.is_dir() else []
     interrupted = bool(entries) and all(name in (DIR_NAME, FINAL_DIR_NAME) or name.startswith((f".{DIR_NAME}.", f".{FINAL_DIR_NAME}."))
-                                        for name in entries)
+                                        or is_progress_entry(name) for name in entries)
     if entries and not overwrite and not (interrupted and resume):
         if interrupted:
             raise BlurbkitError("output directory holds an interrupted run; pass --resume to continue it "
@@ -165,11 +166,12 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
             for name, records in (("train", splits.train), ("dev", splits.dev), ("test", splits.test))}
     encode_seconds = time.perf_counter() - started
     data_sha256 = {name: records_sha256(encoded.records) for name, encoded in data.items()}
-    checkpoints = None
+    checkpoints = heartbeat = None
     if config.out is not None:
         checkpoints = Checkpoints(config.out / DIR_NAME, run_signature(config, hyper, model_dir, data_sha256),
                                   every=config.checkpoint_every, resume=config.resume, clock=clock)
-    trained = engine.train(data["train"], data["dev"], checkpoints=checkpoints)
+        heartbeat = Heartbeat(config.out)
+    trained = engine.train(data["train"], data["dev"], checkpoints=checkpoints, heartbeat=heartbeat)
     dev_best, test = engine.score(data["dev"], "dev"), engine.score(data["test"], "test")
     predictions = {"dev": dev_best.pop("_predictions"), "test": test.pop("_predictions")}
     final = None
@@ -225,13 +227,14 @@ def train_on_train_dev(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperpa
     final_hyper = replace(hyper, epochs=epochs, patience=None, min_epochs=None)
     engine = build_engine(spec, config, final_hyper, model_dir, records)
     encoded = encode(records, engine.codec, engine.model.recipe, engine.tokenizer, cache=encode_cache)
-    checkpoints = None
+    checkpoints = heartbeat = None
     if config.out is not None:
+        heartbeat = Heartbeat(config.out)  # the second schedule's position, from its own step 0
         signature = run_signature(config, final_hyper, model_dir, data_sha256)
         signature.update(phase="train+dev", selected_epoch=epochs, train_dev_sha256=records_sha256(encoded.records))
         checkpoints = Checkpoints(config.out / FINAL_DIR_NAME, signature, every=config.checkpoint_every, resume=config.resume,
                                   clock=clock or RunClock())
-    result = engine.train(encoded, None, checkpoints=checkpoints)
+    result = engine.train(encoded, None, checkpoints=checkpoints, heartbeat=heartbeat)
     return engine, encoded, {"epochs": epochs, "train_examples": len(records), "steps": result.steps,
                              "train_seconds": round(result.train_seconds, 2)}
 
