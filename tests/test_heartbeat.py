@@ -4,6 +4,8 @@ from it (experiments/progress.py, driver.py)."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 
 import pytest
@@ -32,7 +34,8 @@ def test_heartbeat_writes_at_most_every_interval_with_this_process_rate(tmp_path
     beat = Heartbeat(tmp_path, every=5, clock=clock)
     beat.begin(steps=40, total=200, epoch=3, epochs=10)  # a resumed run: 40 steps done before this process
     first = read_progress(tmp_path)
-    assert first == RunProgress(40, 200, 3, 10, None, None, 1000.0)
+    assert first == RunProgress(40, 200, 3, 10, None, None, 1000.0, os.getpid(), socket.gethostname())
+    assert first.alive() is True
     clock.now += 4
     beat.step(48, 3)
     assert read_progress(tmp_path) == first  # within the interval: not written
@@ -133,3 +136,53 @@ def test_driver_shows_runs_in_flight_but_not_a_killed_earlier_runs_file(tmp_path
     bar.show(running=3, slots=2, live=live)
     assert "| gad seed 0: ep 1/2 30%" in bar.bar.postfix
     json.loads((fresh / FILE_NAME).read_text())  # whole JSON for any reader
+
+
+def _store_with_runs(runs: Path) -> None:
+    from blurbkit.store.results import ResultsStore
+
+    store = ResultsStore(runs / "results.sqlite")
+    for seed in (0, 1):
+        key = RunKey("benchmark", "standard", "/models/minilm", "gad", seed, "full", "{}")
+        store.add(key, {"metric": "f1", "test": {"score": 0.8}, "dev": {"score": 0.8}}, "abc", None)
+    store.add_failed(RunKey("benchmark", "standard", "/models/minilm", "gad", 2, "full", "{}"), "f1", "NaN loss", "abc", None)
+    store.close()
+
+
+def test_status_counts_the_store_and_tells_training_from_stopped_runs(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    _store_with_runs(runs)
+    training, stopped, elsewhere = (runs / "benchmark" / name for name in ("jnlpba", "chemprot", "ddi"))
+    for run_dir in (training, stopped, elsewhere):
+        run_dir.mkdir(parents=True)
+    beat = Heartbeat(training, clock=Clock())
+    beat.begin(0, 400, 1, 10)
+    beat.clock.now += 100
+    beat.scored(40, 1, 0.7412)  # 0.4 steps/s: 360 steps = 15 min left
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    Heartbeat(stopped).begin(120, 400, 3, 10)
+    record = json.loads((stopped / FILE_NAME).read_text())
+    (stopped / FILE_NAME).write_text(json.dumps(record | {"pid": int(gone.stdout)}))  # a process that has exited
+    Heartbeat(elsewhere).begin(7, 100, 1, 10)
+    record = json.loads((elsewhere / FILE_NAME).read_text())
+    (elsewhere / FILE_NAME).write_text(json.dumps(record | {"host": "node-2", "updated": time.time() - 7200}))
+    assert main(["status", "--runs-dir", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "3 runs (2 stored, 1 failed)" in out and "| benchmark | minilm | gad | 2 | 1 |" in out
+    lines = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| benchmark/")}
+    assert "| training | ep 1/10 10% dev 74.12 (step 40 of 400) | 0:15:00 |" in lines["benchmark/jnlpba"]
+    assert "| stopped | ep 3/10 30% (step 120 of 400) | - |" in lines["benchmark/chemprot"]
+    assert "| quiet |" in lines["benchmark/ddi"] and "2.0 h ago, pid" in lines["benchmark/ddi"] and "on node-2" in lines["benchmark/ddi"]
+    assert "running its command again continues the run from its last checkpoint" in out
+
+
+def test_status_of_a_missing_runs_directory_is_one_line(tmp_path, capsys):
+    assert main(["status", "--runs-dir", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no runs directory here" in err[0]
+    (tmp_path / "runs").mkdir()
+    assert main(["status", "--runs-dir", str(tmp_path / "runs")]) == 0
+    assert "no results store in" in capsys.readouterr().out

@@ -28,6 +28,7 @@ COMMAND_MODULES = [
     "score",
     "finetune",
     "benchmark",
+    "status",
     "report",
     "compare",
     "predict",

@@ -116,7 +116,8 @@ def _is_lock(err: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -303,7 +304,7 @@ class ResultsStore:
     def _claim_is_live(self, claim: sqlite3.Row, now: float) -> bool:
         if claim["token"] == self.token:
             return False  # ours (left from an earlier attempt): take it again
-        if claim["host"] == self.host and not _pid_alive(claim["pid"]):
+        if claim["host"] == self.host and not pid_alive(claim["pid"]):
             return False
         return now - claim["heartbeat"] < STALE_AFTER
 

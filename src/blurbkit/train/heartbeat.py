@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from blurbkit.fileio import atomic_write
+from blurbkit.store.results import pid_alive
 
 FILE_NAME = ".progress.json"
 FORMAT = "blurbkit-progress/1"
@@ -40,6 +43,14 @@ class RunProgress:
     dev: float | None  # the latest dev score, if an epoch has been scored
     rate: float | None  # optimizer steps per second in this process, dev evaluation included
     updated: float  # time.time() of the write
+    pid: int = 0  # the training process, on `host`
+    host: str = ""
+
+    def alive(self) -> bool | None:
+        """Whether the training process still runs: known on its own host, None elsewhere."""
+        if not self.pid or self.host != socket.gethostname():
+            return None
+        return pid_alive(self.pid)
 
     @property
     def fraction(self) -> float:
@@ -79,7 +90,7 @@ class Heartbeat:
             return
         began, steps0 = self._start
         rate = (steps - steps0) / (now - began) if now > began and steps > steps0 else None
-        progress = RunProgress(steps, self.total, epoch, self.epochs, self.dev, rate, now)
+        progress = RunProgress(steps, self.total, epoch, self.epochs, self.dev, rate, now, os.getpid(), socket.gethostname())
         try:
             with atomic_write(self.path) as handle:
                 json.dump({"format": FORMAT, **asdict(progress)}, handle)
@@ -106,6 +117,7 @@ def read_progress(run_dir: Path | None) -> RunProgress | None:
         return None
     numbers = (progress.steps, progress.total, progress.epoch, progress.epochs, progress.updated)
     optional = (progress.dev, progress.rate)
-    if not all(isinstance(v, (int, float)) for v in numbers) or not all(v is None or isinstance(v, (int, float)) for v in optional):
+    if (not all(isinstance(v, (int, float)) for v in numbers) or not all(v is None or isinstance(v, (int, float)) for v in optional)
+            or not isinstance(progress.pid, int) or not isinstance(progress.host, str)):
         return None
     return progress
