@@ -146,6 +146,7 @@ def _store_with_runs(runs: Path) -> None:
         key = RunKey("benchmark", "standard", "/models/minilm", "gad", seed, "full", "{}")
         store.add(key, {"metric": "f1", "test": {"score": 0.8}, "dev": {"score": 0.8}}, "abc", None)
     store.add_failed(RunKey("benchmark", "standard", "/models/minilm", "gad", 2, "full", "{}"), "f1", "NaN loss", "abc", None)
+    assert store.claim(RunKey("benchmark", "standard", "/models/minilm", "gad", 3, "full", "{}")) is None  # this process trains it
     store.close()
 
 
@@ -172,6 +173,7 @@ def test_status_counts_the_store_and_tells_training_from_stopped_runs(tmp_path, 
     assert main(["status", "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
     assert "3 runs (2 stored, 1 failed)" in out and "| benchmark | minilm | gad | 2 | 1 |" in out
+    assert f"claimed by live drivers: 1 run(s) (pid {os.getpid()} on {socket.gethostname()})" in out
     lines = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| benchmark/")}
     assert "| training | ep 1/10 10% dev 74.12 (step 40 of 400) | 0:15:00 |" in lines["benchmark/jnlpba"]
     assert "| stopped | ep 3/10 30% (step 120 of 400) | - |" in lines["benchmark/chemprot"]

@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
-    from blurbkit.experiments.status import render, runs_in_flight, stored_counts
+    from blurbkit.experiments.status import live_claims, render, runs_in_flight, stored_counts
 
     runs_dir: Path = args.runs_dir
     if not runs_dir.is_dir():
@@ -32,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
     if args.store is None and not store.is_file():
         store = None
     counts = stored_counts(store) if store is not None else []
-    print(render(runs_dir, store, counts, runs_in_flight(runs_dir)))
+    claims = live_claims(store) if store is not None else []
+    print(render(runs_dir, store, counts, runs_in_flight(runs_dir), claims))
     return 0

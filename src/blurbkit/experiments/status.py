@@ -5,13 +5,14 @@ reported (train/heartbeat.py). Read-only: safe beside the sweeps that write ther
 
 from __future__ import annotations
 
+import socket
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blurbkit.store.results import FAILED, read_rows
+from blurbkit.store.results import FAILED, claim_is_live, read_claims, read_rows
 from blurbkit.train.heartbeat import FILE_NAME, RunProgress, read_progress
 
 QUIET_AFTER = 1800.0  # s without a report before a run on another host is called "quiet" (a long dev evaluation is silent)
@@ -48,6 +49,12 @@ def stored_counts(store: Path) -> list[dict[str, Any]]:
     return [{"study": s, "model": m, "dataset": d, "ok": c[False], "failed": c[True]} for (s, m, d), c in counts.items()]
 
 
+def live_claims(store: Path) -> list[dict[str, Any]]:
+    """Runs that a live driver has claimed: training now, or waiting for a worker."""
+    host, now = socket.gethostname(), time.time()
+    return [claim for claim in read_claims(store) if claim_is_live(claim, host, now)]
+
+
 def ago(seconds: float) -> str:
     seconds = max(0, int(seconds))
     if seconds < 120:
@@ -57,7 +64,8 @@ def ago(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
-def render(runs_dir: Path, store: Path | None, counts: list[dict[str, Any]], flight: list[RunInFlight]) -> str:
+def render(runs_dir: Path, store: Path | None, counts: list[dict[str, Any]], flight: list[RunInFlight],
+           claims: list[dict[str, Any]] = ()) -> str:
     from blurbkit.experiments.progress import clock
 
     lines = []
@@ -71,6 +79,10 @@ def render(runs_dir: Path, store: Path | None, counts: list[dict[str, Any]], fli
             lines.append("| study | model | dataset | stored | failed |")
             lines.append("|---|---|---|---|---|")
             lines += [f"| {r['study']} | {r['model']} | {r['dataset']} | {r['ok']} | {r['failed']} |" for r in counts]
+        if claims:
+            holders = sorted({f"pid {c['pid']} on {c['host']}" for c in claims})
+            lines.append("")
+            lines.append(f"claimed by live drivers: {len(claims)} run(s) ({', '.join(holders)}), training or waiting for a worker")
     lines.append("")
     if not flight:
         lines.append(f"no run in progress under {runs_dir}")

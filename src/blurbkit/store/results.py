@@ -167,6 +167,29 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     raise BlurbkitError(f"not a readable results store ({problem})", path=path)
 
 
+def read_claims(path: str | Path) -> list[dict[str, Any]]:
+    """The claims of a store, read-only (run_key, pid, host, claimed_at, heartbeat); [] when the
+    store has none or cannot be read (a status display, not a decision)."""
+    try:
+        db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT)
+    except sqlite3.Error:
+        return []
+    try:
+        db.row_factory = sqlite3.Row
+        return [dict(row) for row in db.execute("SELECT run_key, pid, host, claimed_at, heartbeat FROM claims")]
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
+
+
+def claim_is_live(claim: dict[str, Any], host: str, now: float) -> bool:
+    """A claim held by a process that still runs (known on its own host) and beats."""
+    if claim["host"] == host and not pid_alive(claim["pid"]):
+        return False
+    return now - claim["heartbeat"] < STALE_AFTER
+
+
 class ResultsStore:
     def __init__(self, path: str | Path, lock_wait: float = LOCK_WAIT) -> None:
         self.path = Path(path)
@@ -304,9 +327,7 @@ class ResultsStore:
     def _claim_is_live(self, claim: sqlite3.Row, now: float) -> bool:
         if claim["token"] == self.token:
             return False  # ours (left from an earlier attempt): take it again
-        if claim["host"] == self.host and not pid_alive(claim["pid"]):
-            return False
-        return now - claim["heartbeat"] < STALE_AFTER
+        return claim_is_live(dict(claim), self.host, now)
 
     def claim(self, key: RunKey, force: bool = False) -> str | None:
         """Claim a run before training it. None: this process holds the claim now; otherwise why
