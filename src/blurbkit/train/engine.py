@@ -161,7 +161,8 @@ class Engine:
         heap = self.runner.heap  # the tuned CPU heap's guard (runtime/allocator.py), None elsewhere
         progress = tqdm(total=total, initial=result.steps, desc=f"{self.spec.name} seed {self.seed}",
                         disable=not settings.progress, unit="step")
-        if heartbeat is not None:
+        if heartbeat is not None:  # a resumed run reports its last dev score from the start
+            heartbeat.dev = result.dev_history[-1]["score"] if result.dev_history else None
             heartbeat.begin(result.steps, total, loop.epoch, hyper.epochs)
         for epoch in range(loop.epoch, hyper.epochs + 1):
             if self._patience_ran_out(dev, result, epoch - 1):  # checked here too: a resumed run may be done
