@@ -89,3 +89,21 @@ def test_score_unreadable_files(tmp_path, capsys):
     assert "absent.json: file not found" in capsys.readouterr().err
     assert main(["score", str(write(tmp_path, '{"bc5chem": 93.3,\n'))]) == 2
     assert "scores.json:2: not valid JSON" in capsys.readouterr().err
+
+
+def test_partial_table_averages_only_complete_task_types(tmp_path, capsys):
+    scores = column("PubMedBERT")
+    del scores["ChemProt"], scores["EBM PICO"]
+    assert main(["score", str(write(tmp_path, scores))]) == 2  # without --partial all 13 are needed
+    capsys.readouterr()
+    assert main(["score", "--partial", str(write(tmp_path, scores))]) == 0
+    lines = {line.split("  ")[0]: line for line in capsys.readouterr().out.strip().splitlines()}
+    assert lines["NER"].split()[1] == f"{(93.33 + 85.62 + 87.82 + 84.52 + 80.06) / 5:.2f}"
+    assert "-  EBM PICO missing" in lines["PICO"]
+    assert "-  DDI 82.36, GAD 82.34, ChemProt missing" in lines["Relation Extraction"]
+    assert "needs all 13 datasets (2 missing)" in lines["BLURB score"]
+    assert main(["score", "--partial", "--json", str(write(tmp_path, scores))]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["score"] is None and result["missing"] == ["ebm_pico", "chemprot"] and len(result["groups"]) == 4
+    assert main(["score", "--partial", "--json", str(write(tmp_path, column("PubMedBERT")))]) == 0
+    assert f"{json.loads(capsys.readouterr().out)['score']:.2f}" == "81.10"  # complete: the same score as without

@@ -23,6 +23,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("file", type=Path, help="JSON file {dataset: percentage}")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--partial", action="store_true",
+                        help="accept a table still filling in: the complete task types' averages, the missing datasets, "
+                        "no BLURB score until all 13 are given")
     parser.set_defaults(func=run)
 
 
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(scores, dict):
         raise BlurbkitError("expected a JSON object {dataset: score}", path=args.file)
     try:
-        result = blurb_score(scores)
+        result = blurb_score(scores, partial=args.partial)
     except BlurbkitError as err:
         raise BlurbkitError(str(err), path=args.file) from None
     print(json.dumps(_rounded(result), indent=2) if args.json else _table(result))
@@ -40,22 +43,35 @@ def run(args: argparse.Namespace) -> int:
 
 def _rounded(result: dict[str, Any]) -> dict[str, Any]:
     """Two decimals, as printed and as the papers report; the unrounded values under "exact"."""
+    score = result["score"]
     return {
         "groups": {group: round(value, 2) for group, value in result["groups"].items()},
-        "score": round(result["score"], 2),
+        "score": None if score is None else round(score, 2),
         "datasets": result["datasets"],
-        "exact": {"groups": result["groups"], "score": result["score"]},
+        "missing": result["missing"],
+        "exact": {"groups": result["groups"], "score": score},
     }
 
 
 def _table(result: dict[str, Any]) -> str:
+    from blurbkit.tasks.blurb_score import blurb_groups
+
     by_group: dict[str, list[str]] = {}
     for name, value in result["datasets"].items():
         spec = get_dataset(name)
         by_group.setdefault(spec.task.blurb_group, []).append(f"{spec.title} {value:.2f}")
-    width = max(len(group) for group in result["groups"]) + 2
+    groups = blurb_groups()
+    width = max(len(group) for group in groups) + 2
     lines = [f"{'task type':<{width}}{'average':>8}  datasets"]
-    for group, value in result["groups"].items():
-        lines.append(f"{group:<{width}}{value:>8.2f}  {', '.join(by_group[group])}")
-    lines.append(f"{'BLURB score':<{width}}{result['score']:>8.2f}")
+    for group, names in groups.items():
+        given = by_group.get(group, [])
+        if group in result["groups"]:
+            lines.append(f"{group:<{width}}{result['groups'][group]:>8.2f}  {', '.join(given)}")
+        else:
+            absent = [get_dataset(n).title for n in names if n in result["missing"]]
+            lines.append(f"{group:<{width}}{'-':>8}  {', '.join(given + [f'{t} missing' for t in absent])}")
+    if result["score"] is None:
+        lines.append(f"{'BLURB score':<{width}}{'-':>8}  needs all 13 datasets ({len(result['missing'])} missing)")
+    else:
+        lines.append(f"{'BLURB score':<{width}}{result['score']:>8.2f}")
     return "\n".join(lines)

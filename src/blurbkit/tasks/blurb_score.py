@@ -43,13 +43,17 @@ def resolve_dataset_names(scores: Mapping[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def blurb_score(scores: Mapping[str, float]) -> dict[str, Any]:
-    """``{"groups": {group: average}, "score": BLURB score}`` from ``{dataset: percentage}`` for all 13."""
+def blurb_score(scores: Mapping[str, float], partial: bool = False) -> dict[str, Any]:
+    """``{"groups": {group: average}, "score": BLURB score}`` from ``{dataset: percentage}`` for all 13.
+    With `partial` (a table filling in), datasets may be missing: only the task types with all their
+    datasets get an average, ``"missing"`` names the rest, and the score is None until all 13 are there."""
     scores = resolve_dataset_names(scores)
     groups = blurb_groups()
     missing = [name for names in groups.values() for name in names if name not in scores]
-    if missing:
+    if missing and not partial:
         raise BlurbkitError(f"missing BLURB datasets: {', '.join(missing)} (all 13 are needed)")
+    if not scores:
+        raise BlurbkitError("no BLURB dataset scores given")
     for name, value in scores.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise BlurbkitError(f"score of {name!r} must be a number, got {value!r}")
@@ -57,9 +61,11 @@ def blurb_score(scores: Mapping[str, float]) -> dict[str, Any]:
         raise BlurbkitError(
             "every score is at most 1: give percentages, as in the papers (93.33, not 0.9333)"
         )
-    averages = {group: sum(scores[n] for n in names) / len(names) for group, names in groups.items()}
+    averages = {group: sum(scores[n] for n in names) / len(names) for group, names in groups.items()
+                if all(n in scores for n in names)}
     return {
         "groups": averages,
-        "datasets": {name: float(scores[name]) for names in groups.values() for name in names},
-        "score": sum(averages.values()) / len(averages),
+        "datasets": {name: float(scores[name]) for names in groups.values() for name in names if name in scores},
+        "score": None if missing else sum(averages.values()) / len(averages),
+        "missing": missing,
     }
