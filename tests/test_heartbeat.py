@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
@@ -53,7 +54,15 @@ def test_heartbeat_writes_at_most_every_interval_with_this_process_rate(tmp_path
 
 @pytest.mark.parametrize("text", ["", '{"format": "blurbkit-progress/1", "steps": 1', "[1, 2]", '{"steps": 1}',
                                   '{"format": "blurbkit-progress/1", "steps": "x", "total": 2, "epoch": 1, "epochs": 1, '
-                                  '"dev": null, "rate": null, "updated": 0}'])
+                                  '"dev": null, "rate": null, "updated": 0}',
+                                  '{"format": "blurbkit-progress/1", "steps": 1, "total": 2, "epoch": 1, "epochs": 1, '
+                                  '"dev": null, "rate": NaN, "updated": 0}',
+                                  '{"format": "blurbkit-progress/1", "steps": 1, "total": 2, "epoch": 1, "epochs": 1, '
+                                  '"dev": null, "rate": -1.0, "updated": 0}',
+                                  '{"format": "blurbkit-progress/1", "steps": true, "total": 2, "epoch": 1, "epochs": 1, '
+                                  '"dev": null, "rate": null, "updated": Infinity}',
+                                  '{"format": "blurbkit-progress/1", "steps": 1, "total": 2, "epoch": 1, "epochs": 1, '
+                                  '"dev": null, "rate": null, "updated": 0, "pid": -1, "host": "vm"}'])
 def test_a_missing_torn_or_foreign_progress_file_reads_as_none(text, tmp_path):
     assert read_progress(tmp_path) is None and read_progress(None) is None
     (tmp_path / FILE_NAME).write_text(text)
@@ -138,47 +147,124 @@ def test_driver_shows_runs_in_flight_but_not_a_killed_earlier_runs_file(tmp_path
     json.loads((fresh / FILE_NAME).read_text())  # whole JSON for any reader
 
 
-def _store_with_runs(runs: Path) -> None:
+def _store_with_runs(runs: Path, failed_dir: Path) -> None:
     from blurbkit.store.results import ResultsStore
 
     store = ResultsStore(runs / "results.sqlite")
     for seed in (0, 1):
         key = RunKey("benchmark", "standard", "/models/minilm", "gad", seed, "full", "{}")
         store.add(key, {"metric": "f1", "test": {"score": 0.8}, "dev": {"score": 0.8}}, "abc", None)
-    store.add_failed(RunKey("benchmark", "standard", "/models/minilm", "gad", 2, "full", "{}"), "f1", "NaN loss", "abc", None)
+    store.add_failed(RunKey("benchmark", "standard", "/models/minilm", "gad", 2, "full", "{}"), "f1", "NaN loss", "abc",
+                     str(failed_dir))
     assert store.claim(RunKey("benchmark", "standard", "/models/minilm", "gad", 3, "full", "{}")) is None  # this process trains it
     store.close()
 
 
-def test_status_counts_the_store_and_tells_training_from_stopped_runs(tmp_path, capsys):
+def _report(run_dir: Path, **fields) -> None:
+    """A progress report of this process, then `fields` written over it."""
+    Heartbeat(run_dir).begin(fields.pop("steps", 120), 400, fields.pop("epoch", 3), 10)
+    record = json.loads((run_dir / FILE_NAME).read_text())
+    (run_dir / FILE_NAME).write_text(json.dumps(record | fields))
+
+
+def _checkpoint(run_dir: Path, steps: int) -> None:
+    (run_dir / ".checkpoint").mkdir()
+    (run_dir / ".checkpoint" / "state.json").write_text(json.dumps({"result": {"steps": steps}}))
+
+
+def test_status_counts_the_store_and_tells_each_state_of_an_unfinished_run(tmp_path, capsys):
     import subprocess
     import sys
 
     runs = tmp_path / "runs"
-    _store_with_runs(runs)
-    training, stopped, elsewhere = (runs / "benchmark" / name for name in ("jnlpba", "chemprot", "ddi"))
-    for run_dir in (training, stopped, elsewhere):
+    names = ("jnlpba", "chemprot", "ddi", "bc2gm", "hoc", "gad", ".ncbi.a1b2c3d4.tmp")
+    training, stopped, elsewhere, fresh_stop, hung, failed, leftover = (runs / "benchmark" / n for n in names)
+    for run_dir in (training, stopped, elsewhere, fresh_stop, hung, failed, leftover):
         run_dir.mkdir(parents=True)
+    _store_with_runs(runs, failed)
     beat = Heartbeat(training, clock=Clock())
+    beat.clock.now = time.time() - 100
     beat.begin(0, 400, 1, 10)
     beat.clock.now += 100
     beat.scored(40, 1, 0.7412)  # 0.4 steps/s: 360 steps = 15 min left
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    Heartbeat(stopped).begin(120, 400, 3, 10)
-    record = json.loads((stopped / FILE_NAME).read_text())
-    (stopped / FILE_NAME).write_text(json.dumps(record | {"pid": int(gone.stdout)}))  # a process that has exited
-    Heartbeat(elsewhere).begin(7, 100, 1, 10)
-    record = json.loads((elsewhere / FILE_NAME).read_text())
-    (elsewhere / FILE_NAME).write_text(json.dumps(record | {"host": "node-2", "updated": time.time() - 7200}))
+    gone = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    _report(stopped, pid=gone)
+    _checkpoint(stopped, 100)  # a re-run continues from step 100
+    _report(fresh_stop, pid=gone, steps=7, epoch=1)  # killed before its first checkpoint
+    _report(elsewhere, host="node-2", updated=time.time() - 7200, steps=7, epoch=1)
+    _report(hung, updated=time.time() - 7200)  # its pid is alive (this process), but it has not reported for 2 h
+    _report(failed, pid=gone)
+    _report(leftover)  # inside an atomic_dir temporary: not a run
     assert main(["status", "--runs-dir", str(runs)]) == 0
     out = capsys.readouterr().out
     assert "3 runs (2 stored, 1 failed)" in out and "| benchmark | minilm | gad | 2 | 1 |" in out
     assert f"claimed by live drivers: 1 run(s) (pid {os.getpid()} on {socket.gethostname()})" in out
-    lines = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| benchmark/")}
-    assert "| training | ep 1/10 10% dev 74.12 (step 40 of 400) | 0:15:00 |" in lines["benchmark/jnlpba"]
-    assert "| stopped | ep 3/10 30% (step 120 of 400) | - |" in lines["benchmark/chemprot"]
-    assert "| quiet |" in lines["benchmark/ddi"] and "2.0 h ago, pid" in lines["benchmark/ddi"] and "on node-2" in lines["benchmark/ddi"]
-    assert "running its command again continues the run from its last checkpoint" in out
+    rows = {line.split(" | ")[0].strip("| "): line for line in out.splitlines() if line.startswith("| benchmark/")}
+    assert sorted(rows) == [f"benchmark/{n}" for n in sorted(names[:6])]
+    assert "| training | ep 1/10 10% dev 74.12 (step 40 of 400) | 0:15:00 | none |" in rows["benchmark/jnlpba"]
+    assert "| stopped | ep 3/10 30% (step 120 of 400) | - | step 100 |" in rows["benchmark/chemprot"]
+    assert "| stopped | ep 1/10 2% (step 7 of 400) | - | none |" in rows["benchmark/bc2gm"]
+    assert "| quiet |" in rows["benchmark/ddi"] and "2.0 h ago, pid" in rows["benchmark/ddi"] and "on node-2" in rows["benchmark/ddi"]
+    assert "| quiet |" in rows["benchmark/hoc"]
+    assert "| failed |" in rows["benchmark/gad"]
+    assert "stopped with a checkpoint: a re-run of its benchmark/ablate continues it from there (finetune: with --resume)" in out
+    assert "stopped with no checkpoint: a re-run starts it over" in out
+    assert "failed: stored as failed (NaN loss)" in out
+
+
+def test_a_run_killed_before_its_first_checkpoint_runs_again_without_resume(tiny_model, shared_data, tmp_path, monkeypatch):
+    import blurbkit.train.engine as engine
+
+    class Killed(BaseException):
+        pass
+
+    def kill_at_step_3(name: str) -> None:
+        if name == "step:3":
+            raise Killed
+
+    out = tmp_path / "run"
+    argv = ["finetune", "--dataset", "gad", "--epochs", "1", "--batch-size", "4", "--max-train-examples", "24",
+            "--max-eval-examples", "8", "--max-test-examples", "8", "--max-length", "64", "--no-progress",
+            "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out)]
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "kill_point", kill_at_step_3)
+        with pytest.raises(Killed):
+            main(argv)
+    assert [p.name for p in out.iterdir()] == [FILE_NAME]  # its report, no checkpoint yet
+    assert main(argv) == 0  # nothing to resume: it starts over, no --resume needed
+    assert (out / "metrics.json").exists() and not (out / FILE_NAME).exists()
+
+
+def test_a_resumed_run_reports_its_last_dev_score_and_an_epoch_of_its_schedule(tiny_model, shared_data, tmp_path, monkeypatch):
+    import blurbkit.train.run as run
+
+    class Killed(BaseException):
+        pass
+
+    def kill_at_rundir(name: str) -> None:
+        if name == "rundir":
+            raise Killed
+
+    out = tmp_path / "run"
+    argv = ["finetune", "--dataset", "gad", "--epochs", "2", "--batch-size", "4", "--max-train-examples", "24",
+            "--max-eval-examples", "8", "--max-test-examples", "8", "--max-length", "64", "--no-progress",
+            "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out)]
+    with monkeypatch.context() as patch:
+        patch.setattr(run, "kill_point", kill_at_rundir)  # killed after training, while writing the run directory
+        with pytest.raises(Killed):
+            main(argv)
+    seen = []
+    begin = Heartbeat.begin
+
+    def record(self, steps, total, epoch, epochs):
+        begin(self, steps, total, epoch, epochs)
+        seen.append(read_progress(out))
+
+    monkeypatch.setattr(Heartbeat, "begin", record)
+    assert main([*argv, "--resume"]) == 0
+    (resumed,) = seen
+    assert (resumed.steps, resumed.total, resumed.epoch, resumed.epochs) == (12, 12, 2, 2)
+    assert resumed.dev is not None  # epoch 2's dev score, from the checkpoint's history
 
 
 def test_status_of_a_missing_runs_directory_is_one_line(tmp_path, capsys):
@@ -188,3 +274,21 @@ def test_status_of_a_missing_runs_directory_is_one_line(tmp_path, capsys):
     (tmp_path / "runs").mkdir()
     assert main(["status", "--runs-dir", str(tmp_path / "runs")]) == 0
     assert "no results store in" in capsys.readouterr().out
+
+
+def test_a_retried_run_does_not_show_its_crashed_attempts_report(tmp_path):
+    from blurbkit.experiments.executors import RunOutcome
+
+    class Executor:
+        def submit(self, task):
+            self.submitted = task
+
+    driver = FakeDriver()
+    driver.executor, driver.retries, driver.bar = Executor(), 1, SweepProgress({"gad": 1}, enabled=False)
+    job = _job(tmp_path)
+    job.submitted = time.time() - 60
+    driver.jobs = {job.task.key.digest(): job}
+    Heartbeat(tmp_path).begin(5, 10, 1, 2)  # the attempt that crashed
+    assert [run.progress.steps for run in driver.live()] == [5]
+    driver.settle(RunOutcome(job.task.key.digest(), error="worker died"))
+    assert driver.executor.submitted is job.task and driver.live() == []  # until the new attempt reports

@@ -13,8 +13,8 @@ def register(subparsers: Any) -> None:
         help="stored and failed runs of a results store, and the runs in progress under a runs directory",
         description="Read-only, beside running sweeps: the store's runs counted per study, model and dataset, and "
         "every unfinished run directory under --runs-dir with the position its training process last reported "
-        "(epoch, steps, latest dev score, time left) and whether that process still runs (a stopped run continues "
-        "from its checkpoint when its command runs again).",
+        "(epoch, steps, latest dev score, time left), its last checkpoint, and whether that process still runs, "
+        "stopped, or failed.",
     )
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where the runs and the store are (default: runs)")
     parser.add_argument("--store", type=Path, help="results store (default: RUNS_DIR/results.sqlite)")
@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
-    from blurbkit.experiments.status import live_claims, render, runs_in_flight, stored_counts
+    from blurbkit.experiments.status import failed_runs, live_claims, render, runs_in_flight, stored_counts
 
     runs_dir: Path = args.runs_dir
     if not runs_dir.is_dir():
@@ -33,5 +33,6 @@ def run(args: argparse.Namespace) -> int:
         store = None
     counts = stored_counts(store) if store is not None else []
     claims = live_claims(store) if store is not None else []
-    print(render(runs_dir, store, counts, runs_in_flight(runs_dir), claims))
+    failed = failed_runs(store) if store is not None else {}
+    print(render(runs_dir, store, counts, runs_in_flight(runs_dir, failed), claims))
     return 0

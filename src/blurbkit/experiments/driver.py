@@ -115,6 +115,7 @@ class Driver:
         self.observed(job, outcome)
         if outcome.metrics is None and outcome.retryable and job.attempts <= self.retries:
             self.bar.line(f"blurbkit: {job.task.label}: {outcome.error}; retrying ({job.attempts + 1} of {self.retries + 1})")
+            job.submitted = time.time()  # the crashed attempt's progress file is not this attempt's
             self.executor.submit(job.task)
             return
         del self.jobs[outcome.digest]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import statistics
 import sys
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,24 +68,28 @@ class SweepProgress:
 
     def eta(self, slots: int, live: Sequence[LiveRun] = ()) -> float | None:
         """Seconds to the end: the work left (runs in flight at their own rate, the others at their
-        dataset's measured or projected run time) spread over the slots, and never less than the
-        longest run in flight still needs."""
-        measured = {d: list(times) for d, times in self.times.items() if times}
-        projected: dict[str, list[float]] = defaultdict(list)  # whole-run times of runs in flight
+        dataset's mean run time, measured or, before one has finished, projected from the training
+        rate of a run in flight, which leaves out start-up and test scoring) spread over the slots,
+        and never less than the longest run in flight still needs."""
+        now = time.time()
+        projected: dict[str, list[float]] = defaultdict(list)  # whole-schedule training times of runs in flight
         in_flight: dict[str, int] = defaultdict(int)
         remaining = []
         for run in live:
-            left = run.progress.seconds_left()
+            left = run.progress.seconds_left(now)
             if left is None:
                 continue
             remaining.append(left)
             in_flight[run.dataset] += 1
             projected[run.dataset].append(run.progress.total / run.progress.rate)
-        per_run = {d: statistics.fmean(measured.get(d) or projected[d]) for d in set(measured) | set(projected)}
-        if not per_run:
+        per_dataset = {d: self.times[d] or projected[d] for d in set(self.times) | set(projected)}
+        per_dataset = {d: times for d, times in per_dataset.items() if times}
+        if not per_dataset:
             return None
-        overall = statistics.fmean(per_run.values())
-        queued = sum(max(0, self.expected[d] - self.settled[d] - in_flight[d]) * per_run.get(d, overall) for d in self.expected)
+        measured = [t for times in self.times.values() for t in times]
+        overall = statistics.fmean(measured or [t for times in projected.values() for t in times])
+        queued = sum(max(0, self.expected[d] - self.settled[d] - in_flight[d])
+                     * (statistics.fmean(per_dataset[d]) if d in per_dataset else overall) for d in self.expected)
         return max((sum(remaining) + queued) / max(1, slots), max(remaining, default=0.0))
 
     def show(self, running: int, slots: int, live: Sequence[LiveRun] = ()) -> None:

@@ -1,43 +1,79 @@
 """What a runs directory holds now, for `blurbkit status`: the results store's runs counted per
-study, model and dataset (stored / failed), and every run still in a RUN_DIR (training now, or
-stopped part-way: a re-run of its command continues it from its checkpoint) with the position it last
-reported (train/heartbeat.py). Read-only: safe beside the sweeps that write there."""
+study, model and dataset (stored / failed), the runs live drivers have claimed, and every run
+directory whose run has not finished, with the position it last reported (train/heartbeat.py), its
+last checkpoint, and its state: training, quiet (no report for a long time), stopped (its process
+is gone: a re-run continues from the checkpoint, or starts over without one) or failed (so stored).
+Read-only: safe beside the sweeps that write there."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from blurbkit.store.results import FAILED, claim_is_live, read_claims, read_rows
+from blurbkit.train.checkpoint import DIR_NAME, FINAL_DIR_NAME
 from blurbkit.train.heartbeat import FILE_NAME, RunProgress, read_progress
 
-QUIET_AFTER = 1800.0  # s without a report before a run on another host is called "quiet" (a long dev evaluation is silent)
+QUIET_AFTER = 1800.0  # s without a report before a run is called "quiet" (a long dev evaluation reports nothing)
 
 
 @dataclass(frozen=True)
 class RunInFlight:
     run_dir: Path
     progress: RunProgress
+    checkpoint_steps: int | None  # where a re-run would continue from (None: no checkpoint, it starts over)
+    failed: str | None = None  # the store's error, when the store holds this run as failed
 
-    def state(self) -> str:
+    def state(self, now: float | None = None) -> str:
+        if self.failed is not None:
+            return "failed"
+        quiet = (now or time.time()) - self.progress.updated > QUIET_AFTER  # also a pid that was reused meanwhile
         alive = self.progress.alive()
-        if alive is None:
-            return "quiet" if time.time() - self.progress.updated > QUIET_AFTER else "training"
-        return "training" if alive else "stopped"
+        if alive is False:
+            return "stopped"
+        return "quiet" if quiet else "training"
 
 
-def runs_in_flight(runs_dir: Path) -> list[RunInFlight]:
-    """Every run directory under `runs_dir` whose run has not finished, by path."""
+def checkpoint_steps(run_dir: Path) -> int | None:
+    """Optimizer steps of the run's latest checkpoint (the train+dev phase's when there is one)."""
+    for name in (FINAL_DIR_NAME, DIR_NAME):
+        with suppress(OSError, ValueError, TypeError, AttributeError, KeyError):
+            steps = json.loads((run_dir / name / "state.json").read_text(encoding="utf-8"))["result"]["steps"]
+            if isinstance(steps, int):
+                return steps
+    return None
+
+
+def _leftover(path: Path, root: Path) -> bool:
+    """Inside a temporary or replaced copy of a run directory (fileio.atomic_dir)."""
+    return any(part.startswith(".") and part.endswith((".tmp", ".old")) for part in path.relative_to(root).parts)
+
+
+def runs_in_flight(runs_dir: Path, failed: dict[str, str] | None = None) -> list[RunInFlight]:
+    """Every run directory under `runs_dir` whose run has not finished, by path; `failed` maps the
+    resolved run directories of the store's failed runs to their errors."""
+    failed = failed or {}
     found = []
     for path in sorted(runs_dir.rglob(FILE_NAME)):
+        if _leftover(path.parent, runs_dir):
+            continue
         progress = read_progress(path.parent)
         if progress is not None:
-            found.append(RunInFlight(path.parent, progress))
+            found.append(RunInFlight(path.parent, progress, checkpoint_steps(path.parent),
+                                     failed.get(str(path.parent.resolve()))))
     return found
+
+
+def failed_runs(store: Path) -> dict[str, str]:
+    """Resolved run directory -> error, for the store's failed runs."""
+    return {str(Path(row["run_dir"]).resolve()): row.get("error") or "failed"
+            for row in read_rows(store) if row["status"] == FAILED and row.get("run_dir")}
 
 
 def stored_counts(store: Path) -> list[dict[str, Any]]:
@@ -89,16 +125,25 @@ def render(runs_dir: Path, store: Path | None, counts: list[dict[str, Any]], fli
         return "\n".join(lines)
     lines.append(f"runs not finished under {runs_dir}: {len(flight)}")
     lines.append("")
-    lines.append("| run directory | state | position | time left | last report |")
-    lines.append("|---|---|---|---|---|")
+    lines.append("| run directory | state | position | time left | last checkpoint | last report |")
+    lines.append("|---|---|---|---|---|---|")
     now = time.time()
+    notes = set()
     for run in flight:
-        state, progress = run.state(), run.progress
-        left = progress.seconds_left() if state == "training" else None
+        state, progress = run.state(now), run.progress
+        left = progress.seconds_left(now) if state == "training" else None
         where = f"pid {progress.pid} on {progress.host}" if progress.pid else "unknown process"
+        saved = f"step {run.checkpoint_steps}" if run.checkpoint_steps is not None else "none"
         lines.append(f"| {run.run_dir.relative_to(runs_dir)} | {state} | {progress.describe()} (step {progress.steps} of "
-                     f"{progress.total}) | {clock(left) if left is not None else '-'} | {ago(now - progress.updated)}, {where} |")
-    if any(run.state() == "stopped" for run in flight):
+                     f"{progress.total}) | {clock(left) if left is not None else '-'} | {saved} | {ago(now - progress.updated)}, {where} |")
+        if state == "failed":
+            notes.add(f"failed: stored as failed ({run.failed}); the next run of its sweep tries it again")
+        elif state == "stopped":
+            notes.add("stopped with a checkpoint: a re-run of its benchmark/ablate continues it from there (finetune: with --resume)"
+                      if run.checkpoint_steps is not None else "stopped with no checkpoint: a re-run starts it over")
+    if notes:
         lines.append("")
-        lines.append("stopped: the process is gone; running its command again continues the run from its last checkpoint")
+        lines += sorted(notes)
+    lines.append("")
+    lines.append("time left: the training schedule at the run's own rate (test scoring and saving come after it)")
     return "\n".join(lines)

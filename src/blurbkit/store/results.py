@@ -118,13 +118,15 @@ def _is_lock(err: sqlite3.OperationalError) -> bool:
 
 def pid_alive(pid: int) -> bool:
     """Whether process `pid` exists on this machine."""
+    if pid <= 0:  # 0 and negatives name process groups, not a process
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process
         return True
-    except OSError:
+    except (OSError, OverflowError, ValueError):
         return False
     return True
 

@@ -163,7 +163,7 @@ class Engine:
                         disable=not settings.progress, unit="step")
         if heartbeat is not None:  # a resumed run reports its last dev score from the start
             heartbeat.dev = result.dev_history[-1]["score"] if result.dev_history else None
-            heartbeat.begin(result.steps, total, loop.epoch, hyper.epochs)
+            heartbeat.begin(result.steps, total, min(loop.epoch, hyper.epochs), hyper.epochs)
         for epoch in range(loop.epoch, hyper.epochs + 1):
             if self._patience_ran_out(dev, result, epoch - 1):  # checked here too: a resumed run may be done
                 break
@@ -207,6 +207,8 @@ class Engine:
                     checkpoints.save(loop)
                 kill_point(f"step:{result.steps}")
             result.train_seconds += time.perf_counter() - started  # dev evaluation not counted
+            if heartbeat is not None:  # the epoch's last steps, before a dev evaluation (or test) that reports nothing
+                heartbeat.step(result.steps, epoch, force=True)
             result.train_cpu_seconds += time.process_time() - cpu
             self.runner.weights_changed()  # fused AdamW moves the weights without moving their version counters
             if dev is not None:

@@ -3,11 +3,13 @@
 A sweep's worker runs silently (its driver prints one line per finished run), so a run of hours
 showed nothing between its start and its end, and the sweep's ETA stayed "?" until a first run had
 finished. While it trains, a run with a directory keeps ``RUN_DIR/.progress.json`` up to date (at
-most every few seconds, written whole and renamed into place): optimizer steps done and in all,
-epoch, the latest dev score, and the training rate of this process. The driver reads it for its
-live bar and its ETA. The finished run directory replaces RUN_DIR whole, so the file is gone
-exactly when the run is done; a killed run leaves it beside its checkpoint, as the run's last
-known position.
+every epoch's start and end and at most every few seconds between, written whole and renamed into
+place): optimizer steps done and in all, epoch, the latest dev score, the training rate of this
+process, and the process (pid, host). The driver reads it for its live bar and its ETA, `blurbkit
+status` for its table. The finished run directory replaces RUN_DIR whole, so the file is gone when
+the run is done; a run that stopped (killed, or failed on a NaN loss) leaves it as its last known
+position, which may be ahead of its last checkpoint. The train+dev final model's second schedule
+reports from its own step 0.
 """
 
 from __future__ import annotations
@@ -56,11 +58,13 @@ class RunProgress:
     def fraction(self) -> float:
         return min(1.0, self.steps / self.total) if self.total else 0.0
 
-    def seconds_left(self) -> float | None:
-        """Time to the end of the schedule at this process's rate (early stopping may end it sooner)."""
+    def seconds_left(self, now: float | None = None) -> float | None:
+        """Training time to the end of the schedule at this process's rate, from `now` (default: the
+        time of the report); early stopping may end it sooner, scoring test comes after it."""
         if not self.rate:
             return None
-        return max(0, self.total - self.steps) / self.rate
+        since = 0.0 if now is None else max(0.0, now - self.updated)
+        return max(0.0, (self.total - self.steps) / self.rate - since)
 
     def describe(self) -> str:
         dev = f" dev {100 * self.dev:.2f}" if self.dev is not None else ""
@@ -115,9 +119,19 @@ def read_progress(run_dir: Path | None) -> RunProgress | None:
         progress = RunProgress(**data)
     except (OSError, ValueError, TypeError, AttributeError):  # missing, torn, or not a progress object
         return None
-    numbers = (progress.steps, progress.total, progress.epoch, progress.epochs, progress.updated)
-    optional = (progress.dev, progress.rate)
-    if (not all(isinstance(v, (int, float)) for v in numbers) or not all(v is None or isinstance(v, (int, float)) for v in optional)
-            or not isinstance(progress.pid, int) or not isinstance(progress.host, str)):
-        return None
-    return progress
+    return progress if _valid(progress) else None
+
+
+def _valid(progress: RunProgress) -> bool:
+    """Counts are non-negative integers, times finite, a rate positive: a file another program
+    wrote (or NaN, which JSON readers accept) must not reach a driver's arithmetic."""
+    def count(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    def number(value: object) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    return (all(count(v) for v in (progress.steps, progress.total, progress.epoch, progress.epochs, progress.pid))
+            and number(progress.updated) and (progress.dev is None or number(progress.dev))
+            and (progress.rate is None or (number(progress.rate) and progress.rate > 0))
+            and isinstance(progress.host, str))

@@ -65,9 +65,11 @@ def check_run_dir(out: Path | None, overwrite: bool, resume: bool = False) -> No
     clean_stale(out)
     if out.exists() and not out.is_dir():
         raise BlurbkitError("output directory is a file", path=out)
-    entries = [entry.name for entry in out.iterdir()] if out.is_dir() else []
+    # A run's progress report (train/heartbeat.py) is no reason to refuse: a run killed before its
+    # first checkpoint left nothing else, and starts over.
+    entries = [entry.name for entry in out.iterdir() if not is_progress_entry(entry.name)] if out.is_dir() else []
     interrupted = bool(entries) and all(name in (DIR_NAME, FINAL_DIR_NAME) or name.startswith((f".{DIR_NAME}.", f".{FINAL_DIR_NAME}."))
-                                        or is_progress_entry(name) for name in entries)
+                                        for name in entries)
     if entries and not overwrite and not (interrupted and resume):
         if interrupted:
             raise BlurbkitError("output directory holds an interrupted run; pass --resume to continue it "
