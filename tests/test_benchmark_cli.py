@@ -87,3 +87,17 @@ def test_budget_flags_make_a_labelled_budget_run(fake_runs, tmp_path, capsys, fl
     else:
         assert footer[0].startswith(f"BUDGET RUN ({budget}): ")
     assert (runs / f"benchmark-{budget}.md").is_file()
+
+
+def test_a_dataset_trained_on_locally_deviating_data_is_labelled_in_the_table():
+    from blurbkit.experiments.benchmark import blurb_table
+    from blurbkit.tasks.registry import blurb_datasets
+
+    cells = {spec.name: {"mean": 70.0, "std": 0.0, "n": 1, "notes": []} for spec in blurb_datasets()}
+    plain = blurb_table(cells, "this run", "full")
+    assert "LOCAL DEVIATION" not in plain and "| **BLURB score** | **70.00** |" in plain
+    cells["ebm_pico"]["notes"] = ["train: LOCAL DEVIATION from BLURB: train.txt is not distributed, so train = ..."]
+    table = blurb_table(cells, "this run", "full").splitlines()
+    assert any(line.startswith("| EBM PICO (LOCAL DEVIATION) | 70.00") for line in table)
+    assert "| **BLURB score** | **70.00** (with the LOCAL DEVIATION of EBM PICO) |" in "\n".join(table)
+    assert table[-1].startswith("LOCAL DEVIATION: EBM PICO not trained or scored on the published data")

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from blurbkit.data.prepare import DEVIATION
 from blurbkit.errors import BlurbkitError
 from blurbkit.models.loading import store_label
 from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
@@ -294,7 +295,8 @@ def blurb_table(per_dataset: dict[str, dict[str, Any]], label: str, budget: str,
             if cell:
                 values.append(cell["mean"])
             refs = " | ".join(f"{references[m][name]:.2f}" for m in references)
-            lines.append(f"| {get_dataset(name).title} | {ours} | {refs} |")
+            title = get_dataset(name).title + (f" ({DEVIATION})" if cell and deviates(cell) else "")
+            lines.append(f"| {title} | {ours} | {refs} |")
         if len(values) == len(names):
             group_means[group] = statistics.fmean(values)
         else:
@@ -304,10 +306,22 @@ def blurb_table(per_dataset: dict[str, dict[str, Any]], label: str, budget: str,
         ours = f"{group_means[group]:.2f}" if group in group_means else "—"
         refs = " | ".join(f"{statistics.fmean(references[m][n] for n in names):.2f}" for m in references)
         lines.append(f"| *{group}* | {ours} | {refs} |")
+    deviating = [get_dataset(name).title for name, cell in per_dataset.items() if deviates(cell)]
     score = f"**{statistics.fmean(group_means.values()):.2f}**" if complete else "— (needs all 13)"
+    if complete and deviating:
+        score += f" (with the {DEVIATION} of {', '.join(deviating)})"
     refs = " | ".join(f"**{references[m]['blurb']:.2f}**" for m in references)
     lines.append(f"| **BLURB score** | {score} | {refs} |")
     if budget != "full":
         lines.append("")
         lines.append(f"BUDGET RUN ({budget}): small training subsets and few epochs on CPU; not comparable to the papers' numbers.")
+    if deviating:
+        lines.append("")
+        lines.append(f"{DEVIATION}: {', '.join(deviating)} not trained or scored on the published data (the notes say how); "
+                     "not comparable with the published columns.")
     return "\n".join(lines)
+
+
+def deviates(cell: dict[str, Any]) -> bool:
+    """The runs of a table cell were trained or scored on data that differ from BLURB's (their notes say so)."""
+    return any(DEVIATION in note for note in cell.get("notes", []))
