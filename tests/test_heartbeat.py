@@ -113,10 +113,11 @@ def test_eta_uses_runs_in_flight_before_any_run_has_finished():
     chemprot = RunProgress(steps=50, total=100, epoch=5, epochs=10, dev=0.4, rate=1.0, updated=now)  # 50 s left, 100 s a run
     live = [LiveRun("jnlpba", "jnlpba seed 0", jnlpba), LiveRun("chemprot", "chemprot seed 0", chemprot)]
     # work: 600 + 50 in flight, 2 more chemprot runs at 100 s each: 850 s over 2 slots, but jnlpba alone needs 600 s
-    assert bar.eta(slots=2, live=live) == pytest.approx(600)
-    assert bar.eta(slots=1, live=live) == pytest.approx(850)
+    assert bar.eta(slots=2, live=live, now=now) == pytest.approx(600)
+    assert bar.eta(slots=1, live=live, now=now) == pytest.approx(850)
+    assert bar.eta(slots=1, live=live, now=now + 30) == pytest.approx(850 - 2 * 30)  # both runs 30 s further on
     bar.settle("chemprot", ok=True, seconds=300.0)  # a measured run time wins over the projection
-    assert bar.eta(slots=1, live=live) == pytest.approx(600 + 50 + 1 * 300)
+    assert bar.eta(slots=1, live=live, now=now) == pytest.approx(600 + 50 + 1 * 300)
 
 
 class FakeDriver(Driver):

@@ -66,12 +66,12 @@ class SweepProgress:
         self.expected[dataset] -= runs
         self.bar.total = sum(self.expected.values())
 
-    def eta(self, slots: int, live: Sequence[LiveRun] = ()) -> float | None:
+    def eta(self, slots: int, live: Sequence[LiveRun] = (), now: float | None = None) -> float | None:
         """Seconds to the end: the work left (runs in flight at their own rate, the others at their
         dataset's mean run time, measured or, before one has finished, projected from the training
         rate of a run in flight, which leaves out start-up and test scoring) spread over the slots,
         and never less than the longest run in flight still needs."""
-        now = time.time()
+        now = time.time() if now is None else now
         projected: dict[str, list[float]] = defaultdict(list)  # whole-schedule training times of runs in flight
         in_flight: dict[str, int] = defaultdict(int)
         remaining = []
