@@ -484,6 +484,21 @@ def test_reader_fuzz(fmt, data):
                 assert message.startswith(f"blurbkit: error: {path}:{bad_line}: "), message
 
 
+def test_ddi_corpus_without_a_drug_pair_is_one_line_not_an_empty_split(tmp_path):
+    """Found by the fuzzer: a sentence that lost one of its two drugs gave a train split of 0 records."""
+    one_drug = "\n".join(line for line in DDI_XML.splitlines() if 's0.e1"' not in line and "<pair" not in line) + "\n"
+    files = {"raw.tar.gz": ddi_tarball(one_drug.encode()), "dev.tsv": DDI_TSV.encode(), "test.tsv": DDI_TSV.encode()}
+    for s in ("train", "dev", "test"):
+        files[f"blurb_split_index/{s}_files.tsv"] = b"train_dataset/MedLine/d1.xml\n"
+    with scratch() as tmp:
+        root = Path(tmp)
+        source = write_dataset(root, "fz_ddi_one_drug", "ddi", files)
+        rc, err, out = prepare(root, "fz_ddi_one_drug")
+        message = assert_one_line_error(rc, err, source)
+        assert f"{source / 'raw.tar.gz'}: dataset 'fz_ddi_one_drug' train: the source files yield no records" in message
+        assert not out.exists() or not any(out.iterdir())
+
+
 def test_bom_before_docstart_is_not_a_sentence(tmp_path):
     """The known gap: a BOM made '\\ufeffSelegiline' a token, and before -DOCSTART- a fake sentence."""
     name = "bom_conll"

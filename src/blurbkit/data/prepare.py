@@ -107,7 +107,10 @@ def prepare_dataset(spec: DatasetSpec, source_dir: Path, out: Path, options: Rea
                 "measured": None,
             }
             continue
-        _check_ids(spec, split, data.records, data.files[0] if data.files else None)
+        where = data.files[0] if data.files else None
+        if not data.records:  # e.g. DDI XML whose sentences hold fewer than two drugs: nothing to train or score
+            raise BlurbkitError(f"dataset {spec.name!r} {split}: the source files yield no records", path=where)
+        _check_ids(spec, split, data.records, where)
         path = out / spec.name / f"{split}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as handle:  # inside the atomic output dir
