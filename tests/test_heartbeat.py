@@ -213,24 +213,33 @@ def test_status_counts_the_store_and_tells_each_state_of_an_unfinished_run(tmp_p
     assert "failed: stored as failed (NaN loss)" in out
 
 
+class Killed(BaseException):
+    """Stands in for a kill -9 at a test hook point (the real kills are in test_resume.py)."""
+
+
+def _finetune_killed_at(module, point: str, argv: list[str], monkeypatch) -> None:
+    def kill_point(name: str) -> None:
+        if name == point:
+            raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "kill_point", kill_point)
+        with pytest.raises(Killed):
+            main(argv)
+
+
+def _gad_argv(model: Path, data: Path, out: Path, epochs: int) -> list[str]:
+    return ["finetune", "--dataset", "gad", "--epochs", str(epochs), "--batch-size", "4", "--max-train-examples", "24",
+            "--max-eval-examples", "8", "--max-test-examples", "8", "--max-length", "64", "--no-progress",
+            "--model", str(model), "--data", str(data), "--out", str(out)]
+
+
 def test_a_run_killed_before_its_first_checkpoint_runs_again_without_resume(tiny_model, shared_data, tmp_path, monkeypatch):
     import blurbkit.train.engine as engine
 
-    class Killed(BaseException):
-        pass
-
-    def kill_at_step_3(name: str) -> None:
-        if name == "step:3":
-            raise Killed
-
     out = tmp_path / "run"
-    argv = ["finetune", "--dataset", "gad", "--epochs", "1", "--batch-size", "4", "--max-train-examples", "24",
-            "--max-eval-examples", "8", "--max-test-examples", "8", "--max-length", "64", "--no-progress",
-            "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out)]
-    with monkeypatch.context() as patch:
-        patch.setattr(engine, "kill_point", kill_at_step_3)
-        with pytest.raises(Killed):
-            main(argv)
+    argv = _gad_argv(tiny_model, shared_data, out, epochs=1)
+    _finetune_killed_at(engine, "step:3", argv, monkeypatch)
     assert [p.name for p in out.iterdir()] == [FILE_NAME]  # its report, no checkpoint yet
     assert main(argv) == 0  # nothing to resume: it starts over, no --resume needed
     assert (out / "metrics.json").exists() and not (out / FILE_NAME).exists()
@@ -239,21 +248,9 @@ def test_a_run_killed_before_its_first_checkpoint_runs_again_without_resume(tiny
 def test_a_resumed_run_reports_its_last_dev_score_and_an_epoch_of_its_schedule(tiny_model, shared_data, tmp_path, monkeypatch):
     import blurbkit.train.run as run
 
-    class Killed(BaseException):
-        pass
-
-    def kill_at_rundir(name: str) -> None:
-        if name == "rundir":
-            raise Killed
-
     out = tmp_path / "run"
-    argv = ["finetune", "--dataset", "gad", "--epochs", "2", "--batch-size", "4", "--max-train-examples", "24",
-            "--max-eval-examples", "8", "--max-test-examples", "8", "--max-length", "64", "--no-progress",
-            "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out)]
-    with monkeypatch.context() as patch:
-        patch.setattr(run, "kill_point", kill_at_rundir)  # killed after training, while writing the run directory
-        with pytest.raises(Killed):
-            main(argv)
+    argv = _gad_argv(tiny_model, shared_data, out, epochs=2)
+    _finetune_killed_at(run, "rundir", argv, monkeypatch)  # after training, while writing the run directory
     seen = []
     begin = Heartbeat.begin
 
