@@ -18,6 +18,7 @@ from blurbkit.experiments.progress import LiveRun, SweepProgress
 from blurbkit.models.tiny import build_tiny_bert
 from blurbkit.store.results import RunKey
 from blurbkit.train import heartbeat
+from blurbkit.train.checkpoint import saved_steps
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.heartbeat import FILE_NAME, Heartbeat, RunProgress, is_progress_entry, read_progress
 
@@ -170,7 +171,9 @@ def _report(run_dir: Path, **fields) -> None:
 
 def _checkpoint(run_dir: Path, steps: int) -> None:
     (run_dir / ".checkpoint").mkdir()
-    (run_dir / ".checkpoint" / "state.json").write_text(json.dumps({"result": {"steps": steps}}))
+    from blurbkit.train.checkpoint import FORMAT
+
+    (run_dir / ".checkpoint" / "state.json").write_text(json.dumps({"format": FORMAT, "result": {"steps": steps}}))
 
 
 def test_status_counts_the_store_and_tells_each_state_of_an_unfinished_run(tmp_path, capsys):
@@ -205,7 +208,7 @@ def test_status_counts_the_store_and_tells_each_state_of_an_unfinished_run(tmp_p
     assert "| training | ep 1/10 10% dev 74.12 (step 40 of 400) | 0:15:00 | none |" in rows["benchmark/jnlpba"]
     assert "| stopped | ep 3/10 30% (step 120 of 400) | - | step 100 |" in rows["benchmark/chemprot"]
     assert "| stopped | ep 1/10 2% (step 7 of 400) | - | none |" in rows["benchmark/bc2gm"]
-    assert "| quiet |" in rows["benchmark/ddi"] and "2.0 h ago, pid" in rows["benchmark/ddi"] and "on node-2" in rows["benchmark/ddi"]
+    assert "| quiet |" in rows["benchmark/ddi"] and "2.00 h ago, pid" in rows["benchmark/ddi"] and "on node-2" in rows["benchmark/ddi"]
     assert "| quiet |" in rows["benchmark/hoc"]
     assert "| failed |" in rows["benchmark/gad"]
     assert "stopped with a checkpoint: a re-run of its benchmark/ablate continues it from there (finetune: with --resume)" in out
@@ -241,6 +244,7 @@ def test_a_run_killed_before_its_first_checkpoint_runs_again_without_resume(tiny
     argv = _gad_argv(tiny_model, shared_data, out, epochs=1)
     _finetune_killed_at(engine, "step:3", argv, monkeypatch)
     assert [p.name for p in out.iterdir()] == [FILE_NAME]  # its report, no checkpoint yet
+    assert saved_steps(out) is None
     assert main(argv) == 0  # nothing to resume: it starts over, no --resume needed
     assert (out / "metrics.json").exists() and not (out / FILE_NAME).exists()
 
@@ -251,6 +255,7 @@ def test_a_resumed_run_reports_its_last_dev_score_and_an_epoch_of_its_schedule(t
     out = tmp_path / "run"
     argv = _gad_argv(tiny_model, shared_data, out, epochs=2)
     _finetune_killed_at(run, "rundir", argv, monkeypatch)  # after training, while writing the run directory
+    assert saved_steps(out) == 12  # what `status` shows as the last checkpoint, read from the real one
     seen = []
     begin = Heartbeat.begin
 

@@ -7,17 +7,16 @@ Read-only: safe beside the sweeps that write there."""
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections import Counter
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from blurbkit.experiments.cost_table import duration
 from blurbkit.store.results import FAILED, claim_is_live, read_claims, read_rows
-from blurbkit.train.checkpoint import DIR_NAME, FINAL_DIR_NAME
+from blurbkit.train.checkpoint import saved_steps
 from blurbkit.train.heartbeat import FILE_NAME, RunProgress, read_progress
 
 QUIET_AFTER = 1800.0  # s without a report before a run is called "quiet" (a long dev evaluation reports nothing)
@@ -40,16 +39,6 @@ class RunInFlight:
         return "quiet" if quiet else "training"
 
 
-def checkpoint_steps(run_dir: Path) -> int | None:
-    """Optimizer steps of the run's latest checkpoint (the train+dev phase's when there is one)."""
-    for name in (FINAL_DIR_NAME, DIR_NAME):
-        with suppress(OSError, ValueError, TypeError, AttributeError, KeyError):
-            steps = json.loads((run_dir / name / "state.json").read_text(encoding="utf-8"))["result"]["steps"]
-            if isinstance(steps, int):
-                return steps
-    return None
-
-
 def _leftover(path: Path, root: Path) -> bool:
     """Inside a temporary or replaced copy of a run directory (fileio.atomic_dir)."""
     return any(part.startswith(".") and part.endswith((".tmp", ".old")) for part in path.relative_to(root).parts)
@@ -65,7 +54,7 @@ def runs_in_flight(runs_dir: Path, failed: dict[str, str] | None = None) -> list
             continue
         progress = read_progress(path.parent)
         if progress is not None:
-            found.append(RunInFlight(path.parent, progress, checkpoint_steps(path.parent),
+            found.append(RunInFlight(path.parent, progress, saved_steps(path.parent),
                                      failed.get(str(path.parent.resolve()))))
     return found
 
@@ -92,12 +81,7 @@ def live_claims(store: Path) -> list[dict[str, Any]]:
 
 
 def ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds} s ago"
-    if seconds < 7200:
-        return f"{seconds // 60} min ago"
-    return f"{seconds / 3600:.1f} h ago"
+    return f"{duration(max(0.0, seconds))} ago"
 
 
 def render(runs_dir: Path, store: Path | None, counts: list[dict[str, Any]], flight: list[RunInFlight],

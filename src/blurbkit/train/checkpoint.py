@@ -209,3 +209,17 @@ class Checkpoints:
                 raise BlurbkitError(f"the checkpoint belongs to a different run ({key}: {self.signature.get(key)!r} now, "
                                     f"{saved.get(key)!r} in the checkpoint); use the same settings, or --overwrite to start over",
                                     path=self.root)
+
+
+def saved_steps(run_dir: Path) -> int | None:
+    """Optimizer steps of a run directory's latest checkpoint (the train+dev phase's when there is
+    one), or None when it has none that reads back: where a re-run would continue from."""
+    for name in (FINAL_DIR_NAME, DIR_NAME):
+        try:
+            state = json.loads((run_dir / name / "state.json").read_text("utf-8"))
+            steps = state["result"]["steps"] if state.get("format") == FORMAT else None
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
+            continue
+        if isinstance(steps, int):
+            return steps
+    return None
