@@ -359,4 +359,8 @@ def _finish(run: Run, log: TrainLog, stopped: str) -> dict[str, Any]:
         _finalize(run.out, model, run.tokenizer, summary)
         write_json(run.out / "pretrain_summary.json", summary)
     accelerator.wait_for_everyone()
+    if accelerator.num_processes > 1:
+        # Left to interpreter exit, gloo's threads were torn down mid-flight now and then: "terminate
+        # called without an active exception" and exit -6 of a rank whose work had finished.
+        accelerator.end_training()
     return summary
