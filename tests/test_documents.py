@@ -83,6 +83,56 @@ def test_broken_pubtator_offsets_name_file_and_line(tmp_path):
     assert message.startswith(f"{path}:4: ") and "\n" not in message and "'clonidine'" in message
 
 
+@pytest.mark.parametrize("broken, line, message", [
+    (PUBTATOR.replace("227508\t49\t58\t", "227508\t-1\t58\t"), 4, "offsets must be two non-negative integers"),
+    (PUBTATOR.replace("227508\t49\t58\t", "227508\t49\tx\t"), 4, "found '49' and 'x'"),
+    (PUBTATOR.replace("354896|a|Intravenous lidocaine in a 67-year-old man resulted in profound depression.\n"
+                      "354896\t0\t9\tLidocaine\tChemical\tD008012\n"
+                      "354896\t18\t34\tcardiac asystole\tDisease\tD006323\n"
+                      "354896\t39\t63\trenal or hepatic failure\tDisease\tD051437|D048550\trenal failure|hepatic failure\n"
+                      "354896\t77\t86\tlidocaine\tChemical\tD008012\n"
+                      "354896\tCID\tD008012\tD006323\n", ""), 11, "document '354896' has no '|a|' line"),
+    (PUBTATOR.replace("354896", "227508"), 10, "document '227508' appears twice (first at line 1)"),
+])
+def test_malformed_pubtator_is_one_line_naming_the_line(broken, line, message, tmp_path):
+    assert broken != PUBTATOR
+    path = tmp_path / "broken.pubtator"
+    path.write_text(broken)
+    with pytest.raises(BlurbkitError) as err:
+        read_pubtator(path)
+    assert str(err.value).startswith(f"{path}:{line}: ") and message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_relation_line_with_numeric_ids_and_extra_columns_stays_a_relation():
+    # BioRED-style: PMID, type, gene id (a number), disease id, novelty
+    text = PUBTATOR.replace("227508\tCID\tD003000\tD006973\n", "227508\tAssociation\t7157\tD006973\tNovel\n")
+    assert parse_pubtator(text.split("\n"))[0].relations == [
+        {"type": "Association", "arg1": "7157", "arg2": "D006973", "extra": ["Novel"]}]
+
+
+@pytest.mark.parametrize("offset, message", [('"abc"', "must be a non-negative integer, not 'abc'"),
+                                             ("-5", "must be a non-negative integer, not -5")])
+def test_bioc_json_with_a_bad_passage_offset_is_one_line(offset, message, tmp_path):
+    path = tmp_path / "c.json"
+    write_bioc([Document(id="1", text="aspirin")], path)
+    collection = json.loads(path.read_text())
+    text = json.dumps(collection).replace('"offset": 0', f'"offset": {offset}')
+    assert text != json.dumps(collection)
+    path.write_text(text)
+    with pytest.raises(BlurbkitError, match=message):
+        read_bioc(path)
+
+
+def test_bioc_json_without_a_required_field_names_it(tmp_path):
+    path = tmp_path / "c.json"
+    write_bioc([Document(id="1", text="aspirin")], path)
+    collection = json.loads(path.read_text())
+    del collection["source"]
+    path.write_text(json.dumps(collection))
+    with pytest.raises(BlurbkitError, match="missing field 'source'"):
+        read_bioc(path)
+
+
 @pytest.mark.parametrize("suffix", [".xml", ".json"])
 def test_bioc_round_trip(tmp_path, suffix):
     documents = parse_pubtator(PUBTATOR.split("\n"))

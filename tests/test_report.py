@@ -89,7 +89,7 @@ def test_empty_store_gives_a_marked_page(tmp_path, capsys):
     ("newer", "results store has schema version 99, newer than this blurbkit's 2; upgrade blurbkit"),
     ("missing", "no results store here (file not found)"),
     ("garbage", "not a readable results store (file is not a database)"),
-    ("foreign-out", "holds files that are not a blurbkit report; choose another --out"),
+    ("foreign-out", "exists and is not a blurbkit report; choose a new or empty --out"),
 ])
 def test_bad_stores_and_outputs_are_one_line(case, message, tmp_path, capsys):
     store, out = tmp_path / "results.sqlite", tmp_path / "site"

@@ -74,6 +74,8 @@ def test_score_accepts_dataset_names(tmp_path, capsys):
         (lambda s: {**s, "HoC": "82.3"}, "score of 'hoc' must be a number"),
         (lambda s: {k: v / 100 for k, v in s.items()}, "give percentages"),
         (lambda s: list(s.values()), "expected a JSON object {dataset: score}"),
+        (lambda s: {**s, "BC5-chem": 190.0}, "score of 'bc5chem' is 190.0: a percentage lies between -100 and 100"),
+        (lambda s: json.dumps(s)[:-1] + ', "GAD": 70.0}', "key 'GAD' is given twice in one object"),
     ],
 )
 def test_score_errors(edit, message, tmp_path, capsys):
@@ -89,6 +91,8 @@ def test_score_unreadable_files(tmp_path, capsys):
     assert "absent.json: file not found" in capsys.readouterr().err
     assert main(["score", str(write(tmp_path, '{"bc5chem": 93.3,\n'))]) == 2
     assert "scores.json:2: not valid JSON" in capsys.readouterr().err
+    assert main(["score", str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a directory, not a file" in capsys.readouterr().err
 
 
 def test_partial_table_averages_only_complete_task_types(tmp_path, capsys):

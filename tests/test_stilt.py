@@ -140,7 +140,6 @@ def test_a_kept_intermediate_that_lost_its_model_is_trained_again(fake_runs, tmp
     (["--matrix", "--datasets", "gad,ddi,gad"], "--datasets names gad more than once"),
     (["--matrix"], "--matrix needs --datasets LIST"),
     (["--matrix", "--datasets", "gad,ddi", "--target", "ddi"], "--matrix takes --datasets, not --intermediate/--target"),
-    (["--intermediate", "gad", "--target", "ddi", "--seeds", "0"], "--seeds must be at least 1"),
 ])
 def test_bad_input_is_one_line_before_any_training(fake_runs, tmp_path, capsys, argv, message):
     model, trained, _ = fake_runs

@@ -24,12 +24,23 @@ def _umask() -> int:
     return mask
 
 
+def _make_temp(path: Path, make: Any) -> Any:
+    """The temporary sibling of `path` (mkstemp or mkdtemp), its folder made if missing; a folder
+    that cannot be written is one line naming `path`, not a traceback naming the temporary name."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return make(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise BlurbkitError(f"cannot write here ({err.strerror or err})", path=path) from None
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Write to a temporary file beside `path`, then rename: readers never see half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise BlurbkitError("is a directory; give a file name", path=path)
+    fd, tmp = _make_temp(path, tempfile.mkstemp)
     try:
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as handle:
@@ -48,8 +59,7 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Build a directory under a temporary name, then rename it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(_make_temp(path, tempfile.mkdtemp))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
@@ -96,10 +106,13 @@ def clean_stale(path: str | Path) -> list[Path]:
     return removed
 
 
-def check_writable(path: str | Path, what: str = "output") -> None:
+def check_writable(path: str | Path, what: str = "output", file: bool = False) -> None:
     """Fail now, in one line, if `path` (a file or directory to be written atomically) cannot be:
-    its parent is made if missing and a small temporary file is written, synced and removed there."""
+    its parent is made if missing and a small temporary file is written, synced and removed there.
+    file: `path` is to be a file, so an existing directory there is refused too."""
     path = Path(path)
+    if file and path.is_dir():
+        raise BlurbkitError(f"the {what} is a directory; give a file name", path=path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -111,6 +124,15 @@ def check_writable(path: str | Path, what: str = "output") -> None:
             os.unlink(tmp)
     except OSError as err:
         raise BlurbkitError(f"cannot write the {what} here ({err.strerror or err})", path=path) from None
+
+
+def check_replaceable(path: str | Path, marker: str, what: str, flag: str = "--out") -> None:
+    """Only nothing, an empty folder or an earlier `what` (a folder holding `marker`) may be
+    replaced by a new one: a user's folder or file given by mistake is never deleted."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / marker).exists())):
+        raise BlurbkitError(f"exists and is not {what}; choose a new or empty {flag}", path=path)
+    check_writable(path, what)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -136,8 +158,10 @@ def read_lines(path: str | Path) -> list[str]:
     CRLF line ends read as LF, so every reader sees the same lines whatever wrote the file.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise BlurbkitError("file not found", path=path)
+    if path.is_dir():
+        raise BlurbkitError("is a directory, not a file", path=path)
     if path.suffix == ".gz":
         try:
             with gzip.open(path, "rb") as handle:
@@ -145,7 +169,10 @@ def read_lines(path: str | Path) -> list[str]:
         except (OSError, EOFError, zlib.error) as err:  # truncated or not gzip at all
             raise BlurbkitError(f"not a readable gzip file ({err})", path=path) from None
     else:
-        raw = path.read_bytes()
+        try:
+            raw = path.read_bytes()  # also a named pipe (`--input <(zcat ...)`)
+        except OSError as err:
+            raise BlurbkitError(f"cannot read ({err.strerror or err})", path=path) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -177,11 +204,27 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
 
 
 def read_json(path: str | Path) -> Any:
+    """A JSON file; a key given twice in one object is refused (json would keep the last silently)."""
     text = "\n".join(read_lines(path))
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         raise BlurbkitError(f"not valid JSON ({err.msg})", path=path, line=err.lineno) from None
+    except _DuplicateKey as err:
+        raise BlurbkitError(f"key {err.args[0]!r} is given twice in one object", path=path) from None
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(key)
+        obj[key] = value
+    return obj
 
 
 def sha256_file(path: str | Path) -> str:

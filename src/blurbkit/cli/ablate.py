@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any
 
+from blurbkit.cli.argtypes import positive_int
 from blurbkit.cli.benchmark import add_executor_options, executor_choice, grid_bench
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "biosses,bioasq,pubmedqa; low-resource chemprot,ddi; pruning biosses,chemprot,bioasq; "
                         "search biosses,pubmedqa,ddi,bioasq; pretraining bc5chem,ncbi_disease,ddi,gad,biosses,pubmedqa)")
     parser.add_argument("--variants", help="comma-separated subset of the study's variants (default: all)")
-    parser.add_argument("--seeds", type=int, help="seeds per cell (default 3; stability studies the papers': "
+    parser.add_argument("--seeds", type=positive_int, help="seeds per cell (default 3; stability studies the papers': "
                         "10 for optimization and stability, 5 for the others)")
     parser.add_argument("--grid", metavar="SPEC", help="study search: override the protocol's grid (tasks/grids.toml), "
                         "as benchmark --protocol full, e.g. 'lr=1e-5,3e-5;bs=16;epochs=3;select=2'")
@@ -201,14 +202,11 @@ def run_stability(args: argparse.Namespace) -> int:
 
 def study_setup(args: argparse.Namespace, study: Any, default_seeds: int) -> tuple[int, list[str], list[Any], str, str]:
     """What every study run starts from: seeds, datasets, variants, the model's store label and the budget name."""
-    from blurbkit.errors import BlurbkitError
     from blurbkit.experiments.ablation import select_variants
     from blurbkit.experiments.benchmark import model_label, resolve_datasets
     from blurbkit.models.loading import resolve_model_dir
 
-    seeds = default_seeds if args.seeds is None else args.seeds
-    if seeds < 1:
-        raise BlurbkitError("--seeds must be at least 1")
+    seeds = default_seeds if args.seeds is None else args.seeds  # at least 1 by its argparse type
     executor_choice(args)
     datasets = resolve_datasets(args.datasets or list(study.datasets))
     variants = select_variants(study, args.variants)
@@ -239,9 +237,7 @@ def run_pretraining(args: argparse.Namespace) -> int:
 
     if args.model is not None:
         raise BlurbkitError("--model: study pretraining fine-tunes the encoders it pretrains; leave it out (--preset sets the size)")
-    seeds = 3 if args.seeds is None else args.seeds
-    if seeds < 1:
-        raise BlurbkitError("--seeds must be at least 1")
+    seeds = 3 if args.seeds is None else args.seeds  # at least 1 by its argparse type
     executor_choice(args)  # before hours of pretraining: a bad executor option is one line now
     datasets = resolve_datasets(args.datasets or list(study.DATASETS))
     settings = study.select_settings(args.variants)

@@ -52,6 +52,8 @@ def run_attention_analysis(args: argparse.Namespace) -> int:
     from blurbkit.models.model import BlurbModel
     from blurbkit.tasks.registry import get_dataset
 
+    if not args.run_dir.is_dir():
+        raise BlurbkitError("not a run directory" if args.run_dir.exists() else "run directory not found", path=args.run_dir)
     if not (args.run_dir / "model").is_dir():
         raise BlurbkitError("the run kept no model (it was run with --no-save-model / without --save-models)", path=args.run_dir)
     dataset, records = _test_records(args.run_dir, args.data)

@@ -24,7 +24,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from blurbkit.cli.prepare import add_read_options, names_arg, read_options
+from blurbkit.cli.argtypes import names_arg
+from blurbkit.cli.prepare import add_read_options, read_options
 from blurbkit.errors import BlurbkitError
 
 NAME = re.compile(r"[a-z][a-z0-9_]*")

@@ -124,11 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         _discard_stdout()
         return 0
     except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" ({err.filename})" if err.filename else ""
+            print(f"blurbkit: error: cannot write the output: no space left on the device{where}", file=sys.stderr)
+            _discard_stdout()
+            return 2
+        if not err.filename:
             raise
-        where = f" ({err.filename})" if err.filename else ""
-        print(f"blurbkit: error: cannot write the output: no space left on the device{where}", file=sys.stderr)
-        _discard_stdout()
+        # A file the user named that cannot be read or written (permissions, a folder in its place ...)
+        # where no check ran before: still one line naming it.
+        print(f"blurbkit: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
         return 2
     return int(result or 0)
 

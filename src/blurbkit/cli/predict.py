@@ -35,8 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
-    from blurbkit.fileio import atomic_write, parse_jsonl, read_lines
+    from blurbkit.fileio import atomic_write, check_writable, parse_jsonl, read_lines
 
+    if args.out:
+        check_writable(args.out, "--out file", file=True)  # before any model loads or predicts
     fmt = args.format or ("jsonl" if args.input.suffix == ".jsonl" else "txt")
     documents_mode = bool(args.ner or args.relations) or fmt in ("pubtator", "bioc")
     if documents_mode:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from blurbkit.cli.argtypes import names_arg
 from blurbkit.data.readers.base import ReadOptions
 from blurbkit.errors import BlurbkitError
-
-
-def names_arg(value: str) -> list[str]:
-    return [name.strip() for name in value.split(",") if name.strip()]
 
 
 def add_read_options(parser: argparse.ArgumentParser) -> None:

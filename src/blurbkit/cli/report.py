@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from blurbkit.cli.argtypes import port
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("report", help="write the results store as a static site: leaderboard, model, "
@@ -18,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", help="where the runs' test data is, for the paired bootstrap (default: each run's own)")
     parser.add_argument("--replicates", type=int, default=None, help="bootstrap resamples per comparison (default 2000)")
     parser.add_argument("--serve", action="store_true", help="after building, serve the site on 127.0.0.1 until Ctrl-C")
-    parser.add_argument("--port", type=int, default=8000, help="with --serve (0: any free port)")
+    parser.add_argument("--port", type=port, default=8000, help="with --serve (0: any free port)")
     parser.set_defaults(func=run)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from blurbkit.cli.argtypes import non_negative_float, non_negative_int, port, positive_int
+
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser, ner_required: bool) -> None:
     """The model options `serve` and `predict` share (blurbkit.Pipeline.load)."""
@@ -46,29 +48,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="serve NER + relation models over HTTP (POST /annotate)")
     add_pipeline_arguments(parser, ner_required=True)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--max-body-bytes", type=int, default=8 * 1024 * 1024)
-    parser.add_argument("--max-documents", type=int, default=64, help="documents per request")
-    parser.add_argument("--max-document-chars", type=int, default=1_000_000)
-    parser.add_argument("--max-wait-ms", type=float, default=10.0,
+    parser.add_argument("--port", type=port, default=8080)
+    parser.add_argument("--max-body-bytes", type=positive_int, default=8 * 1024 * 1024)
+    parser.add_argument("--max-documents", type=positive_int, default=64, help="documents per request")
+    parser.add_argument("--max-document-chars", type=positive_int, default=1_000_000)
+    parser.add_argument("--max-wait-ms", type=non_negative_float, default=10.0,
                         help="how long the batcher waits for more requests to join a batch")
-    parser.add_argument("--max-batch-documents", type=int, default=64, help="documents per gathered batch")
-    parser.add_argument("--release-memory-every", type=float, default=10.0, metavar="SECONDS",
+    parser.add_argument("--max-batch-documents", type=positive_int, default=64, help="documents per gathered batch")
+    parser.add_argument("--release-memory-every", type=non_negative_float, default=10.0, metavar="SECONDS",
                         help="hand freed heap pages back to the OS this often, so resident memory stays flat "
                         "under load (default 10; 0: never)")
-    parser.add_argument("--graceful-seconds", type=int, default=30,
+    parser.add_argument("--graceful-seconds", type=non_negative_int, default=30,
                         help="on shutdown, how long in-flight requests may take to finish")
     parser.set_defaults(func=run)
+
+
+def check_bindable(host: str, port: int) -> None:
+    """The address can be listened on now: a name that does not resolve, an address this machine does
+    not have, a port in use or one that needs privileges is refused before anything loads."""
+    import socket
+
+    from blurbkit.errors import BlurbkitError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as err:  # socket.gaierror is one
+        raise BlurbkitError(f"cannot listen on {host}:{port} ({err.strerror or err})") from None
 
 
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from blurbkit.errors import BlurbkitError
     from blurbkit.inference.service import Limits, create_app
 
-    if args.release_memory_every < 0:
-        raise BlurbkitError(f"--release-memory-every must be 0 (never) or a number of seconds, not {args.release_memory_every:g}")
+    check_bindable(args.host, args.port)  # before the models load, in one line (not uvicorn's log lines)
     pipeline = load_pipeline(args, args.ner)
     limits = Limits(max_body_bytes=args.max_body_bytes, max_documents=args.max_documents,
                     max_document_chars=args.max_document_chars, max_wait_ms=args.max_wait_ms,

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 
+from blurbkit.cli.argtypes import positive_int
 from blurbkit.cli.benchmark import add_executor_options, executor_choice, start_executor
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", metavar="B", help="the target dataset (one pair)")
     parser.add_argument("--matrix", action="store_true", help="every ordered pair of --datasets plus each baseline")
     parser.add_argument("--datasets", help="--matrix: comma-separated datasets (at least two)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3, the paper's)")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="seeds per cell (default 3, the paper's)")
     parser.add_argument("--plan", action="store_true", help="print the runs (and how many are stored); train nothing")
     add_executor_options(parser, "run through an executor: local (a process pool on this machine) or ray; "
                          "default: one run after another in this process")
@@ -82,9 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from blurbkit.store.results import ResultsStore
 
     # Every check comes before the store is opened or anything is trained.
-    sources, targets = chosen_datasets(args)
-    if args.seeds < 1:
-        raise BlurbkitError("--seeds must be at least 1")
+    sources, targets = chosen_datasets(args)  # --seeds: at least 1 by its argparse type
     executor_name = executor_choice(args)
     model_dir = resolve_model_dir(args.model)
     label, budget = model_label(args.model), budget_name(args.quick, args)

@@ -84,9 +84,12 @@ def parse_pubtator(lines: Sequence[str], path: str | Path = "<pubtator>") -> lis
     current: Document | None = None
     entity_lines: list[int] = []  # the line of each mention of the current document
     expect = "title"
+    first_line: dict[str, int] = {}  # the line each document starts on, to name a repeated PMID
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             if current is not None:
+                if expect != "annotations":
+                    raise BlurbkitError(f"document {current.id!r} has no '|a|' line", path=path, line=number)
                 documents.append(_checked(current, entity_lines, path))
             current, expect, entity_lines = None, "title", []
             continue
@@ -96,6 +99,10 @@ def parse_pubtator(lines: Sequence[str], path: str | Path = "<pubtator>") -> lis
             if not found or "\t" in pmid or (current is not None and pmid != current.id):
                 raise BlurbkitError(f"expected a 'PMID{marker}...' line", path=path, line=number)
             if expect == "title":
+                if pmid in first_line:
+                    raise BlurbkitError(f"document {pmid!r} appears twice (first at line {first_line[pmid]})",
+                                        path=path, line=number)
+                first_line[pmid] = number
                 current = Document(id=pmid, title=rest, text="")
                 expect = "abstract"
             else:
@@ -106,6 +113,10 @@ def parse_pubtator(lines: Sequence[str], path: str | Path = "<pubtator>") -> lis
         fields = line.split("\t")
         if fields[0] != current.id:
             raise BlurbkitError(f"annotation of document {fields[0]!r} inside document {current.id!r}", path=path, line=number)
+        if len(fields) >= 5 and _looks_numeric(fields[1]) and not (fields[1].isdigit() and fields[2].isdigit()):
+            # A relation line (PMID, type, id1, id2, ...) has its type there, never a number.
+            raise BlurbkitError(f"a mention's offsets must be two non-negative integers, found {fields[1]!r} and "
+                                f"{fields[2]!r}", path=path, line=number)
         if len(fields) >= 5 and fields[1].isdigit() and fields[2].isdigit():
             start, end = int(fields[1]), int(fields[2])
             entity = {"start": start, "end": end, "text": fields[3], "type": fields[4]}
@@ -128,6 +139,14 @@ def parse_pubtator(lines: Sequence[str], path: str | Path = "<pubtator>") -> lis
             raise BlurbkitError(f"document {current.id!r} has no '|a|' line", path=path, line=len(lines))
         documents.append(_checked(current, entity_lines, path))
     return documents
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _checked(document: Document, lines: list[int], path: str | Path) -> Document:
@@ -233,6 +252,12 @@ def to_bioc(documents: Iterable[Document]) -> Any:
 def from_bioc(collection: Any, path: str | Path = "<bioc>") -> list[Document]:
     documents = []
     for doc in collection.documents:
+        for passage in doc.passages:
+            _check_offset(passage.offset, f"document {doc.id}: a passage's offset", path)
+            for annotation in passage.annotations:
+                for location in annotation.locations:
+                    _check_offset(location.offset, f"document {doc.id}, annotation {annotation.id}: offset", path)
+                    _check_offset(location.length, f"document {doc.id}, annotation {annotation.id}: length", path)
         passages = sorted(doc.passages, key=lambda p: p.offset)
         if (len(passages) == 2 and passages[0].offset == 0
                 and passages[1].offset == len(passages[0].text or "") + 1):
@@ -270,6 +295,11 @@ def from_bioc(collection: Any, path: str | Path = "<bioc>") -> list[Document]:
     return documents
 
 
+def _check_offset(value: Any, what: str, path: str | Path) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BlurbkitError(f"{what} must be a non-negative integer, not {value!r}", path=path)
+
+
 def _scored(infons: dict[str, str], key: str) -> dict[str, Any]:
     """The score and model infons blurbkit writes, back as values."""
     out: dict[str, Any] = {}
@@ -294,7 +324,10 @@ def read_bioc(path: str | Path) -> list[Document]:
             collection = biocjson.loads(text)
         else:
             collection = bioc.biocxml.loads(text)
-    except Exception as err:  # the package raises lxml / json / KeyError on malformed input
+    except KeyError as err:  # a field the format requires is missing
+        raise BlurbkitError(f"not a BioC {'JSON' if str(path).endswith('.json') else 'XML'} collection "
+                            f"(missing field {err})", path=path) from None
+    except Exception as err:  # the package raises lxml / json errors on malformed input
         raise BlurbkitError(f"not a BioC {'JSON' if str(path).endswith('.json') else 'XML'} collection ({err})", path=path) from None
     return from_bioc(collection, path)
 

@@ -24,7 +24,7 @@ from blurbkit.data.readers import SplitUnavailable, read_split
 from blurbkit.data.readers.base import ReadOptions
 from blurbkit.data.schema import Record
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_dir, sha256_file, write_json
+from blurbkit.fileio import atomic_dir, check_replaceable, sha256_file, write_json
 from blurbkit.tasks.registry import SPLITS, DatasetSpec, all_datasets
 
 MANIFEST = "manifest.json"
@@ -160,14 +160,11 @@ def select(names: Iterable[str] | None) -> list[DatasetSpec]:
 
 
 def _check_out(out: Path, source: Path | None) -> None:
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists())):
-        raise BlurbkitError(
-            "output exists and is not a blurbkit prepared directory; choose a new or empty --out", path=out
-        )
     if source is not None and out.resolve().is_relative_to(source.resolve()):
         raise BlurbkitError(
             "--out must not be inside the source folder (the raw files are read-only inputs)", path=out
         )
+    check_replaceable(out, MANIFEST, "a blurbkit prepared directory")
 
 
 def deviations(manifest: dict[str, Any]) -> list[str]:

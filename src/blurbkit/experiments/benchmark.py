@@ -44,7 +44,10 @@ def resolve_datasets(names: str | Sequence[str]) -> list[str]:
     if names == "all" or names == ["all"]:
         return [spec.name for spec in blurb_datasets()]
     items = names.split(",") if isinstance(names, str) else list(names)
-    return [get_dataset(name.strip()).name for name in items if name.strip()]
+    chosen = [get_dataset(name.strip()).name for name in items if name.strip()]
+    if not chosen:
+        raise BlurbkitError(f"no dataset named in {names!r}")
+    return chosen
 
 
 # Options that subsample the data: a run with any of them is a budget run, whatever else it sets.

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_dir, sha256_file
+from blurbkit.fileio import atomic_dir, check_replaceable, sha256_file
 from blurbkit.models.loading import HEAD_FILE
 from blurbkit.models.model import BlurbModel
 
@@ -104,10 +104,11 @@ def export(model_dir: str | Path, out: str | Path | None = None, int8: bool = Fa
     import onnxruntime
 
     model_dir = Path(model_dir)
+    out = Path(out) if out is not None else model_dir / EXPORT_DIR
+    check_replaceable(out, MANIFEST, "an earlier export")  # before the model loads; never a user's folder
     model, tokenizer = BlurbModel.load(model_dir)
     check_exportable(model, model_dir)
     model.eval()
-    out = Path(out) if out is not None else model_dir / EXPORT_DIR
     batch = sample_batch(tokenizer)
     args = tuple(batch[name] for name in INPUTS)
     axes = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},

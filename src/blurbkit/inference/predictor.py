@@ -18,7 +18,7 @@ from typing import Any
 from blurbkit.errors import BlurbkitError
 from blurbkit.inference.runner import InferenceRunner
 from blurbkit.models.encoding import encode
-from blurbkit.models.model import BlurbModel
+from blurbkit.models.model import RECIPE_FILE, BlurbModel
 from blurbkit.runtime.settings import RuntimeSettings
 from blurbkit.tasks.types import get_task_type
 
@@ -50,6 +50,10 @@ class Predictor:
         (int8 dynamic quantisation: faster, outputs change a little); the ONNX ones need
         `blurbkit export --model DIR --format onnx [--int8]` first (inference/onnx.py)."""
         model, tokenizer = BlurbModel.load(model_dir)
+        try:  # the recipe's task type, labels and scheme, before anything runs
+            get_task_type(model.recipe.task_type).saved_codec(model.recipe.labels, model.recipe.scheme)
+        except BlurbkitError as err:
+            raise BlurbkitError(str(err), path=Path(model_dir) / RECIPE_FILE) from None
         forward = None
         if backend != "torch":
             from blurbkit.inference.onnx import load_backend

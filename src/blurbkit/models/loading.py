@@ -36,7 +36,9 @@ def resolve_model_dir(model: str | Path | None) -> Path:
         return default_model_dir()
     path = Path(model).expanduser()
     if not path.exists():
-        hint = " (it looks like a hub name: blurbkit does not download; pass a local model directory)" if "/" in str(model) or not str(model).startswith((".", "~")) else ""
+        name = str(model)
+        hub_like = not path.is_absolute() and not name.startswith((".", "~")) and name.count("/") <= 1  # org/name
+        hint = " (it looks like a hub name: blurbkit does not download; pass a local model directory)" if hub_like else ""
         raise BlurbkitError(f"model directory {model} does not exist{hint}")
     if not path.is_dir():
         raise BlurbkitError(f"model {model} is not a directory (expected config.json, safetensors weights and a tokenizer)")
@@ -59,6 +61,14 @@ def read_config(path: Path) -> dict[str, Any]:
     if not isinstance(config, dict) or not isinstance(config.get("model_type"), str):
         raise BlurbkitError("config.json is not a Hugging Face model config (no model_type)", path=path)
     return config
+
+
+def check_max_length(config: dict[str, Any], max_length: int, path: Path, what: str) -> None:
+    """Inputs of `max_length` subwords must fit the encoder's position table (else a shape error deep
+    inside the first forward pass)."""
+    limit = config.get("max_position_embeddings")
+    if isinstance(limit, int) and not isinstance(limit, bool) and max_length > limit:
+        raise BlurbkitError(f"{what} {max_length} is more than the encoder's max_position_embeddings {limit}", path=path)
 
 
 def load_tokenizer(path: Path):
@@ -104,8 +114,11 @@ def load_encoder(path: Path, **overrides: Any):
         except TypeError:
             model, info = AutoModel.from_pretrained(str(path), config=config, use_safetensors=True, output_loading_info=True)
     except errors as err:
-        first = (str(err).splitlines() or [type(err).__name__])[0]
-        raise BlurbkitError(f"cannot load the model weights ({first})", path=path) from None
+        # transformers' first line ends by pointing at a load report it printed above; it is silenced here
+        first = (str(err).splitlines() or [type(err).__name__])[0].replace(" For details look at the above report!", "")
+        if "mismatched_sizes" in first:
+            first = "their shapes do not match config.json"
+        raise BlurbkitError(f"cannot load the model weights ({first.strip()})", path=path) from None
     missing = [key for key in info.get("missing_keys", ()) if "pooler" not in key]
     if missing:
         raise BlurbkitError(

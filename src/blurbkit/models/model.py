@@ -21,7 +21,14 @@ from torch import nn
 from blurbkit.errors import BlurbkitError
 from blurbkit.models.featurizers import FEATURIZERS
 from blurbkit.models.heads import HEADS
-from blurbkit.models.loading import HEAD_FILE, load_encoder, load_tokenizer, read_config, resolve_model_dir
+from blurbkit.models.loading import (
+    HEAD_FILE,
+    check_max_length,
+    load_encoder,
+    load_tokenizer,
+    read_config,
+    resolve_model_dir,
+)
 
 RECIPE_FILE = "blurbkit.json"
 
@@ -99,12 +106,18 @@ class BlurbModel(nn.Module):
         """Rebuild a fine-tuned model saved by `save` (safetensors only)."""
         model_dir = Path(model_dir)
         recipe_path = model_dir / RECIPE_FILE
+        if not model_dir.is_dir():
+            raise BlurbkitError("model directory not found" if not model_dir.exists() else "not a directory", path=model_dir)
         if not recipe_path.is_file() or not (model_dir / HEAD_FILE).is_file():
             raise BlurbkitError(f"not a fine-tuned blurbkit model (needs {RECIPE_FILE} and {HEAD_FILE})", path=model_dir)
         recipe = read_recipe(recipe_path)
         resolve_model_dir(model_dir)  # config, encoder weights as safetensors (never a pickle), tokenizer
-        read_config(model_dir)
-        model = cls(load_encoder(model_dir), recipe)
+        check_max_length(read_config(model_dir), recipe.max_length, recipe_path, "the recipe's max_length")
+        encoder = load_encoder(model_dir)
+        try:
+            model = cls(encoder, recipe)
+        except BlurbkitError as err:  # a part the recipe names is not registered here
+            raise BlurbkitError(str(err), path=recipe_path) from None
         try:
             state = load_file(str(model_dir / HEAD_FILE))
             model.featurizer.load_state_dict({k[11:]: v for k, v in state.items() if k.startswith("featurizer.")})

@@ -161,6 +161,8 @@ class _TokenWriter:
                 self.flush()
         finally:
             self.out.close()
+            if exc[0] is not None:  # a corpus that failed half-way leaves no half-written token file
+                self.path.unlink(missing_ok=True)
 
     def add(self, sentences: list[str]) -> None:
         self.pending.append(sentences)

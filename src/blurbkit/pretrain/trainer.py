@@ -34,6 +34,7 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import write_json
 from blurbkit.pretrain import checkpoint as ckpt
 from blurbkit.pretrain.config import PretrainConfig, config_digest, model_and_tokenizer
+from blurbkit.pretrain.corpus import corpus_files
 from blurbkit.pretrain.data import (
     Collator,
     MaskingConfig,
@@ -247,10 +248,24 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     objective = get_objective(resolve_objective(cfg.objective, cfg.nsp))
     objective.configure(cfg)  # the objective's own options, refused before any work
     adversarial_config(cfg)
-    run = _setup(cfg, objective)
+    corpus_files(cfg.corpus)  # a missing corpus is refused before the model loads
+    out, made = Path(cfg.out), not Path(cfg.out).exists()
+    try:
+        run = _setup(cfg, objective)
+    except BlurbkitError:
+        if made:  # refused input leaves no empty output folder behind (files, if any, are kept)
+            _remove_if_empty(out)
+        raise
     log = TrainLog(run.out / "train_log.jsonl", run.accelerator.is_main_process)
     stopped = _train(run, log)
     return _finish(run, log, stopped)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    if folder.is_dir() and not any(path.is_file() for path in folder.rglob("*")):
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _train(run: Run, log: TrainLog) -> str:

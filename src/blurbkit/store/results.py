@@ -154,6 +154,9 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
                     raise BlurbkitError(f"results store has schema version {version['value']}, newer than this "
                                         f"blurbkit's {SCHEMA_VERSION}; upgrade blurbkit", path=path)
             if "runs" not in tables:
+                foreign = sorted(tables - {"meta", "claims"})
+                if foreign:  # another program's database, given by mistake
+                    raise BlurbkitError(f"not a blurbkit results store (its tables: {', '.join(foreign[:5])})", path=path)
                 return []
             rows = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
             for row in rows:

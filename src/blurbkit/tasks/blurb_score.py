@@ -57,6 +57,8 @@ def blurb_score(scores: Mapping[str, float], partial: bool = False) -> dict[str,
     for name, value in scores.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise BlurbkitError(f"score of {name!r} must be a number, got {value!r}")
+        if abs(value) > 100:  # F1, accuracy and Pearson as percentages (Pearson may be negative)
+            raise BlurbkitError(f"score of {name!r} is {value!r}: a percentage lies between -100 and 100")
     if all(abs(value) <= 1 for value in scores.values()):
         raise BlurbkitError(
             "every score is at most 1: give percentages, as in the papers (93.33, not 0.9333)"

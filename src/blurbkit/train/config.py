@@ -9,12 +9,15 @@ it back (run.json and the results store's run key). The engine reads only the re
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.runtime.settings import RuntimeSettings
+
+MIN_LENGTH = 4  # subwords: [CLS], [SEP] and room for a word
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,14 @@ class RunSpec:
     save_model: bool = True
     overwrite: bool = False
     resume: bool = False  # continue the interrupted run in `out` from its checkpoint (none there: start)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise BlurbkitError(f"--seed must be an integer from 0 to 2**32 - 1 (got {self.seed})")
+        for name in ("max_train_examples", "max_eval_examples", "max_test_examples", "pico_train_from_dev"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise BlurbkitError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,20 @@ class Hyperparams:
     final_on_train_dev: bool = False  # after choosing the epoch count on dev, retrain on train+dev; test that
 
     def __post_init__(self) -> None:
-        # Values wrong whatever the model: one line before any data is read or model built.
+        # Values wrong whatever the model: one line before any data is read or model built. (Unset
+        # values are None, so 0 is never read as "the recipe's".)
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise BlurbkitError(f"--lr must be a positive number (got {self.lr})")
+        for name, least in (("batch_size", 1), ("epochs", 1), ("max_length", MIN_LENGTH)):
+            value = getattr(self, name)
+            if value is not None and value < least:
+                raise BlurbkitError(f"--{name.replace('_', '-')} must be at least {least} (got {value})")
+        for name, low, high in (("warmup_ratio", 0, 1), ("dropout", 0, 1)):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and low <= value < high):
+                raise BlurbkitError(f"--{name.replace('_', '-')} must be in [{low}, {high}) (got {value})")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise BlurbkitError(f"--weight-decay must be 0 or more (got {self.weight_decay})")
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise BlurbkitError(f"--layer-decay must be in (0, 1] (got {self.layer_decay})")
         if self.patience is not None and self.patience < 1:

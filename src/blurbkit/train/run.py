@@ -27,7 +27,7 @@ from blurbkit.fileio import atomic_dir, check_writable, clean_stale
 from blurbkit.models.build import build_model, make_recipe
 from blurbkit.models.encoding import Encoded, encode
 from blurbkit.models.featurizers import FEATURIZERS
-from blurbkit.models.loading import resolve_model_dir
+from blurbkit.models.loading import check_max_length, read_config, resolve_model_dir
 from blurbkit.runtime.adversarial import AdversarialConfig
 from blurbkit.runtime.precision import dtype_name
 from blurbkit.scoring import prediction_file_name, score_predictions, write_predictions
@@ -156,8 +156,12 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
             raise BlurbkitError(f"--adversarial does not combine with featurizer {featurizer!r} (it re-arranges the encoder's rows)")
     check_run_dir(config.out, config.overwrite, config.resume)
     spec = get_dataset(config.dataset)
+    if config.fold and "folds" not in spec.files:  # else ignored without a word
+        raise BlurbkitError(f"--fold {config.fold}: dataset {spec.name} is not split into folds")
     hyper = config.hyper.resolved(spec)
     model_dir = resolve_model_dir(config.model)
+    check_max_length(read_config(model_dir), hyper.max_length, model_dir,
+                     "--max-length" if config.max_length else f"{spec.name}'s max length (set a shorter --max-length)")
     splits = load_splits(spec, config, hyper)
     seed_everything(config.seed)
     engine = build_engine(spec, config, hyper, model_dir, splits.train)

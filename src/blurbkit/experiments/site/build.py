@@ -15,7 +15,7 @@ from blurbkit.experiments.site.html import Td, esc, figure, table
 from blurbkit.experiments.site.pages import dataset_pages, leaderboard_page, model_pages
 from blurbkit.experiments.site.plots import interval_plot
 from blurbkit.experiments.site.studies import study_pages
-from blurbkit.fileio import atomic_dir
+from blurbkit.fileio import atomic_dir, check_replaceable
 from blurbkit.tasks.registry import all_datasets
 
 MARKER = ".blurbkit-report"  # in every site's folder: what may be replaced by the next build
@@ -23,8 +23,7 @@ MARKER = ".blurbkit-report"  # in every site's folder: what may be replaced by t
 
 def check_out(out: Path) -> None:
     """Only an earlier report (or nothing, or an empty folder) is replaced."""
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
-        raise BlurbkitError("holds files that are not a blurbkit report; choose another --out", path=out)
+    check_replaceable(out, MARKER, "a blurbkit report")
 
 
 def compare_pages(site: Site) -> list[tuple[str, str]]:

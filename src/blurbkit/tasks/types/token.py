@@ -57,6 +57,10 @@ class TokenCodec(LabelCodec):
 
     def __init__(self, labels: Sequence[str], native: str, scheme: str) -> None:
         super().__init__(labels)
+        check_scheme(scheme)
+        problem = next(filter(None, (tag_problem(label, scheme) for label in self.labels)), None)
+        if problem:  # a saved recipe's labels, read before any prediction is made
+            raise BlurbkitError(f"label {problem}")
         self.native, self.scheme = native, scheme
         self._index = {tag: i for i, tag in enumerate(self.labels)}
 

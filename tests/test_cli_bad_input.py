@@ -1,0 +1,169 @@
+"""Bad command-line input across commands: one line naming what is wrong, exit 2, no traceback, and
+nothing written or deleted. Every case here fails before any model trains (most before one loads)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from blurbkit.cli.main import main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "v0_1_models"
+NER = FIXTURES / "ner_bio"  # a saved tiny tagger: max_position_embeddings 64
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("blurbkit: error: ") and "Traceback" not in err[0], err
+    return err[0]
+
+
+def usage_error(capsys, argv: list[str]) -> str:
+    """argparse's refusal: exit 2, the usage block and one error line naming the argument."""
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_export_never_replaces_what_is_not_an_earlier_export(kind, tmp_path, capsys):
+    out = tmp_path / "precious"
+    if kind == "folder":
+        out.mkdir()
+        (out / "notes.txt").write_text("important")
+    else:
+        out.write_text("important")
+    assert main(["export", "--model", str(NER), "--out", str(out)]) == 2
+    assert "exists and is not an earlier export; choose a new or empty --out" in one_error_line(capsys)
+    assert (out / "notes.txt" if kind == "folder" else out).read_text() == "important"
+
+
+def test_predict_out_that_is_a_folder_is_refused_before_predicting(tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("Aspirin helps.\n")
+    (tmp_path / "results").mkdir()
+    assert main(["predict", "--model", str(NER), "--input", str(tmp_path / "in.txt"), "--out", str(tmp_path / "results")]) == 2
+    assert "the --out file is a directory; give a file name" in one_error_line(capsys)
+    assert list((tmp_path / "results").iterdir()) == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "--model", str(NER), "--input", "IN", "--out", "/proc/blurbkit-test/out.jsonl"],
+    ["prepare", "--source", "SRC", "--datasets", "gad", "--out", "/proc/blurbkit-test-prepared"],
+    ["report", "--store", "STORE", "--out", "/proc/blurbkit-test-report"],
+])
+def test_an_output_that_cannot_be_written_is_one_line(argv, tmp_path, capsys):
+    (tmp_path / "in.txt").write_text("Aspirin helps.\n")
+    (tmp_path / "src").mkdir()
+    from blurbkit.store.results import ResultsStore
+
+    ResultsStore(tmp_path / "results.sqlite").close()
+    swap = {"IN": str(tmp_path / "in.txt"), "SRC": str(tmp_path / "src"), "STORE": str(tmp_path / "results.sqlite")}
+    assert main([swap.get(arg, arg) for arg in argv]) == 2
+    assert "/proc/blurbkit-test" in one_error_line(capsys)
+
+
+def test_a_folder_given_as_an_input_file_says_so(tmp_path, capsys):
+    assert main(["score", str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a directory, not a file" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--lr", "-1", "--lr must be a positive number (got -1.0)"),
+    ("--lr", "0", "--lr must be a positive number (got 0.0)"),
+    ("--lr", "nan", "--lr must be a positive number (got nan)"),
+    ("--epochs", "0", "--epochs must be at least 1 (got 0)"),
+    ("--epochs", "-1", "--epochs must be at least 1 (got -1)"),
+    ("--batch-size", "-2", "--batch-size must be at least 1 (got -2)"),
+    ("--max-length", "-5", "--max-length must be at least 4 (got -5)"),
+    ("--seed", "-1", "--seed must be an integer from 0 to 2**32 - 1 (got -1)"),
+    ("--max-test-examples", "-1", "--max-test-examples must be at least 1 (got -1)"),
+    ("--fold", "3", "--fold 3: dataset gad is not split into folds"),
+])
+def test_finetune_numbers_out_of_range_are_refused_before_any_work(flag, value, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["finetune", "--dataset", "gad", "--out", str(out), flag, value, "--data", str(tmp_path / "nowhere")]) == 2
+    assert message in one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_an_encoder_shorter_than_the_inputs_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["finetune", "--dataset", "gad", "--out", str(out), "--model", str(NER), "--max-length", "100",
+                 "--data", str(tmp_path / "nowhere")]) == 2
+    assert "--max-length 100 is more than the encoder's max_position_embeddings 64" in one_error_line(capsys)
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("head", "nosuch", "blurbkit.json: unknown head 'nosuch'"),
+    ("task_type", "nosuch", "blurbkit.json: unknown task type 'nosuch'"),
+    ("labels", ["O", "X-Foo", "I-Chemical"], "blurbkit.json: label tag 'X-Foo'"),
+    ("max_length", 100000, "blurbkit.json: the recipe's max_length 100000 is more than the encoder's "
+                           "max_position_embeddings 64"),
+])
+def test_a_broken_recipe_is_named_before_anything_is_predicted(field, value, message, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(NER, model)
+    recipe = json.loads((model / "blurbkit.json").read_text())
+    recipe[field] = value
+    (model / "blurbkit.json").write_text(json.dumps(recipe))
+    (tmp_path / "in.txt").write_text("Aspirin helps.\n")
+    assert main(["predict", "--model", str(model), "--input", str(tmp_path / "in.txt")]) == 2
+    assert message in one_error_line(capsys)
+
+
+def test_a_missing_model_folder_is_not_called_a_hub_name(tmp_path, capsys):
+    assert main(["finetune", "--dataset", "gad", "--out", str(tmp_path / "run"), "--model", str(tmp_path / "nosuch")]) == 2
+    line = one_error_line(capsys)
+    assert f"model directory {tmp_path / 'nosuch'} does not exist" in line and "hub" not in line
+    (tmp_path / "in.txt").write_text("Aspirin helps.\n")
+    assert main(["predict", "--model", str(tmp_path / "nosuch"), "--input", str(tmp_path / "in.txt")]) == 2
+    assert f"{tmp_path / 'nosuch'}: model directory not found" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["benchmark", "--seeds", "0"], "argument --seeds: must be at least 1 (got 0)"),
+    (["benchmark", "--seeds", "-3"], "argument --seeds: must be at least 1 (got -3)"),
+    (["ablate", "--study", "stability", "--seeds", "0"], "argument --seeds: must be at least 1 (got 0)"),
+    (["stilt", "--intermediate", "gad", "--target", "ddi", "--seeds", "0"], "argument --seeds: must be at least 1 (got 0)"),
+    (["prepare", "--source", "x", "--out", "y", "--datasets", ","], "argument --datasets: no name in ','"),
+    (["serve", "--ner", str(NER), "--port", "99999"], "argument --port: a port is 0-65535 (got 99999)"),
+    (["report", "--serve", "--port", "-1"], "argument --port: a port is 0-65535 (got -1)"),
+    (["serve", "--ner", str(NER), "--max-documents", "0"], "argument --max-documents: must be at least 1 (got 0)"),
+])
+def test_numbers_and_lists_out_of_range_are_usage_errors(argv, message, capsys):
+    assert usage_error(capsys, argv).endswith(message)
+
+
+def test_benchmark_with_no_dataset_named_is_refused(tmp_path, capsys):
+    assert main(["benchmark", "--datasets", ",", "--runs-dir", str(tmp_path / "runs")]) == 2
+    assert "no dataset named in ','" in one_error_line(capsys)
+    assert not (tmp_path / "runs" / "results.sqlite").exists()
+
+
+def test_serve_on_an_address_that_cannot_be_listened_on_is_one_line(capsys):
+    assert main(["serve", "--ner", str(NER), "--host", "no-such-host.invalid", "--port", "8765"]) == 2
+    assert "cannot listen on no-such-host.invalid:8765" in one_error_line(capsys)
+
+
+def test_pretrain_on_a_missing_corpus_leaves_no_output_folder(tmp_path, capsys):
+    out = tmp_path / "pretrained"
+    assert main(["pretrain", "--corpus", str(tmp_path / "nosuch.txt"), "--init", str(NER), "--out", str(out),
+                 "--max-steps", "1", "--max-length", "32"]) == 2
+    assert "nosuch.txt: corpus not found" in one_error_line(capsys)
+    assert not out.exists()
+
+
+def test_a_database_of_another_program_is_not_read_as_an_empty_store(tmp_path, capsys):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "other.sqlite") as db:
+        db.execute("CREATE TABLE invoices (id INTEGER)")
+    assert main(["status", "--runs-dir", str(tmp_path), "--store", str(tmp_path / "other.sqlite")]) == 2
+    assert "not a blurbkit results store (its tables: invoices)" in one_error_line(capsys)
