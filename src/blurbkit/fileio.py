@@ -113,6 +113,9 @@ def check_writable(path: str | Path, what: str = "output", file: bool = False) -
     path = Path(path)
     if file and path.is_dir():
         raise BlurbkitError(f"the {what} is a directory; give a file name", path=path)
+    existing = next(folder for folder in path.parents if folder.exists())
+    if not existing.is_dir():
+        raise BlurbkitError(f"cannot write the {what} here ({existing} is a file, not a folder)", path=path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -132,7 +135,7 @@ def check_replaceable(path: str | Path, marker: str, what: str, flag: str = "--o
     path = Path(path)
     if path.exists() and (not path.is_dir() or (any(path.iterdir()) and not (path / marker).exists())):
         raise BlurbkitError(f"exists and is not {what}; choose a new or empty {flag}", path=path)
-    check_writable(path, what)
+    check_writable(path, flag)
 
 
 def write_json(path: str | Path, obj: Any) -> None:

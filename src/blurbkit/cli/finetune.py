@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 
@@ -134,11 +133,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from blurbkit.train.checkpoint import DIR_NAME
     from blurbkit.train.run import run_finetune
 
-    if args.resume and not (args.out / DIR_NAME).is_dir():
-        print(f"blurbkit: --resume: no checkpoint in {args.out}; the run starts from the beginning", file=sys.stderr)
     metrics = run_finetune(config_from_args(args, args.dataset, args.seed, args.out))
     test = metrics["test"]
     summary = {k: test[k] for k in ("dataset", "metric", "score", "precision", "recall") if k in test}

@@ -98,6 +98,10 @@ def _unicode_safe_stdout() -> None:
             stream.reconfigure(encoding="utf-8")
 
 
+# OSErrors that mean a path given is not usable as given (not an I/O fault of the machine)
+USER_PATH_ERRORS = {errno.EACCES, errno.EPERM, errno.EISDIR, errno.ENOTDIR, errno.EROFS}
+
+
 def main(argv: list[str] | None = None) -> int:
     _unicode_safe_stdout()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub at run time: models come from local directories
@@ -129,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"blurbkit: error: cannot write the output: no space left on the device{where}", file=sys.stderr)
             _discard_stdout()
             return 2
-        if not err.filename:
-            raise
-        # A file the user named that cannot be read or written (permissions, a folder in its place ...)
-        # where no check ran before: still one line naming it.
-        print(f"blurbkit: error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        if err.errno not in USER_PATH_ERRORS or not err.filename:
+            raise  # an I/O fault or a bug keeps its traceback
+        # A path the user gave that cannot be read or written (permissions, a folder in its place ...)
+        # where no check ran before: one line naming it (a rename's target, not its temporary source).
+        print(f"blurbkit: error: {err.filename2 or err.filename}: {err.strerror or err}", file=sys.stderr)
         return 2
     return int(result or 0)
 

@@ -32,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
     replicates = REPLICATES if args.replicates is None else args.replicates
     if replicates < 100:
         raise BlurbkitError("--replicates must be at least 100 (a 95% interval needs the tails)")
+    if args.serve:  # a port in use is refused before the site is built, not after
+        from blurbkit.cli.serve import check_bindable
+
+        check_bindable("127.0.0.1", args.port)
     stores = args.store or [Path("runs/results.sqlite")]
     site = build_site(stores, args.out, data=args.data, replicates=replicates)
     print(f"blurbkit: wrote {len(site.pages)} pages to {args.out} ({len(site.rows)} runs, "

@@ -29,6 +29,7 @@ nodes of roles ``Arg1``/``Arg2`` naming annotation ids.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,6 @@ def parse_pubtator(lines: Sequence[str], path: str | Path = "<pubtator>") -> lis
     current: Document | None = None
     entity_lines: list[int] = []  # the line of each mention of the current document
     expect = "title"
-    first_line: dict[str, int] = {}  # the line each document starts on, to name a repeated PMID
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             if current is not None:
@@ -99,10 +99,6 @@ def parse_pubtator(lines: Sequence[str], path: str | Path = "<pubtator>") -> lis
             if not found or "\t" in pmid or (current is not None and pmid != current.id):
                 raise BlurbkitError(f"expected a 'PMID{marker}...' line", path=path, line=number)
             if expect == "title":
-                if pmid in first_line:
-                    raise BlurbkitError(f"document {pmid!r} appears twice (first at line {first_line[pmid]})",
-                                        path=path, line=number)
-                first_line[pmid] = number
                 current = Document(id=pmid, title=rest, text="")
                 expect = "abstract"
             else:
@@ -113,10 +109,11 @@ def parse_pubtator(lines: Sequence[str], path: str | Path = "<pubtator>") -> lis
         fields = line.split("\t")
         if fields[0] != current.id:
             raise BlurbkitError(f"annotation of document {fields[0]!r} inside document {current.id!r}", path=path, line=number)
-        if len(fields) >= 5 and _looks_numeric(fields[1]) and not (fields[1].isdigit() and fields[2].isdigit()):
-            # A relation line (PMID, type, id1, id2, ...) has its type there, never a number.
-            raise BlurbkitError(f"a mention's offsets must be two non-negative integers, found {fields[1]!r} and "
-                                f"{fields[2]!r}", path=path, line=number)
+        if len(fields) >= 5 and all(_INTEGER.fullmatch(f) for f in fields[1:3]) and not all(f.isdigit() for f in fields[1:3]):
+            # Two integers are a mention's offsets (a relation line has its type there, which may be a
+            # number, and an id after it): a negative one is a broken mention, not a relation.
+            raise BlurbkitError(f"a mention's offsets must be non-negative, found {fields[1]} and {fields[2]}",
+                                path=path, line=number)
         if len(fields) >= 5 and fields[1].isdigit() and fields[2].isdigit():
             start, end = int(fields[1]), int(fields[2])
             entity = {"start": start, "end": end, "text": fields[3], "type": fields[4]}
@@ -141,12 +138,7 @@ def parse_pubtator(lines: Sequence[str], path: str | Path = "<pubtator>") -> lis
     return documents
 
 
-def _looks_numeric(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def _checked(document: Document, lines: list[int], path: str | Path) -> Document:

@@ -104,6 +104,8 @@ def export(model_dir: str | Path, out: str | Path | None = None, int8: bool = Fa
     import onnxruntime
 
     model_dir = Path(model_dir)
+    if not model_dir.is_dir():  # before the check below would make it (as MODEL/onnx's parent)
+        raise BlurbkitError("model directory not found" if not model_dir.exists() else "not a directory", path=model_dir)
     out = Path(out) if out is not None else model_dir / EXPORT_DIR
     check_replaceable(out, MANIFEST, "an earlier export")  # before the model loads; never a user's folder
     model, tokenizer = BlurbModel.load(model_dir)

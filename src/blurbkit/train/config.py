@@ -82,10 +82,10 @@ class Hyperparams:
             value = getattr(self, name)
             if value is not None and value < least:
                 raise BlurbkitError(f"--{name.replace('_', '-')} must be at least {least} (got {value})")
-        for name, low, high in (("warmup_ratio", 0, 1), ("dropout", 0, 1)):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and low <= value < high):
-                raise BlurbkitError(f"--{name.replace('_', '-')} must be in [{low}, {high}) (got {value})")
+        if not (math.isfinite(self.warmup_ratio) and 0 <= self.warmup_ratio <= 1):
+            raise BlurbkitError(f"--warmup-ratio must be in [0, 1] (got {self.warmup_ratio})")
+        if not (math.isfinite(self.dropout) and 0 <= self.dropout < 1):
+            raise BlurbkitError(f"--dropout must be in [0, 1) (got {self.dropout})")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise BlurbkitError(f"--weight-decay must be 0 or more (got {self.weight_decay})")
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
