@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
+from typing import Any
 
 
 def _number(value: str, kind: type) -> int | float:
@@ -17,25 +19,20 @@ def _number(value: str, kind: type) -> int | float:
     return number
 
 
-def positive_int(value: str) -> int:
-    number = _number(value, int)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
-    return int(number)
+def _at_least(kind: type, least: int) -> Callable[[str], Any]:
+    """An argparse type: a number of `kind` that is `least` or more."""
+    def parse(value: str) -> Any:
+        number = _number(value, kind)
+        if number < least:
+            raise argparse.ArgumentTypeError(f"must be {'at least 1' if least == 1 else f'{least} or more'} (got {value})")
+        return kind(number)
+
+    return parse
 
 
-def non_negative_int(value: str) -> int:
-    number = _number(value, int)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
-    return int(number)
-
-
-def non_negative_float(value: str) -> float:
-    number = _number(value, float)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more (got {value})")
-    return float(number)
+positive_int = _at_least(int, 1)
+non_negative_int = _at_least(int, 0)
+non_negative_float = _at_least(float, 0)
 
 
 def port(value: str) -> int:
