@@ -167,3 +167,24 @@ def test_a_database_of_another_program_is_not_read_as_an_empty_store(tmp_path, c
         db.execute("CREATE TABLE invoices (id INTEGER)")
     assert main(["status", "--runs-dir", str(tmp_path), "--store", str(tmp_path / "other.sqlite")]) == 2
     assert "not a blurbkit results store (its tables: invoices)" in one_error_line(capsys)
+
+
+def test_an_unusable_path_no_check_caught_is_one_line_and_an_io_fault_keeps_its_traceback(tmp_path, monkeypatch, capsys):
+    import errno
+
+    import blurbkit.cli.score as score_command
+
+    def denied(args):  # a rename into a folder the user may not write: the target is named, not the temporary file
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".out.json.x1y2z3w4.tmp"), None,
+                              str(tmp_path / "out.json"))
+
+    monkeypatch.setattr(score_command, "run", denied)
+    assert main(["score", "x.json"]) == 2
+    assert one_error_line(capsys) == f"blurbkit: error: {tmp_path / 'out.json'}: Permission denied"
+
+    def disk_fault(args):
+        raise OSError(errno.EIO, "Input/output error", str(tmp_path / "checkpoint"))
+
+    monkeypatch.setattr(score_command, "run", disk_fault)
+    with pytest.raises(OSError, match="Input/output error"):
+        main(["score", "x.json"])

@@ -24,14 +24,14 @@ def _umask() -> int:
     return mask
 
 
-def _make_temp(path: Path, make: Any) -> Any:
+def _make_temp(path: Path, make: Any, what: str = "output") -> Any:
     """The temporary sibling of `path` (mkstemp or mkdtemp), its folder made if missing; a folder
     that cannot be written is one line naming `path`, not a traceback naming the temporary name."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return make(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
-        raise BlurbkitError(f"cannot write here ({err.strerror or err})", path=path) from None
+        raise BlurbkitError(f"cannot write the {what} here ({err.strerror or err})", path=path) from None
 
 
 @contextlib.contextmanager
@@ -116,17 +116,15 @@ def check_writable(path: str | Path, what: str = "output", file: bool = False) -
     existing = next(folder for folder in path.parents if folder.exists())
     if not existing.is_dir():
         raise BlurbkitError(f"cannot write the {what} here ({existing} is a file, not a folder)", path=path)
+    fd, tmp = _make_temp(path, tempfile.mkstemp, what)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            os.write(fd, b"\0" * 4096)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-            os.unlink(tmp)
+        os.write(fd, b"\0" * 4096)  # a full disk shows here, not hours later
+        os.fsync(fd)
     except OSError as err:
         raise BlurbkitError(f"cannot write the {what} here ({err.strerror or err})", path=path) from None
+    finally:
+        os.close(fd)
+        os.unlink(tmp)
 
 
 def check_replaceable(path: str | Path, marker: str, what: str, flag: str = "--out") -> None:
