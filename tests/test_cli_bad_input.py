@@ -92,6 +92,30 @@ def test_finetune_numbers_out_of_range_are_refused_before_any_work(flag, value, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("extra, message", [
+    (["--part-option", "lstm_hiden=8"], "part option(s) lstm_hiden read by neither featurizer 'cls' nor head 'softmax' "
+                                        "(they read: no options)"),
+    (["--featurizer", "sll_lstm", "--part-option", "lstm_hidden=8", "--part-option", "crf_lr_scale=5"],
+     "part option(s) crf_lr_scale read by neither featurizer 'sll_lstm' nor head 'softmax' (they read: lstm_hidden)"),
+])
+def test_a_part_option_no_part_reads_is_refused_before_any_work(extra, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["finetune", "--dataset", "gad", "--out", str(out), *extra, "--data", str(tmp_path / "nowhere")]) == 2
+    assert message in one_error_line(capsys)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_part_options_each_part_reads():
+    from blurbkit.models.build import check_part_options, part_option_names
+    from blurbkit.models.featurizers import FEATURIZERS
+    from blurbkit.models.heads import HEADS
+
+    assert part_option_names(HEADS.get("bilstm_crf")) == {"lstm_hidden", "crf_lr_scale"}
+    assert part_option_names(HEADS.get("cosine")) == {"cosent_scale"}
+    assert part_option_names(FEATURIZERS.get("sll_bilstm")) == {"lstm_hidden"}
+    check_part_options("first_subword", "bilstm_crf", {"lstm_hidden": 8, "crf_lr_scale": 10.0})
+
+
 def test_an_encoder_shorter_than_the_inputs_is_refused_before_training(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["finetune", "--dataset", "gad", "--out", str(out), "--model", str(NER), "--max-length", "100",

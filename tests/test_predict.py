@@ -10,6 +10,7 @@ from blurbkit.cli.main import main
 from blurbkit.inference.predictor import Predictor
 from blurbkit.models.tiny import build_tiny_bert
 from blurbkit.tagging import tags_to_spans
+from blurbkit.tasks.types.base import InputError
 from blurbkit.tasks.types.token import split_words
 from blurbkit.train.api import finetune
 
@@ -57,6 +58,24 @@ def test_predict_command_on_relation_inputs(runs, tmp_path, capsys):
     assert main(["predict", "--model", str(runs / "gad" / "model"), "--input", str(inputs), "--out", str(tmp_path / "o.jsonl")]) == 0
     lines = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert [line["prediction"] in ("0", "1") for line in lines] == [True, True]
+
+
+def test_relation_inputs_are_sentences_with_the_pairs_two_placeholders(runs, tmp_path, capsys):
+    predictor = Predictor.load(runs / "gad" / "model")
+    records = predictor.task.records_from_inputs(["@GENE$ and @DISEASE$ .", "in @GENE-DISEASE$ x"])
+    assert [[(e["start"], e["end"]) for e in r["entities"]] for r in records] == [[(0, 6), (11, 20)], [(3, 17), (3, 17)]]
+    given = {"text": "BRCA1 and cancer", "entities": [{"start": 0, "end": 5}, {"start": 10, "end": 16}]}
+    assert len(predictor.predict([given])) == 1
+    for bad, problem in [("BRCA1 variants raise the risk of cancer .", "found 0"), ("@GENE$ @GENE$ @DISEASE$", "found 3"),
+                         ({"text": "ab", "entities": [{"start": 0, "end": 3}, {"start": 0, "end": 1}]}, "0 <= start < end <= 2"),
+                         ({"text": "ab", "entities": "0-1"}, "list of the pair's two spans")]:
+        with pytest.raises(InputError, match=problem):
+            predictor.predict(["@GENE$ is fine with @DISEASE$ .", bad])
+    inputs = tmp_path / "in.txt"
+    inputs.write_text("@GENE$ variants increase the risk of @DISEASE$ .\n\nBRCA1 variants raise the risk of cancer .\n")
+    assert main(["predict", "--model", str(runs / "gad" / "model"), "--input", str(inputs), "--out", str(tmp_path / "o.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert f"{inputs}:3:" in err and "found 0" in err and "Traceback" not in err and not (tmp_path / "o.jsonl").exists()
 
 
 def test_predict_refuses_a_directory_that_is_not_a_fine_tuned_model(tmp_path, capsys):

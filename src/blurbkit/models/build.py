@@ -4,6 +4,7 @@ head. The recipe is saved beside the weights, so a model directory describes its
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,33 @@ def check_parts_apply(recipe: ModelRecipe, task: Any) -> None:
             raise BlurbkitError(
                 f"{kind} {name!r} does not apply to {task.name} tasks (it needs: {', '.join(missing)})"
             )
+    check_part_options(recipe.featurizer, recipe.head, recipe.options)
     # What the featurizer gives and the head reads: one vector (the default) or a pair of them.
     gives = getattr(FEATURIZERS.get(recipe.featurizer), "features", "vector")
     reads = getattr(HEADS.get(recipe.head), "features", "vector")
     if gives != reads:
         raise BlurbkitError(f"head {recipe.head!r} reads {reads} features; featurizer {recipe.featurizer!r} gives {gives} "
                             f"features ({'--featurizer siamese_mean' if reads == 'pair' else '--head cosine'} fits it)")
+
+
+# What BlurbModel passes every featurizer / head itself: not options a user can set.
+_BUILT_IN = {"self", "hidden_size", "in_size", "num_labels", "dropout"}
+
+
+def part_option_names(part: Any) -> set[str]:
+    """The keyword options a featurizer or head class reads (its named constructor parameters)."""
+    return {name for name, parameter in inspect.signature(part.__init__).parameters.items()
+            if parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)} - _BUILT_IN
+
+
+def check_part_options(featurizer: str, head: str, options: dict[str, Any]) -> None:
+    """Every part option is read by the featurizer or the head: both take **options and would
+    otherwise ignore a mistyped or misplaced one (lstm_hiden=256, lstm_hidden with a softmax head)."""
+    read = part_option_names(FEATURIZERS.get(featurizer)) | part_option_names(HEADS.get(head))
+    unread = sorted(set(options) - read)
+    if unread:
+        raise BlurbkitError(f"part option(s) {', '.join(unread)} read by neither featurizer {featurizer!r} nor head "
+                            f"{head!r} (they read: {', '.join(sorted(read)) or 'no options'})")
 
 
 def build_model(recipe: ModelRecipe, model_dir: Path, dropout: float = 0.1,

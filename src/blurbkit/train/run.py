@@ -24,7 +24,7 @@ from blurbkit.data.load import load_split, split_notes, subsample
 from blurbkit.data.readers.base import ReadOptions
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_dir, check_writable, clean_stale
-from blurbkit.models.build import build_model, make_recipe
+from blurbkit.models.build import build_model, check_part_options, make_recipe
 from blurbkit.models.encoding import Encoded, encode
 from blurbkit.models.featurizers import FEATURIZERS
 from blurbkit.models.loading import check_max_length, read_config, resolve_model_dir
@@ -158,6 +158,8 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     spec = get_dataset(config.dataset)
     if config.fold and "folds" not in spec.files:  # else ignored without a word
         raise BlurbkitError(f"--fold {config.fold}: dataset {spec.name} is not split into folds")
+    choices = config.choices
+    check_part_options(choices.featurizer or spec.task.featurizer, choices.head or spec.task.head, choices.part_options)
     hyper = config.hyper.resolved(spec)
     model_dir = resolve_model_dir(config.model)
     check_max_length(read_config(model_dir), hyper.max_length, model_dir,

@@ -8,7 +8,6 @@ are defined before the modules are imported (at the bottom) because the modules 
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,14 +17,13 @@ from blurbkit.data.schema import SplitData
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import parse_jsonl, read_lines
 from blurbkit.tasks.registry import SPLITS, DatasetSpec
+from blurbkit.tasks.types.relation import placeholder_spans
 
 READER_MODULES = ("conll", "pico", "chemprot", "gad", "biosses", "hoc", "pubmedqa", "bioasq", "aimed")
 # Written separately (DDI 2013 XML converter): if it is absent or fails to import, the other readers
 # still work and reading DDI raises SplitUnavailable saying why.
 OPTIONAL_READER_MODULES = {"ddi": "the DDI reader (blurbkit.data.readers.ddi)"}
 
-# A BLURB type placeholder: @CHEMICAL$, @GENE$, @DISEASE$, and @CHEM-GENE$ for overlapping mentions.
-PLACEHOLDER = re.compile(r"@([A-Za-z][A-Za-z_]*(?:-[A-Za-z][A-Za-z_]*)?)\$")
 
 
 class SplitUnavailable(BlurbkitError):
@@ -124,18 +122,11 @@ def placeholder_entities(text: str, spec: DatasetSpec, path: Path, line: int) ->
     entities with the same span (the same convention as @DRUG-DRUG$ in DDI): a relation record
     always has exactly two entities, which the featurizers rely on.
     """
-    entities = []
-    for match in PLACEHOLDER.finditer(text):
-        parts = match.group(1).split("-")
-        for part in parts:
-            kind = _expand(part, spec) if len(parts) == 2 else part
-            if spec.entity_types and kind not in spec.entity_types:
-                raise BlurbkitError(
-                    f"placeholder {match.group(0)} names entity type {kind!r}, not one of {', '.join(spec.entity_types)}",
-                    path=path,
-                    line=line,
-                )
-            entities.append({"start": match.start(), "end": match.end(), "type": kind})
+    entities = placeholder_spans(text, lambda part: _expand(part, spec))
+    for entity in entities:
+        if spec.entity_types and entity["type"] not in spec.entity_types:
+            raise BlurbkitError(f"placeholder {text[entity['start']:entity['end']]} names entity type {entity['type']!r}, "
+                                f"not one of {', '.join(spec.entity_types)}", path=path, line=line)
     if len(entities) != 2:
         raise BlurbkitError(
             f"expected the pair's two entity placeholders (e.g. @GENE$ ... @DISEASE$), found {len(entities)}",

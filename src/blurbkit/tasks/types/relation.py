@@ -3,14 +3,17 @@ F1 over the positive classes (the negative class never counts as a hit)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.tasks.types.base import register
+from blurbkit.tasks.types.base import InputError, Record, register
 from blurbkit.tasks.types.by_id import IdTaskType
 
 NEGATIVE_NAMES = ("false", "0", "negative", "none", "no_relation")  # what `datasets add` takes as no-relation
+# A BLURB type placeholder: @CHEMICAL$, @GENE$, @DISEASE$, and @CHEM-GENE$ for overlapping mentions.
+PLACEHOLDER = re.compile(r"@([A-Za-z][A-Za-z_]*(?:-[A-Za-z][A-Za-z_]*)?)\$")
 
 
 class RelationExtraction(IdTaskType):
@@ -63,6 +66,25 @@ class RelationExtraction(IdTaskType):
             "placeholder": "@{type}$",
         }
 
+    def records_from_inputs(self, inputs: Sequence[str | dict[str, Any]]) -> list[Record]:
+        """A relation input is one sentence with the pair's two mentions replaced by placeholders
+        (@CHEMICAL$ ... @GENE$; @CHEM-GENE$ stands for both), or an object with explicit
+        ``entities`` (two {start, end} spans) or ``original`` {text, entities}. Anything else would
+        still get a label, a meaningless one, so it is refused; raw text goes through the NER +
+        relation Pipeline (blurbkit serve), which finds the mentions first."""
+        records = super().records_from_inputs(inputs)
+        for n, record in enumerate(records):
+            if "original" in record:
+                continue  # the marker / original-text inputs read it (models/transforms_relation.py)
+            if "entities" in record:
+                check_spans(n, record["entities"], record["text"])
+                continue
+            record["entities"] = placeholder_spans(record["text"])
+            if len(record["entities"]) != 2:
+                raise InputError(n, f"expected the pair's two entity placeholders (e.g. @GENE$ ... @DISEASE$), found "
+                                    f"{len(record['entities'])}; raw text goes through the NER + relation pipeline (blurbkit serve)")
+        return records
+
     def complete_registration(self, table: dict[str, Any], inferred: bool) -> None:
         if not inferred:
             return
@@ -74,3 +96,26 @@ class RelationExtraction(IdTaskType):
 
 
 register(RelationExtraction())
+
+
+def placeholder_spans(text: str, expand: Any = None) -> list[dict[str, Any]]:
+    """The spans of a text's type placeholders, in text order; an overlap placeholder (@CHEM-GENE$)
+    yields two entities with one span (as @DRUG-DRUG$ in DDI), each of its parts passed through
+    `expand` (BLURB abbreviates them: CHEM -> CHEMICAL) where given."""
+    entities = []
+    for match in PLACEHOLDER.finditer(text):
+        parts = match.group(1).split("-")
+        for part in parts:
+            kind = expand(part) if expand is not None and len(parts) == 2 else part
+            entities.append({"start": match.start(), "end": match.end(), "type": kind})
+    return entities
+
+
+def check_spans(index: int, entities: Any, text: str) -> None:
+    """Explicit entity spans of a relation input: exactly two, each within the text."""
+    if not isinstance(entities, list) or len(entities) != 2:
+        raise InputError(index, "'entities' must be a list of the pair's two spans [{start, end}, {start, end}]")
+    for entity in entities:
+        start, end = (entity.get("start"), entity.get("end")) if isinstance(entity, dict) else (None, None)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) or not 0 <= start < end <= len(text):
+            raise InputError(index, f"entity span {entity!r:.60} is not {{start, end}} with 0 <= start < end <= {len(text)}")
