@@ -78,6 +78,16 @@ def test_relation_inputs_are_sentences_with_the_pairs_two_placeholders(runs, tmp
     assert f"{inputs}:3:" in err and "found 0" in err and "Traceback" not in err and not (tmp_path / "o.jsonl").exists()
 
 
+def test_an_entity_start_relation_model_reads_the_placeholders_spans(tmp_path):
+    from blurbkit.models.build import build_model
+    from blurbkit.models.model import ModelRecipe
+
+    recipe = ModelRecipe("gad", "relation", ["0", "1"], "text", "entity_start", "softmax", 64)
+    predictor = Predictor(*build_model(recipe, build_tiny_bert(tmp_path / "tiny")))
+    given = {"text": "BRCA1 and cancer", "entities": [{"start": 0, "end": 5}, {"start": 10, "end": 16}]}
+    assert [p in ("0", "1") for p in predictor.predict(["@GENE$ and @DISEASE$ .", given])] == [True, True]
+
+
 def test_predict_refuses_a_directory_that_is_not_a_fine_tuned_model(tmp_path, capsys):
     inputs = tmp_path / "in.txt"
     inputs.write_text("text\n")
