@@ -25,7 +25,6 @@ READER_MODULES = ("conll", "pico", "chemprot", "gad", "biosses", "hoc", "pubmedq
 OPTIONAL_READER_MODULES = {"ddi": "the DDI reader (blurbkit.data.readers.ddi)"}
 
 
-
 class SplitUnavailable(BlurbkitError):
     """The split is not in the distribution (e.g. EBM PICO train): `prepare` records it as missing
     instead of failing; anything else a reader raises is bad input and stops `prepare`."""

@@ -4,7 +4,7 @@ F1 over the positive classes (the negative class never counts as a hit)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
@@ -98,7 +98,7 @@ class RelationExtraction(IdTaskType):
 register(RelationExtraction())
 
 
-def placeholder_spans(text: str, expand: Any = None) -> list[dict[str, Any]]:
+def placeholder_spans(text: str, expand: Callable[[str], str] | None = None) -> list[dict[str, Any]]:
     """The spans of a text's type placeholders, in text order; an overlap placeholder (@CHEM-GENE$)
     yields two entities with one span (as @DRUG-DRUG$ in DDI), each of its parts passed through
     `expand` (BLURB abbreviates them: CHEM -> CHEMICAL) where given."""
