@@ -47,6 +47,19 @@ def test_fp32_graph_gives_the_torch_scores_and_the_same_entities(exported):
     assert onnx.backend == "onnx" and onnx.predict(TEXTS) == torch_out
 
 
+def test_the_threads_setting_reaches_the_onnx_session(exported):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)  # the session is made before the runner applies the setting to torch
+        chosen = Predictor.load(exported, backend="onnx", settings={"threads": 1}).runner.backend.session
+        assert chosen.get_session_options().intra_op_num_threads == 1
+        torch.set_num_threads(2)
+        default = Predictor.load(exported, backend="onnx").runner.backend.session
+        assert default.get_session_options().intra_op_num_threads == 2  # as many as torch had
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_int8_graph_runs_and_returns_spans_of_the_text(exported):
     results = Predictor.load(exported, backend="onnx-int8").predict(TEXTS)
     assert len(results) == len(TEXTS) and results[1] == []

@@ -179,8 +179,9 @@ class OnnxForward:
         return torch.from_numpy(self.scores(batch)), batch["word_mask"]
 
 
-def load_backend(model_dir: str | Path, backend: str, model: BlurbModel) -> OnnxForward | None:
-    """The forward pass `backend` names for this model directory (None: the torch model itself)."""
+def load_backend(model_dir: str | Path, backend: str, model: BlurbModel, threads: int | None = None) -> OnnxForward | None:
+    """The forward pass `backend` names for this model directory (None: the torch model itself);
+    threads: ONNX Runtime's intra-op threads (default: as many as torch uses)."""
     if backend == "torch":
         return None
     if backend not in FILES:
@@ -203,4 +204,4 @@ def load_backend(model_dir: str | Path, backend: str, model: BlurbModel) -> Onnx
     if source != weights_digest(model_dir):
         raise BlurbkitError(f"the ONNX export was made from other weights than this model's; {again}",
                             path=model_dir / EXPORT_DIR)
-    return OnnxForward(model_dir / EXPORT_DIR / name, name=backend)
+    return OnnxForward(model_dir / EXPORT_DIR / name, threads=threads, name=backend)

@@ -58,7 +58,8 @@ class Predictor:
         if backend != "torch":
             from blurbkit.inference.onnx import load_backend
 
-            forward = load_backend(model_dir, backend, model)
+            threads = (options.get("settings") or {}).get("threads")  # the session is made now, before the runner
+            forward = load_backend(model_dir, backend, model, threads=threads)
         return cls(model, tokenizer, backend=forward, **options)
 
     def predict(self, inputs: Sequence[str | dict[str, Any]]) -> list[Any]:
