@@ -101,3 +101,15 @@ def test_a_dataset_trained_on_locally_deviating_data_is_labelled_in_the_table():
     assert any(line.startswith("| EBM PICO (LOCAL DEVIATION) | 70.00") for line in table)
     assert "| **BLURB score** | **70.00** (with the LOCAL DEVIATION of EBM PICO) |" in "\n".join(table)
     assert table[-1].startswith("LOCAL DEVIATION: EBM PICO not trained or scored on the published data")
+
+
+def test_failed_runs_left_out_of_a_complete_table_are_named_beside_the_blurb_score():
+    from blurbkit.experiments.benchmark import blurb_table
+    from blurbkit.tasks.registry import blurb_datasets
+
+    cells = {spec.name: {"mean": 70.0, "std": 1.0, "n": 5, "notes": []} for spec in blurb_datasets()}
+    cells["biosses"]["n"] = 8
+    table = blurb_table(cells, "this run", "full", {"biosses": 2})
+    assert "| BIOSSES | 70.00 ± 1.00 (n=8, 2 failed) |" in table
+    assert "| **BLURB score** | **70.00** (failed runs left out of the means: BIOSSES 2) |" in table
+    assert "sample std (n-1)" in table and "failed runs left out" not in blurb_table(cells, "this run", "full")

@@ -53,6 +53,28 @@ def test_the_best_mean_dev_score_wins_and_ties_go_to_the_first_point():
     assert choose(protocol, {}) is None
 
 
+def test_a_point_with_an_errored_selection_run_ranks_below_every_complete_point():
+    protocol = DatasetProtocol.make(FinetuneConfig("gad"), parse_grid("lr=1e-5,3e-5,5e-5;bs=8;epochs=1"))
+    key = '{{"batch_size": 8, "epochs": 1, "lr": {}}}'.format
+    dev = {key(1e-05): [0.5, 0.5], key(3e-05): [0.6, 0.6], key(5e-05): [0.9]}  # 5e-5: one seed diverged
+    assert choose(protocol, dev)[0]["lr"] == 5e-5
+    assert choose(protocol, dev, {key(5e-05): 1}) == ({"lr": 3e-5, "batch_size": 8, "epochs": 1}, 0.6)
+    only_partial = {key(5e-05): [0.9]}
+    assert choose(protocol, only_partial, {key(5e-05): 1})[0]["lr"] == 5e-5  # still better than no choice
+
+
+def test_quick_full_protocol_searches_the_quick_grid_around_the_budget():
+    from blurbkit.cli.benchmark_full import protocols_from_args
+    from blurbkit.cli.main import build_parser
+
+    args = build_parser().parse_args(["benchmark", "--protocol", "full", "--quick", "--datasets", "biosses,gad"])
+    biosses, gad = protocols_from_args(args, {})
+    assert biosses.grid == grid_for("biosses", protocol="quick") and biosses.grid.epochs == (15,)
+    assert gad.grid.lr == (5e-5, 1e-4) and gad.grid.selection_seeds == 2
+    args = build_parser().parse_args(["benchmark", "--protocol", "full", "--datasets", "biosses"])
+    assert protocols_from_args(args, {})[0].grid == grid_for("biosses")
+
+
 def test_wall_time_waits_for_the_search_before_the_test_runs():
     # one dataset: two 10 s search runs, then two 5 s test runs; on 2 slots 10 + 5, on 1 slot 30
     assert simulate([([10, 10], [5, 5])], 2) == 15

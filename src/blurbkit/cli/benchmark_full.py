@@ -37,9 +37,9 @@ def protocols_from_args(args: argparse.Namespace, overrides: dict) -> list:
     protocols = []
     for name in resolve_datasets(args.datasets):
         base = config_from_args(args, name, 0, None).replace(progress=False)  # paths: driver.portable
-        if args.quick:
+        if args.quick:  # the budget's data sizes; its grid is grids.toml [quick.*], around the budget's recipe
             base = apply_budget(base, budget_profile("quick", name))
-        protocols.append(DatasetProtocol.make(base, overrides, args.seeds))
+        protocols.append(DatasetProtocol.make(base, overrides, args.seeds, protocol="quick" if args.quick else "full"))
     return protocols
 
 

@@ -313,8 +313,14 @@ def blurb_table(per_dataset: dict[str, dict[str, Any]], label: str, budget: str,
     score = f"**{statistics.fmean(group_means.values()):.2f}**" if complete else "— (needs all 13)"
     if complete and deviating:
         score += f" (with the {DEVIATION} of {', '.join(deviating)})"
+    lost = {get_dataset(name).title: n for name, n in failed.items() if n}
+    if complete and lost:
+        score += f" (failed runs left out of the means: {', '.join(f'{t} {n}' for t, n in lost.items())})"
     refs = " | ".join(f"**{references[m]['blurb']:.2f}**" for m in references)
     lines.append(f"| **BLURB score** | {score} | {refs} |")
+    lines.append("")
+    lines.append("Cells: test mean ± sample std (n-1) over the seeds that finished (n); a failed run (an error, e.g. a "
+                 "diverged loss) is counted beside the mean, not in it.")
     if budget != "full":
         lines.append("")
         lines.append(f"BUDGET RUN ({budget}): small training subsets and few epochs on CPU; not comparable to the papers' numbers.")

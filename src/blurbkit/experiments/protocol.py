@@ -105,9 +105,11 @@ class DatasetProtocol:
     base: FinetuneConfig
 
     @classmethod
-    def make(cls, base: FinetuneConfig, overrides: dict[str, Any] | None = None, test_seeds: int | None = None) -> DatasetProtocol:
+    def make(cls, base: FinetuneConfig, overrides: dict[str, Any] | None = None, test_seeds: int | None = None,
+             protocol: str = "full") -> DatasetProtocol:
+        """protocol: the grids.toml table ("full"; "quick" around the budget runs' recipe)."""
         spec = get_dataset(base.dataset)
-        return cls(spec.name, grid_for(spec.name, overrides), test_seeds or spec.seeds, base)
+        return cls(spec.name, grid_for(spec.name, overrides, protocol), test_seeds or spec.seeds, base)
 
     def config(self, point: dict[str, Any], seed: int) -> FinetuneConfig:
         return self.base.replace(seed=seed, **point)
@@ -128,15 +130,29 @@ def point_of(config: FinetuneConfig) -> dict[str, Any]:
     return {"lr": config.lr, "batch_size": config.batch_size, "epochs": config.epochs}
 
 
-def choose(protocol: DatasetProtocol, dev_scores: dict[str, list[float]]) -> tuple[dict[str, Any], float] | None:
+def choose(protocol: DatasetProtocol, dev_scores: dict[str, list[float]],
+           errored: dict[str, int] | None = None) -> tuple[dict[str, Any], float] | None:
     """The point with the best mean dev score (`dev_scores`: point JSON -> scores of its finished
-    search runs), and that mean; None when no point has a finished run."""
-    best = None
+    search runs), and that mean; None when no point has a finished run. A point with a selection
+    run that errored (`errored`: point JSON -> count; a diverged loss, mostly at the largest
+    learning rate) ranks below every point whose runs all finished: its mean over the seeds that
+    survived would flatter the least stable point. Ties go to the first point in grid order."""
+    best, best_rank = None, None
     for point in protocol.grid.points():
-        scores = dev_scores.get(json.dumps(point, sort_keys=True))
-        if scores and (best is None or statistics.fmean(scores) > best[1]):
-            best = (point, statistics.fmean(scores))
+        key = json.dumps(point, sort_keys=True)
+        scores = dev_scores.get(key)
+        if not scores:
+            continue
+        rank = (not (errored or {}).get(key), statistics.fmean(scores))
+        if best_rank is None or rank > best_rank:
+            best, best_rank = (point, rank[1]), rank
     return best
+
+
+SELECTION_RULE = ("dev = mean over the selection seeds of the chosen point; a point with an errored selection run "
+                  "ranks below every complete point; ties go to the first point in grid order (lr, batch, epochs "
+                  "ascending); the chosen point's first test seeds are its selection runs (tasks/grids.toml); "
+                  "test = mean ± sample std (n-1) over the test seeds that finished, failed runs counted beside")
 
 
 def chosen_table(chosen: dict[str, tuple[dict[str, Any], float]], per_dataset: dict[str, dict[str, Any]],
@@ -150,7 +166,7 @@ def chosen_table(chosen: dict[str, tuple[dict[str, Any], float]], per_dataset: d
         test = f"{cell['mean']:.2f} ± {cell['std']:.2f} (n={cell['n']}{lost})" if cell else f"—{lost}"
         lines.append(f"| {get_dataset(name).title} | {point['lr']:g} | {point['batch_size']} | {point['epochs']} "
                      f"| {100 * dev:.2f} | {test} |")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", SELECTION_RULE + "."])
 
 
 def describe(protocols: Sequence[DatasetProtocol]) -> str:

@@ -1,5 +1,5 @@
 """The search study (`blurbkit ablate --study search`, the stability paper's Table 9 shape): per
-dataset the published recipe against the dev-selected hyperparameter grid, without and with
+dataset blurbkit's default recipe against the dev-selected hyperparameter grid, without and with
 stabilisation, every method over the same test seeds.
 
 A searched variant (`ablation.Variant.searched`) runs in two stages, both through `Benchmark` (in
@@ -9,9 +9,10 @@ its own first stage is stored, ahead of the other datasets' grids:
      selection seeds, stored under the variant `NAME/select`, so no table mixes them with test runs;
   2. test: the study's test seeds on the point with the best mean dev score (`protocol.choose`),
      with the variant's test-only overrides, stored under `NAME`.
-Selection seeds start at FIRST_SELECTION_SEED: the test runs are never the runs their point was
-chosen on (their dev luck would bias the test mean and hide failed runs), and they are the seeds
-of the `standard` column. Run again, the study trains nothing stored: the choice is made again
+Selection seeds start at FIRST_SELECTION_SEED: a study that compares methods keeps its test runs
+apart from the runs their point was chosen on (their dev luck would favour the searched columns),
+and they are the seeds of the `standard` column. (`benchmark --protocol full`, which scores one
+encoder, reuses its selection runs as its first test seeds to save runs, and says so under its table.) Run again, the study trains nothing stored: the choice is made again
 from the same stored dev scores, and the test runs on that point are in the store.
 """
 
@@ -125,7 +126,7 @@ def choose_point(search: Search, rows_by_key: dict[str, dict[str, Any]], key_of:
             errored[point] = errored.get(point, 0) + 1
         else:
             dev.setdefault(point, []).append(row["dev_score"])
-    best = None if missing else choose(search.protocol, dev)
+    best = None if missing else choose(search.protocol, dev, errored)
     return Choice(search, dev, errored, missing, best)
 
 

@@ -59,6 +59,7 @@ class Sweep(Driver):
         self.protocols = {p.dataset: p for p in protocols}
         self.search_left: dict[str, set[str]] = defaultdict(set)
         self.dev: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+        self.errored: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # failed selection runs per point
         self.stored = {r["run_key"]: r for r in self.store.rows(study=STUDY, model=self.model_label, budget=self.budget)}
         self.seen: set[str] = set()
         self.points: dict[str, str] = {}  # digest -> grid point (JSON) of the search runs
@@ -117,7 +118,7 @@ class Sweep(Driver):
         self.submit(Job(task, p.dataset, payload=search))
 
     def _choose(self, p: DatasetProtocol) -> None:
-        best = choose(p, self.dev[p.dataset])
+        best = choose(p, self.dev[p.dataset], self.errored[p.dataset])
         if best is None:
             self.bar.line(f"blurbkit: {p.dataset}: no search run finished; no test runs")
             self.bar.drop(p.dataset, max(0, p.test_seeds - p.grid.selection_seeds))
@@ -148,6 +149,8 @@ class Sweep(Driver):
     def failed(self, job: Job, outcome: RunOutcome) -> None:
         self.result.executed += 1
         self.store_failed(job, outcome)
+        if job.payload and outcome.digest in self.points:
+            self.errored[job.dataset][self.points[outcome.digest]] += 1
         self._search_done(job.dataset, outcome.digest, job.payload)
 
     def _store(self, dataset: str, key: RunKey, metrics: dict[str, Any], out: Path | None, search: bool,

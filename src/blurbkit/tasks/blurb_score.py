@@ -17,7 +17,7 @@ from blurbkit.tasks.registry import blurb_datasets
 
 
 def blurb_groups() -> dict[str, list[str]]:
-    """blurb_group -> dataset names, in datasets.toml order (groups from tasks/task_types.toml)."""
+    """blurb_group -> dataset names, in datasets.toml order (each task type names its `blurb_group`, tasks/types/)."""
     groups: dict[str, list[str]] = {}
     for spec in blurb_datasets():
         groups.setdefault(spec.task.blurb_group, []).append(spec.name)
