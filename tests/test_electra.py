@@ -99,6 +99,22 @@ def test_samples_follow_the_collators_uniforms_whatever_the_batch_split(setup):
     assert not torch.equal(collate(rows[[4]], [4], 1, masking, 0.15)["sample_uniform"][:2], alone["sample_uniform"][:2])
 
 
+def test_the_generator_input_is_corrupted_as_in_electra_not_bert(setup, tmp_path, monkeypatch):
+    """85 % [MASK], 15 % kept, no random tokens (ELECTRA's pretrain_helpers.mask), through the trainer."""
+    from blurbkit.pretrain.objectives.electra import ElectraCollator
+
+    seen = []
+    original = ElectraCollator.__call__
+
+    def spy(self, rows, indices, epoch, masking, rate):
+        seen.append((masking.mask_fraction, masking.random_fraction))
+        return original(self, rows, indices, epoch, masking, rate)
+
+    monkeypatch.setattr(ElectraCollator, "__call__", spy)
+    pretrain(_cfg(setup, tmp_path / "out", max_steps=1))
+    assert seen and set(seen) == {(0.85, 0.0)}
+
+
 def test_embeddings_are_one_tensor_and_the_generator_is_smaller():
     objective, pair = _pair()
     gen, disc = pair.generator, pair.discriminator

@@ -178,6 +178,11 @@ def model_digest(budget: Budget, setting: Setting, steps: int, cache_meta: dict[
     signature, not path), the objective and the steps."""
     values = asdict(budget) | {"corpus": cache_meta["corpus"], "tokenizer": cache_meta["tokenizer"],
                                 "objective": setting.objective, "setting_steps": steps}
+    from blurbkit.pretrain.objectives import get_objective
+
+    objective = get_objective(setting.objective)
+    if (objective.mask_fraction, objective.random_fraction) != (0.8, 0.1):  # BERT's split keeps earlier digests
+        values["corruption"] = [objective.mask_fraction, objective.random_fraction]
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 

@@ -180,7 +180,8 @@ def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
     run = Run(cfg, accelerator, objective, tokenizer, module, optimizer,
               warmup_linear_decay(optimizer, total_steps, warmup), cache, examples, order,
               objective.collator(tokenizer, cache, cfg.max_length, cfg.seed),
-              MaskingConfig(rate=cfg.mask_rate, whole_word=cfg.masking == "whole-word"), total_steps, warmup, signature, out)
+              MaskingConfig(rate=cfg.mask_rate, whole_word=cfg.masking == "whole-word", mask_fraction=objective.mask_fraction,
+                            random_fraction=objective.random_fraction), total_steps, warmup, signature, out)
     _resume(run)
     run.module, run.optimizer = accelerator.prepare(run.module, run.optimizer)
     if accelerator.is_main_process:

@@ -21,6 +21,9 @@ class Objective:
     """Defaults fit any objective trained on the MLM collator's masked batches."""
 
     name: str = ""  # set by get_objective to the registered name
+    # How the masked positions are corrupted: BERT's 80 % [MASK], 10 % a random token, 10 % kept.
+    mask_fraction: float = 0.8
+    random_fraction: float = 0.1
 
     def configure(self, cfg: Any) -> None:
         """Read this objective's options from the PretrainConfig; refuse bad ones with one

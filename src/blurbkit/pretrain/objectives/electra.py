@@ -163,6 +163,10 @@ class ElectraCollator(Collator):
 class Electra(Objective):
     generator_size: float = 0.25
     rtd_weight: float = 50.0
+    # The generator's input as in the ELECTRA code (pretrain_helpers.mask): 85 % [MASK], 15 % kept,
+    # no random tokens; the discriminator learns to spot the generator's replacements instead.
+    mask_fraction: float = 0.85
+    random_fraction: float = 0.0
 
     def configure(self, cfg: Any) -> None:
         check_generator_size(cfg.generator_size)
@@ -200,4 +204,5 @@ class Electra(Objective):
         return module.inner.discriminator
 
     def signature(self) -> dict[str, Any]:
-        return {"objective": self.name, "generator_size": self.generator_size, "rtd_weight": self.rtd_weight}
+        return {"objective": self.name, "generator_size": self.generator_size, "rtd_weight": self.rtd_weight,
+                "corruption": [self.mask_fraction, self.random_fraction]}
