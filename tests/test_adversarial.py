@@ -40,13 +40,32 @@ def test_perturbation_stays_within_epsilon():
 
     clean = predict()
     for epsilon, steps, step_size in ((0.05, 3, 1.0), (1e-5, 1, 1e-3), (0.5, 5, 0.2)):
-        adversary = Adversary(embeddings, AdversarialConfig(epsilon=epsilon, steps=steps, step_size=step_size))
+        # L2: each token's norm within epsilon
+        adversary = Adversary(embeddings, AdversarialConfig(epsilon=epsilon, steps=steps, step_size=step_size, norm="l2"))
         delta = adversary.perturbation(predict, clean, embedding_shape(batch["input_ids"], embeddings))
         norms = delta.norm(dim=-1)
         assert delta.shape == (3, 10, 16)
         assert float(norms.max()) <= epsilon * (1 + 1e-5), (epsilon, float(norms.max()))
         if step_size >= epsilon:  # one normalised step already leaves the ball: every token sits on its edge
             assert float(norms.min()) == pytest.approx(epsilon, rel=1e-4)
+        # L-infinity (ALUM, the default): every coordinate within epsilon
+        adversary = Adversary(embeddings, AdversarialConfig(epsilon=epsilon, steps=steps, step_size=step_size))
+        delta = adversary.perturbation(predict, clean, embedding_shape(batch["input_ids"], embeddings))
+        assert float(delta.abs().max()) <= epsilon * (1 + 1e-6)  # (float32)
+        if step_size >= epsilon:  # the step's largest coordinate alone leaves the ball: each token has one on the edge
+            assert torch.allclose(delta.abs().amax(dim=-1), torch.full((3, 10), epsilon))
+
+
+def test_the_linf_ascent_follows_alums_algorithm_on_a_hand_made_gradient():
+    from blurbkit.runtime.adversarial import ascent_direction, project
+
+    grad = torch.tensor([[[0.2, -0.4, 0.1, 0.0]]])
+    step = ascent_direction(grad)  # g / ||g||_inf
+    assert torch.allclose(step, torch.tensor([[[0.5, -1.0, 0.25, 0.0]]]))
+    delta = project(torch.tensor([[[0.001, 0.0, -0.003, 0.0]]]) + 0.004 * step, 0.003)
+    assert torch.allclose(delta, torch.tensor([[[0.003, -0.003, -0.002, 0.0]]]))  # clipped per coordinate
+    l2 = project(torch.tensor([[[3.0, 4.0, 0.0, 0.0]]]), 1.0, "l2")
+    assert torch.allclose(l2, torch.tensor([[[0.6, 0.8, 0.0, 0.0]]]))
 
 
 def test_loss_includes_the_symmetric_kl():

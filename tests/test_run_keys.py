@@ -4,6 +4,8 @@ so stored runs of earlier sessions are still found and skipped."""
 
 from __future__ import annotations
 
+import json
+
 from blurbkit.experiments.benchmark import run_key
 from blurbkit.train.config import FinetuneConfig
 
@@ -32,6 +34,10 @@ def test_adversarial_fields_stay_out_of_the_key_at_their_defaults():
     adversarial = run_key("benchmark", "standard", base.replace(adversarial=True), "m", "full")
     assert adversarial != key
     assert run_key("benchmark", "standard", base.replace(adversarial=True, adv_epsilon=1e-3), "m", "full") != adversarial
+    # An adversarial key names its ball: runs stored before adv_norm existed (L2) are not taken for L-infinity ones.
+    assert json.loads(adversarial.hyperparameters)["adv_norm"] == "inf"
+    assert run_key("benchmark", "standard", base.replace(adversarial=True, adv_norm="l2"), "m", "full") != adversarial
+    assert run_key("benchmark", "standard", base.replace(adv_norm="l2"), "m", "full") != key  # (not adversarial: a plain option)
 
 
 def test_new_options_at_their_defaults_keep_the_key_and_other_values_change_it():

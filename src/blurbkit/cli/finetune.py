@@ -105,6 +105,7 @@ def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Pat
         adv_steps=args.adv_steps,
         adv_step_size=args.adv_step_size,
         adv_alpha=args.adv_alpha,
+        adv_norm=args.adv_norm,
         bias_correction=not args.no_bias_correction,
         patience=args.patience,
         min_epochs=args.min_epochs,
@@ -147,7 +148,9 @@ def add_adversarial_options(parser: argparse.ArgumentParser, what: str, alpha: f
     """--adversarial and its settings (runtime/adversarial.py), shared by finetune and pretrain."""
     parser.add_argument("--adversarial", action="store_true",
                         help=f"{what}: perturb the token embeddings, add the symmetric KL to the loss")
-    parser.add_argument("--adv-epsilon", type=float, default=1e-5, help="--adversarial: per-token L2 radius (default 1e-5)")
+    parser.add_argument("--adv-epsilon", type=float, default=1e-5, help="--adversarial: per-token radius (default 1e-5)")
+    parser.add_argument("--adv-norm", choices=["inf", "l2"], default="inf",
+                        help="--adversarial: the radius bounds every coordinate (inf, ALUM's; default) or each token's L2 norm")
     parser.add_argument("--adv-steps", type=int, default=1, help="--adversarial: ascent steps (default 1)")
     parser.add_argument("--adv-step-size", type=float, default=1e-3, help="--adversarial: ascent step size (default 1e-3)")
     parser.add_argument("--adv-alpha", type=float, default=alpha, help=f"--adversarial: weight of the KL term (default {alpha:g})")

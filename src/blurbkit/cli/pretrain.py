@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         mask_rate=args.mask_rate, masking=args.masking, mask_schedule=args.mask_schedule,
         objective=objective, nsp=args.nsp, generator_size=args.generator_size, rtd_weight=args.rtd_weight,
         adversarial=args.adversarial, adv_epsilon=args.adv_epsilon, adv_steps=args.adv_steps,
-        adv_step_size=args.adv_step_size, adv_alpha=args.adv_alpha,
+        adv_step_size=args.adv_step_size, adv_alpha=args.adv_alpha, adv_norm=args.adv_norm,
         packing=not args.no_packing, seed=args.seed, save_every=args.save_every, keep_checkpoints=args.keep_checkpoints,
         log_every=args.log_every, resume=not args.no_resume, max_minutes=args.max_minutes, stop_after=args.stop_after,
         max_docs=args.max_docs, cache_dir=args.cache_dir, mixed_precision=args.mixed_precision,

@@ -45,6 +45,7 @@ class PretrainConfig:
     adv_steps: int = 1
     adv_step_size: float = 1e-3
     adv_alpha: float = 10.0  # ALUM's weight for pretraining
+    adv_norm: str = "inf"  # ALUM's L-infinity ball ("l2": each token's norm)
     nsp: bool = False  # legacy spelling of objective="mlm_nsp"
     packing: bool = True
     seed: int = 42

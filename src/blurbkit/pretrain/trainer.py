@@ -242,7 +242,8 @@ def adversarial_config(cfg: PretrainConfig):
         return None
     from blurbkit.runtime.adversarial import AdversarialConfig
 
-    return AdversarialConfig(epsilon=cfg.adv_epsilon, steps=cfg.adv_steps, step_size=cfg.adv_step_size, alpha=cfg.adv_alpha)
+    return AdversarialConfig(epsilon=cfg.adv_epsilon, steps=cfg.adv_steps, step_size=cfg.adv_step_size, alpha=cfg.adv_alpha,
+                             norm=cfg.adv_norm)
 
 
 def pretrain(cfg: PretrainConfig) -> dict[str, Any]:

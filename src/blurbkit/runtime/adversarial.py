@@ -3,10 +3,13 @@ by pretraining (``blurbkit pretrain --adversarial``) and fine-tuning (``finetune
 
 For a batch: start from a small random perturbation ``delta`` of the token embeddings, take
 ``steps`` ascent steps along the gradient of the divergence between clean and perturbed predictions
-(each step normalised per token, then projected back into the epsilon-ball: ``||delta_t|| <= eps``
-for every token t), and add ``alpha * symmetric KL(clean, perturbed)`` to the loss. The model sees
-the perturbation through a forward hook on its token-embedding layer, so any Hugging Face encoder
-works unchanged. Defaults are ALUM's: eps 1e-5, one step of size 1e-3, init std 1e-5.
+(each step normalised per token, then projected back into the epsilon-ball of every token t), and
+add ``alpha * symmetric KL(clean, perturbed)`` to the loss. The model sees the perturbation through
+a forward hook on its token-embedding layer, so any Hugging Face encoder works unchanged. Defaults
+are ALUM's (Algorithm 1): the L-infinity ball (``|delta_t,i| <= eps`` for every coordinate; steps
+normalised by the gradient's largest coordinate), eps 1e-5, one step of size 1e-3, init std 1e-5.
+``norm="l2"`` bounds each token's L2 norm instead (what blurbkit did before; a ball sqrt(dim) times
+smaller at the same eps).
 """
 
 from __future__ import annotations
@@ -20,16 +23,21 @@ from torch import nn
 
 from blurbkit.errors import BlurbkitError
 
+NORMS = ("inf", "l2")
+
 
 @dataclass(frozen=True)
 class AdversarialConfig:
-    epsilon: float = 1e-5  # radius of the per-token L2 ball
+    epsilon: float = 1e-5  # radius of the per-token ball
     steps: int = 1  # ascent steps
     step_size: float = 1e-3
     alpha: float = 1.0  # weight of the symmetric KL in the loss (ALUM: 10 pretraining, 1 fine-tuning)
     init_std: float = 1e-5
+    norm: str = "inf"  # the ball: "inf" (ALUM: every coordinate within eps) or "l2" (each token's norm)
 
     def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise BlurbkitError(f"--adv-norm {self.norm!r}: one of {', '.join(NORMS)}")
         if not self.epsilon > 0:
             raise BlurbkitError(f"--adv-epsilon {self.epsilon}: the perturbation radius must be positive")
         if self.steps < 1:
@@ -54,10 +62,18 @@ def symmetric_kl(p_logits: torch.Tensor, q_logits: torch.Tensor, mask: torch.Ten
     return per.mean() if per.numel() else per.sum()
 
 
-def project(delta: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """Each token's perturbation scaled back into the L2 ball of radius epsilon."""
-    norm = delta.norm(dim=-1, keepdim=True)
-    return delta * torch.clamp(epsilon / (norm + 1e-12), max=1.0)
+def project(delta: torch.Tensor, epsilon: float, norm: str = "inf") -> torch.Tensor:
+    """Each token's perturbation back into its ball of radius epsilon: every coordinate clipped
+    (L-infinity) or the vector scaled down (L2)."""
+    if norm == "inf":
+        return delta.clamp(-epsilon, epsilon)
+    return delta * torch.clamp(epsilon / (delta.norm(dim=-1, keepdim=True) + 1e-12), max=1.0)
+
+
+def ascent_direction(grad: torch.Tensor, norm: str = "inf") -> torch.Tensor:
+    """The gradient normalised per token by its dual size: largest coordinate (L-infinity) or L2 norm."""
+    size = grad.abs().amax(dim=-1, keepdim=True) if norm == "inf" else grad.norm(dim=-1, keepdim=True)
+    return grad / (size + 1e-12)
 
 
 class Adversary:
@@ -82,7 +98,7 @@ class Adversary:
                      mask: torch.Tensor | None = None) -> torch.Tensor:
         """The ascent: a perturbation of `shape` inside the epsilon-ball that raises the divergence."""
         cfg = self.config
-        delta = project(torch.randn(shape, device=clean.device) * cfg.init_std, cfg.epsilon)
+        delta = project(torch.randn(shape, device=clean.device) * cfg.init_std, cfg.epsilon, cfg.norm)
         clean = clean.detach()
         for _ in range(cfg.steps):
             delta.requires_grad_(True)
@@ -91,8 +107,8 @@ class Adversary:
             (grad,) = torch.autograd.grad(divergence, delta, allow_unused=True)
             if grad is None:
                 grad = torch.zeros_like(delta)
-            step = grad / (grad.norm(dim=-1, keepdim=True) + 1e-12)
-            delta = project(delta.detach() + cfg.step_size * step, cfg.epsilon)
+            step = ascent_direction(grad, cfg.norm)
+            delta = project(delta.detach() + cfg.step_size * step, cfg.epsilon, cfg.norm)
         return delta.detach()
 
     def divergence(self, predict: Callable[[], torch.Tensor], clean: torch.Tensor, delta: torch.Tensor,

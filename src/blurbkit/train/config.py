@@ -67,6 +67,7 @@ class Hyperparams:
     adv_steps: int = 1
     adv_step_size: float = 1e-3
     adv_alpha: float = 1.0
+    adv_norm: str = "inf"  # the perturbation's ball; in the key of every adversarial run (see key_options)
     # Optimisation adjustments (SPEC §4); at their defaults left out of run keys (ADDED_LATER below).
     bias_correction: bool = True  # False: Adam without bias correction (the original BERT optimizer)
     patience: int | None = None  # stop when dev has not improved for this many epochs (best epoch kept)
@@ -119,11 +120,17 @@ class Hyperparams:
 # they are left out of a run's store key (experiments/benchmark.py) and checkpoint signature
 # (train/run.py), so the runs and checkpoints made before them still match.
 ADDED_LATER = {"bias_correction": True, "patience": None, "min_epochs": None, "final_on_train_dev": False,
-               "adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0}
+               "adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0,
+               "adv_norm": "inf"}
 
 
 def without_added_defaults(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+    kept = {k: v for k, v in options.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
+    if options.get("adversarial") and "adv_norm" in options:
+        # Adversarial runs stored before adv_norm existed used the L2 ball: an adversarial run's key
+        # always names its ball, so none of them is taken for an L-infinity run.
+        kept["adv_norm"] = options["adv_norm"]
+    return kept
 
 
 @dataclass(frozen=True)

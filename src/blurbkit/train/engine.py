@@ -83,7 +83,7 @@ def adversary(model: BlurbModel, hyper: Hyperparams) -> Adversary | None:
     if not hyper.adversarial:
         return None
     config = AdversarialConfig(epsilon=hyper.adv_epsilon, steps=hyper.adv_steps, step_size=hyper.adv_step_size,
-                               alpha=hyper.adv_alpha)
+                               alpha=hyper.adv_alpha, norm=hyper.adv_norm)
     return Adversary(model.encoder.get_input_embeddings(), config)
 
 

@@ -150,7 +150,7 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
         raise BlurbkitError(f"--checkpoint-every must be at least 1 (got {config.checkpoint_every})")
     if config.adversarial:  # its settings are refused before any data is read
         AdversarialConfig(epsilon=config.adv_epsilon, steps=config.adv_steps, step_size=config.adv_step_size,
-                          alpha=config.adv_alpha)
+                          alpha=config.adv_alpha, norm=config.adv_norm)
         featurizer = config.choices.featurizer
         if featurizer and hasattr(FEATURIZERS.get(featurizer), "encoder_inputs"):  # perturbations are shaped by the batch's rows
             raise BlurbkitError(f"--adversarial does not combine with featurizer {featurizer!r} (it re-arranges the encoder's rows)")
