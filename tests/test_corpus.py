@@ -10,7 +10,7 @@ import pytest
 from blurbkit.cli.main import main
 from blurbkit.errors import BlurbkitError
 from blurbkit.pretrain.corpus import build_corpus, iter_documents
-from blurbkit.pretrain.select import TermMatcher, load_topic_terms, select_corpus
+from blurbkit.pretrain.select import TermMatcher, load_topic_terms, select_corpus, topic_parts
 from blurbkit.pretrain.testsets import TestIndex
 from blurbkit.pretrain.text import normalize, split_sentences, text_key
 
@@ -116,6 +116,20 @@ def test_select_topic(tmp_path):
     terms = load_topic_terms("drug")
     assert "clonidine" in terms and "naloxone" in terms
     assert len(load_topic_terms("chemical+protein")) > len(load_topic_terms("chemical"))
+    # chemical+protein keeps only documents that mention both kinds (ChemProt's pairs)
+    docs = tmp_path / "cp.jsonl"
+    docs.write_text("".join(json.dumps({"id": str(n), "text": t}) + "\n" for n, t in enumerate([
+        "Aspirin and ibuprofen and aspirin again with naloxone.",  # chemicals only
+        "Insulin receptor and BRCA1 bind p53 and BRCA1.",  # proteins (insulin is in both lists)
+        "Naloxone and aspirin blocked BRCA1 and p53 in cells.",  # both
+    ])), encoding="utf-8")
+    parts = topic_parts("chemical+protein")
+    assert len(parts) == 2
+    both = select_corpus([docs], tmp_path / "both.jsonl", [t for p in parts for t in p], every_part=parts)
+    either = select_corpus([docs], tmp_path / "either.jsonl", load_topic_terms("chemical+protein"))
+    assert both["every_part"] and both["documents_kept"] < either["documents_kept"]
+    assert "blocked BRCA1" in (tmp_path / "both.jsonl").read_text("utf-8")
+    assert "Aspirin and ibuprofen" not in (tmp_path / "both.jsonl").read_text("utf-8")
     report = select_corpus([folder], tmp_path / "drug.jsonl", terms, min_hits=3, min_distinct=2)
     assert 0 < report["documents_kept"] < report["documents_read"]
     user = tmp_path / "terms.txt"

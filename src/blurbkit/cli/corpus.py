@@ -67,10 +67,12 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_select(args: argparse.Namespace) -> int:
     from blurbkit.fileio import write_json
-    from blurbkit.pretrain.select import load_topic_terms, select_corpus
+    from blurbkit.pretrain.select import select_corpus, topic_parts
 
-    terms = load_topic_terms(args.topic)
-    report = select_corpus(args.corpus, args.out, terms, min_hits=args.min_hits, min_distinct=args.min_distinct)
+    parts = topic_parts(args.topic)
+    terms = [term for part in parts for term in part]
+    report = select_corpus(args.corpus, args.out, terms, min_hits=args.min_hits, min_distinct=args.min_distinct,
+                           every_part=parts if len(parts) > 1 else ())
     report["topic"] = args.topic
     write_json(_report_path(args), report)
     print(f"kept {report['documents_kept']} of {report['documents_read']} documents "

@@ -19,7 +19,7 @@ import re
 import tarfile
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -108,17 +108,28 @@ def write_terms(path: str | Path, terms: list[str], header: str) -> None:
 
 def load_topic_terms(topic: str) -> list[str]:
     """A built-in topic's terms, or the terms of a user file (one a line, # comments)."""
-    if topic in TOPIC_SOURCES:
-        lines = []
-        for part in topic.split("+"):  # chemical+protein = the union of the shipped lists
-            lines += resources.files("blurbkit.pretrain").joinpath(f"terms_{part}.txt").read_text("utf-8").splitlines()
-    else:
-        path = Path(topic)
-        if not path.is_file():
-            raise BlurbkitError(f"--topic {topic!r} is neither a built-in topic ({', '.join(TOPIC_SOURCES)}) nor a terms file")
-        from blurbkit.fileio import read_lines
+    return [term for part in topic_parts(topic) for term in part]
 
-        lines = read_lines(path)
+
+def topic_parts(topic: str) -> list[list[str]]:
+    """The term lists of a topic, one per part: chemical+protein has two (a document must mention
+    both kinds: ChemProt's relations are between a chemical and a protein), other topics one."""
+    if topic in TOPIC_SOURCES:
+        return [_terms(resources.files("blurbkit.pretrain").joinpath(f"terms_{part}.txt").read_text("utf-8").splitlines(),
+                       topic) for part in topic.split("+")]
+    return [_terms(_user_lines(topic), topic)]
+
+
+def _user_lines(topic: str) -> list[str]:
+    path = Path(topic)
+    if not path.is_file():
+        raise BlurbkitError(f"--topic {topic!r} is neither a built-in topic ({', '.join(TOPIC_SOURCES)}) nor a terms file")
+    from blurbkit.fileio import read_lines
+
+    return read_lines(path)
+
+
+def _terms(lines: list[str], topic: str) -> list[str]:
     terms = [" ".join(word_tokens(line)) for line in lines if line.strip() and not line.lstrip().startswith("#")]
     terms = [t for t in terms if t]
     if not terms:
@@ -153,8 +164,11 @@ class TermMatcher:
 
 
 def select_corpus(inputs: list[str | Path], out: str | Path, terms: list[str], *, min_hits: int = 3,
-                  min_distinct: int = 2) -> dict[str, Any]:
+                  min_distinct: int = 2, every_part: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
+    """Keep the documents with at least `min_hits` term hits of `min_distinct` terms, and, given
+    `every_part` (a topic's parts, `topic_parts`), a hit of every part."""
     matcher = TermMatcher(terms)
+    parts = [{tuple(t.split()) for t in part} for part in every_part]
     read = kept = words_kept = 0
     top_terms: Counter[str] = Counter()
     with corpus_writer(Path(out)) as write:
@@ -162,7 +176,7 @@ def select_corpus(inputs: list[str | Path], out: str | Path, terms: list[str], *
             read += 1
             words = [w for s in doc.sentences for w in word_tokens(s)]
             found = matcher.hits(words)
-            if sum(found.values()) >= min_hits and len(found) >= min_distinct:
+            if sum(found.values()) >= min_hits and len(found) >= min_distinct and all(p & found.keys() for p in parts):
                 write(doc)
                 kept += 1
                 words_kept += len(words)
@@ -173,5 +187,5 @@ def select_corpus(inputs: list[str | Path], out: str | Path, terms: list[str], *
         Path(out).unlink(missing_ok=True)
         raise BlurbkitError(f"no document of {read} matched the topic (min hits {min_hits}, distinct {min_distinct})")
     return {"documents_read": read, "documents_kept": kept, "words_kept": words_kept, "terms": len(matcher.terms),
-            "min_hits": min_hits, "min_distinct": min_distinct,
+            "min_hits": min_hits, "min_distinct": min_distinct, "every_part": len(parts) > 1,
             "most_frequent_terms": dict(top_terms.most_common(25))}
