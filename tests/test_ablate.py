@@ -75,3 +75,21 @@ def test_bad_ablations_fail_before_training(tiny_model, shared_data, tmp_path, c
     assert main(["finetune", "--dataset", "gad", "--transform", "markers", "--out", str(tmp_path / "y"), *options[:4]]) == 2
     assert "datasets that keep them: ddi, aimed" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("metrics.json"))
+
+
+def test_a_part_option_goes_to_the_variants_whose_parts_read_it():
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.experiments.ablation import build_grid, get_study
+    from blurbkit.train.config import FinetuneConfig
+
+    study = get_study("heads")
+
+    def make(options):
+        return lambda name, seed: FinetuneConfig(dataset=name, seed=seed, part_options=options)
+
+    grid, _ = build_grid(study, ["bc5chem"], list(study.variants), 1, make({"lstm_hidden": 8, "crf_lr_scale": 10.0}))
+    options = {variant: config.choices.part_options for variant, config in grid}
+    assert options == {"linear": {}, "bilstm": {"lstm_hidden": 8}, "crf": {"crf_lr_scale": 10.0},
+                       "bilstm+crf": {"lstm_hidden": 8, "crf_lr_scale": 10.0}}
+    with pytest.raises(BlurbkitError, match="part option\\(s\\) lstm_hiden read by no featurizer or head of this study"):
+        build_grid(study, ["bc5chem"], list(study.variants), 1, make({"lstm_hiden": 8}))

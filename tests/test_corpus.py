@@ -120,7 +120,7 @@ def test_select_topic(tmp_path):
     docs = tmp_path / "cp.jsonl"
     docs.write_text("".join(json.dumps({"id": str(n), "text": t}) + "\n" for n, t in enumerate([
         "Aspirin and ibuprofen and aspirin again with naloxone.",  # chemicals only
-        "Insulin receptor and BRCA1 bind p53 and BRCA1.",  # proteins (insulin is in both lists)
+        "Insulin receptor and BRCA1 bind p53 and BRCA1.",  # proteins only
         "Naloxone and aspirin blocked BRCA1 and p53 in cells.",  # both
     ])), encoding="utf-8")
     parts = topic_parts("chemical+protein")
@@ -129,7 +129,13 @@ def test_select_topic(tmp_path):
     either = select_corpus([docs], tmp_path / "either.jsonl", load_topic_terms("chemical+protein"))
     assert both["every_part"] and both["documents_kept"] < either["documents_kept"]
     assert "blocked BRCA1" in (tmp_path / "both.jsonl").read_text("utf-8")
-    assert "Aspirin and ibuprofen" not in (tmp_path / "both.jsonl").read_text("utf-8")
+    kept = (tmp_path / "both.jsonl").read_text("utf-8")
+    assert "Aspirin and ibuprofen" not in kept and "Insulin receptor" not in kept
+    shared = sorted(set(parts[0]) & set(parts[1]))  # in both lists: no evidence of either kind alone
+    assert shared
+    (tmp_path / "shared.jsonl").write_text(json.dumps({"id": "s", "text": f"{shared[0]} and BRCA1 and p53 and BRCA1."}) + "\n")
+    with pytest.raises(BlurbkitError, match="no document"):
+        select_corpus([tmp_path / "shared.jsonl"], tmp_path / "s.jsonl", [t for p in parts for t in p], every_part=parts)
     report = select_corpus([folder], tmp_path / "drug.jsonl", terms, min_hits=3, min_distinct=2)
     assert 0 < report["documents_kept"] < report["documents_read"]
     user = tmp_path / "terms.txt"

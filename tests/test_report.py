@@ -223,3 +223,20 @@ def test_full_grid_cells_hold_the_test_seeds_of_the_point_dev_chose(tmp_path):
     (entry,) = leaderboard(load_stores([tmp_path / "results.sqlite"]))
     assert entry.protocol == "full grid" and entry.chosen["gad"]["lr"] == 3e-5
     assert [r["seed"] for r in entry.cells["gad"].runs] == [0, 1, 2, 3, 4]
+
+
+def test_the_leaderboard_ranks_a_grid_point_with_a_failed_selection_run_last():
+    import json
+
+    from blurbkit.experiments.leaderboard import _chosen_rows
+
+    def row(lr, seed, dev, status="ok"):
+        return {"hyperparameters": json.dumps({"lr": lr, "batch_size": 16, "epochs": 3}), "seed": seed,
+                "dev_score": dev, "status": status}
+
+    rows = [row(1e-5, 0, 0.5), row(1e-5, 1, 0.5), row(5e-5, 0, 0.9), row(5e-5, 1, None, "failed"),
+            row(1e-5, 2, 0.6)]  # seed 2: a test seed of the chosen point only
+    chosen, point = _chosen_rows(rows)
+    assert point["lr"] == 1e-5 and point["dev"] == 0.5 and len(chosen) == 3
+    chosen, point = _chosen_rows(rows[:3] + [row(5e-5, 1, 0.8)])  # both seeds finished: 5e-5 wins again
+    assert point["lr"] == 5e-5 and point["dev"] == pytest.approx(0.85)

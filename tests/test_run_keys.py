@@ -34,10 +34,13 @@ def test_adversarial_fields_stay_out_of_the_key_at_their_defaults():
     adversarial = run_key("benchmark", "standard", base.replace(adversarial=True), "m", "full")
     assert adversarial != key
     assert run_key("benchmark", "standard", base.replace(adversarial=True, adv_epsilon=1e-3), "m", "full") != adversarial
-    # An adversarial key names its ball: runs stored before adv_norm existed (L2) are not taken for L-infinity ones.
+    # An L-infinity adversarial key names its ball; an L2 one (all adversarial runs before adv_norm) does not,
+    # so it keeps the key those runs were stored under; a run that is not adversarial never names it.
     assert json.loads(adversarial.hyperparameters)["adv_norm"] == "inf"
-    assert run_key("benchmark", "standard", base.replace(adversarial=True, adv_norm="l2"), "m", "full") != adversarial
-    assert run_key("benchmark", "standard", base.replace(adv_norm="l2"), "m", "full") != key  # (not adversarial: a plain option)
+    l2 = run_key("benchmark", "standard", base.replace(adversarial=True, adv_norm="l2"), "m", "full")
+    assert l2 != adversarial and "adv_norm" not in json.loads(l2.hyperparameters)
+    assert json.loads(l2.hyperparameters) == {k: v for k, v in json.loads(adversarial.hyperparameters).items() if k != "adv_norm"}
+    assert run_key("benchmark", "standard", base.replace(adv_norm="l2"), "m", "full") == key
 
 
 def test_new_options_at_their_defaults_keep_the_key_and_other_values_change_it():

@@ -122,8 +122,38 @@ def build_grid(
                 runnable.append(variant)
         # Seed-major: every variant has a first result before any gets a second one.
         for seed in range(seeds):
-            grid.extend((v.name, make_config(name, seed).replace(**v.overrides)) for v in runnable)
+            grid.extend((v.name, own_part_options(make_config(name, seed).replace(**v.overrides))) for v in runnable)
+    check_options_read(set(make_config(datasets[0], 0).choices.part_options) if datasets else set(), grid)
     return grid, skipped
+
+
+def own_part_options(config: FinetuneConfig) -> FinetuneConfig:
+    """A variant's config with only the --part-option values its featurizer and head read: a study
+    varies the parts, so `lstm_hidden=256` sizes the LSTM variants and means nothing to the others."""
+    options = config.choices.part_options
+    if not options:
+        return config
+    read = parts_read(config)
+    return config.replace(part_options={k: v for k, v in options.items() if k in read})
+
+
+def parts_read(config: FinetuneConfig) -> set[str]:
+    from blurbkit.models.build import part_option_names
+    from blurbkit.models.featurizers import FEATURIZERS
+    from blurbkit.models.heads import HEADS
+
+    task = get_dataset(config.dataset).task
+    choices = config.choices
+    return (part_option_names(FEATURIZERS.get(choices.featurizer or task.featurizer))
+            | part_option_names(HEADS.get(choices.head or task.head)))
+
+
+def check_options_read(given: set[str], grid: Sequence[tuple[str, FinetuneConfig]]) -> None:
+    """A --part-option that no variant of the grid reads (a typo) is refused, not dropped everywhere."""
+    used = {key for _, config in grid for key in config.choices.part_options}
+    unread = sorted(given - used)
+    if unread:
+        raise BlurbkitError(f"part option(s) {', '.join(unread)} read by no featurizer or head of this study")
 
 
 def check_no_conflict(study: Study, config: FinetuneConfig) -> None:

@@ -20,7 +20,7 @@ from blurbkit.models.loading import store_label
 from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
 from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import blurb_datasets, get_dataset
-from blurbkit.train.config import FinetuneConfig, without_added_defaults
+from blurbkit.train.config import HOW_NOT_WHAT, FinetuneConfig, without_added_defaults
 from blurbkit.train.provenance import blurbkit_commit
 
 if TYPE_CHECKING:
@@ -70,10 +70,9 @@ def apply_budget(config: FinetuneConfig, budget: dict[str, Any]) -> FinetuneConf
     return config.replace(**updates)
 
 
-# Fields that change where or how fast a run goes, never what it computes: not part of its key,
+# Fields that change where or how fast a run goes, never what it computes (train/config.py): not part of its key,
 # so a new speed setting does not orphan the runs already stored.
-NOT_IN_KEY = ("out", "data", "progress", "overwrite", "save_model", "seed", "dataset", "model",
-              "eval_tokens", "compile", "threads", "encode_cache", "resume", "checkpoint_every")
+NOT_IN_KEY = (*HOW_NOT_WHAT, "seed", "dataset", "model")  # the last three are key fields of their own
 
 
 def model_label(model: str | None) -> str:

@@ -141,18 +141,23 @@ def _point(row: dict[str, Any]) -> str:
 
 def _chosen_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """A full-grid dataset's test runs: the point with the best mean dev score over the seeds every
-    point has (the selection seeds), as experiments/protocol.py `choose` picks it."""
+    point has (the selection seeds), a point with a failed selection run ranked below every complete
+    one, as experiments/protocol.py `choose` picks it."""
     by_point: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         by_point.setdefault(_point(row), []).append(row)
     finished = {p: {r["seed"]: r["dev_score"] for r in rs if r["status"] == OK and r["dev_score"] is not None}
                 for p, rs in by_point.items()}
-    common = set.intersection(*(set(seeds) for seeds in finished.values())) if finished else set()
-    best = None
+    failed = {p: {r["seed"] for r in rs if r["status"] != OK} for p, rs in by_point.items()}
+    common = set.intersection(*(set(seeds) | failed[p] for p, seeds in finished.items())) if finished else set()
+    best, best_rank = None, None
     for point, seeds in finished.items():  # insertion order = store order: ties go to the first point run
-        scores = [seeds[s] for s in common] if common else list(seeds.values())
-        if scores and (best is None or statistics.fmean(scores) > best[1]):
-            best = (point, statistics.fmean(scores))
+        scores = [seeds[s] for s in common if s in seeds] if common else list(seeds.values())
+        if not scores:
+            continue
+        rank = (not (failed[point] & common if common else failed[point]), statistics.fmean(scores))
+        if best_rank is None or rank > best_rank:
+            best, best_rank = (point, rank[1]), rank
     if best is None:
         return rows, None
     return by_point[best[0]], {**json.loads(best[0]), "dev": best[1]}

@@ -150,8 +150,8 @@ def choose(protocol: DatasetProtocol, dev_scores: dict[str, list[float]],
 
 
 SELECTION_RULE = ("dev = mean over the selection seeds of the chosen point; a point with an errored selection run "
-                  "ranks below every complete point; ties go to the first point in grid order (lr, batch, epochs "
-                  "ascending); the chosen point's first test seeds are its selection runs (tasks/grids.toml); "
+                  "ranks below every complete point; ties go to the first point in grid order (the order of "
+                  "tasks/grids.toml or --grid); the chosen point's first test seeds are its selection runs (tasks/grids.toml); "
                   "test = mean ± sample std (n-1) over the test seeds that finished, failed runs counted beside")
 
 

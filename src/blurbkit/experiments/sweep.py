@@ -106,8 +106,10 @@ class Sweep(Driver):
             return
         why_not = self.store.claim(key, force=self.force)
         if why_not == ALREADY_STORED:  # stored by another process since we looked
-            dev = next((r["dev_score"] for r in self.store.rows(study=STUDY) if r["run_key"] == digest), None)
-            self._finished(p.dataset, digest, search, dev, None)
+            stored = next((r for r in self.store.rows(study=STUDY) if r["run_key"] == digest), None)
+            if search and stored is not None and stored.get("status", "ok") != "ok":
+                self.errored[p.dataset][self.points[digest]] += 1
+            self._finished(p.dataset, digest, search, stored["dev_score"] if stored else None, None)
             return
         if why_not is not None:
             self.result.blocked.append(f"{config.dataset} seed {config.seed} {point_of(config)}: {why_not}")

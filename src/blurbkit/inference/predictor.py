@@ -19,6 +19,7 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.inference.runner import InferenceRunner
 from blurbkit.models.encoding import encode
 from blurbkit.models.model import RECIPE_FILE, BlurbModel
+from blurbkit.runtime.capability import cap_torch_threads
 from blurbkit.runtime.settings import RuntimeSettings
 from blurbkit.tasks.types import get_task_type
 
@@ -58,7 +59,8 @@ class Predictor:
         if backend != "torch":
             from blurbkit.inference.onnx import load_backend
 
-            threads = (options.get("settings") or {}).get("threads")  # the session is made now, before the runner
+            # The session is made now, before the runner sets torch's threads: give it the same count.
+            threads = (options.get("settings") or {}).get("threads") or cap_torch_threads()
             forward = load_backend(model_dir, backend, model, threads=threads)
         return cls(model, tokenizer, backend=forward, **options)
 

@@ -7,10 +7,12 @@ A topic is a term list. Built-in topics ship as ``terms_<topic>.txt`` in this pa
 * ``drug``      DDI 2013 training documents (XML entities: drug, brand, group, drug_n)
 * ``chemical``  BC5-chem training mentions
 * ``protein``   BC2GM training gene/protein mentions
-* ``chemical+protein``  the union of the two (ChemProt's own text is masked, so its mentions are not usable)
+* ``chemical+protein``  both lists (ChemProt's own text is masked, so its mentions are not usable)
 
 Matching is on lower-cased letter/digit tokens (so "5-HT" = "5 HT"), multi-word terms included;
-a document is kept when it has at least ``min_hits`` term occurrences and ``min_distinct`` distinct terms.
+a document is kept when it has at least ``min_hits`` term occurrences and ``min_distinct`` distinct terms,
+and, for a topic of several parts (chemical+protein), a hit of a term of each part that is in no other
+part's list (angiotensin is in both: it shows neither kind alone).
 """
 
 from __future__ import annotations
@@ -168,7 +170,9 @@ def select_corpus(inputs: list[str | Path], out: str | Path, terms: list[str], *
     """Keep the documents with at least `min_hits` term hits of `min_distinct` terms, and, given
     `every_part` (a topic's parts, `topic_parts`), a hit of every part."""
     matcher = TermMatcher(terms)
-    parts = [{tuple(t.split()) for t in part} for part in every_part]
+    sets = [{tuple(t.split()) for t in part} for part in every_part]
+    # A term in two parts' lists (angiotensin: chemical and protein) shows neither kind for sure.
+    parts = [own - set().union(*(other for j, other in enumerate(sets) if j != i)) for i, own in enumerate(sets)]
     read = kept = words_kept = 0
     top_terms: Counter[str] = Counter()
     with corpus_writer(Path(out)) as write:

@@ -176,7 +176,10 @@ def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
                  "max_length": cfg.max_length, "global_batch": order.global_batch, "grad_accum": cfg.grad_accum,
                  "seed": cfg.seed, "total_steps": total_steps, **objective.signature()}
     if adversarial is not None:  # only when on: checkpoints of earlier runs keep their signature
-        signature["adversarial"] = asdict(adversarial)
+        ball = asdict(adversarial)
+        if ball["norm"] == "l2":  # the only ball before `norm` existed: its checkpoints do not name it
+            del ball["norm"]
+        signature["adversarial"] = ball
     run = Run(cfg, accelerator, objective, tokenizer, module, optimizer,
               warmup_linear_decay(optimizer, total_steps, warmup), cache, examples, order,
               objective.collator(tokenizer, cache, cfg.max_length, cfg.seed),

@@ -67,7 +67,7 @@ class Hyperparams:
     adv_steps: int = 1
     adv_step_size: float = 1e-3
     adv_alpha: float = 1.0
-    adv_norm: str = "inf"  # the perturbation's ball; in the key of every adversarial run (see key_options)
+    adv_norm: str = "inf"  # the perturbation's ball; named in an adversarial run's key when L-infinity (without_added_defaults)
     # Optimisation adjustments (SPEC §4); at their defaults left out of run keys (ADDED_LATER below).
     bias_correction: bool = True  # False: Adam without bias correction (the original BERT optimizer)
     patience: int | None = None  # stop when dev has not improved for this many epochs (best epoch kept)
@@ -116,19 +116,25 @@ class Hyperparams:
         )
 
 
+# Options that change where or how a run goes, never what it computes: a checkpoint written with other
+# values of these still continues the run (train/run.py), and a run's store key leaves them out
+# (experiments/benchmark.py). A new runtime setting that cannot move a single digit belongs here.
+HOW_NOT_WHAT = ("out", "data", "progress", "overwrite", "resume", "checkpoint_every", "save_model", "compile",
+                "eval_tokens", "threads", "encode_cache")
+
+
 # Hyperparameters added after runs were stored and checkpointed: at these values (their defaults)
 # they are left out of a run's store key (experiments/benchmark.py) and checkpoint signature
 # (train/run.py), so the runs and checkpoints made before them still match.
 ADDED_LATER = {"bias_correction": True, "patience": None, "min_epochs": None, "final_on_train_dev": False,
-               "adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0,
-               "adv_norm": "inf"}
+               "adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0}
 
 
 def without_added_defaults(options: dict[str, Any]) -> dict[str, Any]:
-    kept = {k: v for k, v in options.items() if not (k in ADDED_LATER and v == ADDED_LATER[k])}
-    if options.get("adversarial") and "adv_norm" in options:
-        # Adversarial runs stored before adv_norm existed used the L2 ball: an adversarial run's key
-        # always names its ball, so none of them is taken for an L-infinity run.
+    kept = {k: v for k, v in options.items() if not (k in ADDED_LATER and v == ADDED_LATER[k]) and k != "adv_norm"}
+    if options.get("adversarial") and options.get("adv_norm", "l2") != "l2":
+        # Adversarial runs made before adv_norm existed used the L2 ball, and their keys do not name
+        # it: an L2 run keeps that key (it computes what they did), an L-infinity run names its ball.
         kept["adv_norm"] = options["adv_norm"]
     return kept
 

@@ -34,7 +34,7 @@ from blurbkit.scoring import prediction_file_name, score_predictions, write_pred
 from blurbkit.tasks.registry import DatasetSpec, get_dataset
 from blurbkit.testhook import kill_point
 from blurbkit.train.checkpoint import DIR_NAME, FINAL_DIR_NAME, Checkpoints, RunClock
-from blurbkit.train.config import FinetuneConfig, Hyperparams, without_added_defaults
+from blurbkit.train.config import HOW_NOT_WHAT, FinetuneConfig, Hyperparams, without_added_defaults
 from blurbkit.train.engine import Engine, seed_everything
 from blurbkit.train.heartbeat import Heartbeat, is_progress_entry
 from blurbkit.train.provenance import blurbkit_commit, library_versions, records_sha256
@@ -51,10 +51,6 @@ class Splits:
     notes: list[str]
 
 
-# Options that change where or how a run goes, never what it computes: a checkpoint written with
-# other values of these still continues the run.
-NOT_IN_SIGNATURE = ("out", "data", "progress", "overwrite", "resume", "checkpoint_every", "save_model", "compile",
-                    "eval_tokens", "threads", "encode_cache")
 
 
 def check_run_dir(out: Path | None, overwrite: bool, resume: bool = False) -> None:
@@ -83,7 +79,7 @@ def check_run_dir(out: Path | None, overwrite: bool, resume: bool = False) -> No
 
 def run_signature(config: FinetuneConfig, hyper: Hyperparams, model_dir: Path, data_sha256: dict[str, str]) -> dict[str, Any]:
     """What a checkpoint must share with this run to continue it: config, resolved values, model, data."""
-    signature = without_added_defaults({k: v for k, v in config.to_json().items() if k not in NOT_IN_SIGNATURE})
+    signature = without_added_defaults({k: v for k, v in config.to_json().items() if k not in HOW_NOT_WHAT})
     signature.update(lr=hyper.lr, batch_size=hyper.batch_size, epochs=hyper.epochs, max_length=hyper.max_length,
                      model_dir=str(model_dir))
     signature.update({f"data_sha256.{name}": digest for name, digest in data_sha256.items()})

@@ -68,17 +68,17 @@ class RelationExtraction(IdTaskType):
 
     def records_from_inputs(self, inputs: Sequence[str | dict[str, Any]]) -> list[Record]:
         """A relation input is one sentence with the pair's two mentions replaced by placeholders
-        (@CHEMICAL$ ... @GENE$; @CHEM-GENE$ stands for both), or an object with explicit
-        ``entities`` (two {start, end} spans) or ``original`` {text, entities}. Anything else would
-        still get a label, a meaningless one, so it is refused; raw text goes through the NER +
-        relation Pipeline (blurbkit serve), which finds the mentions first."""
+        (@CHEMICAL$ ... @GENE$; @CHEM-GENE$ stands for both), or, for a model trained on the
+        unmasked sentence (markers / original transforms), an object with ``original`` {text,
+        entities}. Anything else would still get a label, a meaningless one, so it is refused; raw
+        text goes through the NER + relation Pipeline (blurbkit serve), which finds the mentions."""
         records = super().records_from_inputs(inputs)
         for n, record in enumerate(records):
             if "original" in record:
                 continue  # the marker / original-text inputs read it (models/transforms_relation.py)
-            if "entities" in record:
-                check_spans(n, record["entities"], record["text"])
-                continue
+            if "entities" in record:  # a dummified-text model reads the placeholders, not spans
+                raise InputError(n, "give the pair as placeholders in 'text' (@GENE$ ... @DISEASE$), or as 'original' "
+                                    "{text, entities} for a model trained on the unmasked sentence; 'entities' is not read")
             record["entities"] = placeholder_spans(record["text"])
             if len(record["entities"]) != 2:
                 raise InputError(n, f"expected the pair's two entity placeholders (e.g. @GENE$ ... @DISEASE$), found "
@@ -110,12 +110,3 @@ def placeholder_spans(text: str, expand: Callable[[str], str] | None = None) -> 
             entities.append({"start": match.start(), "end": match.end(), "type": kind})
     return entities
 
-
-def check_spans(index: int, entities: Any, text: str) -> None:
-    """Explicit entity spans of a relation input: exactly two, each within the text."""
-    if not isinstance(entities, list) or len(entities) != 2:
-        raise InputError(index, "'entities' must be a list of the pair's two spans [{start, end}, {start, end}]")
-    for entity in entities:
-        start, end = (entity.get("start"), entity.get("end")) if isinstance(entity, dict) else (None, None)
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end)) or not 0 <= start < end <= len(text):
-            raise InputError(index, f"entity span {entity!r:.60} is not {{start, end}} with 0 <= start < end <= {len(text)}")
