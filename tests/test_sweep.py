@@ -96,7 +96,7 @@ def _closed_port() -> int:
     (["--grid", "lr=1e-5,fast"], "--grid lr: 'fast' is not a number"),
     (["--executor", "slurm"], "unknown executor 'slurm'"),
     (["--executor", "ray", "--ray-address", "127.0.0.1:{port}"], "no Ray cluster answers at 127.0.0.1:"),
-    (["--runs-dir", "{file}/runs"], "--runs-dir is not writable"),
+    (["--runs-dir", "{file}/runs"], "cannot write the --runs-dir here"),
     (["--lr", "3e-5"], "--lr: the full protocol searches these"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_stored(tmp_path, capsys, flags, message):

@@ -5,22 +5,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 
 from blurbkit.cli.benchmark import executor_choice, start_executor
 from blurbkit.cli.finetune import config_from_args
 from blurbkit.errors import BlurbkitError
-
-
-def check_writable(folder: Path, what: str) -> None:
-    """Before anything is stored: a sweep that cannot write its results must not start."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".blurbkit-write-check-"):
-            pass
-    except OSError as err:
-        raise BlurbkitError(f"{what} is not writable ({err.strerror or err})", path=folder) from None
+from blurbkit.fileio import check_writable
 
 
 def check_fixed(args: argparse.Namespace, who: str = "the full protocol") -> None:
@@ -64,8 +53,8 @@ def run_full(args: argparse.Namespace) -> int:
     args.no_save_model = not args.save_models
     protocols = protocols_from_args(args, overrides)
     store_path = args.store or args.runs_dir / "results.sqlite"
-    check_writable(args.runs_dir, "--runs-dir")
-    check_writable(store_path.parent, "the results store's folder")
+    check_writable(args.runs_dir / ".blurbkit-write-check", "--runs-dir")  # the folder itself, made if missing
+    check_writable(store_path, "results store", file=True)
     threads, cores = args.threads_per_run, machine_cores()
     workers = pool_size(threads, args.workers)
     total = sum(p.run_count() for p in protocols)
