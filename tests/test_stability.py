@@ -371,3 +371,21 @@ def test_low_resource_sizes_replace_a_budgets_training_size_and_refuse_the_users
         ("DDI 100", "standard", 100), ("DDI 100", "freeze", 100), ("DDI 500", "standard", 500),
         ("DDI 500", "freeze", 500), ("DDI 1000", "standard", 1000), ("DDI 1000", "freeze", 1000)]
     assert all(c.config.freeze_lower_half == (c.variant == "freeze") for c in cells)
+
+
+def test_studies_default_to_each_datasets_protocol_seeds_and_seeds_overrides_them():
+    # SPEC §2: 10 seeds for BIOSSES, BioASQ and PubMedQA, 5 for the rest, in every table the papers report.
+    from blurbkit.experiments.search_study import plan_searches
+    from blurbkit.experiments.stability import build_cells, get_stability_study
+
+    make = lambda dataset, seed: FinetuneConfig(dataset=dataset, seed=seed)  # noqa: E731
+    study = get_stability_study("pruning")
+    cells = build_cells(study, ["biosses", "chemprot"], study.variants[:1], None, make)
+    assert {d: len([c for c in cells if c.config.dataset == d]) for d in ("biosses", "chemprot")} == {
+        "biosses": 10, "chemprot": 5}
+    assert len(build_cells(study, ["biosses"], study.variants[:1], 2, make)) == 2
+    search = get_stability_study("search")
+    grid = {"lr": (1e-5,), "batch_size": (16,), "epochs": (3,), "selection_seeds": 1}
+    plans = plan_searches(search, ["pubmedqa", "ddi"], search.variants[1:2], None, make, grid)
+    assert [p.protocol.test_seeds for p in plans] == [10, 5]
+    assert [p.protocol.test_seeds for p in plan_searches(search, ["ddi"], search.variants[1:2], 3, make, grid)] == [3]

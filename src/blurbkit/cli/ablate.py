@@ -32,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "biosses,bioasq,pubmedqa; low-resource chemprot,ddi; pruning biosses,chemprot,bioasq; "
                         "search biosses,pubmedqa,ddi,bioasq; pretraining bc5chem,ncbi_disease,ddi,gad,biosses,pubmedqa)")
     parser.add_argument("--variants", help="comma-separated subset of the study's variants (default: all)")
-    parser.add_argument("--seeds", type=positive_int, help="seeds per cell (default 3; stability studies the papers': "
-                        "10 for optimization and stability, 5 for the others)")
+    parser.add_argument("--seeds", type=positive_int, help="seeds per cell (default 3; the stability studies "
+                        "optimization, stability, low-resource, pruning and search: the protocol's per dataset, 10 for "
+                        "BIOSSES, BioASQ and PubMedQA, 5 for the rest)")
     parser.add_argument("--grid", metavar="SPEC", help="study search: override the protocol's grid (tasks/grids.toml), "
                         "as benchmark --protocol full, e.g. 'lr=1e-5,3e-5;bs=16;epochs=3;select=2'")
     add_executor_options(parser, "run the grid through an executor: local (a process pool on this machine) or ray; "
@@ -147,7 +148,7 @@ def run_stability(args: argparse.Namespace) -> int:
 
     study = get_stability_study(args.study)
     overrides = parse_grid(args.grid)  # before anything else: a bad grid is one line, nothing stored
-    seeds, datasets, variants, label, budget = study_setup(args, study, default_seeds=study.seeds)
+    seeds, datasets, variants, label, budget = study_setup(args, study, default_seeds=None)
     searched = [v for v in variants if v.searched]
     if args.grid and not searched:
         raise BlurbkitError(f"--grid: none of the methods selected with --variants searches a grid "
@@ -166,7 +167,7 @@ def run_stability(args: argparse.Namespace) -> int:
     searches = plan_searches(study, datasets, searched, seeds, make_config, overrides, "quick" if args.quick else "full")
     total = len(cells) + sum(s.run_count() for s in searches)
     rows = len({cell.row for cell in cells} | {s.row for s in searches})
-    print(f"blurbkit: study {study.name}: {rows} rows x {len(variants)} methods x {seeds} seeds"
+    print(f"blurbkit: study {study.name}: {rows} rows x {len(variants)} methods x {seeds_text(datasets, seeds)}"
           + (f" (+ the selection runs of {len(searches)} searches)" if searches else "") + f" = {total} runs ({budget})",
           file=sys.stderr)
     started = time.perf_counter()
@@ -200,7 +201,18 @@ def run_stability(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def study_setup(args: argparse.Namespace, study: Any, default_seeds: int) -> tuple[int, list[str], list[Any], str, str]:
+def seeds_text(datasets: list[str], seeds: int | None) -> str:
+    """'10 seeds', or each dataset's protocol count when they differ: '10 seeds (biosses), 5 (chemprot)'."""
+    from blurbkit.experiments.stability import seeds_for
+
+    counts = {dataset: seeds_for(dataset, seeds) for dataset in datasets}
+    if len(set(counts.values())) == 1:
+        return f"{next(iter(counts.values()))} seeds"
+    return "seeds " + ", ".join(f"{n} ({dataset})" for dataset, n in counts.items())
+
+
+def study_setup(args: argparse.Namespace, study: Any,
+                default_seeds: int | None) -> tuple[int | None, list[str], list[Any], str, str]:
     """What every study run starts from: seeds, datasets, variants, the model's store label and the budget name."""
     from blurbkit.experiments.ablation import select_variants
     from blurbkit.experiments.benchmark import model_label, resolve_datasets

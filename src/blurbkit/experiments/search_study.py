@@ -30,7 +30,7 @@ from typing import Any
 from blurbkit.experiments.ablation import Variant
 from blurbkit.experiments.benchmark import Benchmark, run_key
 from blurbkit.experiments.protocol import DatasetProtocol, choose, grid_for, point_of
-from blurbkit.experiments.stability import Cell, StabilityStudy, check_no_conflict, row_label
+from blurbkit.experiments.stability import Cell, StabilityStudy, check_no_conflict, row_label, seeds_for
 from blurbkit.fileio import atomic_write
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
@@ -73,10 +73,11 @@ class Search:
         return len(grid.points()) * grid.selection_seeds + self.protocol.test_seeds
 
 
-def plan_searches(study: StabilityStudy, datasets: Sequence[str], variants: Sequence[Variant], seeds: int,
+def plan_searches(study: StabilityStudy, datasets: Sequence[str], variants: Sequence[Variant], seeds: int | None,
                   make_config: Callable[[str, int], FinetuneConfig], grid_overrides: dict[str, Any] | None = None,
                   protocol: str = "full") -> list[Search]:
-    """Every dataset x searched variant; `protocol` names the grids.toml table ('quick' for --quick)."""
+    """Every dataset x searched variant; `protocol` names the grids.toml table ('quick' for --quick);
+    `seeds` None: each dataset's protocol test seeds (`seeds_for`)."""
     searches = []
     for dataset in datasets:
         base = make_config(dataset, 0)
@@ -86,7 +87,8 @@ def plan_searches(study: StabilityStudy, datasets: Sequence[str], variants: Sequ
         for variant in variants:
             if variant.searched:
                 searches.append(Search(row_label(spec.name, None), variant,
-                                       DatasetProtocol(spec.name, grid, seeds, base.replace(**variant.overrides))))
+                                       DatasetProtocol(spec.name, grid, seeds_for(dataset, seeds),
+                                                       base.replace(**variant.overrides))))
     return searches
 
 

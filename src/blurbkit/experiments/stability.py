@@ -40,7 +40,6 @@ class StabilityStudy:
     title: str
     datasets: tuple[str, ...]
     variants: tuple[Variant, ...]
-    seeds: int  # the papers': 10 for the small datasets, 5 elsewhere
     train_sizes: tuple[int | None, ...] = (None,)  # low-resource rows (None: the budget's training set)
     # row label ("BIOSSES", "ChemProt 100") -> variant -> the published cell, as printed in the paper
     published: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -98,7 +97,6 @@ STUDIES: dict[str, StabilityStudy] = {
             (Variant("standard", {}), Variant("no-bias-correction", {"bias_correction": False}),
              Variant("longer", {"patience": PATIENCE}, epochs_scale=LONGER),
              Variant("longer+no-bias-correction", {"patience": PATIENCE, "bias_correction": False}, epochs_scale=LONGER)),
-            seeds=10,
             published={"BIOSSES": {"standard": "92.64", "longer": "93.46", "longer+no-bias-correction": "91.75"}},
             published_note="BERT-pretrained PubMedBERT-base (Table 3): improved = bias correction + up to 100 epochs "
                            "(here: longer), standard = up to 5 epochs, no bias correction = improved without it",
@@ -106,17 +104,17 @@ STUDIES: dict[str, StabilityStudy] = {
                  f"epochs, never before the budget's epochs"),
         StabilityStudy(
             "stability", "layer-specific stabilisation (Table 4)", ("biosses", "bioasq", "pubmedqa"), _layer_methods(),
-            seeds=10, published=_table4(),
+            published=_table4(),
             published_note="BERT-pretrained PubMedBERT-base, mean (std) (Table 4); the paper has one layer-wise decay "
                            "column (d in {0.8, 0.9}) and one re-init column (best k), repeated under each"),
         StabilityStudy(
             "low-resource", "low-resource relation extraction (Table 5)", ("chemprot", "ddi"), _layer_methods(),
-            seeds=5, train_sizes=(100, 500, 1000), published=_table5(),
+            train_sizes=(100, 500, 1000), published=_table5(),
             published_note="PubMedBERT-base, mean (std) (Table 5); one decay and one re-init column in the paper"),
         StabilityStudy(
             "pruning", "top layers removed before fine-tuning (Table 8)", ("biosses", "chemprot", "bioasq"),
             tuple(Variant(f"drop{k}", {"drop_layers": k}) for k in range(4)),
-            seeds=5, published=_table8(), cost_columns=True,
+            published=_table8(), cost_columns=True,
             published_note="PubMedBERT-base (12 blocks) with 0/2/4/6 removed, shown under drop0-3 of MiniLM's 6 blocks "
                            "(the same share of the encoder)"),
         StabilityStudy(
@@ -125,7 +123,6 @@ STUDIES: dict[str, StabilityStudy] = {
             (Variant("standard", {}),
              Variant("search", {}, searched=True),
              Variant("stabilised+search", dict(STABILISE), searched=True, test_overrides=dict(FINAL_MODEL))),
-            seeds=5,
             published={"BIOSSES": {"search": "92.30", "stabilised+search": "94.49"},
                        "PubMedQA": {"search": "55.84", "stabilised+search": "63.92"},
                        "DDI": {"search": "82.36", "stabilised+search": "83.17"},
@@ -181,16 +178,23 @@ def check_train_size(study: StabilityStudy, max_train_examples: int | None) -> N
                             "leave out --max-train-examples")
 
 
-def build_cells(study: StabilityStudy, datasets: Sequence[str], variants: Sequence[Variant], seeds: int,
+def seeds_for(dataset: str, seeds: int | None) -> int:
+    """`seeds` (--seeds) when given, else the protocol's for the dataset (datasets.toml `seeds`: 10 for
+    BIOSSES, BioASQ and PubMedQA, 5 for the rest), as the papers report every table."""
+    return seeds if seeds is not None else get_dataset(dataset).seeds
+
+
+def build_cells(study: StabilityStudy, datasets: Sequence[str], variants: Sequence[Variant], seeds: int | None,
                 make_config: Callable[[str, int], FinetuneConfig]) -> list[Cell]:
-    """Every row x variant x seed, seed-major (every method has a first result before any a second).
+    """Every row x variant x seed, seed-major (every method has a first result before any a second);
+    `seeds` None: each dataset's protocol seeds (`seeds_for`).
     Searched variants are not here: their runs depend on a choice on dev (experiments/search_study.py)."""
     variants = [v for v in variants if not v.searched]
     cells: list[Cell] = []
     for dataset in datasets:
         spec = get_dataset(dataset)
         for size in study.train_sizes:
-            for seed in range(seeds):
+            for seed in range(seeds_for(dataset, seeds)):
                 base = make_config(dataset, seed)
                 check_no_conflict(study, base)
                 if size is not None:
