@@ -74,13 +74,20 @@ class Driver:
     def refill(self) -> None:
         """Submit what may start now; drivers that submit everything up front need not."""
 
+    def pending(self) -> bool:
+        """Runs not in flight that this driver still waits for (another driver's, for one)."""
+        return False
+
     def drive(self, start: Callable[[], None]) -> None:
-        """`start` schedules the first jobs; then until no job is in flight. However it ends, the
-        claims of jobs still in flight are released."""
+        """`start` schedules the first jobs; then until no job is in flight or pending. However it
+        ends, the workers stop first and then the claims of jobs still in flight are released (a
+        claim freed under a live worker would let another driver train into the same directory)."""
         try:
             start()
             beat = time.monotonic()
-            while self.jobs:
+            while self.jobs or self.pending():
+                if not self.jobs:
+                    time.sleep(POLL)
                 for outcome in self.executor.wait(POLL):
                     self.settle(outcome)
                 self.refill()
@@ -89,10 +96,10 @@ class Driver:
                     beat = time.monotonic()
                 self.bar.show(self.executor.running(), self.executor.slots, self.live())
         finally:
+            self.executor.close()
             for job in self.jobs.values():
                 self.store.release(job.task.key)
             self.jobs.clear()
-            self.executor.close()
             self.bar.close()
 
     def live(self) -> list[LiveRun]:

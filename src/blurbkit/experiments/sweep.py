@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,8 @@ from blurbkit.experiments.protocol import STUDY, VARIANT, DatasetProtocol, choos
 from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
 from blurbkit.train.config import FinetuneConfig
 
+WAIT_LOOK = 10.0  # s between looks in the store for runs another driver holds
+
 
 @dataclass
 class SweepResult:
@@ -35,7 +37,6 @@ class SweepResult:
     executed: int = 0  # runs trained in this sweep (retries not counted twice)
     cpu_seconds: float = 0.0  # their seconds x threads per run
     wall_seconds: float = 0.0
-    blocked: list[str] = field(default_factory=list)  # runs another live process holds
 
 
 @dataclass
@@ -63,13 +64,21 @@ class Sweep(Driver):
         self.stored = {r["run_key"]: r for r in self.store.rows(study=STUDY, model=self.model_label, budget=self.budget)}
         self.seen: set[str] = set()
         self.points: dict[str, str] = {}  # digest -> grid point (JSON) of the search runs
+        self.queue: deque[tuple[DatasetProtocol, FinetuneConfig, bool]] = deque()
+        self.waiting: list[tuple[DatasetProtocol, FinetuneConfig, bool]] = []  # held by another live driver
+        self.looked = 0.0  # when the waiting runs were last looked for in the store
+        self.announced: set[str] = set()  # waiting runs already named on the console
 
         def start() -> None:
             for p in protocols:
+                # Every search run is known before any settles: a dataset's point is chosen once
+                # all of them are (a restarted driver finds most of them stored at once).
                 for config in p.selection_runs():
-                    self._schedule(p, config, search=True)
-                if not self.search_left[p.dataset]:
-                    self._choose(p)
+                    digest = self._key(config).digest()
+                    self.search_left[p.dataset].add(digest)
+                    self.points[digest] = json.dumps(point_of(config), sort_keys=True)
+                    self._enqueue(p, config, search=True)
+            self.refill()
 
         self.drive(start)
         self._tabulate()
@@ -86,15 +95,30 @@ class Sweep(Driver):
             return None
         return self.runs_dir / STUDY / VARIANT / config.dataset / f"seed{config.seed}-{key.digest()[:10]}"
 
-    def _schedule(self, p: DatasetProtocol, config: FinetuneConfig, search: bool) -> None:
-        key = self._key(config)
-        digest = key.digest()
+    def _enqueue(self, p: DatasetProtocol, config: FinetuneConfig, search: bool, first: bool = False) -> None:
+        digest = self._key(config).digest()
         if digest in self.seen:  # a test seed that was a search run already
             return
         self.seen.add(digest)
-        if search:
-            self.search_left[p.dataset].add(digest)
-            self.points[digest] = json.dumps(point_of(config), sort_keys=True)
+        (self.queue.appendleft if first else self.queue.append)((p, config, search))
+
+    def pending(self) -> bool:
+        return bool(self.queue or self.waiting)
+
+    def refill(self) -> None:
+        """Claim and submit while the executor has free slots (a claim only for a run about to
+        start, so a second driver on the store takes the runs this one has not reached); runs
+        another driver holds are looked for again every WAIT_LOOK seconds until stored or free."""
+        if self.waiting and time.monotonic() - self.looked > WAIT_LOOK:
+            self.looked = time.monotonic()
+            waiting, self.waiting = self.waiting, []
+            self.queue.extendleft(reversed(waiting))
+        while self.queue and len(self.jobs) < self.executor.slots:
+            self._start(*self.queue.popleft())
+
+    def _start(self, p: DatasetProtocol, config: FinetuneConfig, search: bool) -> None:
+        key = self._key(config)
+        digest = key.digest()
         row = None if self.force else self.stored.get(digest)
         if row is not None and row.get("status", "ok") == "ok":
             self._finished(p.dataset, digest, search, row["dev_score"], None)
@@ -106,14 +130,16 @@ class Sweep(Driver):
             return
         why_not = self.store.claim(key, force=self.force)
         if why_not == ALREADY_STORED:  # stored by another process since we looked
-            stored = next((r for r in self.store.rows(study=STUDY) if r["run_key"] == digest), None)
-            if search and stored is not None and stored.get("status", "ok") != "ok":
-                self.errored[p.dataset][self.points[digest]] += 1
+            stored = next((r for r in self.store.rows(study=STUDY, model=self.model_label, budget=self.budget)
+                           if r["run_key"] == digest), None)
             self._finished(p.dataset, digest, search, stored["dev_score"] if stored else None, None)
             return
         if why_not is not None:
-            self.result.blocked.append(f"{config.dataset} seed {config.seed} {point_of(config)}: {why_not}")
-            self.bar.line(f"blurbkit: {config.dataset} seed {config.seed} {why_not}; skipped")
+            if digest not in self.announced:
+                self.announced.add(digest)
+                self.bar.line(f"blurbkit: {config.dataset} seed {config.seed} {point_of(config)} {why_not}; "
+                              "waiting for it")
+            self.waiting.append((p, config, search))
             return
         label = f"{config.dataset} seed {config.seed} lr {config.lr:g} bs {config.batch_size} ep {config.epochs}"
         task = RunTask(key, portable(config).replace(out=out, overwrite=True, resume=not self.force), label, self.threads, self.ship and out is not None, self.env)
@@ -129,8 +155,8 @@ class Sweep(Driver):
         point, dev = best
         self.bar.line(f"blurbkit: {p.dataset}: chose lr {point['lr']:g} bs {point['batch_size']} epochs {point['epochs']} "
                       f"(mean dev {100 * dev:.2f}); {p.test_seeds} test seeds")
-        for config in p.test_runs(point):
-            self._schedule(p, config, search=False)
+        for config in reversed(p.test_runs(point)):  # ahead of other datasets' search runs, in seed order
+            self._enqueue(p, config, search=False, first=True)
 
     # -- outcomes -----------------------------------------------------------------------------
 
