@@ -19,8 +19,11 @@ import shutil
 import socket
 import tarfile
 import tempfile
+import threading
 import time
 import traceback
+from collections import deque
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -30,7 +33,7 @@ from typing import Any, Protocol
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_dir
 from blurbkit.runtime.capability import capability, usable_cores
-from blurbkit.store.results import RunKey
+from blurbkit.store.results import RunKey, pid_alive
 from blurbkit.train.config import FinetuneConfig
 
 # Environment a worker needs to see what the driver sees (caches, data, dtype override); Ray workers
@@ -39,6 +42,7 @@ from blurbkit.train.config import FinetuneConfig
 # (transformers imports a model's modules lazily: BERT's alone took 5 s on a busy 2-core machine).
 PRELOAD = ["blurbkit.train.run", "transformers.models.bert.modeling_bert", "transformers.models.auto.modeling_auto",
            "transformers.models.auto.tokenization_auto"]
+WATCH_EVERY = 5.0  # s between a local worker's looks at its driver
 FORWARDED_ENV = ("BLURBKIT_HOME", "BLURBKIT_CACHE", "BLURBKIT_DATA", "BLURBKIT_CPU_DTYPES", "HF_HUB_OFFLINE",
                  "TOKENIZERS_PARALLELISM")
 
@@ -130,12 +134,34 @@ def pool_size(threads: int, workers: int | None) -> int:
     return workers or max(1, machine_cores() // threads)
 
 
+def watch_driver(driver_pid: int, every: float = WATCH_EVERY) -> None:
+    """End this worker when the driver that started it is gone (killed with SIGKILL, say): an
+    orphaned run would go on training into a directory whose claim a restarted driver takes over."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(every)
+            if not pid_alive(driver_pid):
+                os._exit(1)
+
+    threading.Thread(target=watch, name="blurbkit-watch-driver", daemon=True).start()
+
+
+def execute_watched(task: RunTask, driver_pid: int) -> RunOutcome:
+    """`execute_run` in a local pool worker, which ends with its driver."""
+    watch_driver(driver_pid)
+    return execute_run(task)
+
+
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, threads: int = 1, workers: int | None = None) -> None:
+    def __init__(self, threads: int = 1, workers: int | None = None,
+                 target: Callable[[RunTask, int], RunOutcome] = execute_watched) -> None:
         self.threads, self.slots = threads, pool_size(threads, workers)
+        self.target = target  # tests: a stand-in for a run (module level, the fork server imports it)
         self._futures: dict[Future, RunTask] = {}
+        self._backlog: deque[RunTask] = deque()  # submitted, not in the pool yet
         self._pool: ProcessPoolExecutor | None = None
 
     def _make_pool(self) -> ProcessPoolExecutor:
@@ -146,16 +172,25 @@ class LocalExecutor:
         return ProcessPoolExecutor(self.slots, mp_context=ctx, max_tasks_per_child=1)
 
     def submit(self, task: RunTask) -> None:
-        if self._pool is None:
-            self._pool = self._make_pool()
-        try:
-            self._futures[self._pool.submit(execute_run, task)] = task
-        except BrokenProcessPool:  # a worker died (killed, out of memory): a new pool for what is left
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._make_pool()
-            self._futures[self._pool.submit(execute_run, task)] = task
+        self._backlog.append(task)
+        self._fill()
+
+    def _fill(self) -> None:
+        """At most `slots` runs in the pool, all of them running: when one worker dies the pool
+        stops every run in it, so only runs that were running pay an attempt, never queued ones."""
+        while self._backlog and len(self._futures) < self.slots:
+            if self._pool is None:
+                self._pool = self._make_pool()
+            task = self._backlog.popleft()
+            try:
+                self._futures[self._pool.submit(self.target, task, os.getpid())] = task
+            except BrokenProcessPool:  # a worker died since the last look: a new pool for the rest
+                self._backlog.appendleft(task)
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
 
     def wait(self, timeout: float) -> list[RunOutcome]:
+        self._fill()
         if not self._futures:
             return []
         done, _ = wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
@@ -164,22 +199,30 @@ class LocalExecutor:
             task = self._futures.pop(future)
             try:
                 outcomes.append(future.result())
-            except BaseException as err:  # the worker process died under the run
-                outcomes.append(RunOutcome(task.key.digest(), error=f"worker process died ({type(err).__name__})"))
+            except BaseException as err:  # a worker process died (killed, out of memory)
+                outcomes.append(RunOutcome(task.key.digest(), error=f"worker process died ({type(err).__name__}; "
+                                           "a dead worker stops every run in flight on this machine)"))
         if any(o.error and o.error.startswith("worker process died") for o in outcomes) and self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=False)
             self._pool = None
+        self._fill()
         return outcomes
 
     def running(self) -> int:
         return min(self.slots, sum(1 for f in self._futures if f.running()))
 
     def close(self) -> None:
+        """The runs in flight stop with the driver (Ctrl-C, an error, SIGTERM): their workers are
+        ended, not waited for; each keeps its last checkpoint for the next drive."""
+        self._backlog.clear()
         if self._pool is not None:
-            for future in self._futures:
-                future.cancel()
+            if any(not f.done() for f in self._futures):
+                processes = getattr(self._pool, "_processes", None) or {}  # private, but stable since 3.8
+                for process in list(processes.values()):
+                    process.terminate()
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        self._futures.clear()
 
 
 EXECUTORS = ("local", "ray")
