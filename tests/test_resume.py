@@ -298,3 +298,31 @@ def test_free_heap_pages_go_back_after_every_epoch_and_when_memory_is_short(tiny
     # every optimizer step (2 epochs of 24 examples in batches of 4) and every inference batch (dev, test)
     assert events.count("batch") >= 3
     assert events.count("check") == 2 * 24 // 4 + events.count("batch")
+
+
+def test_a_drivers_resume_starts_over_from_another_runs_checkpoint_and_says_so(tiny_model, shared_data, tmp_path,
+                                                                               monkeypatch, capsys):
+    # The sweep drivers pass resume + overwrite: a checkpoint their key cannot tell apart from this
+    # run's (other data under the same path, say) must not fail every drive over the store.
+    out = tmp_path / "run"
+    argv = ["finetune", *RUN, "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out)]
+    killed = _interrupt_at(monkeypatch, "step:3")
+    with pytest.raises(killed):
+        main(argv)
+    monkeypatch.undo()
+    assert main([*argv, "--resume", "--overwrite", "--lr", "5e-4"]) == 0
+    run = json.loads((out / "run.json").read_text("utf-8"))
+    assert any("started over: " in note and "lr: 0.0005 now" in note for note in run["notes"]), run["notes"]
+
+
+def test_a_relative_model_path_resumes_under_its_absolute_path(tiny_model, shared_data, tmp_path, monkeypatch):
+    # `ablate --model ./m` in this process, then the same study on --executor local (absolute paths)
+    out = tmp_path / "run"
+    monkeypatch.chdir(tiny_model.parent)
+    base = ["finetune", *RUN, "--data", str(shared_data), "--out", str(out)]
+    killed = _interrupt_at(monkeypatch, "step:3")
+    with pytest.raises(killed):
+        main([*base, "--model", tiny_model.name])
+    monkeypatch.undo()  # the kill point, and back to the first directory
+    assert main([*base, "--model", str(tiny_model.resolve()), "--resume"]) == 0
+    assert json.loads((out / "metrics.json").read_text("utf-8"))["resumed"] is True

@@ -103,6 +103,11 @@ class Checkpoints:
     every: int | None = None  # optimizer steps between checkpoints (besides every epoch's end)
     resume: bool = False
     clock: RunClock = field(default_factory=lambda: RunClock())  # shared by a run's checkpoints (both phases)
+    # resume + overwrite (what the sweep drivers ask): a checkpoint of another run, or one whose state
+    # does not read, is removed and the run starts over (`discarded` says why) instead of failing
+    # every drive over the store the same way; `finetune --resume` alone still refuses it.
+    start_over_if_different: bool = False
+    discarded: str | None = field(default=None, init=False)
     written: int = field(default=0, init=False)
     resumed: bool = field(default=False, init=False)  # this process continued a killed run
 
@@ -158,8 +163,15 @@ class Checkpoints:
             return False
         if not self.root.is_dir():
             return False
-        state = self._read_state()
-        self._check_signature(state["signature"])
+        try:
+            state = self._read_state()
+            self._check_signature(state["signature"])
+        except BlurbkitError as err:
+            if not self.start_over_if_different:
+                raise
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.discarded = f"a checkpoint was removed and the run started over: {err}"
+            return False
         from safetensors import SafetensorError
         from safetensors.torch import load_file, load_model
 

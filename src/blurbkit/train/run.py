@@ -80,8 +80,10 @@ def check_run_dir(out: Path | None, overwrite: bool, resume: bool = False) -> No
 def run_signature(config: FinetuneConfig, hyper: Hyperparams, model_dir: Path, data_sha256: dict[str, str]) -> dict[str, Any]:
     """What a checkpoint must share with this run to continue it: config, resolved values, model, data."""
     signature = without_added_defaults({k: v for k, v in config.to_json().items() if k not in HOW_NOT_WHAT})
+    if config.model is not None and Path(config.model).exists():  # './m' in one process is '/abs/m' in a driver's worker
+        signature["model"] = str(Path(config.model).resolve())
     signature.update(lr=hyper.lr, batch_size=hyper.batch_size, epochs=hyper.epochs, max_length=hyper.max_length,
-                     model_dir=str(model_dir))
+                     model_dir=str(Path(model_dir).resolve()))
     signature.update({f"data_sha256.{name}": digest for name, digest in data_sha256.items()})
     return json.loads(json.dumps(signature))  # as it reads back from the checkpoint (lists, not tuples)
 
@@ -173,9 +175,12 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     checkpoints = heartbeat = None
     if config.out is not None:
         checkpoints = Checkpoints(config.out / DIR_NAME, run_signature(config, hyper, model_dir, data_sha256),
-                                  every=config.checkpoint_every, resume=config.resume, clock=clock)
+                                  every=config.checkpoint_every, resume=config.resume, clock=clock,
+                                  start_over_if_different=config.resume and config.overwrite)
         heartbeat = Heartbeat(config.out)
     trained = engine.train(data["train"], data["dev"], checkpoints=checkpoints, heartbeat=heartbeat)
+    if checkpoints is not None and checkpoints.discarded:
+        splits.notes.append(checkpoints.discarded)
     dev_best, test = engine.score(data["dev"], "dev"), engine.score(data["test"], "test")
     predictions = {"dev": dev_best.pop("_predictions"), "test": test.pop("_predictions")}
     final = None
@@ -237,8 +242,10 @@ def train_on_train_dev(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperpa
         signature = run_signature(config, final_hyper, model_dir, data_sha256)
         signature.update(phase="train+dev", selected_epoch=epochs, train_dev_sha256=records_sha256(encoded.records))
         checkpoints = Checkpoints(config.out / FINAL_DIR_NAME, signature, every=config.checkpoint_every, resume=config.resume,
-                                  clock=clock or RunClock())
+                                  clock=clock or RunClock(), start_over_if_different=config.resume and config.overwrite)
     result = engine.train(encoded, None, checkpoints=checkpoints, heartbeat=heartbeat)
+    if checkpoints is not None and checkpoints.discarded:
+        splits.notes.append(checkpoints.discarded)
     return engine, encoded, {"epochs": epochs, "train_examples": len(records), "steps": result.steps,
                              "train_seconds": round(result.train_seconds, 2)}
 
