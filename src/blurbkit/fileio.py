@@ -185,18 +185,57 @@ def read_lines(path: str | Path) -> list[str]:
     return text.replace("\r\n", "\n").split("\n")
 
 
+def unicode_problem(text: str) -> str | None:
+    """Why `text` is not Unicode text that UTF-8 can carry (None: it is). A JSON escape such as
+    ``\\ud800`` without its pair decodes to a lone surrogate, which tokenizers and writers reject."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"holds a lone surrogate (U+{ord(text[err.start]):04X} at character {err.start}), which is not text"
+    return None
+
+
+# A JSON escape of a surrogate (D800-DFFF): only text holding one can decode to a lone surrogate,
+# so only such text pays for the check (the file itself was strict UTF-8).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _json_problem(text: str, obj: Any) -> str | None:
+    if not _SURROGATE_ESCAPE.search(text):
+        return None
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return "a string holds a lone surrogate escape (\\ud800-\\udfff without its pair), which is not text"
+    except RecursionError:
+        return "not valid JSON (nested too deeply)"
+    return None
+
+
+def _loads(text: str, **options: Any) -> Any:
+    """json.loads with its RecursionError (nesting deeper than Python's stack) as a JSONDecodeError."""
+    try:
+        return json.loads(text, **options)
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
+
+
 def parse_jsonl(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; any line that is not a JSON object is a
-    one-line error naming the file and line. Works on a stream, so corpora need not fit in memory."""
+    """(line number, object) for each non-blank line; any line that is not a JSON object (or holds
+    a string that is not text) is a one-line error naming the file and line. Works on a stream, so
+    corpora need not fit in memory."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = _loads(line)
         except json.JSONDecodeError as err:
             raise BlurbkitError(f"not valid JSON ({err.msg})", path=path, line=number) from None
         if not isinstance(obj, dict):
             raise BlurbkitError("expected a JSON object", path=path, line=number)
+        problem = _json_problem(line, obj)
+        if problem:
+            raise BlurbkitError(problem, path=path, line=number)
         yield number, obj
 
 
@@ -208,11 +247,15 @@ def read_json(path: str | Path) -> Any:
     """A JSON file; a key given twice in one object is refused (json would keep the last silently)."""
     text = "\n".join(read_lines(path))
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        obj = _loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         raise BlurbkitError(f"not valid JSON ({err.msg})", path=path, line=err.lineno) from None
     except _DuplicateKey as err:
         raise BlurbkitError(f"key {err.args[0]!r} is given twice in one object", path=path) from None
+    problem = _json_problem(text, obj)
+    if problem:
+        raise BlurbkitError(problem, path=path)
+    return obj
 
 
 class _DuplicateKey(Exception):

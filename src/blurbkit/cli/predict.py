@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
+from typing import Any
 
 from blurbkit.cli.serve import add_pipeline_arguments, load_pipeline
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.model is None:
             raise BlurbkitError("pass --model DIR (or --ner/--relations for the document pipeline)")
-        from blurbkit.inference.predictor import Predictor
+        from blurbkit.inference.predictor import InputWarning, Predictor
         from blurbkit.tasks.types.base import InputError
 
         lines = read_lines(args.input)
@@ -59,11 +61,21 @@ def run(args: argparse.Namespace) -> int:
         inputs = [item for _, item in numbered]
         predictor = Predictor.load(args.model, progress=True, backend=args.backend)
         try:
-            outputs = predictor.predict(inputs)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", InputWarning)
+                outputs = predictor.predict(inputs)
         except InputError as err:  # name the input file's line, not the input's position
             raise BlurbkitError(err.problem, path=args.input, line=numbered[err.index][0]) from None
-        text = "".join(json.dumps({"input": i, "prediction": o}, ensure_ascii=False) + "\n"
-                       for i, o in zip(inputs, outputs, strict=True))
+        notes = {}
+        for warning in caught:
+            if isinstance(warning.message, InputWarning):  # an input left without a prediction
+                notes[warning.message.index] = warning.message.problem
+                print(f"{args.input}:{numbered[warning.message.index][0]}: warning: {warning.message.problem}", file=sys.stderr)
+            else:  # anything else is shown as Python would have shown it
+                warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+        text = "".join(json.dumps({"input": i, "prediction": o} | ({"warning": notes[n]} if n in notes else {}),
+                                  ensure_ascii=False) + "\n"
+                       for n, (i, o) in enumerate(zip(inputs, outputs, strict=True)))
     if args.out:
         with atomic_write(args.out) as handle:
             handle.write(text)
@@ -75,28 +87,50 @@ def run(args: argparse.Namespace) -> int:
 def predict_documents(args: argparse.Namespace, fmt: str) -> str:
     from blurbkit.data import documents as docs
     from blurbkit.errors import BlurbkitError
-    from blurbkit.fileio import read_jsonl, read_lines
+    from blurbkit.fileio import parse_jsonl, read_lines
 
     ner = list(args.ner) + ([args.model] if args.model else [])
     if not ner:
         raise BlurbkitError("the document pipeline needs at least one NER model (--ner DIR or --model DIR)")
+    lines: list[int] = []  # .jsonl: the file line of each document, for errors
     if fmt == "pubtator":
         inputs = docs.read_pubtator(args.input)
     elif fmt == "bioc":
         inputs = docs.read_bioc(args.input)
     elif fmt == "jsonl":
-        inputs = [docs.as_document(obj, n) for n, obj in enumerate(read_jsonl(args.input))]
+        inputs = []
+        for number, obj in parse_jsonl(read_lines(args.input), args.input):
+            try:
+                inputs.append(docs.as_document(obj, len(inputs)))
+            except docs.DocumentError as err:
+                raise BlurbkitError(err.problem, path=args.input, line=number) from None
+            lines.append(number)
     else:
         inputs = [docs.Document(id=str(n), text=line) for n, line in enumerate(read_lines(args.input)) if line.strip()]
     if not inputs:
         raise BlurbkitError("no documents", path=args.input)
     pipeline = load_pipeline(args, ner)
-    annotated = pipeline.annotate_documents(inputs)
+    try:
+        annotated = pipeline.annotate_documents(inputs)
+    except docs.DocumentError as err:  # e.g. a BioC JSON text that is not Unicode text
+        if lines:
+            raise BlurbkitError(err.problem, path=args.input, line=lines[err.index]) from None
+        raise BlurbkitError(f"document {inputs[err.index].id}: {err.problem}", path=args.input) from None
+    for document in annotated:  # what was skipped, e.g. a sentence with too many candidate pairs
+        for warning in document.warnings:
+            print(f"{args.input}: document {document.id}: warning: {warning}", file=sys.stderr)
     if fmt == "pubtator":
         return docs.pubtator_text(annotated)
     if fmt == "bioc":
         out = args.out if args.out is not None else args.input
         return docs.bioc_text(annotated, json_format=str(out).endswith(".json"))
-    return "".join(json.dumps({"id": d.id, "entities": d.entities,
-                               "relations": [{k: v for k, v in r.items() if k not in ("type", "arg1", "arg2")}
-                                             for r in d.relations]}, ensure_ascii=False) + "\n" for d in annotated)
+    return "".join(json.dumps(_result(d), ensure_ascii=False) + "\n" for d in annotated)
+
+
+def _result(document: Any) -> dict[str, Any]:
+    """A JSON-lines result: as blurbkit.Pipeline returns it ("warnings" only when there are some)."""
+    result = {"id": document.id, "entities": document.entities,
+              "relations": [{k: v for k, v in r.items() if k not in ("type", "arg1", "arg2")} for r in document.relations]}
+    if document.warnings:
+        result["warnings"] = document.warnings
+    return result

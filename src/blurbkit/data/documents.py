@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_write, read_lines
+from blurbkit.fileio import atomic_write, read_lines, unicode_problem
 
 
 @dataclass
@@ -49,6 +49,8 @@ class Document:
     entities: list[dict[str, Any]] = field(default_factory=list)
     # {"type", "arg1", "arg2"} plus optional "extra", "probability", "model"
     relations: list[dict[str, Any]] = field(default_factory=list)
+    # What the pipeline skipped for this document (e.g. a sentence with too many candidate pairs)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def full_text(self) -> str:
@@ -62,20 +64,42 @@ class Document:
         return [(0, "title", self.title), (len(self.title) + 1, "abstract", self.text)]
 
 
+class DocumentError(BlurbkitError):
+    """One pipeline input is not a document; `index` says which (the CLI turns it into the file's line)."""
+
+    def __init__(self, index: int, problem: str) -> None:
+        super().__init__(f"document {index}: {problem}")
+        self.index, self.problem = index, problem
+
+
 def as_document(item: Any, number: int) -> Document:
     """A pipeline input as a Document: a string (the text), a dict {"id", "title", "text"} or a Document."""
     if isinstance(item, Document):
+        _check_unicode(number, item)
         return item
     if isinstance(item, str):
-        return Document(id=str(number), text=item)
+        document = Document(id=str(number), text=item)
+        _check_unicode(number, document)
+        return document
     if not isinstance(item, dict):
-        raise BlurbkitError(f"document {number}: expected a string or an object {{id, title, text}}, got {type(item).__name__}")
+        raise DocumentError(number, f"expected a string or an object {{id, title, text}}, got {type(item).__name__}")
     text, title, doc_id = item.get("text", ""), item.get("title"), item.get("id", str(number))
     if not isinstance(text, str) or (title is not None and not isinstance(title, str)):
-        raise BlurbkitError(f"document {number}: 'text' and 'title' must be strings")
+        raise DocumentError(number, "'text' and 'title' must be strings")
     if isinstance(doc_id, bool) or not isinstance(doc_id, str | int):
-        raise BlurbkitError(f"document {number}: 'id' must be a string")
-    return Document(id=str(doc_id), text=text, title=title)
+        raise DocumentError(number, "'id' must be a string")
+    document = Document(id=str(doc_id), text=text, title=title)
+    _check_unicode(number, document)
+    return document
+
+
+def _check_unicode(number: int, document: Document) -> None:
+    # A lone surrogate (JSON "\ud800") would reach the tokenizer, which fails with a TypeError.
+    for name in ("id", "title", "text"):
+        value = getattr(document, name)
+        problem = unicode_problem(value) if isinstance(value, str) else None
+        if problem:
+            raise DocumentError(number, f"{name!r} {problem}")
 
 
 # ---- PubTator ------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ FILES = {"onnx": "model.onnx", "onnx-int8": "model_int8.onnx"}
 BACKENDS = ("torch", *FILES)
 OPSET = 17
 TOLERANCE = 1e-3  # largest |score difference| between the fp32 graph and the torch model accepted at export
-INPUTS = ("input_ids", "attention_mask", "token_type_ids", "word_positions")
+INPUTS = ("input_ids", "attention_mask", "token_type_ids", "word_positions", "word_mask")
 SAMPLE = ["Aspirin-induced hepatitis was treated with N-acetylcysteine .", "Cisplatin .",
           "The patient received 40 mg of doxorubicin and cyclophosphamide daily for two weeks ."]
 
@@ -50,9 +50,12 @@ class _Graph(torch.nn.Module):
         self.model = model
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
-                word_positions: torch.Tensor) -> torch.Tensor:
+                word_positions: torch.Tensor, word_mask: torch.Tensor) -> torch.Tensor:
+        # The word mask is an input, not derived from word_positions: padded words have position 0
+        # (runtime/batching.py), and a head that reads the mask (BiLSTM: packed by row length) must
+        # see each row's true length.
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
-                 "word_positions": word_positions, "word_mask": word_positions >= 0}
+                 "word_positions": word_positions, "word_mask": word_mask}
         return self.model(batch)[0]
 
 
@@ -69,19 +72,22 @@ def check_exportable(model: BlurbModel, model_dir: Path) -> None:
 
 
 def sample_batch(tokenizer: Any, texts: list[str] = SAMPLE) -> dict[str, torch.Tensor]:
-    """A padded batch of raw-text sentences split on spaces, as the runner feeds the model."""
+    """A padded batch of raw-text sentences split on spaces, as the runner feeds the model: padded
+    words have position 0 and are off in the word mask (runtime/batching.py:collate)."""
     words = [t.split() for t in texts]
     encoded = tokenizer(words, is_split_into_words=True, padding=True, return_tensors="pt")
-    positions = torch.zeros((len(texts), max(len(w) for w in words)), dtype=torch.long)
+    positions = torch.zeros((len(texts), max(1, max(len(w) for w in words))), dtype=torch.long)
+    mask = torch.zeros_like(positions, dtype=torch.bool)
     for row in range(len(texts)):
         seen: set[int] = set()
         for position, word in enumerate(encoded.word_ids(row)):
             if word is not None and word not in seen:
                 seen.add(word)
                 positions[row, word] = position
+                mask[row, word] = True
     batch = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
              "token_type_ids": encoded.get("token_type_ids", torch.zeros_like(encoded["input_ids"])),
-             "word_positions": positions}
+             "word_positions": positions, "word_mask": mask}
     return batch
 
 
@@ -115,12 +121,14 @@ def export(model_dir: str | Path, out: str | Path | None = None, int8: bool = Fa
     args = tuple(batch[name] for name in INPUTS)
     axes = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
             "token_type_ids": {0: "batch", 1: "length"}, "word_positions": {0: "batch", 1: "words"},
-            "scores": {0: "batch", 1: "words"}}
+            "word_mask": {0: "batch", 1: "words"}, "scores": {0: "batch", 1: "words"}}
     with atomic_dir(out) as tmp:
         fp32 = tmp / FILES["onnx"]
         with _eager_attention(model.encoder), torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes on Python control flow over shapes
-            reference = _Graph(model)(*args).numpy()
+            # The reference is the torch model's own forward (not the wrapper being exported) on
+            # rows of different lengths, so a graph that lost a row's length would differ here.
+            reference = model(batch)[0].numpy()
             try:
                 torch.onnx.export(_Graph(model), args, str(fp32), dynamo=False, input_names=list(INPUTS),
                                   output_names=["scores"], dynamic_axes=axes, opset_version=OPSET)
@@ -128,7 +136,8 @@ def export(model_dir: str | Path, out: str | Path | None = None, int8: bool = Fa
                 first = (str(err).splitlines() or [type(err).__name__])[0]
                 raise BlurbkitError(f"this model could not be exported to ONNX ({type(err).__name__}: {first})",
                                     path=model_dir) from None
-        difference = float(abs(OnnxForward(fp32).scores(batch) - reference).max())
+        words = batch["word_mask"].numpy()  # padded words' scores are never decoded
+        difference = float(abs(OnnxForward(fp32).scores(batch) - reference)[words].max())
         if not difference <= TOLERANCE:
             raise BlurbkitError(f"the ONNX graph's scores differ from the torch model's by {difference:.2g} "
                                 f"(more than {TOLERANCE}); not written", path=model_dir)
@@ -197,8 +206,13 @@ def load_backend(model_dir: str | Path, backend: str, model: BlurbModel, threads
         manifest = json.loads(manifest_path.read_text("utf-8"))
         name = manifest["files"].get(backend)
         source = manifest["source"]
+        inputs = list(manifest.get("inputs") or [])
     except (ValueError, KeyError, TypeError, AttributeError):
         raise BlurbkitError(f"not an export manifest; {again}", path=manifest_path) from None
+    if "word_mask" not in inputs:
+        # Graphs of earlier versions took every padded word for a real one: wrong for heads that
+        # read the mask (BiLSTM); one re-export is cheaper than guessing which heads are safe.
+        raise BlurbkitError(f"this export predates the graph's word_mask input; {again}", path=model_dir / EXPORT_DIR)
     if name is None:
         raise BlurbkitError(f"this export has no {backend} model; {again}", path=model_dir / EXPORT_DIR)
     if source != weights_digest(model_dir):

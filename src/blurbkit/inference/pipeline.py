@@ -23,7 +23,9 @@ sorted by the InferenceRunner; long sentences windowed by the token transform):
    the sentence with the two mentions replaced by the placeholders it was trained with (@CHEMICAL$,
    @GENE$ ...; transform "text") and the unmasked sentence with the pair's spans (transforms
    "markers" / "original" read that one). Returned: label, its softmax probability, the two entity
-   ids; pairs predicted as the no-relation label are left out unless ``keep_negative``.
+   ids; pairs predicted as the no-relation label are left out unless ``keep_negative``. A pair
+   that the relation model's max_length cuts off is not classified but named in a warning (one
+   per sentence), as a sentence with more than MAX_PAIRS_PER_SENTENCE pairs is.
 
 Entity types -> relation placeholder types (TYPE_MAP, overridable with ``type_map``): an NER type
 maps to its upper-case form (Chemical -> CHEMICAL, Disease -> DISEASE, Drug -> DRUG, GENE -> GENE)
@@ -46,7 +48,7 @@ from typing import Any
 
 from blurbkit.data.documents import Document, as_document
 from blurbkit.errors import BlurbkitError
-from blurbkit.inference.predictor import Predictor
+from blurbkit.inference.predictor import Predictor, without_lost_pairs
 from blurbkit.inference.sentences import split_sentences
 from blurbkit.models.encoding import encode
 from blurbkit.tagging import tags_to_spans
@@ -54,6 +56,7 @@ from blurbkit.tagging import tags_to_spans
 TYPE_MAP = {"protein": "GENE", "Protein": "GENE", "Gene": "GENE"}
 NEGATIVE_NAMES = ("false", "0", "negative", "none", "no_relation")
 MAX_PAIRS_PER_SENTENCE = 2000  # beyond this a sentence's pairs are skipped (and said so)
+MAX_NAMED = 5  # pairs named in one warning (a long sentence may have hundreds past max_length)
 
 
 def relation_type(ner_type: str, type_map: Mapping[str, str]) -> str:
@@ -186,16 +189,19 @@ class RelationModel(LoadedModel):
         return {"id": str(number), "text": "".join(pieces), "entities": spans,
                 "original": {"text": sentence, "entities": original}}
 
-    def classify(self, records: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    def classify(self, records: list[dict[str, Any]]) -> list[tuple[str, float] | None]:
+        """(label, probability) per pair record; None for a pair that max_length cuts off (the
+        model would not see it, so its label would mean nothing)."""
         if not records:
             return []
         p = self.predictor
         data = encode(records, p.codec, p.recipe, p.runner.tokenizer, labelled=False)
+        data, _ = without_lost_pairs(data, p.recipe.max_length)
         outputs = p.runner.outputs(data, desc=f"relations {self.name}", probabilities=True)
         results: list[tuple[str, float] | None] = [None] * len(records)
         for example, (index, probs) in zip(data.examples, outputs, strict=True):
             results[example["record_index"]] = (p.codec.labels[index], round(float(probs[index]), 6))
-        return results  # type: ignore[return-value]
+        return results
 
 
 def _negative(labels: Sequence[str]) -> str | None:
@@ -276,11 +282,14 @@ class Pipeline:
 
     def annotate_documents(self, documents: Sequence[Document]) -> list[Document]:
         """Documents with their entities and relations replaced by the predicted ones (for the
-        PubTator / BioC writers: entity "id" = mention id, which relations name)."""
+        PubTator / BioC writers: entity "id" = mention id, which relations name), and the
+        warnings of what was skipped."""
+        docs = [as_document(doc, n) for n, doc in enumerate(documents)]  # the checks __call__ makes
         out = []
-        for doc, (entities, relations, _) in zip(documents, self._annotate(list(documents)), strict=True):
+        for doc, (entities, relations, warnings) in zip(docs, self._annotate(docs), strict=True):
             out.append(Document(id=doc.id, title=doc.title, text=doc.text, entities=entities,
-                                relations=[{**r, "type": r["label"], "arg1": r["head"], "arg2": r["tail"]} for r in relations]))
+                                relations=[{**r, "type": r["label"], "arg1": r["head"], "arg2": r["tail"]} for r in relations],
+                                warnings=warnings))
         return out
 
     @staticmethod
@@ -331,11 +340,21 @@ class Pipeline:
                 index = {(e["start"], e["end"], e["type"]): placed for e, placed in zip(found, doc_entity[s], strict=True)}
                 for first, second in pairs:
                     records.append(model.record(text, first, second, len(records)))
-                    where.append((d, index[(first["start"], first["end"], first["type"])]["id"],
+                    where.append((d, s, index[(first["start"], first["end"], first["type"])]["id"],
                                   index[(second["start"], second["end"], second["type"])]["id"]))
-            for (d, head, tail), (label, probability) in zip(where, model.classify(records), strict=True):
+            cut: dict[tuple[int, int], list[str]] = {}  # (document, sentence) -> pairs max_length cut off
+            for (d, s, head, tail), outcome in zip(where, model.classify(records), strict=True):
+                if outcome is None:
+                    cut.setdefault((d, s), []).append(f"{head}-{tail}")
+                    continue
+                label, probability = outcome
                 if label == model.negative and not self.keep_negative:
                     continue
                 relations[d].append({"id": f"R{len(relations[d]) + 1}", "label": label, "probability": probability,
                                      "head": head, "tail": tail, "model": model.name})
+            for (d, s), names in cut.items():  # one warning a sentence, as for too many pairs
+                listed = ", ".join(names[:MAX_NAMED]) + (f" and {len(names) - MAX_NAMED} more" if len(names) > MAX_NAMED else "")
+                warnings[d].append(f"{model.name}: {len(names)} candidate pair(s) of the sentence at offset "
+                                   f"{sentences[s][1]} reach past the model's max_length ({model.recipe.max_length} "
+                                   f"tokens); their relations were not predicted: {listed}")
         return list(zip(entities, relations, warnings, strict=True))

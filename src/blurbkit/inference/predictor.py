@@ -10,6 +10,7 @@ spans with character offsets. Sequence models take the fields of their task's ca
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -17,11 +18,13 @@ from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.inference.runner import InferenceRunner
-from blurbkit.models.encoding import encode
+from blurbkit.models.encoding import Encoded, encode
 from blurbkit.models.model import RECIPE_FILE, BlurbModel
+from blurbkit.models.transforms import TRANSFORMS, RecordError, lost_entities
 from blurbkit.runtime.capability import cap_torch_threads
 from blurbkit.runtime.settings import RuntimeSettings
 from blurbkit.tasks.types import get_task_type
+from blurbkit.tasks.types.base import InputError
 
 
 def runtime_settings(settings: dict[str, Any] | None, **given: Any) -> RuntimeSettings:
@@ -65,8 +68,46 @@ class Predictor:
         return cls(model, tokenizer, backend=forward, **options)
 
     def predict(self, inputs: Sequence[str | dict[str, Any]]) -> list[Any]:
-        """One result per input: entity spans for token-level models, else a label, score or label list."""
-        records = self.task.records_from_inputs(inputs)
-        data = encode(records, self.codec, self.recipe, self.runner.tokenizer, labelled=False)
+        """One result per input: entity spans for token-level models, else a label, score or label list.
+
+        An entity-pair input whose pair max_length cuts off gets None and an `InputWarning` (the
+        model would see neither mention, or only one: its label would mean nothing)."""
+        records = self.task.records_from_inputs(inputs, TRANSFORMS.get(self.recipe.transform))
+        data = self.encode(records)
+        data, lost = without_lost_pairs(data, self.recipe.max_length)
+        for index, problem in lost.items():
+            warnings.warn(InputWarning(index, problem), stacklevel=2)
         predictions = self.codec.collect(data.records, data.examples, self.runner.outputs(data))
         return self.task.results(inputs, records, predictions)
+
+    def encode(self, records: Sequence[dict[str, Any]]) -> Encoded:
+        """The model's encoder inputs for records made from inputs (a record the transform refuses
+        is named by its input position)."""
+        try:
+            return encode(records, self.codec, self.recipe, self.runner.tokenizer, labelled=False)
+        except RecordError as err:
+            raise InputError(err.index, err.problem) from None
+
+
+class InputWarning(UserWarning):
+    """One `Predictor` input got no prediction; `index` says which (the CLI names the input's line)."""
+
+    def __init__(self, index: int, problem: str) -> None:
+        super().__init__(f"input {index}: {problem}")
+        self.index, self.problem = index, problem
+
+
+def without_lost_pairs(data: Encoded, max_length: int) -> tuple[Encoded, dict[int, str]]:
+    """`data` without the examples one or both of whose entities lie wholly past max_length, and
+    why each such record is left out (by record index). Inference only: evaluation keeps them, as
+    the official protocol truncates (and scores) every pair."""
+    lost: dict[int, str] = {}
+    for example in data.examples:
+        missing = lost_entities(example)
+        if missing:
+            which = "both entities lie" if len(missing) > 1 else f"entity {missing[0]} lies"
+            lost[example["record_index"]] = f"the pair is not predicted: {which} past the model's max_length ({max_length} tokens)"
+    if not lost:
+        return data, lost
+    kept = [example for example in data.examples if example["record_index"] not in lost]
+    return Encoded(data.records, kept), lost

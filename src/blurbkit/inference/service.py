@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import unicode_problem
 from blurbkit.runtime.allocator import release_free_memory
 
 log = logging.getLogger("blurbkit.serve")
@@ -102,6 +103,10 @@ class AnnotateResponse(BaseModel):
 
 # ---- dynamic batching ---------------------------------------------------------------------------
 
+class ShuttingDown(RuntimeError):
+    """A request that came after the batcher closed (503: try again at another instance)."""
+
+
 class Batcher:
     """Concurrent requests -> one pipeline call per gathered batch, on one worker thread."""
 
@@ -124,7 +129,7 @@ class Batcher:
 
     async def submit(self, documents: list[dict]) -> list[dict]:
         if self._closed:
-            raise RuntimeError("the service is shutting down")
+            raise ShuttingDown("the service is shutting down")
         future: concurrent.futures.Future = concurrent.futures.Future()
         self._queue.put((documents, future))
         return await asyncio.wrap_future(future)
@@ -310,6 +315,10 @@ def create_app(pipeline: Any, limits: Limits | None = None) -> Any:
             size = len(doc.text) + len(doc.title or "")
             if size > limits.max_document_chars:
                 return _error(413, f"document {n}: {size} characters; the limit is {limits.max_document_chars}")
+            for name in ("id", "title", "text"):
+                problem = unicode_problem(getattr(doc, name) or "")
+                if problem:  # the tokenizer (or the JSON response) would fail on it: a 500
+                    return _error(422, f"body.documents.{n}.{name}: {problem}")
             item = {"id": doc.id if doc.id is not None else str(n), "text": doc.text}
             if doc.title is not None:
                 item["title"] = doc.title
@@ -320,9 +329,9 @@ def create_app(pipeline: Any, limits: Limits | None = None) -> Any:
             results = await batcher.submit(inputs)
         except BlurbkitError as err:
             return _error(422, str(err))
-        except RuntimeError as err:
+        except ShuttingDown as err:  # only this one: any other RuntimeError is the service's fault
             return _error(503, str(err))
-        except Exception:
+        except Exception:  # the detail (and its traceback) stays in the log, not in the response
             log.exception("annotate failed")
             return _error(500, "internal error while annotating (logged by the service)")
         return {"documents": results}

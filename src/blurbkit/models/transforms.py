@@ -12,9 +12,26 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from blurbkit.errors import BlurbkitError
 from blurbkit.registry import Registry
 
 Example = dict[str, Any]
+# The token span of an entity no kept token covers (cut off by max_length): the [CLS] row stands in.
+MISSING_SPAN = [0, 1]
+
+
+class RecordError(BlurbkitError):
+    """One record cannot be encoded; `index` is its position among the records given (Predictor
+    names the input, a training run the record id)."""
+
+    def __init__(self, index: int, record_id: Any, problem: str) -> None:
+        super().__init__(f"record {record_id}: {problem}")
+        self.index, self.problem = index, problem
+
+
+def lost_entities(example: Example) -> list[int]:
+    """Which entities (1-based) of an example lie wholly outside its input (past max_length)."""
+    return [k for k, span in enumerate(example.get("entity_spans") or (), start=1) if list(span) == MISSING_SPAN]
 
 
 @dataclass(frozen=True)
@@ -82,7 +99,7 @@ def _char_spans_to_tokens(offsets: list[tuple[int, int]], sequence_ids: list[int
             for i, (start, end) in enumerate(offsets)
             if sequence_ids[i] == 0 and end > start and start < span["end"] and end > span["start"]
         ]
-        result.append([covered[0], covered[-1] + 1] if covered else [0, 1])
+        result.append([covered[0], covered[-1] + 1] if covered else list(MISSING_SPAN))
     return result
 
 
@@ -146,7 +163,21 @@ sentence_pair.requires = ("text_pair",)
 @TRANSFORMS.register("question_context")
 def question_context(records: Sequence[dict], ctx: TransformContext) -> list[Example]:
     """[CLS] question [SEP] context [SEP]; only the context is cut when too long."""
+    _check_questions_fit(records, ctx)
     return _pair(records, ctx, "question", "context", "only_second")
+
+
+def _check_questions_fit(records: Sequence[dict], ctx: TransformContext) -> None:
+    """A question that leaves no room for a context token is refused, naming its record. Cutting
+    the question instead would change what is asked (and training never does: only the context
+    is cut), and the tokenizer's own error for it is a bare exception without the record."""
+    room = ctx.max_length - ctx.tokenizer.num_special_tokens_to_add(pair=True)
+    questions = ctx.tokenizer([record["question"] for record in records], add_special_tokens=False)["input_ids"]
+    for index, ids in enumerate(questions):
+        if len(ids) >= room:
+            raise RecordError(index, records[index].get("id", index),
+                              f"the question is {len(ids)} tokens long, which leaves no room for the context "
+                              f"within the model's max_length of {ctx.max_length} tokens (only the context is cut)")
 
 
 question_context.requires = ("question_context",)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import unicode_problem
 from blurbkit.metrics import METRICS
 from blurbkit.metrics.decompose import DECOMPOSITIONS
 from blurbkit.registry import Registry
@@ -195,12 +196,15 @@ class TaskType:
         raise NotImplementedError
 
     # ---- new text ------------------------------------------------------------------------------
-    def records_from_inputs(self, inputs: Sequence[str | dict[str, Any]]) -> list[Record]:
+    def records_from_inputs(self, inputs: Sequence[str | dict[str, Any]], transform: Any = None) -> list[Record]:
         """`Predictor` inputs -> records: strings become the task's text field, dicts are fields.
+        transform: the model's input transform (models/transforms*.py), whose attributes say what
+        it reads (None: the task's default input form).
 
         Records are identified by their input position (an ``id`` field of an input is kept in the
         input, not used: two inputs with one id must still get their own results)."""
         records = []
+        fields = self.input_fields_for(transform)
         for n, item in enumerate(inputs):
             if isinstance(item, str):
                 record = {self.text_field: item}
@@ -208,12 +212,14 @@ class TaskType:
                 record = dict(item)
             else:
                 raise InputError(n, f"expected a string or an object of fields, got {type(item).__name__}")
-            for field in self.input_fields:
+            for field in fields:
                 if field not in record:
-                    raise InputError(n, f"lacks the field {field!r} ({self.name} inputs have: "
-                                        f"{', '.join(self.input_fields)})")
+                    raise InputError(n, f"lacks the field {field!r} ({self.name} inputs have: {', '.join(fields)})")
                 if not isinstance(record[field], str):
                     raise InputError(n, f"field {field!r} must be a string, not {record[field]!r:.60}")
+                problem = unicode_problem(record[field])
+                if problem:  # the tokenizer would fail with a TypeError deep inside
+                    raise InputError(n, f"field {field!r}: {problem}")
             record["id"] = str(n)
             records.append(record)
         return records
@@ -221,9 +227,14 @@ class TaskType:
     text_field = "text"
     input_fields: tuple[str, ...] = ("text",)
 
+    def input_fields_for(self, transform: Any = None) -> tuple[str, ...]:
+        """The string fields an input must have for a model reading it with `transform`."""
+        return self.input_fields
+
     def results(self, inputs: Sequence[Any], records: Sequence[Record], predictions: Any) -> list[Any]:
-        """Predictions -> one result per input, in input order."""
-        return [predictions[r["id"]] for r in records]
+        """Predictions -> one result per input, in input order (None for an input left out of
+        the predictions: `Predictor` says why in a warning)."""
+        return [predictions.get(r["id"]) for r in records]
 
 
 TASK_TYPES: Registry[TaskType] = Registry("task type")

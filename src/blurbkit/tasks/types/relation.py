@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import unicode_problem
 from blurbkit.tasks.types.base import InputError, Record, register
 from blurbkit.tasks.types.by_id import IdTaskType
 
@@ -66,24 +67,32 @@ class RelationExtraction(IdTaskType):
             "placeholder": "@{type}$",
         }
 
-    def records_from_inputs(self, inputs: Sequence[str | dict[str, Any]]) -> list[Record]:
+    def records_from_inputs(self, inputs: Sequence[str | dict[str, Any]], transform: Any = None) -> list[Record]:
         """A relation input is one sentence with the pair's two mentions replaced by placeholders
         (@CHEMICAL$ ... @GENE$; @CHEM-GENE$ stands for both), or, for a model trained on the
-        unmasked sentence (markers / original transforms), an object with ``original`` {text,
-        entities}. Anything else would still get a label, a meaningless one, so it is refused; raw
-        text goes through the NER + relation Pipeline (blurbkit serve), which finds the mentions."""
-        records = super().records_from_inputs(inputs)
+        unmasked sentence (markers / original transforms, which set ``needs_original``), an object
+        with ``original`` {text, entities: the pair's two spans}. Anything else would still get a
+        label, a meaningless one, so it is refused; raw text goes through the NER + relation
+        Pipeline (blurbkit serve), which finds the mentions."""
+        records = super().records_from_inputs(inputs, transform)
+        unmasked = reads_original(transform)
         for n, record in enumerate(records):
-            if "original" in record:
-                continue  # the marker / original-text inputs read it (models/transforms_relation.py)
+            if unmasked:
+                check_original(n, record.get("original"))
+                continue
             if "entities" in record:  # a dummified-text model reads the placeholders, not spans
                 raise InputError(n, "give the pair as placeholders in 'text' (@GENE$ ... @DISEASE$), or as 'original' "
                                     "{text, entities} for a model trained on the unmasked sentence; 'entities' is not read")
+            # Checked whether or not 'original' is given too: this model reads only 'text'.
             record["entities"] = placeholder_spans(record["text"])
             if len(record["entities"]) != 2:
                 raise InputError(n, f"expected the pair's two entity placeholders (e.g. @GENE$ ... @DISEASE$), found "
                                     f"{len(record['entities'])}; raw text goes through the NER + relation pipeline (blurbkit serve)")
         return records
+
+    def input_fields_for(self, transform: Any = None) -> tuple[str, ...]:
+        # A model reading the unmasked sentence takes {"original": {...}} alone (checked above).
+        return () if reads_original(transform) else self.input_fields
 
     def complete_registration(self, table: dict[str, Any], inferred: bool) -> None:
         if not inferred:
@@ -96,6 +105,39 @@ class RelationExtraction(IdTaskType):
 
 
 register(RelationExtraction())
+
+
+def reads_original(transform: Any) -> bool:
+    """Whether a model with this input transform reads the record's unmasked sentence (``original``)."""
+    return bool(getattr(transform, "needs_original", False))
+
+
+def check_original(n: int, original: Any) -> None:
+    """Input `n`'s ``original``: the unmasked sentence and the pair's two spans within it, checked
+    here so that a malformed one is the input's own one-line error, not a KeyError in a transform."""
+    if original is None:
+        raise InputError(n, "this model reads the unmasked sentence: give 'original' {text, entities} with the "
+                            "pair's two spans (placeholders in 'text' are not read)")
+    if not isinstance(original, dict):
+        raise InputError(n, f"'original' must be an object {{text, entities}}, not {type(original).__name__}")
+    text, entities = original.get("text"), original.get("entities")
+    if not isinstance(text, str):
+        raise InputError(n, "'original' needs 'text', the unmasked sentence as a string")
+    problem = unicode_problem(text)
+    if problem:
+        raise InputError(n, f"'original' text {problem}")
+    if not isinstance(entities, list) or len(entities) != 2:
+        found = len(entities) if isinstance(entities, list) else "none"
+        raise InputError(n, f"'original' needs 'entities', the pair's two spans [{{start, end}}, {{start, end}}]; found {found}")
+    for k, entity in enumerate(entities, start=1):
+        ends = [entity.get(key) if isinstance(entity, dict) else None for key in ("start", "end")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ends):
+            raise InputError(n, f"'original' entity {k} needs integer 'start' and 'end'")
+        if not 0 <= ends[0] < ends[1] <= len(text):
+            raise InputError(n, f"'original' entity {k} span {ends[0]}-{ends[1]} is not within its text "
+                                f"({len(text)} characters)")
+        if not isinstance(entity.get("type", ""), str):
+            raise InputError(n, f"'original' entity {k}: 'type' must be a string")
 
 
 def placeholder_spans(text: str, expand: Callable[[str], str] | None = None) -> list[dict[str, Any]]:

@@ -188,8 +188,8 @@ class TokenTaskType(TaskType):
                     handle.write("\n")
 
     # ---- new text ------------------------------------------------------------------------------
-    def records_from_inputs(self, inputs: Sequence[str | dict[str, Any]]) -> list[Record]:
-        records = super().records_from_inputs(inputs)
+    def records_from_inputs(self, inputs: Sequence[str | dict[str, Any]], transform: Any = None) -> list[Record]:
+        records = super().records_from_inputs(inputs, transform)
         for record in records:
             words = split_words(record["text"])
             record["_words"] = words
