@@ -152,3 +152,27 @@ def test_adversarial_pretraining_and_finetuning_run(tmp_path, shared_data, monke
                        adversarial=True, adv_epsilon=1e-2, adv_steps=2, adv_step_size=1e-2)
     assert 0.0 <= metrics["test"]["score"] <= 1.0
     assert len(calls) == 1 and calls[0].steps == 2 and calls[0].epsilon == 1e-2  # 8 examples, batch 8: one step
+
+
+def test_a_sigmoid_per_label_gets_the_bernoulli_divergence_not_a_softmax_over_labels():
+    from blurbkit.models.heads import HEADS
+    from blurbkit.train.engine import adversary
+
+    a, b = torch.tensor([[0.0, 0.0]]), torch.tensor([[5.0, 5.0]])
+    assert float(symmetric_kl(a, b)) == 0.0  # a softmax over the labels sees no change at all
+    p, q = a.sigmoid(), b.sigmoid()
+    kl = lambda x, y: (x * (x / y).log() + (1 - x) * ((1 - x) / (1 - y)).log()).sum()  # noqa: E731
+    assert float(symmetric_kl(a, b, outputs="independent")) == pytest.approx(float(kl(p, q) + kl(q, p)), rel=1e-5)
+
+    class Model(torch.nn.Module):  # what `adversary` reads of a BlurbModel: its encoder and head
+        def __init__(self, head: str) -> None:
+            super().__init__()
+            self.encoder = torch.nn.Module()
+            self.encoder.get_input_embeddings = lambda: torch.nn.Embedding(10, 4)
+            self.head = HEADS.get(head)(4, 3)
+
+    from blurbkit.train.config import Hyperparams
+
+    hyper = Hyperparams(adversarial=True)
+    assert adversary(Model("sigmoid"), hyper).outputs == "independent"
+    assert adversary(Model("softmax"), hyper).outputs == "categorical"

@@ -68,6 +68,7 @@ class SigmoidHead(_LinearHead):
     """One sigmoid per label, binary cross-entropy each (multi-label document classification)."""
 
     requires = ("multi_label",)
+    outputs = "independent"  # one Bernoulli per label (adversarial training's divergence reads it)
 
     def loss(self, scores: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(scores.float(), labels.float())

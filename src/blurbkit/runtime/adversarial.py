@@ -48,12 +48,19 @@ class AdversarialConfig:
             raise BlurbkitError(f"--adv-alpha {self.alpha}: the KL weight must not be negative")
 
 
-def symmetric_kl(p_logits: torch.Tensor, q_logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """KL(p||q) + KL(q||p) over the last dimension, averaged over the other positions (those where
-    `mask` is true). A single output (regression) has no distribution: the squared difference."""
+def symmetric_kl(p_logits: torch.Tensor, q_logits: torch.Tensor, mask: torch.Tensor | None = None,
+                 outputs: str = "categorical") -> torch.Tensor:
+    """KL(p||q) + KL(q||p), averaged over the positions where `mask` is true. `outputs` says what
+    the last dimension holds: "categorical" logits of one distribution (softmax), or "independent"
+    logits of one Bernoulli each (a sigmoid per label, HoC), where the divergence is summed over
+    labels (a softmax would call shifting every logit alike no change at all). A single output
+    (regression) has no distribution: the squared difference."""
     p_logits, q_logits = p_logits.float(), q_logits.float()
     if p_logits.shape[-1] == 1:
         per = (p_logits - q_logits).squeeze(-1) ** 2
+    elif outputs == "independent":
+        # for Bernoulli p = sigmoid(a), q = sigmoid(b): KL(p||q) + KL(q||p) = (p - q)(a - b)
+        per = ((p_logits.sigmoid() - q_logits.sigmoid()) * (p_logits - q_logits)).sum(-1)
     else:
         p_log, q_log = torch.log_softmax(p_logits, -1), torch.log_softmax(q_logits, -1)
         per = ((p_log.exp() - q_log.exp()) * (p_log - q_log)).sum(-1)  # = KL(p||q) + KL(q||p)
@@ -79,8 +86,9 @@ def ascent_direction(grad: torch.Tensor, norm: str = "inf") -> torch.Tensor:
 class Adversary:
     """Perturbs the output of `embeddings` (the token-embedding layer) while ``perturbed`` is active."""
 
-    def __init__(self, embeddings: nn.Module, config: AdversarialConfig) -> None:
+    def __init__(self, embeddings: nn.Module, config: AdversarialConfig, outputs: str = "categorical") -> None:
         self.embeddings, self.config = embeddings, config
+        self.outputs = outputs  # what the predictions' last dimension is (symmetric_kl); the head says
         self.delta: torch.Tensor | None = None
 
     @contextmanager
@@ -103,7 +111,7 @@ class Adversary:
         for _ in range(cfg.steps):
             delta.requires_grad_(True)
             with self.perturbed(delta):
-                divergence = symmetric_kl(predict(), clean, mask)
+                divergence = symmetric_kl(predict(), clean, mask, self.outputs)
             (grad,) = torch.autograd.grad(divergence, delta, allow_unused=True)
             if grad is None:
                 grad = torch.zeros_like(delta)
@@ -117,7 +125,8 @@ class Adversary:
         taken with the other side fixed (ALUM's form)."""
         with self.perturbed(delta):
             adv = predict()
-        return 0.5 * (symmetric_kl(adv, clean.detach(), mask) + symmetric_kl(adv.detach(), clean, mask))
+        return 0.5 * (symmetric_kl(adv, clean.detach(), mask, self.outputs)
+                      + symmetric_kl(adv.detach(), clean, mask, self.outputs))
 
     def loss(self, predict: Callable[[], torch.Tensor], clean: torch.Tensor, shape: torch.Size,
              mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -84,7 +84,8 @@ def adversary(model: BlurbModel, hyper: Hyperparams) -> Adversary | None:
         return None
     config = AdversarialConfig(epsilon=hyper.adv_epsilon, steps=hyper.adv_steps, step_size=hyper.adv_step_size,
                                alpha=hyper.adv_alpha, norm=hyper.adv_norm)
-    return Adversary(model.encoder.get_input_embeddings(), config)
+    # The head says what its scores are: one softmax distribution (default) or a sigmoid per label.
+    return Adversary(model.encoder.get_input_embeddings(), config, getattr(model.head, "outputs", "categorical"))
 
 
 class Engine:
