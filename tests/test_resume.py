@@ -326,3 +326,17 @@ def test_a_relative_model_path_resumes_under_its_absolute_path(tiny_model, share
     monkeypatch.undo()  # the kill point, and back to the first directory
     assert main([*base, "--model", str(tiny_model.resolve()), "--resume"]) == 0
     assert json.loads((out / "metrics.json").read_text("utf-8"))["resumed"] is True
+
+
+def test_a_mention_featurizer_run_notes_the_inputs_that_lost_a_mention_to_truncation(tiny_model, shared_data, tmp_path):
+    base = ["finetune", "--dataset", "gad", "--epochs", "1", "--batch-size", "8", "--max-train-examples", "16",
+            "--max-eval-examples", "8", "--max-test-examples", "32", "--max-length", "12", "--no-progress",
+            "--model", str(tiny_model), "--data", str(shared_data)]
+
+    def notes(out: Path, *extra: str) -> list[str]:
+        assert main([*base, "--out", str(out), *extra]) == 0
+        return json.loads((out / "run.json").read_text("utf-8"))["notes"]
+
+    lost = [n for n in notes(tmp_path / "start", "--featurizer", "entity_start") if "lost a mention past 12 subwords" in n]
+    assert any(n.startswith("test: ") for n in lost), lost
+    assert not any("lost a mention" in n for n in notes(tmp_path / "cls"))  # [CLS] reads no mention

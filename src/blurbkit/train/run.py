@@ -28,6 +28,7 @@ from blurbkit.models.build import build_model, check_part_options, make_recipe
 from blurbkit.models.encoding import Encoded, encode
 from blurbkit.models.featurizers import FEATURIZERS
 from blurbkit.models.loading import check_max_length, read_config, resolve_model_dir
+from blurbkit.models.transforms import lost_entities
 from blurbkit.runtime.adversarial import AdversarialConfig
 from blurbkit.runtime.precision import dtype_name
 from blurbkit.scoring import prediction_file_name, score_predictions, write_predictions
@@ -86,6 +87,21 @@ def run_signature(config: FinetuneConfig, hyper: Hyperparams, model_dir: Path, d
                      model_dir=str(Path(model_dir).resolve()))
     signature.update({f"data_sha256.{name}": digest for name, digest in data_sha256.items()})
     return json.loads(json.dumps(signature))  # as it reads back from the checkpoint (lists, not tuples)
+
+
+def lost_entity_notes(engine: Engine, data: dict[str, Encoded], max_length: int) -> list[str]:
+    """For a featurizer reading the pair's mentions (mention_pool, entity_start): how many inputs
+    lost a mention to truncation, whose feature is then the [CLS] row (models/transforms.py
+    MISSING_SPAN). Scored as the protocol truncates, but not hidden."""
+    if "entity_pair" not in getattr(engine.model.featurizer, "requires", ()):
+        return []
+    notes = []
+    for name, encoded in data.items():
+        lost = sum(1 for example in encoded.examples if lost_entities(example))
+        if lost:
+            notes.append(f"{name}: {lost} of {len(encoded.examples)} inputs lost a mention past {max_length} subwords; "
+                         f"the [CLS] encoding stands in for it")
+    return notes
 
 
 def load_splits(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperparams) -> Splits:
@@ -171,6 +187,7 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     data = {name: encode(records, engine.codec, engine.model.recipe, engine.tokenizer, cache=config.encode_cache)
             for name, records in (("train", splits.train), ("dev", splits.dev), ("test", splits.test))}
     encode_seconds = time.perf_counter() - started
+    splits.notes += lost_entity_notes(engine, data, hyper.max_length)
     data_sha256 = {name: records_sha256(encoded.records) for name, encoded in data.items()}
     checkpoints = heartbeat = None
     if config.out is not None:
