@@ -99,8 +99,10 @@ class TaskType:
     def run_failed(self, test: dict[str, Any]) -> bool:
         """Whether a fine-tuning run failed: its test score (the official metric's result dict) is
         no better than the trivial predictor's on the same test records. The one definition every
-        stability table uses; per metric it means: entity / PICO / relation / HoC F1 of 0 (all their
-        trivial predictors score 0), QA accuracy at or below the majority class's, Pearson not
+        stability table uses; per metric it means: entity / PICO / HoC F1 of 0 (their trivial
+        predictors score 0), relation F1 at or below the majority class's (0 where the majority is no
+        relation, as in ChemProt and DDI; GAD's is the positive class, 68.96 on its test set), QA
+        accuracy at or below the majority class's, Pearson not
         computable (a constant prediction) or <= 0. A result without ``trivial_score`` (runs stored
         before it was recorded) is compared with 0."""
         score = test.get("score")
