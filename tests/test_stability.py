@@ -216,6 +216,33 @@ def test_patience_stops_when_dev_has_not_improved_and_keeps_the_best_epoch(model
     assert scripted == [0.95]  # epochs 1-4 and the best epoch's final dev score; epoch 5 never ran
 
 
+def test_last_epoch_scores_the_last_epochs_weights_not_the_best_dev_epochs(model_dir, shared_data, monkeypatch):
+    from blurbkit.train import engine as engine_module
+    from blurbkit.train.api import finetune
+
+    tests = []
+    real_score = engine_module.Engine.score
+
+    def score(self, data, split):  # which weights test scored: their sum
+        if split == "test":
+            tests.append(sum(float(p.double().sum()) for p in self.model.parameters()))
+        return real_score(self, data, split)
+
+    monkeypatch.setattr(engine_module.Engine, "score", score)
+    runs = {}
+    for last in (False, True):
+        script_dev_scores(monkeypatch, [0.90, 0.10, 0.20, 0.5])  # dev best at epoch 1 of 3
+        runs[last] = finetune("gad", data=str(shared_data), model=str(model_dir), epochs=3, last_epoch=last, **TINY_RUN)
+    assert runs[False]["best_epoch"] == runs[True]["best_epoch"] == 1
+    script_dev_scores(monkeypatch, [0.10, 0.20, 0.90, 0.5])  # best at the last epoch: the same weights as last_epoch
+    finetune("gad", data=str(shared_data), model=str(model_dir), epochs=3, **TINY_RUN)
+    best, last, at_three = tests
+    assert last == at_three and best != last
+    assert any("scored the last epoch's weights (--last-epoch); dev was best at epoch 1" in n for n in runs[True]["notes"])
+    with pytest.raises(BlurbkitError, match="--last-epoch scores the last epoch's weights; --patience"):
+        FinetuneConfig(dataset="gad", last_epoch=True, patience=2)
+
+
 def test_early_stopping_never_ends_a_run_before_min_epochs(model_dir, shared_data, monkeypatch):
     """The dev scores that stopped the run above at epoch 4 (best 2, patience 2) do not stop it before
     epoch 5 with min_epochs 5; with no improvement by then (best still epoch 2) it stops after epoch 5."""

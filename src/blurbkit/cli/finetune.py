@@ -44,6 +44,9 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="early stopping: stop when dev has not improved for N epochs (the best epoch is kept)")
     parser.add_argument("--min-epochs", type=int, metavar="N",
                         help="with --patience: early stopping never ends the run before epoch N")
+    parser.add_argument("--last-epoch", action="store_true",
+                        help="score the last epoch's weights (a fixed-epoch recipe), not the best dev epoch's "
+                        "(the default)")
     parser.add_argument("--final-on-train-dev", action="store_true",
                         help="after dev chooses the epoch count, retrain from the pretrained encoder on train+dev "
                         "for that many epochs and score that model on test")
@@ -110,6 +113,7 @@ def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Pat
         patience=args.patience,
         min_epochs=args.min_epochs,
         final_on_train_dev=args.final_on_train_dev,
+        last_epoch=args.last_epoch,
         part_options=parse_part_options(args.part_option),
         pico_train_from_dev=args.pico_train_from_dev,
         fold=args.fold,

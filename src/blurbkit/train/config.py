@@ -73,6 +73,9 @@ class Hyperparams:
     patience: int | None = None  # stop when dev has not improved for this many epochs (best epoch kept)
     min_epochs: int | None = None  # early stopping never ends a run before this epoch (longer training: not shorter)
     final_on_train_dev: bool = False  # after choosing the epoch count on dev, retrain on train+dev; test that
+    # True: score the last epoch's weights (a fixed-epoch recipe: the epoch count is the grid's
+    # choice on dev), not the best dev epoch's of this run (the default, the stability paper's).
+    last_epoch: bool = False
 
     def __post_init__(self) -> None:
         # Values wrong whatever the model: one line before any data is read or model built. (Unset
@@ -96,6 +99,9 @@ class Hyperparams:
         if self.min_epochs is not None and (self.patience is None or self.min_epochs < 1):
             raise BlurbkitError(f"--min-epochs is the first epoch early stopping may end a run: it needs --patience "
                                 f"and a value of at least 1 (got {self.min_epochs})")
+        if self.last_epoch and self.patience is not None:
+            raise BlurbkitError("--last-epoch scores the last epoch's weights; --patience stops at the best one: "
+                                "choose one of them")
         for name in ("reinit_layers", "drop_layers"):
             if getattr(self, name) < 0:
                 raise BlurbkitError(f"--{name.replace('_', '-')} must be 0 or more (got {getattr(self, name)})")
@@ -127,7 +133,8 @@ HOW_NOT_WHAT = ("out", "data", "progress", "overwrite", "resume", "checkpoint_ev
 # they are left out of a run's store key (experiments/benchmark.py) and checkpoint signature
 # (train/run.py), so the runs and checkpoints made before them still match.
 ADDED_LATER = {"bias_correction": True, "patience": None, "min_epochs": None, "final_on_train_dev": False,
-               "adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0}
+               "adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0,
+               "last_epoch": False}
 
 
 def without_added_defaults(options: dict[str, Any]) -> dict[str, Any]:

@@ -224,8 +224,10 @@ class Engine:
                     heartbeat.scored(result.steps, epoch, scored["score"])
                 if scored["score"] > loop.best_score:
                     loop.best_score, result.best_epoch = scored["score"], epoch
-                    # The last epoch's weights are already in the model: no copy needed.
-                    loop.best_state = copy.deepcopy(model.state_dict()) if epoch < hyper.epochs else None
+                    # The last epoch's weights are already in the model: no copy needed (nor with
+                    # --last-epoch, which scores those whatever the best epoch was).
+                    keep = epoch < hyper.epochs and not hyper.last_epoch
+                    loop.best_state = copy.deepcopy(model.state_dict()) if keep else None
             if heap is not None:  # and once an epoch, whatever the memory: one release per epoch is cheap
                 heap.release()
             loop.epoch, loop.step, loop.order = epoch + 1, 0, None
@@ -233,7 +235,7 @@ class Engine:
                 checkpoints.save(loop)
         progress.close()
         result.epochs_run = min(loop.epoch - 1, hyper.epochs)
-        if loop.best_state is not None and result.best_epoch != hyper.epochs:
+        if loop.best_state is not None and result.best_epoch != hyper.epochs and not hyper.last_epoch:
             model.load_state_dict(loop.best_state)
         result.train_examples_per_second = len(train.examples) * result.epochs_run / max(result.train_seconds, 1e-9)
         return result

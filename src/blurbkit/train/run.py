@@ -198,6 +198,8 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     trained = engine.train(data["train"], data["dev"], checkpoints=checkpoints, heartbeat=heartbeat)
     if checkpoints is not None and checkpoints.discarded:
         splits.notes.append(checkpoints.discarded)
+    if hyper.last_epoch and trained.best_epoch != trained.epochs_run:
+        splits.notes.append(f"scored the last epoch's weights (--last-epoch); dev was best at epoch {trained.best_epoch}")
     dev_best, test = engine.score(data["dev"], "dev"), engine.score(data["test"], "test")
     predictions = {"dev": dev_best.pop("_predictions"), "test": test.pop("_predictions")}
     final = None
@@ -243,10 +245,11 @@ def train_on_train_dev(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperpa
     """The stability paper's final model: once dev has chosen the epoch count, train again from the
     pretrained encoder (same seed, same layer options) on train+dev for that many epochs, with its
     own schedule and no evaluation; test scores that model. Its checkpoint is RUN_DIR/.checkpoint-final."""
-    epochs = trained.best_epoch
+    epochs = hyper.epochs if hyper.last_epoch else trained.best_epoch
     records = splits.train + splits.dev
+    which = "every epoch of the recipe (--last-epoch)" if hyper.last_epoch else "the best dev epoch"
     splits.notes.append(f"final model: retrained on train+dev ({len(splits.train)} + {len(splits.dev)} records) for "
-                        f"{epochs} epochs, the best dev epoch; test scores that model")
+                        f"{epochs} epochs, {which}; test scores that model")
     if config.max_eval_examples is not None:
         splits.notes.append(f"train+dev used the dev subsample of {len(splits.dev)} records")
     seed_everything(config.seed)  # the same fresh start as the first model (re-initialised blocks included)
