@@ -240,3 +240,5 @@ def test_the_leaderboard_ranks_a_grid_point_with_a_failed_selection_run_last():
     assert point["lr"] == 1e-5 and point["dev"] == 0.5 and len(chosen) == 3
     chosen, point = _chosen_rows(rows[:3] + [row(5e-5, 1, 0.8)])  # both seeds finished: 5e-5 wins again
     assert point["lr"] == 5e-5 and point["dev"] == pytest.approx(0.85)
+    tied = [row(5e-5, 0, 0.7), row(5e-5, 1, 0.7), row(1e-5, 0, 0.7), row(1e-5, 1, 0.7)]  # stored 5e-5 first
+    assert _chosen_rows(tied)[1]["lr"] == 1e-5  # a tie goes to the first point in grid order, as `choose` does

@@ -139,6 +139,11 @@ def _point(row: dict[str, Any]) -> str:
     return json.dumps({k: hyper.get(k) for k in ("lr", "batch_size", "epochs")}, sort_keys=True)
 
 
+def _grid_order(point: str) -> tuple[float, float, float]:
+    values = json.loads(point)
+    return float(values.get("lr") or 0), float(values.get("batch_size") or 0), float(values.get("epochs") or 0)
+
+
 def _chosen_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """A full-grid dataset's test runs: the point with the best mean dev score over the seeds every
     point has (the selection seeds), a point with a failed selection run ranked below every complete
@@ -151,7 +156,9 @@ def _chosen_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict
     failed = {p: {r["seed"] for r in rs if r["status"] != OK} for p, rs in by_point.items()}
     common = set.intersection(*(set(seeds) | failed[p] for p, seeds in finished.items())) if finished else set()
     best, best_rank = None, None
-    for point, seeds in finished.items():  # insertion order = store order: ties go to the first point run
+    # Ties go to the first point in grid order, as in `choose` (the grids of tasks/grids.toml list
+    # every axis ascending, lr first), not to whichever point the store happens to list first.
+    for point, seeds in sorted(finished.items(), key=lambda item: _grid_order(item[0])):
         scores = [seeds[s] for s in common if s in seeds] if common else list(seeds.values())
         if not scores:
             continue
