@@ -242,3 +242,18 @@ def test_the_leaderboard_ranks_a_grid_point_with_a_failed_selection_run_last():
     assert point["lr"] == 5e-5 and point["dev"] == pytest.approx(0.85)
     tied = [row(5e-5, 0, 0.7), row(5e-5, 1, 0.7), row(1e-5, 0, 0.7), row(1e-5, 1, 0.7)]  # stored 5e-5 first
     assert _chosen_rows(tied)[1]["lr"] == 1e-5  # a tie goes to the first point in grid order, as `choose` does
+
+
+def test_the_results_csv_counts_failed_runs_and_lists_a_dataset_whose_every_run_failed(tmp_path):
+    import csv
+
+    from blurbkit.experiments.report import write_report
+
+    cell = {"mean": 60.0, "std": 1.0, "n": 4, "wall_seconds": 10.0}
+    (tmp_path / "t.png").write_bytes(b"an earlier table's plot")
+    write_report(tmp_path, "t", "table", {}, {"ddi": 2})
+    assert not (tmp_path / "t.png").exists()  # no plot of another run left beside this table
+    write_report(tmp_path, "t", "table", {"gad": cell}, {"gad": 1, "ddi": 2})
+    rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert [(r["dataset"], r["n"], r["failed"]) for r in rows] == [("gad", "4", "1"), ("ddi", "0", "2")]
+    assert rows[1]["mean"] == "" and (tmp_path / "t.png").exists()

@@ -147,7 +147,8 @@ def run(args: argparse.Namespace) -> int:
     bench.run(configs, label, budget)
     rows = bench.rows_for(configs, label, budget)
     per_dataset = summarise(rows).get("standard", {})
-    table = blurb_table(per_dataset, "this run", budget, failed_runs(rows).get("standard"))
+    failed = failed_runs(rows).get("standard")
+    table = blurb_table(per_dataset, "this run", budget, failed)
     print(table)
     for name in datasets:
         for note in per_dataset.get(name, {}).get("notes", []):
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     stored = sum(cell["wall_seconds"] for cell in per_dataset.values())
     print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now; "
           f"{stored:.0f} s summed over the {len(rows)} runs in the table")
-    write_report(args.runs_dir, f"benchmark-{budget}", table, per_dataset)
+    write_report(args.runs_dir, f"benchmark-{budget}", table, per_dataset, failed)
     for failure in bench.failures:
         print(f"failed: {failure}", file=sys.stderr)
     return 1 if bench.failures else 0

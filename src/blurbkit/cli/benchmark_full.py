@@ -79,7 +79,7 @@ def run_full(args: argparse.Namespace) -> int:
     table = blurb_table(result.per_dataset, "this run", budget, result.failed)
     print(table)
     write_report(args.runs_dir, f"protocol-{budget}", chosen_table(result.chosen, result.per_dataset, result.failed)
-                 + "\n\n" + table, result.per_dataset)
+                 + "\n\n" + table, result.per_dataset, result.failed)
     actual = f"{result.executed} runs, {result.cpu_seconds / 3600:.2f} CPU-hours, wall {hours(result.wall_seconds)}"
     if plan is not None and plan.to_run:
         print(f"plan vs actual: planned {plan.to_run} runs, {plan.cpu_seconds / 3600:.2f} CPU-hours, wall "

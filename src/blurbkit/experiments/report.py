@@ -10,19 +10,28 @@ from typing import Any
 from blurbkit.fileio import atomic_write
 
 
-def write_report(out_dir: Path, name: str, table: str, per_dataset: dict[str, dict[str, Any]]) -> None:
+def write_report(out_dir: Path, name: str, table: str, per_dataset: dict[str, dict[str, Any]],
+                 failed: dict[str, int] | None = None) -> None:
+    """NAME.md (the table), NAME.csv (one line per dataset: mean, std, finished runs, failed runs;
+    a dataset whose every run failed has a line too) and NAME.png (the means beside PubMedBERT's)."""
+    failed = failed or {}
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(out_dir / f"{name}.md") as handle:
         handle.write(table + "\n")
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["dataset", "mean", "std", "n", "wall_seconds"])
+    writer.writerow(["dataset", "mean", "std", "n", "wall_seconds", "failed"])
     for dataset, cell in per_dataset.items():
-        writer.writerow([dataset, f"{cell['mean']:.4f}", f"{cell['std']:.4f}", cell["n"], f"{cell['wall_seconds']:.1f}"])
+        writer.writerow([dataset, f"{cell['mean']:.4f}", f"{cell['std']:.4f}", cell["n"], f"{cell['wall_seconds']:.1f}",
+                         failed.get(dataset, 0)])
+    for dataset in (d for d in failed if d not in per_dataset):
+        writer.writerow([dataset, "", "", 0, "", failed[dataset]])
     with atomic_write(out_dir / f"{name}.csv") as handle:
         handle.write(buffer.getvalue())
     if per_dataset:
         plot_scores(out_dir / f"{name}.png", per_dataset, name)
+    else:  # a plot of an earlier run of this table would be read as this one's
+        (out_dir / f"{name}.png").unlink(missing_ok=True)
 
 
 def plot_scores(path: Path, per_dataset: dict[str, dict[str, Any]], title: str) -> None:

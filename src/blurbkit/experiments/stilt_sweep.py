@@ -48,8 +48,7 @@ class StiltSweep(Driver):
         if pending and not (self.plan.intermediate_model(run) / "config.json").is_file():
             self.bar.line(f"blurbkit: {run.target} seed {run.seed}: intermediate stored but its model is missing; "
                           "training it again with the model kept")
-            self.bar.drop(run.target, -1)
-            return True
+            return True  # trained again in place of its stored run: still one expected run
         return False
 
     def _after_intermediate(self, run: StiltRun) -> None:
