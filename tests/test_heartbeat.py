@@ -299,3 +299,15 @@ def test_a_retried_run_does_not_show_its_crashed_attempts_report(tmp_path):
     assert [run.progress.steps for run in driver.live()] == [5]
     driver.settle(RunOutcome(job.task.key.digest(), error="worker died"))
     assert driver.executor.submitted is job.task and driver.live() == []  # until the new attempt reports
+
+
+def test_a_failed_run_a_later_drive_retrains_shows_as_training_again(tmp_path):
+    from blurbkit.experiments.status import RunInFlight
+
+    run_dir = tmp_path / "gad"
+    run_dir.mkdir()
+    _report(run_dir)  # this process reports from it now
+    progress = read_progress(run_dir)
+    assert RunInFlight(run_dir, progress, None, failed="NaN loss").state() == "training again"
+    _report(run_dir, updated=time.time() - 7200)
+    assert RunInFlight(run_dir, read_progress(run_dir), None, failed="NaN loss").state() == "failed"

@@ -30,10 +30,11 @@ class RunInFlight:
     failed: str | None = None  # the store's error, when the store holds this run as failed
 
     def state(self, now: float | None = None) -> str:
-        if self.failed is not None:
-            return "failed"
         quiet = (now or time.time()) - self.progress.updated > QUIET_AFTER  # also a pid that was reused meanwhile
         alive = self.progress.alive()
+        if self.failed is not None:
+            # stored as failed, but a process on this host reports from it now: a later drive's retry
+            return "training again" if alive is True and not quiet else "failed"
         if alive is False:
             return "stopped"
         return "quiet" if quiet else "training"
