@@ -311,3 +311,14 @@ def test_a_failed_run_a_later_drive_retrains_shows_as_training_again(tmp_path):
     assert RunInFlight(run_dir, progress, None, failed="NaN loss").state() == "training again"
     _report(run_dir, updated=time.time() - 7200)
     assert RunInFlight(run_dir, read_progress(run_dir), None, failed="NaN loss").state() == "failed"
+
+
+def test_the_eta_learns_from_finished_runs_whole_time_not_from_failures():
+    from blurbkit.experiments.executors import RunOutcome, run_seconds
+
+    bar = SweepProgress({"gad": 4}, enabled=False)
+    bar.settle("gad", ok=False, seconds=2.0)  # crashed at start
+    resumed = RunOutcome("d", metrics={"wall_seconds": 100.0}, seconds=30.0)  # its worker saw the last 30 s only
+    bar.settle("gad", ok=True, seconds=run_seconds(resumed))
+    assert bar.times["gad"] == [100.0]
+    assert bar.eta(slots=1) == pytest.approx(200.0)  # two runs left at 100 s each

@@ -101,6 +101,12 @@ def execute_run(task: RunTask) -> RunOutcome:
     return outcome
 
 
+def run_seconds(outcome: RunOutcome) -> float:
+    """A finished run's whole time for the ETA: a resumed run's worker saw only its last part, its
+    metrics' wall_seconds count the killed processes' too (train/checkpoint.py RunClock)."""
+    return max(outcome.seconds, float((outcome.metrics or {}).get("wall_seconds") or 0.0))
+
+
 def pack_dir(path: Path) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:

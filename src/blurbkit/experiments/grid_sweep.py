@@ -23,7 +23,7 @@ from typing import Any
 from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.benchmark import Benchmark, run_key
 from blurbkit.experiments.driver import Driver, Job, portable, resumable
-from blurbkit.experiments.executors import RunOutcome, RunTask
+from blurbkit.experiments.executors import RunOutcome, RunTask, run_seconds
 from blurbkit.experiments.progress import SweepProgress
 from blurbkit.store.results import ALREADY_STORED, RunKey
 from blurbkit.train.config import FinetuneConfig
@@ -118,7 +118,7 @@ class GridSweep(Driver):
 
     def succeeded(self, job: Job, outcome: RunOutcome) -> None:
         assert outcome.metrics is not None
-        self._store(job.task.key, job.task.label, job.dataset, outcome.metrics, job.payload, self.commit, outcome.seconds)
+        self._store(job.task.key, job.task.label, job.dataset, outcome.metrics, job.payload, self.commit, run_seconds(outcome))
 
     def failed(self, job: Job, outcome: RunOutcome) -> None:
         if outcome.retryable or self.bench.keep_going:

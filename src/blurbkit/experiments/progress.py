@@ -53,7 +53,7 @@ class SweepProgress:
         self.settled[dataset] += 1
         self.done += ok
         self.failed += not ok
-        if seconds is not None:
+        if seconds is not None and ok:  # a failed run's time (often a crash at start) says little of the others'
             self.times[dataset].append(seconds)
         self.bar.update(1)
 

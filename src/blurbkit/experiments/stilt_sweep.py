@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.experiments.driver import Driver, Job, portable, resumable
-from blurbkit.experiments.executors import Executor, RunOutcome, RunTask
+from blurbkit.experiments.executors import Executor, RunOutcome, RunTask, run_seconds
 from blurbkit.experiments.progress import SweepProgress
 from blurbkit.experiments.stilt import StiltPlan, StiltRun, stored_digests
 from blurbkit.store.results import ALREADY_STORED
@@ -89,7 +89,7 @@ class StiltSweep(Driver):
 
     def succeeded(self, job: Job, outcome: RunOutcome) -> None:
         assert outcome.metrics is not None
-        self._store(job.payload, outcome.metrics, job.task.config.out, self.commit, outcome.seconds)
+        self._store(job.payload, outcome.metrics, job.task.config.out, self.commit, run_seconds(outcome))
         self._release_waiting(outcome.digest)
 
     def failed(self, job: Job, outcome: RunOutcome) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from blurbkit.experiments.benchmark import run_key, summarise
 from blurbkit.experiments.driver import Driver, Job, portable, resumable
-from blurbkit.experiments.executors import Executor, RunOutcome, RunTask
+from blurbkit.experiments.executors import Executor, RunOutcome, RunTask, run_seconds
 from blurbkit.experiments.progress import SweepProgress
 from blurbkit.experiments.protocol import STUDY, VARIANT, DatasetProtocol, choose, point_of
 from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
@@ -172,7 +172,7 @@ class Sweep(Driver):
         where = f" on {outcome.host}" if outcome.host else ""
         self._store(job.dataset, task.key, metrics, task.config.out, job.payload, self.commit,
                     f"{task.label}: dev {100 * metrics['dev']['score']:.2f} test "
-                    f"{100 * metrics['test']['score']:.2f} ({outcome.seconds:.0f} s{where})", outcome.seconds)
+                    f"{100 * metrics['test']['score']:.2f} ({outcome.seconds:.0f} s{where})", run_seconds(outcome))
 
     def failed(self, job: Job, outcome: RunOutcome) -> None:
         self.result.executed += 1
