@@ -51,7 +51,8 @@ def test_new_options_at_their_defaults_keep_the_key_and_other_values_change_it()
     assert key.digest() == KEY_0_1
     assert all(name not in key.hyperparameters for name in KEY_DEFAULTS)
     assert run_key("benchmark", "standard", base.replace(**KEY_DEFAULTS), "default (MiniLM-L6-H384)", "quick") == key
-    for changed in ({"bias_correction": False}, {"patience": 3}, {"final_on_train_dev": True}, {"last_epoch": True}):
+    for changed in ({"bias_correction": False}, {"patience": 3}, {"final_on_train_dev": True}, {"last_epoch": True},
+                    {"compile": True}):
         other = run_key("benchmark", "standard", base.replace(**changed), "default (MiniLM-L6-H384)", "quick")
         assert other != key and next(iter(changed)) in other.hyperparameters, changed
 

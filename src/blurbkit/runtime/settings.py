@@ -1,7 +1,7 @@
 """Runtime settings: where and how fast work runs, not what a model learns. Those that may still move
-a result's last digits (precision, batching order, dropout's random source, fused kernels) are part of
-a stored run's key; those that cannot (eval_tokens, compile, threads, encode_cache, progress,
-checkpoint_every) are listed in train/config.py HOW_NOT_WHAT. The defaults are right on a CPU
+a result's last digits (precision, batching order, dropout's random source, fused kernels,
+torch.compile) are part of a stored run's key; those that cannot (eval_tokens, threads,
+encode_cache, progress, checkpoint_every) are listed in train/config.py HOW_NOT_WHAT. The defaults are right on a CPU
 and on a GPU; docs/performance.md measures each one."""
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ class Hyperparams:
 # Options that change where or how a run goes, never what it computes: a checkpoint written with other
 # values of these still continues the run (train/run.py), and a run's store key leaves them out
 # (experiments/benchmark.py). A new runtime setting that cannot move a single digit belongs here.
-HOW_NOT_WHAT = ("out", "data", "progress", "overwrite", "resume", "checkpoint_every", "save_model", "compile",
+HOW_NOT_WHAT = ("out", "data", "progress", "overwrite", "resume", "checkpoint_every", "save_model",
                 "eval_tokens", "threads", "encode_cache")
 
 
@@ -134,7 +134,10 @@ HOW_NOT_WHAT = ("out", "data", "progress", "overwrite", "resume", "checkpoint_ev
 # (train/run.py), so the runs and checkpoints made before them still match.
 ADDED_LATER = {"bias_correction": True, "patience": None, "min_epochs": None, "final_on_train_dev": False,
                "adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0,
-               "last_epoch": False}
+               "last_epoch": False,
+               # torch.compile fuses kernels and may reorder reductions: it can move last digits, so
+               # a compiled run has a key of its own (an eager one keeps the key it always had).
+               "compile": False}
 
 
 def without_added_defaults(options: dict[str, Any]) -> dict[str, Any]:
