@@ -176,3 +176,26 @@ def test_a_sigmoid_per_label_gets_the_bernoulli_divergence_not_a_softmax_over_la
     hyper = Hyperparams(adversarial=True)
     assert adversary(Model("sigmoid"), hyper).outputs == "independent"
     assert adversary(Model("softmax"), hyper).outputs == "categorical"
+
+
+def test_under_bf16_autocast_the_term_is_the_fp32_one_not_rounding_noise():
+    model, batch = _bert_mlm(), _batch()
+    embeddings = model.get_input_embeddings()
+    adversary = Adversary(embeddings, AdversarialConfig())  # ALUM's eps 1e-5
+
+    def predict():
+        return model(input_ids=batch["input_ids"]).logits
+
+    shape = embedding_shape(batch["input_ids"], embeddings)
+    torch.manual_seed(2)
+    _, exact = adversary.loss(predict, predict(), shape)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        clean = predict()
+        assert clean.dtype == torch.bfloat16  # the main loss's pass stays low precision
+        torch.manual_seed(2)
+        term, kl = adversary.loss(predict, clean, shape)
+    assert term.dtype == torch.float32 and float(kl) == pytest.approx(float(exact), rel=1e-3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # what the term was before: bf16 passes against bf16
+        torch.manual_seed(2)
+        _, noisy = adversary._loss(predict, predict(), shape, None)
+    assert float(noisy) > 10 * float(exact)  # bf16 rounding, not the perturbation (47x on this tiny model)

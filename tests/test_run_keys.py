@@ -34,12 +34,12 @@ def test_adversarial_fields_stay_out_of_the_key_at_their_defaults():
     adversarial = run_key("benchmark", "standard", base.replace(adversarial=True), "m", "full")
     assert adversarial != key
     assert run_key("benchmark", "standard", base.replace(adversarial=True, adv_epsilon=1e-3), "m", "full") != adversarial
-    # An L-infinity adversarial key names its ball; an L2 one (all adversarial runs before adv_norm) does not,
-    # so it keeps the key those runs were stored under; a run that is not adversarial never names it.
+    # Every adversarial key names its ball and its fp32 term (runs before computed it under bf16
+    # autocast and are not these); a run that is not adversarial never names them.
     assert json.loads(adversarial.hyperparameters)["adv_norm"] == "inf"
+    assert json.loads(adversarial.hyperparameters)["adv_term"] == "fp32"
     l2 = run_key("benchmark", "standard", base.replace(adversarial=True, adv_norm="l2"), "m", "full")
-    assert l2 != adversarial and "adv_norm" not in json.loads(l2.hyperparameters)
-    assert json.loads(l2.hyperparameters) == {k: v for k, v in json.loads(adversarial.hyperparameters).items() if k != "adv_norm"}
+    assert l2 != adversarial and json.loads(l2.hyperparameters)["adv_norm"] == "l2"
     assert run_key("benchmark", "standard", base.replace(adv_norm="l2"), "m", "full") == key
 
 

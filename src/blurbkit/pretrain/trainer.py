@@ -175,11 +175,10 @@ def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
                  "corpus": cache.meta["corpus"], "examples": len(examples), "mode": objective.example_mode(cfg.packing),
                  "max_length": cfg.max_length, "global_batch": order.global_batch, "grad_accum": cfg.grad_accum,
                  "seed": cfg.seed, "total_steps": total_steps, **objective.signature()}
-    if adversarial is not None:  # only when on: checkpoints of earlier runs keep their signature
-        ball = asdict(adversarial)
-        if ball["norm"] == "l2":  # the only ball before `norm` existed: its checkpoints do not name it
-            del ball["norm"]
-        signature["adversarial"] = ball
+    if adversarial is not None:  # only when on: checkpoints of runs without it keep their signature
+        # The term now runs in fp32 under bf16 autocast (runtime/adversarial.py): a checkpoint of an
+        # earlier adversarial run, which computed it in bf16, does not continue as this one.
+        signature["adversarial"] = {**asdict(adversarial), "term": "fp32"}
     run = Run(cfg, accelerator, objective, tokenizer, module, optimizer,
               warmup_linear_decay(optimizer, total_steps, warmup), cache, examples, order,
               objective.collator(tokenizer, cache, cfg.max_length, cfg.seed),

@@ -131,7 +131,21 @@ class Adversary:
     def loss(self, predict: Callable[[], torch.Tensor], clean: torch.Tensor, shape: torch.Size,
              mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(alpha * divergence, the divergence detached) for the batch `predict` re-runs; `shape` is
-        the token-embedding output's ([batch, length, dim])."""
+        the token-embedding output's ([batch, length, dim]).
+
+        Under a low-precision autocast the term's passes run in fp32, the clean reference included:
+        bf16 keeps 8 bits of mantissa, and a perturbation of eps 1e-5 vanishes at the first matmul
+        while bf16 rounding moves the logits far more (MiniLM, [CLS] logits, eps 1e-5: largest change
+        3e-5 and symmetric KL 1e-10 in fp32; 2e-3 and 7e-7 under bf16 autocast, whatever eps), so
+        the term would train on rounding noise, not on the perturbation."""
+        device = clean.device.type
+        if torch.is_autocast_enabled(device):
+            with torch.autocast(device, enabled=False):
+                return self._loss(predict, predict(), shape, mask)
+        return self._loss(predict, clean, shape, mask)
+
+    def _loss(self, predict: Callable[[], torch.Tensor], clean: torch.Tensor, shape: torch.Size,
+              mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         self.delta = self.perturbation(predict, clean, shape, mask)
         kl = self.divergence(predict, clean, self.delta, mask)
         return self.config.alpha * kl, kl.detach()

@@ -67,7 +67,7 @@ class Hyperparams:
     adv_steps: int = 1
     adv_step_size: float = 1e-3
     adv_alpha: float = 1.0
-    adv_norm: str = "inf"  # the perturbation's ball; named in an adversarial run's key when L-infinity (without_added_defaults)
+    adv_norm: str = "inf"  # the perturbation's ball; named in every adversarial run's key (without_added_defaults)
     # Optimisation adjustments (SPEC §4); at their defaults left out of run keys (ADDED_LATER below).
     bias_correction: bool = True  # False: Adam without bias correction (the original BERT optimizer)
     patience: int | None = None  # stop when dev has not improved for this many epochs (best epoch kept)
@@ -142,10 +142,12 @@ ADDED_LATER = {"bias_correction": True, "patience": None, "min_epochs": None, "f
 
 def without_added_defaults(options: dict[str, Any]) -> dict[str, Any]:
     kept = {k: v for k, v in options.items() if not (k in ADDED_LATER and v == ADDED_LATER[k]) and k != "adv_norm"}
-    if options.get("adversarial") and options.get("adv_norm", "l2") != "l2":
-        # Adversarial runs made before adv_norm existed used the L2 ball, and their keys do not name
-        # it: an L2 run keeps that key (it computes what they did), an L-infinity run names its ball.
-        kept["adv_norm"] = options["adv_norm"]
+    if options.get("adversarial"):
+        # Every adversarial run names its ball and that its term runs in fp32 (runtime/adversarial.py
+        # Adversary.loss): runs made before computed it under the run's autocast (bf16 on CPUs that
+        # have it, where the term was rounding noise), and must not be taken for these.
+        kept["adv_norm"] = options.get("adv_norm", "l2")
+        kept["adv_term"] = "fp32"
     return kept
 
 
