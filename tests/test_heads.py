@@ -154,7 +154,7 @@ RELATIONS = [
      "original": {"text": "No interaction was seen between ibuprofen and digoxin in the long study of many patients.",
                   "entities": [{"start": 32, "end": 41, "type": "DRUG"}, {"start": 46, "end": 53, "type": "DRUG"}]}},
 ]
-SEQUENCE_FEATURIZERS = ["cls", "mean", "mention_pool", "entity_start"] + [
+SEQUENCE_FEATURIZERS = ["cls", "cls_pooler", "mean", "mention_pool", "entity_start"] + [
     f"sll_{kind}{suffix}" for kind in ("attention", "lstm", "bilstm") for suffix in ("", "_nocls")
 ]
 
@@ -230,3 +230,29 @@ def test_unsupported_inputs_and_parts_are_refused_before_training(tiny):
     with pytest.raises(BlurbkitError, match="featurizer 'sll_attention' does not apply to ner"):
         check_parts_apply(recipe("ner", transform="tokens", featurizer="sll_attention"), get_task_type("ner"))
     check_parts_apply(recipe("ner", transform="tokens", featurizer="first_subword", head="bilstm_crf"), get_task_type("ner"))
+
+
+def test_cls_pooler_starts_from_the_checkpoints_pooler_and_says_when_there_is_none(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from blurbkit.models.build import build_model, make_recipe
+    from blurbkit.models.tiny import build_tiny_bert
+    from blurbkit.tasks.registry import get_dataset
+
+    spec = get_dataset("gad")
+    codec = spec.task.codec(spec, [{"id": "a", "text": "@GENE$ and @DISEASE$ .", "label": "1"},
+                                   {"id": "b", "text": "@GENE$ or @DISEASE$ .", "label": "0"}])
+    recipe = make_recipe(spec, codec, 32, featurizer="cls_pooler")
+    without = build_tiny_bert(tmp_path / "plain")  # saved without a pooler
+    model, _ = build_model(recipe, without)
+    assert model.featurizer.source == "new"
+    config = BertConfig.from_pretrained(without)
+    torch.manual_seed(3)
+    BertModel(config).save_pretrained(tmp_path / "pooled", safe_serialization=True)  # with one
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (without / name).exists():
+            (tmp_path / "pooled" / name).write_bytes((without / name).read_bytes())
+    model, _ = build_model(recipe, tmp_path / "pooled")
+    saved = BertModel.from_pretrained(tmp_path / "pooled").pooler.dense
+    assert model.featurizer.source == "pretrained"
+    assert torch.equal(model.featurizer.dense.weight, saved.weight) and torch.equal(model.featurizer.dense.bias, saved.bias)

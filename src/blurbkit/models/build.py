@@ -93,4 +93,7 @@ def build_model(recipe: ModelRecipe, model_dir: Path, dropout: float = 0.1,
     if extra_tokens:  # e.g. entity start/end markers: new vocabulary entries with trained embeddings
         tokenizer.add_special_tokens({"additional_special_tokens": list(extra_tokens)})
         encoder.resize_token_embeddings(len(tokenizer))
-    return BlurbModel(encoder, recipe, dropout=dropout), tokenizer
+    model = BlurbModel(encoder, recipe, dropout=dropout)
+    if hasattr(model.featurizer, "from_checkpoint"):  # a featurizer that starts from pretrained weights (cls_pooler)
+        model.featurizer.from_checkpoint(model_dir)
+    return model, tokenizer

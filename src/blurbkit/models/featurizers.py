@@ -9,6 +9,8 @@ can compute the last encoder layer for those rows only (models/last_layer.py).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -32,6 +34,41 @@ class ClsFeaturizer(nn.Module):
 
     def rows(self, batch: dict) -> torch.Tensor:
         return batch["input_ids"].new_zeros(batch["input_ids"].size(0), 1)
+
+
+@FEATURIZERS.register("cls_pooler")
+class ClsPoolerFeaturizer(nn.Module):
+    """tanh(W [CLS] + b), W and b the pretrained encoder's pooler (the layer next-sentence prediction
+    trains, which Hugging Face's BertForSequenceClassification classifies from, as the published
+    BLURB fine-tuning code did); a fresh layer when the checkpoint has none (`source` says which)."""
+
+    requires = ("sequence",)
+
+    def __init__(self, hidden_size: int, **_: object) -> None:
+        super().__init__()
+        self.out_size = hidden_size
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        self.source = "new"
+
+    def forward(self, hidden: torch.Tensor, batch: dict) -> tuple[torch.Tensor, None]:
+        return torch.tanh(self.dense(hidden[:, 0])), None
+
+    def rows(self, batch: dict) -> torch.Tensor:
+        return batch["input_ids"].new_zeros(batch["input_ids"].size(0), 1)
+
+    def from_checkpoint(self, model_dir: Path) -> None:
+        """The pooler's weights from the encoder's safetensors (the bare encoder is loaded without it)."""
+        from safetensors import safe_open
+
+        for path in sorted(Path(model_dir).glob("*.safetensors")):
+            with safe_open(str(path), "pt") as weights:
+                names = {key.rsplit("pooler.dense.", 1)[-1]: key for key in weights.keys() if "pooler.dense." in key}  # noqa: SIM118 (not a dict)
+                if {"weight", "bias"} <= names.keys():
+                    with torch.no_grad():
+                        self.dense.weight.copy_(weights.get_tensor(names["weight"]))
+                        self.dense.bias.copy_(weights.get_tensor(names["bias"]))
+                    self.source = "pretrained"
+                    return
 
 
 @FEATURIZERS.register("mean")
