@@ -257,3 +257,25 @@ def test_the_results_csv_counts_failed_runs_and_lists_a_dataset_whose_every_run_
     rows = list(csv.DictReader((tmp_path / "t.csv").open()))
     assert [(r["dataset"], r["n"], r["failed"]) for r in rows] == [("gad", "4", "1"), ("ddi", "0", "2")]
     assert rows[1]["mean"] == "" and (tmp_path / "t.png").exists()
+
+
+def test_a_cell_never_averages_runs_of_different_settings():
+    import json
+
+    from blurbkit.experiments.leaderboard import leaderboard
+
+    def row(seed, score, lr, study="benchmark", **extra):
+        options = {"lr": lr, **extra}
+        return {"model": "m", "study": study, "budget": "quick", "dataset": "gad", "seed": seed, "status": "ok",
+                "test_score": score, "dev_score": score, "hyperparameters": json.dumps(options, sort_keys=True),
+                "run_key": f"{study}{seed}{options}", "notes": "[]", "wall_seconds": 1.0}
+
+    rows = [row(0, 0.82, 5e-5), row(1, 0.81, 5e-5), row(2, 0.83, 5e-5), row(0, 0.60, 1e-5)]  # then again at 1e-5
+    (entry,) = leaderboard(rows)
+    cell = entry.cells["gad"]
+    assert cell.scores == [60.0] and cell.superseded == 3  # the latest setting alone, the others counted
+    grid = [row(s, 0.7, lr, "protocol", epochs=3, batch_size=16, max_length=m) for m in (128, 64) for lr in (1e-5, 3e-5)
+            for s in range(2)]
+    (entry,) = leaderboard(grid)
+    assert {json.loads(r["hyperparameters"])["max_length"] for r in entry.cells["gad"].runs} == {64}
+    assert entry.cells["gad"].superseded == 4  # the max-length-128 sweep's runs

@@ -58,7 +58,7 @@ class Cell:
     dataset: str
     runs: list[dict[str, Any]] = field(default_factory=list)  # finished runs, one per seed (the latest)
     failed: list[dict[str, Any]] = field(default_factory=list)  # runs stored as failed, for seeds without a finished one
-    superseded: int = 0  # older runs of a seed, replaced by a later one with other settings
+    superseded: int = 0  # runs of other settings than the latest run's, left out (never averaged in)
 
     @property
     def scores(self) -> list[float]:
@@ -170,14 +170,29 @@ def _chosen_rows(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict
     return by_point[best[0]], {**json.loads(best[0]), "dev": best[1]}
 
 
-def make_cell(dataset: str, rows: Iterable[dict[str, Any]]) -> Cell:
+def latest_setting(rows: list[dict[str, Any]], ignore: tuple[str, ...] = ()) -> tuple[list[dict[str, Any]], int]:
+    """The rows of the latest run's setting (its store-key options, less `ignore`), and how many of
+    other settings were left out: a cell never averages runs that were trained differently (a
+    benchmark run again at another --lr under the same budget label, say)."""
+    def setting(row: dict[str, Any]) -> str:
+        options = json.loads(row.get("hyperparameters") or "{}")
+        return json.dumps({k: v for k, v in options.items() if k not in ignore}, sort_keys=True)
+
+    if not rows:
+        return rows, 0
+    latest = setting(rows[-1])
+    kept = [row for row in rows if setting(row) == latest]
+    return kept, len(rows) - len(kept)
+
+
+def make_cell(dataset: str, rows: Iterable[dict[str, Any]], left_out: int = 0) -> Cell:
     cell = Cell(dataset)
+    rows, cell.superseded = latest_setting(list(rows))
+    cell.superseded += left_out
     latest: dict[int, dict[str, Any]] = {}
     failed: dict[int, dict[str, Any]] = {}
     for row in rows:  # in store order: a later run of a seed replaces an earlier one
         target = latest if row["status"] == OK else failed
-        if row["status"] == OK and row["seed"] in latest:
-            cell.superseded += 1
         target[row["seed"]] = row
     cell.runs = [latest[s] for s in sorted(latest)]
     cell.failed = [failed[s] for s in sorted(failed) if s not in latest]
@@ -196,11 +211,14 @@ def leaderboard(rows: Sequence[dict[str, Any]]) -> list[Entry]:
     for (model, study, budget), per_dataset in grouped.items():
         entry = Entry(model, study, budget, {})
         for dataset, items in per_dataset.items():
+            left_out = 0
             if study == PROTOCOL_STUDY:
+                # one full-grid sweep's setting (all but the grid's own axes), then its chosen point
+                items, left_out = latest_setting(items, ignore=("lr", "batch_size", "epochs"))
                 items, point = _chosen_rows(items)
                 if point is not None:
                     entry.chosen[dataset] = point
-            entry.cells[dataset] = make_cell(dataset, items)
+            entry.cells[dataset] = make_cell(dataset, items, left_out)
         entries.append(entry)
     entries.sort(key=lambda e: (-(e.blurb() or -math.inf), -len(e.means()), e.model, e.protocol))
     return entries

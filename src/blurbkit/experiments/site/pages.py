@@ -149,7 +149,7 @@ def _entry_section(site: Site, entry: Entry) -> str:
                      ", ".join(f"{s:.2f}" for s in cell.scores) or "—",
                      Td(Raw(f'<span class="failed">{len(cell.failed)}</span>' if cell.failed else "0")),
                      f"{cell.wall_seconds:.0f}", *([Td(point, cls="text")] if grid else []),
-                     Td("; ".join(cell.notes) + (f" ({cell.superseded} earlier runs of these seeds replaced)" if cell.superseded else ""),
+                     Td("; ".join(cell.notes) + (f" ({cell.superseded} runs of other settings left out: the latest run's setting is shown)" if cell.superseded else ""),
                         cls="text")])
     blurb = entry.blurb()
     parts = [f'<h2 id="{site.entry_anchor(entry)}">{esc(entry.protocol)}</h2>',
