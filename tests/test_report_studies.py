@@ -299,3 +299,26 @@ def test_imports_of_bad_files_are_one_line_and_store_nothing(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and says in err[0], (argv, err)
     assert not store.exists() or read_rows(store) == []
+
+
+def test_a_stilt_cell_keeps_one_intermediate_setting_and_pairs_seeds_both_ways():
+    import json
+
+    from blurbkit.experiments import stilt
+    from blurbkit.experiments.site.stilt_page import matrix
+
+    def row(dataset, seed, score, variant=stilt.BASELINE, lr=5e-5, key=None):
+        return {"dataset": dataset, "seed": seed, "test_score": score, "status": "ok", "variant": variant,
+                "hyperparameters": json.dumps({"lr": lr}), "run_key": key or f"{variant}{dataset}{seed}{lr}",
+                "notes": "[]", "dev_score": score}
+
+    rows = [row("gad", s, 0.70, key=f"a{s}" * 8) for s in range(3)]  # intermediates at lr 5e-5
+    rows += [row("ddi", s, 0.50) for s in range(2)]  # the target's baseline: seed 2 failed (--keep-going)
+    rows += [row("ddi", s, 0.50 + 0.1 * (s == 2), stilt.transfer_variant("gad", f"a{s}" * 8)) for s in range(3)]
+    m = matrix("m", "quick", rows)
+    pair = m.pairs[("ddi", "gad")]
+    assert [r["seed"] for r in pair.cell.runs] == [0, 1] and pair.difference == pytest.approx(0.0)
+    rows += [row("gad", s, 0.10, lr=1e-5, key=f"b{s}" * 8) for s in range(3)]  # intermediates trained otherwise
+    rows += [row("ddi", s, 0.90, stilt.transfer_variant("gad", f"b{s}" * 8)) for s in range(2)]
+    pair = matrix("m", "quick", rows).pairs[("ddi", "gad")]
+    assert pair.cell.scores == [90.0, 90.0] and pair.cell.superseded == 3  # not averaged with the first three

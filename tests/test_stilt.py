@@ -212,3 +212,21 @@ def test_the_matrix_through_an_executor_submits_a_transfer_after_its_intermediat
     assert len(trained) == 18
     assert main(_matrix(model, runs, "--workers", "2")) == 2
     assert "--workers: only with --executor local|ray" in capsys.readouterr().err
+
+
+def test_a_difference_uses_only_the_seeds_both_the_transfer_and_its_baseline_have():
+    from blurbkit.experiments.stilt import collect
+
+    class Run(types.SimpleNamespace):
+        pass
+
+    runs = [Run(target="biosses", source=None, seed=s, key=types.SimpleNamespace(digest=lambda s=s: f"b{s}"))
+            for s in range(3)]
+    runs += [Run(target="biosses", source="gad", seed=s, key=types.SimpleNamespace(digest=lambda s=s: f"t{s}"))
+             for s in range(3)]
+    plan = types.SimpleNamespace(runs=lambda: runs)
+    # baseline seed 2 failed (--keep-going); the transfer equals the baseline on seeds 0 and 1
+    rows = [{"run_key": f"b{s}", "test_score": 0.5 + 0.1 * s} for s in range(2)]
+    rows += [{"run_key": f"t{s}", "test_score": [0.5, 0.6, 0.2][s]} for s in range(3)]
+    cell = collect(plan, rows)[("biosses", "gad")]
+    assert cell.diff == pytest.approx(0.0) and cell.mean == pytest.approx(43.333, abs=1e-3)

@@ -150,6 +150,7 @@ class Cell:
     scores: list[float]  # % per seed that finished
     baseline: float | None = None  # mean of the target's baseline over the same seeds (%)
     failed: int = 0  # seeds no better than the trivial predictor (a failed run, tasks/types/base.py)
+    paired: float | None = None  # this cell's mean over the seeds its baseline has too (the difference's side)
 
     @property
     def mean(self) -> float:
@@ -161,13 +162,15 @@ class Cell:
 
     @property
     def diff(self) -> float | None:
-        return None if self.baseline is None else self.mean - self.baseline
+        if self.baseline is None:
+            return None
+        return (self.mean if self.paired is None else self.paired) - self.baseline
 
 
 def collect(plan: StiltPlan, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str | None], Cell]:
     """(target, source or None for the baseline) -> the cell's seed scores (stored, non-failed runs).
-    A pair's difference is against the baseline's mean over the seeds the pair has, so a missing
-    seed does not compare unlike samples."""
+    A pair's difference is over the seeds both it and the baseline have, so a seed missing on
+    either side does not compare unlike samples."""
     by_digest = {row["run_key"]: row for row in rows if row.get("status", "ok") == "ok"}
     seeds: dict[tuple[str, str | None], dict[int, float]] = {}
     failed: dict[tuple[str, str | None], int] = {}
@@ -181,9 +184,10 @@ def collect(plan: StiltPlan, rows: Sequence[dict[str, Any]]) -> dict[tuple[str, 
     for (target, source), scores in seeds.items():
         cell = Cell([scores[s] for s in sorted(scores)], failed=failed.get((target, source), 0))
         base = seeds.get((target, None), {})
-        shared = [base[s] for s in scores if s in base]
+        shared = [s for s in scores if s in base]  # both sides on the same seeds: a failed baseline seed out of both
         if source is not None and shared:
-            cell.baseline = statistics.fmean(shared)
+            cell.baseline = statistics.fmean(base[s] for s in shared)
+            cell.paired = statistics.fmean(scores[s] for s in shared)
         cells[(target, source)] = cell
     return cells
 

@@ -9,6 +9,7 @@ test data are here; the colour-coded heatmap of experiments/stilt.py (gain blue,
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,12 +52,38 @@ class Matrix:
     unknown: list[str] = field(default_factory=list)  # variants this study does not make
 
 
-def same_seeds(baseline: Cell | None, cell: Cell) -> Cell | None:
-    """The baseline restricted to the seeds the transfer cell has (stilt.collect compares the same way)."""
-    if baseline is None:
-        return None
-    seeds = {r["seed"] for r in cell.runs}
-    return Cell(baseline.dataset, [r for r in baseline.runs if r["seed"] in seeds])
+def _options(row: dict[str, Any]) -> str:
+    """A run's store-key options less the encoder it starts from (a transfer's is its intermediate)."""
+    options = json.loads(row.get("hyperparameters") or "{}")
+    return json.dumps({k: v for k, v in options.items() if k != "model"}, sort_keys=True)
+
+
+def paired(baseline_rows: list[dict[str, Any]], cell: Cell) -> tuple[Cell, Cell | None]:
+    """The transfer cell and the target's baseline on the same seeds and the same settings (the
+    baseline's rows with the transfer's options; stilt.collect compares the same way): a seed
+    either side lacks (a failed baseline under --keep-going) is left out of both."""
+    setting = _options(cell.runs[0]) if cell.runs else None
+    rows = [r for r in baseline_rows if _options(r) == setting]
+    if not rows:
+        return cell, None
+    baseline = make_cell(cell.dataset, rows)
+    seeds = {r["seed"] for r in cell.runs} & {r["seed"] for r in baseline.runs}
+    keep = lambda c: Cell(c.dataset, [r for r in c.runs if r["seed"] in seeds], c.failed, c.superseded)  # noqa: E731
+    return keep(cell), keep(baseline)
+
+
+def _one_setting(items: list[dict[str, Any]], intermediates: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The transfers of the latest run's setting: its own options and its intermediate runs' (each
+    seed's transfer starts from that seed's intermediate, named by digest in the variant); transfers
+    after intermediates trained otherwise are counted, not averaged in."""
+    def setting(row: dict[str, Any]) -> tuple[str, str]:
+        digest = row["variant"].rpartition("@")[2]
+        intermediate = next((r for key, r in intermediates.items() if key.startswith(digest)), None)
+        return _options(row), _options(intermediate) if intermediate is not None else "?"
+
+    latest = setting(items[-1])
+    kept = [r for r in items if setting(r) == latest]
+    return kept, len(items) - len(kept)
 
 
 def matrix(model: str, budget: str, rows: list[dict[str, Any]]) -> Matrix:
@@ -77,10 +104,12 @@ def matrix(model: str, budget: str, rows: list[dict[str, Any]]) -> Matrix:
     named = {s for _, s in pair_rows}
     sources = [t for t in targets if t in named] + sorted(named - set(targets))
     baselines = {t: make_cell(t, items) for t, items in base_rows.items()}
+    intermediates = {r["run_key"]: r for items in base_rows.values() for r in items}
     pairs = {}
     for (target, source), items in pair_rows.items():
-        cell = make_cell(target, items)
-        pairs[(target, source)] = Pair(target, source, cell, same_seeds(baselines.get(target), cell))
+        kept, left_out = _one_setting(items, intermediates)
+        cell, baseline = paired(base_rows.get(target, []), make_cell(target, kept, left_out))
+        pairs[(target, source)] = Pair(target, source, cell, baseline)
     return Matrix(model, budget, targets, sources, baselines, pairs, sorted(set(unknown)))
 
 
