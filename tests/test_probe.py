@@ -116,3 +116,28 @@ def test_probe_bad_inputs_are_one_line(tmp_path, capsys):
     assert len(err) == 1 and "no config.json" in err[0]
     assert main(["probe", "--dataset", "chemprot", "--seeds", "0"]) == 2
     assert "--seeds must be at least 1" in capsys.readouterr().err
+
+
+def test_a_feature_cache_killed_between_its_two_files_is_a_miss_not_a_wrong_hit(tmp_path, monkeypatch):
+    import torch
+
+    from blurbkit.analysis import probing
+
+    path = tmp_path / "features.safetensors"
+    old = {split: {"cls": torch.zeros(2, 3)} for split in probing.SPLITS}
+    probing.save_cached(path, "old-settings", old)
+    assert probing.load_cached(path, "old-settings") is not None
+    real = probing.atomic_write
+    calls = []
+
+    def killed_at_the_key(target, *args, **kwargs):
+        calls.append(target)
+        if str(target).endswith(".json"):
+            raise KeyboardInterrupt  # killed after the new features replaced the old ones
+        return real(target, *args, **kwargs)
+
+    monkeypatch.setattr(probing, "atomic_write", killed_at_the_key)
+    new = {split: {"cls": torch.ones(2, 3)} for split in probing.SPLITS}
+    with pytest.raises(KeyboardInterrupt):
+        probing.save_cached(path, "new-settings", new)
+    assert probing.load_cached(path, "old-settings") is None  # the old key no longer names these features

@@ -279,3 +279,14 @@ def test_a_cell_never_averages_runs_of_different_settings():
     (entry,) = leaderboard(grid)
     assert {json.loads(r["hyperparameters"])["max_length"] for r in entry.cells["gad"].runs} == {64}
     assert entry.cells["gad"].superseded == 4  # the max-length-128 sweep's runs
+
+
+def test_display_names_tell_every_model_apart():
+    from blurbkit.experiments.leaderboard import display_names
+    from blurbkit.models.loading import DEFAULT_STORE_LABEL
+
+    labels = [DEFAULT_STORE_LABEL, "/w/exp1/pretrain/final", "/w/exp2/pretrain/final", "/w/a/mymodel", "/w/b/other"]
+    names = display_names(labels)
+    assert len(set(names.values())) == len(labels)
+    assert names["/w/exp1/pretrain/final"] == "exp1/pretrain/final" and names["/w/a/mymodel"] == "mymodel"
+    assert names[DEFAULT_STORE_LABEL] == DEFAULT_STORE_LABEL

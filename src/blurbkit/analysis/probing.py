@@ -139,6 +139,9 @@ def save_cached(path: Path, key: str, features: dict[str, dict[str, torch.Tensor
 
     flat = {f"{split}.{pool}": tensor.contiguous() for split, pools in features.items() for pool, tensor in pools.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
+    # The key goes last and the old one first: a process killed between the two files leaves no
+    # key, never an old key naming new features (a miss, computed again, not a wrong hit).
+    path.with_suffix(".json").unlink(missing_ok=True)
     with atomic_write(path, "wb") as handle:
         handle.write(save(flat))
     with atomic_write(path.with_suffix(".json")) as handle:

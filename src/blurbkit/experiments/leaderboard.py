@@ -246,18 +246,25 @@ def references() -> list[Reference]:
 
 
 def display_names(models: Iterable[str]) -> dict[str, str]:
-    """A short name per store model label: the default's own, else the model directory's name
-    (with its parent where the name alone is generic or shared)."""
+    """A short name per store model label: the default's own, else the model directory's name, with
+    as many parent folders as it takes to tell it from the others (and one where the name alone is
+    generic); pages and file names are made from these, so no two labels share one."""
     labels = list(dict.fromkeys(models))
-    short = {}
-    for label in labels:
+
+    def tail(label: str, parts: int) -> str:
         path = Path(label)
-        short[label] = label if not path.is_absolute() else path.name
-    counts: dict[str, int] = {}
-    for name in short.values():
-        counts[name] = counts.get(name, 0) + 1
-    for label in labels:
-        path = Path(label)
-        if path.is_absolute() and (counts[short[label]] > 1 or short[label] in ("model", "encoder", "final")):
-            short[label] = f"{path.parent.name}/{path.name}"
-    return short
+        return label if not path.is_absolute() else "/".join(path.parts[-parts:])
+
+    depth = {label: 2 if Path(label).is_absolute() and Path(label).name in ("model", "encoder", "final") else 1
+             for label in labels}
+    while True:
+        short = {label: tail(label, depth[label]) for label in labels}
+        counts: dict[str, int] = {}
+        for name in short.values():
+            counts[name] = counts.get(name, 0) + 1
+        clashing = [label for label in labels if counts[short[label]] > 1 and Path(label).is_absolute()
+                    and depth[label] < len(Path(label).parts) - 1]
+        if not clashing:
+            return short
+        for label in clashing:
+            depth[label] += 1
