@@ -179,3 +179,25 @@ def test_user_dataset_test_split_is_filtered(tmp_path):
         "Naloxone reversed the effect of clonidine on the heart rate of the rats in this study.\n", encoding="utf-8")
     report = build_corpus([folder], tmp_path / "o.jsonl", test_index=index, min_words=3)
     assert report["dropped"] == {"test_sentence": 1} and report["documents_kept"] == 1
+
+
+def test_a_test_sentence_that_nfkc_changes_still_matches_its_own_text():
+    from blurbkit.pretrain.testsets import TestIndex
+    from blurbkit.pretrain.text import normalize, word_tokens
+
+    sentence = "Cells were treated with 10 \u00b5M cisplatin for 24 hours before harvest and then lysed."
+    index = TestIndex()
+    index.add_sentence(sentence)
+    assert index.sentence_hit(normalize(sentence))  # the corpus reads NFKC text: µ (micro sign) -> μ
+    assert index.window_hits(word_tokens(normalize(sentence)), 1) == 1
+
+
+def test_selecting_from_an_empty_corpus_leaves_no_output_and_names_the_input(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = tmp_path / "s.jsonl.gz"
+    with pytest.raises(BlurbkitError, match=f"{empty}: the corpus has no documents"):
+        select_corpus([empty], out, ["aspirin"])
+    assert not out.exists() and list(tmp_path.iterdir()) == [empty]
+    assert main(["vocab", "build", "--corpus", str(empty), "--out", str(tmp_path / "v")]) == 2
+    assert f"{empty}: the corpus has no text" in capsys.readouterr().err

@@ -44,7 +44,8 @@ def run_build(args: argparse.Namespace) -> int:
     from blurbkit.pretrain.vocab import build_vocab
 
     info = build_vocab(_sentences(args.corpus, args.max_sentences), args.out, size=args.size,
-                       min_frequency=args.min_frequency, lowercase=not args.cased)
+                       min_frequency=args.min_frequency, lowercase=not args.cased,
+                       source=", ".join(map(str, args.corpus)) if isinstance(args.corpus, list) else str(args.corpus))
     print(f"wrote a {info['vocab_size']}-piece WordPiece vocabulary from {info['sentences']} sentences to {args.out}")
     return 0
 

@@ -185,11 +185,11 @@ def select_corpus(inputs: list[str | Path], out: str | Path, terms: list[str], *
                 kept += 1
                 words_kept += len(words)
                 top_terms.update({" ".join(k): v for k, v in found.items()})
-    if read == 0:
-        raise BlurbkitError("the corpus has no documents")
-    if kept == 0:
-        Path(out).unlink(missing_ok=True)
-        raise BlurbkitError(f"no document of {read} matched the topic (min hits {min_hits}, distinct {min_distinct})")
+        # Raised inside the writer: its temporary file goes, nothing is left at `out`.
+        if read == 0:
+            raise BlurbkitError("the corpus has no documents", path=", ".join(map(str, inputs)))
+        if kept == 0:
+            raise BlurbkitError(f"no document of {read} matched the topic (min hits {min_hits}, distinct {min_distinct})")
     return {"documents_read": read, "documents_kept": kept, "words_kept": words_kept, "terms": len(matcher.terms),
             "min_hits": min_hits, "min_distinct": min_distinct, "every_part": len(parts) > 1,
             "most_frequent_terms": dict(top_terms.most_common(25))}

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 import tarfile
+import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ class TestIndex:
     sources: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add_sentence(self, text: str, *, exact: bool = True) -> None:
+        # NFKC as every corpus sentence is read (pretrain/text.py): a test sentence with µ, ™ or ₂
+        # would otherwise never match its own text in the corpus.
+        text = unicodedata.normalize("NFKC", text)
         if exact and _PLACEHOLDER.search(text) is None:
             words = word_tokens(text)
             if len(words) >= MIN_KEY_WORDS:

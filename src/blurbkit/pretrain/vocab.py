@@ -52,8 +52,10 @@ def build_vocab(
     limit_alphabet: int = 1000,
     lowercase: bool = True,
     max_length: int = 512,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """Train a WordPiece vocabulary on a stream of sentences and save it as a transformers tokenizer."""
+    """Train a WordPiece vocabulary on a stream of sentences and save it as a transformers tokenizer.
+    `source`: where the sentences come from, named by the error when there are none."""
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from tokenizers.trainers import WordPieceTrainer
@@ -77,7 +79,7 @@ def build_vocab(
 
     tokenizer.train_from_iterator(stream(), trainer=trainer)
     if counted["sentences"] == 0:
-        raise BlurbkitError("the corpus has no text to build a vocabulary from")
+        raise BlurbkitError("the corpus has no text to build a vocabulary from", path=source)
     cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
     tokenizer.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)]
