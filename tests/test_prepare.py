@@ -215,3 +215,15 @@ def test_datasets_table_without_any_data(tmp_path, monkeypatch, capsys):
     assert main(["datasets"]) == 0
     printed = capsys.readouterr().out
     assert "bc5chem" in printed and "339167" in printed and "no data folder found" in printed
+
+
+@pytest.mark.parametrize("changed", ["relation.py", "fileio.py", "chemprot.py"])
+def test_the_prepared_data_cache_follows_the_code_that_makes_records(changed, monkeypatch):
+    from pathlib import Path
+
+    from blurbkit.data import load
+
+    before = load._code_digest()
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: real(self) + (b"\n# changed" if self.name == changed else b""))
+    assert load._code_digest() != before

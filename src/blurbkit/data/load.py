@@ -68,10 +68,14 @@ def _read_manifest(folder: Path) -> dict[str, Any]:
 
 
 def _code_digest() -> str:
-    """Hash of the data code, so a cache made by other reader code is not reused."""
+    """Hash of the code that makes prepared records, so a cache made by other code is not reused:
+    the readers (data/), the task types that fill records in and count them (tasks/types/: entity
+    spans of placeholders, manifest counts) and the file reading under both (fileio.py)."""
+    package = Path(__file__).parents[1]
+    sources = [*Path(__file__).parent.rglob("*.py"), *(package / "tasks" / "types").rglob("*.py"), package / "fileio.py"]
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
-        digest.update(path.name.encode() + path.read_bytes())
+    for path in sorted(sources):
+        digest.update(str(path.relative_to(package)).encode() + path.read_bytes())
     return digest.hexdigest()
 
 
