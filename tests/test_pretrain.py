@@ -194,6 +194,9 @@ def test_checkpoint_failures(setup, tmp_path, monkeypatch):
     pretrain(_cfg(setup, out2, stop_after=3))
     with pytest.raises(BlurbkitError, match="different run"):
         pretrain(_cfg(setup, out2, max_steps=8))
+    for other in ({"masking": "subword"}, {"mask_rate": 0.3}, {"mask_schedule": True}):  # nor mixed masking
+        with pytest.raises(BlurbkitError, match="different run"):
+            pretrain(_cfg(setup, out2, **other))
 
 
 def test_resume_falls_back_to_the_newest_intact_checkpoint(setup, tmp_path, capsys):
@@ -305,3 +308,19 @@ def test_an_explicit_bf16_request_on_a_cpu_without_native_bf16_pretrains_in_fp32
         accelerator = _accelerator(PretrainConfig(corpus=[], out=str(tmp_path), mixed_precision=requested))
         assert accelerator.mixed_precision == "no", requested
     assert f"bf16 requested but {capability().not_native['bf16']}; falling back to fp32" in capsys.readouterr().err
+
+
+def test_whole_word_masking_is_refused_for_a_tokenizer_without_continuation_pieces(setup):
+    from transformers import AutoTokenizer
+
+    from blurbkit.pretrain.data import Collator
+
+    _, _, vocab, _ = setup
+    collator = Collator.__new__(Collator)  # the check reads the continuation table alone
+    tokenizer = AutoTokenizer.from_pretrained(vocab)
+    collator.continuation = np.array([t.startswith("##") for t, _ in sorted(tokenizer.get_vocab().items(), key=lambda x: x[1])])
+    collator.check_whole_words(True)  # WordPiece: fine
+    collator.continuation[:] = False  # as a byte-pair tokenizer's
+    with pytest.raises(BlurbkitError, match="use --masking subword"):
+        collator.check_whole_words(True)
+    collator.check_whole_words(False)

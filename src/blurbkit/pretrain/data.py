@@ -332,6 +332,13 @@ class Collator:
             self.special[idx] = True
         self.random_ids = np.flatnonzero(~self.special)
 
+    def check_whole_words(self, whole_word: bool) -> None:
+        """Whole-word masking finds a word's pieces by WordPiece's '##' prefix; a tokenizer without
+        any (byte-pair encoding) would turn it into subword masking without a word."""
+        if whole_word and not self.continuation.any():
+            raise BlurbkitError("whole-word masking finds words by WordPiece's '##' continuation pieces, and this "
+                                "tokenizer has none (byte-pair encoding?); use --masking subword")
+
     def _ids(self, start: int, end: int) -> np.ndarray:
         return np.asarray(self.tokens[start:end], dtype=np.int64)
 

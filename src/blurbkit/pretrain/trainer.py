@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ from blurbkit.runtime.allocator import tune_allocator
 from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.dropout import fast_dropout
 from blurbkit.testhook import kill_point
+
+MASKING_DEFAULTS = {f.name: f.default for f in fields(PretrainConfig) if f.name in ("masking", "mask_rate", "mask_schedule")}
 
 
 def warmup_steps(warmup: float, total_steps: int) -> int:
@@ -175,13 +177,21 @@ def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
                  "corpus": cache.meta["corpus"], "examples": len(examples), "mode": objective.example_mode(cfg.packing),
                  "max_length": cfg.max_length, "global_batch": order.global_batch, "grad_accum": cfg.grad_accum,
                  "seed": cfg.seed, "total_steps": total_steps, **objective.signature()}
+    # Masking other than the default (whole-word, 15 %, no schedule) is part of what a checkpoint
+    # continues: a whole-word run resumed with --masking subword would mix two kinds of masking.
+    masking = {k: v for k, v in (("masking", cfg.masking), ("mask_rate", cfg.mask_rate), ("mask_schedule", cfg.mask_schedule))
+               if v != MASKING_DEFAULTS[k]}
+    if masking:  # only when set: checkpoints of default runs keep their signature
+        signature["masking"] = masking
     if adversarial is not None:  # only when on: checkpoints of runs without it keep their signature
         # The term now runs in fp32 under bf16 autocast (runtime/adversarial.py): a checkpoint of an
         # earlier adversarial run, which computed it in bf16, does not continue as this one.
         signature["adversarial"] = {**asdict(adversarial), "term": "fp32"}
+    collator = objective.collator(tokenizer, cache, cfg.max_length, cfg.seed)
+    collator.check_whole_words(cfg.masking == "whole-word")
     run = Run(cfg, accelerator, objective, tokenizer, module, optimizer,
               warmup_linear_decay(optimizer, total_steps, warmup), cache, examples, order,
-              objective.collator(tokenizer, cache, cfg.max_length, cfg.seed),
+              collator,
               MaskingConfig(rate=cfg.mask_rate, whole_word=cfg.masking == "whole-word", mask_fraction=objective.mask_fraction,
                             random_fraction=objective.random_fraction), total_steps, warmup, signature, out)
     _resume(run)
