@@ -290,3 +290,18 @@ def test_display_names_tell_every_model_apart():
     assert len(set(names.values())) == len(labels)
     assert names["/w/exp1/pretrain/final"] == "exp1/pretrain/final" and names["/w/a/mymodel"] == "mymodel"
     assert names[DEFAULT_STORE_LABEL] == DEFAULT_STORE_LABEL
+
+
+def test_the_latest_setting_is_the_one_stored_last_not_the_first_row_of_the_store():
+    import json
+
+    from blurbkit.experiments.leaderboard import latest_setting
+
+    def row(seed, lr, when):
+        return {"seed": seed, "hyperparameters": json.dumps({"lr": lr}), "created_at": when}
+
+    # lr 5e-5 run, then lr 1e-5, then 5e-5 again with --force: its rows keep their early place in the store
+    rows = [row(0, 5e-5, "2026-12-01T12:00:00"), row(0, 1e-5, "2026-12-01T13:00:00")]
+    rows[0]["created_at"] = "2026-12-01T14:00:00"
+    kept, left_out = latest_setting(rows)
+    assert [json.loads(r["hyperparameters"])["lr"] for r in kept] == [5e-5] and left_out == 1

@@ -313,6 +313,18 @@ def test_a_drivers_resume_starts_over_from_another_runs_checkpoint_and_says_so(t
     assert main([*argv, "--resume", "--overwrite", "--lr", "5e-4"]) == 0
     run = json.loads((out / "run.json").read_text("utf-8"))
     assert any("started over: " in note and "lr: 0.0005 now" in note for note in run["notes"]), run["notes"]
+    fresh = json.loads((out / "metrics.json").read_text("utf-8"))["test"]["score"]
+    # weights that do not read back (a truncated file) start over too, from the fresh weights
+    out2 = tmp_path / "run2"
+    killed = _interrupt_at(monkeypatch, "step:3")
+    with pytest.raises(killed):
+        main([*argv[:-1], str(out2), "--lr", "5e-4"])
+    monkeypatch.undo()
+    (out2 / ".checkpoint" / "optimizer.safetensors").write_bytes(b"truncated")  # after the weights loaded
+    assert main([*argv[:-1], str(out2), "--lr", "5e-4", "--resume", "--overwrite"]) == 0
+    notes = json.loads((out2 / "run.json").read_text("utf-8"))["notes"]
+    assert any("started over: " in note and "does not read back" in note for note in notes), notes
+    assert json.loads((out2 / "metrics.json").read_text("utf-8"))["test"]["score"] == fresh  # as if never resumed
 
 
 def test_a_relative_model_path_resumes_under_its_absolute_path(tiny_model, shared_data, tmp_path, monkeypatch):

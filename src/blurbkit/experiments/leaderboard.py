@@ -180,7 +180,9 @@ def latest_setting(rows: list[dict[str, Any]], ignore: tuple[str, ...] = ()) -> 
 
     if not rows:
         return rows, 0
-    latest = setting(rows[-1])
+    # the latest by when it was stored (a re-run keeps its row, and so its place, in the store)
+    last = max(range(len(rows)), key=lambda i: (str(rows[i].get("created_at") or ""), i))
+    latest = setting(rows[last])
     kept = [row for row in rows if setting(row) == latest]
     return kept, len(rows) - len(kept)
 

@@ -10,6 +10,7 @@ spans with character offsets. Sequence models take the fields of their task's ca
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields
@@ -72,7 +73,7 @@ class Predictor:
 
         An entity-pair input whose pair max_length cuts off gets None and an `InputWarning` (the
         model would see neither mention, or only one: its label would mean nothing)."""
-        records = self.task.records_from_inputs(inputs, TRANSFORMS.get(self.recipe.transform))
+        records = records_for(self.task, inputs, TRANSFORMS.get(self.recipe.transform))
         data = self.encode(records)
         data, lost = without_lost_pairs(data, self.recipe.max_length)
         for index, problem in lost.items():
@@ -111,3 +112,12 @@ def without_lost_pairs(data: Encoded, max_length: int) -> tuple[Encoded, dict[in
         return data, lost
     kept = [example for example in data.examples if example["record_index"] not in lost]
     return Encoded(data.records, kept), lost
+
+
+def records_for(task: Any, inputs: Sequence[Any], transform: Any) -> list[dict[str, Any]]:
+    """The task type's records of `inputs`, told the model's transform when it takes one (a task
+    type registered outside blurbkit may still override `records_from_inputs(inputs)` alone)."""
+    parameters = inspect.signature(task.records_from_inputs).parameters
+    if "transform" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return task.records_from_inputs(inputs, transform=transform)
+    return task.records_from_inputs(inputs)

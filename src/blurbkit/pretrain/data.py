@@ -292,6 +292,15 @@ def check_nsp_corpus(cache: TokenCache) -> None:
 # ---------------------------------------------------------------- masking
 
 
+def check_whole_words(tokenizer: Any, whole_word: bool) -> None:
+    """Whole-word masking finds a word's pieces by WordPiece's '##' prefix; a tokenizer without any
+    (byte-pair encoding) would turn it into subword masking without a word. Checked before the
+    corpus is tokenised."""
+    if whole_word and not any(token.startswith("##") for token in tokenizer.get_vocab()):
+        raise BlurbkitError("whole-word masking finds words by WordPiece's '##' continuation pieces, and this "
+                            "tokenizer has none (byte-pair encoding?); use --masking subword")
+
+
 @dataclass
 class MaskingConfig:
     rate: float = 0.15
@@ -331,13 +340,6 @@ class Collator:
         for idx in tokenizer.all_special_ids:
             self.special[idx] = True
         self.random_ids = np.flatnonzero(~self.special)
-
-    def check_whole_words(self, whole_word: bool) -> None:
-        """Whole-word masking finds a word's pieces by WordPiece's '##' prefix; a tokenizer without
-        any (byte-pair encoding) would turn it into subword masking without a word."""
-        if whole_word and not self.continuation.any():
-            raise BlurbkitError("whole-word masking finds words by WordPiece's '##' continuation pieces, and this "
-                                "tokenizer has none (byte-pair encoding?); use --masking subword")
 
     def _ids(self, start: int, end: int) -> np.ndarray:
         return np.asarray(self.tokens[start:end], dtype=np.int64)

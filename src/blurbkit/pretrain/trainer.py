@@ -40,6 +40,7 @@ from blurbkit.pretrain.data import (
     MaskingConfig,
     TokenCache,
     build_token_cache,
+    check_whole_words,
     make_examples,
     mask_rate_at,
 )
@@ -161,6 +162,7 @@ def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
     if cfg.max_length > model.config.max_position_embeddings:
         raise BlurbkitError(f"--max-length {cfg.max_length} exceeds the model's max_position_embeddings "
                             f"{model.config.max_position_embeddings}")
+    check_whole_words(tokenizer, cfg.masking == "whole-word")
     cache, examples = _data(cfg, objective, tokenizer, accelerator, out)
     order = DataOrder(len(examples), cfg.seed, cfg.batch_size, accelerator.process_index, accelerator.num_processes)
     total_steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(examples) / (order.global_batch * cfg.grad_accum)))
@@ -188,7 +190,6 @@ def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
         # earlier adversarial run, which computed it in bf16, does not continue as this one.
         signature["adversarial"] = {**asdict(adversarial), "term": "fp32"}
     collator = objective.collator(tokenizer, cache, cfg.max_length, cfg.seed)
-    collator.check_whole_words(cfg.masking == "whole-word")
     run = Run(cfg, accelerator, objective, tokenizer, module, optimizer,
               warmup_linear_decay(optimizer, total_steps, warmup), cache, examples, order,
               collator,

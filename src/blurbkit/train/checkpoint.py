@@ -163,30 +163,23 @@ class Checkpoints:
             return False
         if not self.root.is_dir():
             return False
+        # A driver's resume (start_over_if_different) keeps the fresh weights to fall back on: a
+        # checkpoint that fails half-way through loading must not leave them half-replaced.
+        fresh = None
+        if self.start_over_if_different:
+            fresh = copy.deepcopy(loop.model.state_dict()), copy.deepcopy(loop.optimizer.state_dict())
         try:
             state = self._read_state()
             self._check_signature(state["signature"])
+            rng, best = self._load_tensors(loop, state)
         except BlurbkitError as err:
-            if not self.start_over_if_different:
+            if fresh is None:
                 raise
+            loop.model.load_state_dict(fresh[0])
+            loop.optimizer.load_state_dict(fresh[1])
             shutil.rmtree(self.root, ignore_errors=True)
             self.discarded = f"a checkpoint was removed and the run started over: {err}"
             return False
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file, load_model
-
-        try:
-            missing, unexpected = load_model(loop.model, str(self.root / "model.safetensors"), strict=False)
-            if missing or unexpected:
-                raise BlurbkitError(f"checkpoint weights do not fit this model (missing {list(missing)[:3]}, "
-                                    f"unexpected {list(unexpected)[:3]})", path=self.root)
-            optimizer = load_file(str(self.root / "optimizer.safetensors"))
-            loop.optimizer.load_state_dict(optimizer_from_flat(optimizer, state["optimizer"]))
-            rng = load_file(str(self.root / "rng.safetensors"))
-            best = load_file(str(self.root / "best.safetensors")) if state["best"] == "file" else None
-        except (SafetensorError, RuntimeError, ValueError, KeyError, OSError) as err:
-            raise BlurbkitError(f"checkpoint does not read back ({str(err).splitlines()[0][:200]}); "
-                                "pass --overwrite to start over", path=self.root) from None
         load_scheduler_state(loop.scheduler, state["scheduler"])
         loop.scaler.load_state_dict(state["scaler"])
         position = state["position"]
@@ -205,6 +198,25 @@ class Checkpoints:
         self.clock.restored(float(state.get("wall_seconds", 0.0)))  # absent in checkpoints written before it
         self.resumed = True
         return True
+
+    def _load_tensors(self, loop: Loop, state: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        """The checkpoint's weights and optimizer state into the loop; its RNG and best weights back."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file, load_model
+
+        try:
+            missing, unexpected = load_model(loop.model, str(self.root / "model.safetensors"), strict=False)
+            if missing or unexpected:
+                raise BlurbkitError(f"checkpoint weights do not fit this model (missing {list(missing)[:3]}, "
+                                    f"unexpected {list(unexpected)[:3]})", path=self.root)
+            optimizer = load_file(str(self.root / "optimizer.safetensors"))
+            loop.optimizer.load_state_dict(optimizer_from_flat(optimizer, state["optimizer"]))
+            rng = load_file(str(self.root / "rng.safetensors"))
+            best = load_file(str(self.root / "best.safetensors")) if state["best"] == "file" else None
+        except (SafetensorError, RuntimeError, ValueError, KeyError, OSError) as err:
+            raise BlurbkitError(f"checkpoint does not read back ({str(err).splitlines()[0][:200]}); "
+                                "pass --overwrite to start over", path=self.root) from None
+        return rng, best
 
     def _read_state(self) -> dict[str, Any]:
         try:
