@@ -124,3 +124,20 @@ def test_bench_inference_times_the_pipeline_on_the_default_malloc(tiny_model, sh
     out = subprocess.run([sys.executable, "-c", FAIR_ORDER, str(tiny_model), str(shared_data), str(tmp_path / "m")],
                          capture_output=True, text=True, check=True, env=env).stdout.strip().splitlines()[-1]
     assert out == "default | tuned by blurbkit (mallopt)"
+
+
+def test_both_sides_of_a_comparison_run_with_the_containers_thread_count(monkeypatch):
+    import torch
+
+    from blurbkit.runtime import capability
+    from blurbkit.speed.machine import same_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(capability, "cgroup_cpu_limit", lambda: 1.0)  # docker --cpus 1
+    try:
+        torch.set_num_threads(2)
+        assert same_threads() == 1 == torch.get_num_threads()  # before the Trainer side, not only blurbkit's
+        assert same_threads(2) == 2  # --engine-option threads=2: both sides too
+    finally:
+        torch.set_num_threads(before)

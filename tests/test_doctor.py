@@ -106,3 +106,19 @@ def test_memory_line_names_the_usable_memory_and_when_the_heap_goes_back():
     assert check.name == "memory" and check.status == "note"
     assert check.detail.startswith("4.0 GiB usable, 1.0 GiB available now") and "below 25% available" in check.detail
     assert list(memory_checks(state=None)) or not Path("/proc/meminfo").exists()  # this machine: one line
+
+
+def test_the_threads_line_warns_against_the_cores_a_container_allows(monkeypatch):
+    import torch
+
+    from blurbkit.cli import doctor
+    from blurbkit.runtime import capability
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(capability, "cgroup_cpu_limit", lambda: 1.0)  # 1 CPU of however many the host has
+    try:
+        torch.set_num_threads(2)
+        line = next(c for c in doctor.machine_checks() if c.name == "threads")
+    finally:
+        torch.set_num_threads(before)
+    assert "more than the 1 cores this process may use" in line.detail, line

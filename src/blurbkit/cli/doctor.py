@@ -79,7 +79,7 @@ def _guarded(section: str, produce: Callable[[], Iterator[Check]]) -> list[Check
 def machine_checks() -> Iterator[Check]:
     import torch
 
-    from blurbkit.runtime.capability import ENV_CPU_DTYPES, capability
+    from blurbkit.runtime.capability import ENV_CPU_DTYPES, capability, usable_cores
 
     cap = capability()
     cpu = cap.cpu
@@ -101,8 +101,10 @@ def machine_checks() -> Iterator[Check]:
     if cap.isa_limit:
         yield Check("machine", "isa limit", "note", f"{cap.isa_limit} (oneDNN kept to those instructions)")
     threads = f"torch {cap.torch_threads}"
-    if cpu.physical_cores and cap.torch_threads > cpu.physical_cores:
-        threads += f" (more than the {cpu.physical_cores} physical cores: set OMP_NUM_THREADS to the core count)"
+    usable = usable_cores(cpu)  # the affinity mask's cores, at most a container's quota
+    if cap.torch_threads > usable:
+        threads += (f" (more than the {usable} cores this process may use: set OMP_NUM_THREADS to {usable}; "
+                    "blurbkit's own runs lower it under a container quota)")
     yield Check("machine", "threads", "note", threads)
     yield Check("machine", "allocator", "note", cap.allocator
                 + ("" if "tuned" in cap.allocator else " (blurbkit tunes glibc malloc itself on its first CPU train/predict)"))

@@ -137,3 +137,16 @@ def peak_memory() -> Iterator[dict[str, Any]]:
     for key, value in result.items():
         if isinstance(value, float):
             result[key] = round(value, 1)
+
+
+def same_threads(threads: int | None = None) -> int:
+    """One thread count for both sides of a comparison, set before either runs: `threads` if given,
+    else torch's, lowered to a container's CPU quota (blurbkit's runner would lower it for its own
+    side only, and the Hugging Face side would run oversubscribed). Returns the count."""
+    from blurbkit.runtime.capability import cap_torch_threads
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    else:
+        cap_torch_threads()
+    return torch.get_num_threads()

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from blurbkit.speed.flops import forward_flops
-from blurbkit.speed.machine import machine_info, measure_peaks, peak_of, release_memory
+from blurbkit.speed.machine import machine_info, measure_peaks, peak_of, release_memory, same_threads
 
 
 def mlm_training_flops(config: Any, length: int, sequences: int, mask_rate: float) -> float:
@@ -68,6 +68,7 @@ def run_hf(config: Any, tokenizer: Any, features: list[dict[str, Any]], *, batch
     from transformers import (
         BertForMaskedLM,
         DataCollatorForLanguageModeling,
+        PrinterCallback,
         Trainer,
         TrainingArguments,
         set_seed,
@@ -84,6 +85,7 @@ def run_hf(config: Any, tokenizer: Any, features: list[dict[str, Any]], *, batch
         remove_unused_columns=False,  # the collator reads offset_mapping (whole words), the model does not
     )
     trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=collator)
+    trainer.remove_callback(PrinterCallback)  # with tqdm off it prints each step's log on stdout, timed: ours is the JSON line
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
@@ -121,6 +123,7 @@ def bench_pretrain(corpus: list[str], tokenizer: str = "default", preset: str = 
     from blurbkit.runtime.precision import autocast_dtype, dtype_name
     from blurbkit.train.provenance import library_versions
 
+    same_threads()
     tokenizer_dir = str(default_model_dir()) if tokenizer == "default" else tokenizer
     tok = load_any_tokenizer(tokenizer_dir)
     with tempfile.TemporaryDirectory(prefix="bench_pretrain_", dir=work_dir) as tmp:

@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+
 from blurbkit.data.load import load_split, subsample
 from blurbkit.models.loading import read_config, resolve_model_dir
 from blurbkit.speed.compare import SideResult, Workload, run_blurbkit, run_trainer
 from blurbkit.speed.flops import split_flops
-from blurbkit.speed.machine import machine_info, measure_peaks, peak_of, release_memory
+from blurbkit.speed.machine import machine_info, measure_peaks, peak_of, release_memory, same_threads
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.provenance import library_versions
 
@@ -33,6 +35,8 @@ def speed(dataset: str = "bc5chem", model: str | None = None, data: str | None =
     spec = get_dataset(dataset)
     model_dir = resolve_model_dir(model)
     read_config(model_dir)
+    threads = (engine_options or {}).get("threads")
+    same_threads(int(threads) if threads is not None else None)
     work = Workload(
         spec=spec, model_dir=model_dir, batch_size=batch_size, lr=lr, epochs=epochs, seed=seed, progress=progress,
         train=subsample(load_split(dataset, "train", data), train_examples, seed),
@@ -49,6 +53,7 @@ def speed(dataset: str = "bc5chem", model: str | None = None, data: str | None =
     if skipped:
         result["peak_skipped"] = skipped  # dtype -> why it was not timed (not native, or overridden)
     hf: SideResult | None = run_trainer(work) if trainer else None
+    hf_threads = torch.get_num_threads()
     release_memory()
     ours = run_blurbkit(work)
     config = AutoConfig.from_pretrained(str(model_dir))
@@ -58,12 +63,12 @@ def speed(dataset: str = "bc5chem", model: str | None = None, data: str | None =
     result["blurbkit"] = ours.summary(work) | {
         "train_mfu": utilisation(config, ours.train_lengths, labels, ours.train_seconds, peak, True, epochs),
         "eval_mfu": utilisation(config, ours.eval_lengths, labels, ours.eval_seconds, peak, False),
-        "mfu_peak": ours_dtype,
+        "mfu_peak": ours_dtype, "torch_threads": torch.get_num_threads(),
     }
     if hf is not None:
         hf_dtype, hf_peak = peak_of(result["peak_gflops"], "fp32")
         result["trainer"] = hf.summary(work) | {
-            "precision": "fp32",
+            "precision": "fp32", "torch_threads": hf_threads,
             "train_mfu": utilisation(config, ours.train_lengths, labels, hf.train_seconds, hf_peak, True, epochs),
             "mfu_peak": hf_dtype,
         }
