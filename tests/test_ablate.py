@@ -35,7 +35,7 @@ def test_relation_study_table_store_and_report(tiny_model, shared_data, tmp_path
     assert "chemprot [original+cls] not run" in captured.err
     rows = ResultsStore(runs / "results.sqlite").rows(study="relation")
     assert sorted((r["variant"], r["seed"]) for r in rows) == [("dummy+start", 0), ("dummy+start", 1)]
-    assert (runs / "ablation-relation-test24.md").read_text().startswith("| dataset |")
+    assert (runs / "ablation-relation-custom-train16-dev8-test24.md").read_text().startswith("| dataset |")
     seed1 = list((runs / "relation" / "dummy+start" / "chemprot").glob("seed1-*"))
     assert len(seed1) == 1 and (seed1[0] / "metrics.json").is_file()
     # Stored runs are not repeated.

@@ -160,6 +160,18 @@ def test_a_missing_model_folder_is_not_called_a_hub_name(tmp_path, capsys):
     (["serve", "--ner", str(NER), "--port", "99999"], "argument --port: a port is 0-65535 (got 99999)"),
     (["report", "--serve", "--port", "-1"], "argument --port: a port is 0-65535 (got -1)"),
     (["serve", "--ner", str(NER), "--max-documents", "0"], "argument --max-documents: must be at least 1 (got 0)"),
+    (["compare", "--seed", "-1"], "argument --seed: must be 0 or more (got -1)"),
+    (["vocab", "build", "--corpus", "c", "--out", "v", "--max-sentences", "-1"], "argument --max-sentences: must be at least 1 (got -1)"),
+    (["vocab", "build", "--corpus", "c", "--out", "v", "--max-sentences", "0"], "argument --max-sentences: must be at least 1 (got 0)"),
+    (["pretrain", "--corpus", "c", "--out", "o", "--threads", "0"], "argument --threads: must be at least 1 (got 0)"),
+    (["pretrain", "--corpus", "c", "--out", "o", "--max-steps", "-3"], "argument --max-steps: must be at least 1 (got -3)"),
+    (["pretrain", "--corpus", "c", "--out", "o", "--lr", "-1"], "argument --lr: must be more than 0 (got -1)"),
+    (["pretrain", "--corpus", "c", "--out", "o", "--weight-decay", "-1"], "argument --weight-decay: must be 0 or more (got -1)"),
+    (["bench", "pretrain", "--corpus", "c", "--threads", "-1"], "argument --threads: must be at least 1 (got -1)"),
+    (["bench", "speed", "--train-examples", "-5"], "argument --train-examples: must be at least 1 (got -5)"),
+    (["bench", "inference", "--sentences", "-1"], "argument --sentences: must be at least 1 (got -1)"),
+    (["corpus", "build", "--out", "o.jsonl", "--window", "0"], "argument --window: must be 5 or more (got 0)"),
+    (["benchmark", "--gpus-per-run", "-1"], "argument --gpus-per-run: must be 0 or more (got -1)"),
 ])
 def test_numbers_and_lists_out_of_range_are_usage_errors(argv, message, capsys):
     assert usage_error(capsys, argv).endswith(message)
@@ -212,3 +224,25 @@ def test_an_unusable_path_no_check_caught_is_one_line_and_an_io_fault_keeps_its_
     monkeypatch.setattr(score_command, "run", disk_fault)
     with pytest.raises(OSError, match="Input/output error"):
         main(["score", "x.json"])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "speed", "--no-trainer", "--engine-option", "lr=1e-4"],
+     "--engine-option: lr would apply to blurbkit's side only; use the bench's own flags"),
+    (["bench", "speed", "--no-trainer", "--engine-option", "threads=0"], "--engine-option threads=0: a whole number of at least 1"),
+    (["benchmark", "--protocol", "full", "--datasets", "gad", "--gpus-per-run", "1"], "--gpus-per-run: only with --executor ray"),
+    (["evaluate", "--dataset", "bc5chem", "--predictions", "p.txt", "--fold", "3"], "--fold 3: dataset bc5chem is not split into folds"),
+    (["evaluate", "--dataset", "gad", "--predictions", "p.txt", "--scheme", "iobes"], "--scheme applies to token-level datasets, not to gad"),
+    (["finetune", "--dataset", "gad", "--out", "r", "--pico-train-from-dev", "100"], "--pico-train-from-dev: only for EBM PICO, not gad"),
+    (["finetune", "--dataset", "gad", "--out", "r", "--adv-alpha", "2"], "--adv-alpha: only with --adversarial"),
+    (["finetune", "--dataset", "gad", "--out", "r", "--adversarial", "--adv-alpha", "nan"], "--adv-alpha nan: not a finite number"),
+    (["ablate", "--study", "relation", "--preset", "tiny"], "--preset: only with --study pretraining"),
+    (["predict", "--model", "m", "--input", "in.txt", "--keep-negative"],
+     "--keep-negative: for the document pipeline (--ner/--relations), not --model"),
+    (["datasets", "add", "toy", "--format", "conll", "--source", "~nosuchuser4242/x"], "no such user's home directory"),
+])
+def test_options_a_command_would_ignore_or_crash_on_are_one_line(argv, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.txt").write_text("Aspirin helps.\n")
+    assert main(argv) == 2
+    assert message in one_error_line(capsys)

@@ -86,9 +86,9 @@ def test_study_pretrains_once_resumes_an_interrupted_run_and_prints_the_table(co
     assert f"electra): {electra.steps} steps" in captured.err and "(continuing from its last checkpoint)" in captured.err
     summary = json.loads((electra.out / "pretrain_summary.json").read_text())
     assert summary["resumed_from"].endswith("step-00000002") and summary["steps"] == electra.steps
-    report = runs / "ablation-pretraining-full.md"
-    assert "## Pretraining budget" in report.read_text() and (runs / "ablation-pretraining-full.png").is_file()
-    assert len((runs / "ablation-pretraining-full.csv").read_text().splitlines()) == 1 + 4
+    report = runs / "ablation-pretraining-custom-train16-dev8.md"
+    assert "## Pretraining budget" in report.read_text() and (runs / "ablation-pretraining-custom-train16-dev8.png").is_file()
+    assert len((runs / "ablation-pretraining-custom-train16-dev8.csv").read_text().splitlines()) == 1 + 4
     # Again: the pretrained models are reused and the stored runs not repeated.
     stamps = {p: p.stat().st_mtime_ns for p in (runs / "pretraining" / "models").glob("*/model.safetensors")}
     assert len(stamps) == 4

@@ -337,7 +337,7 @@ def test_a_tiny_bert_runs_the_study_end_to_end(tiny, shared_data, tmp_path, caps
     final = json.loads(stored["stabilised+search"][0]["hyperparameters"])
     assert final["final_on_train_dev"] and final["reinit_layers"] == 1 and final["epochs"] == 1
     assert any("retrained on train+dev" in note for note in json.loads(stored["stabilised+search"][0]["notes"]))
-    assert (runs / "study-search-test16-grid.csv").is_file()
+    assert (runs / "study-search-custom-train16-dev8-test16-grid.csv").is_file()
 
 
 def test_quick_runs_the_small_grid_on_the_budgets_subsamples(fake, tmp_path, capsys):

@@ -347,7 +347,7 @@ def test_optimization_study_table_report_and_resume(model_dir, shared_data, tmp_
     assert "| *BIOSSES, published* | 92.64 |  | 93.46 | 91.75 |" in captured.out
     assert "- BIOSSES: train 16 sampled, epochs 1 (longer 3, longer+no-bias-correction 3), batch 8" in captured.out
     assert "- BIOSSES: " in captured.out and "longer = up to 3x the budget's epochs" in captured.out and "never before" in captured.out
-    report = runs / "study-optimization-test16"
+    report = runs / "study-optimization-custom-train16-dev8-test16"
     assert report.with_suffix(".md").read_text().startswith("| dataset |")
     assert report.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     csv_lines = report.with_suffix(".csv").read_text().splitlines()

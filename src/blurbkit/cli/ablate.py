@@ -61,6 +61,17 @@ def add_pretraining_options(parser: argparse.ArgumentParser) -> None:
                        help="ELECTRA generator width as a fraction of the discriminator's (default 0.25)")
 
 
+PRETRAINING_DESTS = ("corpus", "tokenizer", "preset", "pretrain_steps", "pretrain_batch_size", "pretrain_max_length",
+                     "pretrain_lr", "pretrain_max_docs", "generator_size")
+
+
+def pretraining_options_given(args: argparse.Namespace) -> list[str]:
+    """The --study pretraining options set to other than their defaults (another study would ignore them)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    add_pretraining_options(parser)
+    return [f"--{dest.replace('_', '-')}" for dest in PRETRAINING_DESTS if getattr(args, dest) != parser.get_default(dest)]
+
+
 def searched_studies() -> list[str]:
     """The studies with a dev-selected grid (the only ones --grid applies to)."""
     from blurbkit.experiments.stability import STUDIES as STABILITY_STUDIES
@@ -73,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.grid and args.study not in searched_studies():
         raise BlurbkitError(f"--grid: only with --study {'|'.join(searched_studies())} (study {args.study} searches no grid)")
+    if args.study != "pretraining" and (given := pretraining_options_given(args)):
+        raise BlurbkitError(f"{', '.join(given)}: only with --study pretraining")
     if args.study in STABILITY:
         return run_stability(args)
     if args.study == "pretraining":
@@ -215,7 +228,7 @@ def study_setup(args: argparse.Namespace, study: Any,
                 default_seeds: int | None) -> tuple[int | None, list[str], list[Any], str, str]:
     """What every study run starts from: seeds, datasets, variants, the model's store label and the budget name."""
     from blurbkit.experiments.ablation import select_variants
-    from blurbkit.experiments.benchmark import model_label, resolve_datasets
+    from blurbkit.experiments.benchmark import budget_name, model_label, resolve_datasets
     from blurbkit.models.loading import resolve_model_dir
 
     seeds = default_seeds if args.seeds is None else args.seeds  # at least 1 by its argparse type
@@ -223,9 +236,7 @@ def study_setup(args: argparse.Namespace, study: Any,
     datasets = resolve_datasets(args.datasets or list(study.datasets))
     variants = select_variants(study, args.variants)
     resolve_model_dir(args.model)
-    budget = "quick" if args.quick else "full"
-    if args.max_test_examples is not None and not args.quick:
-        budget = f"test{args.max_test_examples}"
+    budget = budget_name(args.quick, args)  # subsample flags name the budget, as benchmark's do: never "full"
     args.no_save_model = not args.save_models
     return seeds, datasets, variants, model_label(args.model), budget
 
@@ -239,6 +250,7 @@ def run_pretraining(args: argparse.Namespace) -> int:
     from blurbkit.experiments import pretraining as study
     from blurbkit.experiments.benchmark import (
         apply_budget,
+        budget_name,
         budget_profile,
         model_label,
         resolve_datasets,
@@ -257,9 +269,7 @@ def run_pretraining(args: argparse.Namespace) -> int:
     budget = study.Budget(corpus=tuple(corpus), tokenizer=args.tokenizer, preset=args.preset, steps=args.pretrain_steps,
                           batch_size=args.pretrain_batch_size, max_length=args.pretrain_max_length, lr=args.pretrain_lr,
                           generator_size=args.generator_size, max_docs=args.pretrain_max_docs)
-    label = "quick" if args.quick else "full"
-    if args.max_test_examples is not None and not args.quick:
-        label = f"test{args.max_test_examples}"
+    label = budget_name(args.quick, args)
     args.no_save_model = not args.save_models
     root = args.runs_dir / "pretraining"
     started = time.perf_counter()

@@ -35,6 +35,18 @@ non_negative_int = _at_least(int, 0)
 non_negative_float = _at_least(float, 0)
 
 
+def at_least(least: int) -> Callable[[str], Any]:
+    """An argparse type: an integer `least` or more."""
+    return _at_least(int, least)
+
+
+def positive_float(value: str) -> float:
+    number = _number(value, float)
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 (got {value})")
+    return float(number)
+
+
 def port(value: str) -> int:
     number = _number(value, int)
     if not 0 <= number <= 65535:

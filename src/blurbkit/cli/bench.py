@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from blurbkit.cli.argtypes import positive_float, positive_int
+
 
 def _common(parser: argparse.ArgumentParser, dataset: str) -> None:
     parser.add_argument("--dataset", default=dataset, help=f"dataset (default: {dataset})")
@@ -35,11 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     speed = commands.add_parser("speed", help="fine-tuning and evaluation speed vs the Trainer recipe (token or sequence task)")
     _common(speed, "bc5chem")
-    speed.add_argument("--train-examples", type=int, default=2000, help="seeded train subsample (default: 2000)")
-    speed.add_argument("--eval-examples", type=int, default=1000, help="seeded dev subsample (default: 1000)")
-    speed.add_argument("--epochs", type=int, default=1)
-    speed.add_argument("--batch-size", type=int, default=32)
-    speed.add_argument("--lr", type=float, default=5e-5)
+    speed.add_argument("--train-examples", type=positive_int, default=2000, help="seeded train subsample (default: 2000)")
+    speed.add_argument("--eval-examples", type=positive_int, default=1000, help="seeded dev subsample (default: 1000)")
+    speed.add_argument("--epochs", type=positive_int, default=1)
+    speed.add_argument("--batch-size", type=positive_int, default=32)
+    speed.add_argument("--lr", type=positive_float, default=5e-5)
     speed.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
                        help="blurbkit engine setting (FinetuneConfig field), e.g. compile=true, precision=fp32")
     speed.add_argument("--no-trainer", action="store_true", help="measure blurbkit only (setting studies)")
@@ -47,13 +49,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     infer = commands.add_parser("inference", help="raw-sentence NER inference vs pipeline('token-classification')")
     _common(infer, "bc5chem")
-    infer.add_argument("--sentences", type=int, default=1000, help="dev sentences used as raw text (default: 1000)")
+    infer.add_argument("--sentences", type=positive_int, default=1000, help="dev sentences used as raw text (default: 1000)")
     infer.add_argument("--finetuned", help="a fine-tuned blurbkit model (RUN_DIR/model); default: fine-tune one first")
     infer.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
                        help="blurbkit's forward pass: torch (exact, default), onnx or onnx-int8 (exported first)")
-    infer.add_argument("--train-examples", type=int, default=1000,
+    infer.add_argument("--train-examples", type=positive_int, default=1000,
                        help="without --finetuned: train examples for the one-epoch model (default: 1000)")
-    infer.add_argument("--pipeline-batch-size", type=int, help="pipeline batch_size (default: the pipeline's own, 1)")
+    infer.add_argument("--pipeline-batch-size", type=positive_int, help="pipeline batch_size (default: the pipeline's own, 1)")
     infer.set_defaults(func=run_inference)
 
     pre = commands.add_parser("pretrain", help="masked-LM pretraining speed vs BertForMaskedLM + whole-word collator + Trainer")
@@ -64,13 +66,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pre.add_argument("--max-length", type=int, default=128)
     pre.add_argument("--batch-size", type=int, default=32)
     pre.add_argument("--steps", type=int, default=30, help="optimizer steps on each side (default 30)")
-    pre.add_argument("--lr", type=float, default=6e-4)
+    pre.add_argument("--lr", type=positive_float, default=6e-4)
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--loss-window", type=int, default=5, help="MLM loss reported as the mean of the last N steps")
     pre.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"))
     pre.add_argument("--peak-seconds", type=float, default=1.0)
     pre.add_argument("--peak-size", type=int, default=2048)
-    pre.add_argument("--threads", type=int, help="torch CPU threads")
+    pre.add_argument("--threads", type=positive_int, help="torch CPU threads")
     pre.set_defaults(func=run_pretrain)
 
 
@@ -94,6 +96,18 @@ def run_speed(args: argparse.Namespace) -> int:
     unknown = set(options) - set(FinetuneConfig.option_names())
     if unknown:
         raise BlurbkitError(f"--engine-option: unknown setting(s) {', '.join(sorted(unknown))} (see FinetuneConfig)")
+    # What both sides share is set by the bench's own flags, never for one side alone.
+    shared = set(options) & {"dataset", "seed", "lr", "batch_size", "epochs", "weight_decay", "progress", "save_model",
+                             "model", "data", "max_train_examples", "max_eval_examples", "max_test_examples"}
+    if shared:
+        raise BlurbkitError(f"--engine-option: {', '.join(sorted(shared))} would apply to blurbkit's side only; "
+                            "use the bench's own flags (--lr, --batch-size, --epochs, --seed, --train-examples ...)")
+    try:
+        FinetuneConfig(dataset=args.dataset, **options)  # values checked before the Trainer side runs
+    except TypeError as err:
+        raise BlurbkitError(f"--engine-option: {err}") from None
+    if "threads" in options and not (isinstance(options["threads"], int) and options["threads"] >= 1):
+        raise BlurbkitError(f"--engine-option threads={options['threads']!r}: a whole number of at least 1")
     result = speed(
         args.dataset, model=args.model, data=args.data, train_examples=args.train_examples,
         eval_examples=args.eval_examples, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,

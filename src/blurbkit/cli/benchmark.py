@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from blurbkit.cli.argtypes import positive_int
+from blurbkit.cli.argtypes import non_negative_float, positive_int
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
 if TYPE_CHECKING:
@@ -83,14 +83,15 @@ def grid_bench(args: argparse.Namespace, study: str) -> Benchmark:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("benchmark", help="fine-tune on BLURB datasets over seeds; print the BLURB table")
     parser.add_argument("--datasets", default="all", help="'all' (the 13 BLURB datasets) or a comma-separated list")
-    parser.add_argument("--seeds", type=positive_int, help="seeds per dataset (default: the protocol's 10 or 5; 1 with --quick)")
+    parser.add_argument("--seeds", type=positive_int, help="seeds per dataset (default: the protocol's 10 or 5; 1 with --quick, except under "
+                        "--protocol full, whose test seeds stay the protocol's)")
     parser.add_argument("--protocol", default="default",
                         help="default: the dataset's recipe (in this process, or on --executor); full: the SPEC §2 grid searched on dev "
                              "(tasks/grids.toml), then the test seeds on the best point")
     parser.add_argument("--grid", metavar="SPEC", help="full protocol: override the grid, e.g. 'lr=1e-5,3e-5;bs=16,32;epochs=3;select=2'")
     add_executor_options(parser, "local (a process pool on this machine) or ray; --protocol full: local by default, "
                          "--protocol default: one run after another in this process without it")
-    parser.add_argument("--gpus-per-run", type=float, help="Ray: GPUs each run declares (default 0)")
+    parser.add_argument("--gpus-per-run", type=non_negative_float, help="Ray: GPUs each run declares (default 0)")
     parser.add_argument("--ship-runs", action="store_true",
                         help="Ray: run directories travel back to the driver (workers without the shared --runs-dir)")
     parser.add_argument("--plan", action="store_true", help="print runs, CPU-hours and wall time, and start nothing (costs come from this machine's measured "

@@ -47,6 +47,8 @@ def run_full(args: argparse.Namespace) -> int:
     overrides = parse_grid(args.grid)
     executor_name = executor_choice(args, default="local")
     assert executor_name is not None
+    if args.gpus_per_run is not None and executor_name != "ray":
+        raise BlurbkitError("--gpus-per-run: only with --executor ray")
     check_fixed(args)
     resolve_model_dir(args.model)
     label, budget = model_label(args.model), budget_name(args.quick, args)

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from blurbkit.cli.argtypes import non_negative_int
+
 # Which common protocol to compare when both models have several: the most complete first.
 PREFERENCE = (("protocol", "full"), ("benchmark", "full"), ("benchmark", "quick"))
 
@@ -22,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--full-grid", action="store_true", help="the full-protocol runs (study protocol), not the benchmark's")
     parser.add_argument("--data", help="where the runs' test data is (default: each run's own)")
     parser.add_argument("--replicates", type=int, default=2000, help="bootstrap resamples (default 2000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the resampling")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the resampling")
     parser.set_defaults(func=run)
 
 

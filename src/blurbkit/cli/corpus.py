@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from blurbkit.cli.argtypes import at_least
 from blurbkit.errors import BlurbkitError
 
 
@@ -19,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--data", default=None, help="BLURB data folder whose test splits are excluded (default ../shared/data)")
     build.add_argument("--no-test-filter", action="store_true", help="do not drop documents found in BLURB test splits")
     build.add_argument("--min-words", type=int, default=20, help="drop documents with fewer words (default 20)")
-    build.add_argument("--window", type=int, default=10, help="words per overlap window (default 10)")
+    build.add_argument("--window", type=at_least(5), default=10,
+                       help="words per overlap window (default 10; at least 5: shorter windows match common phrases)")
     build.add_argument("--min-windows", type=int, default=2,
                        help="drop a document sharing this many distinct windows with a test split (default 2; 0 = off)")
     build.add_argument("--limit", type=int, default=None, help="stop after this many kept documents")

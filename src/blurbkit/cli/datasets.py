@@ -170,7 +170,10 @@ def run_add(args: argparse.Namespace) -> int:
     asked = args.task_type
     if asked and asked != task.name:
         raise BlurbkitError(f"format {args.format!r} holds {task.name} data, not {asked}")
-    source = args.source.expanduser().resolve()
+    try:
+        source = args.source.expanduser().resolve()
+    except RuntimeError:  # '~nosuchuser/x': no such home directory
+        raise BlurbkitError(f"--source {args.source}: no such user's home directory") from None
     if not source.is_dir():
         raise BlurbkitError("source folder not found", path=args.source)
     suffix = {"pico": "txt", "hoc": "json", "pubmedqa": "json"}.get(args.format, "tsv")

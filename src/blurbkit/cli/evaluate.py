@@ -35,8 +35,16 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from blurbkit.errors import BlurbkitError
     from blurbkit.scoring import evaluate
+    from blurbkit.tasks.registry import get_dataset
 
+    spec = get_dataset(args.dataset)
+    # Options the dataset has no use for are refused, as finetune refuses them, not ignored.
+    if args.fold is not None and "folds" not in spec.files:
+        raise BlurbkitError(f"--fold {args.fold}: dataset {spec.name} is not split into folds")
+    if args.scheme is not None and not spec.task.windowed:
+        raise BlurbkitError(f"--scheme applies to token-level datasets, not to {spec.name} ({spec.task.name})")
     options = None
     if args.fold is not None:
         from blurbkit.data.readers.base import ReadOptions

@@ -103,12 +103,7 @@ def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Pat
         reinit_layers=args.reinit_layers,
         freeze_lower_half=args.freeze_lower_half,
         drop_layers=args.drop_layers,
-        adversarial=args.adversarial,
-        adv_epsilon=args.adv_epsilon,
-        adv_steps=args.adv_steps,
-        adv_step_size=args.adv_step_size,
-        adv_alpha=args.adv_alpha,
-        adv_norm=args.adv_norm,
+        **adversarial_settings(args),
         bias_correction=not args.no_bias_correction,
         patience=args.patience,
         min_epochs=args.min_epochs,
@@ -149,12 +144,33 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_adversarial_options(parser: argparse.ArgumentParser, what: str, alpha: float) -> None:
-    """--adversarial and its settings (runtime/adversarial.py), shared by finetune and pretrain."""
+    """--adversarial and its settings (runtime/adversarial.py), shared by finetune and pretrain.
+    The settings default to None here (`adversarial_settings` fills the defaults), so one given
+    without --adversarial is refused instead of ignored."""
     parser.add_argument("--adversarial", action="store_true",
                         help=f"{what}: perturb the token embeddings, add the symmetric KL to the loss")
-    parser.add_argument("--adv-epsilon", type=float, default=1e-5, help="--adversarial: per-token radius (default 1e-5)")
-    parser.add_argument("--adv-norm", choices=["inf", "l2"], default="inf",
+    parser.add_argument("--adv-epsilon", type=float, default=None, help="--adversarial: per-token radius (default 1e-5)")
+    parser.add_argument("--adv-norm", choices=["inf", "l2"], default=None,
                         help="--adversarial: the radius bounds every coordinate (inf, ALUM's; default) or each token's L2 norm")
-    parser.add_argument("--adv-steps", type=int, default=1, help="--adversarial: ascent steps (default 1)")
-    parser.add_argument("--adv-step-size", type=float, default=1e-3, help="--adversarial: ascent step size (default 1e-3)")
-    parser.add_argument("--adv-alpha", type=float, default=alpha, help=f"--adversarial: weight of the KL term (default {alpha:g})")
+    parser.add_argument("--adv-steps", type=int, default=None, help="--adversarial: ascent steps (default 1)")
+    parser.add_argument("--adv-step-size", type=float, default=None, help="--adversarial: ascent step size (default 1e-3)")
+    parser.add_argument("--adv-alpha", type=float, default=None, help=f"--adversarial: weight of the KL term (default {alpha:g})")
+    parser.set_defaults(adv_alpha_default=alpha)
+
+
+def adversarial_settings(args: argparse.Namespace) -> dict[str, object]:
+    """adversarial + adv_* for a config: the defaults where not given; one line for an adv_*
+    option without --adversarial (it would be ignored) or a value that is not a finite number."""
+    import math
+
+    from blurbkit.errors import BlurbkitError
+
+    defaults = {"adv_epsilon": 1e-5, "adv_norm": "inf", "adv_steps": 1, "adv_step_size": 1e-3,
+                "adv_alpha": args.adv_alpha_default}
+    given = {name: getattr(args, name) for name in defaults if getattr(args, name) is not None}
+    if given and not args.adversarial:
+        raise BlurbkitError(f"{', '.join('--' + n.replace('_', '-') for n in given)}: only with --adversarial")
+    for name, value in given.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise BlurbkitError(f"--{name.replace('_', '-')} {value}: not a finite number")
+    return {"adversarial": args.adversarial, **defaults, **given}

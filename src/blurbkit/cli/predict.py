@@ -48,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.model is None:
             raise BlurbkitError("pass --model DIR (or --ner/--relations for the document pipeline)")
+        pipeline_only = [flag for flag, value in (("--type-map", args.type_map), ("--relation-types", args.relation_types),
+                                                  ("--keep-negative", args.keep_negative)) if value]
+        if pipeline_only:
+            raise BlurbkitError(f"{', '.join(pipeline_only)}: for the document pipeline (--ner/--relations), not --model")
         from blurbkit.inference.predictor import InputWarning, Predictor
         from blurbkit.tasks.types.base import InputError
 

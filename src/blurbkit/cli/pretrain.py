@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from blurbkit.cli.finetune import add_adversarial_options
+from blurbkit.cli.argtypes import non_negative_float, positive_float, positive_int
+from blurbkit.cli.finetune import add_adversarial_options, adversarial_settings
 from blurbkit.pretrain.objectives import OBJECTIVES, resolve_objective
 
 
@@ -26,10 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=int, default=128, help="tokens per sequence (default 128)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per micro-batch per process (default 32)")
     p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
-    p.add_argument("--lr", type=float, default=6e-4, help="peak learning rate (default 6e-4, PubMedBERT)")
+    p.add_argument("--lr", type=positive_float, default=6e-4, help="peak learning rate (default 6e-4, PubMedBERT)")
     p.add_argument("--warmup", type=float, default=0.1, help="warm-up: fraction of steps (<1) or steps (>=1); default 0.1")
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default: --epochs over the corpus)")
+    p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
+    p.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (default: --epochs over the corpus)")
     p.add_argument("--epochs", type=float, default=1.0, help="passes over the corpus when --max-steps is not given")
     p.add_argument("--masking", choices=["whole-word", "subword"], default="whole-word", help="default whole-word")
     p.add_argument("--mask-rate", type=float, default=0.15, help="fraction of tokens predicted (default 0.15; 80/10/10)")
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-minutes", type=float, default=None, help="wall-time budget: checkpoint and stop after it")
     p.add_argument("--max-docs", type=int, default=None, help="use only the first N documents of the corpus")
     p.add_argument("--cache-dir", default=None, help="tokenised corpus cache (default OUT/data)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per process")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads per process")
     p.add_argument("--mixed-precision", choices=["auto", "no", "fp16", "bf16"], default="auto",
                    help="auto = bf16 autocast where the CPU/GPU runs it fast, else fp32")
     p.add_argument("--no-progress", action="store_true")
@@ -84,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
         warmup=args.warmup, weight_decay=args.weight_decay, max_steps=args.max_steps, epochs=args.epochs,
         mask_rate=args.mask_rate, masking=args.masking, mask_schedule=args.mask_schedule,
         objective=objective, nsp=args.nsp, generator_size=args.generator_size, rtd_weight=args.rtd_weight,
-        adversarial=args.adversarial, adv_epsilon=args.adv_epsilon, adv_steps=args.adv_steps,
-        adv_step_size=args.adv_step_size, adv_alpha=args.adv_alpha, adv_norm=args.adv_norm,
+        **adversarial_settings(args),
         packing=not args.no_packing, seed=args.seed, save_every=args.save_every, keep_checkpoints=args.keep_checkpoints,
         log_every=args.log_every, resume=not args.no_resume, max_minutes=args.max_minutes, stop_after=args.stop_after,
         max_docs=args.max_docs, cache_dir=args.cache_dir, mixed_precision=args.mixed_precision,

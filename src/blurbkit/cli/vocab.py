@@ -7,6 +7,8 @@ import itertools
 import json
 from pathlib import Path
 
+from blurbkit.cli.argtypes import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("vocab", help="build a WordPiece vocabulary; compare two vocabularies")
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--size", type=int, default=30000, help="vocabulary size (default 30000)")
     build.add_argument("--min-frequency", type=int, default=2, help="minimum pair frequency to merge (default 2)")
     build.add_argument("--cased", action="store_true", help="keep case (default: uncased, as PubMedBERT)")
-    build.add_argument("--max-sentences", type=int, default=None, help="train on the first N sentences only")
+    build.add_argument("--max-sentences", type=positive_int, default=None, help="train on the first N sentences only")
     build.add_argument("--out", required=True, help="tokenizer directory to write")
     build.set_defaults(func=run_build)
 
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cmp.add_argument("tokenizer_b", help="tokenizer or model directory, or 'default'")
     cmp.add_argument("--terms", default=None, help="terms file, one a line (default: the 17 terms of PubMedBERT Table 1)")
     cmp.add_argument("--corpus", nargs="*", default=None, help="corpus files/folders for average pieces per word")
-    cmp.add_argument("--max-sentences", type=int, default=20000, help="sentences of the corpus to measure (default 20000)")
+    cmp.add_argument("--max-sentences", type=positive_int, default=20000, help="sentences of the corpus to measure (default 20000)")
     cmp.add_argument("--json", action="store_true", help="print the comparison as JSON")
     cmp.set_defaults(func=run_compare)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.data.load import load_split, split_notes, subsample
+from blurbkit.data.prepare import dataset_options
 from blurbkit.data.readers.base import ReadOptions
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_dir, check_writable, clean_stale
@@ -172,6 +173,8 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     spec = get_dataset(config.dataset)
     if config.fold and "folds" not in spec.files:  # else ignored without a word
         raise BlurbkitError(f"--fold {config.fold}: dataset {spec.name} is not split into folds")
+    if config.pico_train_from_dev is not None and "pico_train_from_dev" not in dataset_options(spec, ReadOptions()):
+        raise BlurbkitError(f"--pico-train-from-dev: only for EBM PICO, not {spec.name}")
     choices = config.choices
     check_part_options(choices.featurizer or spec.task.featurizer, choices.head or spec.task.head, choices.part_options)
     hyper = config.hyper.resolved(spec)
