@@ -227,3 +227,15 @@ def test_the_prepared_data_cache_follows_the_code_that_makes_records(changed, mo
     real = Path.read_bytes
     monkeypatch.setattr(Path, "read_bytes", lambda self: real(self) + (b"\n# changed" if self.name == changed else b""))
     assert load._code_digest() != before
+
+
+def test_a_misspelt_dataset_field_is_refused_not_defaulted():
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.tasks.registry import _spec_from_table
+
+    table = {"task_type": "relation", "reader": "gad", "files": {"train": "train.tsv"}, "seed": 10}
+    with pytest.raises(BlurbkitError, match="unknown field.s. seed .known: task_type"):
+        _spec_from_table("toy", table, "toy.toml")
+    table = {"task_type": "relation", "reader": "gad", "files": {"train": "train.tsv"}, "recipe": {"batch": 16}}
+    with pytest.raises(BlurbkitError, match="unknown field.s. recipe.batch"):
+        _spec_from_table("toy", table, "toy.toml")

@@ -101,12 +101,23 @@ def _relative_file(name: str, split: str, file: Any, origin: str) -> str:
     return file
 
 
+TABLE_FIELDS = ("task_type", "reader", "files", "recipe", "published", "source", "negative_label", "title", "max_length",
+                "unit", "seeds", "labels", "entity_types", "in_blurb", "original_text")
+RECIPE_FIELDS = ("lr", "batch_size", "epochs")
+
+
 def _spec_from_table(name: str, table: dict[str, Any], origin: str) -> DatasetSpec:
     from blurbkit.tasks.types import TASK_TYPES
 
     for key in ("task_type", "reader", "files"):
         if key not in table:
             raise BlurbkitError(f"dataset {name!r} lacks the field {key!r}", path=origin)
+    # A misspelt field (seed = 10, recipe.batch) would silently become its default: refused.
+    for where, given, known in (("", table, TABLE_FIELDS), ("recipe.", table.get("recipe") or {}, RECIPE_FIELDS)):
+        unknown = sorted(set(given) - set(known)) if isinstance(given, dict) else []
+        if unknown:
+            raise BlurbkitError(f"dataset {name!r}: unknown field(s) {', '.join(where + u for u in unknown)} "
+                                f"(known: {', '.join(where + k for k in known)})", path=origin)
     task_type = _field(name, table, "task_type", str, None, origin)
     if task_type not in TASK_TYPES:
         known = ", ".join(TASK_TYPES.names())
