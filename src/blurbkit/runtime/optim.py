@@ -96,7 +96,9 @@ def adamw(groups: list[dict[str, Any]], lr: float, fused: bool = True, bias_corr
 
 
 def warmup_linear_decay(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up over `warmup_steps`, then linear decay to zero at `total_steps`."""
+    """Linear warm-up over `warmup_steps`, then linear decay to zero at `total_steps`. Update t
+    (from 0) runs at lr*(t+1)/W while warming up, so no update is wasted at lr 0 (Hugging Face's
+    `get_linear_schedule_with_warmup` starts at 0: the same ramp one step later)."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
