@@ -49,7 +49,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                         "(the default)")
     parser.add_argument("--final-on-train-dev", action="store_true",
                         help="after dev chooses the epoch count, retrain from the pretrained encoder on train+dev "
-                        "for that many epochs and score that model on test")
+                        "for that many epochs (with --last-epoch: every epoch of the recipe) and score that model on test")
     parser.add_argument("--scheme", choices=["bio", "bioul", "io"], help="NER/PICO: tagging scheme the model learns")
     parser.add_argument("--part-option", action="append", default=[], metavar="KEY=VALUE",
                         help="option passed to the featurizer/head (repeatable), e.g. lstm_hidden=256")

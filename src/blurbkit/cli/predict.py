@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("predict", help="run a fine-tuned model (RUN_DIR/model) on new text")
     parser.add_argument("--model", type=Path, help="a fine-tuned model directory (RUN_DIR/model)")
     parser.add_argument("--input", required=True, type=Path,
-                        help="text file (one input a line) or .jsonl with the task's fields (text, text_a/text_b, question/context)")
+                        help="text file (one input a line) or .jsonl with the task's fields (text, text_a/text_b, question/context; "
+                        "a relation model reading the unmasked sentence: original {text, entities})")
     parser.add_argument("--format", choices=FORMATS,
                         help="input format (default: jsonl for .jsonl, else txt); pubtator/bioc run the document pipeline")
     parser.add_argument("--out", type=Path, help="write here (default: stdout)")
