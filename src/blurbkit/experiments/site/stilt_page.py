@@ -81,7 +81,8 @@ def _one_setting(items: list[dict[str, Any]], intermediates: dict[str, dict[str,
         intermediate = next((r for key, r in intermediates.items() if key.startswith(digest)), None)
         return _options(row), _options(intermediate) if intermediate is not None else "?"
 
-    latest = setting(items[-1])
+    last = max(range(len(items)), key=lambda i: (str(items[i].get("created_at") or ""), i))  # stored last, as latest_setting
+    latest = setting(items[last])
     kept = [r for r in items if setting(r) == latest]
     return kept, len(items) - len(kept)
 
