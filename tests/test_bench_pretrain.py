@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
+import torch
+
 from blurbkit.cli.main import main
 
 WORDS = ["lymphoma", "insulin", "naloxone", "receptor", "kinase", "patients", "treated", "acetyltransferase", "mice"]
@@ -32,6 +35,11 @@ def test_bench_pretrain_reports_both_sides(tmp_path, capsys):
         assert result[side]["tokens_per_s"] > 0 and result[side]["mlm_loss_last5"] > 0
         assert result[side]["mfu"] is None or 0 < result[side]["mfu"] < 1
     assert result["trainer"]["precision"] == "fp32"
+    # What both learned, on the same held-out sequences and masks (their training tasks differ).
+    assert result["heldout_sequences"] > 0
+    for side in ("trainer", "blurbkit"):
+        assert 0 < result[side]["heldout_mlm_loss"] < 20
+    assert "held-out MLM loss on the same" in err
     assert result["tokens_per_s_ratio"] == round(result["blurbkit"]["tokens_per_s"] / result["trainer"]["tokens_per_s"], 2)
     assert "tokens/s: Trainer" in err and "MLM loss after 2 steps" in err
     # whole words as the Trainer's collator sees them: a ## piece touches the piece before it
@@ -47,6 +55,16 @@ def test_bench_pretrain_reports_both_sides(tmp_path, capsys):
     for i in range(2, len(pieces) - 1):
         touching = feature["offset_mapping"][i][0] == feature["offset_mapping"][i - 1][1]
         assert touching == pieces[i].startswith("##"), pieces[i - 1 : i + 1]
+    # The held-out masks: whole words, every masked piece [MASK], labels there only, the same on every call.
+    from blurbkit.speed.pretrain import heldout_batches
+
+    examples = make_examples(cache, 32)
+    batches = heldout_batches(tok, cache, 32, examples, np.arange(len(examples)), 0.15, 4)
+    again = heldout_batches(tok, cache, 32, examples, np.arange(len(examples)), 0.15, 4)
+    for batch, same in zip(batches, again, strict=True):
+        masked = batch["labels"] != -100
+        assert masked.any() and (batch["input_ids"][masked] == tok.mask_token_id).all()
+        assert all(torch.equal(batch[k], same[k]) for k in batch)
     from transformers import BertConfig
 
     assert mlm_training_flops(BertConfig(vocab_size=10, hidden_size=4, num_hidden_layers=1, num_attention_heads=1,

@@ -12,7 +12,6 @@ from conftest import write_pretrain_corpus
 from blurbkit.cli.main import main
 from blurbkit.experiments import pretraining as study
 from blurbkit.pretrain.trainer import pretrain
-from blurbkit.speed.flops import pretrain_sequence_flops
 
 WORDS = ["lymphoma", "insulin", "naloxone", "clonidine", "receptor", "kinase", "patients", "treated", "dose", "cells",
          "expression", "mice"]
@@ -48,18 +47,24 @@ def test_the_four_settings_get_equal_flops_and_electra_pays_for_its_generator(co
     assert len({p.out for p in plans.values()}) == 4
 
 
-def test_generator_flops_are_counted():
+def test_each_objective_counts_its_own_flops_and_electra_its_generator():
     from transformers import BertConfig
 
-    from blurbkit.pretrain.objectives.electra import electra_config, generator_config
+    from blurbkit.models.flops import masked_lm_training_flops
+    from blurbkit.pretrain.objectives import get_objective
 
     bert = BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256)
-    disc = electra_config(bert)
-    mlm = pretrain_sequence_flops("mlm", bert, 32, 4.5)
-    small = pretrain_sequence_flops("electra", disc, 32, 4.5, generator_config(disc, 0.25))
-    larger = pretrain_sequence_flops("electra", disc, 32, 4.5, generator_config(disc, 0.5))
+    mlm = get_objective("mlm").sequence_flops(bert, 32, 4.5)
+    assert mlm == masked_lm_training_flops(bert, 32, 4.5) == get_objective("mlm_pairs").sequence_flops(bert, 32, 4.5)
+    assert get_objective("mlm_nsp").sequence_flops(bert, 32, 4.5) == mlm + 3 * (2 * 64 * 64 + 2 * 64 * 2)
+    electra = get_objective("electra")
+    small = electra.sequence_flops(bert, 32, 4.5)
+    electra.generator_size = 0.5
+    larger = electra.sequence_flops(bert, 32, 4.5)
     assert mlm < small < larger
-    assert pretrain_sequence_flops("mlm_nsp", bert, 32, 4.5) > pretrain_sequence_flops("mlm_pairs", bert, 32, 4.5)
+    # Only ELECTRA trains parameters beyond the encoder it saves (its generator).
+    assert get_objective("mlm").parameter_counts(bert)[1] == 0
+    assert 0 < electra.parameter_counts(bert)[1] < electra.parameter_counts(bert)[0]
 
 
 @pytest.mark.slow  # 4 tiny pretrainings + 4 tiny fine-tunings, twice: ~20 s on a busy 2-core machine

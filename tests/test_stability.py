@@ -255,11 +255,11 @@ def test_early_stopping_never_ends_a_run_before_min_epochs(model_dir, shared_dat
 
 
 def test_early_stopping_and_train_dev_need_a_dev_split(model_dir, shared_data, monkeypatch):
-    from blurbkit.train import run as run_module
+    from blurbkit.train import splits as splits_module
     from blurbkit.train.api import finetune
 
-    real = run_module.load_split
-    monkeypatch.setattr(run_module, "load_split", lambda name, split, *a: [] if split == "dev" else real(name, split, *a))
+    real = splits_module.load_split
+    monkeypatch.setattr(splits_module, "load_split", lambda name, split, *a: [] if split == "dev" else real(name, split, *a))
     for option, flag in (({"patience": 2}, "--patience"), ({"final_on_train_dev": True}, "--final-on-train-dev")):
         with pytest.raises(BlurbkitError, match=f"{flag} chooses the epoch on dev, and dataset gad has no dev split"):
             finetune("gad", data=str(shared_data), model=str(model_dir), epochs=1, **option, **TINY_RUN)

@@ -10,12 +10,12 @@ depth, the encoder's layer count, the learned α over layers 0..depth, γ and th
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blurbkit.analysis.probing import ProbeResult, summarise
 from blurbkit.errors import BlurbkitError
 from blurbkit.models.loading import DEFAULT_STORE_LABEL
 from blurbkit.store.results import ResultsStore, RunKey
@@ -25,6 +25,39 @@ from blurbkit.train.provenance import blurbkit_commit
 STUDY = "probe"
 DEFAULT_MODEL = "MiniLM-L6-H384 (default)"  # probe_study.model_label of the embedded encoder
 BUDGET_FLAGS = {"max_train_examples": "train", "max_eval_examples": "dev", "max_test_examples": "test"}
+
+
+@dataclass
+class ProbeResult:
+    depth: int
+    seed: int
+    dev_score: float
+    test_score: float
+    best_epoch: int
+    alphas: list[float]
+    gamma: float
+    test: dict[str, Any] = field(default_factory=dict)
+
+
+def summarise(results: Sequence[ProbeResult]) -> list[dict[str, Any]]:
+    """Per depth: test mean and sample std over seeds (%), Delta to the depth before, dev mean,
+    and the mean alphas over seeds."""
+    rows: list[dict[str, Any]] = []
+    for depth in sorted({r.depth for r in results}):
+        mine = [r for r in results if r.depth == depth]
+        tests = [100 * r.test_score for r in mine]
+        row = {
+            "depth": depth,
+            "test_mean": statistics.fmean(tests),
+            "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "dev_mean": statistics.fmean(100 * r.dev_score for r in mine),
+            "seeds": len(mine),
+            "alphas": [statistics.fmean(a) for a in zip(*(r.alphas for r in mine), strict=True)],
+            "gamma": statistics.fmean(r.gamma for r in mine),
+        }
+        row["delta"] = row["test_mean"] - rows[-1]["test_mean"] if rows else None
+        rows.append(row)
+    return rows
 
 
 def probe_budget(limits: dict[str, int | None]) -> str:
@@ -116,3 +149,36 @@ def probe_sections(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                     "results": [asdict(r) for r in results]})
     return out
 
+
+def probe_figure(info: dict[str, Any]) -> Any:
+    """score(l) with its seed spread, Delta_l per layer, and the full-depth probe's alphas (a figure
+    the caller saves and closes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = info["summary"]
+    depths = [r["depth"] for r in rows]
+    fig, (score, gain, right) = plt.subplots(1, 3, figsize=(13, 3.8))
+    score.errorbar(depths, [r["test_mean"] for r in rows], yerr=[r["test_std"] for r in rows], color="black",
+                   marker="o", capsize=3)
+    score.set_xlabel("depth l (probe over layers 0..l)")
+    score.set_ylabel(f"score(l), test {info['metric']} (%)")
+    score.set_xticks(depths)
+    score.set_title(f"{info['dataset']}: probe score by depth")
+    deltas = [r["delta"] for r in rows[1:]]
+    gain.bar(depths[1:], deltas, color=["tab:blue" if d > 0 else "tab:orange" for d in deltas])
+    gain.axhline(0, color="black", linewidth=0.8)
+    gain.set_xlabel("layer l")
+    gain.set_ylabel("Δ_l = score(l) − score(l−1)")
+    gain.set_xticks(depths[1:])
+    gain.set_title("what layer l adds")
+    right.bar(depths, rows[-1]["alphas"], color="tab:green")
+    right.set_xlabel("layer (0 = embeddings)")
+    right.set_ylabel("α (softmax weight)")
+    right.set_xticks(depths)
+    right.set_title(f"scalar-mix weights, full-depth probe (γ = {rows[-1]['gamma']:.2f})")
+    fig.suptitle(f"{info['model']}, {info['settings']['pool']} pooling, {info['settings']['seeds']} seeds", fontsize=9)
+    fig.tight_layout()
+    return fig

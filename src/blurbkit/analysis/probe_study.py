@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from blurbkit.analysis.probe_results import probe_budget, store_probes
+from blurbkit.analysis.probe_results import probe_budget, probe_figure, store_probes
 from blurbkit.analysis.probing import (
     SPLITS,
     ProbeSettings,
@@ -52,7 +52,7 @@ from blurbkit.runtime.precision import autocast_dtype, dtype_name, pick_device
 from blurbkit.store.results import ResultsStore
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
-from blurbkit.train.run import load_splits
+from blurbkit.train.splits import load_splits
 
 FEATURES = "features.safetensors"
 
@@ -213,37 +213,3 @@ def plot_probe(path: Path, info: dict[str, Any]) -> None:
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)
-
-
-def probe_figure(info: dict[str, Any]) -> Any:
-    """score(l) with its seed spread, Delta_l per layer, and the full-depth probe's alphas (a figure
-    the caller saves and closes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = info["summary"]
-    depths = [r["depth"] for r in rows]
-    fig, (score, gain, right) = plt.subplots(1, 3, figsize=(13, 3.8))
-    score.errorbar(depths, [r["test_mean"] for r in rows], yerr=[r["test_std"] for r in rows], color="black",
-                   marker="o", capsize=3)
-    score.set_xlabel("depth l (probe over layers 0..l)")
-    score.set_ylabel(f"score(l), test {info['metric']} (%)")
-    score.set_xticks(depths)
-    score.set_title(f"{info['dataset']}: probe score by depth")
-    deltas = [r["delta"] for r in rows[1:]]
-    gain.bar(depths[1:], deltas, color=["tab:blue" if d > 0 else "tab:orange" for d in deltas])
-    gain.axhline(0, color="black", linewidth=0.8)
-    gain.set_xlabel("layer l")
-    gain.set_ylabel("Δ_l = score(l) − score(l−1)")
-    gain.set_xticks(depths[1:])
-    gain.set_title("what layer l adds")
-    right.bar(depths, rows[-1]["alphas"], color="tab:green")
-    right.set_xlabel("layer (0 = embeddings)")
-    right.set_ylabel("α (softmax weight)")
-    right.set_xticks(depths)
-    right.set_title(f"scalar-mix weights, full-depth probe (γ = {rows[-1]['gamma']:.2f})")
-    fig.suptitle(f"{info['model']}, {info['settings']['pool']} pooling, {info['settings']['seeds']} seeds", fontsize=9)
-    fig.tight_layout()
-    return fig

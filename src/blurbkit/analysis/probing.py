@@ -14,15 +14,15 @@ import copy
 import hashlib
 import json
 import random
-import statistics
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from blurbkit.analysis.probe_results import ProbeResult, summarise  # noqa: F401 (part of this module's interface)
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_write
 from blurbkit.models.encoding import Encoded
@@ -157,18 +157,6 @@ def labels_tensor(examples: Sequence[dict]) -> torch.Tensor:
     return torch.tensor([ex["labels"] for ex in examples], dtype=dtype)
 
 
-@dataclass
-class ProbeResult:
-    depth: int
-    seed: int
-    dev_score: float
-    test_score: float
-    best_epoch: int
-    alphas: list[float]
-    gamma: float
-    test: dict[str, Any] = field(default_factory=dict)
-
-
 class ProbeTask:
     """One dataset's probing problem: features and labels per split, and how predictions are scored."""
 
@@ -226,27 +214,6 @@ def run_probes(task: ProbeTask, layers: int, settings: ProbeSettings,
             if progress is not None:
                 progress(f"depth {depth} seed {seed}")
     return results
-
-
-def summarise(results: Sequence[ProbeResult]) -> list[dict[str, Any]]:
-    """Per depth: test mean and sample std over seeds (%), Delta to the depth before, dev mean,
-    and the mean alphas over seeds."""
-    rows: list[dict[str, Any]] = []
-    for depth in sorted({r.depth for r in results}):
-        mine = [r for r in results if r.depth == depth]
-        tests = [100 * r.test_score for r in mine]
-        row = {
-            "depth": depth,
-            "test_mean": statistics.fmean(tests),
-            "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
-            "dev_mean": statistics.fmean(100 * r.dev_score for r in mine),
-            "seeds": len(mine),
-            "alphas": [statistics.fmean(a) for a in zip(*(r.alphas for r in mine), strict=True)],
-            "gamma": statistics.fmean(r.gamma for r in mine),
-        }
-        row["delta"] = row["test_mean"] - rows[-1]["test_mean"] if rows else None
-        rows.append(row)
-    return rows
 
 
 def results_json(results: Sequence[ProbeResult], info: dict[str, Any]) -> str:

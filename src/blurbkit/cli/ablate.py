@@ -10,10 +10,14 @@ from typing import Any
 from blurbkit.cli.argtypes import positive_int
 from blurbkit.cli.benchmark import add_executor_options, executor_choice, grid_bench
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
+from blurbkit.experiments.ablation import STUDIES as ABLATION_STUDIES
+from blurbkit.experiments.stability import STUDIES as STABILITY_STUDIES
 
-ABLATIONS = ("tagging", "heads", "relation", "sll", "pair")
-STABILITY = ("optimization", "stability", "low-resource", "pruning", "search")  # experiments/stability.py
-STUDIES = ABLATIONS + STABILITY + ("pretraining",)  # pretraining: experiments/pretraining.py
+# The studies as the experiments register them (a new Study is a choice at once); pretraining is
+# experiments/pretraining.py, a study of its own shape.
+ABLATIONS = tuple(ABLATION_STUDIES)
+STABILITY = tuple(STABILITY_STUDIES)
+STUDIES = ABLATIONS + STABILITY + ("pretraining",)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_pretraining_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("--study pretraining (MLM+NSP, MLM only, MLM single-sequence, ELECTRA at equal FLOPs)")
-    group.add_argument("--corpus", nargs="+", help="pretraining corpus files or folders (default: ../shared/data/pubmed_text)")
+    group.add_argument("--corpus", nargs="+", help="pretraining corpus files or folders (default: DATA/pubmed_text, DATA = the raw folder of --data, $BLURBKIT_DATA or ../shared/data)")
     group.add_argument("--tokenizer", default="default",
                        help="vocabulary for the from-scratch models (default: the default model's, 30,522 pieces)")
     group.add_argument("--preset", default="mini", help="model size preset or BERT config JSON (default mini: 4 x 256)")
@@ -136,28 +140,11 @@ def run_stability(args: argparse.Namespace) -> int:
     """A fine-tuning stability study (experiments/stability.py): its table, md/csv/png. The search
     study's searched methods run in two stages (experiments/search_study.py)."""
     from blurbkit.errors import BlurbkitError
-    from blurbkit.experiments.benchmark import (
-        apply_budget,
-        budget_profile,
-        run_key,
-    )
+    from blurbkit.experiments.benchmark import apply_budget, budget_profile
     from blurbkit.experiments.protocol import parse_grid
-    from blurbkit.experiments.search_study import (
-        grid_budget_lines,
-        plan_searches,
-        run_search_study,
-        search_section,
-        write_grid_csv,
-    )
-    from blurbkit.experiments.stability import (
-        build_cells,
-        check_train_size,
-        collect,
-        encoder_parameters,
-        get_stability_study,
-        stability_table,
-        write_stability_report,
-    )
+    from blurbkit.experiments.search_study import plan_searches
+    from blurbkit.experiments.stability import build_cells, check_train_size, get_stability_study
+    from blurbkit.experiments.study_run import run_stability_study
 
     study = get_stability_study(args.study)
     overrides = parse_grid(args.grid)  # before anything else: a bad grid is one line, nothing stored
@@ -183,35 +170,20 @@ def run_stability(args: argparse.Namespace) -> int:
     print(f"blurbkit: study {study.name}: {rows} rows x {len(variants)} methods x {seeds_text(datasets, seeds)}"
           + (f" (+ the selection runs of {len(searches)} searches)" if searches else "") + f" = {total} runs ({budget})",
           file=sys.stderr)
-    started = time.perf_counter()
-    if searches:
-        done = run_search_study(cells, searches, lambda: grid_bench(args, study.name), label, budget,
-                                lambda line: print(line, file=sys.stderr))
-        table_cells, stored, failures = done.cells, done.rows, done.failures
-    else:
-        bench = grid_bench(args, study.name)
-        grid = [(cell.variant, cell.config) for cell in cells]
-        bench.run(grid, label, budget)
-        table_cells, stored, failures = cells, bench.rows_for(grid, label, budget), bench.failures
-    results = collect(table_cells, stored, lambda cell: run_key(study.name, cell.variant, cell.config, label, budget).digest())
-    parameters = None
-    if study.cost_columns:
-        parameters = {k: encoder_parameters(args.model, k) for k in sorted({cell.config.drop_layers for cell in cells})}
-    name = f"study-{study.name}-{budget}"
-    table = stability_table(study, table_cells, results, variants, budget, parameters, budget_cells=cells or None,
-                            budget_extra=grid_budget_lines(searches))
-    if searches:
-        table += f"\n\n{search_section(done.choices)}\n\nEvery grid point's dev scores: {name}-grid.csv"
-    print(table)
-    print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
-    written = write_stability_report(args.runs_dir, name, table, study, results, variants)
-    if searches:
-        written.append(write_grid_csv(args.runs_dir / f"{name}-grid.csv", study.name, done.choices))
-    for path in written:
+    outcome = run_stability_study(study, variants, cells, searches, lambda: grid_bench(args, study.name), label, budget,
+                                  args.runs_dir, args.model, lambda line: print(line, file=sys.stderr))
+    return report(outcome, "the runs executed now")
+
+
+def report(outcome: Any, work: str) -> int:
+    """A study's table and wall time on stdout, its files and failures on stderr; exit 1 if any run failed."""
+    print(outcome.table)
+    print(f"wall time: {outcome.seconds:.0f} s for {work}")
+    for path in outcome.written:
         print(f"blurbkit: wrote {path}", file=sys.stderr)
-    for failure in failures:
+    for failure in outcome.failures:
         print(f"failed: {failure}", file=sys.stderr)
-    return 1 if failures else 0
+    return 1 if outcome.failures else 0
 
 
 def seeds_text(datasets: list[str], seeds: int | None) -> str:
@@ -248,15 +220,8 @@ def run_pretraining(args: argparse.Namespace) -> int:
 
     from blurbkit.errors import BlurbkitError
     from blurbkit.experiments import pretraining as study
-    from blurbkit.experiments.benchmark import (
-        apply_budget,
-        budget_name,
-        budget_profile,
-        model_label,
-        resolve_datasets,
-        run_key,
-    )
-    from blurbkit.experiments.stability import Cell, collect
+    from blurbkit.experiments.benchmark import apply_budget, budget_name, budget_profile, resolve_datasets
+    from blurbkit.experiments.study_run import run_pretraining_study
     from blurbkit.pretrain.testsets import default_data_dir
 
     if args.model is not None:
@@ -271,38 +236,11 @@ def run_pretraining(args: argparse.Namespace) -> int:
                           generator_size=args.generator_size, max_docs=args.pretrain_max_docs)
     label = budget_name(args.quick, args)
     args.no_save_model = not args.save_models
-    root = args.runs_dir / "pretraining"
-    started = time.perf_counter()
-    plans = study.plan(budget, settings, root, progress=not args.no_progress)
-    print(study.budget_table(budget, plans), file=sys.stderr)
-    summaries = study.pretrain_all(budget, plans, root, progress=not args.no_progress,
-                                   log=lambda line: print(line, file=sys.stderr))
-    budget_text = study.budget_table(budget, plans, summaries)
 
     def make_config(dataset: str, seed: int, model: Path):
         config = config_from_args(args, dataset, seed, None).replace(model=str(model))
         return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
 
-    cells = [Cell(dataset, item.setting.name, make_config(dataset, seed, item.out))
-             for seed in range(seeds) for item in plans for dataset in datasets]
-    labels = {item.setting.name: model_label(str(item.out)) for item in plans}
-    bench = grid_bench(args, "pretraining")
-    print(f"blurbkit: study pretraining: {len(datasets)} datasets x {len(settings)} settings x {seeds} seeds "
-          f"= {len(cells)} fine-tuning runs ({label})", file=sys.stderr)
-    rows = []
-    # Seed-major: every setting has a first result before any a second.
-    bench.run_all([([(c.variant, c.config) for c in cells if c.variant == item.setting.name and c.config.seed == seed],
-                    labels[item.setting.name]) for seed in range(seeds) for item in plans], label)
-    for item in plans:
-        grid = [(c.variant, c.config) for c in cells if c.variant == item.setting.name]
-        rows.extend(bench.rows_for(grid, labels[item.setting.name], label))
-    results = collect(cells, rows, lambda c: run_key("pretraining", c.variant, c.config, labels[c.variant], label).digest())
-    table = study.results_table(settings, datasets, results, label)
-    print(table)
-    print(f"wall time: {time.perf_counter() - started:.0f} s for the work done now")
-    text = f"## Pretraining budget\n\n{budget_text}\n\n## Fine-tuned test scores\n\n{table}"
-    for path in study.write_report(args.runs_dir, f"ablation-pretraining-{label}", text, settings, datasets, results, plans):
-        print(f"blurbkit: wrote {path}", file=sys.stderr)
-    for failure in bench.failures:
-        print(f"failed: {failure}", file=sys.stderr)
-    return 1 if bench.failures else 0
+    outcome = run_pretraining_study(budget, settings, datasets, seeds, make_config, lambda: grid_bench(args, "pretraining"),
+                                    label, args.runs_dir, not args.no_progress, lambda line: print(line, file=sys.stderr))
+    return report(outcome, "the work done now")

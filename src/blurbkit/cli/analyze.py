@@ -34,7 +34,7 @@ def _test_records(run_dir: Path, data: str | None) -> tuple[str, list[dict]]:
     from blurbkit.data.readers.base import ReadOptions
     from blurbkit.errors import BlurbkitError
     from blurbkit.fileio import read_json
-    from blurbkit.train.run import EVAL_SUBSAMPLE_SEED
+    from blurbkit.train.splits import EVAL_SUBSAMPLE_SEED
 
     if not (run_dir / "run.json").is_file():
         raise BlurbkitError("not a run directory (no run.json)", path=run_dir)

@@ -153,7 +153,9 @@ def run_pretrain(args: argparse.Namespace) -> int:
     window = f"mlm_loss_last{args.loss_window}"
     print(f"tokens/s: Trainer {hf['tokens_per_s']:,.0f} ({hf['precision']}), blurbkit {ours['tokens_per_s']:,.0f} "
           f"({ours['precision']}), ratio {result['tokens_per_s_ratio']}x; MLM loss after {args.steps} steps "
-          f"(mean of the last {args.loss_window}): Trainer {hf[window]}, blurbkit {ours[window]}; "
+          f"(mean of the last {args.loss_window}): Trainer {hf[window]}, blurbkit {ours[window]} (different masking tasks); "
+          f"held-out MLM loss on the same {result['heldout_sequences']} masked sequences: Trainer {hf['heldout_mlm_loss']}, "
+          f"blurbkit {ours['heldout_mlm_loss']}; "
           f"MFU: Trainer {hf['mfu']} of the {hf['mfu_peak']} peak, blurbkit {ours['mfu']} of the {ours['mfu_peak']} peak",
           file=sys.stderr)
     return 0

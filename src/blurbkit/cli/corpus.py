@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build", help="read, normalise, sentence-split, dedupe and test-filter text into one corpus file")
     build.add_argument("inputs", nargs="+", help="files or folders (.jsonl .json .csv .PubTator .rel .txt, gzip or not)")
     build.add_argument("--out", required=True, help="output: .jsonl.gz (default choice) / .jsonl / .txt / .txt.gz")
-    build.add_argument("--data", default=None, help="BLURB data folder whose test splits are excluded (default ../shared/data)")
+    build.add_argument("--data", default=None, help="raw BLURB data folder (as distributed, not a prepared directory) whose test splits are excluded (default: $BLURBKIT_DATA, else ../shared/data)")
     build.add_argument("--no-test-filter", action="store_true", help="do not drop documents found in BLURB test splits")
     build.add_argument("--min-words", type=int, default=20, help="drop documents with fewer words (default 20)")
     build.add_argument("--window", type=at_least(5), default=10,
@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     terms = sub.add_parser("terms", help="build a topic term list from BLURB training-set entity mentions")
     terms.add_argument("--topic", required=True, help="drug | protein | chemical | chemical+protein")
-    terms.add_argument("--data", default=None, help="BLURB data folder (default ../shared/data)")
+    terms.add_argument("--data", default=None, help="raw BLURB data folder, as distributed (default: $BLURBKIT_DATA, else ../shared/data)")
     terms.add_argument("--out", required=True, help="terms file to write (one term a line)")
     terms.set_defaults(func=run_terms)
 

@@ -224,6 +224,7 @@ def data_checks(data: Path) -> Iterator[Check]:
 
 
 def _raw_checks(data: Path) -> Iterator[Check]:
+    from blurbkit.data.prepare import dataset_options
     from blurbkit.tasks.registry import blurb_datasets
 
     yield Check("data", "data folder", "ok", f"{data} (raw BLURB files; prepared into the cache on first use)")
@@ -236,7 +237,7 @@ def _raw_checks(data: Path) -> Iterator[Check]:
             yield Check("data", spec.name, "problem", f"folder {folder} missing",
                         f"copy the {spec.name}/ folder of the BLURB data into {data}")
             continue
-        optional = spec.reader == "pico" and _quick_options(spec.name).pico_train_from_dev
+        optional = dataset_options(spec, _quick_options(spec.name)).get("pico_train_from_dev")
         problems, notes, present = [], [], []
         for split, relative in spec.files.items():
             wrong = _readable(folder / relative)

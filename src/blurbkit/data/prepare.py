@@ -58,11 +58,7 @@ def _print(line: str) -> None:
 
 def dataset_options(spec: DatasetSpec, options: ReadOptions) -> dict[str, Any]:
     """The options that change this dataset's records (and so belong in its manifest and cache key)."""
-    if spec.reader == "pico":
-        return {"pico_train_from_dev": options.pico_train_from_dev}
-    if spec.reader == "aimed":
-        return {"fold": options.fold}
-    return {}
+    return options.for_reader(spec.reader)
 
 
 def _check_ids(spec: DatasetSpec, split: str, records: list[Record], path: Path | None) -> None:

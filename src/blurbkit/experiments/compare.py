@@ -31,7 +31,7 @@ from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.provenance import records_sha256
-from blurbkit.train.run import test_records
+from blurbkit.train.splits import test_records
 
 REPLICATES = 2000
 CHUNK = 200  # replicates per matrix product (memory: CHUNK x units weights)

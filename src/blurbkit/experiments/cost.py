@@ -38,10 +38,9 @@ def split_sizes(config: FinetuneConfig) -> dict[str, int]:
     """Records per split as the run would use them (subsamples applied). A train split that is not
     distributed here (EBM PICO) is estimated from the published counts, scaled like dev."""
     from blurbkit.data.load import load_split
-    from blurbkit.data.readers.base import ReadOptions
     from blurbkit.tasks.registry import get_dataset
 
-    options = ReadOptions(pico_train_from_dev=config.pico_train_from_dev, fold=config.fold)
+    options = config.read_options()
     sizes: dict[str, int] = {}
     for split in ("dev", "test", "train"):
         try:

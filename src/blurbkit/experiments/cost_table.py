@@ -33,7 +33,8 @@ from blurbkit.paths import cache_root
 from blurbkit.speed.machine import peak_memory, release_memory
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
-from blurbkit.train.run import load_splits, run_finetune
+from blurbkit.train.run import run_finetune
+from blurbkit.train.splits import load_splits
 
 STUDY = "cost"
 PAPER_SETTING = {"epochs": 3, "batch_size": 32, "max_length": 128}

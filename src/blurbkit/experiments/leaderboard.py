@@ -26,7 +26,7 @@ from blurbkit.tasks.registry import blurb_datasets, get_dataset
 
 BENCHMARK_STUDY = "benchmark"
 LEADERBOARD_STUDIES = (BENCHMARK_STUDY, PROTOCOL_STUDY)
-BUDGET_NOTE = "BUDGET RUN"  # how run notes about subsamples start (train/run.py load_splits)
+BUDGET_NOTE = "BUDGET RUN"  # how run notes about subsamples start (train/splits.py load_splits)
 
 
 def load_stores(paths: Sequence[str | Path]) -> list[dict[str, Any]]:

@@ -7,7 +7,8 @@ packed single sequences (``mlm``); ``electra`` = replaced-token detection with a
 ``generator_size`` of the discriminator's width over packed single sequences (``electra``).
 
 Equal compute: the budget is the training FLOPs of ``steps`` optimiser steps of the standard setting
-(``speed/flops.py``: 3 x forward over the real tokens, the MLM head at the masked positions only).
+(each objective's ``sequence_flops``, from the parts in ``models/flops.py``: 3 x forward over the
+real tokens, the MLM head at the masked positions only).
 Every setting keeps the batch size and sequence length and gets ``round(budget / its FLOPs per
 step)`` steps, its FLOPs per step taken over the mean real length of the examples its layout builds
 from the corpus. The three MLM settings cost nearly the same per token, so they also see about the
@@ -38,6 +39,7 @@ import numpy as np
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_write
+from blurbkit.pretrain.objectives import Objective, get_objective
 from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import get_dataset
 
@@ -137,40 +139,23 @@ class Plan:
         return self.steps * self.flops_per_step
 
 
-def _lengths(examples: np.ndarray, max_length: int) -> np.ndarray:
-    """Real tokens of each example as the collator builds it (pairs truncated to fit)."""
+def _lengths(examples: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """(real tokens, special tokens) of each example as the collator builds it: [CLS] a [SEP] for
+    one segment, [CLS] a [SEP] b [SEP] for a pair (truncated to fit)."""
     a = examples[:, 1] - examples[:, 0]
     single = examples[:, 2] < 0
     b = np.where(single, 0, examples[:, 3] - examples[:, 2])
-    return np.where(single, np.minimum(a, max_length - 2) + 2, np.minimum(a + b, max_length - 3) + 3)
+    special = np.where(single, 2, 3)
+    return np.minimum(a + b, max_length - special) + special, special
 
 
-def _flops_per_sequence(objective: str, config: Any, lengths: np.ndarray, mask_rate: float, generator: Any) -> float:
-    from blurbkit.speed.flops import pretrain_sequence_flops
-
-    special = 2 if objective in ("mlm", "electra") else 3
+def _flops_per_sequence(objective: Objective, config: Any, lengths: np.ndarray, special: np.ndarray,
+                        mask_rate: float) -> float:
     # Attention grows with the length: average over the distinct lengths, weighted by their counts.
-    values, counts = np.unique(lengths, return_counts=True)
-    total = sum(c * pretrain_sequence_flops(objective, config, int(n), mask_rate * max(0, int(n) - special), generator)
-                for n, c in zip(values, counts, strict=True))
+    pairs, counts = np.unique(np.stack([lengths, special], axis=1), axis=0, return_counts=True)
+    total = sum(c * objective.sequence_flops(config, int(n), mask_rate * max(0, int(n) - int(k)))
+                for (n, k), c in zip(pairs, counts, strict=True))
     return float(total / counts.sum())
-
-
-def _parameters(objective: str, config: Any, generator_size: float) -> tuple[int, int]:
-    """(encoder parameters, generator parameters beyond the shared embeddings), counted on the meta device."""
-    import torch
-    from transformers import BertModel, ElectraForMaskedLM, ElectraModel
-
-    from blurbkit.pretrain.objectives.electra import electra_config, generator_config
-
-    with torch.device("meta"):
-        if objective != "electra":
-            return sum(p.numel() for p in BertModel(config).parameters()), 0
-        disc = electra_config(config)
-        encoder = sum(p.numel() for p in ElectraModel(disc).parameters())
-        generator = ElectraForMaskedLM(generator_config(disc, generator_size))
-        shared = {id(p) for p in generator.electra.embeddings.parameters()} | {id(generator.generator_lm_head.weight)}
-        return encoder, sum(p.numel() for p in generator.parameters() if id(p) not in shared)
 
 
 def model_digest(budget: Budget, setting: Setting, steps: int, cache_meta: dict[str, Any]) -> str:
@@ -178,7 +163,6 @@ def model_digest(budget: Budget, setting: Setting, steps: int, cache_meta: dict[
     signature, not path), the objective and the steps."""
     values = asdict(budget) | {"corpus": cache_meta["corpus"], "tokenizer": cache_meta["tokenizer"],
                                 "objective": setting.objective, "setting_steps": steps}
-    from blurbkit.pretrain.objectives import get_objective
 
     objective = get_objective(setting.objective)
     if (objective.mask_fraction, objective.random_fraction) != (0.8, 0.1):  # BERT's split keeps earlier digests
@@ -191,36 +175,31 @@ def plan(budget: Budget, settings: Sequence[Setting], root: Path, progress: bool
     into ROOT/data (the pretraining runs reuse that cache)."""
     from blurbkit.pretrain.config import build_config
     from blurbkit.pretrain.data import build_token_cache, make_examples
-    from blurbkit.pretrain.objectives import get_objective
-    from blurbkit.pretrain.objectives.electra import check_generator_size, electra_config, generator_config
     from blurbkit.pretrain.vocab import load_any_tokenizer
 
     budget.check()
-    check_generator_size(budget.generator_size)
+    objectives: dict[str, tuple[Setting, Objective]] = {}
+    for setting in (*settings, next(s for s in SETTINGS if s.name == REFERENCE)):
+        objective = get_objective(setting.objective)
+        objective.configure(settings_config(budget, setting, 1, root / "models", root, progress=False))  # refuses bad options first
+        objectives[setting.name] = (setting, objective)
     tokenizer = load_any_tokenizer(budget.tokenizer)
     config = build_config(budget.preset, len(tokenizer), budget.max_length, tokenizer)
     cache = build_token_cache(list(budget.corpus), tokenizer, root / "data", progress=progress, max_docs=budget.max_docs)
-    per_step: dict[str, tuple[float, float]] = {}
-    for setting in {s.name: s for s in (*settings, next(s for s in SETTINGS if s.name == REFERENCE))}.values():
-        objective = get_objective(setting.objective)
+    per_step: dict[str, tuple[float, float, int, int]] = {}
+    for setting, objective in objectives.values():
         objective.check_corpus(cache)
         examples = make_examples(cache, budget.max_length, mode=objective.example_mode(True), seed=budget.seed)
         if len(examples) == 0:
             raise BlurbkitError("the corpus is too small to make one training sequence", path=budget.corpus[0])
-        lengths = _lengths(examples, budget.max_length)
-        generator = None
-        model_config = config
-        if setting.objective == "electra":
-            model_config = electra_config(config)
-            generator = generator_config(model_config, budget.generator_size)
-        flops = budget.batch_size * _flops_per_sequence(setting.objective, model_config, lengths, budget.mask_rate, generator)
-        per_step[setting.name] = (float(lengths.mean()), flops)
+        lengths, special = _lengths(examples, budget.max_length)
+        flops = budget.batch_size * _flops_per_sequence(objective, config, lengths, special, budget.mask_rate)
+        per_step[setting.name] = (float(lengths.mean()), flops, *objective.parameter_counts(config))
     total = budget.steps * per_step[REFERENCE][1]
     plans = []
     for setting in settings:
-        mean_length, flops = per_step[setting.name]
+        mean_length, flops, encoder, generator_params = per_step[setting.name]
         steps = max(1, round(total / flops))
-        encoder, generator_params = _parameters(setting.objective, config, budget.generator_size)
         out = root / "models" / f"{setting.name}-{model_digest(budget, setting, steps, cache.meta)}"
         plans.append(Plan(setting, steps, mean_length, flops, encoder, generator_params, out, budget.batch_size))
     return plans
@@ -235,15 +214,21 @@ def finished(out: Path) -> bool:
     return summary.get("stopped") == "finished" and (out / "config.json").is_file()
 
 
-def pretrain_config(budget: Budget, item: Plan, root: Path, progress: bool) -> Any:
+def settings_config(budget: Budget, setting: Setting, steps: int, out: Path, root: Path, progress: bool) -> Any:
+    """The PretrainConfig of one setting under the budget."""
     from blurbkit.pretrain.config import PretrainConfig
 
     return PretrainConfig(
-        corpus=list(budget.corpus), out=str(item.out), tokenizer=budget.tokenizer, from_scratch=budget.preset,
+        corpus=list(budget.corpus), out=str(out), tokenizer=budget.tokenizer, from_scratch=budget.preset,
         max_length=budget.max_length, batch_size=budget.batch_size, lr=budget.lr, warmup=budget.warmup,
-        max_steps=item.steps, mask_rate=budget.mask_rate, objective=item.setting.objective,
+        max_steps=steps, mask_rate=budget.mask_rate, objective=setting.objective,
         generator_size=budget.generator_size, seed=budget.seed, max_docs=budget.max_docs,
-        cache_dir=str(root / "data"), save_every=max(1, min(500, item.steps // 5)), progress=progress)
+        cache_dir=str(root / "data"), save_every=max(1, min(500, steps // 5)), progress=progress)
+
+
+def pretrain_config(budget: Budget, item: Plan, root: Path, progress: bool) -> Any:
+    """The PretrainConfig of a planned setting."""
+    return settings_config(budget, item.setting, item.steps, item.out, root, progress)
 
 
 def pretrain_all(budget: Budget, plans: Sequence[Plan], root: Path, progress: bool = True,

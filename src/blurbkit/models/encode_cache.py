@@ -17,7 +17,7 @@ from typing import Any
 
 from blurbkit.fileio import atomic_write
 from blurbkit.models.transforms import Example
-from blurbkit.paths import blurbkit_home
+from blurbkit.paths import cache_root
 
 TUPLE_FIELDS = ("window",)  # JSON turns tuples into lists; give them back as they were made
 
@@ -45,7 +45,7 @@ def cache_key(records: Sequence[dict], transform: Callable[..., Any], max_length
 
 
 def _path(key: str) -> Path:
-    return blurbkit_home() / "cache" / "encoded" / f"{key}.json"
+    return cache_root() / "encoded" / f"{key}.json"
 
 
 def load(key: str) -> list[Example] | None:

@@ -215,11 +215,18 @@ def load_token_cache(cache_dir: Path) -> TokenCache:
 # ---------------------------------------------------------------- examples
 
 
+MIN_LENGTH = 8  # the shortest --max-length that leaves room for two segments and their three special tokens
+
+
+def check_max_length(max_length: int) -> None:
+    if max_length < MIN_LENGTH:
+        raise BlurbkitError(f"--max-length {max_length} is too short (at least {MIN_LENGTH})")
+
+
 def make_examples(cache: TokenCache, max_length: int, *, mode: str = "packed", seed: int = 0,
                   nsp_probability: float = 0.5) -> np.ndarray:
     """Rows (a_start, a_end, b_start, b_end, nsp_label); see the module docstring for the modes."""
-    if max_length < 8:
-        raise BlurbkitError(f"--max-length {max_length} is too short")
+    check_max_length(max_length)
     body = max_length - 2
     if mode == "packed":
         n = cache.n_tokens // body
@@ -273,6 +280,19 @@ def make_examples(cache: TokenCache, max_length: int, *, mode: str = "packed", s
             out.append((a_s, a_e, b_s, b_e, label))
             i = j
     return np.asarray(out, dtype=np.int64).reshape(-1, 5)
+
+
+def nsp_pair_notes(examples: np.ndarray) -> list[str]:
+    """A warning when far fewer than half of the segment pairs are true continuations: a one-sentence
+    chunk always gets a random B, so a corpus of mostly one-sentence documents (titles) teaches NSP
+    its prior and gives "MLM only" random pairs."""
+    if len(examples) == 0:
+        return []
+    true_next = float(np.mean(examples[:, 4] == 0))
+    if true_next >= 0.25:
+        return []
+    return [f"only {100 * true_next:.0f} % of the {len(examples)} segment pairs are true continuations (BERT: 50 %); "
+            "most documents of this corpus are one sentence long (one sentence a line, blank lines between documents)"]
 
 
 def check_nsp_corpus(cache: TokenCache) -> None:
@@ -353,6 +373,9 @@ class Collator:
             return ids, np.zeros(len(ids), dtype=np.int64)
         b = self._ids(b_s, b_e)
         budget = self.max_length - 3
+        # Neither segment keeps more than the budget whatever the other's length, so cutting both to it
+        # first ends where the token-by-token loop would (a random B may run to a long document's end).
+        a, b = a[:budget], b[:budget]
         while len(a) + len(b) > budget:  # BERT: truncate the longer segment
             if len(a) > len(b):
                 a = a[:-1]
@@ -389,6 +412,8 @@ class Collator:
                 continue
             chosen.append(word)
             count += len(word)
+        if not chosen:  # every word is longer than the budget: mask one anyway (no masked position is a NaN loss)
+            chosen.append(words[order[0]])
         positions = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
         labels = ids[positions].copy()
         out = ids.copy()

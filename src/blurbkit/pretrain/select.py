@@ -44,6 +44,9 @@ GENERIC = frozenset(
 )
 
 
+# The raw training files are read here rather than through data.readers: DDI's relation records keep
+# only the entities of candidate pairs, and the drug list counts every annotated entity (the shipped
+# terms_*.txt were made this way; another reading would change them).
 def _conll_mentions(path: Path) -> Iterable[str]:
     tokens: list[str] = []
     for line in path.read_text("utf-8").splitlines():

@@ -77,11 +77,12 @@ class TestIndex:
 
 
 def default_data_dir() -> Path:
+    """The raw BLURB folder when --data is not given: $BLURBKIT_DATA, else ../shared/data (or
+    ./shared/data), as every data command resolves it."""
     import os
 
-    for var in ("BLURBKIT_SHARED_DATA", "BLURBKIT_DATA"):
-        if os.environ.get(var):
-            return Path(os.environ[var])
+    if os.environ.get("BLURBKIT_DATA"):
+        return Path(os.environ["BLURBKIT_DATA"])
     for candidate in (Path.cwd() / ".." / "shared" / "data", Path.cwd() / "shared" / "data"):
         if candidate.is_dir():
             return candidate.resolve()

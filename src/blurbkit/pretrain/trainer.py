@@ -40,6 +40,7 @@ from blurbkit.pretrain.data import (
     MaskingConfig,
     TokenCache,
     build_token_cache,
+    check_max_length,
     check_whole_words,
     make_examples,
     mask_rate_at,
@@ -51,6 +52,7 @@ from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.dropout import fast_dropout
 from blurbkit.testhook import kill_point
 
+ADVERSARY_STREAM = 13  # the adversarial noise's stream beside the masks' and dropout's (same key otherwise)
 MASKING_DEFAULTS = {f.name: f.default for f in fields(PretrainConfig) if f.name in ("masking", "mask_rate", "mask_schedule")}
 
 
@@ -102,6 +104,7 @@ class Run:
     out: Path
     step: int = 0
     resumed_from: str | None = None
+    adversary: Any = None  # runtime.adversarial.Adversary with --adversarial
 
     @property
     def ckpt_root(self) -> Path:
@@ -147,6 +150,9 @@ def _data(cfg: PretrainConfig, objective: Objective, tokenizer, accelerator, out
     examples = make_examples(cache, cfg.max_length, mode=objective.example_mode(cfg.packing), seed=cfg.seed)
     if len(examples) == 0:
         raise BlurbkitError("the corpus is too small to make one training sequence")
+    if accelerator.is_main_process:
+        for note in objective.example_notes(examples):
+            print(f"blurbkit: warning: {note}", file=sys.stderr)
     return cache, examples
 
 
@@ -169,10 +175,12 @@ def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
     warmup = warmup_steps(cfg.warmup, total_steps)
     module = objective.module(model)
     adversarial = adversarial_config(cfg)
+    adversary = None
     if adversarial is not None:
         from blurbkit.runtime.adversarial import Adversary
 
-        objective.attach_adversary(module, Adversary(model.get_input_embeddings(), adversarial))
+        adversary = Adversary(model.get_input_embeddings(), adversarial)
+        objective.attach_adversary(module, adversary)
     optimizer = adamw(parameter_groups(module.named_parameters(), cfg.lr, cfg.weight_decay), cfg.lr, fused=False,
                       betas=cfg.betas, eps=cfg.adam_eps)
     signature = {"model_config": config_digest(model.config), "tokenizer": cache.meta["tokenizer"],
@@ -188,13 +196,16 @@ def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
     if adversarial is not None:  # only when on: checkpoints of runs without it keep their signature
         # The term now runs in fp32 under bf16 autocast (runtime/adversarial.py): a checkpoint of an
         # earlier adversarial run, which computed it in bf16, does not continue as this one.
-        signature["adversarial"] = {**asdict(adversarial), "term": "fp32"}
+        # Its initial noise is keyed by (seed, slice, step); earlier runs drew it from torch's global
+        # stream (the same on every process), so their checkpoints do not continue as this one either.
+        signature["adversarial"] = {**asdict(adversarial), "term": "fp32", "noise": "keyed"}
     collator = objective.collator(tokenizer, cache, cfg.max_length, cfg.seed)
     run = Run(cfg, accelerator, objective, tokenizer, module, optimizer,
               warmup_linear_decay(optimizer, total_steps, warmup), cache, examples, order,
               collator,
               MaskingConfig(rate=cfg.mask_rate, whole_word=cfg.masking == "whole-word", mask_fraction=objective.mask_fraction,
-                            random_fraction=objective.random_fraction), total_steps, warmup, signature, out)
+                            random_fraction=objective.random_fraction), total_steps, warmup, signature, out,
+              adversary=adversary)
     _resume(run)
     run.module, run.optimizer = accelerator.prepare(run.module, run.optimizer)
     if accelerator.is_main_process:
@@ -263,6 +274,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     objective = get_objective(resolve_objective(cfg.objective, cfg.nsp))
     objective.configure(cfg)  # the objective's own options, refused before any work
     adversarial_config(cfg)
+    check_max_length(cfg.max_length)  # before the corpus is tokenised
     corpus_files(cfg.corpus)  # a missing corpus is refused before the model loads
     out, made = Path(cfg.out), not Path(cfg.out).exists()
     try:
@@ -306,7 +318,8 @@ def _train(run: Run, log: TrainLog) -> str:
                                 lr=f"{lr:.2e}", mask=f"{rate:.2f}", refresh=False)
             if run.step % cfg.log_every == 0 or run.step == run.total_steps:
                 log.write(run.step, lr, rate, run.order.epoch)
-            out_of_time = cfg.max_minutes is not None and elapsed > cfg.max_minutes * 60 and run.step < run.total_steps
+            out_of_time = (cfg.max_minutes is not None and run.step < run.total_steps
+                           and _any_process(run, elapsed > cfg.max_minutes * 60))
             interrupted = cfg.stop_after is not None and cfg.stop_after <= run.step < run.total_steps
             if run.step % cfg.save_every == 0 or run.step == run.total_steps or out_of_time or interrupted:
                 _save(run)
@@ -317,6 +330,17 @@ def _train(run: Run, log: TrainLog) -> str:
     if bar is not None:
         bar.close()
     return stopped
+
+
+def _any_process(run: Run, flag: bool) -> bool:
+    """True on every process when it is True on any: each process reads its own clock, and a stop
+    decided on one alone would leave the others waiting in the next step's all-reduce."""
+    if run.accelerator.num_processes == 1:
+        return flag
+    import torch
+
+    votes = run.accelerator.reduce(torch.tensor([float(flag)], device=run.accelerator.device), reduction="sum")
+    return bool(votes.item() > 0)
 
 
 def _step(run: Run, rate: float, log: TrainLog, masks: Any = None) -> float:
@@ -334,6 +358,8 @@ def _step(run: Run, rate: float, log: TrainLog, masks: Any = None) -> float:
     for micro in range(cfg.grad_accum):
         if masks is not None:
             masks.reseed([cfg.seed, micro * world + accelerator.process_index, run.step])
+        if run.adversary is not None:  # its initial noise, keyed like the masks: DDP = one process + accumulation
+            run.adversary.reseed([cfg.seed, micro * world + accelerator.process_index, run.step, ADVERSARY_STREAM])
         local, epochs = run.order.next_batch()
         batch = run.collate(run.examples[local], local, epochs, run.masking, rate)
         tokens += int(batch["attention_mask"].sum()) * world

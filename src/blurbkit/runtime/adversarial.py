@@ -90,6 +90,14 @@ class Adversary:
         self.embeddings, self.config = embeddings, config
         self.outputs = outputs  # what the predictions' last dimension is (symmetric_kl); the head says
         self.delta: torch.Tensor | None = None
+        self.generator: torch.Generator | None = None  # the initial noise's source; None: torch's global one
+
+    def reseed(self, key: list[int]) -> None:
+        """Draw the next initial noise from a stream of `key` alone (pretraining: seed, slice, step),
+        so a micro-batch's noise does not depend on which process or accumulation step computes it."""
+        import numpy as np
+
+        self.generator = torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1)[0]))
 
     @contextmanager
     def perturbed(self, delta: torch.Tensor) -> Iterator[None]:
@@ -106,7 +114,11 @@ class Adversary:
                      mask: torch.Tensor | None = None) -> torch.Tensor:
         """The ascent: a perturbation of `shape` inside the epsilon-ball that raises the divergence."""
         cfg = self.config
-        delta = project(torch.randn(shape, device=clean.device) * cfg.init_std, cfg.epsilon, cfg.norm)
+        if self.generator is not None:
+            noise = torch.randn(shape, generator=self.generator).to(clean.device)
+        else:
+            noise = torch.randn(shape, device=clean.device)
+        delta = project(noise * cfg.init_std, cfg.epsilon, cfg.norm)
         clean = clean.detach()
         for _ in range(cfg.steps):
             delta.requires_grad_(True)

@@ -18,12 +18,12 @@ from blurbkit.data.load import load_split, subsample
 from blurbkit.errors import BlurbkitError
 from blurbkit.inference.predictor import Predictor
 from blurbkit.models.encoding import encode
+from blurbkit.models.flops import split_flops
 from blurbkit.models.loading import resolve_model_dir
 from blurbkit.models.model import BlurbModel
 from blurbkit.runtime.allocator import allocator_state
 from blurbkit.runtime.precision import dtype_name
 from blurbkit.speed.compare import Workload, build_engine
-from blurbkit.speed.flops import split_flops
 from blurbkit.speed.machine import machine_info, measure_peaks, peak_memory, peak_of, release_memory
 from blurbkit.tagging import tags_to_spans
 from blurbkit.tasks.registry import get_dataset

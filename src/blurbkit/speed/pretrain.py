@@ -10,6 +10,14 @@ steps, learning rate, warm-up and AdamW settings. Timed: the training loop only 
 tokenisation excluded on both sides. The Trainer side runs as the recipe does, in fp32; blurbkit
 in its default precision (``auto``: bf16 where runtime/capability.py says it is native).
 
+The two sides do not train on the same masking task: transformers' whole-word collator picks each
+*word* with the mask rate (more than that share of subwords) and turns every picked piece into
+[MASK]; blurbkit picks 15 % of the subwords by whole words and keeps BERT's 80/10/10 (the 10 % kept
+unchanged are nearly free to predict). Their training losses therefore differ by construction, so
+the comparison of what they learned is a held-out loss: both trained models score the same
+sequences the training steps never read, masked once by whole words at the mask rate, every masked
+piece [MASK], in fp32.
+
 MFU counts the same model FLOPs for both sides (useful work: the encoder over every token and the
 MLM head over the masked ones, x3 for training), against the measured matmul peak of the dtype each
 side ran in.
@@ -25,16 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from blurbkit.speed.flops import forward_flops
+from blurbkit.models.flops import masked_lm_training_flops
 from blurbkit.speed.machine import machine_info, measure_peaks, peak_of, release_memory, same_threads
 
 
 def mlm_training_flops(config: Any, length: int, sequences: int, mask_rate: float) -> float:
     """Model FLOPs of `sequences` MLM training sequences of `length` tokens."""
-    encoder = forward_flops(config, length, num_labels=0)
-    hidden, vocab = config.hidden_size, config.vocab_size
-    head = mask_rate * length * (2 * hidden * hidden + 2 * hidden * vocab)
-    return 3.0 * sequences * (encoder + head)
+    return sequences * masked_lm_training_flops(config, length, mask_rate * length)
 
 
 def _features(collate: Any, rows: np.ndarray) -> list[dict[str, Any]]:
@@ -60,6 +65,48 @@ def _features(collate: Any, rows: np.ndarray) -> list[dict[str, Any]]:
 
 def _last_losses(values: list[float], window: int) -> float:
     return float(np.mean(values[-window:]))
+
+
+HELDOUT_SEED = 1  # the held-out masks' seed: not any training step's
+
+
+def heldout_batches(tokenizer: Any, cache: Any, max_length: int, examples: np.ndarray, indices: np.ndarray,
+                    mask_rate: float, batch_size: int) -> list[dict[str, Any]]:
+    """The held-out sequences masked once, the same for both sides: whole words at `mask_rate`, every
+    masked piece [MASK]; labels in the Hugging Face form (-100 where nothing is predicted)."""
+    from blurbkit.pretrain.data import Collator, MaskingConfig
+
+    fixed = Collator(tokenizer, cache, max_length, HELDOUT_SEED)
+    masking = MaskingConfig(rate=mask_rate, whole_word=True, mask_fraction=1.0, random_fraction=0.0)
+    batches = []
+    for start in range(0, len(indices), batch_size):
+        chunk = indices[start:start + batch_size]
+        batch = fixed(examples[chunk], chunk, 0, masking, mask_rate)
+        labels = batch["input_ids"].new_full(batch["input_ids"].shape, -100).reshape(-1)
+        labels[batch["masked_index"]] = batch["mlm_labels"]
+        batches.append({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
+                        "token_type_ids": batch["token_type_ids"], "labels": labels.view_as(batch["input_ids"])})
+    return batches
+
+
+def heldout_loss(model: Any, batches: list[dict[str, Any]]) -> float | None:
+    """Mean cross-entropy over every masked piece of the held-out batches, the model in fp32 eval mode."""
+    import torch
+
+    if not batches:
+        return None
+    model = model.float().eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for batch in batches:
+            n = int((batch["labels"] != -100).sum())
+            total += float(model(**batch).loss) * n
+            count += n
+    return total / count if count else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def run_hf(config: Any, tokenizer: Any, features: list[dict[str, Any]], *, batch_size: int, steps: int, lr: float,
@@ -90,7 +137,7 @@ def run_hf(config: Any, tokenizer: Any, features: list[dict[str, Any]], *, batch
     trainer.train()
     seconds = time.perf_counter() - started
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    return {"seconds": seconds, "losses": losses, "precision": "fp32"}
+    return {"seconds": seconds, "losses": losses, "precision": "fp32", "model": trainer.model}
 
 
 def run_blurbkit(corpus: list[str], tokenizer_dir: str, preset: str, *, max_docs: int | None, max_length: int,
@@ -105,14 +152,16 @@ def run_blurbkit(corpus: list[str], tokenizer_dir: str, preset: str, *, max_docs
                          progress=False)
     summary = pretrain(cfg)
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text("utf-8").splitlines()]
+    from transformers import BertForMaskedLM
+
     return {"seconds": log[-1]["elapsed_s"], "tokens": log[-1]["tokens"], "losses": [e["mlm_loss"] for e in log],
-            "summary": summary}
+            "summary": summary, "model": BertForMaskedLM.from_pretrained(str(out), use_safetensors=True)}
 
 
 def bench_pretrain(corpus: list[str], tokenizer: str = "default", preset: str = "tiny", max_docs: int | None = 2000,
                    max_length: int = 128, batch_size: int = 32, steps: int = 30, lr: float = 6e-4, warmup: float = 0.1,
                    seed: int = 0, mask_rate: float = 0.15, loss_window: int = 5, peak_seconds: float = 1.0,
-                   peak_size: int = 2048, work_dir: str | None = None) -> dict[str, Any]:
+                   peak_size: int = 2048, work_dir: str | None = None, heldout: int = 256) -> dict[str, Any]:
     import torch
 
     from blurbkit.models.loading import default_model_dir
@@ -134,11 +183,15 @@ def bench_pretrain(corpus: list[str], tokenizer: str = "default", preset: str = 
         # The Trainer side reads the sequences blurbkit's first `steps` batches hold, in its own order.
         order = DataOrder(len(examples), seed, batch_size * steps, 0, 1)
         chosen, _ = order.next_batch()
-        features = _features(Collator(tok, cache, max_length, seed), examples[np.sort(chosen)])
+        collate = Collator(tok, cache, max_length, seed)
+        features = _features(collate, examples[np.sort(chosen)])
+        unread = np.setdiff1d(np.arange(len(examples)), chosen)[:heldout]
+        batches = heldout_batches(tok, cache, max_length, examples, unread, mask_rate, batch_size)
         result: dict[str, Any] = {
             "bench": "pretrain", "preset": preset, "parameters": None, "tokenizer": tokenizer, "corpus": corpus,
             "max_docs": max_docs, "corpus_tokens": cache.n_tokens, "sequences": len(examples), "max_length": max_length,
             "batch_size": batch_size, "steps": steps, "lr": lr, "mask_rate": mask_rate, "machine": machine_info(),
+            "heldout_sequences": len(unread),
         }
         result["peak_gflops"], skipped = measure_peaks(peak_seconds, peak_size)
         if skipped:
@@ -167,6 +220,7 @@ def bench_pretrain(corpus: list[str], tokenizer: str = "default", preset: str = 
             "precision": dtype, "mlm_loss_first": round(side["losses"][0], 4),
             f"mlm_loss_last{loss_window}": round(_last_losses(side["losses"], loss_window), 4),
             "mfu": round(flops / side["seconds"] / (peak * 1e9), 4) if peak else None, "mfu_peak": dtype,
+            "heldout_mlm_loss": _rounded(heldout_loss(side["model"], batches)),
         }
     result["tokens_per_s_ratio"] = round(result["blurbkit"]["tokens_per_s"] / result["trainer"]["tokens_per_s"], 2)
     result["machine"]["load_average_end"] = machine_info()["load_average"]

@@ -9,9 +9,9 @@ from typing import Any
 import torch
 
 from blurbkit.data.load import load_split, subsample
+from blurbkit.models.flops import split_flops
 from blurbkit.models.loading import read_config, resolve_model_dir
 from blurbkit.speed.compare import SideResult, Workload, run_blurbkit, run_trainer
-from blurbkit.speed.flops import split_flops
 from blurbkit.speed.machine import machine_info, measure_peaks, peak_of, release_memory, same_threads
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.provenance import library_versions

@@ -195,6 +195,12 @@ class FinetuneConfig:
     def replace(self, **options: Any) -> FinetuneConfig:
         return FinetuneConfig(**(self.options() | options))
 
+    def read_options(self) -> Any:
+        """The reader options (data.readers.base.ReadOptions) of this run's data."""
+        from blurbkit.data.readers.base import ReadOptions
+
+        return ReadOptions(pico_train_from_dev=self.pico_train_from_dev, fold=self.fold)
+
     def options(self) -> dict[str, Any]:
         """The flat options this config was built from."""
         out: dict[str, Any] = {}

@@ -16,12 +16,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from blurbkit.data.load import load_split, split_notes, subsample
-from blurbkit.data.prepare import dataset_options
 from blurbkit.data.readers.base import ReadOptions
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_dir, check_writable, clean_stale
@@ -40,19 +38,8 @@ from blurbkit.train.config import HOW_NOT_WHAT, FinetuneConfig, Hyperparams, wit
 from blurbkit.train.engine import Engine, seed_everything
 from blurbkit.train.heartbeat import Heartbeat, is_progress_entry
 from blurbkit.train.provenance import blurbkit_commit, library_versions, records_sha256
+from blurbkit.train.splits import Splits, load_splits
 from blurbkit.train.stabilise import drop_top_layers, freeze_lower_half, reinit_top_layers
-
-EVAL_SUBSAMPLE_SEED = 0  # dev/test subsamples are the same for every seed, so seeds stay comparable
-
-
-@dataclass
-class Splits:
-    train: list[dict]
-    dev: list[dict]  # what each epoch and the best epoch are scored on (a subsample in budget runs)
-    test: list[dict]
-    notes: list[str]
-
-
 
 
 def check_run_dir(out: Path | None, overwrite: bool, resume: bool = False) -> None:
@@ -105,42 +92,6 @@ def lost_entity_notes(engine: Engine, data: dict[str, Encoded], max_length: int)
     return notes
 
 
-def load_splits(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperparams) -> Splits:
-    """The run's data, with every way it departs from the protocol written down as a note."""
-    options = ReadOptions(pico_train_from_dev=config.pico_train_from_dev, fold=config.fold)
-    loaded = {name: load_split(spec.name, name, config.data, options) for name in ("train", "dev", "test")}
-    notes = list(split_notes(spec.name, config.data, options))
-    train = subsample(loaded["train"], config.max_train_examples, config.seed)
-    if len(train) < len(loaded["train"]):
-        notes.append(f"BUDGET RUN: trained on a seeded subsample of {len(train)} of {len(loaded['train'])} train records")
-    test = subsample(loaded["test"], config.max_test_examples, EVAL_SUBSAMPLE_SEED)
-    if len(test) < len(loaded["test"]):
-        notes.append(f"BUDGET RUN: test scored on a seeded subsample of {len(test)} of {len(loaded['test'])} test records")
-    if hyper.max_length < spec.max_length and not spec.task.windowed:
-        # Token tasks lose no word (long inputs are windowed); sequence tasks are cut short.
-        notes.append(f"inputs truncated at {hyper.max_length} subwords (protocol: {spec.max_length})")
-    if not train:
-        raise BlurbkitError(f"dataset {spec.name}: the train split is empty")
-    dev = subsample(loaded["dev"], config.max_eval_examples, EVAL_SUBSAMPLE_SEED)
-    check_dev_options(spec, hyper, dev)
-    return Splits(train, dev, test, notes)
-
-
-def test_records(config: FinetuneConfig) -> list[dict]:
-    """The test records a run of `config` scored, in order (its seeded subsample in budget runs):
-    the gold its predictions/test file is aligned with (experiments/compare.py reads them)."""
-    spec = get_dataset(config.dataset)
-    options = ReadOptions(pico_train_from_dev=config.pico_train_from_dev, fold=config.fold)
-    return subsample(load_split(spec.name, "test", config.data, options), config.max_test_examples, EVAL_SUBSAMPLE_SEED)
-
-
-def check_dev_options(spec: DatasetSpec, hyper: Hyperparams, dev: list[dict]) -> None:
-    """Early stopping and the train+dev final model choose on dev: without one, refused before training."""
-    for wanted, flag in ((hyper.patience is not None, "--patience"), (hyper.final_on_train_dev, "--final-on-train-dev")):
-        if wanted and not dev:
-            raise BlurbkitError(f"{flag} chooses the epoch on dev, and dataset {spec.name} has no dev split here")
-
-
 def build_engine(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperparams, model_dir: Path,
                  train_records: list[dict]) -> Engine:
     """The model of the config's recipe on the pretrained encoder, with the layer options applied."""
@@ -173,7 +124,7 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     spec = get_dataset(config.dataset)
     if config.fold and "folds" not in spec.files:  # else ignored without a word
         raise BlurbkitError(f"--fold {config.fold}: dataset {spec.name} is not split into folds")
-    if config.pico_train_from_dev is not None and "pico_train_from_dev" not in dataset_options(spec, ReadOptions()):
+    if config.pico_train_from_dev is not None and "pico_train_from_dev" not in ReadOptions().for_reader(spec.reader):
         raise BlurbkitError(f"--pico-train-from-dev: only for EBM PICO, not {spec.name}")
     choices = config.choices
     check_part_options(choices.featurizer or spec.task.featurizer, choices.head or spec.task.head, choices.part_options)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from blurbkit.data.schema import SplitData
@@ -13,10 +13,16 @@ from blurbkit.tasks.registry import DatasetSpec
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """Options that change what a reader produces; each one is recorded in the manifest."""
+    """Options that change what a reader produces; each one is recorded in the manifest of the
+    datasets whose reader is named in its ``readers`` metadata (a new option: one field here)."""
 
-    pico_train_from_dev: int | None = None  # carve N dev abstracts into train when train is absent
-    fold: int = 0  # AIMed: which of the 10 folds is the test split
+    # carve N dev abstracts into train when train is absent
+    pico_train_from_dev: int | None = field(default=None, metadata={"readers": ("pico",)})
+    fold: int = field(default=0, metadata={"readers": ("aimed",)})  # AIMed: which of the 10 folds is the test split
+
+    def for_reader(self, reader: str) -> dict[str, object]:
+        """The options `reader` honours, by name (the others cannot change its records)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if reader in f.metadata["readers"]}
 
 
 Reader = Callable[[DatasetSpec, Path, str, ReadOptions], SplitData]

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from blurbkit.analysis.probe_results import STUDY, probe_sections
-from blurbkit.analysis.probe_study import probe_figure
+from blurbkit.analysis.probe_results import STUDY, probe_figure, probe_sections
 from blurbkit.experiments.site.context import Site, slug
 from blurbkit.experiments.site.html import Raw, Td, esc, figure, notice, table
 from blurbkit.experiments.site.plots import save_figure

@@ -43,6 +43,10 @@ class Objective:
     def check_corpus(self, cache: TokenCache) -> None:
         """Refuse, with one BlurbkitError line, a corpus this objective cannot learn from."""
 
+    def example_notes(self, examples: Any) -> list[str]:
+        """Warnings about the examples built for this objective (printed once; training goes on)."""
+        return []
+
     def collator(self, tokenizer: Any, cache: TokenCache, max_length: int, seed: int) -> Collator:
         """Rows -> tensors: masked ids, attention mask, segment ids, MLM targets (and NSP labels
         when the rows are segment pairs)."""
@@ -66,6 +70,22 @@ class Objective:
     def hf_models(self, module: nn.Module) -> list[nn.Module]:
         """The Hugging Face models inside the training module."""
         return [module.inner]
+
+    def sequence_flops(self, config: Any, length: int, masked: float) -> float:
+        """Training FLOPs of one sequence of `length` real tokens with `masked` predicted positions
+        for ``new_model(config)`` (the pretraining study's equal compute; parts in models/flops.py)."""
+        from blurbkit.models.flops import masked_lm_training_flops
+
+        return masked_lm_training_flops(config, length, masked)
+
+    def parameter_counts(self, config: Any) -> tuple[int, int]:
+        """(parameters of the encoder that is saved, trained parameters beyond it that are not, such
+        as ELECTRA's generator) of ``new_model(config)``, counted on the meta device."""
+        import torch
+        from transformers import BertModel
+
+        with torch.device("meta"):
+            return sum(p.numel() for p in BertModel(config).parameters()), 0
 
     # -- output -------------------------------------------------------------------------------
     def saved_model(self, module: nn.Module) -> nn.Module:

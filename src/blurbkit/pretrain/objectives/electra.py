@@ -197,6 +197,23 @@ class Electra(Objective):
     def module(self, model: nn.Module) -> nn.Module:
         return ElectraModule(model, self.rtd_weight)
 
+    def sequence_flops(self, config: Any, length: int, masked: float) -> float:
+        from blurbkit.models.flops import electra_training_flops
+
+        disc = electra_config(config)
+        return electra_training_flops(disc, generator_config(disc, self.generator_size), length, masked)
+
+    def parameter_counts(self, config: Any) -> tuple[int, int]:
+        """The discriminator's encoder, and the generator without the embeddings it shares."""
+        from transformers import ElectraForMaskedLM, ElectraModel
+
+        disc = electra_config(config)
+        with torch.device("meta"):
+            encoder = sum(p.numel() for p in ElectraModel(disc).parameters())
+            generator = ElectraForMaskedLM(generator_config(disc, self.generator_size))
+        shared = {id(p) for p in generator.electra.embeddings.parameters()} | {id(generator.generator_lm_head.weight)}
+        return encoder, sum(p.numel() for p in generator.parameters() if id(p) not in shared)
+
     def hf_models(self, module: nn.Module) -> list[nn.Module]:
         return [module.inner.generator, module.inner.discriminator]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from blurbkit.pretrain.data import TokenCache, check_nsp_corpus
+from blurbkit.pretrain.data import TokenCache, check_nsp_corpus, nsp_pair_notes
 from blurbkit.pretrain.objectives.base import Objective, from_pretrained
 from blurbkit.pretrain.objectives.mlm import MaskedLMModule
 
@@ -35,6 +35,9 @@ class MaskedLMWithNSP(Objective):
     def check_corpus(self, cache: TokenCache) -> None:
         check_nsp_corpus(cache)
 
+    def example_notes(self, examples: Any) -> list[str]:
+        return nsp_pair_notes(examples)
+
     def new_model(self, config: Any) -> nn.Module:
         from transformers import BertForPreTraining
 
@@ -45,6 +48,11 @@ class MaskedLMWithNSP(Objective):
 
     def module(self, model: nn.Module) -> nn.Module:
         return MaskedLMWithNSPModule(model)
+
+    def sequence_flops(self, config: Any, length: int, masked: float) -> float:
+        from blurbkit.models.flops import masked_lm_training_flops, nsp_head_flops
+
+        return masked_lm_training_flops(config, length, masked) + 3.0 * nsp_head_flops(config.hidden_size)
 
     def signature(self) -> dict[str, Any]:
         return {}  # the example mode "nsp" already identifies the run, as with the old nsp=True

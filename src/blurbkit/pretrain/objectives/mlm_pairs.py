@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from blurbkit.pretrain.data import TokenCache, check_nsp_corpus
+from blurbkit.pretrain.data import TokenCache, check_nsp_corpus, nsp_pair_notes
 from blurbkit.pretrain.objectives.mlm import MaskedLM, MaskedLMModule
 
 
@@ -31,6 +31,9 @@ class PairedMaskedLM(MaskedLM):
 
     def check_corpus(self, cache: TokenCache) -> None:
         check_nsp_corpus(cache)  # the pairs need document boundaries as NSP's do
+
+    def example_notes(self, examples: Any) -> list[str]:
+        return nsp_pair_notes(examples)
 
     def module(self, model: nn.Module) -> nn.Module:
         return PairedMaskedLMModule(model)

@@ -1,0 +1,96 @@
+"""The stability and pretraining studies run end to end: their grids through ``Benchmark`` (this
+process, the local pool or Ray), the table, the md/csv/png report. The CLI builds the configs and
+prints; nothing here reads command-line arguments."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blurbkit.experiments.benchmark import Benchmark, run_key
+from blurbkit.experiments.stability import Cell, collect
+
+
+@dataclass
+class StudyOutcome:
+    table: str  # the study's table (markdown), as printed
+    written: list[Path]  # the report files
+    failures: list[str]  # runs that failed, one line each
+    seconds: float  # wall time of the work done now
+
+
+def run_stability_study(study: Any, variants: Sequence[Any], cells: Sequence[Cell], searches: Sequence[Any],
+                        make_bench: Callable[[], Benchmark], label: str, budget: str, runs_dir: Path,
+                        model: str | None, say: Callable[[str], None]) -> StudyOutcome:
+    """A fine-tuning stability study (experiments/stability.py): the fixed methods' cells, and the
+    searched methods in two stages (experiments/search_study.py); the table with failed-run counts."""
+    from blurbkit.experiments.search_study import (
+        grid_budget_lines,
+        run_search_study,
+        search_section,
+        write_grid_csv,
+    )
+    from blurbkit.experiments.stability import encoder_parameters, stability_table, write_stability_report
+
+    started = time.perf_counter()
+    if searches:
+        done = run_search_study(cells, searches, make_bench, label, budget, say)
+        table_cells, stored, failures = done.cells, done.rows, done.failures
+    else:
+        bench = make_bench()
+        grid = [(cell.variant, cell.config) for cell in cells]
+        bench.run(grid, label, budget)
+        table_cells, stored, failures = list(cells), bench.rows_for(grid, label, budget), bench.failures
+    results = collect(table_cells, stored, lambda cell: run_key(study.name, cell.variant, cell.config, label, budget).digest())
+    parameters = None
+    if study.cost_columns:
+        parameters = {k: encoder_parameters(model, k) for k in sorted({cell.config.drop_layers for cell in cells})}
+    name = f"study-{study.name}-{budget}"
+    table = stability_table(study, table_cells, results, variants, budget, parameters, budget_cells=list(cells) or None,
+                            budget_extra=grid_budget_lines(searches))
+    if searches:
+        table += f"\n\n{search_section(done.choices)}\n\nEvery grid point's dev scores: {name}-grid.csv"
+    seconds = time.perf_counter() - started
+    written = write_stability_report(runs_dir, name, table, study, results, variants)
+    if searches:
+        written.append(write_grid_csv(runs_dir / f"{name}-grid.csv", study.name, done.choices))
+    return StudyOutcome(table, written, list(failures), seconds)
+
+
+def run_pretraining_study(budget: Any, settings: Sequence[Any], datasets: Sequence[str], seeds: int,
+                          make_config: Callable[[str, int, Path], Any], make_bench: Callable[[], Benchmark],
+                          label: str, runs_dir: Path, progress: bool, say: Callable[[str], None]) -> StudyOutcome:
+    """Pretrain one preset under each setting at equal FLOPs (a finished model is reused, an
+    interrupted one resumes), fine-tune every encoder on datasets x seeds through Benchmark, and
+    write the Table 2-shaped table with the pretraining budget."""
+    from blurbkit.experiments import pretraining as study
+    from blurbkit.experiments.benchmark import model_label
+
+    started = time.perf_counter()
+    root = runs_dir / "pretraining"
+    plans = study.plan(budget, settings, root, progress=progress)
+    say(study.budget_table(budget, plans))
+    summaries = study.pretrain_all(budget, plans, root, progress=progress, log=say)
+    budget_text = study.budget_table(budget, plans, summaries)
+    cells = [Cell(dataset, item.setting.name, make_config(dataset, seed, item.out))
+             for seed in range(seeds) for item in plans for dataset in datasets]
+    labels = {item.setting.name: model_label(str(item.out)) for item in plans}
+    bench = make_bench()
+    say(f"blurbkit: study pretraining: {len(datasets)} datasets x {len(settings)} settings x {seeds} seeds "
+        f"= {len(cells)} fine-tuning runs ({label})")
+    # Seed-major: every setting has a first result before any a second.
+    bench.run_all([([(c.variant, c.config) for c in cells if c.variant == item.setting.name and c.config.seed == seed],
+                    labels[item.setting.name]) for seed in range(seeds) for item in plans], label)
+    rows = []
+    for item in plans:
+        grid = [(c.variant, c.config) for c in cells if c.variant == item.setting.name]
+        rows.extend(bench.rows_for(grid, labels[item.setting.name], label))
+    results = collect(cells, rows, lambda c: run_key("pretraining", c.variant, c.config, labels[c.variant], label).digest())
+    table = study.results_table(settings, datasets, results, label)
+    seconds = time.perf_counter() - started
+    text = f"## Pretraining budget\n\n{budget_text}\n\n## Fine-tuned test scores\n\n{table}"
+    written = study.write_report(runs_dir, f"ablation-pretraining-{label}", text, settings, datasets, results, plans)
+    return StudyOutcome(table, list(written), list(bench.failures), seconds)
