@@ -31,3 +31,19 @@ def test_only_task_types_know_task_type_names():
             if BRANCH.search(line):
                 offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not offenders, "branch on a task type outside tasks/ (ask spec.task instead):\n" + "\n".join(offenders)
+
+
+PART_BRANCH = re.compile(r"""(objective|\.reader)\s*(==|!=)\s*["']|(objective|\.reader)\s+(not\s+)?in\s*[(\[{]\s*["']""")
+
+
+def test_no_branch_on_an_objective_or_reader_name_outside_its_registry():
+    """An objective or a raw format is added as one module (docs/ARCHITECTURE.md): what the pretraining
+    study or the data preparation needs from it is asked of the part, never decided by its name."""
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path.is_relative_to(SRC / "pretrain" / "objectives") or path.is_relative_to(SRC / "data" / "readers"):
+            continue
+        for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+            if PART_BRANCH.search(line):
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not offenders, "branch on a part's name outside its registry:\n" + "\n".join(offenders)

@@ -65,10 +65,14 @@ def weights_digest(model_dir: Path) -> dict[str, str]:
 
 
 def check_exportable(model: BlurbModel, model_dir: Path) -> None:
+    from blurbkit.models.featurizers import FEATURIZERS
+
     recipe = model.recipe
-    if recipe.featurizer != "first_subword":
-        raise BlurbkitError(f"ONNX export is for token-classification models (NER/PICO, featurizer first_subword); "
-                            f"this is a {recipe.task_type} model with featurizer {recipe.featurizer}", path=model_dir)
+    # The graph's inputs are a token model's (word positions and mask): a featurizer that reads words.
+    if "token" not in FEATURIZERS.get(recipe.featurizer).requires:
+        raise BlurbkitError(f"ONNX export is for token-classification models (NER/PICO, a word featurizer such as "
+                            f"first_subword); this is a {recipe.task_type} model with featurizer {recipe.featurizer}",
+                            path=model_dir)
 
 
 def sample_batch(tokenizer: Any, texts: list[str] = SAMPLE) -> dict[str, torch.Tensor]:
