@@ -45,7 +45,8 @@ def test_bench_pretrain_reports_both_sides(tmp_path, capsys):
     # whole words as the Trainer's collator sees them: a ## piece touches the piece before it
     from transformers import AutoTokenizer
 
-    from blurbkit.pretrain.data import Collator, build_token_cache, make_examples
+    from blurbkit.pretrain.data import Collator, make_examples
+    from blurbkit.pretrain.token_cache import build_token_cache
 
     tok = AutoTokenizer.from_pretrained(str(tmp_path / "vocab"))
     cache = build_token_cache([corpus], tok, tmp_path / "cache")

@@ -76,8 +76,9 @@ def test_labels_are_exactly_the_replaced_positions():
 
 
 def test_samples_follow_the_collators_uniforms_whatever_the_batch_split(setup):
-    from blurbkit.pretrain.data import MaskingConfig, build_token_cache, make_examples
+    from blurbkit.pretrain.data import MaskingConfig, make_examples
     from blurbkit.pretrain.objectives.electra import ElectraCollator, ElectraModule
+    from blurbkit.pretrain.token_cache import build_token_cache
     from blurbkit.pretrain.vocab import load_any_tokenizer
 
     # inverse CDF: u below the first token's probability picks it, u past the last cumulative value the last

@@ -44,7 +44,8 @@ def _weights(path):
 def test_masking_rules(setup):
     from transformers import AutoTokenizer
 
-    from blurbkit.pretrain.data import Collator, MaskingConfig, build_token_cache, make_examples, mask_rate_at
+    from blurbkit.pretrain.data import Collator, MaskingConfig, make_examples, mask_rate_at
+    from blurbkit.pretrain.token_cache import build_token_cache
 
     root, corpus, vocab, _ = setup
     tok = AutoTokenizer.from_pretrained(str(vocab))
@@ -86,7 +87,7 @@ def test_cache_ignores_tokenizer_padding(setup):
     """MiniLM's tokenizer.json pads/truncates to 128; the corpus stream must not contain that padding."""
     from transformers import AutoTokenizer
 
-    from blurbkit.pretrain.data import build_token_cache
+    from blurbkit.pretrain.token_cache import build_token_cache
 
     root, corpus, vocab, _ = setup
     plain = build_token_cache([corpus], AutoTokenizer.from_pretrained(str(vocab)), root / "cache_plain")

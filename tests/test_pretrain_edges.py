@@ -25,7 +25,8 @@ MICRO = {"num_hidden_layers": 1, "hidden_size": 16, "num_attention_heads": 2, "i
 def setup(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from blurbkit.pretrain.data import Collator, build_token_cache
+    from blurbkit.pretrain.data import Collator
+    from blurbkit.pretrain.token_cache import build_token_cache
 
     root = tmp_path_factory.mktemp("edges")
     corpus, vocab = write_pretrain_corpus(root, WORDS)

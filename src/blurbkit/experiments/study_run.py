@@ -67,14 +67,15 @@ def run_pretraining_study(budget: Any, settings: Sequence[Any], datasets: Sequen
     interrupted one resumes), fine-tune every encoder on datasets x seeds through Benchmark, and
     write the Table 2-shaped table with the pretraining budget."""
     from blurbkit.experiments import pretraining as study
+    from blurbkit.experiments import pretraining_report as report
     from blurbkit.experiments.benchmark import model_label
 
     started = time.perf_counter()
     root = runs_dir / "pretraining"
     plans = study.plan(budget, settings, root, progress=progress)
-    say(study.budget_table(budget, plans))
+    say(report.budget_table(budget, plans))
     summaries = study.pretrain_all(budget, plans, root, progress=progress, log=say)
-    budget_text = study.budget_table(budget, plans, summaries)
+    budget_text = report.budget_table(budget, plans, summaries)
     cells = [Cell(dataset, item.setting.name, make_config(dataset, seed, item.out))
              for seed in range(seeds) for item in plans for dataset in datasets]
     labels = {item.setting.name: model_label(str(item.out)) for item in plans}
@@ -89,8 +90,8 @@ def run_pretraining_study(budget: Any, settings: Sequence[Any], datasets: Sequen
         grid = [(c.variant, c.config) for c in cells if c.variant == item.setting.name]
         rows.extend(bench.rows_for(grid, labels[item.setting.name], label))
     results = collect(cells, rows, lambda c: run_key("pretraining", c.variant, c.config, labels[c.variant], label).digest())
-    table = study.results_table(settings, datasets, results, label)
+    table = report.results_table(settings, datasets, results, label)
     seconds = time.perf_counter() - started
     text = f"## Pretraining budget\n\n{budget_text}\n\n## Fine-tuned test scores\n\n{table}"
-    written = study.write_report(runs_dir, f"ablation-pretraining-{label}", text, settings, datasets, results, plans)
+    written = report.write_report(runs_dir, f"ablation-pretraining-{label}", text, settings, datasets, results, plans)
     return StudyOutcome(table, list(written), list(bench.failures), seconds)

@@ -38,8 +38,6 @@ from blurbkit.pretrain.corpus import corpus_files
 from blurbkit.pretrain.data import (
     Collator,
     MaskingConfig,
-    TokenCache,
-    build_token_cache,
     check_max_length,
     check_whole_words,
     make_examples,
@@ -47,6 +45,7 @@ from blurbkit.pretrain.data import (
 )
 from blurbkit.pretrain.loop_state import DataOrder, TrainLog, truncate_log
 from blurbkit.pretrain.objectives import Objective, get_objective, resolve_objective
+from blurbkit.pretrain.token_cache import TokenCache, build_token_cache
 from blurbkit.runtime.allocator import tune_allocator
 from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.dropout import fast_dropout

@@ -116,7 +116,7 @@ def pieces(tokenizer, term: str) -> list[str]:
 
 def pieces_per_word(tokenizer, sentences: Iterable[str]) -> dict[str, float]:
     """Average WordPiece pieces per pre-tokenised word (BERT pre-tokeniser: whitespace + punctuation)."""
-    from blurbkit.pretrain.data import plain_backend
+    from blurbkit.pretrain.token_cache import plain_backend
 
     backend = plain_backend(tokenizer)
     words = tokens = unknown = 0

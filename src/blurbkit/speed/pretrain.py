@@ -166,8 +166,9 @@ def bench_pretrain(corpus: list[str], tokenizer: str = "default", preset: str = 
 
     from blurbkit.models.loading import default_model_dir
     from blurbkit.pretrain.config import build_config
-    from blurbkit.pretrain.data import Collator, build_token_cache, make_examples
+    from blurbkit.pretrain.data import Collator, make_examples
     from blurbkit.pretrain.loop_state import DataOrder
+    from blurbkit.pretrain.token_cache import build_token_cache
     from blurbkit.pretrain.vocab import load_any_tokenizer
     from blurbkit.runtime.precision import autocast_dtype, dtype_name
     from blurbkit.train.provenance import library_versions

@@ -14,7 +14,8 @@ from blurbkit.errors import BlurbkitError
 if TYPE_CHECKING:
     from torch import nn
 
-    from blurbkit.pretrain.data import Collator, TokenCache
+    from blurbkit.pretrain.data import Collator
+    from blurbkit.pretrain.token_cache import TokenCache
 
 
 class Objective:

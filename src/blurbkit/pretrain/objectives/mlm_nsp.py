@@ -8,9 +8,10 @@ from typing import Any
 
 from torch import nn
 
-from blurbkit.pretrain.data import TokenCache, check_nsp_corpus, nsp_pair_notes
+from blurbkit.pretrain.data import check_nsp_corpus, nsp_pair_notes
 from blurbkit.pretrain.objectives.base import Objective, from_pretrained
 from blurbkit.pretrain.objectives.mlm import MaskedLMModule
+from blurbkit.pretrain.token_cache import TokenCache
 
 
 class MaskedLMWithNSPModule(MaskedLMModule):

@@ -14,8 +14,9 @@ from typing import Any
 
 from torch import nn
 
-from blurbkit.pretrain.data import TokenCache, check_nsp_corpus, nsp_pair_notes
+from blurbkit.pretrain.data import check_nsp_corpus, nsp_pair_notes
 from blurbkit.pretrain.objectives.mlm import MaskedLM, MaskedLMModule
+from blurbkit.pretrain.token_cache import TokenCache
 
 
 class PairedMaskedLMModule(MaskedLMModule):
