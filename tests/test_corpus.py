@@ -9,7 +9,8 @@ import pytest
 
 from blurbkit.cli.main import main
 from blurbkit.errors import BlurbkitError
-from blurbkit.pretrain.corpus import build_corpus, iter_documents
+from blurbkit.pretrain.corpus import iter_documents
+from blurbkit.pretrain.corpus_build import build_corpus
 from blurbkit.pretrain.select import TermMatcher, load_topic_terms, select_corpus, topic_parts
 from blurbkit.pretrain.testsets import TestIndex
 from blurbkit.pretrain.text import normalize, split_sentences, text_key

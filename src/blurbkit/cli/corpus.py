@@ -53,7 +53,7 @@ def _report_path(args: argparse.Namespace) -> Path:
 
 def run_build(args: argparse.Namespace) -> int:
     from blurbkit.fileio import write_json
-    from blurbkit.pretrain.corpus import build_corpus
+    from blurbkit.pretrain.corpus_build import build_corpus
     from blurbkit.pretrain.testsets import build_test_index, default_data_dir
 
     index = None

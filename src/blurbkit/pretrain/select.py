@@ -28,7 +28,8 @@ from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_write
-from blurbkit.pretrain.corpus import corpus_writer, iter_documents
+from blurbkit.pretrain.corpus import iter_documents
+from blurbkit.pretrain.corpus_build import corpus_writer
 from blurbkit.pretrain.text import word_tokens
 
 TOPIC_SOURCES = {
