@@ -70,15 +70,8 @@ def run(args: argparse.Namespace) -> int:
         budget_profile,
         model_label,
     )
-    from blurbkit.experiments.stilt import (
-        StiltPlan,
-        collect,
-        head_lines,
-        run_in_process,
-        stilt_table,
-        stored_digests,
-        write_stilt_report,
-    )
+    from blurbkit.experiments.stilt import StiltPlan, collect, head_lines, run_in_process, stored_digests
+    from blurbkit.experiments.stilt_report import stilt_table, write_stilt_report
     from blurbkit.models.loading import resolve_model_dir
     from blurbkit.store.results import ResultsStore
 

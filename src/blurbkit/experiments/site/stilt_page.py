@@ -4,7 +4,7 @@ Per (model, budget): rows = target tasks, columns = the baseline and each interm
 dataset title); a cell = the target's test score after that intermediate task, mean ± std over
 seeds, and its difference from the target's baseline over the same seeds with a paired-bootstrap
 95% interval over the target's test units (experiments/compare.py) where the run directories and
-test data are here; the colour-coded heatmap of experiments/stilt.py (gain blue, loss orange).
+test data are here; the colour-coded heatmap of experiments/stilt_report.py (gain blue, loss orange).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.experiments import stilt
+from blurbkit.experiments import stilt, stilt_report
 from blurbkit.experiments.compare import DatasetComparison, compare_cells
 from blurbkit.experiments.leaderboard import Cell, make_cell
 from blurbkit.experiments.site.context import Site, slug
@@ -199,7 +199,7 @@ class StiltPage(StudyPage):
         cells = heatmap_cells(m)
         if any(source is not None for _, source in cells):
             file, src = site.img(f"stilt-heatmap-{number}.svg")
-            fig = stilt.heatmap_figure(m.targets, m.sources, cells, f"STILT, {name}, {m.budget}: target score and Δ from baseline")
+            fig = stilt_report.heatmap_figure(m.targets, m.sources, cells, f"STILT, {name}, {m.budget}: target score and Δ from baseline")
             save_figure(fig, file)
             parts.append(figure(src, "Each cell: the target's mean test score and its difference from the baseline "
                                 "(gain blue, loss orange, saturation = size of the change; † = failed seeds).",

@@ -1,0 +1,147 @@
+"""STILT's tables: the target x intermediate matrix (md, csv) and its heatmap, from the cells
+``stilt.collect`` builds."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from blurbkit.experiments.stilt import Cell, StiltPlan
+from blurbkit.fileio import atomic_write
+from blurbkit.tasks.registry import get_dataset
+
+
+def stilt_table(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell]) -> str:
+    """The paper's Tables 2-3: rows = targets, columns = the baseline, then each intermediate task;
+    a cell = the target's test score after that intermediate task (mean over seeds) and its
+    difference from the baseline."""
+    def title(name: str) -> str:
+        spec = get_dataset(name)
+        return f"{spec.title} ({spec.task.title.lower()})"
+
+    header = ["target \\ intermediate", "none (baseline)", *(get_dataset(s).title for s in plan.sources)]
+    lines = [f"| {' | '.join(header)} |", "|---" * len(header) + "|"]
+    for target in plan.targets:
+        base = cells.get((target, None))
+        row = [title(target), f"{base.mean:.2f} ± {base.std:.2f}{_short(base, plan.seeds)}" if base else "—"]
+        for source in plan.sources:
+            cell = cells.get((target, source))
+            if source == target:
+                row.append("·")
+            elif cell is None:
+                row.append("—")
+            else:
+                diff = "" if cell.diff is None else f" ({cell.diff:+.2f})"
+                row.append(f"{cell.mean:.2f}{diff}{_short(cell, plan.seeds)}")
+        lines.append(f"| {' | '.join(row)} |")
+    lines += ["", f"Cells: the target's test score after fine-tuning on the intermediate task first (mean over "
+              f"{plan.seeds} seed(s); each seed's target run starts from that seed's intermediate encoder), and in "
+              "brackets the difference from the baseline (no intermediate task). The encoder transfers; the "
+              "intermediate task's featurizer and head are dropped and the target's are built new, across task "
+              "types and within one. †k: k of the seeds are failed runs, no better than the trivial predictor "
+              "(majority class, no entity; docs/ARCHITECTURE.md, Failed runs)."]
+    if plan.budget != "full":
+        lines.append(f"BUDGET RUN ({plan.budget}): small training subsets and few epochs on CPU; not comparable to "
+                     "the paper's numbers, only its directions.")
+    return "\n".join(lines)
+
+
+def _short(cell: Cell, seeds: int) -> str:
+    failed = f" †{cell.failed}" if cell.failed else ""
+    return failed + ("" if len(cell.scores) == seeds else f" [n={len(cell.scores)}]")
+
+
+def stilt_csv(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell]) -> list[list[str]]:
+    rows = [["target", "target_task", "intermediate", "intermediate_task", "n", "failed", "mean", "std", "baseline", "diff",
+             "seed_scores"]]
+    for target in plan.targets:
+        for source in [None, *plan.sources]:
+            cell = cells.get((target, source))
+            if cell is None or source == target:
+                continue
+            rows.append([target, get_dataset(target).task_type, source or "", get_dataset(source).task_type if source else "",
+                         str(len(cell.scores)), str(cell.failed), f"{cell.mean:.4f}", f"{cell.std:.4f}",
+                         "" if cell.baseline is None else f"{cell.baseline:.4f}",
+                         "" if cell.diff is None else f"{cell.diff:.4f}", " ".join(f"{s:.4f}" for s in cell.scores)])
+    return rows
+
+
+def stilt_heatmap(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell], title: str, paths: Sequence[Path]) -> None:
+    """The heatmap of `heatmap_figure` as png/svg files."""
+    import matplotlib.pyplot as plt
+
+
+    fig = heatmap_figure(plan.targets, plan.sources, cells, title)
+    for path in paths:
+        with atomic_write(path, "wb") as handle:
+            fig.savefig(handle, format=path.suffix.lstrip("."), dpi=130)
+    plt.close(fig)
+
+
+def heatmap_figure(targets: Sequence[str], sources: Sequence[str], cells: dict[tuple[str, str | None], Cell],
+                   title: str) -> Any:
+    """Differences from the baseline: gain blue, loss orange, saturation = size of the change
+    (symmetric scale around 0); each cell also shows the score. Rows = targets, columns = the
+    intermediate tasks by dataset title; a matplotlib figure (the caller saves and closes it)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.colors import LinearSegmentedColormap, TwoSlopeNorm
+
+    diffs = np.full((len(targets), len(sources)), np.nan)
+    for i, target in enumerate(targets):
+        for j, source in enumerate(sources):
+            cell = cells.get((target, source))
+            if cell is not None and cell.diff is not None and source != target:
+                diffs[i, j] = cell.diff
+    largest = float(np.nanmax(np.abs(diffs))) if np.isfinite(diffs).any() else 1.0
+    largest = max(largest, 0.5)  # a matrix of tiny changes stays pale instead of saturating
+    colours = LinearSegmentedColormap.from_list("loss_gain", ["#d95f02", "#ffffff", "#1f5fa8"])
+    colours = colours.with_extremes(bad="#dddddd")
+    fig, ax = plt.subplots(figsize=(1.5 + 1.25 * len(sources), 1.2 + 0.65 * len(targets)))
+    image = ax.imshow(np.ma.masked_invalid(diffs), cmap=colours, norm=TwoSlopeNorm(0.0, -largest, largest), aspect="auto")
+    for i, target in enumerate(targets):
+        for j, source in enumerate(sources):
+            cell = cells.get((target, source))
+            if source == target or cell is None:
+                ax.text(j, i, "—", ha="center", va="center", color="#666666")
+                continue
+            diff = "" if cell.diff is None else f"\n{cell.diff:+.1f}"
+            strong = cell.diff is not None and abs(cell.diff) > 0.6 * largest
+            ax.text(j, i, f"{cell.mean:.1f}{'†' if cell.failed else ''}{diff}", ha="center", va="center", fontsize=8,
+                    color="white" if strong else "black")
+    base = {t: cells[(t, None)].mean for t in targets if (t, None) in cells}
+    ax.set_yticks(range(len(targets)),
+                  [f"{get_dataset(t).title} (base {base[t]:.1f})" if t in base else get_dataset(t).title for t in targets])
+    ax.set_xticks(range(len(sources)), [get_dataset(s).title for s in sources], rotation=30, ha="right")
+    ax.set_xlabel("intermediate task")
+    ax.set_ylabel("target task")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(image, ax=ax, label="difference from baseline (points)")
+    fig.tight_layout()
+    return fig
+
+
+def write_stilt_report(out_dir: Path, name: str, table: str, plan: StiltPlan,
+                       cells: dict[tuple[str, str | None], Cell], title: str) -> list[Path]:
+
+    from blurbkit.fileio import atomic_write
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / f"{name}.md", out_dir / f"{name}.csv"]
+    with atomic_write(written[0]) as handle:
+        handle.write(table + "\n")
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(stilt_csv(plan, cells))
+    with atomic_write(written[1]) as handle:
+        handle.write(buffer.getvalue())
+    if any(source is not None for _, source in cells):
+        pictures = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
+        stilt_heatmap(plan, cells, title, pictures)
+        written += pictures
+    return written
