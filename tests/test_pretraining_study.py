@@ -116,4 +116,7 @@ def test_bad_study_input_is_one_line(corpus, tmp_path, capsys):
     assert "--pretrain-steps must be at least 1" in capsys.readouterr().err
     assert main([*options, "--generator-size", "2"]) == 2
     assert "--generator-size 2" in capsys.readouterr().err
+    # Without ELECTRA too: the size is part of every model's digest.
+    assert main([*options, "--variants", "standard,mlm-only", "--generator-size", "2"]) == 2
+    assert "--generator-size 2" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "pretraining" / "models").exists()

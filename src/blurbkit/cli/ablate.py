@@ -179,7 +179,7 @@ def report(outcome: Any, work: str) -> int:
     """A study's table and wall time on stdout, its files and failures on stderr; exit 1 if any run failed."""
     print(outcome.table)
     print(f"wall time: {outcome.seconds:.0f} s for {work}")
-    for path in outcome.written:
+    for path in outcome.write():
         print(f"blurbkit: wrote {path}", file=sys.stderr)
     for failure in outcome.failures:
         print(f"failed: {failure}", file=sys.stderr)

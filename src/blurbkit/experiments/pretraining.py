@@ -99,6 +99,9 @@ class Budget:
     max_docs: int | None = None
 
     def check(self) -> None:
+        from blurbkit.pretrain.objectives.electra import check_generator_size
+
+        check_generator_size(self.generator_size)  # part of every model's digest, so refused even without ELECTRA
         for name in ("steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise BlurbkitError(f"--pretrain-{name.replace('_', '-')} must be at least 1")

@@ -17,9 +17,10 @@ from blurbkit.experiments.stability import Cell, collect
 @dataclass
 class StudyOutcome:
     table: str  # the study's table (markdown), as printed
-    written: list[Path]  # the report files
     failures: list[str]  # runs that failed, one line each
     seconds: float  # wall time of the work done now
+    write: Callable[[], list[Path]]  # writes the report files (md/csv/png), returns them: called after the
+    # table is shown, so a full disk at the end of a long study still leaves the table on screen
 
 
 def run_stability_study(study: Any, variants: Sequence[Any], cells: Sequence[Cell], searches: Sequence[Any],
@@ -54,10 +55,14 @@ def run_stability_study(study: Any, variants: Sequence[Any], cells: Sequence[Cel
     if searches:
         table += f"\n\n{search_section(done.choices)}\n\nEvery grid point's dev scores: {name}-grid.csv"
     seconds = time.perf_counter() - started
-    written = write_stability_report(runs_dir, name, table, study, results, variants)
-    if searches:
-        written.append(write_grid_csv(runs_dir / f"{name}-grid.csv", study.name, done.choices))
-    return StudyOutcome(table, written, list(failures), seconds)
+
+    def write() -> list[Path]:
+        written = write_stability_report(runs_dir, name, table, study, results, variants)
+        if searches:
+            written.append(write_grid_csv(runs_dir / f"{name}-grid.csv", study.name, done.choices))
+        return written
+
+    return StudyOutcome(table, list(failures), seconds, write)
 
 
 def run_pretraining_study(budget: Any, settings: Sequence[Any], datasets: Sequence[str], seeds: int,
@@ -93,5 +98,8 @@ def run_pretraining_study(budget: Any, settings: Sequence[Any], datasets: Sequen
     table = report.results_table(settings, datasets, results, label)
     seconds = time.perf_counter() - started
     text = f"## Pretraining budget\n\n{budget_text}\n\n## Fine-tuned test scores\n\n{table}"
-    written = report.write_report(runs_dir, f"ablation-pretraining-{label}", text, settings, datasets, results, plans)
-    return StudyOutcome(table, list(written), list(bench.failures), seconds)
+
+    def write() -> list[Path]:
+        return list(report.write_report(runs_dir, f"ablation-pretraining-{label}", text, settings, datasets, results, plans))
+
+    return StudyOutcome(table, list(bench.failures), seconds, write)

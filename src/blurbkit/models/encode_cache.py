@@ -3,7 +3,7 @@
 The key covers everything the examples depend on: the tokenizer (its full serialised form,
 vocabulary and added tokens included), the transform and the source of its module, the maximum
 length and the records themselves. Entries are JSON (no pickles) under
-``$BLURBKIT_HOME/cache/encoded/``; an unreadable entry is recomputed, never trusted.
+``$BLURBKIT_CACHE/encoded/`` (default cache: ``$BLURBKIT_HOME/cache``); an unreadable entry is recomputed, never trusted.
 """
 
 from __future__ import annotations

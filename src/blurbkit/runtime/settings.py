@@ -22,6 +22,6 @@ class RuntimeSettings:
     fast_dropout: bool = True  # CPU training: dropout masks from numpy's SFC64, ~4x faster than torch's (runtime/dropout.py)
     compile: bool = False  # torch.compile the model (needs a C++ compiler on CPU; pays only on long runs)
     threads: int | None = None  # torch intra-op threads; None = torch's default (one per physical core)
-    encode_cache: bool = True  # keep tokenised splits on disk under $BLURBKIT_HOME/cache/encoded
+    encode_cache: bool = True  # keep tokenised splits on disk under $BLURBKIT_CACHE/encoded
     progress: bool = True  # progress bars
     checkpoint_every: int | None = None  # fine-tuning: a checkpoint every N optimizer steps too (always: every epoch's end)

@@ -96,11 +96,12 @@ def heldout_loss(model: Any, batches: list[dict[str, Any]]) -> float | None:
     if not batches:
         return None
     model = model.float().eval()
+    device = next(model.parameters()).device  # the Trainer moves its model to the GPU
     total, count = 0.0, 0
     with torch.inference_mode():
         for batch in batches:
             n = int((batch["labels"] != -100).sum())
-            total += float(model(**batch).loss) * n
+            total += float(model(**{k: v.to(device) for k, v in batch.items()}).loss) * n
             count += n
     return total / count if count else None
 
@@ -199,10 +200,12 @@ def bench_pretrain(corpus: list[str], tokenizer: str = "default", preset: str = 
             result["peak_skipped"] = skipped
         hf = run_hf(config, tok, features, batch_size=batch_size, steps=steps, lr=lr, warmup=warmup, seed=seed,
                     mask_rate=mask_rate, out=root / "hf")
+        hf["heldout"] = heldout_loss(hf.pop("model"), batches)  # then the model goes, before blurbkit's side
         release_memory()
         ours = run_blurbkit(corpus, tokenizer_dir, preset, max_docs=max_docs, max_length=max_length, batch_size=batch_size,
                             steps=steps, lr=lr, warmup=warmup, seed=seed, mask_rate=mask_rate, cache_dir=root / "cache",
                             out=root / "blurbkit")
+        ours["heldout"] = heldout_loss(ours.pop("model"), batches)
     # The peak again after both sides, the better of the two kept: on a shared machine one short
     # timing can land in someone else's burst (measured here once: bf16 below fp32, MFU above 1).
     after, _ = measure_peaks(peak_seconds, peak_size)
@@ -221,7 +224,7 @@ def bench_pretrain(corpus: list[str], tokenizer: str = "default", preset: str = 
             "precision": dtype, "mlm_loss_first": round(side["losses"][0], 4),
             f"mlm_loss_last{loss_window}": round(_last_losses(side["losses"], loss_window), 4),
             "mfu": round(flops / side["seconds"] / (peak * 1e9), 4) if peak else None, "mfu_peak": dtype,
-            "heldout_mlm_loss": _rounded(heldout_loss(side["model"], batches)),
+            "heldout_mlm_loss": _rounded(side["heldout"]),
         }
     result["tokens_per_s_ratio"] = round(result["blurbkit"]["tokens_per_s"] / result["trainer"]["tokens_per_s"], 2)
     result["machine"]["load_average_end"] = machine_info()["load_average"]
