@@ -93,6 +93,10 @@ def test_good_files_prepare(tmp_path, capsys):
     assert main(["prepare", "--out", str(tmp_path / "out"), "--datasets", names]) == 0, (
         capsys.readouterr().err
     )
+    # The control case of the table below: every good file was read, as one record per split.
+    for fmt in GOOD:
+        for split in ("train", "dev", "test"):
+            assert len(load_split(f"bad_{fmt}", split, str(tmp_path / "out"))) == 1, (fmt, split)
 
 
 @pytest.mark.parametrize(("case", "fmt", "bad", "line", "message"), CASES, ids=[c[0] for c in CASES])

@@ -4,6 +4,7 @@ Trainer) and blurbkit's pretraining on the same sequences, in one process; a few
 from __future__ import annotations
 
 import json
+import math
 import random
 
 import numpy as np
@@ -33,12 +34,13 @@ def test_bench_pretrain_reports_both_sides(tmp_path, capsys):
     assert result == json.loads((tmp_path / "results" / "speed_pretrain_tiny.json").read_text())
     for side in ("trainer", "blurbkit"):
         assert result[side]["tokens_per_s"] > 0 and result[side]["mlm_loss_last5"] > 0
-        assert result[side]["mfu"] is None or 0 < result[side]["mfu"] < 1
+        assert 0 < result[side]["mfu"] < 1  # the peaks are measured in the run (--peak-seconds)
     assert result["trainer"]["precision"] == "fp32"
     # What both learned, on the same held-out sequences and masks (their training tasks differ).
     assert result["heldout_sequences"] > 0
-    for side in ("trainer", "blurbkit"):
-        assert 0 < result[side]["heldout_mlm_loss"] < 20
+    vocabulary = len(json.loads((tmp_path / "vocab" / "tokenizer.json").read_text())["model"]["vocab"])
+    for side in ("trainer", "blurbkit"):  # near a uniform guess after two steps, far from a blown-up model
+        assert 0 < result[side]["heldout_mlm_loss"] < 2 * math.log(vocabulary)
     assert "held-out MLM loss on the same" in err
     assert result["tokens_per_s_ratio"] == round(result["blurbkit"]["tokens_per_s"] / result["trainer"]["tokens_per_s"], 2)
     assert "tokens/s: Trainer" in err and "MLM loss after 2 steps" in err

@@ -86,7 +86,7 @@ def test_budget_flags_make_a_labelled_budget_run(fake_runs, tmp_path, capsys, fl
         assert footer == []
     else:
         assert footer[0].startswith(f"BUDGET RUN ({budget}): ")
-    assert (runs / f"benchmark-{budget}.md").is_file()
+    assert (runs / f"benchmark-{budget}.md").read_text().startswith("| dataset |")
 
 
 def test_a_dataset_trained_on_locally_deviating_data_is_labelled_in_the_table():

@@ -62,8 +62,7 @@ def test_pubtator_round_trip_is_byte_identical(tmp_path):
 
 def test_pubtator_round_trip_of_real_bc5cdr_documents(shared_data, tmp_path):
     path = shared_data / "pubmed_text" / "aioner_pubtator" / "BC5CDR_TrainDev.PubTator.gz"
-    if not path.is_file():
-        pytest.skip(f"{path} is not in the data folder")
+    assert path.is_file(), f"{path} is not in the data folder (the distribution has it)"
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         text = handle.read()
     first = "".join(block + "\n\n" for block in text.split("\n\n")[:25])  # 25 documents, read at test time

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
+import torch
 
 from blurbkit.cli.main import main
 from blurbkit.models.tiny import build_tiny_bert
@@ -46,7 +48,9 @@ def test_each_task_type_trains_and_scores(dataset, extra, tiny_model, shared_dat
         **extra,
     )
     assert metrics["dataset"] == dataset
-    assert isinstance(metrics["test"]["score"], float)
+    score = metrics["test"]["score"]
+    assert isinstance(score, float) and math.isfinite(score)
+    assert (-1.0 if dataset == "biosses" else 0.0) <= score <= 1.0  # a fraction (Pearson: -1..1)
     assert (out / "metrics.json").is_file() and (out / "run.json").is_file()
     run = json.loads((out / "run.json").read_text())
     assert run["data_sha256"]["train"] and run["versions"]["torch"].startswith("2.13")
@@ -57,6 +61,16 @@ def test_each_task_type_trains_and_scores(dataset, extra, tiny_model, shared_dat
     from transformers import AutoModel
 
     AutoModel.from_pretrained(out / "model")
+    # ... and training moved it
+    from safetensors.torch import load_file
+
+    before, after = load_file(str(tiny_model / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
+
+    def query(weights):
+        (name,) = [n for n in weights if n.endswith("layer.0.attention.self.query.weight")]
+        return weights[name]
+
+    assert not torch.equal(query(before), query(after))
 
 
 def test_saved_predictions_rescore_to_the_runs_own_metrics(tiny_model, shared_data, tmp_path, capsys):

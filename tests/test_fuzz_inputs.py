@@ -824,7 +824,9 @@ def test_user_dataset_toml_fuzz(data):
         toml.write_bytes(content)
         rc, err, out = prepare(root, "fz_toml")
         if rc == 0 and "fz_toml" in json.loads((out / "manifest.json").read_text("utf-8"))["skipped"]:
-            pass  # e.g. the source line dropped: skipped as "no --source given", as for any dataset without one
+            # e.g. the source line dropped: skipped as "no --source given", as for any dataset without one;
+            # a skip is earned only when the TOML no longer names the dataset's own folder
+            assert f'source = "{root / "fz_toml"}"'.encode() not in content, kind
         elif rc == 0:
             records = prepared_records(out, "fz_toml")
             assert all(r["tokens"] != ["secret"] for split in records.values() for r in split), kind

@@ -139,8 +139,7 @@ def test_modes_and_continual(setup, tmp_path):
         AutoTokenizer.from_pretrained(str(tmp_path / "nsp")).get_vocab()
 
 
-def test_bad_input(setup, tmp_path):
-    from blurbkit.models.loading import default_model_dir
+def test_bad_input(setup, tmp_path, capsys):
     from blurbkit.models.tiny import build_tiny_bert
 
     root, corpus, vocab, config = setup
@@ -149,7 +148,7 @@ def test_bad_input(setup, tmp_path):
         pretrain(_cfg(setup, tmp_path / "x", from_scratch=None, init=str(tiny)))
     empty = tmp_path / "empty.txt"
     empty.write_text("\n\n", encoding="utf-8")
-    with pytest.raises(BlurbkitError):
+    with pytest.raises(BlurbkitError, match="the corpus has no text"):
         pretrain(_cfg(setup, tmp_path / "y", corpus=[str(empty)]))
     bad_config = tmp_path / "bad.json"
     bad_config.write_text(json.dumps(dict(MICRO, vocab_size=999)), encoding="utf-8")
@@ -157,7 +156,8 @@ def test_bad_input(setup, tmp_path):
         pretrain(_cfg(setup, tmp_path / "z", from_scratch=str(bad_config)))
     assert main(["pretrain", "--corpus", str(corpus), "--from-scratch", "huge", "--tokenizer", str(vocab),
                  "--out", str(tmp_path / "w")]) == 2
-    assert default_model_dir().is_dir()
+    assert "--from-scratch 'huge' is neither a preset" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
 
 
 def test_checkpoint_failures(setup, tmp_path, monkeypatch):

@@ -236,7 +236,7 @@ def test_failed_selection_runs_tried_again_are_waited_for_not_counted_as_errored
         return train(config)
 
     monkeypatch.setattr(module, "run_finetune", failing)
-    main(_argv(fake.model, tmp_path / "runs", "--keep-going", *extra))
+    assert main(_argv(fake.model, tmp_path / "runs", "--keep-going", *extra)) == 1  # failed runs: exit 1
     assert "chose lr 5e-05" in capsys.readouterr().err  # from the runs that did not fail
     monkeypatch.setattr(module, "run_finetune", train)
     assert main(_argv(fake.model, tmp_path / "runs", *extra)) == 0

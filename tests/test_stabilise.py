@@ -80,3 +80,17 @@ def test_finetune_cli_applies_the_layer_options(model_dir, shared_data, tmp_path
     assert json.loads((out / "model" / "config.json").read_text())["num_hidden_layers"] == 3
     run = json.loads((out / "run.json").read_text())["config"]
     assert run["layer_decay"] == 0.9 and run["reinit_layers"] == 1 and run["freeze_lower_half"] is True
+    # Applied, not only recorded: the frozen embeddings and lowest block come out as pretrained, the
+    # re-initialised (and trained) top block does not.
+    from safetensors.torch import load_file
+
+    before, after = load_file(str(model_dir / "model.safetensors")), load_file(str(out / "model" / "model.safetensors"))
+
+    def weight(weights, suffix):
+        (name,) = [n for n in weights if n.endswith(suffix)]
+        return weights[name]
+
+    for suffix in ("embeddings.word_embeddings.weight", "layer.0.attention.self.query.weight"):
+        assert torch.equal(weight(before, suffix), weight(after, suffix)), suffix
+    for suffix in ("layer.1.attention.self.query.weight", "layer.2.attention.self.query.weight"):
+        assert not torch.equal(weight(before, suffix), weight(after, suffix)), suffix
