@@ -47,3 +47,13 @@ def test_no_branch_on_an_objective_or_reader_name_outside_its_registry():
             if PART_BRANCH.search(line):
                 offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert not offenders, "branch on a part's name outside its registry:\n" + "\n".join(offenders)
+
+
+def test_reading_a_results_store_needs_no_torch():
+    """The report site and `blurbkit compare` read stores and run directories: importing them must not
+    import torch or the training loop (they start in a second, and run where no torch is installed)."""
+    code = ("import sys, blurbkit.experiments.site.build, blurbkit.experiments.compare; "
+            "print(sorted(m for m in ('torch', 'transformers', 'blurbkit.models', 'blurbkit.train.engine') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.models.loading import DEFAULT_STORE_LABEL
+from blurbkit.store.labels import DEFAULT_STORE_LABEL
 from blurbkit.store.results import ResultsStore, RunKey
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.provenance import blurbkit_commit

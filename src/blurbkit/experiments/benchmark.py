@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from blurbkit.data.prepare import DEVIATION
 from blurbkit.errors import BlurbkitError
-from blurbkit.models.loading import store_label
+from blurbkit.store.labels import store_label
 from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
 from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import blurb_datasets, get_dataset

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.experiments.cost_table import MACHINE_KEYS, PAPER_SETTING, STUDY
-from blurbkit.models.loading import DEFAULT_STORE_LABEL
+from blurbkit.store.labels import DEFAULT_STORE_LABEL
 from blurbkit.store.results import ResultsStore, RunKey
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.provenance import blurbkit_commit
+
+STUDY = "cost"
+PAPER_SETTING = {"epochs": 3, "batch_size": 32, "max_length": 128}
+MACHINE_KEYS = ("cpu", "device", "torch_threads")  # in a row's settings: what makes it another machine
 
 
 def cost_key(dataset: str, model: str, row: dict[str, Any], machine: dict[str, Any]) -> RunKey:

@@ -14,17 +14,21 @@ this one measures. It reuses cost.py's `split_sizes` for the size of the whole t
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.cost import split_sizes
-from blurbkit.fileio import atomic_write
+from blurbkit.experiments.cost_report import (  # noqa: F401 (the cost command's tables, re-exported)
+    PUBLISHED,
+    cost_figure,
+    cost_table,
+    duration,
+    plot_cost,
+    write_cost_report,
+)
+from blurbkit.experiments.cost_store import MACHINE_KEYS, PAPER_SETTING, STUDY  # noqa: F401 (part of this module's interface)
 from blurbkit.models.build import make_recipe
 from blurbkit.models.encoding import encode
 from blurbkit.models.loading import load_tokenizer, resolve_model_dir, store_label
@@ -36,15 +40,9 @@ from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.run import run_finetune
 from blurbkit.train.splits import load_splits
 
-STUDY = "cost"
-PAPER_SETTING = {"epochs": 3, "batch_size": 32, "max_length": 128}
-MACHINE_KEYS = ("cpu", "device", "torch_threads")  # in a row's settings: what makes it another machine
 EVAL_EXAMPLES = 32  # dev and test subsamples: the run must score something, the table times training only
 DEFAULT_ALIASES = ("minilm", "default")
 
-# BioM-Transformers Table 3, if its values are ever added to SPEC.md: (model, hardware, seconds per epoch).
-# SPEC.md §7-8 give none, so the table prints that instead of numbers.
-PUBLISHED: list[tuple[str, str, float]] = []
 
 
 @dataclass(frozen=True)
@@ -126,92 +124,6 @@ def train_tokens(config: FinetuneConfig) -> int:
     recipe = make_recipe(spec, codec, hyper.max_length, train_records=splits.train)
     encoded = encode(splits.train, codec, recipe, load_tokenizer(directory), cache=True)
     return sum(len(example["input_ids"]) for example in encoded.examples)
-
-
-def duration(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{seconds / 3600:.2f} h"
-    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
-
-
-def cost_table(dataset: str, rows: Sequence[dict[str, Any]], machine: dict[str, Any]) -> str:
-    title = get_dataset(dataset).title
-    lines = ["| model | weights | parameters | time per epoch | 3 epochs | train examples/s | tokens/s | peak memory (MB) | timed on |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        timed = f"{r['train_examples_timed']} of {r['train_split']} × {r['epochs_timed']} ep" + (" (extrapolated)" if r["extrapolated"] else "")
-        lines.append(f"| {r['model']} | {r['weights']} | {r['parameters'] / 1e6:.1f} M | {duration(r['epoch_seconds'])} | "
-                     f"{duration(r['three_epoch_seconds'])} | {r['examples_per_second']:.1f} | {r['tokens_per_second']:.0f} | "
-                     f"{r['peak_memory_mb']:.0f} | {timed} |")
-    for model, hardware, seconds in PUBLISHED:
-        lines.append(f"| *{model}, published (BioM-Transformers Table 3, {hardware})* | | | {duration(seconds)} | "
-                     f"{duration(3 * seconds)} | | | | |")
-    threads = machine.get("torch_threads")
-    lines += [
-        "",
-        f"Fine-tuning cost on {title} in the BioM-Transformers Table 3 setting (3 epochs, batch 32, max length 128), "
-        f"measured by blurbkit's engine in {rows[0]['precision'] if rows else '?'} autocast.",
-        f"Hardware: {machine.get('cpu')} ({machine.get('device')}), {machine.get('cpus')} logical CPUs, {threads} torch "
-        f"thread(s); load average {machine.get('load_average')} at the start (a shared machine).",
-        "Time per epoch = the whole train split × the measured seconds per example; '(extrapolated)' rows timed a "
-        "seeded slice. tokens/s counts real subword tokens (no padding); peak memory is the process's resident "
-        "high-water mark during the run (CPU) or peak allocated (GPU).",
-    ]
-    if any(r["weights"].startswith("random") for r in rows):
-        lines.append("Random rows: a randomly initialised encoder of that architecture (no pretrained weights of that "
-                     "size are local); their cost is real, their scores mean nothing.")
-    if not PUBLISHED:
-        lines.append("Published column: SPEC.md §7-8 give no BioM-Transformers Table 3 values, so none are printed here.")
-    return "\n".join(lines)
-
-
-def write_cost_report(out_dir: Path, name: str, table: str, rows: Sequence[dict[str, Any]],
-                      machine: dict[str, Any]) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.md", out_dir / f"{name}.csv", out_dir / f"{name}.png"]
-    with atomic_write(paths[0]) as handle:
-        handle.write(table + "\n")
-    buffer = io.StringIO()
-    fields = list(rows[0]) if rows else []
-    writer = csv.DictWriter(buffer, fieldnames=[*fields, "cpu", "torch_threads"])
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({**{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()},
-                         "cpu": machine.get("cpu"), "torch_threads": machine.get("torch_threads")})
-    with atomic_write(paths[1]) as handle:
-        handle.write(buffer.getvalue())
-    plot_cost(paths[2], rows, machine)
-    return paths
-
-
-def plot_cost(path: Path, rows: Sequence[dict[str, Any]], machine: dict[str, Any]) -> None:
-    import matplotlib.pyplot as plt
-
-    fig = cost_figure(rows, machine)
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
-    plt.close(fig)
-
-
-def cost_figure(rows: Sequence[dict[str, Any]], machine: dict[str, Any]) -> Any:
-    """Minutes per epoch and training tokens/s per model (a figure the caller saves and closes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
-    names = [r["model"] for r in rows]
-    left.bar(names, [r["epoch_seconds"] / 60 for r in rows], color="tab:blue")
-    left.set_ylabel("minutes per epoch")
-    right.bar(names, [r["tokens_per_second"] for r in rows], color="tab:green")
-    right.set_ylabel("tokens/s (training)")
-    for ax in (left, right):
-        ax.tick_params(axis="x", labelsize=8, rotation=15)
-    fig.suptitle(f"fine-tuning cost, batch 32, length 128 — {machine.get('cpu')}, {machine.get('torch_threads')} thread(s)",
-                 fontsize=9)
-    fig.tight_layout()
-    return fig
 
 
 def store_label_of(model: CostModel) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blurbkit.experiments.cost_table import duration
+from blurbkit.experiments.cost_report import duration
 from blurbkit.store.results import FAILED, claim_is_live, read_claims, read_rows
 from blurbkit.train.checkpoint import saved_steps
 from blurbkit.train.heartbeat import FILE_NAME, RunProgress, read_progress

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.store.labels import DEFAULT_STORE_LABEL, store_label  # noqa: F401 (the store's names, re-exported)
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 HEAD_FILE = "blurbkit_head.safetensors"  # a fine-tuned model's featurizer and head (models/model.py), not encoder weights
@@ -128,11 +129,3 @@ def load_encoder(path: Path, **overrides: Any):
         )
     return model
 
-
-DEFAULT_STORE_LABEL = "default (MiniLM-L6-H384)"
-
-
-def store_label(model: str | Path | None) -> str:
-    """The results store's name for an encoder: the embedded default, or the model directory's absolute path."""
-    # `--model default` is the embedded encoder (resolve_model_dir), not a folder named "default".
-    return DEFAULT_STORE_LABEL if model is None or str(model) == "default" else str(Path(model).resolve())
