@@ -4,7 +4,6 @@ the adversarial noise under DDP slicing, and one stop decision for every process
 
 from __future__ import annotations
 
-import json
 import types
 
 import numpy as np
@@ -17,8 +16,6 @@ from blurbkit.pretrain.config import PretrainConfig
 from blurbkit.pretrain.trainer import pretrain
 
 WORDS = ["lymphoma", "insulin", "naloxone", "acetyltransferase", "patients", "treated", "cells", "kinase"]
-MICRO = {"num_hidden_layers": 1, "hidden_size": 16, "num_attention_heads": 2, "intermediate_size": 32,
-         "max_position_embeddings": 64}
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +80,10 @@ def test_nsp_on_mostly_one_sentence_documents_is_a_warning(setup, tmp_path, caps
     assert note.startswith("only 10 % of the 10 segment pairs are true continuations")
     # The run goes on, and says so once.
     root, corpus, vocab, *_ = setup
-    config = tmp_path / "micro.json"
-    config.write_text(json.dumps(MICRO), encoding="utf-8")
     docs = [f"{w} {w} treated cells." for w in WORDS * 6] + ["Insulin treated cells.\nNaloxone kinase patients."]
     lines = tmp_path / "titles.txt"
     lines.write_text("\n\n".join(docs) + "\n", encoding="utf-8")
-    pretrain(PretrainConfig(corpus=[str(lines)], out=str(tmp_path / "out"), tokenizer=str(vocab), from_scratch=str(config),
+    pretrain(PretrainConfig(corpus=[str(lines)], out=str(tmp_path / "out"), tokenizer=str(vocab), from_scratch="tiny",
                             max_length=16, batch_size=2, max_steps=1, objective="mlm_nsp", progress=False))
     assert capsys.readouterr().err.count("segment pairs are true continuations") == 1
 
