@@ -7,6 +7,7 @@ peaks are timed on a small matrix (--peak-size) and only in the dtypes the CPU r
 from __future__ import annotations
 
 import json
+import tempfile
 
 import pytest
 
@@ -31,7 +32,10 @@ def _last_json_line(capsys) -> dict:
 
 
 @pytest.mark.parametrize(("dataset", "task"), [("bc5chem", "token"), ("chemprot", "sequence")])
-def test_bench_speed_reports_both_sides(dataset, task, tiny_model, shared_data, tmp_path, capsys):
+def test_bench_speed_reports_both_sides(dataset, task, tiny_model, shared_data, tmp_path, capsys, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the Trainer's output folder is made
     code = main(["bench", "speed", "--dataset", dataset, "--model", str(tiny_model), "--data", str(shared_data),
                  "--train-examples", "12", "--eval-examples", "6", "--results-dir", str(tmp_path), *PEAK])
     assert code == 0
@@ -45,6 +49,7 @@ def test_bench_speed_reports_both_sides(dataset, task, tiny_model, shared_data, 
     assert result["blurbkit"]["mfu_peak"] == ("bf16" if result["blurbkit"]["precision"] == "bfloat16" else "fp32")
     assert 0 <= result["blurbkit"]["dev_score"] <= 1
     assert json.loads((tmp_path / f"speed_{dataset}.json").read_text()) == result
+    assert not list(scratch.glob("blurbkit_hf_*"))  # the Trainer's output folder is removed, not left in /tmp
 
 
 def test_bench_speed_engine_options_and_blurbkit_only(tiny_model, shared_data, tmp_path, capsys):

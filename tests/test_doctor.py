@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from blurbkit.cli import doctor
 from blurbkit.cli.main import main
+from blurbkit.doctor import disk as doctor_disk
+from blurbkit.doctor import machine as doctor_machine
 from blurbkit.runtime.capability import ENV_CPU_DTYPES, capability
 from blurbkit.tasks.registry import blurb_datasets
 
@@ -84,7 +85,9 @@ def test_bad_model_and_a_broken_check_are_problems_not_tracebacks(monkeypatch, t
         raise RuntimeError("probe exploded\nsecond line")
         yield  # a generator, like the real checks
 
-    monkeypatch.setattr(doctor, "machine_checks", broken)
+    import blurbkit.doctor
+
+    monkeypatch.setattr(blurbkit.doctor, "machine_checks", broken)
     code, out = _doctor(capsys, "--model", str(tmp_path), "--data", str(tmp_path))
     assert code == 1
     assert "!! check failed   RuntimeError: probe exploded" in out and "second line" not in out
@@ -93,14 +96,14 @@ def test_bad_model_and_a_broken_check_are_problems_not_tracebacks(monkeypatch, t
 
 @pytest.mark.parametrize("free", [10 << 30, 100 << 20])
 def test_free_disk_space(monkeypatch, tmp_path, free):
-    monkeypatch.setattr(doctor.shutil, "disk_usage", lambda path: SimpleNamespace(total=2 * free, used=free, free=free))
-    checks = list(doctor.disk_checks(tmp_path / "runs" / "deeper"))
+    monkeypatch.setattr(doctor_disk.shutil, "disk_usage", lambda path: SimpleNamespace(total=2 * free, used=free, free=free))
+    checks = list(doctor_disk.disk_checks(tmp_path / "runs" / "deeper"))
     assert [c.name for c in checks] == ["runs", "cache"]
-    assert {c.status for c in checks} == ({"ok"} if free > doctor.MIN_FREE_BYTES else {"problem"})
+    assert {c.status for c in checks} == ({"ok"} if free > doctor_disk.MIN_FREE_BYTES else {"problem"})
 
 
 def test_memory_line_names_the_usable_memory_and_when_the_heap_goes_back():
-    from blurbkit.cli.doctor import memory_checks
+    from blurbkit.doctor.machine import memory_checks
 
     [check] = memory_checks(state=(4 << 30, 1 << 30, 512 << 20))  # e.g. a container limited to 4 GiB
     assert check.name == "memory" and check.status == "note"
@@ -111,14 +114,13 @@ def test_memory_line_names_the_usable_memory_and_when_the_heap_goes_back():
 def test_the_threads_line_warns_against_the_cores_a_container_allows(monkeypatch):
     import torch
 
-    from blurbkit.cli import doctor
     from blurbkit.runtime import capability
 
     before = torch.get_num_threads()
     monkeypatch.setattr(capability, "cgroup_cpu_limit", lambda: 1.0)  # 1 CPU of however many the host has
     try:
         torch.set_num_threads(2)
-        line = next(c for c in doctor.machine_checks() if c.name == "threads")
+        line = next(c for c in doctor_machine.machine_checks() if c.name == "threads")
     finally:
         torch.set_num_threads(before)
     assert "more than the 1 cores this process may use" in line.detail, line

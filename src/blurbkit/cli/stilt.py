@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from blurbkit.cli.argtypes import positive_int
 from blurbkit.cli.benchmark import add_executor_options, executor_choice, start_executor
@@ -70,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         budget_profile,
         model_label,
     )
-    from blurbkit.experiments.stilt import StiltPlan, collect, head_lines, run_in_process, stored_digests
-    from blurbkit.experiments.stilt_report import stilt_table, write_stilt_report
+    from blurbkit.experiments.stilt import StiltPlan, head_lines, stored_digests
+    from blurbkit.experiments.study_run import run_stilt_study
     from blurbkit.models.loading import resolve_model_dir
     from blurbkit.store.results import ResultsStore
 
@@ -111,24 +110,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"blurbkit: {line}", file=sys.stderr)
     if args.plan:
         return 0
-    started = time.perf_counter()
-    if args.table_only:
-        not_run = []
-    elif executor_name is None:
-        not_run = run_in_process(plan, progress=not args.no_progress)
-    else:
-        from blurbkit.experiments.stilt_sweep import StiltSweep
-
-        executor = start_executor(args, executor_name)
-        not_run = StiltSweep(plan, executor, args.threads_per_run, args.retries, progress=not args.no_progress).run()
-    cells = collect(plan, store.rows(study="stilt", model=label, budget=budget))
-    table = stilt_table(plan, cells)
-    print(table)
-    if not args.table_only:
-        print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
+    executor = None if args.table_only or executor_name is None else start_executor(args, executor_name)
     title = f"STILT, {'default MiniLM' if args.model is None else model_dir.name}, {args.seeds} seed(s), {budget}"
-    for path in write_stilt_report(args.runs_dir, args.report or f"stilt-{budget}", table, plan, cells, title):
+    outcome = run_stilt_study(plan, executor, args.threads_per_run, args.retries, args.runs_dir,
+                              args.report or f"stilt-{budget}", title, args.table_only, progress=not args.no_progress)
+    print(outcome.table)
+    if not args.table_only:
+        print(f"wall time: {outcome.seconds:.0f} s for the runs executed now")
+    for path in outcome.write():
         print(f"blurbkit: wrote {path}", file=sys.stderr)
-    for line in [*bench.failures, *not_run]:
+    for line in outcome.failures:
         print(f"failed: {line}", file=sys.stderr)
-    return 1 if bench.failures or not_run else 0
+    return 1 if outcome.failures else 0

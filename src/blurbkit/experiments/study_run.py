@@ -103,3 +103,31 @@ def run_pretraining_study(budget: Any, settings: Sequence[Any], datasets: Sequen
         return list(report.write_report(runs_dir, f"ablation-pretraining-{label}", text, settings, datasets, results, plans))
 
     return StudyOutcome(table, list(bench.failures), seconds, write)
+
+
+def run_stilt_study(plan: Any, executor: Any, threads_per_run: int, retries: int, runs_dir: Path, report_name: str,
+                    title: str, table_only: bool, progress: bool) -> StudyOutcome:
+    """The STILT pair or matrix (experiments/stilt.py): what the store lacks is trained in this
+    process (`executor` None) or through the local pool / Ray, then the paper's table from every
+    stored run; `table_only` trains nothing. `failures` holds failed runs and those never run."""
+    from blurbkit.experiments.stilt import collect, run_in_process
+    from blurbkit.experiments.stilt_report import stilt_table, write_stilt_report
+
+    started = time.perf_counter()
+    if table_only:
+        not_run: list[str] = []
+    elif executor is None:
+        not_run = run_in_process(plan, progress=progress)
+    else:
+        from blurbkit.experiments.stilt_sweep import StiltSweep
+
+        not_run = StiltSweep(plan, executor, threads_per_run, retries, progress=progress).run()
+    bench = plan.bench
+    cells = collect(plan, bench.store.rows(study="stilt", model=plan.model_label, budget=plan.budget))
+    table = stilt_table(plan, cells)
+    seconds = time.perf_counter() - started
+
+    def write() -> list[Path]:
+        return write_stilt_report(runs_dir, report_name, table, plan, cells, title)
+
+    return StudyOutcome(table, [*bench.failures, *not_run], seconds, write)

@@ -4,6 +4,7 @@ pre-tokenised inputs to predictions in blurbkit's evaluate format, scored by the
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -81,7 +82,8 @@ def run_trainer(work: Workload) -> SideResult:
     labels = list(work.spec.task.codec(work.spec, work.train).labels)
     seed_everything(work.seed)
     allocator = allocator_state()  # this side runs with whatever malloc the process has
-    with peak_memory() as memory:
+    # the Trainer makes its output folder even when it saves nothing: a temporary one, removed after
+    with peak_memory() as memory, tempfile.TemporaryDirectory(prefix="blurbkit_hf_") as workdir:
         if work.task == "token":
             train_features, _ = hf_recipe.token_features(work.train, tokenizer, labels)
             dev_features, firsts = hf_recipe.token_features(work.dev, tokenizer, labels)
@@ -91,7 +93,7 @@ def run_trainer(work: Workload) -> SideResult:
             firsts = None
         run = hf_recipe.train(work.model_dir, work.task, train_features, labels, batch_size=work.batch_size,
                               lr=work.lr, epochs=work.epochs, seed=work.seed, weight_decay=work.weight_decay,
-                              progress=work.progress)
+                              progress=work.progress, workdir=workdir)
         started, cpu = time.perf_counter(), time.process_time()
         predictions = hf_recipe.predict(run, work.task, work.dev, dev_features, firsts)
         eval_seconds, eval_cpu = time.perf_counter() - started, time.process_time() - cpu

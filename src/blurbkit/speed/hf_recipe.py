@@ -12,7 +12,6 @@ with blurbkit's official metric code, so both sides are scored the same way.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,8 +62,9 @@ def sequence_features(records: Sequence[dict], tokenizer: Any, labels: list[str]
 
 
 def train(model_dir: Path, task: str, features: list[dict], labels: list[str], *, batch_size: int, lr: float,
-          epochs: int, seed: int, weight_decay: float, progress: bool) -> HFRun:
-    """Fine-tune with the Trainer; `train_seconds` is the wall time of `trainer.train()`."""
+          epochs: int, seed: int, weight_decay: float, progress: bool, workdir: str) -> HFRun:
+    """Fine-tune with the Trainer; `train_seconds` is the wall time of `trainer.train()`. The Trainer's
+    output folder is `workdir` (the caller's temporary folder: nothing is saved there, but it is made)."""
     from transformers import (
         AutoModelForSequenceClassification,
         AutoModelForTokenClassification,
@@ -87,7 +87,7 @@ def train(model_dir: Path, task: str, features: list[dict], labels: list[str], *
         label2id={label: i for i, label in enumerate(labels)}, use_safetensors=True,
     )
     args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="blurbkit_hf_"),
+        output_dir=workdir,
         per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size,
         learning_rate=lr,

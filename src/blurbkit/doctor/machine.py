@@ -1,0 +1,59 @@
+"""The machine: torch, device, CPU flags, native dtypes, threads, allocator and memory (all notes)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from blurbkit.doctor.check import Check
+
+
+def machine_checks() -> Iterator[Check]:
+    import torch
+
+    from blurbkit.runtime.capability import ENV_CPU_DTYPES, capability, usable_cores
+
+    cap = capability()
+    cpu = cap.cpu
+    yield Check("machine", "torch", "note", torch.__version__)
+    yield Check("machine", "device", "note", cap.device + (f" ({cap.gpu})" if cap.gpu else ""))
+    cores = f"{cap.report()['logical_cpus']} logical CPUs" + (f", {cpu.physical_cores} physical cores" if cpu.physical_cores else "")
+    yield Check("machine", "cpu", "note", f"{cpu.model} ({cores})")
+    yield Check("machine", "flags", "note", " ".join(cap.relevant_flags) or "none of avx2/avx512/amx/bf16/sve")
+    native = ", ".join(cap.native_dtypes)
+    if cap.bf16:
+        native += "  (precision auto = bf16 autocast, fp32 master weights)"
+    else:
+        native += "  (precision auto = fp32: the main job runs, more slowly than on a bf16 CPU)"
+    yield Check("machine", "native dtypes", "note", native)
+    for dtype, why in cap.not_native.items():
+        yield Check("machine", f"no {dtype}", "note", why)
+    if cap.override:
+        yield Check("machine", "override", "note", f"{ENV_CPU_DTYPES}={cap.override} (unset it to use every native dtype)")
+    if cap.isa_limit:
+        yield Check("machine", "isa limit", "note", f"{cap.isa_limit} (oneDNN kept to those instructions)")
+    threads = f"torch {cap.torch_threads}"
+    usable = usable_cores(cpu)  # the affinity mask's cores, at most a container's quota
+    if cap.torch_threads > usable:
+        threads += (f" (more than the {usable} cores this process may use: set OMP_NUM_THREADS to {usable}; "
+                    "blurbkit's own runs lower it under a container quota)")
+    yield Check("machine", "threads", "note", threads)
+    yield Check("machine", "allocator", "note", cap.allocator
+                + ("" if "tuned" in cap.allocator else " (blurbkit tunes glibc malloc itself on its first CPU train/predict)"))
+    yield from memory_checks()
+
+
+def memory_checks(state: Any = None) -> Iterator[Check]:
+    """The memory runs may use (the machine's, or a lower container limit) and when the tuned heap
+    hands freed memory back (runtime/allocator.py: HeapGuard)."""
+    from blurbkit.runtime.allocator import HeapGuard
+    from blurbkit.runtime.capability import memory_state
+
+    found = memory_state() if state is None else state
+    if found is None:
+        return
+    total, available, _ = found
+    guard = HeapGuard()
+    yield Check("machine", "memory", "note",
+                f"{total / 2**30:.1f} GiB usable, {available / 2**30:.1f} GiB available now; a run gives its freed heap "
+                f"back below {guard.min_available:.0%} available or above {guard.max_share:.0%} of it")
