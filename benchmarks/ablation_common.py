@@ -21,6 +21,18 @@ if SHARED_DATA.is_dir():  # so the scripts run from any directory
     os.environ.setdefault("BLURBKIT_DATA", str(SHARED_DATA))
 
 
+def portable_path(arg: str) -> str:
+    """`arg` as a result file records it: a path inside $BLURBKIT_RUNS (when set) as `$BLURBKIT_RUNS/...`,
+    so results name no machine's folders; any other argument as it is."""
+    runs = os.environ.get("BLURBKIT_RUNS")
+    if not runs or not arg.startswith(("/", ".", runs)):
+        return arg
+    root, path = Path(runs).resolve(), Path(arg).resolve()
+    if path == root or root in path.parents:
+        return str(Path("$BLURBKIT_RUNS") / path.relative_to(root))
+    return arg
+
+
 def run_study(study: str, datasets: list[str], variants: list[str], seeds: int, budget: dict[str, int],
               threads: int = 1, extra: list[str] | None = None, tag: str = "") -> int:
     """One `blurbkit ablate` call; results go to benchmarks/results/ablation_<study>[_<tag>].*
@@ -44,7 +56,8 @@ def run_study(study: str, datasets: list[str], variants: list[str], seeds: int, 
     for suffix in ("md", "csv"):
         if (RUNS / f"{name}.{suffix}").is_file():
             shutil.copy(RUNS / f"{name}.{suffix}", RESULTS / f"{result}.{suffix}")
-    info = {"argv": argv, "exit_code": code, "seconds_this_call": round(time.perf_counter() - started, 1),
+    shown = [portable_path(arg) for arg in argv]
+    info = {"argv": shown, "exit_code": code, "seconds_this_call": round(time.perf_counter() - started, 1),
             "budget": budget, "threads": threads, "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
     (RESULTS / f"{result}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return code

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,9 +37,11 @@ def trainer_side(args: argparse.Namespace) -> dict:
     tokenizer = load_tokenizer(model_dir)
     labels = spec.task.codec(spec, splits["train"]).labels
     features = {name: hf_recipe.token_features(records, tokenizer, labels) for name, records in splits.items()}
-    with peak_memory() as memory:
+    # the Trainer makes its output folder even when it saves nothing: a temporary one, removed after
+    with peak_memory() as memory, tempfile.TemporaryDirectory(prefix="blurbkit_hf_") as workdir:
         run = hf_recipe.train(model_dir, "token", features["train"][0], labels, batch_size=32, lr=5e-5,
-                              epochs=args.epochs, seed=args.seed, weight_decay=0.01, progress=args.progress)
+                              epochs=args.epochs, seed=args.seed, weight_decay=0.01, progress=args.progress,
+                              workdir=workdir)
         scores, eval_seconds = {}, {}
         for split in ("dev", "test"):
             started = time.perf_counter()

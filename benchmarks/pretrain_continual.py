@@ -3,7 +3,8 @@
 Topics (BERT-RE's sub-domains): `drug` (for DDI) and `chemical+protein` (for ChemProt).
 Steps (each skipped when its output exists): `corpus build` of ../shared/data/pubmed_text (test splits
 dropped) -> `corpus select --topic TOPIC` -> `blurbkit pretrain --init default` for a fixed step
-budget -> loss plot and benchmarks/results/pretrain_continual_<tag>{.json,_loss.png} (tag drug / chemprot).
+budget -> loss plot and benchmarks/results/pretrain_continual_<tag>{.json,_loss.png} (tag drug / chemprot, or
+--result-tag).
 The fine-tuning comparison is then benchmarks/subdomain_relation.py --dataset ddi|chemprot --model $RUNS/NAME.
 Usage: python benchmarks/pretrain_continual.py [--topic drug] [--max-steps 200] [--max-minutes 30] [--threads 1] [--name minilm_drug]
 """
@@ -39,6 +40,8 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=30)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--name", default=None, help="output directory under $BLURBKIT_RUNS (default minilm_<tag>)")
+    parser.add_argument("--result-tag", help="name the result files pretrain_continual_TAG.* (default: the topic's tag), "
+                        "so a longer run sits beside the first")
     args = parser.parse_args()
     tag = TOPICS[args.topic]
     args.name = args.name or f"minilm_{tag}"
@@ -55,14 +58,15 @@ def main() -> None:
                  "--batch-size", str(args.batch_size), "--lr", str(args.lr), "--max-length", "128", "--save-every", "50",
                  "--log-every", "5", "--threads", str(args.threads), "--max-minutes", str(args.max_minutes),
                  "--cache-dir", str(RUNS / f"{tag}_cache"))  # tokenised once per sub-corpus, shared by runs
-    stats = plot_loss(out / "train_log.jsonl", RESULTS / f"pretrain_continual_{tag}_loss.png",
+    stem = f"pretrain_continual_{args.result_tag or tag}"
+    stats = plot_loss(out / "train_log.jsonl", RESULTS / f"{stem}_loss.png",
                       f"continual MLM of MiniLM on the {args.topic} sub-corpus")
     select = json.loads(Path(str(sub) + ".report.json").read_text())
     summary = json.loads((out / "pretrain_summary.json").read_text())
     result = {f"{tag}_corpus": {k: select[k] for k in ("documents_read", "documents_kept", "words_kept", "terms")},
               "loss": stats, "steps": summary["steps"], "seconds": summary["seconds"], "tokens_per_s": summary["tokens_per_s"],
-              "model_dir": str(out), "settings": vars(args)}
-    (RESULTS / f"pretrain_continual_{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
+              "model_dir": f"$BLURBKIT_RUNS/{args.name}" if "BLURBKIT_RUNS" in os.environ else str(out), "settings": vars(args)}
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
 

@@ -4,8 +4,8 @@ DDI after the drug sub-corpus, ChemProt after the chemical+protein sub-corpus. B
 relation study's dummy+[CLS] cell at the dataset's budget and the same seeds (the baseline is shared
 with benchmarks/ablation_relation.py through the results store), so the only difference is the
 encoder. Run benchmarks/pretrain_continual.py --topic drug|chemical+protein first.
-Usage: nice -n 10 .venv/bin/python benchmarks/subdomain_relation.py --dataset ddi --model /tmp/blurbkit_pretrain_runs/minilm_drug_s3
-Writes benchmarks/results/subdomain_<dataset>.md.
+Usage: nice -n 10 .venv/bin/python benchmarks/subdomain_relation.py --dataset ddi --model $BLURBKIT_RUNS/minilm_drug_4000 [--seeds 5] [--workers 2]
+Writes benchmarks/results/subdomain_<dataset>[_<name>].md.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from ablation_common import RESULTS, RUNS, run_study
+from ablation_common import RESULTS, RUNS, portable_path, run_study
 from ablation_relation import BUDGETS
 
 from blurbkit.experiments.benchmark import model_label
@@ -60,22 +60,28 @@ if __name__ == "__main__":
     parser.add_argument("--model", required=True, help="the continually pretrained MiniLM directory")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--pretrain-json", type=Path, help="pretrain_continual.py's result JSON, summarised under the table")
+    parser.add_argument("--name", default="",
+                        help="suffix of the result files (subdomain_<dataset>_<name>.md), so a longer pretraining sits beside the first")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="runs at once, one thread each (blurbkit's local executor); 1: one after another in this process")
     args = parser.parse_args()
+    pool = [] if args.workers == 1 else ["--executor", "local", "--workers", str(args.workers), "--threads-per-run", "1"]
     topic, short, name = SUBDOMAINS[args.dataset]
     budget = BUDGETS[args.dataset]
     sides = {"MiniLM": [], f"MiniLM + {topic} sub-corpus MLM": ["--model", args.model]}
     rows = []
     for label, extra in sides.items():
-        tag = f"{args.dataset}_" + (short if extra else "base")
-        code = run_study("relation", [args.dataset], ["dummy+cls"], args.seeds, budget, extra=extra, tag=tag)
+        tag = f"{args.dataset}_" + (short if extra else "base") + (f"_{args.name}" if args.name else "")
+        code = run_study("relation", [args.dataset], ["dummy+cls"], args.seeds, budget, extra=[*extra, *pool], tag=tag)
         if code:
             sys.exit(code)
         cell = read_cell(tag)
         seeds = per_seed(args.dataset, args.model if extra else None)
         rows.append(f"| {label} | {float(cell['mean']):.2f} ± {float(cell['std']):.2f} | {' / '.join(seeds)} |")
     lines = [f"| encoder | {name} test micro F1 (mean ± std) | seed 0 / 1 / 2 ... |", "|---|---|---|", *rows, "",
-             "Budget (both sides, same seeds): " + json.dumps(budget), f"Adapted model: {args.model}"]
+             "Budget (both sides, same seeds): " + json.dumps(budget),
+             "Adapted model: " + portable_path(args.model)]
     if args.pretrain_json:
         lines.append(pretraining_line(args.pretrain_json))
-    (RESULTS / f"subdomain_{args.dataset}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (RESULTS / f"subdomain_{args.dataset}{'_' + args.name if args.name else ''}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))

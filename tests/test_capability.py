@@ -201,7 +201,7 @@ def test_usable_cores_are_the_cores_of_the_allowed_cpus_within_the_quota(monkeyp
 
 
 def test_cgroup_quota_v1_and_v2(tmp_path):
-    from blurbkit.runtime.capability import cgroup_cpu_limit
+    from blurbkit.runtime.cgroups import cgroup_cpu_limit
 
     v2 = tmp_path / "v2"
     (v2 / "ci" / "job").mkdir(parents=True)

@@ -139,7 +139,7 @@ def test_cv_folds_on_an_executor(mini_ppi, tmp_path, capsys, monkeypatch):
 
     from sync_executor import SyncExecutor
 
-    import blurbkit.experiments.executors as executors
+    import blurbkit.experiments.executor_choice as executors
 
     model = fake_model_dir(tmp_path)
 

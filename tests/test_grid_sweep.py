@@ -55,7 +55,7 @@ def fake(tmp_path, monkeypatch):
 
 @pytest.fixture
 def sync(monkeypatch):
-    import blurbkit.experiments.executors as executors
+    import blurbkit.experiments.executor_choice as executors
 
     executor = SyncExecutor()
     monkeypatch.setattr(executors, "make_executor", lambda *args, **kwargs: executor)
@@ -103,7 +103,8 @@ def test_a_finished_directory_is_stored_a_held_run_skipped_and_force_trains_agai
     store = runs / "results.sqlite"
     with sqlite3.connect(store) as db:  # seed 1 trained but not stored (the driver was killed in between)
         db.execute("DELETE FROM runs WHERE seed = 1")
-    from blurbkit.experiments.benchmark import model_label, run_key
+    from blurbkit.experiments.benchmark import model_label
+    from blurbkit.experiments.run_records import run_key
 
     seed3 = next(c for c in sync.submitted if c.config.seed == 2).config.replace(seed=3)
     other = ResultsStore(store)  # another driver on the same store holds seed 3

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from blurbkit.runtime.allocator import HeapGuard
-from blurbkit.runtime.capability import memory_state
+from blurbkit.runtime.cgroups import memory_state
 
 GB = 1 << 30
 

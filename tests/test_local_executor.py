@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from blurbkit.experiments.benchmark import run_key
 from blurbkit.experiments.executors import LocalExecutor, RunOutcome, RunTask
+from blurbkit.experiments.run_records import run_key
 from blurbkit.store.results import pid_alive
 from blurbkit.train.config import FinetuneConfig
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from blurbkit.experiments.benchmark import run_key
+from blurbkit.experiments.run_records import run_key
 from blurbkit.train.config import FinetuneConfig
 
 KEY_0_1 = "4de322d093dbe46309e76365c72f8fb7"

@@ -123,7 +123,7 @@ def test_a_second_invocation_trains_nothing_and_prints_the_same_table(fake, tmp_
 
 
 def test_on_an_executor_both_stages_store_what_this_process_stores(fake, tmp_path, monkeypatch, capsys):
-    import blurbkit.experiments.executors as executors
+    import blurbkit.experiments.executor_choice as executors
 
     made = []
 
@@ -147,7 +147,7 @@ def test_on_an_executor_both_stages_store_what_this_process_stores(fake, tmp_pat
 def test_a_datasets_test_seeds_run_before_the_next_datasets_grid(fake, tmp_path, monkeypatch, capsys, executor):
     """Dataset by dataset: BIOSSES's test seeds start once its selection runs are stored, before
     PubMedQA's grid (in this process, and ahead of the queue on an executor)."""
-    import blurbkit.experiments.executors as executors
+    import blurbkit.experiments.executor_choice as executors
 
     monkeypatch.setattr(executors, "make_executor", lambda *args, **kwargs: SyncExecutor())
     argv = _argv(fake.model, tmp_path / "runs", *(["--executor", "local"] if executor else []))
@@ -202,7 +202,7 @@ def test_a_selection_run_another_process_stores_mid_grid_lets_the_tests_start(fa
 def test_a_bad_selection_run_stops_the_grid_on_an_executor_without_keep_going(fake, tmp_path, monkeypatch, capsys):
     """The grid stops on bad input (no --keep-going): no test seeds are queued after the stop, and
     the driver ends instead of asking the follow-up again and again."""
-    import blurbkit.experiments.executors as executors
+    import blurbkit.experiments.executor_choice as executors
 
     monkeypatch.setattr(executors, "make_executor", lambda *args, **kwargs: SyncExecutor())
     train = sys.modules["blurbkit.train.run"].run_finetune
@@ -223,7 +223,7 @@ def test_failed_selection_runs_tried_again_are_waited_for_not_counted_as_errored
                                                                                  executor):
     """A rerun after --keep-going stored the 3e-5 selection runs as failed: the choice waits for
     them to run again (3e-5 wins once they have) instead of choosing 5e-5 from the rest at once."""
-    import blurbkit.experiments.executors as executors
+    import blurbkit.experiments.executor_choice as executors
 
     monkeypatch.setattr(executors, "make_executor", lambda *args, **kwargs: SyncExecutor())
     extra = ["--executor", "local"] if executor else []
@@ -246,7 +246,7 @@ def test_failed_selection_runs_tried_again_are_waited_for_not_counted_as_errored
 
 @pytest.mark.parametrize("executor", [False, True])
 def test_force_chooses_from_the_new_selection_runs_not_the_stored_ones(fake, tmp_path, monkeypatch, capsys, executor):
-    import blurbkit.experiments.executors as executors
+    import blurbkit.experiments.executor_choice as executors
 
     monkeypatch.setattr(executors, "make_executor", lambda *args, **kwargs: SyncExecutor())
     extra = ["--executor", "local"] if executor else []

@@ -193,7 +193,7 @@ def test_the_target_run_starts_from_the_intermediate_encoder(shared_data, tmp_pa
 
 
 def test_the_matrix_through_an_executor_submits_a_transfer_after_its_intermediate(fake_runs, tmp_path, capsys, monkeypatch):
-    import blurbkit.experiments.executors as executors
+    import blurbkit.experiments.executor_choice as executors
 
     model, trained, _ = fake_runs
     executor = SyncExecutor()

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from blurbkit.experiments.benchmark import Benchmark, run_key
+from blurbkit.experiments.benchmark import Benchmark
+from blurbkit.experiments.run_records import run_key
 from blurbkit.store.results import ResultsStore, RunKey
 from blurbkit.train.config import FinetuneConfig
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from blurbkit.experiments import driver, sweep
-from blurbkit.experiments.benchmark import run_key
 from blurbkit.experiments.executors import RunOutcome
 from blurbkit.experiments.protocol import STUDY, VARIANT, DatasetProtocol
+from blurbkit.experiments.run_records import run_key
 from blurbkit.experiments.sweep import Sweep
 from blurbkit.store.results import ResultsStore
 from blurbkit.train.config import FinetuneConfig

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from blurbkit.cli.argtypes import positive_int
-from blurbkit.cli.benchmark import add_executor_options, executor_choice, grid_bench
+from blurbkit.cli.executor_options import add_executor_options, executor_choice, grid_bench
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 from blurbkit.experiments.ablation import STUDIES as ABLATION_STUDIES
 from blurbkit.experiments.stability import STUDIES as STABILITY_STUDIES

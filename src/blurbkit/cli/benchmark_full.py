@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from blurbkit.cli.benchmark import executor_choice, start_executor
+from blurbkit.cli.executor_options import executor_choice, start_executor
 from blurbkit.cli.finetune import config_from_args
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import check_writable

@@ -7,7 +7,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from blurbkit.cli.benchmark import add_executor_options, executor_choice, grid_bench
+from blurbkit.cli.executor_options import add_executor_options, executor_choice, grid_bench
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
 if TYPE_CHECKING:

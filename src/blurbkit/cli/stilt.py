@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from blurbkit.cli.argtypes import positive_int
-from blurbkit.cli.benchmark import add_executor_options, executor_choice, start_executor
+from blurbkit.cli.executor_options import add_executor_options, executor_choice, start_executor
 from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
 
 

@@ -47,7 +47,7 @@ def memory_checks(state: Any = None) -> Iterator[Check]:
     """The memory runs may use (the machine's, or a lower container limit) and when the tuned heap
     hands freed memory back (runtime/allocator.py: HeapGuard)."""
     from blurbkit.runtime.allocator import HeapGuard
-    from blurbkit.runtime.capability import memory_state
+    from blurbkit.runtime.cgroups import memory_state
 
     found = memory_state() if state is None else state
     if found is None:

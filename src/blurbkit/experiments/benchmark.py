@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 from blurbkit.data.prepare import DEVIATION
 from blurbkit.errors import BlurbkitError
+from blurbkit.experiments.run_records import finished_run, run_key
 from blurbkit.store.labels import store_label
 from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
 from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import blurb_datasets, get_dataset
-from blurbkit.train.config import HOW_NOT_WHAT, FinetuneConfig, without_added_defaults
+from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.provenance import blurbkit_commit
 
 if TYPE_CHECKING:
@@ -70,37 +71,9 @@ def apply_budget(config: FinetuneConfig, budget: dict[str, Any]) -> FinetuneConf
     return config.replace(**updates)
 
 
-# Fields that change where or how fast a run goes, never what it computes (train/config.py): not part of its key,
-# so a new speed setting does not orphan the runs already stored.
-NOT_IN_KEY = (*HOW_NOT_WHAT, "seed", "dataset", "model")  # the last three are key fields of their own
-
-
 def model_label(model: str | None) -> str:
     """The store's name for an encoder: the embedded default, or the model directory's absolute path."""
     return store_label(model)
-
-
-def run_key(study: str, variant: str, config: FinetuneConfig, model_label: str, budget: str) -> RunKey:
-    """The store key of one run: everything that changes its result, not where it is written."""
-    # Options added later are left out at their defaults (train/config.py ADDED_LATER): old keys hold.
-    hyper = without_added_defaults({k: v for k, v in config.to_json().items() if k not in NOT_IN_KEY})
-    return RunKey(study, variant, model_label, config.dataset, config.seed, budget, json.dumps(hyper, sort_keys=True))
-
-
-def finished_run(out: Path | None) -> dict[str, Any] | None:
-    """The metrics of a run directory a run finished in (written whole by run_finetune), or None.
-    A run whose result could not be stored (store locked too long) is stored from here next time."""
-    if out is None or not (out / "metrics.json").is_file():
-        return None
-    try:
-        metrics = json.loads((out / "metrics.json").read_text("utf-8"))
-        info = json.loads((out / "run.json").read_text("utf-8")) if (out / "run.json").is_file() else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    if not isinstance(metrics, dict) or not all(isinstance(metrics.get(k), dict) for k in ("test", "dev")) or "metric" not in metrics:
-        return None
-    metrics["_blurbkit_commit"] = info.get("blurbkit_commit") if isinstance(info, dict) else None
-    return metrics
 
 
 def checked(configs: Iterable[tuple[str, FinetuneConfig]]) -> list[tuple[str, FinetuneConfig]]:

@@ -21,7 +21,8 @@ from typing import Any
 from blurbkit.data.load import load_split
 from blurbkit.data.readers.base import ReadOptions
 from blurbkit.errors import BlurbkitError
-from blurbkit.experiments.benchmark import Benchmark, run_key
+from blurbkit.experiments.benchmark import Benchmark
+from blurbkit.experiments.run_records import run_key
 from blurbkit.fileio import atomic_write
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.experiments.benchmark import finished_run
 from blurbkit.experiments.executors import FORWARDED_ENV, Executor, RunOutcome, RunTask, unpack_dir
 from blurbkit.experiments.progress import LiveRun, SweepProgress
+from blurbkit.experiments.run_records import finished_run
 from blurbkit.store.results import ResultsStore
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig

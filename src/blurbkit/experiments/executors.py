@@ -229,22 +229,3 @@ class LocalExecutor:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._futures.clear()
-
-
-EXECUTORS = ("local", "ray")
-
-
-def check_executor(name: str) -> str:
-    if name not in EXECUTORS:
-        raise BlurbkitError(f"unknown executor {name!r} (one of {', '.join(EXECUTORS)})")
-    return name
-
-
-def make_executor(name: str, threads: int, workers: int | None, ray_address: str | None = None,
-                  gpus: float = 0.0) -> Executor:
-    check_executor(name)
-    if name == "ray":
-        from blurbkit.experiments.ray_executor import RayExecutor
-
-        return RayExecutor(ray_address, threads=threads, gpus=gpus)
-    return LocalExecutor(threads, workers)

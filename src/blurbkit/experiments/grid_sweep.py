@@ -18,15 +18,18 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.experiments.benchmark import Benchmark, run_key
 from blurbkit.experiments.driver import Driver, Job, portable, resumable
 from blurbkit.experiments.executors import RunOutcome, RunTask, run_seconds
 from blurbkit.experiments.progress import SweepProgress
+from blurbkit.experiments.run_records import run_key
 from blurbkit.store.results import ALREADY_STORED, RunKey
 from blurbkit.train.config import FinetuneConfig
+
+if TYPE_CHECKING:
+    from blurbkit.experiments.benchmark import Benchmark  # which hands its grids to this module
 
 
 class GridSweep(Driver):

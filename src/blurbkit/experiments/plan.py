@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from blurbkit.experiments.benchmark import run_key
 from blurbkit.experiments.cost import Rates, calibrate, hours, rates_from_rows, simulate, split_sizes
 from blurbkit.experiments.protocol import STUDY, VARIANT, DatasetProtocol, choose, point_of
+from blurbkit.experiments.run_records import run_key
 
 
 @dataclass

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.experiments.ablation import Variant
-from blurbkit.experiments.benchmark import Benchmark, run_key
+from blurbkit.experiments.benchmark import Benchmark
 from blurbkit.experiments.protocol import DatasetProtocol, choose, grid_for, point_of
+from blurbkit.experiments.run_records import run_key
 from blurbkit.experiments.stability import Cell, StabilityStudy, check_no_conflict, row_label, seeds_for
 from blurbkit.fileio import atomic_write
 from blurbkit.tasks.registry import get_dataset

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.experiments.benchmark import Benchmark, run_key
+from blurbkit.experiments.benchmark import Benchmark
+from blurbkit.experiments.run_records import run_key
 from blurbkit.store.results import RunKey
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig

@@ -1,4 +1,4 @@
-"""The stability and pretraining studies run end to end: their grids through ``Benchmark`` (this
+"""The stability, pretraining and STILT studies run end to end: their grids through ``Benchmark`` (this
 process, the local pool or Ray), the table, the md/csv/png report. The CLI builds the configs and
 prints; nothing here reads command-line arguments."""
 
@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from blurbkit.experiments.benchmark import Benchmark, run_key
+from blurbkit.experiments.benchmark import Benchmark
+from blurbkit.experiments.run_records import run_key
 from blurbkit.experiments.stability import Cell, collect
 
 

@@ -1,6 +1,6 @@
 """The sweep driver: the full protocol's runs through an executor, the store written here alone.
 
-Restartable: every run is keyed in the store (experiments/benchmark.py `run_key`), so a driver that
+Restartable: every run is keyed in the store (experiments/run_records.py `run_key`), so a driver that
 was killed and started again schedules only what is missing (a run whose directory was finished but
 not stored is stored from there). Each run is claimed while in flight, so two drivers on one store
 split the work instead of doubling it. A run that fails is retried up to `retries` times (not a
@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from blurbkit.experiments.benchmark import run_key, summarise
+from blurbkit.experiments.benchmark import summarise
 from blurbkit.experiments.driver import Driver, Job, portable, resumable
 from blurbkit.experiments.executors import Executor, RunOutcome, RunTask, run_seconds
 from blurbkit.experiments.progress import SweepProgress
 from blurbkit.experiments.protocol import STUDY, VARIANT, DatasetProtocol, choose, point_of
+from blurbkit.experiments.run_records import run_key
 from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
 from blurbkit.train.config import FinetuneConfig
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from blurbkit.runtime.capability import memory_state
+from blurbkit.runtime.cgroups import memory_state
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3

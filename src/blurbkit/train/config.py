@@ -124,13 +124,13 @@ class Hyperparams:
 
 # Options that change where or how a run goes, never what it computes: a checkpoint written with other
 # values of these still continues the run (train/run.py), and a run's store key leaves them out
-# (experiments/benchmark.py). A new runtime setting that cannot move a single digit belongs here.
+# (experiments/run_records.py). A new runtime setting that cannot move a single digit belongs here.
 HOW_NOT_WHAT = ("out", "data", "progress", "overwrite", "resume", "checkpoint_every", "save_model",
                 "eval_tokens", "threads", "encode_cache")
 
 
 # Hyperparameters added after runs were stored and checkpointed: at these values (their defaults)
-# they are left out of a run's store key (experiments/benchmark.py) and checkpoint signature
+# they are left out of a run's store key (experiments/run_records.py) and checkpoint signature
 # (train/run.py), so the runs and checkpoints made before them still match.
 ADDED_LATER = {"bias_correction": True, "patience": None, "min_epochs": None, "final_on_train_dev": False,
                "adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0,
