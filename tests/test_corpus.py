@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from importlib import resources
 
 import pytest
 
@@ -11,7 +12,15 @@ from blurbkit.cli.main import main
 from blurbkit.errors import BlurbkitError
 from blurbkit.pretrain.corpus import iter_documents
 from blurbkit.pretrain.corpus_build import build_corpus
-from blurbkit.pretrain.select import TermMatcher, load_topic_terms, select_corpus, topic_parts
+from blurbkit.pretrain.select import (
+    TermMatcher,
+    _conll_mentions,
+    _conll_sentences,
+    clean_terms,
+    load_topic_terms,
+    select_corpus,
+    topic_parts,
+)
 from blurbkit.pretrain.testsets import TestIndex
 from blurbkit.pretrain.text import normalize, split_sentences, text_key
 
@@ -202,3 +211,30 @@ def test_selecting_from_an_empty_corpus_leaves_no_output_and_names_the_input(tmp
     assert not out.exists() and list(tmp_path.iterdir()) == [empty]
     assert main(["vocab", "build", "--corpus", str(empty), "--out", str(tmp_path / "v")]) == 2
     assert f"{empty}: the corpus has no text" in capsys.readouterr().err
+
+
+def test_a_word_the_training_text_rarely_annotates_is_not_a_term(tmp_path):
+    # "can" tagged as a gene once among many plain uses; "insulin" tagged wherever it occurs
+    plain = "This\tO\ncan\tO\nhelp\tO\n.\tO\n\n"
+    tagged = "insulin\tB\nand\tO\nCAN\tB\nbind\tO\n.\tO\n\n"
+    rows = tagged + plain * 9 + "Insulin\tB\nrose\tO\n\n"
+    path = tmp_path / "train.tsv"
+    path.write_text(rows, encoding="utf-8")
+    mentions = list(_conll_mentions(path))
+    assert sorted(mentions) == ["CAN", "Insulin", "insulin"]
+    assert clean_terms(mentions) == ["can", "insulin"]  # without the text: every mention
+    assert clean_terms(mentions, list(_conll_sentences(path))) == ["insulin"]  # can: 1 of 10 occurrences < 20%
+
+
+def test_the_shipped_topic_lists_hold_no_common_words():
+    chemical, protein = topic_parts("chemical+protein")  # in the order of the topic name
+    assert {"can", "set", "rats", "area"}.isdisjoint(protein) and "map" not in chemical
+    assert {"insulin", "brca1", "p53"} <= set(protein) and {"cocaine", "dexamethasone"} <= set(chemical)
+
+
+def test_corpus_terms_rebuilds_the_shipped_lists_from_the_training_data(shared_data, tmp_path):
+    for topic in ("chemical", "protein", "drug"):
+        out = tmp_path / f"{topic}.txt"
+        assert main(["corpus", "terms", "--topic", topic, "--data", str(shared_data), "--out", str(out)]) == 0
+        shipped = resources.files("blurbkit.pretrain").joinpath(f"terms_{topic}.txt").read_text("utf-8")
+        assert out.read_text("utf-8") == shipped, topic

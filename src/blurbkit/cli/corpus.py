@@ -84,12 +84,13 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 def run_terms(args: argparse.Namespace) -> int:
-    from blurbkit.pretrain.select import TOPIC_SOURCES, terms_from_training_data, write_terms
+    from blurbkit.pretrain.select import MIN_ENTITY_RATE, TOPIC_SOURCES, terms_from_training_data, write_terms
     from blurbkit.pretrain.testsets import default_data_dir
 
     if args.topic not in TOPIC_SOURCES:
         raise BlurbkitError(f"unknown topic {args.topic!r} (known: {', '.join(TOPIC_SOURCES)})")
     terms, counts = terms_from_training_data(args.topic, args.data or default_data_dir())
-    write_terms(args.out, terms, f"topic {args.topic}: entity mentions of {counts}")
+    write_terms(args.out, terms, f"topic {args.topic}: entity mentions of {counts}, each annotated in at least "
+                f"{MIN_ENTITY_RATE:.0%} of its occurrences in the training text")
     print(f"wrote {len(terms)} terms to {args.out} (from {counts})")
     return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import TYPE_CHECKING
 
 from blurbkit.cli.executor_options import add_executor_options, executor_choice, grid_bench
@@ -63,18 +62,8 @@ def run(args: argparse.Namespace) -> int:
         model_label,
         resolve_datasets,
     )
-    from blurbkit.experiments.cv import (
-        STUDY,
-        check_folds,
-        compare_table,
-        cv_grid,
-        cv_table,
-        fold_coverage,
-        fold_results,
-        variant_name,
-        write_cv_report,
-    )
-    from blurbkit.fileio import atomic_write
+    from blurbkit.experiments.cv import STUDY, check_folds, variant_name
+    from blurbkit.experiments.study_run import run_cv_study
     from blurbkit.models.loading import resolve_model_dir
 
     (dataset,) = resolve_datasets(args.dataset)
@@ -89,30 +78,15 @@ def run(args: argparse.Namespace) -> int:
     args.no_save_model = not args.save_models
     bases = compared_configs(args, dataset)
     budget = budget_name(args.quick, args)
-    grid = cv_grid(bases, folds)
     label = model_label(args.model)
-    variants = [variant_name(b) for b in bases]
-    print(f"blurbkit: cv {dataset}: {folds} of {available} folds [{', '.join(variants)}] ({budget})", file=sys.stderr)
+    names = ", ".join(variant_name(b) for b in bases)
+    print(f"blurbkit: cv {dataset}: {folds} of {available} folds [{names}] ({budget})", file=sys.stderr)
     bench = grid_bench(args, STUDY)
-    started = time.perf_counter()
-    if not args.report_only:
-        bench.run(grid, label, budget)
-    coverage = fold_coverage(dataset, args.data, folds)
-    results = {}
-    for variant, variant_base in zip(variants, bases, strict=True):
-        mine = [(v, c) for v, c in grid if v == variant]
-        per_fold = results[variant] = fold_results(bench, mine, label, budget)
-        table = cv_table(dataset, variant, variant_base.featurizer, per_fold, folds, available, budget, coverage)
-        print(table + "\n")
-        name = f"cv-{dataset}-{variant.replace('=', '-').replace(',', '_')}-{budget}"
-        for path in write_cv_report(args.runs_dir, name, table, per_fold):
-            print(f"blurbkit: wrote {path}", file=sys.stderr)
-    if len(variants) > 1:
-        table = compare_table(dataset, results, budget)
-        print(table)
-        with atomic_write(args.runs_dir / f"cv-{dataset}-compare-{budget}.md") as handle:
-            handle.write(table + "\n")
-    print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
-    for failure in bench.failures:
+    outcome = run_cv_study(bench, bases, folds, available, args.data, label, budget, args.runs_dir, args.report_only)
+    print(outcome.table)
+    print(f"wall time: {outcome.seconds:.0f} s for the runs executed now")
+    for path in outcome.write():
+        print(f"blurbkit: wrote {path}", file=sys.stderr)
+    for failure in outcome.failures:
         print(f"failed: {failure}", file=sys.stderr)
-    return 1 if bench.failures else 0
+    return 1 if outcome.failures else 0

@@ -1,6 +1,6 @@
-"""The stability, pretraining and STILT studies run end to end: their grids through ``Benchmark`` (this
-process, the local pool or Ray), the table, the md/csv/png report. The CLI builds the configs and
-prints; nothing here reads command-line arguments."""
+"""The stability, pretraining, STILT and cross-validation studies run end to end: their grids
+through ``Benchmark`` (this process, the local pool or Ray), the table, the md/csv/png report. The
+CLI builds the configs and prints; nothing here reads command-line arguments."""
 
 from __future__ import annotations
 
@@ -132,3 +132,46 @@ def run_stilt_study(plan: Any, executor: Any, threads_per_run: int, retries: int
         return write_stilt_report(runs_dir, report_name, table, plan, cells, title)
 
     return StudyOutcome(table, [*bench.failures, *not_run], seconds, write)
+
+
+def run_cv_study(bench: Benchmark, bases: Sequence[Any], folds: int, available: int, data: str | None, label: str,
+                 budget: str, runs_dir: Path, report_only: bool) -> StudyOutcome:
+    """Cross-validation (experiments/cv.py): every compared setting over folds 0..folds-1 through
+    `bench` (this process, the local pool or Ray; `report_only` trains nothing), a table per setting
+    and, with more than one, their fold-paired comparison."""
+    from blurbkit.experiments.cv import (
+        compare_table,
+        cv_grid,
+        cv_table,
+        fold_coverage,
+        fold_results,
+        variant_name,
+        write_cv_report,
+    )
+    from blurbkit.fileio import atomic_write
+
+    started = time.perf_counter()
+    dataset = bases[0].dataset
+    grid = cv_grid(bases, folds)
+    if not report_only:
+        bench.run(grid, label, budget)
+    coverage = fold_coverage(dataset, data, folds)
+    tables, reports, results = [], [], {}
+    for base in bases:
+        variant = variant_name(base)
+        per_fold = results[variant] = fold_results(bench, [(v, c) for v, c in grid if v == variant], label, budget)
+        tables.append(cv_table(dataset, variant, base.featurizer, per_fold, folds, available, budget, coverage))
+        reports.append((f"cv-{dataset}-{variant.replace('=', '-').replace(',', '_')}-{budget}", tables[-1], per_fold))
+    comparison = compare_table(dataset, results, budget) if len(bases) > 1 else None
+    seconds = time.perf_counter() - started
+
+    def write() -> list[Path]:
+        written = [path for name, table, per_fold in reports for path in write_cv_report(runs_dir, name, table, per_fold)]
+        if comparison is not None:
+            written.append(runs_dir / f"cv-{dataset}-compare-{budget}.md")
+            with atomic_write(written[-1]) as handle:
+                handle.write(comparison + "\n")
+        return written
+
+    table = "\n\n".join([*tables, *([comparison] if comparison else [])])
+    return StudyOutcome(table, list(bench.failures), seconds, write)

@@ -9,6 +9,10 @@ A topic is a term list. Built-in topics ship as ``terms_<topic>.txt`` in this pa
 * ``protein``   BC2GM training gene/protein mentions
 * ``chemical+protein``  both lists (ChemProt's own text is masked, so its mentions are not usable)
 
+A mention becomes a term only when the training text annotates it at least ``MIN_ENTITY_RATE`` of the
+times it occurs there: BC2GM tags "CAN", "SET" and "rats" as genes once or twice among hundreds of
+plain uses, and as terms they would select nearly every abstract.
+
 Matching is on lower-cased letter/digit tokens (so "5-HT" = "5 HT"), multi-word terms included;
 a document is kept when it has at least ``min_hits`` term occurrences and ``min_distinct`` distinct terms,
 and, for a topic of several parts (chemical+protein), a hit of a term of each part that is in no other
@@ -45,6 +49,10 @@ GENERIC = frozenset(
 )
 
 
+# A term must be an annotated entity at least this often where its words occur in the training text.
+MIN_ENTITY_RATE = 0.2
+
+
 # The raw training files are read here rather than through data.readers: DDI's relation records keep
 # only the entities of candidate pairs, and the drug list counts every annotated entity (the shipped
 # terms_*.txt were made this way; another reading would change them).
@@ -63,21 +71,40 @@ def _conll_mentions(path: Path) -> Iterable[str]:
         yield " ".join(tokens)
 
 
-def _ddi_train_mentions(data: Path) -> Iterable[str]:
+def _conll_sentences(path: Path) -> Iterable[str]:
+    """The training text, one sentence (its tokens joined by spaces) at a time."""
+    tokens: list[str] = []
+    for line in path.read_text("utf-8").splitlines():
+        if line.strip():
+            tokens.append(line.split("\t")[0])
+        elif tokens:
+            yield " ".join(tokens)
+            tokens = []
+    if tokens:
+        yield " ".join(tokens)
+
+
+def _ddi_train(data: Path) -> tuple[list[str], list[str]]:
+    """(every annotated entity's text, every sentence's text) of DDI's training documents."""
     index = data / "ddi" / "blurb_split_index" / "train_files.tsv"
     tar_path = data / "ddi" / "raw_corpus" / "DDIextraction_2013.tar.gz"
     if not index.is_file() or not tar_path.is_file():
         raise BlurbkitError("DDI raw corpus or split index not found", path=data / "ddi")
     wanted = {line.strip() for line in index.read_text("utf-8").splitlines() if line.strip()}
+    mentions, sentences = [], []
     with tarfile.open(tar_path, "r:gz") as tar:
         for member in tar:
             if member.isfile() and member.name.split("/", 1)[-1] in wanted:
                 root = ET.fromstring(tar.extractfile(member).read())
-                for entity in root.iter("entity"):
-                    yield entity.get("text", "")
+                mentions += [entity.get("text", "") for entity in root.iter("entity")]
+                sentences += [sentence.get("text", "") for sentence in root.iter("sentence")]
+    return mentions, sentences
 
 
-def clean_terms(mentions: Iterable[str]) -> list[str]:
+def clean_terms(mentions: Iterable[str], sentences: Iterable[str] | None = None) -> list[str]:
+    """The distinct normalised mentions, less generic words, numbers and single letters; given the
+    training `sentences` the mentions came from, less those annotated under MIN_ENTITY_RATE of the
+    times their words occur there (a term that never matches the text as tokenised is kept)."""
     counts: Counter[str] = Counter()
     for mention in mentions:
         term = " ".join(word_tokens(mention))
@@ -86,24 +113,32 @@ def clean_terms(mentions: Iterable[str]) -> list[str]:
         if re.fullmatch(r"[a-z]", term.split()[0]) and len(term.split()) == 1:
             continue
         counts[term] += 1
-    return sorted(counts)
+    if sentences is None:
+        return sorted(counts)
+    matcher, occurrences = TermMatcher(counts), Counter()
+    for sentence in sentences:
+        occurrences.update(matcher.hits(word_tokens(sentence)))
+    return sorted(term for term, annotated in counts.items()
+                  if annotated >= MIN_ENTITY_RATE * occurrences[tuple(term.split())])
 
 
 def terms_from_training_data(topic: str, data_dir: str | Path) -> tuple[list[str], dict[str, int]]:
     data = Path(data_dir)
     mentions: list[str] = []
+    sentences: list[str] = []
     counts: dict[str, int] = {}
     for source in TOPIC_SOURCES[topic]:
         if source == "ddi":
-            found = list(_ddi_train_mentions(data))
+            found, text = _ddi_train(data)
         else:
             path = data / source / "train.tsv"
             if not path.is_file():
                 raise BlurbkitError("training file not found", path=path)
-            found = list(_conll_mentions(path))
+            found, text = list(_conll_mentions(path)), list(_conll_sentences(path))
         counts[source] = len(found)
         mentions.extend(found)
-    return clean_terms(mentions), counts
+        sentences.extend(text)
+    return clean_terms(mentions, sentences), counts
 
 
 def write_terms(path: str | Path, terms: list[str], header: str) -> None:
