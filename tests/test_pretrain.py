@@ -117,6 +117,10 @@ def test_resume_is_exact_and_output_loads(setup, tmp_path):
         assert np.allclose(a[key].numpy(), b[key].numpy(), atol=1e-6), key
     log = [json.loads(line) for line in (tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log] == [1, 2, 3, 4, 5, 6]
+    # the resumed lines continue the run's totals: the same tokens at every step as the run never stopped
+    uninterrupted = [json.loads(line) for line in (tmp_path / "full" / "train_log.jsonl").read_text().splitlines()]
+    assert [e["tokens"] for e in log] == [e["tokens"] for e in uninterrupted]
+    assert all(a["elapsed_s"] <= b["elapsed_s"] for a, b in zip(log, log[1:]))
     # a Hugging Face model directory that AutoModel and the fine-tuning loader accept
     model = AutoModel.from_pretrained(str(tmp_path / "full"))
     assert model.config.hidden_size == 32

@@ -45,13 +45,16 @@ class DataOrder:
 
 
 class TrainLog:
-    """Losses and tokens between two log lines, written to ``train_log.jsonl`` by the main process."""
+    """Losses and tokens between two log lines, written to ``train_log.jsonl`` by the main process.
+    A resumed run's lines continue the run's totals (`tokens`, `elapsed_s`: training time, not the
+    pause between sessions) from the last line kept; `tokens_seen` counts this process's own."""
 
-    def __init__(self, path: Path, enabled: bool) -> None:
+    def __init__(self, path: Path, enabled: bool, resumed: bool = False) -> None:
         self.path, self.enabled = path, enabled
         self.start = time.time()
         self.tokens_seen = 0
         self.ema: float | None = None
+        self.tokens_before, self.elapsed_before = _totals_so_far(path) if resumed and enabled else (0, 0.0)
         self._reset(self.start)
 
     def _reset(self, now: float) -> None:
@@ -75,10 +78,20 @@ class TrainLog:
             entry = {"step": step, "loss": float(np.mean(self.losses))}
             entry |= {name: float(np.mean(values)) for name, values in self.parts.items()}
             entry |= {"lr": lr, "mask_rate": mask_rate, "epoch": epoch, "tokens_per_s": self.tokens / max(now - self.window_start, 1e-9),
-                      "elapsed_s": now - self.start, "tokens": self.tokens_seen}
+                      "elapsed_s": self.elapsed_before + now - self.start, "tokens": self.tokens_before + self.tokens_seen}
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(entry) + "\n")
         self._reset(now)
+
+
+def _totals_so_far(path: Path) -> tuple[int, float]:
+    """(tokens, elapsed seconds) of the log's last line: where a resumed run's totals continue from.
+    The steps between that line and the checkpoint (at most --log-every) go uncounted."""
+    try:
+        last = json.loads(path.read_text("utf-8").splitlines()[-1])
+        return int(last["tokens"]), float(last["elapsed_s"])
+    except (OSError, IndexError, KeyError, TypeError, ValueError):
+        return 0, 0.0
 
 
 def truncate_log(path: Path, step: int) -> None:

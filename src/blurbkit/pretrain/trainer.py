@@ -282,7 +282,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
         if made:  # refused input leaves no empty output folder behind (files, if any, are kept)
             _remove_if_empty(out)
         raise
-    log = TrainLog(run.out / "train_log.jsonl", run.accelerator.is_main_process)
+    log = TrainLog(run.out / "train_log.jsonl", run.accelerator.is_main_process, resumed=run.resumed_from is not None)
     stopped = _train(run, log)
     return _finish(run, log, stopped)
 
