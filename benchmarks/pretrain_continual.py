@@ -64,7 +64,9 @@ def main() -> None:
     select = json.loads(Path(str(sub) + ".report.json").read_text())
     summary = json.loads((out / "pretrain_summary.json").read_text())
     result = {f"{tag}_corpus": {k: select[k] for k in ("documents_read", "documents_kept", "words_kept", "terms")},
-              "loss": stats, "steps": summary["steps"], "seconds": summary["seconds"], "tokens_per_s": summary["tokens_per_s"],
+              # the whole run's training time and tokens (a resumed run's log carries them across its segments)
+              "loss": stats, "steps": summary["steps"], "seconds": stats["elapsed_s"],
+              "tokens_per_s": stats["tokens"] / max(stats["elapsed_s"], 1e-9),
               "model_dir": f"$BLURBKIT_RUNS/{args.name}" if "BLURBKIT_RUNS" in os.environ else str(out), "settings": vars(args)}
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -47,7 +47,7 @@ def plot_loss(log_path: Path, png: Path, title: str) -> dict:
     fig.tight_layout()
     fig.savefig(png, dpi=100)
     return {"first_loss": loss[0], "last_loss": loss[-1], "min_loss": min(loss), "steps": steps[-1],
-            "tokens": log[-1]["tokens"], "mean_tokens_per_s": sum(e["tokens_per_s"] for e in log[1:]) / max(1, len(log) - 1)}
+            "tokens": log[-1]["tokens"], "elapsed_s": log[-1]["elapsed_s"], "mean_tokens_per_s": sum(e["tokens_per_s"] for e in log[1:]) / max(1, len(log) - 1)}
 
 
 def main() -> None:
