@@ -21,6 +21,15 @@ if SHARED_DATA.is_dir():  # so the scripts run from any directory
     os.environ.setdefault("BLURBKIT_DATA", str(SHARED_DATA))
 
 
+def budget_label(budget: dict[str, int]) -> str:
+    """The budget's name in the store and the report files, as `blurbkit ablate` names it."""
+    from types import SimpleNamespace
+
+    from blurbkit.experiments.benchmark import budget_name
+
+    return budget_name(False, SimpleNamespace(**budget))
+
+
 def portable_path(arg: str) -> str:
     """`arg` as a result file records it: a path inside $BLURBKIT_RUNS (when set) as `$BLURBKIT_RUNS/...`,
     so results name no machine's folders; any other argument as it is."""
@@ -50,7 +59,7 @@ def run_study(study: str, datasets: list[str], variants: list[str], seeds: int, 
         argv += [f"--{key.replace('_', '-')}", str(value)]
     started = time.perf_counter()
     code = main(argv)
-    name = f"ablation-{study}-test{budget['max_test_examples']}"
+    name = f"ablation-{study}-{budget_label(budget)}"
     result = f"ablation_{study}_{tag}" if tag else f"ablation_{study}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     for suffix in ("md", "csv"):

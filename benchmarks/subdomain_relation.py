@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from ablation_common import RESULTS, RUNS, portable_path, run_study
+from ablation_common import RESULTS, RUNS, budget_label, portable_path, run_study
 from ablation_relation import BUDGETS
 
 from blurbkit.experiments.benchmark import model_label
@@ -30,7 +30,7 @@ def per_seed(dataset: str, model: str | None) -> list[str]:
     """Test scores by seed of this budget's dummy+[CLS] runs of one encoder on `dataset`, from the results store."""
     budget = BUDGETS[dataset]
     store = ResultsStore(RUNS / "results.sqlite")
-    rows = [r for r in store.rows(study="relation", model=model_label(model), budget=f"test{budget['max_test_examples']}")
+    rows = [r for r in store.rows(study="relation", model=model_label(model), budget=budget_label(budget))
             if r["variant"] == "dummy+cls" and r["dataset"] == dataset
             and all(json.loads(r["hyperparameters"]).get(k) == v for k, v in budget.items())]
     store.close()
