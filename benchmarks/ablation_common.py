@@ -21,6 +21,14 @@ if SHARED_DATA.is_dir():  # so the scripts run from any directory
     os.environ.setdefault("BLURBKIT_DATA", str(SHARED_DATA))
 
 
+def cpu_class() -> dict[str, object]:
+    """The CPU class every timing is measured on: its model and the dtypes it runs natively (bf16 or fp32 only)."""
+    from blurbkit.runtime.capability import capability
+
+    found = capability()
+    return {"cpu": found.cpu.model, "native_dtypes": list(found.native_dtypes)}
+
+
 def budget_label(budget: dict[str, int]) -> str:
     """The budget's name in the store and the report files, as `blurbkit ablate` names it."""
     from types import SimpleNamespace
@@ -67,6 +75,7 @@ def run_study(study: str, datasets: list[str], variants: list[str], seeds: int, 
             shutil.copy(RUNS / f"{name}.{suffix}", RESULTS / f"{result}.{suffix}")
     shown = [portable_path(arg) for arg in argv]
     info = {"argv": shown, "exit_code": code, "seconds_this_call": round(time.perf_counter() - started, 1),
-            "budget": budget, "threads": threads, "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
+            "budget": budget, "threads": threads, "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            **cpu_class()}
     (RESULTS / f"{result}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return code

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ablation_common import cpu_class  # noqa: E402
 from pretrain_from_scratch import DATA, RESULTS, RUNS, plot_loss  # noqa: E402
 
 # topic -> tag of the result files and the sub-corpus (named after the BLURB task it is for)
@@ -67,7 +68,7 @@ def main() -> None:
               # the whole run's training time and tokens (a resumed run's log carries them across its segments)
               "loss": stats, "steps": summary["steps"], "seconds": stats["elapsed_s"],
               "tokens_per_s": stats["tokens"] / max(stats["elapsed_s"], 1e-9),
-              "model_dir": f"$BLURBKIT_RUNS/{args.name}" if "BLURBKIT_RUNS" in os.environ else str(out), "settings": vars(args)}
+              "model_dir": f"$BLURBKIT_RUNS/{args.name}" if "BLURBKIT_RUNS" in os.environ else str(out), "settings": vars(args), **cpu_class()}
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 
