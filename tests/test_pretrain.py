@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -120,7 +121,7 @@ def test_resume_is_exact_and_output_loads(setup, tmp_path):
     # the resumed lines continue the run's totals: the same tokens at every step as the run never stopped
     uninterrupted = [json.loads(line) for line in (tmp_path / "full" / "train_log.jsonl").read_text().splitlines()]
     assert [e["tokens"] for e in log] == [e["tokens"] for e in uninterrupted]
-    assert all(a["elapsed_s"] <= b["elapsed_s"] for a, b in zip(log, log[1:]))
+    assert all(a["elapsed_s"] <= b["elapsed_s"] for a, b in pairwise(log))
     # a Hugging Face model directory that AutoModel and the fine-tuning loader accept
     model = AutoModel.from_pretrained(str(tmp_path / "full"))
     assert model.config.hidden_size == 32
