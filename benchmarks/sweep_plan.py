@@ -7,6 +7,7 @@ Throughput comes from a short calibration run per dataset (64 train examples, on
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -38,4 +39,6 @@ def main(work: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out_dir", type=Path, help="where the random BERT-base, the plans' runs folders and plan-*.md go")
+    main(parser.parse_args().out_dir)

@@ -82,6 +82,25 @@ def test_bench_inference_compares_with_the_pipeline(tiny_model, shared_data, tmp
     assert (tmp_path / "speed_inference_bc5chem.json").is_file()
 
 
+def test_bench_inference_engine_options_reach_blurbkits_side(tiny_model, shared_data, tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        code = main(["bench", "inference", "--model", str(tiny_model), "--data", str(shared_data), "--sentences", "6",
+                     "--train-examples", "8", "--results-dir", str(tmp_path), *PEAK, "--engine-option", "precision=fp32",
+                     "--engine-option", "threads=1"])
+    finally:
+        torch.set_num_threads(before)  # the option sets the process's count; later tests in this worker keep theirs
+    assert code == 0
+    result = _last_json_line(capsys)
+    assert result["blurbkit"]["precision"] == "fp32" and result["engine_options"] == {"precision": "fp32", "threads": 1}
+    assert (tmp_path / "speed_inference_bc5chem__precision-fp32__threads-1.json").is_file()
+    code = main(["bench", "inference", "--model", str(tiny_model), "--engine-option", "warp_drive=1",
+                 "--results-dir", str(tmp_path)])
+    assert code == 2 and "unknown inference setting(s) warp_drive" in capsys.readouterr().err
+
+
 def test_bench_speed_on_a_cpu_without_bf16(tiny_model, shared_data, tmp_path, capsys, monkeypatch):
     """Simulated with the override on a bf16 machine: no bf16 matmul is ever timed, blurbkit runs
     fp32 and both sides' MFU is against the fp32 peak; the report says what was skipped and why."""

@@ -56,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     infer.add_argument("--train-examples", type=positive_int, default=1000,
                        help="without --finetuned: train examples for the one-epoch model (default: 1000)")
     infer.add_argument("--pipeline-batch-size", type=positive_int, help="pipeline batch_size (default: the pipeline's own, 1)")
+    infer.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
+                       help="blurbkit inference setting (a RuntimeSettings field), e.g. bf16_inference=false, "
+                            "precision=fp32; threads=N applies to both sides")
     infer.set_defaults(func=run_inference)
 
     pre = commands.add_parser("pretrain", help="masked-LM pretraining speed vs BertForMaskedLM + whole-word collator + Trainer")
@@ -119,16 +122,35 @@ def run_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inference_settings(pairs: list[str]) -> dict:
+    """--engine-option KEY=VALUE pairs as RuntimeSettings fields, checked before anything runs."""
+    from dataclasses import fields
+
+    from blurbkit.cli.finetune import parse_part_options
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.runtime.settings import RuntimeSettings
+
+    options = parse_part_options(pairs)
+    unknown = set(options) - {field.name for field in fields(RuntimeSettings)}
+    if unknown:
+        raise BlurbkitError(f"--engine-option: unknown inference setting(s) {', '.join(sorted(unknown))} (see RuntimeSettings)")
+    if "threads" in options and not (isinstance(options["threads"], int) and options["threads"] >= 1):
+        raise BlurbkitError(f"--engine-option threads={options['threads']!r}: a whole number of at least 1")
+    return options
+
+
 def run_inference(args: argparse.Namespace) -> int:
     from blurbkit.speed.inference import inference
 
+    settings = _inference_settings(args.engine_option)
     result = inference(
         args.dataset, model=args.model, data=args.data, sentences=args.sentences, finetuned=args.finetuned,
         train_examples=args.train_examples, seed=args.seed, progress=args.progress,
         pipeline_batch_size=args.pipeline_batch_size, peak_seconds=args.peak_seconds, peak_size=args.peak_size,
-        backend=args.backend,
+        backend=args.backend, settings=settings,
     )
     variant = "" if args.backend == "torch" else f"_{args.backend.replace('-', '_')}"
+    variant += "".join(f"__{key}-{value}" for key, value in sorted(settings.items()))
     _emit(result, args.results_dir, f"speed_inference_{args.dataset}{variant}.json")
     return 0
 

@@ -24,7 +24,14 @@ from blurbkit.models.model import BlurbModel
 from blurbkit.runtime.allocator import allocator_state
 from blurbkit.runtime.precision import dtype_name
 from blurbkit.speed.compare import Workload, build_engine
-from blurbkit.speed.machine import machine_info, measure_peaks, peak_memory, peak_of, release_memory
+from blurbkit.speed.machine import (
+    machine_info,
+    measure_peaks,
+    peak_memory,
+    peak_of,
+    release_memory,
+    same_threads,
+)
 from blurbkit.tagging import tags_to_spans
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.tasks.types.token import split_words
@@ -105,9 +112,11 @@ def blurbkit_word_tags(text: str, entities: list[dict]) -> list[str]:
 def inference(dataset: str = "bc5chem", model: str | None = None, data: str | None = None, sentences: int = 1000,
               finetuned: str | None = None, train_examples: int = 1000, seed: int = 0, progress: bool = False,
               pipeline_batch_size: int | None = None, peak_seconds: float = 1.0, peak_size: int = 2048,
-              backend: str = "torch") -> dict[str, Any]:
+              backend: str = "torch", settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """backend: blurbkit's forward pass ("torch", or "onnx"/"onnx-int8": the model is exported to
-    ONNX first, into a copy when `finetuned` is given, so the user's directory is not written)."""
+    ONNX first, into a copy when `finetuned` is given, so the user's directory is not written).
+    settings: RuntimeSettings fields for blurbkit's side (e.g. bf16_inference=False); a thread count
+    in them is set for both sides, before either runs."""
     import torch
     from transformers import pipeline
 
@@ -115,6 +124,8 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
     if "token" not in spec.task.provides:
         raise BlurbkitError(f"bench inference is for NER/PICO datasets, not {dataset} ({spec.task_type})")
     texts = [" ".join(r["tokens"]) for r in subsample(load_split(dataset, "dev", data), sentences, seed)]
+    given = dict(settings or {})
+    settings = given | {"threads": same_threads(given.get("threads"))}
     load_at_start = machine_info()["load_average"]
     peaks, skipped = measure_peaks(peak_seconds, peak_size)
     with tempfile.TemporaryDirectory(prefix="blurbkit_bench_") as tmp:
@@ -124,7 +135,7 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
 
             export(model_dir, out=Path(tmp) / "onnx_export", int8=backend == "onnx-int8")
             model_dir = _with_export(model_dir, Path(tmp) / "onnx_export", Path(tmp) / "exported")
-        predictor = Predictor.load(model_dir, progress=progress, backend=backend)
+        predictor = Predictor.load(model_dir, progress=progress, backend=backend, settings=settings)
     release_memory()
     hf_model = as_hf_token_model(predictor.runner.model)
     device = 0 if torch.cuda.is_available() else -1
@@ -167,6 +178,7 @@ def inference(dataset: str = "bc5chem", model: str | None = None, data: str | No
                      "precision": precision, "backend": backend, "mfu": round(flops / our_seconds / (peak * 1e9), 4) if peak else None,
                      "mfu_peak": ours_dtype, "allocator": allocator_state(),
                      "peak_memory_mb": our_memory.get("gpu_peak_mb", our_memory.get("peak_mb"))},
+        "engine_options": given,
         "speedup": round(hf_seconds / our_seconds, 2),
         "cpu_speedup": round(hf_cpu / our_cpu, 2),  # CPU time of the process: with one thread, load-independent
         "identical_tags": round(sum(a == b for a, b in pairs) / max(1, len(pairs)), 4),
