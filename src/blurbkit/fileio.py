@@ -106,13 +106,15 @@ def clean_stale(path: str | Path) -> list[Path]:
     return removed
 
 
-def check_writable(path: str | Path, what: str = "output", file: bool = False) -> None:
+def check_writable(path: str | Path, what: str = "output", file: bool = False, folder: bool = False) -> None:
     """Fail now, in one line, if `path` (a file or directory to be written atomically) cannot be:
     its parent is made if missing and a small temporary file is written, synced and removed there.
-    file: `path` is to be a file, so an existing directory there is refused too."""
+    file: `path` is to be a file, so an existing directory there is refused too; folder: the reverse."""
     path = Path(path)
     if file and path.is_dir():
         raise BlurbkitError(f"the {what} is a directory; give a file name", path=path)
+    if folder and path.exists() and not path.is_dir():
+        raise BlurbkitError(f"the {what} is a file; give a folder", path=path)
     existing = next(folder for folder in path.parents if folder.exists())
     if not existing.is_dir():
         raise BlurbkitError(f"cannot write the {what} here ({existing} is a file, not a folder)", path=path)

@@ -97,7 +97,8 @@ def evaluate(
 
     spec = get_dataset(dataset)
     if not Path(predictions_path).is_file():
-        raise BlurbkitError("file not found", path=predictions_path)
+        raise BlurbkitError("is a directory, not a file" if Path(predictions_path).is_dir() else "file not found",
+                            path=predictions_path)
     gold = load_gold(spec.name, split, data, options)
     predictions = read_prediction_file(spec, gold, predictions_path, scheme=scheme)
     result = score_predictions(spec, gold, predictions, split=split, scheme=scheme)

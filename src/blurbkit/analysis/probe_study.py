@@ -91,7 +91,7 @@ def probe_study(dataset: str, out: Path, model: str | None = None, data: str | N
     check_probe_dataset(spec)  # before the model or any data is read
     model_dir = resolve_model_dir(model)
     read_config(model_dir)
-    check_writable(out, "probe output directory")
+    check_writable(out, "probe output directory", folder=True)
     if store is not None:
         ResultsStore(store).close()  # a store that cannot take the rows fails now, not after the probes
     config = FinetuneConfig(dataset=spec.name, data=data, model=model, max_train_examples=max_train_examples,

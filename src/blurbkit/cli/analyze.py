@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from blurbkit.cli.argtypes import non_negative_int, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("analyze", help="analyse a fine-tuned run (SLL attention weights)")
@@ -19,11 +21,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     attention.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     attention.add_argument("--data", help="data folder (default: the one the run used)")
-    attention.add_argument("--window", type=int, default=3, help="words on each side of an entity (default 3)")
-    attention.add_argument("--top", type=int, default=20, help="stems to list (default 20)")
-    attention.add_argument("--min-count", type=int, default=5, help="ignore stems seen fewer times (default 5)")
-    attention.add_argument("--examples", type=int, default=8, help="examples in the HTML view (default 8)")
-    attention.add_argument("--max-examples", type=int, help="analyse only the first N test records")
+    attention.add_argument("--window", type=non_negative_int, default=3, help="words on each side of an entity (default 3)")
+    attention.add_argument("--top", type=positive_int, default=20, help="stems to list (default 20)")
+    attention.add_argument("--min-count", type=positive_int, default=5, help="ignore stems seen fewer times (default 5)")
+    attention.add_argument("--examples", type=non_negative_int, default=8, help="examples in the HTML view (default 8)")
+    attention.add_argument("--max-examples", type=positive_int, help="analyse only the first N test records")
     attention.add_argument("--out", type=Path, help="HTML file (default: RUN_DIR/analysis/attention.html)")
     attention.set_defaults(func=run_attention_analysis)
 
@@ -38,8 +40,9 @@ def _test_records(run_dir: Path, data: str | None) -> tuple[str, list[dict]]:
 
     if not (run_dir / "run.json").is_file():
         raise BlurbkitError("not a run directory (no run.json)", path=run_dir)
-    config = read_json(run_dir / "run.json").get("config", {})
-    if "dataset" not in config:
+    run = read_json(run_dir / "run.json")
+    config = run.get("config") if isinstance(run, dict) else None
+    if not isinstance(config, dict) or "dataset" not in config:
         raise BlurbkitError("run.json has no config.dataset", path=run_dir / "run.json")
     options = ReadOptions(pico_train_from_dev=config.get("pico_train_from_dev"), fold=config.get("fold", 0))
     records = load_split(config["dataset"], "test", data or config.get("data"), options)
@@ -49,6 +52,7 @@ def _test_records(run_dir: Path, data: str | None) -> tuple[str, list[dict]]:
 def run_attention_analysis(args: argparse.Namespace) -> int:
     from blurbkit.analysis.attention import run_attention, top_stems, write_html
     from blurbkit.errors import BlurbkitError
+    from blurbkit.fileio import check_writable
     from blurbkit.models.model import BlurbModel
     from blurbkit.tasks.registry import get_dataset
 
@@ -56,6 +60,8 @@ def run_attention_analysis(args: argparse.Namespace) -> int:
         raise BlurbkitError("not a run directory" if args.run_dir.exists() else "run directory not found", path=args.run_dir)
     if not (args.run_dir / "model").is_dir():
         raise BlurbkitError("the run kept no model (it was run with --no-save-model / without --save-models)", path=args.run_dir)
+    out = args.out or args.run_dir / "analysis" / "attention.html"
+    check_writable(out, "HTML view", file=True)  # before the model runs, not after the table is printed
     dataset, records = _test_records(args.run_dir, args.data)
     if args.max_examples is not None:
         records = records[: args.max_examples]
@@ -71,7 +77,6 @@ def run_attention_analysis(args: argparse.Namespace) -> int:
         print(f"| {rank} | {stem} | {form} | {weight:.4f} | {count} |")
     negative = spec.negative_label
     shown = [a for a in analysed if a.gold != negative] or list(analysed)
-    out = args.out or args.run_dir / "analysis" / "attention.html"
     write_html(out, shown[: args.examples], f"SLL attention, {spec.title} ({args.run_dir.name})")
     print(json.dumps({"html": str(out), "examples": len(analysed), "stems": len(rows)}))
     return 0

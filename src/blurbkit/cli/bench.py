@@ -25,9 +25,9 @@ def _common(parser: argparse.ArgumentParser, dataset: str) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"),
                         help="where the JSON result is also written (default: benchmarks/results)")
-    parser.add_argument("--peak-seconds", type=float, default=1.0,
+    parser.add_argument("--peak-seconds", type=positive_float, default=1.0,
                         help="time spent measuring the matmul peak, per native dtype (non-native dtypes are skipped)")
-    parser.add_argument("--peak-size", type=int, default=2048, help="side of the square matmul timed for the peak (default: 2048)")
+    parser.add_argument("--peak-size", type=positive_int, default=2048, help="side of the square matmul timed for the peak (default: 2048)")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
 
 
@@ -73,8 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pre.add_argument("--seed", type=int, default=0)
     pre.add_argument("--loss-window", type=int, default=5, help="MLM loss reported as the mean of the last N steps")
     pre.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"))
-    pre.add_argument("--peak-seconds", type=float, default=1.0)
-    pre.add_argument("--peak-size", type=int, default=2048)
+    pre.add_argument("--peak-seconds", type=positive_float, default=1.0)
+    pre.add_argument("--peak-size", type=positive_int, default=2048)
     pre.add_argument("--threads", type=positive_int, help="torch CPU threads")
     pre.set_defaults(func=run_pretrain)
 
@@ -92,10 +92,12 @@ def _emit(result: dict, results_dir: Path, name: str) -> None:
 def run_speed(args: argparse.Namespace) -> int:
     from blurbkit.cli.finetune import parse_part_options
     from blurbkit.errors import BlurbkitError
+    from blurbkit.fileio import check_writable
     from blurbkit.speed.speed import speed
     from blurbkit.train.config import FinetuneConfig
 
-    options = parse_part_options(args.engine_option)
+    check_writable(args.results_dir, "--results-dir", folder=True)  # before the benchmark, not after it
+    options = parse_part_options(args.engine_option, "--engine-option")
     unknown = set(options) - set(FinetuneConfig.option_names())
     if unknown:
         raise BlurbkitError(f"--engine-option: unknown setting(s) {', '.join(sorted(unknown))} (see FinetuneConfig)")
@@ -107,10 +109,8 @@ def run_speed(args: argparse.Namespace) -> int:
                             "use the bench's own flags (--lr, --batch-size, --epochs, --seed, --train-examples ...)")
     try:
         FinetuneConfig(dataset=args.dataset, **options)  # values checked before the Trainer side runs
-    except TypeError as err:
+    except (TypeError, BlurbkitError) as err:
         raise BlurbkitError(f"--engine-option: {err}") from None
-    if "threads" in options and not (isinstance(options["threads"], int) and options["threads"] >= 1):
-        raise BlurbkitError(f"--engine-option threads={options['threads']!r}: a whole number of at least 1")
     result = speed(
         args.dataset, model=args.model, data=args.data, train_examples=args.train_examples,
         eval_examples=args.eval_examples, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
@@ -130,18 +130,22 @@ def _inference_settings(pairs: list[str]) -> dict:
     from blurbkit.errors import BlurbkitError
     from blurbkit.runtime.settings import RuntimeSettings
 
-    options = parse_part_options(pairs)
+    options = parse_part_options(pairs, "--engine-option")
     unknown = set(options) - {field.name for field in fields(RuntimeSettings)}
     if unknown:
         raise BlurbkitError(f"--engine-option: unknown inference setting(s) {', '.join(sorted(unknown))} (see RuntimeSettings)")
-    if "threads" in options and not (isinstance(options["threads"], int) and options["threads"] >= 1):
-        raise BlurbkitError(f"--engine-option threads={options['threads']!r}: a whole number of at least 1")
+    try:
+        RuntimeSettings(**options)  # values checked before either side runs
+    except BlurbkitError as err:
+        raise BlurbkitError(f"--engine-option: {err}") from None
     return options
 
 
 def run_inference(args: argparse.Namespace) -> int:
+    from blurbkit.fileio import check_writable
     from blurbkit.speed.inference import inference
 
+    check_writable(args.results_dir, "--results-dir", folder=True)
     settings = _inference_settings(args.engine_option)
     result = inference(
         args.dataset, model=args.model, data=args.data, sentences=args.sentences, finetuned=args.finetuned,
@@ -157,7 +161,10 @@ def run_inference(args: argparse.Namespace) -> int:
 
 def run_pretrain(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
+    from blurbkit.fileio import check_writable
     from blurbkit.speed.pretrain import bench_pretrain
+
+    check_writable(args.results_dir, "--results-dir", folder=True)
 
     for name in ("steps", "batch_size", "max_length", "loss_window"):
         if getattr(args, name) < 1:

@@ -54,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.replicates < 100:
         raise BlurbkitError("--replicates must be at least 100 (a 95% interval needs the tails)")
+    if args.data and not Path(args.data).is_dir():  # a typo would otherwise leave every comparison unpaired, quietly
+        raise BlurbkitError("data folder not found", path=args.data)
     rows = load_stores(args.store or [Path("runs/results.sqlite")])
     entries = leaderboard(rows)
     names = display_names(e.model for e in entries)

@@ -49,9 +49,15 @@ def compared_configs(args: argparse.Namespace, dataset: str) -> list[FinetuneCon
         return [base]
     if args.featurizer:
         raise BlurbkitError("give --featurizer or --featurizers, not both")
+    from blurbkit.models.featurizers import FEATURIZERS
+
+    names = [n.strip() for n in args.featurizers.split(",") if n.strip()]
+    if not names:
+        raise BlurbkitError(f"--featurizers: no featurizer named in {args.featurizers!r}")
+    for name in names:  # every name before the first fold trains, not after its folds are stored
+        FEATURIZERS.get(name)
     default = get_dataset(dataset).task.featurizer  # the task's own part keeps the plain run's key
-    return [base.replace(featurizer=None if name == default else name)
-            for name in (n.strip() for n in args.featurizers.split(",")) if name]
+    return [base.replace(featurizer=None if name == default else name) for name in names]
 
 
 def run(args: argparse.Namespace) -> int:

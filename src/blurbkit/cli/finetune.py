@@ -61,7 +61,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="also checkpoint every N optimizer steps (a run with --out always checkpoints at each epoch's end)")
 
 
-def parse_part_options(items: list[str]) -> dict[str, object]:
+def parse_part_options(items: list[str], flag: str = "--part-option") -> dict[str, object]:
     import json
 
     from blurbkit.errors import BlurbkitError
@@ -70,7 +70,7 @@ def parse_part_options(items: list[str]) -> dict[str, object]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise BlurbkitError(f"--part-option {item!r}: expected KEY=VALUE")
+            raise BlurbkitError(f"{flag} {item!r}: expected KEY=VALUE")
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:

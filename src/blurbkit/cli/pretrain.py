@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from blurbkit.cli.argtypes import non_negative_float, positive_float, positive_int
+from blurbkit.cli.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
 from blurbkit.cli.finetune import add_adversarial_options, adversarial_settings
 from blurbkit.pretrain.objectives import OBJECTIVES, resolve_objective
 
@@ -25,13 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     start.add_argument("--init", metavar="MODEL_DIR", help="continual pretraining from this model (keeps its vocabulary); 'default' = MiniLM")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory (required from scratch; with --init it must be the model's own)")
     p.add_argument("--max-length", type=int, default=128, help="tokens per sequence (default 128)")
-    p.add_argument("--batch-size", type=int, default=32, help="sequences per micro-batch per process (default 32)")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="sequences per micro-batch per process (default 32)")
+    p.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step (default 1)")
     p.add_argument("--lr", type=positive_float, default=6e-4, help="peak learning rate (default 6e-4, PubMedBERT)")
-    p.add_argument("--warmup", type=float, default=0.1, help="warm-up: fraction of steps (<1) or steps (>=1); default 0.1")
+    p.add_argument("--warmup", type=non_negative_float, default=0.1, help="warm-up: fraction of steps (<1) or steps (>=1); default 0.1")
     p.add_argument("--weight-decay", type=non_negative_float, default=0.01)
     p.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (default: --epochs over the corpus)")
-    p.add_argument("--epochs", type=float, default=1.0, help="passes over the corpus when --max-steps is not given")
+    p.add_argument("--epochs", type=positive_float, default=1.0, help="passes over the corpus when --max-steps is not given")
     p.add_argument("--masking", choices=["whole-word", "subword"], default="whole-word", help="default whole-word")
     p.add_argument("--mask-rate", type=float, default=0.15, help="fraction of tokens predicted (default 0.15; 80/10/10)")
     p.add_argument("--mask-schedule", action="store_true", help="masking rate 5%%->25%%, +5 points each fifth of training")
@@ -45,13 +45,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_adversarial_options(p, "ALUM-style adversarial training", alpha=10.0)  # ALUM's KL weight
     p.add_argument("--nsp", action="store_true", help="same as --objective mlm_nsp (two-segment inputs + next-sentence prediction)")
     p.add_argument("--no-packing", action="store_true", help="one document per sequence instead of packed windows")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--save-every", type=int, default=500, help="checkpoint every N steps (default 500)")
-    p.add_argument("--keep-checkpoints", type=int, default=2)
-    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--seed", type=non_negative_int, default=42)
+    p.add_argument("--save-every", type=positive_int, default=500, help="checkpoint every N steps (default 500)")
+    p.add_argument("--keep-checkpoints", type=positive_int, default=2)
+    p.add_argument("--log-every", type=positive_int, default=10)
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT/checkpoints has a checkpoint")
-    p.add_argument("--max-minutes", type=float, default=None, help="wall-time budget: checkpoint and stop after it")
-    p.add_argument("--max-docs", type=int, default=None, help="use only the first N documents of the corpus")
+    p.add_argument("--max-minutes", type=positive_float, default=None, help="wall-time budget: checkpoint and stop after it")
+    p.add_argument("--max-docs", type=positive_int, default=None, help="use only the first N documents of the corpus")
     p.add_argument("--cache-dir", default=None, help="tokenised corpus cache (default OUT/data)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads per process")
     p.add_argument("--mixed-precision", choices=["auto", "no", "fp16", "bf16"], default="auto",
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     else:
         cap_torch_threads()
-    for name in ("batch_size", "grad_accum", "max_length", "save_every", "log_every"):
+    for name in ("max_length",):
         if getattr(args, name) < 1:
             raise BlurbkitError(f"--{name.replace('_', '-')} must be at least 1")
     if not 0 < args.mask_rate < 1:

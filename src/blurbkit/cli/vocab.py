@@ -7,7 +7,7 @@ import itertools
 import json
 from pathlib import Path
 
-from blurbkit.cli.argtypes import positive_int
+from blurbkit.cli.argtypes import non_negative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build", help="train an uncased WordPiece vocabulary (tokenizers) on a corpus")
     build.add_argument("--corpus", nargs="+", required=True, help="corpus files or folders (any `corpus build` input format)")
     build.add_argument("--size", type=int, default=30000, help="vocabulary size (default 30000)")
-    build.add_argument("--min-frequency", type=int, default=2, help="minimum pair frequency to merge (default 2)")
+    build.add_argument("--min-frequency", type=non_negative_int, default=2, help="minimum pair frequency to merge (default 2)")
     build.add_argument("--cased", action="store_true", help="keep case (default: uncased, as PubMedBERT)")
     build.add_argument("--max-sentences", type=positive_int, default=None, help="train on the first N sentences only")
     build.add_argument("--out", required=True, help="tokenizer directory to write")

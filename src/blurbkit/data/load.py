@@ -28,7 +28,7 @@ from blurbkit.data.prepare import MANIFEST, dataset_options, prepare, split_note
 from blurbkit.data.readers import SplitUnavailable
 from blurbkit.data.readers.base import ReadOptions
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import read_json, read_jsonl
+from blurbkit.fileio import parse_jsonl, read_json, read_lines
 from blurbkit.paths import cache_root
 from blurbkit.tasks.registry import SPLITS, DatasetSpec, all_datasets, get_dataset
 
@@ -172,7 +172,19 @@ def load_split(
     info = entry["splits"].get(split)
     if info is None or info["status"] != "ok":
         raise SplitUnavailable(info["reason"] if info else f"dataset {dataset!r} has no {split} split")
-    return read_jsonl(folder / info["file"])
+    return checked_records(get_dataset(dataset), folder / info["file"])
+
+
+def checked_records(spec: DatasetSpec, path: Path) -> list[dict[str, Any]]:
+    """A prepared split's records, each checked against its task type's fields: a file edited by
+    hand fails here, by line, instead of as a KeyError in training or scoring."""
+    records = []
+    for line, record in parse_jsonl(read_lines(path), path):
+        problem = spec.task.record_problem(spec, record)
+        if problem:
+            raise BlurbkitError(f"record {record.get('id')!r}: {problem} (prepare the dataset again)", path=path, line=line)
+        records.append(record)
+    return records
 
 
 def split_notes(

@@ -28,6 +28,9 @@ def disk_checks(runs_dir: Path) -> Iterator[Check]:
         ("cache", cache, "free space there or set BLURBKIT_CACHE=DIR on another disk"),
     ):
         where = _existing(path)
+        if not where.is_dir():  # a file where the folder should be: every run would be refused there
+            yield Check("disk", name, "problem", f"{path}: {where} is a file, not a folder", fix)
+            continue
         if not os.access(where, os.W_OK):
             yield Check("disk", name, "problem", f"{path}: {where} is not writable", fix)
             continue

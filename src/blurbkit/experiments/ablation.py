@@ -90,6 +90,8 @@ def select_variants(study: Study, names: str | None) -> list[Variant]:
         return list(study.variants)
     known = {v.name: v for v in study.variants}
     wanted = [n.strip() for n in names.split(",") if n.strip()]
+    if not wanted:
+        raise BlurbkitError(f"study {study.name}: no variant named in {names!r} (known: {', '.join(known)})")
     unknown = [n for n in wanted if n not in known]
     if unknown:
         raise BlurbkitError(f"study {study.name}: unknown variants {', '.join(unknown)} (known: {', '.join(known)})")

@@ -65,6 +65,8 @@ def parse_grid(text: str | None) -> dict[str, Any]:
         if not sep or name not in GRID_KEYS:
             raise BlurbkitError(f"--grid {part.strip()!r}: expected NAME=V1,V2 with NAME one of {', '.join(GRID_KEYS)}")
         key, kind = GRID_KEYS[name]
+        if key in out:  # lr twice, or bs and batch_size: the later one would silently win
+            raise BlurbkitError(f"--grid {part.strip()!r}: {key} is already given; list its values once (e.g. lr=1e-5,3e-5)")
         items = [v.strip() for v in values.split(",") if v.strip()]
         if not items:
             raise BlurbkitError(f"--grid {name}: no values")

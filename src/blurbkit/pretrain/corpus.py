@@ -180,8 +180,13 @@ def _read_csv(path: Path, source: str) -> Iterator[Document]:
 def _read_pubtator(path: Path, source: str) -> Iterator[Document]:
     pmid, title, abstract = None, "", ""
     with open_text(path) as handle:
-        for line in _lines(handle):
+        for number, line in enumerate(_lines(handle), start=1):
             parts = line.split("|", 2)
+            if line.strip() and not (len(parts) == 3 and parts[1] in ("t", "a")) and "\t" not in line:
+                # Neither a title/abstract line nor a tab-separated annotation: a damaged line would
+                # otherwise drop its document's text without a word.
+                raise BlurbkitError("expected a 'PMID|t|...' or 'PMID|a|...' line or a tab-separated annotation",
+                                    path=path, line=number)
             if len(parts) == 3 and parts[1] in ("t", "a"):
                 if pmid is not None and parts[0] != pmid:
                     yield Document(pmid, _clean_paragraph(title) + _clean_paragraph(abstract), pmid, source)

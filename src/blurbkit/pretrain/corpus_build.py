@@ -23,6 +23,17 @@ from blurbkit.pretrain.corpus import Document, corpus_files, iter_documents
 from blurbkit.pretrain.text import digest, word_tokens
 
 
+def check_not_an_input(out: str | Path, inputs: list[str | Path]) -> None:
+    """The output replaces its path only after reading: as one of the inputs, or inside an input
+    folder (read as input by the next run), it would silently replace or join the corpus it came from."""
+    target = Path(out).resolve()
+    for item in inputs:
+        source = Path(item).resolve()
+        if target == source or (source.is_dir() and source in target.parents):
+            where = "an input" if target == source else f"inside the input folder {item}"
+            raise BlurbkitError(f"the output is {where}; write the corpus somewhere else", path=out)
+
+
 @contextlib.contextmanager
 def corpus_writer(out: Path) -> Iterator[Any]:
     """``write(doc)`` into a new corpus file (format by suffix), atomically."""
@@ -106,6 +117,7 @@ def build_corpus(
 ) -> dict[str, Any]:
     """Read, normalise, split, dedupe and test-filter ``inputs`` into ``out``; returns the report."""
     out = Path(out)
+    check_not_an_input(out, inputs)
     dropped: Counter[str] = Counter()
     per_source: dict[str, Counter[str]] = defaultdict(Counter)
     gate = _DocumentGate(test_index, min_words, min_windows)

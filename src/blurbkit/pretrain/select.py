@@ -33,7 +33,7 @@ from typing import Any
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_write
 from blurbkit.pretrain.corpus import iter_documents
-from blurbkit.pretrain.corpus_build import corpus_writer
+from blurbkit.pretrain.corpus_build import check_not_an_input, corpus_writer
 from blurbkit.pretrain.text import word_tokens
 
 TOPIC_SOURCES = {
@@ -208,6 +208,7 @@ def select_corpus(inputs: list[str | Path], out: str | Path, terms: list[str], *
                   min_distinct: int = 2, every_part: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
     """Keep the documents with at least `min_hits` term hits of `min_distinct` terms, and, given
     `every_part` (a topic's parts, `topic_parts`), a hit of every part."""
+    check_not_an_input(out, inputs)
     matcher = TermMatcher(terms)
     sets = [{tuple(t.split()) for t in part} for part in every_part]
     # A term in two parts' lists (angiotensin: chemical and protein) shows neither kind for sure.

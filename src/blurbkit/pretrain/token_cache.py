@@ -120,7 +120,7 @@ def _cache_matches(meta_path: Path, signature: dict[str, Any]) -> bool:
         meta = json.loads(meta_path.read_text("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         return False
-    return all(meta.get(k) == v for k, v in signature.items())
+    return isinstance(meta, dict) and all(meta.get(k) == v for k, v in signature.items())
 
 
 class _TokenWriter:
@@ -190,12 +190,16 @@ class _TokenWriter:
 def load_token_cache(cache_dir: Path) -> TokenCache:
     try:
         meta = json.loads((cache_dir / "meta.json").read_text("utf-8"))
+        if not isinstance(meta, dict):
+            raise ValueError("meta.json is not an object")
         tokens = np.memmap(cache_dir / "tokens.bin", dtype=np.dtype(meta["dtype"]), mode="r")
-        sentences = np.load(cache_dir / "sentences.npy")
+        sentences = np.load(cache_dir / "sentences.npy")  # allow_pickle stays False: arrays only
         docs = np.load(cache_dir / "docs.npy")
-    except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
-        raise BlurbkitError(f"token cache is unreadable ({err}); delete it to rebuild", path=cache_dir) from None
-    if tokens.shape[0] != meta["n_tokens"]:
+        n_tokens = meta["n_tokens"]
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError) as err:
+        why = f"no {err}" if isinstance(err, KeyError) else str(err)
+        raise BlurbkitError(f"token cache is unreadable ({why}); delete it to rebuild", path=cache_dir) from None
+    if tokens.shape[0] != n_tokens:
         raise BlurbkitError("token cache is truncated; delete it to rebuild", path=cache_dir)
     return TokenCache(tokens, sentences, docs, meta)
 

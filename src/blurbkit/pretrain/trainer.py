@@ -275,6 +275,7 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     adversarial_config(cfg)
     check_max_length(cfg.max_length)  # before the corpus is tokenised
     corpus_files(cfg.corpus)  # a missing corpus is refused before the model loads
+    check_output(Path(cfg.out))
     out, made = Path(cfg.out), not Path(cfg.out).exists()
     try:
         run = _setup(cfg, objective)
@@ -285,6 +286,20 @@ def pretrain(cfg: PretrainConfig) -> dict[str, Any]:
     log = TrainLog(run.out / "train_log.jsonl", run.accelerator.is_main_process, resumed=run.resumed_from is not None)
     stopped = _train(run, log)
     return _finish(run, log, stopped)
+
+
+# What a pretraining leaves in its --out (any one): a folder holding none of them is not ours to write into.
+PRETRAIN_OUTPUTS = ("train_log.jsonl", "checkpoints", "pretrain_summary.json", "data")
+
+
+def check_output(out: Path) -> None:
+    """--out may be new, empty, or an earlier pretraining's folder (continued or finished): never a
+    user's model or file given by mistake, whose weights and tokenizer the run would overwrite."""
+    if out.exists() and not out.is_dir():
+        raise BlurbkitError("is a file; --out is the folder the model, checkpoints and logs go to", path=out)
+    if out.is_dir() and any(out.iterdir()) and not any((out / name).exists() for name in PRETRAIN_OUTPUTS):
+        raise BlurbkitError("exists and is not a blurbkit pretraining output (no train_log.jsonl, checkpoints/ or data/); "
+                            "choose a new or empty --out", path=out)
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_dir, read_lines
+from blurbkit.fileio import atomic_dir, check_replaceable, read_lines
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -63,6 +63,8 @@ def build_vocab(
 
     if size < len(SPECIAL_TOKENS) + 10:
         raise BlurbkitError(f"--size {size} is too small for a vocabulary")
+    # Only nothing, an empty folder or an earlier vocabulary is replaced: a model folder given by mistake is kept.
+    check_replaceable(out, "vocab_build.json", "a vocabulary built by blurbkit")
     tokenizer = Tokenizer(WordPiece(unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100))
     tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
                                                       strip_accents=None, lowercase=lowercase)

@@ -63,7 +63,7 @@ def check_run_dir(out: Path | None, overwrite: bool, resume: bool = False) -> No
             raise BlurbkitError("output directory holds a finished run: nothing to resume (--overwrite runs it again)", path=out)
         what = "another run" if (out / "run.json").exists() else "other files"
         raise BlurbkitError(f"output directory holds {what}; choose a new --out or pass --overwrite", path=out)
-    check_writable(out, "run directory")
+    check_writable(out, "run directory", folder=True)
 
 
 def run_signature(config: FinetuneConfig, hyper: Hyperparams, model_dir: Path, data_sha256: dict[str, str]) -> dict[str, Any]:

@@ -69,6 +69,17 @@ class LabelCodec:
         return self.labels[output]
 
 
+KINDS = {str: "a string", list: "a list", int: "a number", float: "a number", dict: "an object"}
+
+
+def json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    return KINDS.get(type(value), type(value).__name__)
+
+
 class TaskType:
     """Base class of every task type; the subclasses in this package fill it in."""
 
@@ -88,6 +99,21 @@ class TaskType:
     windowed = False  # True: long inputs become overlapping windows (no word lost); False: truncated
     prediction_suffix = "jsonl"
     file_formats: tuple[str, ...] = ()  # `datasets add --format` readers holding this task's data
+    # The fields a canonical record (data/schema.py) must have, and their JSON kinds: a prepared
+    # file edited by hand is named by line when it is read, not by a KeyError deep in training.
+    record_fields: dict[str, tuple[type, ...]] = {"id": (str,)}
+
+    def record_problem(self, spec: DatasetSpec, record: Record) -> str | None:
+        """Why `record` is not a canonical record of this task type (None: it is)."""
+        for name, kinds in self.record_fields.items():
+            if name not in record:
+                return f"no {name!r} field"
+            value = record[name]
+            if isinstance(value, bool) or not isinstance(value, kinds):
+                return f"{name!r} is {json_kind(value)}, not {' or '.join(KINDS[k] for k in kinds)}"
+        if "label" in self.record_fields and spec.labels and record["label"] not in spec.labels:
+            return f"label {record['label']!r} is not one of {spec.name}'s labels ({', '.join(spec.labels)})"
+        return None
 
     # ---- failed runs (fine-tuning stability, SPEC §4) -------------------------------------------
     def trivial_predictions(self, spec: DatasetSpec, train_records: Sequence[Record], records: Sequence[Record]) -> Any:

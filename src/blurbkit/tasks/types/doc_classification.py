@@ -34,6 +34,7 @@ class MultiLabelCodec(LabelCodec):
 
 
 class DocumentClassification(IdTaskType):
+    record_fields = {"id": (str,), "text": (str,), "labels": (list,)}
     name = "doc_classification"
     provides = ("sequence", "text", "multi_label")  # what Figure 2 parts may require (models/: `requires`)
     title = "Document classification"

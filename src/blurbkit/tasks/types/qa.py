@@ -10,6 +10,7 @@ from blurbkit.tasks.types.by_id import IdTaskType
 
 
 class QuestionAnswering(IdTaskType):
+    record_fields = {"id": (str,), "question": (str,), "context": (str,), "label": (str,)}
     name = "qa"
     provides = ("sequence", "question_context", "single_label")  # what Figure 2 parts may require (models/: `requires`)
     title = "Question answering"

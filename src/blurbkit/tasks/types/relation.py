@@ -18,6 +18,7 @@ PLACEHOLDER = re.compile(r"@([A-Za-z][A-Za-z_]*(?:-[A-Za-z][A-Za-z_]*)?)\$")
 
 
 class RelationExtraction(IdTaskType):
+    record_fields = {"id": (str,), "text": (str,), "label": (str,), "entities": (list,)}
     name = "relation"
     provides = ("sequence", "text", "single_label", "entity_pair")  # what Figure 2 parts may require (models/: `requires`)
     title = "Relation extraction"

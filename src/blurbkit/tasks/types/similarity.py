@@ -22,6 +22,7 @@ class ScoreCodec(LabelCodec):
 
 
 class SentenceSimilarity(IdTaskType):
+    record_fields = {"id": (str,), "text_a": (str,), "text_b": (str,), "score": (int, float)}
     name = "similarity"
     provides = ("sequence", "text_pair", "score")  # what Figure 2 parts may require (models/: `requires`)
     title = "Sentence similarity"

@@ -101,6 +101,13 @@ class TokenCodec(LabelCodec):
 
 
 class TokenTaskType(TaskType):
+    record_fields = {"id": (str,), "tokens": (list,), "tags": (list,)}
+
+    def record_problem(self, spec: DatasetSpec, record: Record) -> str | None:
+        problem = super().record_problem(spec, record)
+        if problem is None and len(record["tokens"]) != len(record["tags"]):
+            problem = f"{len(record['tokens'])} tokens but {len(record['tags'])} tags"
+        return problem
     transform = "tokens"
     featurizer = "first_subword"
     head = "softmax"
