@@ -248,7 +248,7 @@ def test_an_unusable_path_no_check_caught_is_one_line_and_an_io_fault_keeps_its_
     (["bench", "speed", "--no-trainer", "--engine-option", "precision=fp64"],
      "--engine-option: precision 'fp64': one of auto, bf16, fp16, fp32"),
     (["bench", "speed", "--no-trainer", "--engine-option", "compile"], "--engine-option 'compile': expected KEY=VALUE"),
-    (["bench", "inference", "--engine-option", "bf16_inference=maybe"], "--engine-option: bf16_inference 'maybe': true or false"),
+    (["bench", "inference", "--engine-option", "bf16_inference=maybe"], "--engine-option: bf16_inference must be true or false, not 'maybe'"),
     (["bench", "speed", "--results-dir", "in.txt"], "in.txt: the --results-dir is a file; give a folder"),
     (["benchmark", "--protocol", "full", "--datasets", "gad", "--gpus-per-run", "1"], "--gpus-per-run: only with --executor ray"),
     (["evaluate", "--dataset", "bc5chem", "--predictions", "p.txt", "--fold", "3"], "--fold 3: dataset bc5chem is not split into folds"),

@@ -238,6 +238,16 @@ def test_pearson_matches_scipy():
     assert pearson(gold, pred)["score"] == approx(pearsonr(gold, pred)[0], abs=1e-12)
 
 
+@pytest.mark.parametrize("scale", [1e160, 1e-200])
+def test_pearson_of_a_diverged_head_is_its_correlation_not_zero_or_undefined(scale):
+    rng = random.Random(6)
+    gold = [rng.uniform(0, 4) for _ in range(20)]
+    pred = [g + rng.gauss(0, 1) for g in gold]
+    expected = pearson(gold, pred)["score"]
+    assert pearson(gold, [p * scale for p in pred])["score"] == approx(expected, abs=1e-12)
+    assert -1 <= pearson(gold, [0.0] * 19 + [1e308])["score"] <= 1  # no overflow in the sums
+
+
 def test_pearson_constant_prediction_is_zero_and_flagged():
     result = pearson([1.0, 2.0, 3.0], [2.0, 2.0, 2.0])
     assert (result["score"], result["undefined"]) == (0.0, True)

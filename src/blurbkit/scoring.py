@@ -96,6 +96,8 @@ def evaluate(
     from blurbkit.tasks.registry import get_dataset
 
     spec = get_dataset(dataset)
+    if not isinstance(predictions_path, str | Path):
+        raise BlurbkitError(f"predictions_path must be a file path, not {predictions_path!r}")
     if not Path(predictions_path).is_file():
         raise BlurbkitError("is a directory, not a file" if Path(predictions_path).is_dir() else "file not found",
                             path=predictions_path)

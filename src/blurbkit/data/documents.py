@@ -83,6 +83,10 @@ def as_document(item: Any, number: int) -> Document:
         return document
     if not isinstance(item, dict):
         raise DocumentError(number, f"expected a string or an object {{id, title, text}}, got {type(item).__name__}")
+    if not {"text", "title"} & set(item):  # {"abstract": ...} would annotate nothing, silently
+        others = sorted(set(item) - {"id"})
+        raise DocumentError(number, "expected an object with 'text' (and optionally 'id', 'title')"
+                                    + (f"; it has {', '.join(map(repr, others))}" if others else ""))
     text, title, doc_id = item.get("text", ""), item.get("title"), item.get("id", str(number))
     if not isinstance(text, str) or (title is not None and not isinstance(title, str)):
         raise DocumentError(number, "'text' and 'title' must be strings")

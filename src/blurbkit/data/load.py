@@ -50,6 +50,8 @@ def default_data() -> Path:
 
 def resolve_data(data: str | Path | None) -> Path:
     """The data folder to use (prepared or raw), checked to exist."""
+    if data is not None and not isinstance(data, str | os.PathLike):
+        raise BlurbkitError(f"data must be a folder path or None, not {data!r}")
     path = default_data() if data is None else Path(data).expanduser()
     if not path.is_dir():
         raise BlurbkitError("data folder not found", path=path)
@@ -166,6 +168,8 @@ def load_split(
     dataset: str, split: str, data: str | Path | None = None, options: ReadOptions | None = None
 ) -> list[dict[str, Any]]:
     """The canonical records (data/schema.py) of one split."""
+    if options is not None and not isinstance(options, ReadOptions):
+        raise BlurbkitError(f"options must be a ReadOptions (blurbkit.data.readers.base), not {options!r}")
     if split not in SPLITS:
         raise BlurbkitError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
     folder, entry = locate(dataset, data, options)

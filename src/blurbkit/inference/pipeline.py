@@ -46,6 +46,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from blurbkit.arguments import items_of, paths_of
 from blurbkit.data.documents import Document, as_document
 from blurbkit.errors import BlurbkitError
 from blurbkit.inference.predictor import Predictor, without_lost_pairs
@@ -208,6 +209,16 @@ def _negative(labels: Sequence[str]) -> str | None:
     return next((label for label in labels if label.lower() in NEGATIVE_NAMES), None)
 
 
+def check_relation_types(relation_types: Any) -> None:
+    """{model dir, name or dataset: [TYPE, ...]}: one string of types would be read letter by letter."""
+    if relation_types is None:
+        return
+    if not isinstance(relation_types, Mapping) or not all(
+            isinstance(types, list | tuple) and all(isinstance(t, str) for t in types) for types in relation_types.values()):
+        raise BlurbkitError("relation_types must map a relation model (directory, name or dataset) to a list of "
+                            f"entity types, e.g. {{'chemprot': ['CHEMICAL', 'GENE']}}, not {relation_types!r}")
+
+
 def _names(paths: Sequence[Path]) -> list[str]:
     """A short unique name per model: its dataset-ish folder name (run_dir/model -> run_dir)."""
     names = []
@@ -227,6 +238,11 @@ class Pipeline:
                  type_map: Mapping[str, str] | None = None, keep_negative: bool = False) -> None:
         if not ner:
             raise BlurbkitError("a pipeline needs at least one NER model")
+        if type_map is not None and not (isinstance(type_map, Mapping)
+                                         and all(isinstance(k, str) and isinstance(v, str) for k, v in type_map.items())):
+            raise BlurbkitError(f"type_map must map NER type to relation type (e.g. {{'Chemical': 'CHEMICAL'}}), not {type_map!r}")
+        if not isinstance(keep_negative, bool):
+            raise BlurbkitError(f"keep_negative must be true or false, not {keep_negative!r}")
         self.ner, self.relations = list(ner), list(relations)
         self.type_map = {**TYPE_MAP, **(type_map or {})}
         self.keep_negative = keep_negative
@@ -249,7 +265,8 @@ class Pipeline:
         that do not record their entity types; settings: runtime settings (Predictor); backend: the
         NER models' forward pass ("torch", or "onnx"/"onnx-int8" after `blurbkit export`;
         relation models stay torch)."""
-        ner_paths, rel_paths = [Path(p) for p in ner], [Path(p) for p in relations]
+        ner_paths, rel_paths = paths_of(ner, "ner"), paths_of(relations, "relations")  # one directory or a list
+        check_relation_types(relation_types)
         names = _names(ner_paths + rel_paths)
         options = {"batch_tokens": batch_tokens, "settings": settings}
         ner_models = [NerModel(n, p, Predictor.load(p, backend=backend, **options))
@@ -266,14 +283,16 @@ class Pipeline:
     def __call__(self, documents: Iterable[Any]) -> list[dict[str, Any]]:
         """One result per document, in order: {"id", "entities": [...], "relations": [...]} (plus
         "warnings" when something was skipped). Documents: strings, {"id", "title", "text"} or Document."""
-        docs = [as_document(item, n) for n, item in enumerate(documents)]
+        docs = [as_document(item, n) for n, item in enumerate(items_of(documents, "documents"))]
         return [self._result(doc, entities, relations, warnings)
                 for doc, (entities, relations, warnings) in zip(docs, self._annotate(docs), strict=True)]
 
     def stream(self, documents: Iterable[Any], batch_size: int = 32) -> Iterator[dict[str, Any]]:
         """Results one by one for an iterable of any length, `batch_size` documents per forward pass."""
-        if batch_size < 1:
-            raise BlurbkitError("batch_size must be at least 1")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise BlurbkitError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
+        if documents is None or isinstance(documents, str | bytes | dict) or not isinstance(documents, Iterable):
+            raise BlurbkitError(f"documents: expected an iterable of documents, not {type(documents).__name__}")
         iterator, offset = iter(documents), 0
         while batch := list(islice(iterator, batch_size)):
             docs = [as_document(item, offset + n) for n, item in enumerate(batch)]

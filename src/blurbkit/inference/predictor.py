@@ -17,18 +17,21 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from blurbkit.arguments import items_of
 from blurbkit.errors import BlurbkitError
 from blurbkit.inference.runner import InferenceRunner
 from blurbkit.models.encoding import Encoded, encode
 from blurbkit.models.model import RECIPE_FILE, BlurbModel
 from blurbkit.models.transforms import TRANSFORMS, RecordError, lost_entities
-from blurbkit.runtime.capability import cap_torch_threads
+from blurbkit.runtime.capability import capped_threads
 from blurbkit.runtime.settings import RuntimeSettings
 from blurbkit.tasks.types import get_task_type
 from blurbkit.tasks.types.base import InputError
 
 
 def runtime_settings(settings: dict[str, Any] | None, **given: Any) -> RuntimeSettings:
+    if settings is not None and not isinstance(settings, dict):
+        raise BlurbkitError(f"settings must be a dict of runtime setting: value (e.g. {{'precision': 'fp32'}}), not {settings!r}")
     known = {f.name for f in fields(RuntimeSettings)}
     unknown = sorted(set(settings or {}) - known)
     if unknown:
@@ -50,10 +53,14 @@ class Predictor:
         self.backend = "torch" if backend is None else getattr(backend, "name", type(backend).__name__)
 
     @classmethod
-    def load(cls, model_dir: str | Path, backend: str = "torch", **options: Any) -> Predictor:
+    def load(cls, model_dir: str | Path, backend: str = "torch", batch_tokens: int | None = None,
+             progress: bool = False, settings: dict[str, Any] | None = None) -> Predictor:
         """backend: "torch" (the exact model, default), "onnx" (ONNX Runtime, fp32) or "onnx-int8"
         (int8 dynamic quantisation: faster, outputs change a little); the ONNX ones need
         `blurbkit export --model DIR --format onnx [--int8]` first (inference/onnx.py)."""
+        if not isinstance(model_dir, str | Path):
+            raise BlurbkitError(f"model_dir must be a model directory path, not {model_dir!r}")
+        options = {"batch_tokens": batch_tokens, "progress": progress, "settings": settings}
         model, tokenizer = BlurbModel.load(model_dir)
         try:  # the recipe's task type, labels and scheme, before anything runs
             get_task_type(model.recipe.task_type).saved_codec(model.recipe.labels, model.recipe.scheme)
@@ -64,7 +71,7 @@ class Predictor:
             from blurbkit.inference.onnx import load_backend
 
             # The session is made now, before the runner sets torch's threads: give it the same count.
-            threads = (options.get("settings") or {}).get("threads") or cap_torch_threads()
+            threads = (settings or {}).get("threads") or capped_threads()
             forward = load_backend(model_dir, backend, model, threads=threads)
         return cls(model, tokenizer, backend=forward, **options)
 
@@ -73,6 +80,7 @@ class Predictor:
 
         An entity-pair input whose pair max_length cuts off gets None and an `InputWarning` (the
         model would see neither mention, or only one: its label would mean nothing)."""
+        inputs = items_of(inputs)  # one string is not a list of one-letter texts
         records = records_for(self.task, inputs, TRANSFORMS.get(self.recipe.transform))
         data = self.encode(records)
         data, lost = without_lost_pairs(data, self.recipe.max_length)

@@ -19,7 +19,7 @@ from blurbkit.models.model import BlurbModel
 from blurbkit.runtime.allocator import HeapGuard, tune_allocator
 from blurbkit.runtime.attention import cpu_attention
 from blurbkit.runtime.batching import sorted_batches
-from blurbkit.runtime.capability import cap_torch_threads
+from blurbkit.runtime.capability import torch_threads
 from blurbkit.runtime.precision import Bf16Twin, autocast, autocast_dtype, maybe_compile, pick_device
 from blurbkit.runtime.settings import RuntimeSettings
 
@@ -35,10 +35,6 @@ class InferenceRunner:
         self.backend = backend
         self.device = pick_device()
         self.dtype = autocast_dtype(settings.precision, self.device)
-        if settings.threads:
-            torch.set_num_threads(settings.threads)
-        else:
-            cap_torch_threads()
         self.model.to(self.device)
         self.forward = maybe_compile(self.model, settings.compile)  # (scores, mask)
         self._bf16 = Bf16Twin()  # the encoder copy CPU inference runs on
@@ -82,7 +78,7 @@ class InferenceRunner:
         of the head's scores (one list per word for word-level heads, one list per example otherwise;
         heads with their own ``probabilities(scores)`` say what theirs are). The predictions are the
         same either way."""
-        with self._predicting:
+        with self._predicting, torch_threads(self.settings.threads):  # the caller's count is back after
             return self._outputs(data, desc, probabilities)
 
     def _outputs(self, data: Encoded, desc: str, probabilities: bool = False) -> list[Any]:

@@ -23,9 +23,10 @@ oneDNN limit, the other two change speed, not which dtype is native.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -197,6 +198,36 @@ def cap_torch_threads() -> int | None:
         return None
     torch.set_num_threads(cap)
     return cap
+
+
+def capped_threads() -> int:
+    """The thread count torch should run with here: its own, lowered to a container's CPU quota
+    (see cap_torch_threads) unless OMP_NUM_THREADS chose it. Sets nothing."""
+    import torch
+
+    count = torch.get_num_threads()
+    quota = cgroup_cpu_limit()
+    if quota and "OMP_NUM_THREADS" not in os.environ:
+        count = min(count, max(1, int(quota)))
+    return count
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[int]:
+    """torch's intra-op threads at `count` (None: capped_threads()) inside the block, and the
+    caller's own count again after it: a library call must not change a process-wide setting
+    (a Predictor with threads=1 left the user's whole program on one thread)."""
+    import torch
+
+    before = torch.get_num_threads()
+    wanted = count or capped_threads()
+    if wanted != before:
+        torch.set_num_threads(wanted)
+    try:
+        yield wanted
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def parse_override(value: str | None) -> set[str] | None:

@@ -6,8 +6,9 @@ and on a GPU; docs/performance.md measures each one."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from blurbkit.arguments import check_fields
 from blurbkit.errors import BlurbkitError
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -33,12 +34,10 @@ class RuntimeSettings:
     def __post_init__(self) -> None:
         # Settings arrive as KEY=VALUE strings too (--engine-option, Predictor settings): a value of
         # the wrong kind would otherwise be taken silently (precision=fp64 ran bf16 under that name).
+        check_fields(self)
         if self.precision not in PRECISIONS:
             raise BlurbkitError(f"precision {self.precision!r}: one of {', '.join(PRECISIONS)}")
         for name in ("eval_tokens", "threads", "checkpoint_every"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            if value is not None and value < 1:
                 raise BlurbkitError(f"--{name.replace('_', '-')} must be at least 1 (got {value!r})")
-        for spec in fields(self):
-            if spec.type == "bool" and not isinstance(getattr(self, spec.name), bool):
-                raise BlurbkitError(f"{spec.name} {getattr(self, spec.name)!r}: true or false")

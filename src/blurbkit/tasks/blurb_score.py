@@ -26,6 +26,8 @@ def blurb_groups() -> dict[str, list[str]]:
 
 def resolve_dataset_names(scores: Mapping[str, Any]) -> dict[str, Any]:
     """Accept dataset names (``bc5chem``) or titles (``BC5-chem``), case-insensitively."""
+    if not isinstance(scores, Mapping):
+        raise BlurbkitError(f"scores must map dataset to percentage (e.g. {{'bc5chem': 93.33}}), not {type(scores).__name__}")
     aliases = {}
     for spec in blurb_datasets():
         aliases[spec.name.lower()] = spec.name

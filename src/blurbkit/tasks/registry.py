@@ -210,7 +210,7 @@ def all_datasets() -> dict[str, DatasetSpec]:
 
 def get_dataset(name: str) -> DatasetSpec:
     specs = all_datasets()
-    if name not in specs:
+    if not isinstance(name, str) or name not in specs:
         raise BlurbkitError(f"unknown dataset {name!r} (known: {', '.join(specs)})")
     return specs[name]
 

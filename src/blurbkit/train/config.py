@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from blurbkit.arguments import check_fields
 from blurbkit.errors import BlurbkitError
 from blurbkit.runtime.settings import RuntimeSettings
 
@@ -24,8 +25,8 @@ MIN_LENGTH = 4  # subwords: [CLS], [SEP] and room for a word
 class RunSpec:
     dataset: str
     out: Path | None = None  # run directory; None = keep nothing on disk (in-memory run)
-    data: str | None = None  # prepared dir or raw source folder (e.g. ../shared/data)
-    model: str | None = None  # local HF directory; None = the embedded MiniLM
+    data: str | Path | None = None  # prepared dir or raw source folder (e.g. ../shared/data)
+    model: str | Path | None = None  # local HF directory; None = the embedded MiniLM
     seed: int = 0
     max_train_examples: int | None = None  # seeded subsample of train (budget / low-resource runs)
     max_eval_examples: int | None = None  # seeded subsample of dev for per-epoch evaluation only
@@ -38,7 +39,10 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
-            raise BlurbkitError(f"--seed must be an integer from 0 to 2**32 - 1 (got {self.seed})")
+            raise BlurbkitError(f"--seed must be an integer from 0 to 2**32 - 1 (got {self.seed!r})")
+        check_fields(self)  # the Python API's values: a string where a number goes, "false" for a bool
+        if self.out is not None and str(self.out) in ("", "."):
+            raise BlurbkitError(f"out {str(self.out)!r}: give a run directory (or None to keep nothing on disk)")
         for name in ("max_train_examples", "max_eval_examples", "max_test_examples", "pico_train_from_dev"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -80,6 +84,7 @@ class Hyperparams:
     def __post_init__(self) -> None:
         # Values wrong whatever the model: one line before any data is read or model built. (Unset
         # values are None, so 0 is never read as "the recipe's".)
+        check_fields(self)
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise BlurbkitError(f"--lr must be a positive number (got {self.lr})")
         for name, least in (("batch_size", 1), ("epochs", 1), ("max_length", MIN_LENGTH)):
@@ -159,6 +164,11 @@ class ModelChoices:
     scheme: str | None = None  # NER/PICO tagging scheme the model learns (bio, bioul, io); None = native
     part_options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if not isinstance(self.part_options, dict):
+            raise BlurbkitError(f"part_options must be a dict of option: value, not {self.part_options!r}")
+
 
 _PARTS = {"run": RunSpec, "hyper": Hyperparams, "choices": ModelChoices, "runtime": RuntimeSettings}
 _OWNER = {f.name: part for part, cls in _PARTS.items() for f in fields(cls)}
@@ -172,7 +182,7 @@ class FinetuneConfig:
     def __init__(self, dataset: str, **options: Any) -> None:
         unknown = sorted(set(options) - set(_OWNER))
         if unknown:
-            raise TypeError(f"unknown fine-tuning option(s): {', '.join(unknown)}")
+            raise BlurbkitError(f"unknown fine-tuning option(s): {', '.join(unknown)} (known: {', '.join(sorted(_OWNER))})")
         by_part: dict[str, dict[str, Any]] = {part: {} for part in _PARTS}
         for name, value in {"dataset": dataset, **options}.items():
             by_part[_OWNER[name]][name] = value

@@ -29,6 +29,7 @@ from blurbkit.models.featurizers import FEATURIZERS
 from blurbkit.models.loading import check_max_length, read_config, resolve_model_dir
 from blurbkit.models.transforms import lost_entities
 from blurbkit.runtime.adversarial import AdversarialConfig
+from blurbkit.runtime.capability import torch_threads
 from blurbkit.runtime.precision import dtype_name
 from blurbkit.scoring import prediction_file_name, score_predictions, write_predictions
 from blurbkit.tasks.registry import DatasetSpec, get_dataset
@@ -111,7 +112,14 @@ def build_engine(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperparams, 
 
 
 def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
-    """Fine-tune, score on test, and (when config.out is set) write the run directory."""
+    """Fine-tune, score on test, and (when config.out is set) write the run directory. torch runs
+    on `config.threads` (default: its own count, capped to a container's CPU quota) for the run,
+    and on the caller's count again after it."""
+    with torch_threads(config.threads):
+        return _run_finetune(config)
+
+
+def _run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     if config.checkpoint_every is not None and config.checkpoint_every < 1:
         raise BlurbkitError(f"--checkpoint-every must be at least 1 (got {config.checkpoint_every})")
     if config.adversarial:  # its settings are refused before any data is read
