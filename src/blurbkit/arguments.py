@@ -24,6 +24,18 @@ _KINDS: dict[str, tuple[tuple[type, ...], str]] = {
 }
 
 
+# How a JSON value's kind is named in an error about a record or document field.
+JSON_KINDS: dict[type, str] = {str: "a string", list: "a list", int: "a number", float: "a number", dict: "an object"}
+
+
+def json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    return JSON_KINDS.get(type(value), type(value).__name__)
+
+
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

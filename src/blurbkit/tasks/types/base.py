@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from blurbkit.arguments import JSON_KINDS, json_kind
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import unicode_problem
 from blurbkit.metrics import METRICS
@@ -69,17 +70,6 @@ class LabelCodec:
         return self.labels[output]
 
 
-KINDS = {str: "a string", list: "a list", int: "a number", float: "a number", dict: "an object"}
-
-
-def json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true/false"
-    return KINDS.get(type(value), type(value).__name__)
-
-
 class TaskType:
     """Base class of every task type; the subclasses in this package fill it in."""
 
@@ -110,7 +100,7 @@ class TaskType:
                 return f"no {name!r} field"
             value = record[name]
             if isinstance(value, bool) or not isinstance(value, kinds):
-                return f"{name!r} is {json_kind(value)}, not {' or '.join(KINDS[k] for k in kinds)}"
+                return f"{name!r} is {json_kind(value)}, not {' or '.join(JSON_KINDS[k] for k in kinds)}"
         if "label" in self.record_fields and spec.labels and record["label"] not in spec.labels:
             return f"label {record['label']!r} is not one of {spec.name}'s labels ({', '.join(spec.labels)})"
         return None
