@@ -155,3 +155,16 @@ def test_read_json_refuses_deep_nesting_and_lone_surrogates(tmp_path):
             read_json(tmp_path / name)
     (tmp_path / "pair.json").write_text('{"a": "\\ud83d\\ude00", "b": "\\\\ud800"}')
     assert read_json(tmp_path / "pair.json") == {"a": "😀", "b": "\\ud800"}
+
+
+def test_a_classifier_given_no_text_answers_but_says_so(models, tmp_path, capsys):
+    from blurbkit.inference.predictor import InputWarning
+
+    predictor = Predictor.load(models["qa"])
+    inputs = [{"question": "Does aspirin help?", "context": "Aspirin helps."}, {"question": " ", "context": ""}]
+    with pytest.warns(InputWarning, match="input 1: no text: its prediction is the model's prior"):
+        labels = predictor.predict(inputs)
+    assert all(label in predictor.recipe.labels for label in labels)
+    code, err, out = _predict(models["qa"], tmp_path, [json.dumps(item) for item in inputs], capsys)
+    assert code == 0 and "F.jsonl:2: warning: no text" in err and "F.jsonl:1:" not in err
+    assert "warning" in json.loads(out.read_text().splitlines()[1])

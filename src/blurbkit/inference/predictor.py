@@ -81,6 +81,11 @@ class Predictor:
         An entity-pair input whose pair max_length cuts off gets None and an `InputWarning` (the
         model would see neither mention, or only one: its label would mean nothing)."""
         inputs = items_of(inputs)  # one string is not a list of one-letter texts
+        if "token" not in self.task.provides:  # a tagger finds nothing in nothing; a classifier still answers
+            for index, item in enumerate(inputs):
+                if _no_text(item):
+                    warnings.warn(InputWarning(index, "no text: its prediction is the model's prior, not about any text"),
+                                  stacklevel=2)
         records = records_for(self.task, inputs, TRANSFORMS.get(self.recipe.transform))
         data = self.encode(records)
         data, lost = without_lost_pairs(data, self.recipe.max_length)
@@ -99,11 +104,19 @@ class Predictor:
 
 
 class InputWarning(UserWarning):
-    """One `Predictor` input got no prediction; `index` says which (the CLI names the input's line)."""
+    """One `Predictor` input got no prediction, or one about no text; `index` says which (the CLI
+    names the input's line)."""
 
     def __init__(self, index: int, problem: str) -> None:
         super().__init__(f"input {index}: {problem}")
         self.index, self.problem = index, problem
+
+
+def _no_text(item: Any) -> bool:
+    """A string, or an object's text fields, with nothing but white space."""
+    texts = [item] if isinstance(item, str) else (
+        [value for key, value in item.items() if key != "id" and isinstance(value, str)] if isinstance(item, dict) else [])
+    return bool(texts) and not any(text.strip() for text in texts)
 
 
 def without_lost_pairs(data: Encoded, max_length: int) -> tuple[Encoded, dict[int, str]]:
