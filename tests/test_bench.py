@@ -98,7 +98,7 @@ def test_bench_inference_engine_options_reach_blurbkits_side(tiny_model, shared_
     assert (tmp_path / "speed_inference_bc5chem__precision-fp32__threads-1.json").is_file()
     code = main(["bench", "inference", "--model", str(tiny_model), "--engine-option", "warp_drive=1",
                  "--results-dir", str(tmp_path)])
-    assert code == 2 and "unknown inference setting(s) warp_drive" in capsys.readouterr().err
+    assert code == 2 and "--engine-option: unknown runtime setting(s) warp_drive" in capsys.readouterr().err
 
 
 def test_bench_speed_on_a_cpu_without_bf16(tiny_model, shared_data, tmp_path, capsys, monkeypatch):

@@ -153,6 +153,16 @@ def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> int:
     return count
 
 
+def check_input_file(path: str | Path) -> Path:
+    """`path` is an existing file (not a folder): else one line saying which."""
+    path = Path(path)
+    if not path.exists():
+        raise BlurbkitError("file not found", path=path)
+    if path.is_dir():
+        raise BlurbkitError("is a directory, not a file", path=path)
+    return path
+
+
 def read_lines(path: str | Path) -> list[str]:
     """Read a UTF-8 text file (gzip if it ends in .gz) into lines without newlines.
 
@@ -160,11 +170,7 @@ def read_lines(path: str | Path) -> list[str]:
     A leading UTF-8 byte order mark is dropped (editors on Windows add one; it is not text), and
     CRLF line ends read as LF, so every reader sees the same lines whatever wrote the file.
     """
-    path = Path(path)
-    if not path.exists():
-        raise BlurbkitError("file not found", path=path)
-    if path.is_dir():
-        raise BlurbkitError("is a directory, not a file", path=path)
+    path = check_input_file(path)
     if path.suffix == ".gz":
         try:
             with gzip.open(path, "rb") as handle:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import read_lines
+from blurbkit.fileio import check_input_file, read_lines
 from blurbkit.tasks.registry import DatasetSpec
 
 Record = dict[str, Any]
@@ -98,9 +98,7 @@ def evaluate(
     spec = get_dataset(dataset)
     if not isinstance(predictions_path, str | Path):
         raise BlurbkitError(f"predictions_path must be a file path, not {predictions_path!r}")
-    if not Path(predictions_path).is_file():
-        raise BlurbkitError("is a directory, not a file" if Path(predictions_path).is_dir() else "file not found",
-                            path=predictions_path)
+    check_input_file(predictions_path)
     gold = load_gold(spec.name, split, data, options)
     predictions = read_prediction_file(spec, gold, predictions_path, scheme=scheme)
     result = score_predictions(spec, gold, predictions, split=split, scheme=scheme)

@@ -123,19 +123,14 @@ def run_speed(args: argparse.Namespace) -> int:
 
 
 def _inference_settings(pairs: list[str]) -> dict:
-    """--engine-option KEY=VALUE pairs as RuntimeSettings fields, checked before anything runs."""
-    from dataclasses import fields
-
+    """--engine-option KEY=VALUE pairs as runtime settings, checked (as Predictor checks them) before anything runs."""
     from blurbkit.cli.finetune import parse_part_options
     from blurbkit.errors import BlurbkitError
-    from blurbkit.runtime.settings import RuntimeSettings
+    from blurbkit.inference.predictor import runtime_settings
 
     options = parse_part_options(pairs, "--engine-option")
-    unknown = set(options) - {field.name for field in fields(RuntimeSettings)}
-    if unknown:
-        raise BlurbkitError(f"--engine-option: unknown inference setting(s) {', '.join(sorted(unknown))} (see RuntimeSettings)")
     try:
-        RuntimeSettings(**options)  # values checked before either side runs
+        runtime_settings(options)
     except BlurbkitError as err:
         raise BlurbkitError(f"--engine-option: {err}") from None
     return options

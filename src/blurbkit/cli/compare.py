@@ -48,14 +48,15 @@ def find_model(query: str, models: list[str], names: dict[str, str]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from blurbkit.data.load import resolve_data
     from blurbkit.errors import BlurbkitError
     from blurbkit.experiments.compare import compare, comparison_table
     from blurbkit.experiments.leaderboard import display_names, leaderboard, load_stores
 
     if args.replicates < 100:
         raise BlurbkitError("--replicates must be at least 100 (a 95% interval needs the tails)")
-    if args.data and not Path(args.data).is_dir():  # a typo would otherwise leave every comparison unpaired, quietly
-        raise BlurbkitError("data folder not found", path=args.data)
+    if args.data:  # a typo would otherwise leave every comparison unpaired, quietly
+        resolve_data(args.data)
     rows = load_stores(args.store or [Path("runs/results.sqlite")])
     entries = leaderboard(rows)
     names = display_names(e.model for e in entries)

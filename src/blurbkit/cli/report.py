@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from blurbkit.data.load import resolve_data
     from blurbkit.errors import BlurbkitError
     from blurbkit.experiments.compare import REPLICATES
     from blurbkit.experiments.site.build import build_site
@@ -32,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     replicates = REPLICATES if args.replicates is None else args.replicates
     if replicates < 100:
         raise BlurbkitError("--replicates must be at least 100 (a 95% interval needs the tails)")
-    if args.data and not Path(args.data).is_dir():  # a typo would otherwise leave every comparison unpaired, quietly
-        raise BlurbkitError("data folder not found", path=args.data)
+    if args.data:  # a typo would otherwise leave every comparison unpaired, quietly
+        resolve_data(args.data)
     if args.serve:  # a port in use is refused before the site is built, not after
         from blurbkit.cli.serve import check_bindable
 

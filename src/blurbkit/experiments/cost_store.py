@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import check_input_file
 from blurbkit.store.labels import DEFAULT_STORE_LABEL
 from blurbkit.store.results import ResultsStore, RunKey
 from blurbkit.tasks.registry import get_dataset
@@ -72,8 +73,7 @@ REQUIRED_COLUMNS = ("model", "weights", "timed_seconds", "examples_per_second", 
 def import_cost_csv(path: Path, dataset: str, store: str | Path) -> list[dict[str, Any]]:
     """Store the rows of an earlier `blurbkit cost` table (its csv; the hardware line of the md beside
     it, when there, names device, CPU count and load), measuring nothing."""
-    if not path.is_file():
-        raise BlurbkitError("is a directory, not a file" if path.is_dir() else "file not found", path=path)
+    check_input_file(path)
     try:
         records = list(csv.DictReader(path.read_text("utf-8").splitlines()))
         rows = []
