@@ -124,3 +124,27 @@ def test_the_threads_line_warns_against_the_cores_a_container_allows(monkeypatch
     finally:
         torch.set_num_threads(before)
     assert "more than the 1 cores this process may use" in line.detail, line
+
+
+def test_peaks_names_each_native_dtype_and_the_ratio_of_the_measured_numbers(monkeypatch, tmp_path, capsys):
+    from blurbkit.speed import machine as speed_machine
+
+    # The timing itself is speed/machine.py's (tested there); here: what doctor makes of its numbers.
+    monkeypatch.setattr(speed_machine, "measure_peaks", lambda seconds, size: ({"fp32": 196.4, "bf16": 427.0},
+                                                                              {"fp16": "for GPUs"}))
+    _, out = _doctor(capsys, "--data", str(tmp_path), "--peaks", "0.5")
+    assert "matmul peak    fp32 196, bf16 427 GFLOP/s (2048x2048, best of 0.5 s)" in out
+    assert "bf16 vs fp32   2.2x" in out and "fp16 peak      not timed: for GPUs" in out
+    monkeypatch.setattr(speed_machine, "measure_peaks", lambda seconds, size: ({"fp32": 200.0}, {"bf16": "no AVX512-BF16"}))
+    _, out = _doctor(capsys, "--data", str(tmp_path), "--peaks")
+    assert "matmul peak    fp32 200 GFLOP/s (2048x2048, best of 2 s)" in out and "bf16 vs fp32" not in out
+    assert "bf16 peak      not timed: no AVX512-BF16" in out
+    _, out = _doctor(capsys, "--data", str(tmp_path))
+    assert "matmul peak" not in out  # a few seconds of full load: only when asked
+
+
+def test_peaks_times_a_real_matmul():
+    [peak, *rest] = doctor_machine.peak_checks(seconds=0.05, size=128)
+    numbers = peak.detail.split(" GFLOP/s")[0].replace(",", "")  # "fp32 N[ bf16 M]"
+    assert peak.name == "matmul peak" and float(numbers.split()[1]) > 0  # slow on busy cores, but never shown as 0
+    assert all(c.status == "note" for c in rest)

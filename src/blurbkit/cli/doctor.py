@@ -1,11 +1,12 @@
 """`blurbkit doctor`: what this machine runs, and whether the main job can run here.
 
-  blurbkit doctor [--data DIR] [--model DIR] [--runs-dir runs]
+  blurbkit doctor [--data DIR] [--model DIR] [--runs-dir runs] [--peaks [SECONDS]]
 
 Prints the machine (torch, device, CPU and its matmul flags, native dtypes, threads, allocator, memory),
 checks the model (found, config loads), the BLURB data folder (13 datasets, their files present
 and readable; sha256 against a prepared manifest where there is one) and the free disk space
-where runs and the cache go. Every problem comes with the command or step that fixes it.
+where runs and the cache go. --peaks also times a matmul in each native dtype: how much faster bf16
+is than fp32 on this CPU (2x or 4x and more, by CPU class). Every problem comes with the command or step that fixes it.
 Exit 0 when `blurbkit benchmark --quick --data DIR` has everything it needs, 1 otherwise; never a
 traceback (a check that breaks is reported as a problem).
 """
@@ -16,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from blurbkit.cli.argtypes import positive_float
 
 if TYPE_CHECKING:
     from blurbkit.doctor import Check
@@ -30,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", help="data folder to check (default: $BLURBKIT_DATA, else ../shared/data)")
     parser.add_argument("--model", help="model directory to check (default: the embedded MiniLM-L6-H384)")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where runs go (default: runs)")
+    parser.add_argument("--peaks", type=positive_float, nargs="?", const=2.0, metavar="SECONDS",
+                        help="also time the matmul peak of each native dtype, SECONDS each (default 2): "
+                        "the bf16 speed-up over fp32 this CPU allows")
     parser.set_defaults(func=run)
 
 
@@ -38,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from blurbkit.doctor.data import data_folder
 
     data = data_folder(args.data)
-    checks = run_checks(data, args.model, args.runs_dir)
+    checks = run_checks(data, args.model, args.runs_dir, peak_seconds=args.peaks)
     _print(checks, data, args.model)
     return 1 if any(c.status == "problem" for c in checks) else 0
 

@@ -14,21 +14,22 @@ from pathlib import Path
 from blurbkit.doctor.check import Check
 from blurbkit.doctor.data import data_checks
 from blurbkit.doctor.disk import disk_checks
-from blurbkit.doctor.machine import machine_checks
+from blurbkit.doctor.machine import machine_checks, peak_checks
 from blurbkit.doctor.model import model_checks
 
 __all__ = ["Check", "run_checks"]
 
 
-def run_checks(data: Path, model: str | None, runs_dir: Path) -> list[Check]:
-    """Every section's checks, in the order they are printed."""
+def run_checks(data: Path, model: str | None, runs_dir: Path, peak_seconds: float | None = None) -> list[Check]:
+    """Every section's checks, in the order they are printed. peak_seconds: also time the matmul
+    peak of each native dtype for that long (a few seconds of full load, so only when asked)."""
+    sections: list[tuple[str, Callable[[], Iterator[Check]]]] = [("machine", machine_checks)]
+    if peak_seconds:
+        sections.append(("machine", lambda: peak_checks(peak_seconds)))
+    sections += [("model", lambda: model_checks(model)), ("data", lambda: data_checks(data)),
+                 ("disk", lambda: disk_checks(runs_dir))]
     checks: list[Check] = []
-    for section, produce in (
-        ("machine", machine_checks),
-        ("model", lambda: model_checks(model)),
-        ("data", lambda: data_checks(data)),
-        ("disk", lambda: disk_checks(runs_dir)),
-    ):
+    for section, produce in sections:
         checks += _guarded(section, produce)
     return checks
 

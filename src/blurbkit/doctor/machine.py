@@ -57,3 +57,23 @@ def memory_checks(state: Any = None) -> Iterator[Check]:
     yield Check("machine", "memory", "note",
                 f"{total / 2**30:.1f} GiB usable, {available / 2**30:.1f} GiB available now; a run gives its freed heap "
                 f"back below {guard.min_available:.0%} available or above {guard.max_share:.0%} of it")
+
+
+def peak_checks(seconds: float, size: int = 2048) -> Iterator[Check]:
+    """The matmul peak of each native dtype at this process's threads, and what it means for speed.
+
+    "Native bf16" covers CPUs whose bf16 matmul is 2x their fp32 one (AVX512-BF16 dot products, e.g.
+    AMD Zen 4) and CPUs where it is 4x or more (Intel AMX): the bf16 inference and training speed-ups
+    over fp32 follow this ratio, since a MiniLM forward pass spends most of its time in matmuls."""
+    from blurbkit.speed.machine import measure_peaks
+
+    peaks, skipped = measure_peaks(seconds=seconds, size=size)
+    shown = ", ".join(f"{name} {value:,.0f}" if value >= 100 else f"{name} {value:.3g}" for name, value in peaks.items())
+    yield Check("machine", "matmul peak", "note", f"{shown} GFLOP/s ({size}x{size}, best of {seconds:g} s)")
+    if "bf16" in peaks and peaks.get("fp32"):
+        ratio = peaks["bf16"] / peaks["fp32"]
+        yield Check("machine", "bf16 vs fp32", "note",
+                    f"{ratio:.1f}x: bf16 runs (precision auto) gain up to about that over fp32 here")
+    for name, why in skipped.items():
+        yield Check("machine", f"{name} peak", "note", f"not timed: {why}")
+
