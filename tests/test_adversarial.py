@@ -199,3 +199,28 @@ def test_under_bf16_autocast_the_term_is_the_fp32_one_not_rounding_noise():
         torch.manual_seed(2)
         _, noisy = adversary._loss(predict, predict(), shape, None)
     assert float(noisy) > 10 * float(exact)  # bf16 rounding, not the perturbation (47x on this tiny model)
+
+
+@pytest.mark.parametrize("norm", ["inf", "l2"])
+def test_the_perturbation_climbs_the_divergence(norm):
+    """A few ascent steps from a tiny start end far above random points of the same ball's edge (a
+    step down the gradient instead would stay near zero, where the divergence is smallest)."""
+    from blurbkit.runtime.adversarial import project
+
+    model = _bert_mlm()
+    batch = _batch()
+    embeddings = model.get_input_embeddings()
+
+    def predict():
+        return model(input_ids=batch["input_ids"]).logits
+
+    clean = predict()
+    shape = embedding_shape(batch["input_ids"], embeddings)
+    adversary = Adversary(embeddings, AdversarialConfig(epsilon=0.5, steps=5, step_size=0.1, norm=norm))
+    torch.manual_seed(2)
+    delta = adversary.perturbation(predict, clean, shape)
+    with torch.no_grad():
+        found = float(adversary.divergence(predict, clean, delta))
+        for seed in range(5):
+            edge = project(torch.randn(shape, generator=torch.Generator().manual_seed(seed)) * 10, 0.5, norm)
+            assert found > 1.5 * float(adversary.divergence(predict, clean, edge)), seed

@@ -94,3 +94,34 @@ def test_finetune_cli_applies_the_layer_options(model_dir, shared_data, tmp_path
         assert torch.equal(weight(before, suffix), weight(after, suffix)), suffix
     for suffix in ("layer.1.attention.self.query.weight", "layer.2.attention.self.query.weight"):
         assert not torch.equal(weight(before, suffix), weight(after, suffix)), suffix
+
+
+def test_finetune_trains_with_the_layer_decay_and_adam_it_was_given(model_dir, shared_data, tmp_path, monkeypatch):
+    """The engine's optimizer itself (not the recorded config): --layer-decay 0.5 puts the embeddings
+    at lr * 0.5**4 and the top block and head at lr, and --no-bias-correction is BERT's Adam."""
+    from blurbkit.cli.main import main
+    from blurbkit.runtime.optim import UncorrectedAdamW
+    from blurbkit.train import engine
+
+    built = []
+    build = engine.build_optimizer
+
+    def spy(model, *args, **kwargs):
+        built.append((model, build(model, *args, **kwargs)))
+        return built[-1][1]
+
+    monkeypatch.setattr(engine, "build_optimizer", spy)
+    code = main(["finetune", "--dataset", "gad", "--data", str(shared_data), "--model", str(model_dir),
+                 "--out", str(tmp_path / "run"), "--epochs", "1", "--lr", "1e-3", "--max-train-examples", "8",
+                 "--max-eval-examples", "4", "--max-test-examples", "4", "--layer-decay", "0.5", "--no-bias-correction",
+                 "--no-progress"])
+    assert code == 0
+    [(model, optimizer)] = built
+    assert isinstance(optimizer, UncorrectedAdamW)
+    lr_of = {id(p): group["initial_lr"] for group in optimizer.param_groups for p in group["params"]}
+    lr_by_name = {name: lr_of[id(p)] for name, p in model.named_parameters()}
+    expected = {"embeddings.word_embeddings.weight": 1e-3 * 0.5**4, "layer.0.attention.self.query.weight": 1e-3 * 0.5**3,
+                "layer.3.output.dense.weight": 1e-3, "head.linear.weight": 1e-3}
+    for suffix, lr in expected.items():
+        (name,) = [n for n in lr_by_name if n.endswith(suffix)]
+        assert lr_by_name[name] == pytest.approx(lr), name
