@@ -95,6 +95,9 @@ def test_bench_inference_engine_options_reach_blurbkits_side(tiny_model, shared_
     assert code == 0
     result = _last_json_line(capsys)
     assert result["blurbkit"]["precision"] == "fp32" and result["engine_options"] == {"precision": "fp32", "threads": 1}
+    # Both sides in fp32 on the same weights: the same tags, word for word (an independent check of
+    # blurbkit's decoding against transformers.pipeline's aggregation).
+    assert result["identical_tags"] >= 0.99 and result["entity_words"] > 0
     assert (tmp_path / "speed_inference_bc5chem__precision-fp32__threads-1.json").is_file()
     code = main(["bench", "inference", "--model", str(tiny_model), "--engine-option", "warp_drive=1",
                  "--results-dir", str(tmp_path)])

@@ -153,10 +153,15 @@ def test_bioc_round_trip(tmp_path, suffix):
     back = read_bioc(path)
     for before, after in zip(documents, back, strict=True):
         assert (after.id, after.title, after.text) == (before.id, before.title, before.text)
-        assert [(e["start"], e["end"], e["text"], e["type"], e.get("concept")) for e in after.entities] == [
-            (e["start"], e["end"], e["text"], e["type"], e.get("concept")) for e in before.entities]
-        assert [(r["type"], r["arg1"], r["arg2"]) for r in after.relations] == [
-            (r["type"], r["arg1"], r["arg2"]) for r in before.relations]
+        entity_fields = ("start", "end", "text", "type", "concept", "confidence")
+        assert [tuple(e.get(k) for k in entity_fields) for e in after.entities] == [
+            tuple(e.get(k) for k in entity_fields) for e in before.entities]
+        assert [(r["type"], r["arg1"], r["arg2"], r.get("probability")) for r in after.relations] == [
+            (r["type"], r["arg1"], r["arg2"], r.get("probability")) for r in before.relations]
+    # What the writer alone could lose and still agree with itself below: the model's numbers and
+    # the ids the relations point at.
+    assert [(e["id"], e.get("confidence")) for e in back[-1].entities] == [("T1", None), ("T2", 0.5)]
+    assert back[-1].relations[0]["probability"] == 0.9
     assert bioc_text(back, json_format=suffix == ".json") == path.read_text(encoding="utf-8")
 
 

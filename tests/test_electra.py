@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from conftest import write_pretrain_corpus
+from safetensors.torch import load_file
 
 from blurbkit.cli.main import main
 from blurbkit.errors import BlurbkitError
@@ -163,6 +164,14 @@ def test_saved_discriminator_loads_and_finetunes(setup, tmp_path, shared_data):
     assert summary["resumed_from"].endswith("step-00000002") and summary["objective"] == "electra"
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [e["step"] for e in log] == [1, 2, 3, 4] and all("rtd_loss" in e and "gen_loss" in e for e in log)
+    # Exactly: the same 4 steps uninterrupted give the same losses and the same saved discriminator.
+    whole = tmp_path / "electra_whole"
+    pretrain(_cfg(setup, whole, max_steps=4, save_every=2))
+    whole_log = [json.loads(line) for line in (whole / "train_log.jsonl").read_text().splitlines()]
+    assert [(e["gen_loss"], e["rtd_loss"]) for e in log] == [(e["gen_loss"], e["rtd_loss"]) for e in whole_log]
+    resumed, uninterrupted = load_file(str(out / "model.safetensors")), load_file(str(whole / "model.safetensors"))
+    assert resumed.keys() == uninterrupted.keys()
+    assert all(torch.equal(resumed[k], uninterrupted[k]) for k in resumed)
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["ElectraForPreTraining"] and config["hidden_size"] == 32
     assert isinstance(AutoModel.from_pretrained(str(out)), ElectraModel)

@@ -61,6 +61,14 @@ def test_the_threads_setting_reaches_the_onnx_session(exported):
 
 
 def test_int8_graph_runs_and_returns_spans_of_the_text(exported):
+    # Its scores are the fp32 model's up to quantisation error (0.01 here, on scores spread over +-1.3).
+    model, tokenizer = BlurbModel.load(exported)
+    batch = sample_batch(tokenizer, ["a b c d e f g h", "Cisplatin .", "x"])
+    batch["word_mask"] = torch.ones_like(batch["word_positions"], dtype=torch.bool)
+    with torch.inference_mode():
+        expected = model.eval()(batch)[0]
+    scores, _ = OnnxForward(exported / EXPORT_DIR / "model_int8.onnx")(batch)
+    assert float(expected.std()) > 0.3 and float((scores - expected).abs().max()) < 0.05
     results = Predictor.load(exported, backend="onnx-int8").predict(TEXTS)
     assert len(results) == len(TEXTS) and results[1] == []
     assert results[0]  # the fixture tags every word: the spans below are checked on real entities

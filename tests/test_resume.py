@@ -90,7 +90,9 @@ def test_killed_finetune_resumes_to_the_same_last_digit(point, tiny_model, share
     state["wall_seconds"] = 1000.0  # as if it had run long: the resumed run's wall time must include it
     state_file.write_text(json.dumps(state))
     started = time.perf_counter()
-    resumed = blurbkit([*finetune_args(tiny_model, shared_data, out), "--resume"])
+    # Every kill point leaves a checkpoint at step 4 or later: a process that trained from step 0
+    # again (rather than from the checkpoint) would reach step 1 and die there.
+    resumed = blurbkit([*finetune_args(tiny_model, shared_data, out), "--resume"], kill_at="step:1")
     this_process = time.perf_counter() - started
     assert resumed.returncode == 0, resumed.stderr
     assert outcome(out) == uninterrupted
