@@ -390,10 +390,13 @@ def _step(run: Run, rate: float, log: TrainLog, masks: Any = None) -> float:
     if world > 1:
         values = accelerator.reduce(values.to(accelerator.device), reduction="mean")
     values = values.cpu().tolist()
-    log.micro_batch(dict(zip(parts_of_step, values[1:], strict=True)), tokens)
+    parts = dict(zip(parts_of_step, values[1:], strict=True))
     step_loss = values[0]
     if cfg.max_grad_norm > 0:
-        accelerator.clip_grad_norm_(run.module.parameters(), cfg.max_grad_norm)
+        # The global gradient's norm before clipping (DDP has all-reduced it): logged, since a
+        # gradient scaled wrongly (accumulation, processes) shows here first.
+        parts["grad_norm"] = float(accelerator.clip_grad_norm_(run.module.parameters(), cfg.max_grad_norm))
+    log.micro_batch(parts, tokens)
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
