@@ -62,9 +62,10 @@ def memory_checks(state: Any = None) -> Iterator[Check]:
 def peak_checks(seconds: float, size: int = 2048) -> Iterator[Check]:
     """The matmul peak of each native dtype at this process's threads, and what it means for speed.
 
-    "Native bf16" covers CPUs whose bf16 matmul is 2x their fp32 one (AVX512-BF16 dot products, e.g.
-    AMD Zen 4) and CPUs where it is 4x or more (Intel AMX): the bf16 inference and training speed-ups
-    over fp32 follow this ratio, since a MiniLM forward pass spends most of its time in matmuls."""
+    "Native bf16" is not one speed: this project's 2-core AMD EPYC machines (all AVX512-BF16) measured
+    bf16 at 2.1-2.3x fp32 on some and 4.2-4.4x on others (README, Serving), and AMX CPUs go further. The
+    bf16 inference and training speed-ups over fp32 follow this ratio, since a MiniLM forward pass
+    spends most of its time in matmuls."""
     from blurbkit.speed.machine import measure_peaks
 
     peaks, skipped = measure_peaks(seconds=seconds, size=size)
@@ -76,4 +77,3 @@ def peak_checks(seconds: float, size: int = 2048) -> Iterator[Check]:
                     f"{ratio:.1f}x: bf16 runs (precision auto) gain up to about that over fp32 here")
     for name, why in skipped.items():
         yield Check("machine", f"{name} peak", "note", f"not timed: {why}")
-
