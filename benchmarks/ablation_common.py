@@ -7,12 +7,13 @@ budget are copied to benchmarks/results/ablation_<study>.{md,csv,json}.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
-import shutil
+import sys
 import time
 from pathlib import Path
+
+from blurbkit.fileio import write_json, write_text
 
 RUNS = Path(os.environ.get("BLURBKIT_RUNS", "/tmp/blurbkit_ablation_runs"))
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -70,12 +71,14 @@ def run_study(study: str, datasets: list[str], variants: list[str], seeds: int, 
     name = f"ablation-{study}-{budget_label(budget)}"
     result = f"ablation_{study}_{tag}" if tag else f"ablation_{study}"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    for suffix in ("md", "csv"):
+    if code != 0:  # the tables under RUNS may be an earlier call's: publish nothing but this call's record
+        print(f"ablate exited {code}: {RESULTS / result}.md/csv left as they were", file=sys.stderr)
+    for suffix in ("md", "csv") if code == 0 else ():
         if (RUNS / f"{name}.{suffix}").is_file():
-            shutil.copy(RUNS / f"{name}.{suffix}", RESULTS / f"{result}.{suffix}")
+            write_text(RESULTS / f"{result}.{suffix}", (RUNS / f"{name}.{suffix}").read_text(encoding="utf-8"))
     shown = [portable_path(arg) for arg in argv]
     info = {"argv": shown, "exit_code": code, "seconds_this_call": round(time.perf_counter() - started, 1),
             "budget": budget, "threads": threads, "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             **cpu_class()}
-    (RESULTS / f"{result}.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    write_json(RESULTS / f"{result}.json", info)
     return code

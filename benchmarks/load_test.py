@@ -35,6 +35,8 @@ from urllib.parse import urlparse
 
 import httpx
 
+from blurbkit.fileio import write_json
+
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 WORDS = ["aspirin", "heparin", "warfarin", "clonidine", "naloxone", "induced", "hepatitis", "renal", "failure", "patients", "treated", "with", "the", "of", "and", "in", "was", "were", "dose", "receptor", "kinase", "inhibition", "protein", "expression", "levels", "increased", "decreased", "mice", "rats", "study", "results", "suggest", "that", "CYP2C9", "TNF-α", "β-blocker", "mg/kg"]
 
@@ -264,7 +266,7 @@ def main() -> int:
         report = asyncio.run(run(args, url, pid))
     print(json.dumps(report, indent=2))
     if args.json_out:
-        args.json_out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json_out, report)
     errors = sum(p["errors"] for p in report["phases"]) + report.get("soak", {}).get("errors", 0)
     flat = report.get("soak", {}).get("rss", {}).get("flat", True)
     print(f"errors: {errors}; resident memory during the soak: {'flat' if flat else 'GREW beyond the bound'}", file=sys.stderr)

@@ -10,6 +10,8 @@ import json
 import statistics
 from pathlib import Path
 
+from blurbkit.fileio import atomic_write
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -47,7 +49,8 @@ def main() -> None:
     ax.title.set_fontsize(9)
     fig.tight_layout()
     out = RESULTS / f"speed{args.suffix}.png"
-    fig.savefig(out, dpi=120)
+    with atomic_write(out, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
     print(out)
 
 

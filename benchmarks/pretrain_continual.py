@@ -22,6 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_common import cpu_class  # noqa: E402
 from pretrain_from_scratch import DATA, RESULTS, RUNS, plot_loss  # noqa: E402
 
+from blurbkit.fileio import write_json
+
 # topic -> tag of the result files and the sub-corpus (named after the BLURB task it is for)
 TOPICS = {"drug": "drug", "chemical+protein": "chemprot"}
 
@@ -69,7 +71,7 @@ def main() -> None:
               "loss": stats, "steps": summary["steps"], "seconds": stats["elapsed_s"],
               "tokens_per_s": stats["tokens"] / max(stats["elapsed_s"], 1e-9),
               "model_dir": f"$BLURBKIT_RUNS/{args.name}" if "BLURBKIT_RUNS" in os.environ else str(out), "settings": vars(args), **cpu_class()}
-    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(RESULTS / f"{stem}.json", result)
     print(json.dumps(result, indent=2))
 
 

@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from blurbkit.fileio import write_json, write_text
+
 REPO = Path(__file__).resolve().parents[1]
 RUNS = Path(os.environ.get("BLURBKIT_RUNS", "/tmp/blurbkit_pretrain_runs"))
 RESULTS = REPO / "benchmarks" / "results"
@@ -101,12 +103,12 @@ def main() -> None:
             rows.append(row)
     RESULTS.mkdir(parents=True, exist_ok=True)
     settings = {k: v for k, v in vars(args).items() if k not in ("model", "dataset", "name")}
-    (RESULTS / f"pretrain_{args.name}.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=2) + "\n")
+    write_json(RESULTS / f"pretrain_{args.name}.json", {"settings": settings, "rows": rows})
     lines = [f"| dataset | model | lr (best dev) | test {rows[0]['metric']} (mean ± std over seeds {args.seeds}) | per seed |",
              "|---|---|---|---|---|"]
     lines += [f"| {r['dataset']} | {r['model']} | {r['lr']} | {100 * r['mean']:.2f} ± {100 * r['std']:.2f} | "
               f"{' / '.join(f'{100 * x:.2f}' for x in r['scores'])} |" for r in rows]
-    (RESULTS / f"pretrain_{args.name}.md").write_text("\n".join(lines) + "\n\nsettings: " + json.dumps(settings) + "\n")
+    write_text(RESULTS / f"pretrain_{args.name}.md", "\n".join(lines) + "\n\nsettings: " + json.dumps(settings) + "\n")
     print("\n".join(lines))
 
 

@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from blurbkit.fileio import atomic_dir, atomic_write, write_json
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("BLURBKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 RUNS = Path(os.environ.get("BLURBKIT_RUNS", "/tmp/blurbkit_pretrain_runs"))
@@ -45,7 +47,8 @@ def plot_loss(log_path: Path, png: Path, title: str) -> dict:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(png, dpi=100)
+    with atomic_write(png, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=100)
     return {"first_loss": loss[0], "last_loss": loss[-1], "min_loss": min(loss), "steps": steps[-1],
             "tokens": log[-1]["tokens"], "elapsed_s": log[-1]["elapsed_s"], "mean_tokens_per_s": sum(e["tokens_per_s"] for e in log[1:]) / max(1, len(log) - 1)}
 
@@ -69,7 +72,7 @@ def main() -> None:
         blurbkit("corpus", "build", str(DATA / "pubmed_text"), "--out", str(corpus), "--data", str(DATA))
     if not (vocab / "tokenizer.json").is_file():
         blurbkit("vocab", "build", "--corpus", str(corpus), "--size", "30000", "--out", str(vocab))
-    if not (model / "model.safetensors").is_file():
+    if not (model / "pretrain_summary.json").is_file():  # written last: the folder is complete (re-run resumes)
         blurbkit("pretrain", "--corpus", str(corpus), "--tokenizer", str(vocab), "--from-scratch", args.preset,
                  "--out", str(model), "--max-steps", str(args.max_steps), "--max-minutes", str(args.max_minutes),
                  "--lr", str(args.lr), "--batch-size", str(args.batch_size), "--max-length", str(args.max_length),
@@ -83,13 +86,14 @@ def main() -> None:
         from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM
 
         torch.manual_seed(0)
-        BertForMaskedLM(AutoConfig.from_pretrained(str(model))).save_pretrained(str(random_dir), safe_serialization=True)
-        AutoTokenizer.from_pretrained(str(model)).save_pretrained(str(random_dir))
+        with atomic_dir(random_dir) as tmp:  # whole or not at all: the check above must mean complete
+            BertForMaskedLM(AutoConfig.from_pretrained(str(model))).save_pretrained(str(tmp), safe_serialization=True)
+            AutoTokenizer.from_pretrained(str(model)).save_pretrained(str(tmp))
     summary = json.loads((model / "pretrain_summary.json").read_text())
     result = {"preset": args.preset, "model_dir": str(model), "random_dir": str(random_dir), "loss": stats,
               "steps": summary["steps"], "stopped": summary["stopped"], "seconds": summary["seconds"],
               "tokens_per_s": summary["tokens_per_s"], "corpus_tokens": summary["corpus_tokens"]}
-    (RESULTS / f"pretrain_from_scratch_{args.preset}.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(RESULTS / f"pretrain_from_scratch_{args.preset}.json", result)
     print(json.dumps(result, indent=2))
 
 

@@ -13,6 +13,8 @@ import os
 import platform
 from pathlib import Path
 
+from blurbkit.fileio import write_json
+
 RUNS = Path(os.environ.get("BLURBKIT_RUNS", "/tmp/blurbkit_pretrain_runs"))
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -52,7 +54,7 @@ def main() -> None:
         from transformers import AutoConfig
 
         conf = AutoConfig.from_pretrained(str(out))
-        params = sum(p.numel() for p in __import__("transformers").AutoModelForMaskedLM.from_pretrained(str(out)).parameters())
+        params = sum(p.numel() for p in __import__("transformers").AutoModelForMaskedLM.from_pretrained(str(out), use_safetensors=True).parameters())
         row = {"preset": preset, "layers": conf.num_hidden_layers, "hidden": conf.hidden_size, "params_M": round(params / 1e6, 2),
                "tokens_per_s": round(tok_s), "batch": args.batch_size, "max_length": args.max_length, "threads": args.threads}
         print(json.dumps(row), flush=True)
@@ -60,7 +62,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                           "note": args.note}, "results": results}
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(RESULTS / f"{args.name}.json", report)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from blurbkit.fileio import write_json, write_text
+
 RESULTS = Path(__file__).parent / "results"
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
@@ -180,14 +182,14 @@ def main() -> None:
                         help="write serving_onnx.md from the BC5-chem JSON files (serving_onnx_fp32/bf16.json)")
     args = parser.parse_args()
     if args.report:
-        (RESULTS / "serving_onnx.md").write_text(report(), encoding="utf-8")
+        write_text(RESULTS / "serving_onnx.md", report())
         return
     if args.model is None or args.mode is None:
         sys.exit("--model and --mode are needed (or --report)")
     result = measure(args.model, args.mode, args.data, args.speed_sentences, args.pipeline_sentences, args.dataset,
                      args.rounds)
     name = f"serving_onnx_{args.mode}.json" if args.dataset == "bc5chem" else f"serving_onnx_{args.dataset}_{args.mode}.json"
-    (args.out or RESULTS / name).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out or RESULTS / name, result)
     print(json.dumps(result))
 
 

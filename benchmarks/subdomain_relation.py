@@ -20,6 +20,7 @@ from ablation_common import RESULTS, RUNS, budget_label, portable_path, run_stud
 from ablation_relation import BUDGETS
 
 from blurbkit.experiments.benchmark import model_label
+from blurbkit.fileio import write_text
 from blurbkit.store.results import ResultsStore
 
 # dataset -> (its sub-domain, the tag of the adapted side's result files, the name in the table)
@@ -83,5 +84,5 @@ if __name__ == "__main__":
              "Adapted model: " + portable_path(args.model)]
     if args.pretrain_json:
         lines.append(pretraining_line(args.pretrain_json))
-    (RESULTS / f"subdomain_{args.dataset}{'_' + args.name if args.name else ''}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(RESULTS / f"subdomain_{args.dataset}{'_' + args.name if args.name else ''}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

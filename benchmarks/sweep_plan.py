@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from blurbkit.fileio import write_text
+
 
 def bert_base(out: Path) -> Path:
     from transformers import BertConfig, BertModel
@@ -34,7 +36,7 @@ def main(work: Path) -> None:
         argv = [sys.executable, "-m", "blurbkit", "benchmark", "--protocol", "full", "--plan",
                 "--runs-dir", str(work / f"runs-{name}"), "--data", os.environ.get("BLURBKIT_SHARED_DATA", "../shared/data"), *(["--model", str(model)] if model else [])]
         plan = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-        (work / f"plan-{name}.md").write_text(plan)
+        write_text(work / f"plan-{name}.md", plan)
         print(f"## {name}\n\n{plan}")
 
 

@@ -138,3 +138,40 @@ def test_one_process_out_of_time_stops_every_process():
     assert votes == ["sum"] * 4
     single = types.SimpleNamespace(accelerator=types.SimpleNamespace(num_processes=1))
     assert _any_process(single, True) and not _any_process(single, False)
+
+
+def test_a_kill_among_the_final_renames_never_leaves_a_finished_looking_folder(tmp_path, monkeypatch):
+    """The final model's files are renamed into OUT one by one: until all are there, OUT must not
+    hold a summary saying "finished" (the pretraining study would then reuse an earlier model's
+    weights as this run's). A leftover temporary folder of an earlier kill is removed."""
+    import json
+    import os
+
+    from transformers import BertConfig, BertForMaskedLM
+
+    from blurbkit.experiments.pretraining import finished
+    from blurbkit.models.loading import default_model_dir, load_tokenizer
+    from blurbkit.pretrain import trainer
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "model.safetensors").write_text("an earlier run's weights")
+    (out / "pretrain_summary.json").write_text(json.dumps({"stopped": "finished"}))
+    (out / ".final.leftover").mkdir()
+    assert finished(out)
+    model = BertForMaskedLM(BertConfig(vocab_size=30522, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
+                                       intermediate_size=8))
+    renames, real = [], os.replace
+
+    def killed_after_one(src, dst):
+        if renames:
+            raise KeyboardInterrupt  # stands in for the kill: nothing after it runs
+        renames.append(dst)
+        real(src, dst)
+
+    monkeypatch.setattr(trainer.os, "replace", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        trainer._finalize(out, model, load_tokenizer(default_model_dir()))
+    assert len(renames) == 1 and not finished(out)
+    assert not list(out.glob(".final.*"))

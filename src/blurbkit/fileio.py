@@ -138,6 +138,11 @@ def check_replaceable(path: str | Path, marker: str, what: str, flag: str = "--o
     check_writable(path, flag)
 
 
+def write_text(path: str | Path, text: str) -> None:
+    with atomic_write(path) as handle:
+        handle.write(text)
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_write(path) as handle:
         json.dump(obj, handle, indent=2, ensure_ascii=False)

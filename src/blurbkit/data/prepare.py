@@ -24,7 +24,7 @@ from blurbkit.data.readers import SplitUnavailable, read_split
 from blurbkit.data.readers.base import ReadOptions
 from blurbkit.data.schema import Record
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_dir, check_replaceable, sha256_file, write_json
+from blurbkit.fileio import atomic_dir, check_replaceable, clean_stale, sha256_file, write_json
 from blurbkit.tasks.registry import SPLITS, DatasetSpec, all_datasets
 
 MANIFEST = "manifest.json"
@@ -196,6 +196,7 @@ def prepare(
         "datasets": {},
         "skipped": {},
     }
+    clean_stale(out)  # what a killed earlier write left beside it (and an interrupted replace's old version)
     with atomic_dir(out) as tmp:
         for spec in specs:
             folder = source_dir_of(spec, source)

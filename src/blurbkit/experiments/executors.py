@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_dir
+from blurbkit.fileio import atomic_dir, clean_stale
 from blurbkit.runtime.capability import capability, usable_cores
 from blurbkit.store.results import RunKey, pid_alive
 from blurbkit.train.config import FinetuneConfig
@@ -116,6 +116,7 @@ def pack_dir(path: Path) -> bytes:
 
 def unpack_dir(data: bytes, out: Path) -> None:
     """A shipped run directory into its place under --runs-dir, whole or not at all."""
+    clean_stale(out)  # what a killed earlier write left beside it (and an interrupted replace's old version)
     with atomic_dir(out) as tmp, tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         tar.extractall(tmp, filter="data")
 

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_dir, check_replaceable, sha256_file
+from blurbkit.fileio import atomic_dir, check_replaceable, clean_stale, sha256_file
 from blurbkit.models.loading import HEAD_FILE
 from blurbkit.models.model import BlurbModel
 
@@ -126,6 +126,7 @@ def export(model_dir: str | Path, out: str | Path | None = None, int8: bool = Fa
     axes = {"input_ids": {0: "batch", 1: "length"}, "attention_mask": {0: "batch", 1: "length"},
             "token_type_ids": {0: "batch", 1: "length"}, "word_positions": {0: "batch", 1: "words"},
             "word_mask": {0: "batch", 1: "words"}, "scores": {0: "batch", 1: "words"}}
+    clean_stale(out)  # what a killed earlier write left beside it (and an interrupted replace's old version)
     with atomic_dir(out) as tmp:
         fp32 = tmp / FILES["onnx"]
         with _eager_attention(model.encoder), torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():

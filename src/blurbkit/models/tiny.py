@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import atomic_dir
 from blurbkit.models.loading import default_model_dir
 
 # name -> (hidden size, layers, attention heads, intermediate size): the published architectures.
@@ -57,14 +58,12 @@ def random_preset_dir(name: str, root: Path, seed: int = 0) -> Path:
     if (out / RANDOM_MARKER).is_file():
         return out
     hidden, layers, heads, intermediate = RANDOM_PRESETS[name]
-    tmp = root / f".{out.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    build_random_bert(tmp, hidden, layers, heads, intermediate, seed)
-    (tmp / RANDOM_MARKER).write_text(json.dumps({"preset": name, "seed": seed, "hidden": hidden, "layers": layers,
-                                                 "heads": heads, "intermediate": intermediate,
-                                                 "weights": "randomly initialised: for timing only"}) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    root.mkdir(parents=True, exist_ok=True)
+    with atomic_dir(out) as tmp:  # whole or not at all, and two builders never share a temporary folder
+        build_random_bert(tmp, hidden, layers, heads, intermediate, seed)
+        (tmp / RANDOM_MARKER).write_text(json.dumps({"preset": name, "seed": seed, "hidden": hidden, "layers": layers,
+                                                     "heads": heads, "intermediate": intermediate,
+                                                     "weights": "randomly initialised: for timing only"}) + "\n")
     return out
 
 

@@ -43,6 +43,8 @@ def save_checkpoint(root: Path, step: int, *, model, optimizer, scheduler, state
 
     target = root / f"step-{step:08d}"
     previous = latest_checkpoint(root, validate=False)
+    for stale in root.glob(".step-*"):  # a checkpoint a kill left half-written (model + optimizer each)
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         with atomic_dir(target) as tmp:
             save_model(model, str(tmp / "model.safetensors"))

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from blurbkit.fileio import atomic_write
+
 
 class DataOrder:
     """Which examples each global batch holds: a seeded permutation of the examples per epoch, read
@@ -104,4 +106,5 @@ def truncate_log(path: Path, step: int) -> None:
                     kept.append(line)
             except (json.JSONDecodeError, KeyError, TypeError):
                 continue
-    path.write_text("".join(line + "\n" for line in kept), "utf-8")
+    with atomic_write(path) as handle:  # a kill here must not cost the history before `step`
+        handle.write("".join(line + "\n" for line in kept))

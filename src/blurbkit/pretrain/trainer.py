@@ -17,7 +17,6 @@ module, losses, data layout, what is saved) is the objective's (``objectives.get
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -60,11 +59,16 @@ def warmup_steps(warmup: float, total_steps: int) -> int:
     return int(warmup) if warmup >= 1 else int(round(warmup * total_steps))
 
 
-def _finalize(out: Path, model, tokenizer, summary: dict[str, Any]) -> None:
-    """Write the Hugging Face model directory files; each file is renamed into place."""
+def _finalize(out: Path, model, tokenizer) -> None:
+    """Write the Hugging Face model directory files, each renamed into place. The summary that says
+    the run finished goes first (it is written again by the caller once every file is in place), so
+    a kill among the renames never leaves a finished-looking folder holding an earlier run's weights."""
     import shutil
     import tempfile
 
+    (out / "pretrain_summary.json").unlink(missing_ok=True)
+    for stale in out.glob(".final.*"):  # what a killed earlier finalize left: a full copy of a model
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=".final.", dir=out))
     try:
         model.save_pretrained(str(tmp), safe_serialization=True)
@@ -72,7 +76,6 @@ def _finalize(out: Path, model, tokenizer, summary: dict[str, Any]) -> None:
         if not (tmp / "vocab.txt").is_file():  # for tools that read a BERT vocab.txt
             vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
             (tmp / "vocab.txt").write_text("".join(tok + "\n" for tok, _ in vocab), "utf-8")
-        (tmp / "pretrain_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", "utf-8")
         for item in tmp.iterdir():
             os.replace(item, out / item.name)
     except OSError as err:
@@ -429,8 +432,8 @@ def _finish(run: Run, log: TrainLog, stopped: str) -> dict[str, Any]:
                "objective": run.objective.name, "main_process": accelerator.is_main_process, "config": asdict(run.cfg)}
     if accelerator.is_main_process and stopped != "interrupted":
         model = run.objective.saved_model(accelerator.unwrap_model(run.module))
-        _finalize(run.out, model, run.tokenizer, summary)
-        write_json(run.out / "pretrain_summary.json", summary)
+        _finalize(run.out, model, run.tokenizer)
+        write_json(run.out / "pretrain_summary.json", summary)  # last: the folder is complete
     accelerator.wait_for_everyone()
     if accelerator.num_processes > 1:
         # Left to interpreter exit, gloo's threads were torn down mid-flight now and then: "terminate

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_dir, check_replaceable, read_lines
+from blurbkit.fileio import atomic_dir, check_replaceable, clean_stale, read_lines
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -89,6 +89,7 @@ def build_vocab(
     fast = BertTokenizerFast(tokenizer_object=tokenizer, do_lower_case=lowercase, unk_token="[UNK]", sep_token="[SEP]",
                              pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]", model_max_length=max_length)
     out = Path(out)
+    clean_stale(out)  # what a killed earlier write left beside it (and an interrupted replace's old version)
     with atomic_dir(out) as tmp:
         fast.save_pretrained(str(tmp))
         if not (tmp / "vocab.txt").is_file():  # older/newer transformers may only write tokenizer.json

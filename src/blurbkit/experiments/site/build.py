@@ -15,7 +15,7 @@ from blurbkit.experiments.site.html import Td, esc, figure, table
 from blurbkit.experiments.site.pages import dataset_pages, leaderboard_page, model_pages
 from blurbkit.experiments.site.plots import interval_plot
 from blurbkit.experiments.site.studies import study_pages
-from blurbkit.fileio import atomic_dir, check_replaceable
+from blurbkit.fileio import atomic_dir, check_replaceable, clean_stale
 from blurbkit.tasks.registry import all_datasets
 
 MARKER = ".blurbkit-report"  # in every site's folder: what may be replaced by the next build
@@ -88,6 +88,7 @@ def build_site(stores: Sequence[str | Path], out: str | Path, data: str | Path |
     generated = f"Built {stamp} by blurbkit report from {', '.join(Path(s).name for s in stores)} ({len(rows)} runs)."
     if unknown:
         generated += f" Left out: the runs of datasets not registered here ({', '.join(unknown)})."
+    clean_stale(out)  # what a killed earlier write left beside it (and an interrupted replace's old version)
     with atomic_dir(out) as tmp:
         (tmp / "img").mkdir()
         (tmp / MARKER).write_text("a site written by blurbkit report; the next build replaces this folder\n", "utf-8")
