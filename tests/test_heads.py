@@ -246,6 +246,7 @@ def test_cls_pooler_starts_from_the_checkpoints_pooler_and_says_when_there_is_no
     without = build_tiny_bert(tmp_path / "plain")  # saved without a pooler
     model, _ = build_model(recipe, without)
     assert model.featurizer.source == "new"
+    assert model.featurizer.notes() == ["the encoder's checkpoint has no pooler: cls_pooler's layer starts from random values"]
     config = BertConfig.from_pretrained(without)
     torch.manual_seed(3)
     BertModel(config).save_pretrained(tmp_path / "pooled", safe_serialization=True)  # with one
@@ -254,5 +255,5 @@ def test_cls_pooler_starts_from_the_checkpoints_pooler_and_says_when_there_is_no
             (tmp_path / "pooled" / name).write_bytes((without / name).read_bytes())
     model, _ = build_model(recipe, tmp_path / "pooled")
     saved = BertModel.from_pretrained(tmp_path / "pooled").pooler.dense
-    assert model.featurizer.source == "pretrained"
+    assert model.featurizer.source == "pretrained" and model.featurizer.notes() == []
     assert torch.equal(model.featurizer.dense.weight, saved.weight) and torch.equal(model.featurizer.dense.bias, saved.bias)

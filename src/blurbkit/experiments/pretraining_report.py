@@ -14,6 +14,7 @@ from typing import Any
 
 from blurbkit.experiments.pretraining import PUBLISHED, REFERENCE, Budget, Plan, Setting
 from blurbkit.fileio import atomic_write
+from blurbkit.pretrain.objectives import get_objective
 from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import get_dataset
 
@@ -40,7 +41,7 @@ def budget_table(budget: Budget, plans: Sequence[Plan], summaries: dict[str, dic
                f"{_si(item.tokens)} | {item.mean_length:.1f} | {_si(item.flops)}FLOP | {_si(item.flops / item.tokens)} | {ratio} | {_si(item.encoder_params)} | {gen} |")
         if trained:
             summary = (summaries or {}).get(item.setting.name, {})
-            loss = _final_loss(item.out)
+            loss = _final_loss(item.out, get_objective(item.setting.objective).loss_parts)
             row += f" {summary.get('seconds', math.nan) / 60:.1f} min | {loss} |"
         lines.append(row)
     lines.append("")
@@ -52,15 +53,16 @@ def budget_table(budget: Budget, plans: Sequence[Plan], summaries: dict[str, dic
     return "\n".join(lines)
 
 
-def _final_loss(out: Path) -> str:
+def _final_loss(out: Path, loss_parts: Sequence[str]) -> str:
+    """The last logged loss, with its terms when there are several (the objective says which)."""
     try:
         lines = (out / "train_log.jsonl").read_text("utf-8").splitlines()
         entry = json.loads(lines[-1])
     except (OSError, IndexError, json.JSONDecodeError):
         return "—"
     parts = [f"{entry['loss']:.3f}"]
-    for name in ("mlm_loss", "nsp_loss", "gen_loss", "rtd_loss"):
-        if name in entry and not (name == "mlm_loss" and "nsp_loss" not in entry):
+    for name in loss_parts if len(loss_parts) > 1 else ():
+        if name in entry:
             parts.append(f"{name.removesuffix('_loss')} {entry[name]:.3f}")
     return parts[0] + (f" ({', '.join(parts[1:])})" if parts[1:] else "")
 

@@ -56,6 +56,12 @@ class ClsPoolerFeaturizer(nn.Module):
     def rows(self, batch: dict) -> torch.Tensor:
         return batch["input_ids"].new_zeros(batch["input_ids"].size(0), 1)
 
+    def notes(self) -> list[str]:
+        """What a run's notes should say about this part (the run reads any featurizer's `notes`)."""
+        if self.source == "new":
+            return ["the encoder's checkpoint has no pooler: cls_pooler's layer starts from random values"]
+        return []
+
     def from_checkpoint(self, model_dir: Path) -> None:
         """The pooler's weights from the encoder's safetensors (the bare encoder is loaded without it)."""
         from safetensors import safe_open

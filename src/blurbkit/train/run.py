@@ -150,8 +150,8 @@ def _run_finetune(config: FinetuneConfig) -> dict[str, Any]:
             for name, records in (("train", splits.train), ("dev", splits.dev), ("test", splits.test))}
     encode_seconds = time.perf_counter() - started
     splits.notes += lost_entity_notes(engine, data, hyper.max_length)
-    if getattr(engine.model.featurizer, "source", None) == "new":
-        splits.notes.append("the encoder's checkpoint has no pooler: cls_pooler's layer starts from random values")
+    if hasattr(engine.model.featurizer, "notes"):  # a part may have something to say about itself
+        splits.notes += engine.model.featurizer.notes()
     data_sha256 = {name: records_sha256(encoded.records) for name, encoded in data.items()}
     checkpoints = heartbeat = None
     if config.out is not None:

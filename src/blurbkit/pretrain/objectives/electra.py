@@ -167,6 +167,7 @@ class Electra(Objective):
     # no random tokens; the discriminator learns to spot the generator's replacements instead.
     mask_fraction: float = 0.85
     random_fraction: float = 0.0
+    loss_parts = ("gen_loss", "rtd_loss")
 
     def configure(self, cfg: Any) -> None:
         check_generator_size(cfg.generator_size)

@@ -30,6 +30,8 @@ class MaskedLMWithNSPModule(MaskedLMModule):
 
 
 class MaskedLMWithNSP(Objective):
+    loss_parts = ("mlm_loss", "nsp_loss")
+
     def example_mode(self, packing: bool) -> str:
         return "nsp"  # segment pairs with NSP labels, whatever --no-packing says
 
