@@ -52,6 +52,7 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.inference.predictor import Predictor, without_lost_pairs
 from blurbkit.inference.sentences import split_sentences
 from blurbkit.models.encoding import encode
+from blurbkit.models.model import ModelRecipe
 from blurbkit.tagging import tags_to_spans
 
 TYPE_MAP = {"protein": "GENE", "Protein": "GENE", "Gene": "GENE"}
@@ -71,7 +72,7 @@ class LoadedModel:
     predictor: Predictor
 
     @property
-    def recipe(self) -> Any:
+    def recipe(self) -> ModelRecipe:
         return self.predictor.recipe
 
     def describe(self) -> dict[str, Any]:

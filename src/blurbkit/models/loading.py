@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.store.labels import DEFAULT_STORE_LABEL, store_label  # noqa: F401 (the store's names, re-exported)
+
+if TYPE_CHECKING:  # transformers is imported where it is used (a second and more at import time)
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 HEAD_FILE = "blurbkit_head.safetensors"  # a fine-tuned model's featurizer and head (models/model.py), not encoder weights
@@ -72,7 +75,7 @@ def check_max_length(config: dict[str, Any], max_length: int, path: Path, what: 
         raise BlurbkitError(f"{what} {max_length} is more than the encoder's max_position_embeddings {limit}", path=path)
 
 
-def load_tokenizer(path: Path):
+def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
     """A fast tokenizer (word alignment needs offsets/word ids)."""
     from transformers import AutoTokenizer
 
@@ -85,7 +88,7 @@ def load_tokenizer(path: Path):
     return tokenizer
 
 
-def check_vocab_matches(tokenizer, config: dict[str, Any], path: Path) -> None:
+def check_vocab_matches(tokenizer: PreTrainedTokenizerFast, config: dict[str, Any], path: Path) -> None:
     vocab_size = config.get("vocab_size")
     if vocab_size is not None and len(tokenizer) > int(vocab_size):
         raise BlurbkitError(
@@ -94,7 +97,7 @@ def check_vocab_matches(tokenizer, config: dict[str, Any], path: Path) -> None:
         )
 
 
-def load_encoder(path: Path, **overrides: Any):
+def load_encoder(path: Path, **overrides: Any) -> PreTrainedModel:
     """The bare encoder (AutoModel) from safetensors, with config overrides such as dropout.
 
     Refused with one line: weights safetensors cannot read (truncated, not safetensors), a config of
