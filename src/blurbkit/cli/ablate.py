@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
 
 from blurbkit.cli.argtypes import positive_int
@@ -94,20 +93,9 @@ def run(args: argparse.Namespace) -> int:
         return run_stability(args)
     if args.study == "pretraining":
         return run_pretraining(args)
-    from blurbkit.experiments.ablation import (
-        ablation_table,
-        build_grid,
-        check_no_conflict,
-        flat_cells,
-        get_study,
-    )
-    from blurbkit.experiments.benchmark import (
-        apply_budget,
-        budget_profile,
-        failed_runs,
-        summarise,
-    )
-    from blurbkit.experiments.report import write_report
+    from blurbkit.experiments.ablation import build_grid, check_no_conflict, get_study
+    from blurbkit.experiments.benchmark import apply_budget, budget_profile
+    from blurbkit.experiments.study_run import run_ablation_study
 
     study = get_study(args.study)
     args.seeds, datasets, variants, label, budget = study_setup(args, study, default_seeds=3)
@@ -120,20 +108,11 @@ def run(args: argparse.Namespace) -> int:
     grid, skipped = build_grid(study, datasets, variants, args.seeds, make_config)
     for (dataset, variant), why in sorted(skipped.items()):
         print(f"blurbkit: note: {dataset} [{variant}] not run: {why}", file=sys.stderr)
-    bench = grid_bench(args, study.name)
     print(f"blurbkit: ablation {study.name}: {len(datasets)} datasets x {len(variants)} variants x {args.seeds} seeds "
           f"= {len(grid)} runs ({budget})", file=sys.stderr)
-    started = time.perf_counter()
-    bench.run(grid, label, budget)
-    rows = bench.rows_for(grid, label, budget)
-    summary = summarise(rows)
-    table = ablation_table(study, summary, datasets, variants, skipped, budget, failed_runs(rows))
-    print(table)
-    print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now")
-    write_report(args.runs_dir, f"ablation-{study.name}-{budget}", table, flat_cells(summary))
-    for failure in bench.failures:
-        print(f"failed: {failure}", file=sys.stderr)
-    return 1 if bench.failures else 0
+    outcome = run_ablation_study(study, grid, skipped, grid_bench(args, study.name), datasets, variants, label, budget,
+                                 args.runs_dir)
+    return report(outcome, "the runs executed now")
 
 
 def run_stability(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from blurbkit.cli.argtypes import non_negative_float, positive_int
 from blurbkit.cli.executor_options import add_executor_options, executor_choice, grid_bench
@@ -48,15 +47,12 @@ def run(args: argparse.Namespace) -> int:
         raise BlurbkitError("--gpus-per-run: only with --executor ray")
     from blurbkit.experiments.benchmark import (
         apply_budget,
-        blurb_table,
         budget_name,
         budget_profile,
-        failed_runs,
         model_label,
         resolve_datasets,
-        summarise,
     )
-    from blurbkit.experiments.report import write_report
+    from blurbkit.experiments.study_run import run_benchmark
     from blurbkit.models.loading import resolve_model_dir
     from blurbkit.tasks.registry import get_dataset
 
@@ -73,22 +69,14 @@ def run(args: argparse.Namespace) -> int:
             if args.quick:
                 config = apply_budget(config, budget_profile("quick", name))
             configs.append(("standard", config))
-    bench = grid_bench(args, "benchmark")
     print(f"blurbkit: benchmark of {model_dir} on {len(datasets)} datasets, {len(configs)} runs ({budget})", file=sys.stderr)
-    started = time.perf_counter()
-    bench.run(configs, label, budget)
-    rows = bench.rows_for(configs, label, budget)
-    per_dataset = summarise(rows).get("standard", {})
-    failed = failed_runs(rows).get("standard")
-    table = blurb_table(per_dataset, "this run", budget, failed)
-    print(table)
-    for name in datasets:
-        for note in per_dataset.get(name, {}).get("notes", []):
-            print(f"note: {get_dataset(name).title}: {note}")
-    stored = sum(cell["wall_seconds"] for cell in per_dataset.values())
-    print(f"wall time: {time.perf_counter() - started:.0f} s for the runs executed now; "
-          f"{stored:.0f} s summed over the {len(rows)} runs in the table")
-    write_report(args.runs_dir, f"benchmark-{budget}", table, per_dataset, failed)
-    for failure in bench.failures:
+    outcome = run_benchmark(configs, grid_bench(args, "benchmark"), datasets, label, budget, args.runs_dir)
+    print(outcome.table)
+    for note in outcome.notes:
+        print(f"note: {note}")
+    print(f"wall time: {outcome.seconds:.0f} s for the runs executed now; "
+          f"{outcome.stored_seconds:.0f} s summed over the {outcome.runs} runs in the table")
+    outcome.write()
+    for failure in outcome.failures:
         print(f"failed: {failure}", file=sys.stderr)
-    return 1 if bench.failures else 0
+    return 1 if outcome.failures else 0

@@ -11,9 +11,10 @@ from blurbkit.fileio import atomic_write
 
 
 def write_report(out_dir: Path, name: str, table: str, per_dataset: dict[str, dict[str, Any]],
-                 failed: dict[str, int] | None = None) -> None:
+                 failed: dict[str, int] | None = None) -> list[Path]:
     """NAME.md (the table), NAME.csv (one line per dataset: mean, std, finished runs, failed runs;
-    a dataset whose every run failed has a line too) and NAME.png (the means beside PubMedBERT's)."""
+    a dataset whose every run failed has a line too) and NAME.png (the means beside PubMedBERT's);
+    returns the files written."""
     failed = failed or {}
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(out_dir / f"{name}.md") as handle:
@@ -28,10 +29,13 @@ def write_report(out_dir: Path, name: str, table: str, per_dataset: dict[str, di
         writer.writerow([dataset, "", "", 0, "", failed[dataset]])
     with atomic_write(out_dir / f"{name}.csv") as handle:
         handle.write(buffer.getvalue())
+    written = [out_dir / f"{name}.md", out_dir / f"{name}.csv"]
     if per_dataset:
         plot_scores(out_dir / f"{name}.png", per_dataset, name)
+        written.append(out_dir / f"{name}.png")
     else:  # a plot of an earlier run of this table would be read as this one's
         (out_dir / f"{name}.png").unlink(missing_ok=True)
+    return written
 
 
 def plot_scores(path: Path, per_dataset: dict[str, dict[str, Any]], title: str) -> None:

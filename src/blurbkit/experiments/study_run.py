@@ -1,4 +1,4 @@
-"""The stability, pretraining, STILT and cross-validation studies run end to end: their grids
+"""The modeling-choice ablations and the stability, pretraining, STILT and cross-validation studies run end to end: their grids
 through ``Benchmark`` (this process, the local pool or Ray), the table, the md/csv/png report. The
 CLI builds the configs and prints; nothing here reads command-line arguments."""
 
@@ -22,6 +22,51 @@ class StudyOutcome:
     seconds: float  # wall time of the work done now
     write: Callable[[], list[Path]]  # writes the report files (md/csv/png), returns them: called after the
     # table is shown, so a full disk at the end of a long study still leaves the table on screen
+
+
+@dataclass
+class BenchmarkOutcome(StudyOutcome):
+    notes: list[str]  # the datasets' notes (budget subsamples, local deviations), "Title: note" each
+    stored_seconds: float  # wall time summed over the runs in the table (stored earlier ones included)
+    runs: int  # runs in the table
+
+
+def run_benchmark(configs: Sequence[Any], bench: Benchmark, datasets: Sequence[str], label: str, budget: str,
+                  runs_dir: Path) -> BenchmarkOutcome:
+    """The default-protocol benchmark: every (dataset, seed) run through `bench`, the BLURB table
+    (task-type averages, BLURB score, crashed runs counted), md/csv/png as benchmark-BUDGET."""
+    from blurbkit.experiments.benchmark import blurb_table, failed_runs, summarise
+    from blurbkit.experiments.report import write_report
+    from blurbkit.tasks.registry import get_dataset
+
+    started = time.perf_counter()
+    bench.run(configs, label, budget)
+    rows = bench.rows_for(configs, label, budget)
+    per_dataset = summarise(rows).get("standard", {})
+    failed = failed_runs(rows).get("standard")
+    table = blurb_table(per_dataset, "this run", budget, failed)
+    notes = [f"{get_dataset(name).title}: {note}" for name in datasets for note in per_dataset.get(name, {}).get("notes", [])]
+    return BenchmarkOutcome(table, list(bench.failures), time.perf_counter() - started,
+                            lambda: write_report(runs_dir, f"benchmark-{budget}", table, per_dataset, failed),
+                            notes, sum(cell["wall_seconds"] for cell in per_dataset.values()), len(rows))
+
+
+def run_ablation_study(study: Any, grid: Sequence[Any], skipped: dict[tuple[str, str], str], bench: Benchmark,
+                       datasets: Sequence[str], variants: Sequence[str], label: str, budget: str,
+                       runs_dir: Path) -> StudyOutcome:
+    """A modeling-choice ablation (experiments/ablation.py): its grid through `bench`, the table of
+    variant means per dataset (what was not run and why, crashed runs counted), md/csv/png."""
+    from blurbkit.experiments.ablation import ablation_table, flat_cells
+    from blurbkit.experiments.benchmark import failed_runs, summarise
+    from blurbkit.experiments.report import write_report
+
+    started = time.perf_counter()
+    bench.run(grid, label, budget)
+    rows = bench.rows_for(grid, label, budget)
+    summary = summarise(rows)
+    table = ablation_table(study, summary, datasets, variants, skipped, budget, failed_runs(rows))
+    return StudyOutcome(table, list(bench.failures), time.perf_counter() - started,
+                        lambda: write_report(runs_dir, f"ablation-{study.name}-{budget}", table, flat_cells(summary)))
 
 
 def run_stability_study(study: Any, variants: Sequence[Any], cells: Sequence[Cell], searches: Sequence[Any],
