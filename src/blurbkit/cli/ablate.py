@@ -8,7 +8,7 @@ from typing import Any
 
 from blurbkit.cli.argtypes import positive_int
 from blurbkit.cli.executor_options import add_executor_options, executor_choice, grid_bench
-from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
+from blurbkit.cli.finetune import add_store_options, add_training_options, study_config
 from blurbkit.experiments.ablation import STUDIES as ABLATION_STUDIES
 from blurbkit.experiments.stability import STUDIES as STABILITY_STUDIES
 
@@ -94,16 +94,15 @@ def run(args: argparse.Namespace) -> int:
     if args.study == "pretraining":
         return run_pretraining(args)
     from blurbkit.experiments.ablation import build_grid, check_no_conflict, get_study
-    from blurbkit.experiments.benchmark import apply_budget, budget_profile
     from blurbkit.experiments.study_run import run_ablation_study
 
     study = get_study(args.study)
     args.seeds, datasets, variants, label, budget = study_setup(args, study, default_seeds=3)
 
     def make_config(dataset: str, seed: int):
-        config = config_from_args(args, dataset, seed, None)
+        config = study_config(args, dataset, seed)
         check_no_conflict(study, config)
-        return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
+        return config
 
     grid, skipped = build_grid(study, datasets, variants, args.seeds, make_config)
     for (dataset, variant), why in sorted(skipped.items()):
@@ -119,7 +118,6 @@ def run_stability(args: argparse.Namespace) -> int:
     """A fine-tuning stability study (experiments/stability.py): its table, md/csv/png. The search
     study's searched methods run in two stages (experiments/search_study.py)."""
     from blurbkit.errors import BlurbkitError
-    from blurbkit.experiments.benchmark import apply_budget, budget_profile
     from blurbkit.experiments.protocol import parse_grid
     from blurbkit.experiments.search_study import plan_searches
     from blurbkit.experiments.stability import build_cells, check_train_size, get_stability_study
@@ -138,8 +136,7 @@ def run_stability(args: argparse.Namespace) -> int:
         check_fixed(args, f"study {study.name}")
 
     def make_config(dataset: str, seed: int):
-        config = config_from_args(args, dataset, seed, None)
-        return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
+        return study_config(args, dataset, seed)
 
     check_train_size(study, args.max_train_examples)
     cells = build_cells(study, datasets, variants, seeds, make_config)
@@ -199,7 +196,7 @@ def run_pretraining(args: argparse.Namespace) -> int:
 
     from blurbkit.errors import BlurbkitError
     from blurbkit.experiments import pretraining as study
-    from blurbkit.experiments.benchmark import apply_budget, budget_name, budget_profile, resolve_datasets
+    from blurbkit.experiments.benchmark import budget_name, resolve_datasets
     from blurbkit.experiments.study_run import run_pretraining_study
     from blurbkit.pretrain.testsets import default_data_dir
 
@@ -217,8 +214,7 @@ def run_pretraining(args: argparse.Namespace) -> int:
     args.no_save_model = not args.save_models
 
     def make_config(dataset: str, seed: int, model: Path):
-        config = config_from_args(args, dataset, seed, None).replace(model=str(model))
-        return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
+        return study_config(args, dataset, seed, model=str(model))
 
     outcome = run_pretraining_study(budget, settings, datasets, seeds, make_config, lambda: grid_bench(args, "pretraining"),
                                     label, args.runs_dir, not args.no_progress, lambda line: print(line, file=sys.stderr))

@@ -7,7 +7,7 @@ import sys
 
 from blurbkit.cli.argtypes import non_negative_float, positive_int
 from blurbkit.cli.executor_options import add_executor_options, executor_choice, grid_bench
-from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
+from blurbkit.cli.finetune import add_store_options, add_training_options, study_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,9 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.gpus_per_run is not None and executor_name != "ray":
         raise BlurbkitError("--gpus-per-run: only with --executor ray")
     from blurbkit.experiments.benchmark import (
-        apply_budget,
         budget_name,
-        budget_profile,
         model_label,
         resolve_datasets,
     )
@@ -65,10 +63,7 @@ def run(args: argparse.Namespace) -> int:
     for name in datasets:
         seeds = args.seeds or (1 if args.quick else get_dataset(name).seeds)
         for seed in range(seeds):
-            config = config_from_args(args, name, seed, None)
-            if args.quick:
-                config = apply_budget(config, budget_profile("quick", name))
-            configs.append(("standard", config))
+            configs.append(("standard", study_config(args, name, seed)))
     print(f"blurbkit: benchmark of {model_dir} on {len(datasets)} datasets, {len(configs)} runs ({budget})", file=sys.stderr)
     outcome = run_benchmark(configs, grid_bench(args, "benchmark"), datasets, label, budget, args.runs_dir)
     print(outcome.table)

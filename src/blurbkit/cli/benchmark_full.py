@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from blurbkit.cli.executor_options import executor_choice, start_executor
-from blurbkit.cli.finetune import config_from_args
+from blurbkit.cli.finetune import study_config
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import check_writable
 
@@ -20,14 +20,13 @@ def check_fixed(args: argparse.Namespace, who: str = "the full protocol") -> Non
 
 
 def protocols_from_args(args: argparse.Namespace, overrides: dict) -> list:
-    from blurbkit.experiments.benchmark import apply_budget, budget_profile, resolve_datasets
+    from blurbkit.experiments.benchmark import resolve_datasets
     from blurbkit.experiments.protocol import DatasetProtocol
 
     protocols = []
     for name in resolve_datasets(args.datasets):
-        base = config_from_args(args, name, 0, None).replace(progress=False)  # paths: driver.portable
-        if args.quick:  # the budget's data sizes; its grid is grids.toml [quick.*], around the budget's recipe
-            base = apply_budget(base, budget_profile("quick", name))
+        # paths: driver.portable; with --quick the budget's data sizes (its grid is grids.toml [quick.*])
+        base = study_config(args, name, 0, progress=False)
         protocols.append(DatasetProtocol.make(base, overrides, args.seeds, protocol="quick" if args.quick else "full"))
     return protocols
 

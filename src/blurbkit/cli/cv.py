@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from blurbkit.cli.executor_options import add_executor_options, executor_choice, grid_bench
-from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
+from blurbkit.cli.finetune import add_store_options, add_training_options, study_config
 
 if TYPE_CHECKING:
     from blurbkit.train.config import FinetuneConfig
@@ -39,12 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def compared_configs(args: argparse.Namespace, dataset: str) -> list[FinetuneConfig]:
     """The run's config, or one per --featurizers entry (compared fold by fold)."""
     from blurbkit.errors import BlurbkitError
-    from blurbkit.experiments.benchmark import apply_budget, budget_profile
     from blurbkit.tasks.registry import get_dataset
 
-    base = config_from_args(args, dataset, args.seed, None)
-    if args.quick:
-        base = apply_budget(base, budget_profile("quick", dataset))
+    base = study_config(args, dataset, args.seed)
     if not args.featurizers:
         return [base]
     if args.featurizer:

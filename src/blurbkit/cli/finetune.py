@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +77,17 @@ def parse_part_options(items: list[str], flag: str = "--part-option") -> dict[st
         except json.JSONDecodeError:
             options[key] = value
     return options
+
+
+def study_config(args: argparse.Namespace, dataset: str, seed: int, **changes: Any) -> Any:
+    """One run of a study or benchmark: the command's options for `dataset` and `seed`, `changes`
+    on top, then the --quick budget's data sizes and epochs when --quick is given."""
+    from blurbkit.experiments.benchmark import apply_budget, budget_profile
+
+    config = config_from_args(args, dataset, seed, None)
+    if changes:
+        config = config.replace(**changes)
+    return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
 
 
 def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Path | None):

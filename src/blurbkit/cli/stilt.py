@@ -7,7 +7,7 @@ import sys
 
 from blurbkit.cli.argtypes import positive_int
 from blurbkit.cli.executor_options import add_executor_options, executor_choice, start_executor
-from blurbkit.cli.finetune import add_store_options, add_training_options, config_from_args
+from blurbkit.cli.finetune import add_store_options, add_training_options, study_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,9 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from blurbkit.errors import BlurbkitError
     from blurbkit.experiments.benchmark import (
         Benchmark,
-        apply_budget,
         budget_name,
-        budget_profile,
         model_label,
     )
     from blurbkit.experiments.stilt import StiltPlan, head_lines, stored_digests
@@ -87,8 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     def make_config(dataset: str, seed: int):
         # One bar over the runs (experiments/progress.py) instead of each run's step bars under it.
-        config = config_from_args(args, dataset, seed, None).replace(progress=False)
-        return apply_budget(config, budget_profile("quick", dataset)) if args.quick else config
+        return study_config(args, dataset, seed, progress=False)
 
     store_path = args.store or args.runs_dir / "results.sqlite"
     if args.plan and args.table_only:
