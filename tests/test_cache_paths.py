@@ -15,9 +15,14 @@ def test_the_encoding_cache_follows_blurbkit_cache(monkeypatch, tmp_path):
     assert encode_cache._path("abc").parent == tmp_path / "home" / "cache" / "encoded"
 
 
-def test_the_raw_data_default_is_blurbkit_data_as_for_every_command(monkeypatch, tmp_path):
-    from blurbkit.pretrain.testsets import default_data_dir
+def test_the_raw_data_default_is_blurbkit_data_as_for_every_command(monkeypatch, tmp_path, capsys):
+    from blurbkit.cli.main import main
+    from blurbkit.data.load import default_data
 
     monkeypatch.setenv("BLURBKIT_DATA", str(tmp_path / "raw"))
     monkeypatch.setenv("BLURBKIT_SHARED_DATA", str(tmp_path / "tests-only"))  # the test suite's variable, not a user's
-    assert default_data_dir() == Path(tmp_path / "raw")
+    assert default_data() == Path(tmp_path / "raw")
+    # the corpus commands that read BLURB's raw files without --data look there too
+    (tmp_path / "raw").mkdir()
+    assert main(["corpus", "terms", "--topic", "drug", "--out", str(tmp_path / "terms.txt")]) == 2
+    assert str(tmp_path / "raw") in capsys.readouterr().err

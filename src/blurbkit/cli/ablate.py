@@ -194,11 +194,11 @@ def run_pretraining(args: argparse.Namespace) -> int:
     encoder on datasets x seeds through Benchmark, print and write the Table 2-shaped table."""
     from pathlib import Path
 
+    from blurbkit.data.load import default_data
     from blurbkit.errors import BlurbkitError
     from blurbkit.experiments import pretraining as study
     from blurbkit.experiments.benchmark import budget_name, resolve_datasets
     from blurbkit.experiments.study_run import run_pretraining_study
-    from blurbkit.pretrain.testsets import default_data_dir
 
     if args.model is not None:
         raise BlurbkitError("--model: study pretraining fine-tunes the encoders it pretrains; leave it out (--preset sets the size)")
@@ -206,7 +206,7 @@ def run_pretraining(args: argparse.Namespace) -> int:
     executor_choice(args)  # before hours of pretraining: a bad executor option is one line now
     datasets = resolve_datasets(args.datasets or list(study.DATASETS))
     settings = study.select_settings(args.variants)
-    corpus = args.corpus or [str(Path(args.data or default_data_dir()) / "pubmed_text")]
+    corpus = args.corpus or [str(Path(args.data or default_data()) / "pubmed_text")]
     budget = study.Budget(corpus=tuple(corpus), tokenizer=args.tokenizer, preset=args.preset, steps=args.pretrain_steps,
                           batch_size=args.pretrain_batch_size, max_length=args.pretrain_max_length, lr=args.pretrain_lr,
                           generator_size=args.generator_size, max_docs=args.pretrain_max_docs)

@@ -66,14 +66,15 @@ def _check_outputs(args: argparse.Namespace, inputs: list[str], report: bool = T
 
 
 def run_build(args: argparse.Namespace) -> int:
+    from blurbkit.data.load import default_data
     from blurbkit.fileio import write_json
     from blurbkit.pretrain.corpus_build import build_corpus
-    from blurbkit.pretrain.testsets import build_test_index, default_data_dir
+    from blurbkit.pretrain.testsets import build_test_index
 
     _check_outputs(args, args.inputs)
     index = None
     if not args.no_test_filter:
-        index = build_test_index(args.data or default_data_dir(), window=args.window)
+        index = build_test_index(args.data or default_data(), window=args.window)
     report = build_corpus(args.inputs, args.out, test_index=index, min_words=args.min_words,
                           min_windows=args.min_windows, limit=args.limit, progress=not args.no_progress)
     write_json(_report_path(args), report)
@@ -100,15 +101,15 @@ def run_select(args: argparse.Namespace) -> int:
 
 
 def run_terms(args: argparse.Namespace) -> int:
+    from blurbkit.data.load import default_data
     from blurbkit.pretrain.select import MIN_ENTITY_RATE, TOPIC_SOURCES, terms_from_training_data, write_terms
-    from blurbkit.pretrain.testsets import default_data_dir
 
     if args.topic not in TOPIC_SOURCES:
         raise BlurbkitError(f"unknown topic {args.topic!r} (known: {', '.join(TOPIC_SOURCES)})")
     from blurbkit.fileio import check_writable
 
     check_writable(args.out, "--out file", file=True)
-    terms, counts = terms_from_training_data(args.topic, args.data or default_data_dir())
+    terms, counts = terms_from_training_data(args.topic, args.data or default_data())
     write_terms(args.out, terms, f"topic {args.topic}: entity mentions of {counts}, each annotated in at least "
                 f"{MIN_ENTITY_RATE:.0%} of its occurrences in the training text")
     print(f"wrote {len(terms)} terms to {args.out} (from {counts})")

@@ -76,19 +76,6 @@ class TestIndex:
         return len(hits)
 
 
-def default_data_dir() -> Path:
-    """The raw BLURB folder when --data is not given: $BLURBKIT_DATA, else ../shared/data (or
-    ./shared/data), as every data command resolves it."""
-    import os
-
-    if os.environ.get("BLURBKIT_DATA"):
-        return Path(os.environ["BLURBKIT_DATA"])
-    for candidate in (Path.cwd() / ".." / "shared" / "data", Path.cwd() / "shared" / "data"):
-        if candidate.is_dir():
-            return candidate.resolve()
-    return Path("../shared/data")
-
-
 @dataclass
 class TestEvidence:
     """What one dataset's test split contributes: PMIDs, and sentences (exact or windows only)."""
