@@ -31,24 +31,6 @@ MANIFEST = "manifest.json"
 FORMAT = 1  # manifest layout version
 DEVIATION = "LOCAL DEVIATION"
 
-# Why a distributed file's count differs from the published one (SOURCE.md). These are dataset
-# facts; they belong in datasets.toml once DatasetSpec carries notes.
-KNOWN_DIFFERENCES = {
-    ("bc5disease", "dev"): (
-        "devel.tsv has 2 more B- tags than BLURB's 4244; train and test match exactly and there are no orphan "
-        "I- tags, so the difference is in Crichton et al.'s file as published, which is used unchanged"
-    ),
-    ("ebm_pico", "dev"): (
-        "counted in words tagged with a PICO element (non-O tokens). No unit measurable on SciBERT's files "
-        "reproduces BLURB's 85,321 / 16,364 (tokens, spans and sentences are further off; see details); "
-        "tagged words are closest, BLURB's own count is unexplained"
-    ),
-    ("ebm_pico", "test"): (
-        "counted in words tagged with a PICO element; the 191 expert-annotated test abstracts (the same PMIDs "
-        "as BLURB's) have 11,908 tagged words vs BLURB's 16,364 -- BLURB's unit is not reproducible here"
-    ),
-}
-
 Echo = Callable[[str], None]
 
 
@@ -118,8 +100,8 @@ def prepare_dataset(spec: DatasetSpec, source_dir: Path, out: Path, options: Rea
             notes.append(
                 f"measured {measured} {spec.unit} vs {published} published ({measured - published:+d})"
             )
-            if (spec.name, split) in KNOWN_DIFFERENCES:
-                notes.append(KNOWN_DIFFERENCES[spec.name, split])
+            if split in spec.count_notes:  # why it differs, from the dataset's registry table
+                notes.append(spec.count_notes[split])
         entry["splits"][split] = {
             "status": "ok",
             "file": f"{spec.name}/{split}.jsonl",

@@ -47,6 +47,8 @@ class DatasetSpec:
     negative_label: str | None = None
     entity_types: tuple[str, ...] = ()
     published: dict[str, int] = field(default_factory=dict)
+    # split -> why its distributed count differs from `published` (the dataset's SOURCE.md says more)
+    count_notes: dict[str, str] = field(default_factory=dict)
     in_blurb: bool = True
     original_text: bool = False  # records keep the unmasked sentence and entity offsets (relation inputs)
     source: Path | None = None  # set for user datasets: where their raw files live
@@ -101,8 +103,8 @@ def _relative_file(name: str, split: str, file: Any, origin: str) -> str:
     return file
 
 
-TABLE_FIELDS = ("task_type", "reader", "files", "recipe", "published", "source", "negative_label", "title", "max_length",
-                "unit", "seeds", "labels", "entity_types", "in_blurb", "original_text")
+TABLE_FIELDS = ("task_type", "reader", "files", "recipe", "published", "count_notes", "source", "negative_label", "title",
+                "max_length", "unit", "seeds", "labels", "entity_types", "in_blurb", "original_text")
 RECIPE_FIELDS = ("lr", "batch_size", "epochs")
 
 
@@ -131,6 +133,9 @@ def _spec_from_table(name: str, table: dict[str, Any], origin: str) -> DatasetSp
     published = _field(name, table, "published", dict, {}, origin)
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in published.values()):
         raise BlurbkitError(f"dataset {name!r}: published counts must be whole numbers, not {published!r}", path=origin)
+    count_notes = _field(name, table, "count_notes", dict, {}, origin)
+    if not all(isinstance(v, str) for v in count_notes.values()):
+        raise BlurbkitError(f"dataset {name!r}: count_notes must map a split to a sentence, not {count_notes!r}", path=origin)
     source = _field(name, table, "source", str, None, origin)
     negative = _field(name, table, "negative_label", (str, int), None, origin)
     return DatasetSpec(
@@ -151,6 +156,7 @@ def _spec_from_table(name: str, table: dict[str, Any], origin: str) -> DatasetSp
         negative_label=None if negative is None else str(negative),
         entity_types=_strings(name, table, "entity_types", origin),
         published=dict(published),
+        count_notes=dict(count_notes),
         in_blurb=_field(name, table, "in_blurb", bool, True, origin),
         original_text=_field(name, table, "original_text", bool, False, origin),
         source=_source(name, source, origin),
