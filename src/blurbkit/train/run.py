@@ -36,7 +36,7 @@ from blurbkit.tasks.registry import DatasetSpec, get_dataset
 from blurbkit.testhook import kill_point
 from blurbkit.train.checkpoint import DIR_NAME, FINAL_DIR_NAME, Checkpoints, RunClock
 from blurbkit.train.config import HOW_NOT_WHAT, FinetuneConfig, Hyperparams, without_added_defaults
-from blurbkit.train.engine import Engine, seed_everything
+from blurbkit.train.engine import Engine, TrainResult, seed_everything
 from blurbkit.train.heartbeat import Heartbeat, is_progress_entry
 from blurbkit.train.provenance import blurbkit_commit, library_versions, records_sha256
 from blurbkit.train.splits import Splits, load_splits
@@ -119,10 +119,36 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
         return _run_finetune(config)
 
 
-def _run_finetune(config: FinetuneConfig) -> dict[str, Any]:
+def run_metrics(spec: DatasetSpec, engine: Engine, train: Encoded, trained: TrainResult, test: dict[str, Any],
+                dev: dict[str, Any], encode_seconds: float, clock: RunClock, notes: list[str]) -> dict[str, Any]:
+    """metrics.json: the scores, how training went, what it cost and what the run should be read with."""
+    return {
+        "dataset": spec.name,
+        "metric": spec.metric,
+        "test": test,
+        "dev": dev,
+        "best_epoch": trained.best_epoch,
+        "epochs_run": trained.epochs_run,
+        "parameters": sum(p.numel() for p in engine.model.parameters()),
+        "trainable_parameters": sum(p.numel() for p in engine.model.parameters() if p.requires_grad),
+        "train_examples": len(train.records),
+        "train_windows": len(train.examples),
+        "train_seconds": round(trained.train_seconds, 2),
+        "train_examples_per_second": round(trained.train_examples_per_second, 2),
+        "encode_seconds": round(encode_seconds, 2),
+        "wall_seconds": round(clock.seconds(), 2),  # a resumed run's includes its killed processes' (RunClock)
+        "resumed": clock.resumed,
+        "precision": dtype_name(engine.dtype),
+        "notes": notes,
+    }
+
+
+def check_run_options(config: FinetuneConfig) -> DatasetSpec:
+    """The run's options that no later step checks, refused in one line before any data is read;
+    returns the dataset's spec."""
     if config.checkpoint_every is not None and config.checkpoint_every < 1:
         raise BlurbkitError(f"--checkpoint-every must be at least 1 (got {config.checkpoint_every})")
-    if config.adversarial:  # its settings are refused before any data is read
+    if config.adversarial:
         AdversarialConfig(epsilon=config.adv_epsilon, steps=config.adv_steps, step_size=config.adv_step_size,
                           alpha=config.adv_alpha, norm=config.adv_norm)
         featurizer = config.choices.featurizer
@@ -136,6 +162,11 @@ def _run_finetune(config: FinetuneConfig) -> dict[str, Any]:
         raise BlurbkitError(f"--pico-train-from-dev: only for EBM PICO, not {spec.name}")
     choices = config.choices
     check_part_options(choices.featurizer or spec.task.featurizer, choices.head or spec.task.head, choices.part_options)
+    return spec
+
+
+def _run_finetune(config: FinetuneConfig) -> dict[str, Any]:
+    spec = check_run_options(config)
     hyper = config.hyper.resolved(spec)
     model_dir = resolve_model_dir(config.model)
     check_max_length(read_config(model_dir), hyper.max_length, model_dir,
@@ -175,25 +206,7 @@ def _run_finetune(config: FinetuneConfig) -> dict[str, Any]:
         predictions["test"] = test.pop("_predictions")
         final["test_before"] = {k: v for k, v in test_before.items() if k != "_predictions"}
     mark_failed(spec, splits.train, data["test"].records, test)
-    metrics = {
-        "dataset": spec.name,
-        "metric": spec.metric,
-        "test": test,
-        "dev": dev_best,
-        "best_epoch": trained.best_epoch,
-        "epochs_run": trained.epochs_run,
-        "parameters": sum(p.numel() for p in engine.model.parameters()),
-        "trainable_parameters": sum(p.numel() for p in engine.model.parameters() if p.requires_grad),
-        "train_examples": len(data["train"].records),
-        "train_windows": len(data["train"].examples),
-        "train_seconds": round(trained.train_seconds, 2),
-        "train_examples_per_second": round(trained.train_examples_per_second, 2),
-        "encode_seconds": round(encode_seconds, 2),
-        "wall_seconds": round(clock.seconds(), 2),  # a resumed run's includes its killed processes' (RunClock)
-        "resumed": clock.resumed,
-        "precision": dtype_name(engine.dtype),
-        "notes": splits.notes,
-    }
+    metrics = run_metrics(spec, engine, data["train"], trained, test, dev_best, encode_seconds, clock, splits.notes)
     if final is not None:
         metrics["final_on_train_dev"] = final
     for note in splits.notes:
