@@ -12,13 +12,16 @@ it is a file for another split or a corrupted one. When the gold records carry n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.metrics import doc_key
-from blurbkit.tasks.types.base import LabelCodec, register
+from blurbkit.tasks.types.base import LabelCodec, Record, register
 from blurbkit.tasks.types.by_id import IdTaskType, label_name
+
+if TYPE_CHECKING:
+    from blurbkit.tasks.registry import DatasetSpec
 
 
 class MultiLabelCodec(LabelCodec):
@@ -46,20 +49,20 @@ class DocumentClassification(IdTaskType):
 
     codec_class = MultiLabelCodec
 
-    def passages(self, record):
+    def passages(self, record: Record) -> Iterator[tuple[str, bool]]:
         if record.get("sentences"):
             yield from ((sentence["text"], True) for sentence in record["sentences"])
         else:
             yield record["text"], False
 
-    def normalize(self, spec, value: Any) -> list[str]:
+    def normalize(self, spec: DatasetSpec, value: Any) -> list[str]:
         if not isinstance(value, list):
             raise ValueError(f"prediction must be a list of labels (names or indices), got {value!r}")
         position = {label: i for i, label in enumerate(spec.labels)}
         names = {label_name(spec, item, index_ok=True) for item in value}
         return sorted(names, key=lambda label: (position.get(label, len(position)), label))
 
-    def trivial_predictions(self, spec, train_records, records) -> dict[str, list[str]]:
+    def trivial_predictions(self, spec: DatasetSpec, train_records: Sequence[Record], records: Sequence[Record]) -> dict[str, list[str]]:
         """Each label that most training documents carry (per-label majority; in HoC none), for every document."""
         common = [label for label in spec.labels
                   if 2 * sum(label in r["labels"] for r in train_records) > len(train_records)]
@@ -81,7 +84,7 @@ class DocumentClassification(IdTaskType):
                 abstracts.setdefault(key, None)
         return {"abstracts": abstracts, "ids": {str(record["id"]) for record in gold}}
 
-    def id_problem(self, spec, known: dict[str, Any], pid: str) -> str | None:
+    def id_problem(self, spec: DatasetSpec, known: dict[str, Any], pid: str) -> str | None:
         if pid in known["ids"]:
             return None
         abstract = doc_key(pid)
@@ -93,7 +96,7 @@ class DocumentClassification(IdTaskType):
                     f"in the {spec.name} split")
         return None
 
-    def metric_inputs(self, spec, gold, predictions, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def metric_inputs(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
         truth = {}
         for record in gold:
             try:
@@ -102,11 +105,11 @@ class DocumentClassification(IdTaskType):
                 raise BlurbkitError(f"gold record {record['id']}: {err}") from None
         return (truth, predictions), {}
 
-    def bootstrap_units(self, spec, gold: Sequence[dict]) -> list[str]:
+    def bootstrap_units(self, spec: DatasetSpec, gold: Sequence[dict]) -> list[str]:
         """The abstracts (sentence ids merged), one per row of the metric's counts: HoC is scored per abstract."""
         return list(dict.fromkeys(doc_key(str(record["id"])) for record in gold))
 
-    def details(self, spec, records: Sequence[dict]) -> dict[str, int]:
+    def details(self, spec: DatasetSpec, records: Sequence[dict]) -> dict[str, int]:
         return {"sentences": sum(len(r.get("sentences", ())) for r in records)}
 
     def complete_registration(self, table: dict[str, Any], inferred: bool) -> None:

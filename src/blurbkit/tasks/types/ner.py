@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blurbkit.tagging import tags_to_spans
-from blurbkit.tasks.types.base import register
+from blurbkit.tasks.types.base import Record, register
 from blurbkit.tasks.types.token import TokenTaskType, file_scheme
+
+if TYPE_CHECKING:
+    from blurbkit.tasks.registry import DatasetSpec
 
 
 class NamedEntityRecognition(TokenTaskType):
@@ -20,10 +23,10 @@ class NamedEntityRecognition(TokenTaskType):
     native_scheme = "bio"
     file_formats = ("conll",)
 
-    def measure(self, spec, records: Sequence[dict]) -> int:
+    def measure(self, spec: DatasetSpec, records: Sequence[dict]) -> int:
         return sum(len(tags_to_spans(record["tags"])) for record in records)
 
-    def metric_inputs(self, spec, gold, predictions, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def metric_inputs(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
         return ([r["tags"] for r in gold], predictions), {"scheme": "any", "pred_scheme": file_scheme(scheme)}
 
 

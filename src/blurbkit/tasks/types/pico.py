@@ -4,10 +4,13 @@ their mean."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from blurbkit.tasks.types.base import register
+from blurbkit.tasks.types.base import Record, register
 from blurbkit.tasks.types.token import TokenTaskType
+
+if TYPE_CHECKING:
+    from blurbkit.tasks.registry import DatasetSpec
 
 ELEMENTS = ("PAR", "INT", "OUT")
 
@@ -22,14 +25,14 @@ class PicoExtraction(TokenTaskType):
     native_scheme = "io"
     file_formats = ("pico",)
 
-    def measure(self, spec, records: Sequence[dict]) -> int:
+    def measure(self, spec: DatasetSpec, records: Sequence[dict]) -> int:
         return sum(tag != "O" for record in records for tag in record["tags"])
 
-    def details(self, spec, records: Sequence[dict]) -> dict[str, int]:
+    def details(self, spec: DatasetSpec, records: Sequence[dict]) -> dict[str, int]:
         spans = sum(1 for r in records for i, tag in enumerate(r["tags"]) if tag != "O" and (i == 0 or r["tags"][i - 1] != tag))
         return super().details(spec, records) | {"spans": spans}
 
-    def metric_inputs(self, spec, gold, predictions, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def metric_inputs(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
         return ([r["tags"] for r in gold], predictions), {"elements": spec.entity_types or ELEMENTS}
 
 

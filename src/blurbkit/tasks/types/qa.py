@@ -3,9 +3,9 @@ answers (yes/no/maybe), scored by accuracy."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
-from blurbkit.tasks.types.base import register
+from blurbkit.tasks.types.base import Record, register
 from blurbkit.tasks.types.by_id import IdTaskType
 
 
@@ -21,7 +21,7 @@ class QuestionAnswering(IdTaskType):
     file_formats = ("pubmedqa", "bioasq")
     input_fields = ("question", "context")
 
-    def passages(self, record):
+    def passages(self, record: Record) -> Iterator[tuple[str, bool]]:
         yield record["context"], False  # the question is not abstract text
 
     def infer_fields(self, records: Sequence[dict]) -> dict[str, set[str]]:

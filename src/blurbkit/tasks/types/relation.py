@@ -4,13 +4,16 @@ F1 over the positive classes (the negative class never counts as a hit)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import unicode_problem
 from blurbkit.tasks.types.base import InputError, Record, register
 from blurbkit.tasks.types.by_id import IdTaskType
+
+if TYPE_CHECKING:
+    from blurbkit.tasks.registry import DatasetSpec
 
 NEGATIVE_NAMES = ("false", "0", "negative", "none", "no_relation")  # what `datasets add` takes as no-relation
 # A BLURB type placeholder: @CHEMICAL$, @GENE$, @DISEASE$, and @CHEM-GENE$ for overlapping mentions.
@@ -27,20 +30,20 @@ class RelationExtraction(IdTaskType):
     unit = "relation instances"
     file_formats = ("chemprot", "gad")
 
-    def metric_inputs(self, spec, gold, predictions, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def metric_inputs(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
         args, _ = super().metric_inputs(spec, gold, predictions, scheme)
         return args, {"negative_label": spec.negative_label}
 
-    def passages(self, record):
+    def passages(self, record: Record) -> Iterator[tuple[str, bool]]:
         yield (record["original"]["text"] if "original" in record else record["text"]), True
 
-    def placeholder_text(self, records) -> bool:
+    def placeholder_text(self, records: Sequence[Record]) -> bool:
         return not any("original" in r for r in records)  # ChemProt / GAD: distributed masked
 
     def infer_fields(self, records: Sequence[dict]) -> dict[str, set[str]]:
         return {"entity_types": {e["type"] for r in records for e in r["entities"]}, "labels": {r["label"] for r in records}}
 
-    def pair_facts(self, spec, train_records: Sequence[dict] = ()) -> dict[str, Any]:
+    def pair_facts(self, spec: DatasetSpec, train_records: Sequence[dict] = ()) -> dict[str, Any]:
         """The entity types of the pairs, which type combinations form a pair, whether entity 1 is
         always the earlier mention ("text") or either ("both"), the no-relation label and the
         placeholder form: from the training records where given, else from the dataset's facts

@@ -4,14 +4,18 @@ mean-squared error), scored by Pearson correlation."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
-from blurbkit.tasks.types.base import LabelCodec, register
+from blurbkit.tasks.types.base import LabelCodec, Record, register
 from blurbkit.tasks.types.by_id import IdTaskType
+
+if TYPE_CHECKING:
+    from blurbkit.tasks.registry import DatasetSpec
 
 
 class ScoreCodec(LabelCodec):
-    def __init__(self, labels=()) -> None:
+    def __init__(self, labels: Sequence[str] = ()) -> None:
         super().__init__(["score"])  # one regression output
 
     def label_of(self, record: dict) -> float:
@@ -36,21 +40,21 @@ class SentenceSimilarity(IdTaskType):
 
     codec_class = ScoreCodec
 
-    def passages(self, record):
+    def passages(self, record: Record) -> Iterator[tuple[str, bool]]:
         yield record["text_a"], True
         yield record["text_b"], True
 
-    def normalize(self, spec, value: Any) -> float:
+    def normalize(self, spec: DatasetSpec, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"prediction must be a finite number, got {value!r}")
         return float(value)
 
-    def trivial_predictions(self, spec, train_records, records) -> dict[str, float]:
+    def trivial_predictions(self, spec: DatasetSpec, train_records: Sequence[Record], records: Sequence[Record]) -> dict[str, float]:
         """The training mean for every pair: a constant, whose Pearson correlation is undefined."""
         mean = math.fsum(float(r["score"]) for r in train_records) / max(1, len(train_records))
         return {str(record["id"]): mean for record in records}
 
-    def metric_inputs(self, spec, gold, predictions, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def metric_inputs(self, spec: DatasetSpec, gold: Sequence[Record], predictions: Any, scheme: str | None = None) -> tuple[tuple[Any, ...], dict[str, Any]]:
         return ([float(r["score"]) for r in gold], [predictions[str(r["id"])] for r in gold]), {}
 
 

@@ -11,7 +11,7 @@ with P a prefix of the tagging scheme (IOB2 by default, which includes the IO ta
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -124,7 +124,7 @@ class TokenTaskType(TaskType):
             out["documents"] = documents
         return out
 
-    def passages(self, record):
+    def passages(self, record: Record) -> Iterator[tuple[str, bool]]:
         yield " ".join(record["tokens"]), True
 
     def infer_fields(self, records: Sequence[Record]) -> dict[str, set[str]]:
