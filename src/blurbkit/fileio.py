@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -141,6 +143,14 @@ def check_replaceable(path: str | Path, marker: str, what: str, flag: str = "--o
 def write_text(path: str | Path, text: str) -> None:
     with atomic_write(path) as handle:
         handle.write(text)
+
+
+def write_csv(path: str | Path, rows: Iterable[Sequence[Any]]) -> None:
+    """A CSV file (the csv module's dialect: quoted where needed, CRLF line ends), written atomically."""
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    with atomic_write(path) as handle:
+        handle.write(buffer.getvalue())
 
 
 def write_json(path: str | Path, obj: Any) -> None:

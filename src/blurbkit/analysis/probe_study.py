@@ -8,8 +8,6 @@ OUT/
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import sys
 import time
@@ -36,7 +34,7 @@ from blurbkit.analysis.probing import (
     summarise,
 )
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_write, check_writable
+from blurbkit.fileio import atomic_write, check_writable, write_csv
 from blurbkit.models.build import make_recipe
 from blurbkit.models.encoding import encode
 from blurbkit.models.loading import (
@@ -191,16 +189,13 @@ def write_report(out: Path, info: dict[str, Any], results: list[Any]) -> None:
     table = probe_table(info)
     with atomic_write(out / "probe.md") as handle:
         handle.write(table + "\n")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["layer", "test_mean", "test_std", "delta", "dev_mean", "seeds", "alpha_full_depth"])
+    rows: list[list[Any]] = [["layer", "test_mean", "test_std", "delta", "dev_mean", "seeds", "alpha_full_depth"]]
     alphas = info["summary"][-1]["alphas"]
     for row in info["summary"]:
         delta = "" if row["delta"] is None else f"{row['delta']:.4f}"
-        writer.writerow([row["depth"], f"{row['test_mean']:.4f}", f"{row['test_std']:.4f}", delta,
+        rows.append([row["depth"], f"{row['test_mean']:.4f}", f"{row['test_std']:.4f}", delta,
                          f"{row['dev_mean']:.4f}", row["seeds"], f"{alphas[row['depth']]:.4f}"])
-    with atomic_write(out / "probe.csv") as handle:
-        handle.write(buffer.getvalue())
+    write_csv(out / "probe.csv", rows)
     with atomic_write(out / "probe.json") as handle:
         handle.write(results_json(results, info))
     plot_probe(out / "probe.png", info)

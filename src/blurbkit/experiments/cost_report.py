@@ -3,13 +3,11 @@ rows; no torch here, so the report site draws them without the training code (co
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from blurbkit.fileio import atomic_write
+from blurbkit.fileio import atomic_write, write_csv
 from blurbkit.tasks.registry import get_dataset
 
 # BioM-Transformers Table 3, if its values are ever added to SPEC.md: (model, hardware, seconds per epoch).
@@ -60,15 +58,11 @@ def write_cost_report(out_dir: Path, name: str, table: str, rows: Sequence[dict[
     paths = [out_dir / f"{name}.md", out_dir / f"{name}.csv", out_dir / f"{name}.png"]
     with atomic_write(paths[0]) as handle:
         handle.write(table + "\n")
-    buffer = io.StringIO()
     fields = list(rows[0]) if rows else []
-    writer = csv.DictWriter(buffer, fieldnames=[*fields, "cpu", "torch_threads"])
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({**{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()},
-                         "cpu": machine.get("cpu"), "torch_threads": machine.get("torch_threads")})
-    with atomic_write(paths[1]) as handle:
-        handle.write(buffer.getvalue())
+    write_csv(paths[1], [[*fields, "cpu", "torch_threads"]] + [
+        [*(round(v, 3) if isinstance(v := r.get(k, ""), float) else v for k in fields), machine.get("cpu"),
+         machine.get("torch_threads")]
+        for r in rows])
     plot_cost(paths[2], rows, machine)
     return paths
 

@@ -10,8 +10,6 @@ table says so.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import statistics
 from collections.abc import Sequence
@@ -23,7 +21,7 @@ from blurbkit.data.readers.base import ReadOptions
 from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.benchmark import Benchmark
 from blurbkit.experiments.run_records import run_key
-from blurbkit.fileio import atomic_write
+from blurbkit.fileio import atomic_write, write_csv
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
 
@@ -193,14 +191,11 @@ def write_cv_report(out_dir: Path, name: str, table: str, per_fold: Sequence[dic
     paths = [out_dir / f"{name}.md", out_dir / f"{name}.csv", out_dir / f"{name}.png"]
     with atomic_write(paths[0]) as handle:
         handle.write(table + "\n")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["fold", "status", "test_instances", "gold_positives", "precision", "recall", "f1", "wall_seconds"])
+    rows: list[list[Any]] = [["fold", "status", "test_instances", "gold_positives", "precision", "recall", "f1", "wall_seconds"]]
     for r in per_fold:
-        writer.writerow([r["fold"], r["status"], r["n"], r["positives"],
+        rows.append([r["fold"], r["status"], r["n"], r["positives"],
                          *("" if r[m] is None else f"{r[m]:.4f}" for m in ("precision", "recall", "f1")), r["wall_seconds"]])
-    with atomic_write(paths[1]) as handle:
-        handle.write(buffer.getvalue())
+    write_csv(paths[1], rows)
     plot_folds(paths[2], per_fold, name)
     return paths
 

@@ -3,8 +3,6 @@ each setting got, the Table 2-shaped fine-tuned scores, md/csv/png."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import statistics
@@ -13,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.experiments.pretraining import PUBLISHED, REFERENCE, Budget, Plan, Setting
-from blurbkit.fileio import atomic_write
+from blurbkit.fileio import atomic_write, write_csv
 from blurbkit.pretrain.objectives import get_objective
 from blurbkit.tasks.blurb_score import blurb_groups
 from blurbkit.tasks.registry import get_dataset
@@ -129,17 +127,14 @@ def write_report(out_dir: Path, name: str, text: str, settings: Sequence[Setting
     with atomic_write(out_dir / f"{name}.md") as handle:
         handle.write(text + "\n")
     by_setting = {p.setting.name: p for p in plans}
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["setting", "objective", "pretrain_steps", "pretrain_tokens", "pretrain_flops", "dataset", "seed",
-                     "test_score", "failed", "wall_seconds"])
+    rows: list[list[Any]] = [["setting", "objective", "pretrain_steps", "pretrain_tokens", "pretrain_flops", "dataset", "seed",
+                     "test_score", "failed", "wall_seconds"]]
     for (dataset, setting), entry in results.items():
         item = by_setting[setting]
         for seed, score, failed, seconds in zip(entry["seeds"], entry["scores"], entry["failed"], entry["seconds"], strict=True):
-            writer.writerow([setting, item.setting.objective, item.steps, f"{item.tokens:.0f}", f"{item.flops:.4g}", dataset,
+            rows.append([setting, item.setting.objective, item.steps, f"{item.tokens:.0f}", f"{item.flops:.4g}", dataset,
                              seed, f"{score:.4f}", int(failed), f"{seconds:.1f}"])
-    with atomic_write(out_dir / f"{name}.csv") as handle:
-        handle.write(buffer.getvalue())
+    write_csv(out_dir / f"{name}.csv", rows)
     written = [out_dir / f"{name}.md", out_dir / f"{name}.csv"]
     if any(entry["scores"] for entry in results.values()):
         _plot(out_dir / f"{name}.png", settings, datasets, results)

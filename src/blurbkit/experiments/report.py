@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Any
 
-from blurbkit.fileio import atomic_write
+from blurbkit.fileio import atomic_write, write_csv
 
 
 def write_report(out_dir: Path, name: str, table: str, per_dataset: dict[str, dict[str, Any]],
@@ -19,16 +17,13 @@ def write_report(out_dir: Path, name: str, table: str, per_dataset: dict[str, di
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(out_dir / f"{name}.md") as handle:
         handle.write(table + "\n")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["dataset", "mean", "std", "n", "wall_seconds", "failed"])
+    rows: list[list[Any]] = [["dataset", "mean", "std", "n", "wall_seconds", "failed"]]
     for dataset, cell in per_dataset.items():
-        writer.writerow([dataset, f"{cell['mean']:.4f}", f"{cell['std']:.4f}", cell["n"], f"{cell['wall_seconds']:.1f}",
+        rows.append([dataset, f"{cell['mean']:.4f}", f"{cell['std']:.4f}", cell["n"], f"{cell['wall_seconds']:.1f}",
                          failed.get(dataset, 0)])
     for dataset in (d for d in failed if d not in per_dataset):
-        writer.writerow([dataset, "", "", 0, "", failed[dataset]])
-    with atomic_write(out_dir / f"{name}.csv") as handle:
-        handle.write(buffer.getvalue())
+        rows.append([dataset, "", "", 0, "", failed[dataset]])
+    write_csv(out_dir / f"{name}.csv", rows)
     written = [out_dir / f"{name}.md", out_dir / f"{name}.csv"]
     if per_dataset:
         plot_scores(out_dir / f"{name}.png", per_dataset, name)

@@ -18,8 +18,6 @@ from the same stored dev scores, and the test runs on that point are in the stor
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import statistics
 from collections.abc import Callable, Collection, Sequence
@@ -32,7 +30,7 @@ from blurbkit.experiments.benchmark import Benchmark
 from blurbkit.experiments.protocol import DatasetProtocol, choose, grid_for, point_of
 from blurbkit.experiments.run_records import run_key
 from blurbkit.experiments.stability import Cell, StabilityStudy, check_no_conflict, row_label, seeds_for
-from blurbkit.fileio import atomic_write
+from blurbkit.fileio import write_csv
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
 
@@ -260,10 +258,8 @@ def search_section(choices: Sequence[Choice]) -> str:
 
 def write_grid_csv(path: Path, study: str, choices: Sequence[Choice]) -> Path:
     """One line per dataset x method x grid point: its dev scores, their mean and std, whether chosen."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["study", "row", "method", "lr", "batch_size", "epochs", "dev_scores", "dev_mean", "dev_std",
-                     "errored", "chosen"])
+    rows: list[list[Any]] = [["study", "row", "method", "lr", "batch_size", "epochs", "dev_scores", "dev_mean", "dev_std",
+                     "errored", "chosen"]]
     for choice in choices:
         for point in choice.search.protocol.grid.points():
             key = json.dumps(point, sort_keys=True)
@@ -271,10 +267,9 @@ def write_grid_csv(path: Path, study: str, choices: Sequence[Choice]) -> Path:
             mean = f"{statistics.fmean(scores):.4f}" if scores else ""
             std = f"{statistics.stdev(scores):.4f}" if len(scores) > 1 else ""
             chosen = int(choice.best is not None and choice.best[0] == point)
-            writer.writerow([study, choice.search.row, choice.search.variant.name, f"{point['lr']:g}", point["batch_size"],
+            rows.append([study, choice.search.row, choice.search.variant.name, f"{point['lr']:g}", point["batch_size"],
                              point["epochs"], " ".join(f"{s:.4f}" for s in scores), mean, std,
                              choice.errored.get(key, 0), chosen])
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as handle:
-        handle.write(buffer.getvalue())
+    write_csv(path, rows)
     return path

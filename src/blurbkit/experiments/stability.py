@@ -12,8 +12,6 @@ numbers beside, where the papers give them.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import statistics
@@ -24,7 +22,7 @@ from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.ablation import Variant
-from blurbkit.fileio import atomic_write
+from blurbkit.fileio import atomic_write, write_csv
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig, Hyperparams
 
@@ -343,14 +341,11 @@ def write_stability_report(out_dir: Path, name: str, table: str, study: Stabilit
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_write(out_dir / f"{name}.md") as handle:
         handle.write(table + "\n")
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["study", "row", "method", "seed", "test_score", "failed", "wall_seconds"])
+    rows: list[list[Any]] = [["study", "row", "method", "seed", "test_score", "failed", "wall_seconds"]]
     for (row, variant), entry in results.items():
         for seed, score, failed, seconds in zip(entry["seeds"], entry["scores"], entry["failed"], entry["seconds"], strict=True):
-            writer.writerow([study.name, row, variant, seed, f"{score:.4f}", int(failed), f"{seconds:.1f}"])
-    with atomic_write(out_dir / f"{name}.csv") as handle:
-        handle.write(buffer.getvalue())
+            rows.append([study.name, row, variant, seed, f"{score:.4f}", int(failed), f"{seconds:.1f}"])
+    write_csv(out_dir / f"{name}.csv", rows)
     written = [out_dir / f"{name}.md", out_dir / f"{name}.csv"]
     if any(entry["scores"] for entry in results.values()):
         plot_seed_scores(out_dir / f"{name}.png", study, results, [v.name for v in variants])

@@ -3,14 +3,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from blurbkit.experiments.stilt import Cell, StiltPlan
-from blurbkit.fileio import atomic_write
+from blurbkit.fileio import atomic_write, write_csv
 from blurbkit.tasks.registry import get_dataset
 
 
@@ -136,10 +134,7 @@ def write_stilt_report(out_dir: Path, name: str, table: str, plan: StiltPlan,
     written = [out_dir / f"{name}.md", out_dir / f"{name}.csv"]
     with atomic_write(written[0]) as handle:
         handle.write(table + "\n")
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(stilt_csv(plan, cells))
-    with atomic_write(written[1]) as handle:
-        handle.write(buffer.getvalue())
+    write_csv(written[1], stilt_csv(plan, cells))
     if any(source is not None for _, source in cells):
         pictures = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
         stilt_heatmap(plan, cells, title, pictures)
