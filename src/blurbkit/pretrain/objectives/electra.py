@@ -129,8 +129,10 @@ class ElectraModule(nn.Module):
         labels[masked_index] = (sampled != mlm_labels).float()
         return corrupted.view_as(input_ids), labels.view_as(input_ids)
 
-    def forward(self, input_ids, attention_mask, token_type_ids, masked_index, mlm_labels, nsp_labels=None,
-                sample_uniform=None):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                masked_index: torch.Tensor, mlm_labels: torch.Tensor,
+                nsp_labels: torch.Tensor | None = None,
+                sample_uniform: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         logits = self.generate(input_ids, attention_mask, token_type_ids, masked_index)
         gen_loss = nn.functional.cross_entropy(logits, mlm_labels)
         corrupted, labels = self.replace(input_ids, masked_index, mlm_labels, logits, sample_uniform)

@@ -53,7 +53,8 @@ class MaskedLMModule(nn.Module):
             loss = loss + term
         return loss, out
 
-    def forward(self, input_ids, attention_mask, token_type_ids, masked_index, mlm_labels):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                masked_index: torch.Tensor, mlm_labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, _ = self.mlm(input_ids, attention_mask, token_type_ids, masked_index, mlm_labels)
         return loss, dict(self.last_parts)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from blurbkit.pretrain.data import check_nsp_corpus, nsp_pair_notes
@@ -17,7 +18,9 @@ from blurbkit.pretrain.token_cache import TokenCache
 class MaskedLMWithNSPModule(MaskedLMModule):
     """The MLM module plus the NSP head on the pooled [CLS] output; loss = MLM + NSP."""
 
-    def forward(self, input_ids, attention_mask, token_type_ids, masked_index, mlm_labels, nsp_labels):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                masked_index: torch.Tensor, mlm_labels: torch.Tensor,
+                nsp_labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         mlm, out = self.mlm(input_ids, attention_mask, token_type_ids, masked_index, mlm_labels)
         if self.is_bert:
             logits = self.inner.cls.seq_relationship(out.pooler_output)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import nn
 
 from blurbkit.pretrain.data import check_nsp_corpus, nsp_pair_notes
@@ -22,7 +23,9 @@ from blurbkit.pretrain.token_cache import TokenCache
 class PairedMaskedLMModule(MaskedLMModule):
     """The MLM module on segment pairs: the collator's NSP labels are read and ignored."""
 
-    def forward(self, input_ids, attention_mask, token_type_ids, masked_index, mlm_labels, nsp_labels=None):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                masked_index: torch.Tensor, mlm_labels: torch.Tensor,
+                nsp_labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return super().forward(input_ids, attention_mask, token_type_ids, masked_index, mlm_labels)
 
 
