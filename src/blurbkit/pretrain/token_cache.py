@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import atomic_write
+from blurbkit.fileio import atomic_write, clean_stale
 
 CACHE_VERSION = 2
 
@@ -90,7 +91,10 @@ def build_token_cache(inputs: list[str | Path], tokenizer, cache_dir: Path, *, p
         from tqdm import tqdm
 
         docs = tqdm(docs, desc="tokenise", unit=" docs", mininterval=2.0)
-    writer = _TokenWriter(cache_dir / "tokens.bin.tmp", tokenizer)
+    clean_stale(cache_dir / "tokens.bin")  # what a killed earlier build left (GBs, possibly)
+    handle, tmp = tempfile.mkstemp(prefix=".tokens.bin.", suffix=".tmp", dir=cache_dir)  # clean_stale's pattern
+    os.close(handle)
+    writer = _TokenWriter(Path(tmp), tokenizer)
     with writer:
         n_docs = 0
         for doc in docs:
