@@ -225,7 +225,7 @@ def test_last_epoch_scores_the_last_epochs_weights_not_the_best_dev_epochs(model
 
     def score(self, data, split):  # which weights test scored: their sum
         if split == "test":
-            tests.append(sum(float(p.double().sum()) for p in self.model.parameters()))
+            tests.append(sum(float(p.detach().double().sum()) for p in self.model.parameters()))
         return real_score(self, data, split)
 
     monkeypatch.setattr(engine_module.Engine, "score", score)
