@@ -30,7 +30,8 @@ def _batch():
             "mlm_labels": torch.tensor([6, 7, 8, 9])}
 
 
-def test_perturbation_stays_within_epsilon():
+def _perturbed_mlm():
+    """(the MLM's token embeddings, a predict() re-running the batch, its clean logits, the embeddings' shape)."""
     model = _bert_mlm()
     batch = _batch()
     embeddings = model.get_input_embeddings()
@@ -38,11 +39,15 @@ def test_perturbation_stays_within_epsilon():
     def predict():
         return model(input_ids=batch["input_ids"]).logits
 
-    clean = predict()
+    return embeddings, predict, predict(), embedding_shape(batch["input_ids"], embeddings)
+
+
+def test_perturbation_stays_within_epsilon():
+    embeddings, predict, clean, shape = _perturbed_mlm()
     for epsilon, steps, step_size in ((0.05, 3, 1.0), (1e-5, 1, 1e-3), (0.5, 5, 0.2)):
         # L2: each token's norm within epsilon
         adversary = Adversary(embeddings, AdversarialConfig(epsilon=epsilon, steps=steps, step_size=step_size, norm="l2"))
-        delta = adversary.perturbation(predict, clean, embedding_shape(batch["input_ids"], embeddings))
+        delta = adversary.perturbation(predict, clean, shape)
         norms = delta.norm(dim=-1)
         assert delta.shape == (3, 10, 16)
         assert float(norms.max()) <= epsilon * (1 + 1e-5), (epsilon, float(norms.max()))
@@ -50,7 +55,7 @@ def test_perturbation_stays_within_epsilon():
             assert float(norms.min()) == pytest.approx(epsilon, rel=1e-4)
         # L-infinity (ALUM, the default): every coordinate within epsilon
         adversary = Adversary(embeddings, AdversarialConfig(epsilon=epsilon, steps=steps, step_size=step_size))
-        delta = adversary.perturbation(predict, clean, embedding_shape(batch["input_ids"], embeddings))
+        delta = adversary.perturbation(predict, clean, shape)
         assert float(delta.abs().max()) <= epsilon * (1 + 1e-6)  # (float32)
         if step_size >= epsilon:  # the step's largest coordinate alone leaves the ball: each token has one on the edge
             assert torch.allclose(delta.abs().amax(dim=-1), torch.full((3, 10), epsilon))
@@ -91,7 +96,7 @@ def test_loss_includes_the_symmetric_kl():
     assert set(parts) == {"mlm_loss"}
     module.adversary = adversary
     module.eval()  # eval: the adversary is off
-    assert float(module(**batch)[0]) == pytest.approx(float(plain))
+    assert float(module(**batch)[0].detach()) == pytest.approx(float(plain.detach()))
     module.train()
     for layer in model.modules():  # keep dropout off so the KL is the perturbation's alone
         if isinstance(layer, torch.nn.Dropout):
@@ -207,15 +212,7 @@ def test_the_perturbation_climbs_the_divergence(norm):
     step down the gradient instead would stay near zero, where the divergence is smallest)."""
     from blurbkit.runtime.adversarial import project
 
-    model = _bert_mlm()
-    batch = _batch()
-    embeddings = model.get_input_embeddings()
-
-    def predict():
-        return model(input_ids=batch["input_ids"]).logits
-
-    clean = predict()
-    shape = embedding_shape(batch["input_ids"], embeddings)
+    embeddings, predict, clean, shape = _perturbed_mlm()
     adversary = Adversary(embeddings, AdversarialConfig(epsilon=0.5, steps=5, step_size=0.1, norm=norm))
     torch.manual_seed(2)
     delta = adversary.perturbation(predict, clean, shape)
