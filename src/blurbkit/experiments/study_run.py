@@ -1,6 +1,7 @@
-"""The modeling-choice ablations and the stability, pretraining, STILT and cross-validation studies run end to end: their grids
-through ``Benchmark`` (this process, the local pool or Ray), the table, the md/csv/png report. The
-CLI builds the configs and prints; nothing here reads command-line arguments."""
+"""The benchmark, the modeling-choice ablations and the stability, pretraining, STILT and
+cross-validation studies run end to end: their grids through ``Benchmark`` (this process, the local
+pool or Ray), the table, the md/csv/png report. The CLI builds the configs and prints; nothing here
+reads command-line arguments."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from blurbkit.errors import BlurbkitError
 from blurbkit.store.labels import DEFAULT_STORE_LABEL, store_label  # noqa: F401 (the store's names, re-exported)
 
-if TYPE_CHECKING:  # transformers is imported where it is used (a second and more at import time)
+if TYPE_CHECKING:  # transformers is imported inside the functions that use it (it takes seconds to import)
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")

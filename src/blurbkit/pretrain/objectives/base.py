@@ -25,7 +25,8 @@ class Objective:
     # How the masked positions are corrupted: BERT's 80 % [MASK], 10 % a random token, 10 % kept.
     mask_fraction: float = 0.8
     random_fraction: float = 0.1
-    # The loss terms its training module reports (train_log.jsonl columns) and whose sum is the loss.
+    # The loss terms its training module reports, each a train_log.jsonl column (the loss combines them
+    # as the objective says: MLM + NSP, or ELECTRA's generator loss + 50 x replaced-token detection).
     loss_parts: tuple[str, ...] = ("mlm_loss",)
 
     def configure(self, cfg: Any) -> None:
