@@ -140,6 +140,38 @@ def test_embeddings_are_one_tensor_and_the_generator_is_smaller():
     assert disc.discriminator_predictions.dense_prediction.weight.grad is not None
 
 
+def test_the_discriminator_learns_replacements_it_can_see(monkeypatch):
+    """Against a uniform generator (its samples are ids the text never uses) the discriminator must
+    leave its prior within a few dozen steps: the path from replaced positions to its loss works.
+    (The pretraining study's discriminator stays at its prior because a weak generator's samples are
+    frequent, plausible tokens; this separates that from a broken objective.)"""
+    from blurbkit.pretrain.objectives.electra import ElectraModule
+
+    objective, pair = _pair(vocab=200)
+    module = objective.module(pair)
+    monkeypatch.setattr(ElectraModule, "generate", lambda self, ids, *rest: torch.zeros(int(rest[-1].numel()), 200))
+    optimizer = torch.optim.Adam(module.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+
+    def batch():
+        ids = torch.randint(5, 15, (8, 16), generator=generator)  # the text's words: ids 5..14 only
+        masked = torch.randperm(8 * 16, generator=generator)[:32]
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
+                "masked_index": masked, "mlm_labels": ids.reshape(-1)[masked]}
+
+    module.train()
+    for _ in range(25):
+        loss, _ = module(**batch())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    module.eval()
+    with torch.no_grad():
+        _, parts = module(**batch())
+    prior = 1 - parts["replaced_fraction"].item()  # accuracy of "nothing was replaced"
+    assert prior < 0.8 and parts["rtd_accuracy"].item() > prior + 0.15
+
+
 def test_generator_larger_than_discriminator_is_refused(setup, tmp_path, capsys):
     with pytest.raises(BlurbkitError, match="generator-size 1.5") as caught:
         pretrain(_cfg(setup, tmp_path / "x", generator_size=1.5))
