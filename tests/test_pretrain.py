@@ -239,6 +239,10 @@ def test_objectives_registered_and_selectable(setup, tmp_path, capsys):
     root, corpus, vocab, config = setup
     args = ["pretrain", "--corpus", str(corpus), "--tokenizer", str(vocab), "--from-scratch", str(config),
             "--max-length", "32", "--batch-size", "4", "--max-steps", "1", "--no-progress"]
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()  # as in a fresh process (loading a model elsewhere turns it off)
+    capsys.readouterr()
     for name, architecture, module in (("mlm", "BertForMaskedLM", MaskedLMModule),
                                        ("mlm_nsp", "BertForPreTraining", MaskedLMWithNSPModule),
                                        ("mlm_pairs", "BertForMaskedLM", PairedMaskedLMModule)):
@@ -247,6 +251,7 @@ def test_objectives_registered_and_selectable(setup, tmp_path, capsys):
         assert saved["architectures"] == [architecture]
         summary = json.loads((tmp_path / name / "pretrain_summary.json").read_text())
         assert summary["objective"] == name and type(get_objective(name).module(_tiny_bert(name))) is module
+    assert "Writing model shards" not in capsys.readouterr().err  # --no-progress: no bar, transformers' neither
     # --nsp with another objective is a clash, one line
     capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "clash"), "--objective", "mlm", "--nsp"]) == 2

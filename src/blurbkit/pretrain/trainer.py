@@ -66,6 +66,9 @@ def _finalize(out: Path, model, tokenizer) -> None:
     import shutil
     import tempfile
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # transformers' "Writing model shards" bar: the run has its own
     (out / "pretrain_summary.json").unlink(missing_ok=True)
     for stale in out.glob(".final.*"):  # what a killed earlier finalize left: a full copy of a model
         shutil.rmtree(stale, ignore_errors=True)
