@@ -349,3 +349,11 @@ def test_blurb_score_errors():
         blurb_score({**scores, "BC5-chem": 93.33})
     with pytest.raises(BlurbkitError, match="percentages"):
         blurb_score({k: v / 100 for k, v in scores.items()})
+
+
+def test_seed_summaries_use_the_sample_std_and_a_single_seed_has_none():
+    from blurbkit.metrics.seeds import mean_std, sample_std
+
+    mean, std = mean_std([70.0, 72.0, 77.0])
+    assert mean == pytest.approx(73.0) and std == pytest.approx((((3 ** 2) + 1 + 16) / 2) ** 0.5)  # n - 1, not n
+    assert mean_std(iter([55.2])) == (55.2, 0.0) and sample_std([1.0, 1.0]) == 0.0

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
+from blurbkit.metrics.seeds import sample_std
 from blurbkit.store.labels import DEFAULT_STORE_LABEL
 from blurbkit.store.results import ResultsStore, RunKey
 from blurbkit.tasks.registry import get_dataset
@@ -49,7 +50,7 @@ def summarise(results: Sequence[ProbeResult]) -> list[dict[str, Any]]:
         row = {
             "depth": depth,
             "test_mean": statistics.fmean(tests),
-            "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+            "test_std": sample_std(tests),
             "dev_mean": statistics.fmean(100 * r.dev_score for r in mine),
             "seeds": len(mine),
             "alphas": [statistics.fmean(a) for a in zip(*(r.alphas for r in mine), strict=True)],

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from blurbkit.data.prepare import DEVIATION
 from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.run_records import finished_run, run_key
+from blurbkit.metrics.seeds import sample_std
 from blurbkit.store.labels import store_label
 from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
 from blurbkit.tasks.blurb_score import blurb_groups
@@ -244,7 +245,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         notes = sorted({note for r in items for note in json.loads(r["notes"] or "[]")})
         summary.setdefault(variant, {})[dataset] = {
             "mean": statistics.fmean(scores),
-            "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+            "std": sample_std(scores),
             "n": len(scores),
             "wall_seconds": sum(r["wall_seconds"] or 0 for r in items),
             "notes": notes,

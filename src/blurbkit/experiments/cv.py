@@ -11,7 +11,6 @@ table says so.
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.benchmark import Benchmark
 from blurbkit.experiments.run_records import run_key
 from blurbkit.fileio import atomic_write, write_csv
+from blurbkit.metrics.seeds import mean_std
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
 
@@ -147,10 +147,6 @@ def paired_folds(first: dict[int, float], other: dict[int, float]) -> dict[str, 
             out["t_p"] = None if t_p != t_p else float(t_p)
             out["wilcoxon_p"] = float(stats.wilcoxon(diffs).pvalue)
     return out
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def cv_table(dataset: str, variant: str, featurizer: str | None, per_fold: Sequence[dict[str, Any]], folds: int,

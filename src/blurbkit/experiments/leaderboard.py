@@ -20,6 +20,7 @@ from typing import Any
 
 from blurbkit.experiments.benchmark import reference_results
 from blurbkit.experiments.protocol import STUDY as PROTOCOL_STUDY
+from blurbkit.metrics.seeds import sample_std
 from blurbkit.store.results import OK, read_rows
 from blurbkit.tasks.blurb_score import blurb_groups, blurb_score
 from blurbkit.tasks.registry import blurb_datasets, get_dataset
@@ -74,7 +75,7 @@ class Cell:
 
     @property
     def std(self) -> float:
-        return statistics.stdev(self.scores) if len(self.runs) > 1 else 0.0
+        return sample_std(self.scores)
 
     @property
     def notes(self) -> list[str]:

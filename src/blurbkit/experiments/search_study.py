@@ -31,6 +31,7 @@ from blurbkit.experiments.protocol import DatasetProtocol, choose, grid_for, poi
 from blurbkit.experiments.run_records import run_key
 from blurbkit.experiments.stability import Cell, StabilityStudy, check_no_conflict, row_label, seeds_for
 from blurbkit.fileio import write_csv
+from blurbkit.metrics.seeds import sample_std
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
 
@@ -224,7 +225,7 @@ def _dev_cell(choice: Choice, point: dict[str, Any]) -> str:
     key = json.dumps(point, sort_keys=True)
     scores = [100 * s for s in choice.dev.get(key, [])]
     text = "—" if not scores else f"{statistics.fmean(scores):.2f}" + (
-        f" ± {statistics.stdev(scores):.2f}" if len(scores) > 1 else "")
+        f" ± {sample_std(scores):.2f}" if len(scores) > 1 else "")
     if choice.errored.get(key):
         text += f" ({choice.errored[key]} errored)"
     if choice.best is not None and choice.best[0] == point:
@@ -265,7 +266,7 @@ def write_grid_csv(path: Path, study: str, choices: Sequence[Choice]) -> Path:
             key = json.dumps(point, sort_keys=True)
             scores = [100 * s for s in choice.dev.get(key, [])]
             mean = f"{statistics.fmean(scores):.4f}" if scores else ""
-            std = f"{statistics.stdev(scores):.4f}" if len(scores) > 1 else ""
+            std = f"{sample_std(scores):.4f}" if len(scores) > 1 else ""
             chosen = int(choice.best is not None and choice.best[0] == point)
             rows.append([study, choice.search.row, choice.search.variant.name, f"{point['lr']:g}", point["batch_size"],
                              point["epochs"], " ".join(f"{s:.4f}" for s in scores), mean, std,

@@ -23,6 +23,7 @@ from typing import Any
 from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.ablation import Variant
 from blurbkit.fileio import atomic_write, write_csv
+from blurbkit.metrics.seeds import sample_std
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig, Hyperparams
 
@@ -267,7 +268,7 @@ def cell_stats(entry: dict[str, Any]) -> dict[str, Any]:
     return {
         "n": len(scores),
         "mean": statistics.fmean(scores) if scores else math.nan,
-        "std": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+        "std": sample_std(scores),
         "mean_ok": statistics.fmean(kept) if kept else math.nan,
         "failed": sum(failed),
         "errored": entry["errored"],

@@ -26,6 +26,7 @@ from typing import Any
 from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.benchmark import Benchmark
 from blurbkit.experiments.run_records import run_key
+from blurbkit.metrics.seeds import sample_std
 from blurbkit.store.results import RunKey
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
@@ -159,7 +160,7 @@ class Cell:
 
     @property
     def std(self) -> float:
-        return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
+        return sample_std(self.scores)
 
     @property
     def diff(self) -> float | None:

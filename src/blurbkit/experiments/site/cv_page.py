@@ -16,12 +16,13 @@ from blurbkit.experiments.site.context import Site, slug
 from blurbkit.experiments.site.html import Raw, Td, esc, figure, table
 from blurbkit.experiments.site.plots import Strip, strip_plot
 from blurbkit.experiments.site.studies import STUDY_PAGES, StudyPage
+from blurbkit.metrics.seeds import mean_std
 from blurbkit.store.results import OK
 from blurbkit.tasks.registry import get_dataset
 
 
 def _ms(values: list[float]) -> str:
-    mean, std = cv.mean_std(values)
+    mean, std = mean_std(values)
     return f"{mean:.2f} ± {std:.2f}"
 
 
