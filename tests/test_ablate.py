@@ -41,6 +41,16 @@ def test_relation_study_table_store_and_report(tiny_model, shared_data, tmp_path
     # Stored runs are not repeated.
     assert main(argv) == 0
     assert "already stored" in capsys.readouterr().err
+    # --plan with a third seed: one run left, costed from the two stored runs' throughput; nothing runs
+    assert main([*argv[:argv.index("--seeds")], "--seeds", "3", *argv[argv.index("--seeds") + 2:], "--plan"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| ChemProt |"))
+    threads = {r["threads"] for r in rows}  # each run stores the thread count its speeds were measured at
+    assert len(threads) == 1 and next(iter(threads)) >= 1
+    n = next(iter(threads))
+    assert [c.strip() for c in row.strip("|").split("|")][1:4] == ["3", "2", "1"]
+    assert f"store (2 runs, {n} thread{'s' if n > 1 else ''})" in row
+    assert len(ResultsStore(runs / "results.sqlite").rows(study="relation")) == 2
 
 
 def test_token_studies_and_sll_attention_analysis(tiny_model, shared_data, tmp_path, capsys):
@@ -69,6 +79,8 @@ def test_bad_ablations_fail_before_training(tiny_model, shared_data, tmp_path, c
     assert "--head is what study heads varies" in capsys.readouterr().err
     assert main(["ablate", "--study", "relation", "--variants", "dummy+foo", *options]) == 2
     assert "unknown variants dummy+foo" in capsys.readouterr().err
+    assert main(["ablate", "--study", "pretraining", "--plan", *options[2:]]) == 2
+    assert "--plan: not for --study pretraining" in capsys.readouterr().err
     # A part that does not fit the task, through finetune: refused before any training.
     assert main(["finetune", "--dataset", "gad", "--head", "crf", "--out", str(tmp_path / "x"), *options[:4]]) == 2
     assert "head 'crf' does not apply to relation" in capsys.readouterr().err

@@ -352,3 +352,38 @@ def test_quick_runs_the_small_grid_on_the_budgets_subsamples(fake, tmp_path, cap
     # --grid shrinks the quick grid further
     assert main([*argv, "--grid", "lr=5e-5;select=1"]) == 0
     assert "lr 5e-05 x batch 16 x epochs 2 = 1 point x 1 selection seed " in capsys.readouterr().out
+
+
+def test_plan_costs_what_is_left_and_starts_nothing(fake, tmp_path, monkeypatch, capsys):
+    """`ablate --plan`: every run not stored, costed from the measured (here: given) throughput; the
+    searched methods' test runs, before a choice, at the grid's mean epochs; nothing trained or stored."""
+    import blurbkit.experiments.plan as plan
+    from blurbkit.experiments.cost import Rates
+    from blurbkit.tasks.registry import get_dataset
+
+    monkeypatch.setattr(plan, "calibrate", lambda config, threads: Rates(10.0, 30.0, 1.0, "given"))
+    monkeypatch.setattr(plan, "split_sizes", lambda config: {"train": 100, "dev": 10, "test": 20})
+    runs = tmp_path / "runs"
+
+    def seconds(epochs):  # overhead + training + dev after every epoch and once more + test
+        return 1 + 100 * epochs / 10 + (10 * (epochs + 1) + 20) / 30
+
+    def rows(out):
+        return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+                for line in out.splitlines() if line.startswith("| BIOSSES")}
+
+    assert main([*_argv(fake.model, runs), "--plan", "--workers", "3"]) == 0
+    out = capsys.readouterr().out
+    assert fake.trained == [] and not (runs / "results.sqlite").exists()
+    table = rows(out)
+    standard = seconds(get_dataset("biosses").recipe.epochs)
+    assert table["BIOSSES"][:4] == ["2", "0", "2", f"{standard:.0f}"]
+    # 3 points x 2 selection seeds and 2 test seeds on the point not chosen yet, all at 3 epochs
+    assert table["BIOSSES (search)"][:4] == table["BIOSSES (stabilised+search)"][:4] == ["8", "0", "8", f"{seconds(3):.0f}"]
+    assert f"CPU-hours: {(2 * standard + 16 * seconds(3)) / 3600:.2f}" in out and "wall time on 3 runs at once" in out
+    assert main(_argv(fake.model, runs)) == 0  # the study itself
+    capsys.readouterr()
+    assert main([*_argv(fake.model, runs), "--plan"]) == 0
+    out = capsys.readouterr().out
+    # the test runs are keyed on the point chosen from the stored selection runs: all stored
+    assert all(cells[1:3] == [cells[0], "0"] for cells in rows(out).values()) and "18 in all, 0 to run" in out

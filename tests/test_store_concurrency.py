@@ -321,7 +321,7 @@ def test_a_version_1_store_gains_the_status_column_and_failed_runs_never_hide_fi
     path = tmp_path / "results.sqlite"
     with sqlite3.connect(path) as db:  # a store as the previous blurbkit wrote it
         for statement in results._SCHEMA:
-            db.execute(statement.replace(",\n    status TEXT NOT NULL DEFAULT 'ok',\n    error TEXT", ""))
+            db.execute(statement.replace(",\n    status TEXT NOT NULL DEFAULT 'ok',\n    error TEXT,\n    threads INTEGER", ""))
         db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
         old = (_key(0, 0).digest(), "concurrency", "w0", "tiny", "gad", 0, "full", "micro_f1", 0.25, 0.5,
                _key(0, 0).hyperparameters, json.dumps({"score": 0.25, "n": 5}), json.dumps({"score": 0.5, "n": 10}),
@@ -329,7 +329,7 @@ def test_a_version_1_store_gains_the_status_column_and_failed_runs_never_hide_fi
         db.execute(f"INSERT INTO runs VALUES (1, {','.join('?' * len(old))})", old)
     store = ResultsStore(path)
     [row] = store.rows()
-    assert row["status"] == "ok" and row["error"] is None
+    assert row["status"] == "ok" and row["error"] is None and row["threads"] is None  # not recorded before version 3
     _check_row(row)
     assert store.add_failed(_key(0, 0), "micro_f1", "boom", "abc", None) is False  # a finished run stays
     failed = _key(0, 1)
@@ -338,4 +338,4 @@ def test_a_version_1_store_gains_the_status_column_and_failed_runs_never_hide_fi
     assert store.add(failed, _metrics(0.75), "abc", "/runs/w0/1") is True  # ... and replaced by its result
     assert [(r["status"], r["error"]) for r in store.rows()] == [("ok", None), ("ok", None)]
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"

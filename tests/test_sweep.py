@@ -154,3 +154,20 @@ def test_local_pool_sweep_survives_a_killed_driver(tiny_model, shared_data, tmp_
     assert 1 <= executed <= 4 - stored_before  # a run finished on disk but not stored is stored, not retrained
     assert "| GAD | " in out and "(n=3)" in out
     assert (runs / "protocol-custom-train16-dev8-test24.md").is_file()
+
+
+def test_stored_speeds_are_scaled_to_the_planned_threads_per_run(monkeypatch):
+    """A run measured at 2 threads, planned at 1: half its examples/s (the same CPU time); a row from
+    before the thread count was stored is taken as it is, and says so."""
+    import blurbkit.experiments.cost as cost
+
+    monkeypatch.setattr(cost, "split_sizes", lambda config: {"train": 50, "dev": 10, "test": 20})
+    row = {"status": "ok", "train_examples_per_second": 20.0, "wall_seconds": 100.0, "hyperparameters": "{}", "threads": 2}
+    base = FinetuneConfig(dataset="biosses", epochs=4)
+    at_two = cost.rates_from_rows([row], base, threads=2)
+    at_one = cost.rates_from_rows([row], base, threads=1)
+    assert at_two.train == 20.0 and at_two.evaluate == pytest.approx((10 * 5 + 20) / (100 - 50 * 4 / 20))
+    assert at_one.train == 10.0 and at_one.evaluate == pytest.approx(at_two.evaluate / 2)
+    assert at_one.source == "store (1 run, 2 threads)"
+    unknown = cost.rates_from_rows([{**row, "threads": None}], base, threads=1)
+    assert unknown.train == 20.0 and unknown.source == "store (1 run, threads not recorded)"

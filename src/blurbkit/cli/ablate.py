@@ -42,6 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "as benchmark --protocol full, e.g. 'lr=1e-5,3e-5;bs=16;epochs=3;select=2'")
     add_executor_options(parser, "run the grid through an executor: local (a process pool on this machine) or ray; "
                          "default: one run after another in this process")
+    parser.add_argument("--plan", action="store_true", help="print the runs left, their CPU-hours and the wall time on "
+                        "--workers runs at once (from this model's measured throughput in the store, else a short "
+                        "calibration run), and start nothing")
     add_store_options(parser)
     add_training_options(parser)
     add_pretraining_options(parser)
@@ -89,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         raise BlurbkitError(f"--grid: only with --study {'|'.join(searched_studies())} (study {args.study} searches no grid)")
     if args.study != "pretraining" and (given := pretraining_options_given(args)):
         raise BlurbkitError(f"{', '.join(given)}: only with --study pretraining")
+    if args.plan and args.study == "pretraining":
+        raise BlurbkitError("--plan: not for --study pretraining (its cost is the pretraining: --pretrain-steps sets it)")
     if args.study in STABILITY:
         return run_stability(args)
     if args.study == "pretraining":
@@ -109,6 +114,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"blurbkit: note: {dataset} [{variant}] not run: {why}", file=sys.stderr)
     print(f"blurbkit: ablation {study.name}: {len(datasets)} datasets x {len(variants)} variants x {args.seeds} seeds "
           f"= {len(grid)} runs ({budget})", file=sys.stderr)
+    if args.plan:
+        from blurbkit.experiments.plan import PlannedRun
+        from blurbkit.experiments.run_records import run_key
+        from blurbkit.tasks.registry import get_dataset
+
+        return print_plan(args, label, [PlannedRun(get_dataset(config.dataset).title, config,
+                                                   run_key(study.name, variant, config, label, budget).digest())
+                                        for variant, config in grid])
     outcome = run_ablation_study(study, grid, skipped, grid_bench(args, study.name), datasets, variants, label, budget,
                                  args.runs_dir)
     return report(outcome, "the runs executed now")
@@ -146,9 +159,32 @@ def run_stability(args: argparse.Namespace) -> int:
     print(f"blurbkit: study {study.name}: {rows} rows x {len(variants)} methods x {seeds_text(datasets, seeds)}"
           + (f" (+ the selection runs of {len(searches)} searches)" if searches else "") + f" = {total} runs ({budget})",
           file=sys.stderr)
+    if args.plan:
+        from blurbkit.experiments.search_study import planned_runs
+
+        return print_plan(args, label, planned_runs(study.name, cells, searches, stored_rows(args), label, budget))
     outcome = run_stability_study(study, variants, cells, searches, lambda: grid_bench(args, study.name), label, budget,
                                   args.runs_dir, args.model, lambda line: print(line, file=sys.stderr))
     return report(outcome, "the runs executed now")
+
+
+def stored_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The results store's rows, read without creating a store where there is none."""
+    from blurbkit.store.results import ResultsStore
+
+    path = args.store or args.runs_dir / "results.sqlite"
+    return ResultsStore(path).rows() if path.exists() else []
+
+
+def print_plan(args: argparse.Namespace, label: str, runs: list[Any]) -> int:
+    """`--plan`: the study's runs left, CPU-hours and wall time; nothing stored, nothing started."""
+    from blurbkit.experiments.executors import machine_cores, pool_size
+    from blurbkit.experiments.plan import plan_runs
+
+    threads = args.threads_per_run or 1
+    plan = plan_runs(runs, stored_rows(args), label, threads, machine_cores())
+    print(plan.text(pool_size(threads, args.workers)))
+    return 0
 
 
 def report(outcome: Any, work: str) -> int:
@@ -180,7 +216,7 @@ def study_setup(args: argparse.Namespace, study: Any,
     from blurbkit.models.loading import resolve_model_dir
 
     seeds = default_seeds if args.seeds is None else args.seeds  # at least 1 by its argparse type
-    executor_choice(args)
+    executor_choice(args, default="local" if args.plan else None)  # --plan --workers N: the wall time on N
     datasets = resolve_datasets(args.datasets or list(study.datasets))
     variants = select_variants(study, args.variants)
     resolve_model_dir(args.model)

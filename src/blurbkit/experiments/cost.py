@@ -58,12 +58,16 @@ def split_sizes(config: FinetuneConfig) -> dict[str, int]:
     return sizes
 
 
-def rates_from_rows(rows: Sequence[dict[str, Any]], base: FinetuneConfig) -> Rates | None:
-    """From the longest finished run of this model on this dataset in the store."""
+def rates_from_rows(rows: Sequence[dict[str, Any]], base: FinetuneConfig, threads: int) -> Rates | None:
+    """From the longest finished run of this model on this dataset in the store, at `threads` per
+    run: a run measured at another thread count is scaled as if its CPU time stayed the same (a
+    little pessimistic for fewer threads, optimistic for more: threads never scale perfectly)."""
     usable = [r for r in rows if r.get("status", "ok") == "ok" and r["train_examples_per_second"] and r["wall_seconds"]]
     if not usable:
         return None
     row = max(usable, key=lambda r: r["wall_seconds"])
+    measured = row.get("threads")
+    scale = threads / measured if measured else 1.0
     known = set(FinetuneConfig.option_names())
     hyper = {k: v for k, v in json.loads(row["hyperparameters"]).items() if k in known}
     config = base.replace(**hyper)
@@ -78,7 +82,8 @@ def rates_from_rows(rows: Sequence[dict[str, Any]], base: FinetuneConfig) -> Rat
         evaluate = evaluated / eval_seconds
     else:
         evaluate = EVAL_SPEEDUP * row["train_examples_per_second"]
-    return Rates(row["train_examples_per_second"], evaluate, OVERHEAD, f"store ({len(usable)} runs)")
+    at = f"{measured} thread{'s' if measured != 1 else ''}" if measured else "threads not recorded"
+    return Rates(row["train_examples_per_second"] * scale, evaluate * scale, OVERHEAD, f"store ({len(usable)} run{'s' if len(usable) != 1 else ''}, {at})")
 
 
 def calibrate(base: FinetuneConfig, threads: int) -> Rates:

@@ -1,6 +1,6 @@
-"""`blurbkit benchmark --protocol full --plan`: how many runs a sweep has left, their CPU-hours on
-this machine and its wall time on N runs at once, without training (a calibration run of a few
-seconds per dataset where the store has no run of this model on it)."""
+"""`blurbkit benchmark --protocol full --plan` and `blurbkit ablate --plan`: how many runs a sweep or
+study has left, their CPU-hours on this machine and its wall time on N runs at once, without
+training (a calibration run of a few seconds per dataset where the store has no run of this model on it)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 from blurbkit.experiments.cost import Rates, calibrate, hours, rates_from_rows, simulate, split_sizes
 from blurbkit.experiments.protocol import STUDY, VARIANT, DatasetProtocol, choose, point_of
 from blurbkit.experiments.run_records import run_key
+from blurbkit.train.config import FinetuneConfig
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Plan:
     datasets: list[DatasetPlan]
     threads: int
     cores: int
+    grouped_by: str = "dataset"  # the first column: datasets (a sweep) or a study's table rows
 
     @property
     def to_run(self) -> int:
@@ -44,7 +46,7 @@ class Plan:
         return simulate([(d.search, d.test) for d in self.datasets], slots)
 
     def text(self, workers: int, machines: Sequence[int] = (1, 4, 16)) -> str:
-        lines = ["| dataset | runs | stored | to run | s/run (mean) | CPU-hours | throughput from |", "|---|---|---|---|---|---|---|"]
+        lines = [f"| {self.grouped_by} | runs | stored | to run | s/run (mean) | CPU-hours | throughput from |", "|---|---|---|---|---|---|---|"]
         for d in self.datasets:
             left = d.search + d.test
             mean = f"{statistics.fmean(left):.0f}" if left else "—"
@@ -71,7 +73,7 @@ def make_plan(protocols: Sequence[DatasetProtocol], rows: list[dict[str, Any]], 
     for p in protocols:
         plan = DatasetPlan(p.dataset, p.run_count(), 0)
         measured = [r for r in rows if r["dataset"] == p.dataset and r["model"] == model_label]
-        plan.rates = rates_from_rows(measured, p.base)
+        plan.rates = rates_from_rows(measured, p.base, threads)
         if plan.rates is None and not calibrate_missing:
             raise LookupError(p.dataset)
         if plan.rates is None:
@@ -98,3 +100,49 @@ def make_plan(protocols: Sequence[DatasetProtocol], rows: list[dict[str, Any]], 
                     plan.test.append(plan.rates.run_seconds(sizes, config.epochs))
         plans.append(plan)
     return Plan(plans, threads, cores)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a study's grid as the planner sees it (`ablate --plan`)."""
+
+    group: str  # the table row it is counted under ("ChemProt 100", "BIOSSES (search)")
+    config: FinetuneConfig
+    key: str | None  # its store key; None: not known before a choice on dev (a searched method's test run)
+    search: bool = False  # a selection run: the group's test runs wait for every one of them
+    epochs: float | None = None  # costed at this many epochs instead of the config's (a choice not made yet)
+
+
+def plan_runs(runs: Sequence[PlannedRun], rows: list[dict[str, Any]], model_label: str, threads: int, cores: int,
+              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Plan:
+    """Seconds of every run whose key is not stored ok, grouped as the study's table rows, from the
+    throughput this model measured on each dataset (the store's rows, else a calibration run)."""
+    from blurbkit.tasks.registry import get_dataset
+
+    ok = {r["run_key"] for r in rows if r.get("status", "ok") == "ok"}
+    groups: dict[str, DatasetPlan] = {}
+    rates: dict[str, Rates] = {}
+    sizes: dict[tuple[Any, ...], dict[str, int]] = {}
+    for run in runs:
+        plan = groups.setdefault(run.group, DatasetPlan(run.group, 0, 0))
+        plan.runs += 1
+        if run.key is not None and run.key in ok:
+            plan.stored += 1
+            continue
+        config, dataset = run.config, run.config.dataset
+        if dataset not in rates:
+            measured = [r for r in rows if r["dataset"] == dataset and r["model"] == model_label]
+            found = rates_from_rows(measured, config, threads)
+            if found is None:
+                log(f"blurbkit: plan: calibrating {dataset} (no run of this model on it in the store)")
+                found = calibrate(config, threads)
+            rates[dataset] = found
+        plan.rates = rates[dataset]
+        # The splits are read once per dataset and subsample caps (the low-resource rows differ only there).
+        caps = (dataset, config.data, json.dumps(config.read_options(), sort_keys=True, default=str),
+                config.max_train_examples, config.max_eval_examples, config.max_test_examples)
+        if caps not in sizes:
+            sizes[caps] = split_sizes(config)
+        epochs = run.epochs if run.epochs is not None else config.hyper.resolved(get_dataset(dataset)).epochs
+        (plan.search if run.search else plan.test).append(plan.rates.run_seconds(sizes[caps], epochs))
+    return Plan(list(groups.values()), threads, cores, grouped_by="row")

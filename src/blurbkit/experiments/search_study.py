@@ -92,6 +92,31 @@ def plan_searches(study: StabilityStudy, datasets: Sequence[str], variants: Sequ
     return searches
 
 
+def planned_runs(study: str, cells: Sequence[Cell], searches: Sequence[Search], rows: Sequence[dict[str, Any]],
+                 label: str, budget: str) -> list[Any]:
+    """What `ablate --plan` costs: the fixed methods' runs, each search's selection runs, and its test
+    runs on the chosen point (or, before every selection run is stored, on a point not chosen yet:
+    costed at the mean of the grid's epoch options)."""
+    from blurbkit.experiments.plan import PlannedRun
+
+    def key_of(cell: Cell) -> str:
+        return run_key(study, cell.variant, cell.config, label, budget).digest()
+
+    runs = [PlannedRun(cell.row, cell.config, key_of(cell)) for cell in cells]
+    by_key = {row["run_key"]: dict(row) for row in rows}
+    for search in searches:
+        group = f"{search.row} ({search.variant.name})"
+        runs += [PlannedRun(group, cell.config, key_of(cell), search=True) for cell in search.selection()]
+        choice = choose_point(search, by_key, key_of)
+        if choice.best is not None:
+            runs += [PlannedRun(group, cell.config, key_of(cell)) for cell in search.tests(choice.best[0])]
+        else:
+            grid = search.protocol.grid
+            runs += [PlannedRun(group, cell.config, None, epochs=statistics.fmean(grid.epochs))
+                     for cell in search.tests(grid.points()[0])]
+    return runs
+
+
 @dataclass
 class Choice:
     """What the selection runs of one search gave: dev scores per point and the winner."""

@@ -34,7 +34,7 @@ from blurbkit.errors import BlurbkitError
 
 # 1: runs and claims (claims: an addition older blurbkits ignore). 2: runs.status and runs.error,
 # for runs that failed (--keep-going); older blurbkits would read those as results, so they refuse it.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 LOCK_WAIT = 600.0  # seconds a write keeps retrying a locked store before giving up
 BUSY_TIMEOUT = 30.0  # seconds SQLite itself waits for a lock, per attempt
@@ -65,7 +65,8 @@ _SCHEMA = (
     notes TEXT,
     created_at TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'ok',
-    error TEXT
+    error TEXT,
+    threads INTEGER
 )""",
     "CREATE INDEX IF NOT EXISTS runs_by_study ON runs (study, model, dataset)",
     """CREATE TABLE IF NOT EXISTS claims (
@@ -80,7 +81,7 @@ _SCHEMA = (
 
 _COLUMNS = ("run_key, study, variant, model, dataset, seed, budget, metric, dev_score, test_score, hyperparameters, "
             "dev_metrics, test_metrics, wall_seconds, train_examples_per_second, blurbkit_commit, run_dir, notes, created_at, "
-            "status, error")
+            "status, error, threads")
 _UPDATE_ALL = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _COLUMNS.split(",") if c.strip() != "run_key")
 
 OK, FAILED = "ok", "failed"  # runs.status
@@ -162,6 +163,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
             for row in rows:
                 row.setdefault("status", OK)
                 row.setdefault("error", None)
+                row.setdefault("threads", None)
             return rows
         except (sqlite3.DatabaseError, ValueError) as err:
             problem = err
@@ -232,6 +234,8 @@ class ResultsStore:
             if "status" not in columns:  # a version-1 store: every row in it is a finished run
                 db.execute("ALTER TABLE runs ADD COLUMN status TEXT NOT NULL DEFAULT 'ok'")
                 db.execute("ALTER TABLE runs ADD COLUMN error TEXT")
+            if "threads" not in columns:  # before version 3: the runs' thread counts were not kept
+                db.execute("ALTER TABLE runs ADD COLUMN threads INTEGER")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
         self._transaction(create)
@@ -291,7 +295,7 @@ class ResultsStore:
             key.digest(), key.study, key.variant, key.model, key.dataset, key.seed, key.budget, metrics["metric"],
             dev.get("score"), test.get("score"), key.hyperparameters, json.dumps(dev), json.dumps(test),
             metrics.get("wall_seconds"), metrics.get("train_examples_per_second"), commit, run_dir,
-            json.dumps(metrics.get("notes", [])), time.strftime("%Y-%m-%dT%H:%M:%S"), OK, None,
+            json.dumps(metrics.get("notes", [])), time.strftime("%Y-%m-%dT%H:%M:%S"), OK, None, metrics.get("threads"),
         )
         return self._insert(key, row, replace_ok=replace)
 
@@ -302,7 +306,7 @@ class ResultsStore:
         row = (
             key.digest(), key.study, key.variant, key.model, key.dataset, key.seed, key.budget, metric,
             None, None, key.hyperparameters, "{}", "{}", None, None, commit, run_dir, "[]",
-            time.strftime("%Y-%m-%dT%H:%M:%S"), FAILED, error,
+            time.strftime("%Y-%m-%dT%H:%M:%S"), FAILED, error, None,
         )
         return self._insert(key, row, replace_ok=False)
 

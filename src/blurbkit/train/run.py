@@ -122,6 +122,8 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
 def run_metrics(spec: DatasetSpec, engine: Engine, train: Encoded, trained: TrainResult, test: dict[str, Any],
                 dev: dict[str, Any], encode_seconds: float, clock: RunClock, notes: list[str]) -> dict[str, Any]:
     """metrics.json: the scores, how training went, what it cost and what the run should be read with."""
+    import torch
+
     return {
         "dataset": spec.name,
         "metric": spec.metric,
@@ -135,6 +137,7 @@ def run_metrics(spec: DatasetSpec, engine: Engine, train: Encoded, trained: Trai
         "train_windows": len(train.examples),
         "train_seconds": round(trained.train_seconds, 2),
         "train_examples_per_second": round(trained.train_examples_per_second, 2),
+        "threads": torch.get_num_threads(),  # what the speeds above were measured at (the cost plans scale by it)
         "encode_seconds": round(encode_seconds, 2),
         "wall_seconds": round(clock.seconds(), 2),  # a resumed run's includes its killed processes' (RunClock)
         "resumed": clock.resumed,
