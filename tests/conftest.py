@@ -38,7 +38,7 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# The quick subset (`pytest -m "not slow"`, well under a minute) leaves out what needs the real
+# The quick subset (`pytest -m "not slow"`, about 60 % of the tests) leaves out what needs the real
 # data, builds or trains a model, or runs processes: those tests are marked slow here, by what they
 # use, so a new test is classified without anyone remembering to.
 SLOW_FIXTURES = {"shared_data", "tiny_model", "tiny", "model_dir", "engine_and_data", "runs", "prepared", "setup",
