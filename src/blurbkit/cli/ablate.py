@@ -115,13 +115,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"blurbkit: ablation {study.name}: {len(datasets)} datasets x {len(variants)} variants x {args.seeds} seeds "
           f"= {len(grid)} runs ({budget})", file=sys.stderr)
     if args.plan:
-        from blurbkit.experiments.plan import PlannedRun
-        from blurbkit.experiments.run_records import run_key
-        from blurbkit.tasks.registry import get_dataset
+        from blurbkit.experiments.plan import grid_runs
 
-        return print_plan(args, label, [PlannedRun(get_dataset(config.dataset).title, config,
-                                                   run_key(study.name, variant, config, label, budget).digest())
-                                        for variant, config in grid])
+        return print_plan(args, label, grid_runs(study.name, grid, label, budget))
     outcome = run_ablation_study(study, grid, skipped, grid_bench(args, study.name), datasets, variants, label, budget,
                                  args.runs_dir)
     return report(outcome, "the runs executed now")
@@ -169,11 +165,11 @@ def run_stability(args: argparse.Namespace) -> int:
 
 
 def stored_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The results store's rows, read without creating a store where there is none."""
-    from blurbkit.store.results import ResultsStore
+    """The results store's rows, read-only (nothing created, migrated or locked), [] without a store."""
+    from blurbkit.store.results import read_rows
 
     path = args.store or args.runs_dir / "results.sqlite"
-    return ResultsStore(path).rows() if path.exists() else []
+    return read_rows(path) if path.exists() else []
 
 
 def print_plan(args: argparse.Namespace, label: str, runs: list[Any]) -> int:

@@ -113,6 +113,14 @@ class PlannedRun:
     epochs: float | None = None  # costed at this many epochs instead of the config's (a choice not made yet)
 
 
+def grid_runs(study: str, grid: Sequence[tuple[str, FinetuneConfig]], label: str, budget: str) -> list[PlannedRun]:
+    """A fixed grid's (variant, config) pairs as the planner sees them, one table row per dataset."""
+    from blurbkit.tasks.registry import get_dataset
+
+    return [PlannedRun(get_dataset(config.dataset).title, config, run_key(study, variant, config, label, budget).digest())
+            for variant, config in grid]
+
+
 def plan_runs(runs: Sequence[PlannedRun], rows: list[dict[str, Any]], model_label: str, threads: int, cores: int,
               log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> Plan:
     """Seconds of every run whose key is not stored ok, grouped as the study's table rows, from the
