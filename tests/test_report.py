@@ -86,7 +86,7 @@ def test_empty_store_gives_a_marked_page(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("newer", "results store has schema version 99, newer than this blurbkit's 3; upgrade blurbkit"),
+    ("newer", "results store has schema version 99, newer than this blurbkit's 2; upgrade blurbkit"),
     ("missing", "no results store here (file not found)"),
     ("garbage", "not a readable results store (file is not a database)"),
     ("foreign-out", "exists and is not a blurbkit report; choose a new or empty --out"),

@@ -329,7 +329,7 @@ def test_a_version_1_store_gains_the_status_column_and_failed_runs_never_hide_fi
         db.execute(f"INSERT INTO runs VALUES (1, {','.join('?' * len(old))})", old)
     store = ResultsStore(path)
     [row] = store.rows()
-    assert row["status"] == "ok" and row["error"] is None and row["threads"] is None  # not recorded before version 3
+    assert row["status"] == "ok" and row["error"] is None and row["threads"] is None  # not kept then
     _check_row(row)
     assert store.add_failed(_key(0, 0), "micro_f1", "boom", "abc", None) is False  # a finished run stays
     failed = _key(0, 1)
@@ -338,4 +338,4 @@ def test_a_version_1_store_gains_the_status_column_and_failed_runs_never_hide_fi
     assert store.add(failed, _metrics(0.75), "abc", "/runs/w0/1") is True  # ... and replaced by its result
     assert [(r["status"], r["error"]) for r in store.rows()] == [("ok", None), ("ok", None)]
     with sqlite3.connect(path) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "3"
+        assert db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "2"

@@ -34,7 +34,9 @@ from blurbkit.errors import BlurbkitError
 
 # 1: runs and claims (claims: an addition older blurbkits ignore). 2: runs.status and runs.error,
 # for runs that failed (--keep-going); older blurbkits would read those as results, so they refuse it.
-SCHEMA_VERSION = 3
+# runs.threads (the torch threads a run's speeds were measured at) is an addition like claims: a
+# version-2 blurbkit writes NULL there and reads past it, so the version stays 2.
+SCHEMA_VERSION = 2
 
 LOCK_WAIT = 600.0  # seconds a write keeps retrying a locked store before giving up
 BUSY_TIMEOUT = 30.0  # seconds SQLite itself waits for a lock, per attempt
@@ -234,7 +236,7 @@ class ResultsStore:
             if "status" not in columns:  # a version-1 store: every row in it is a finished run
                 db.execute("ALTER TABLE runs ADD COLUMN status TEXT NOT NULL DEFAULT 'ok'")
                 db.execute("ALTER TABLE runs ADD COLUMN error TEXT")
-            if "threads" not in columns:  # before version 3: the runs' thread counts were not kept
+            if "threads" not in columns:  # a store from before the runs' thread counts were kept
                 db.execute("ALTER TABLE runs ADD COLUMN threads INTEGER")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
