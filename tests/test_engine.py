@@ -105,6 +105,16 @@ def test_run_directory_of_another_run_is_refused(tiny_model, shared_data, tmp_pa
     err = capsys.readouterr().err
     assert "holds another run" in err and "Traceback" not in err
     assert (out / "run.json").read_text() == "{}"
+    # --overwrite replaces a run, not a user's folder (nor `..`): one line, nothing deleted, nothing trained
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    for target in (mine, mine / ".."):
+        code = main(["finetune", "--dataset", "gad", "--data", str(shared_data), "--model", str(tiny_model),
+                     "--out", str(target), "--epochs", "1", "--max-train-examples", "8", "--no-progress", "--overwrite"])
+        assert code == 2
+        assert "holds other files, not a blurbkit run" in capsys.readouterr().err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and sorted(p.name for p in tmp_path.iterdir()) == ["mine", "run"]
 
 
 @pytest.mark.parametrize(

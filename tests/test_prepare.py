@@ -82,18 +82,21 @@ def test_missing_pico_train_is_recorded_not_fatal(shared_data, tmp_path, capsys)
     assert any(n.startswith("train: ") and "not distributed" in n for n in split_notes("ebm_pico", out))
 
 
-def test_absent_source_folders_are_skipped(tmp_path, capsys):
+def test_absent_source_folders_are_skipped_unless_asked_for(tmp_path, capsys):
     source = tmp_path / "src"
     _tiny_gad(source)
-    assert (
-        main(["prepare", "--source", str(source), "--out", str(tmp_path / "out"), "--datasets", "gad,hoc"])
-        == 0
-    )
+    assert main(["prepare", "--source", str(source), "--out", str(tmp_path / "out")]) == 0
     printed = capsys.readouterr().out
     assert "skip     hoc" in printed and "prepared gad" in printed
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert list(manifest["datasets"]) == ["gad"] and "hoc" in manifest["skipped"]
     assert manifest["datasets"]["gad"]["splits"]["test"]["difference"] == 1 - 534
+    # asked for by name, or a source with none of the folders (one level too deep): one line, nothing written
+    for argv, message in ((["--source", str(source), "--datasets", "gad,hoc"], "no folder for hoc in"),
+                          (["--source", str(tmp_path / "src" / "gad")], "none of the")):
+        assert main(["prepare", *argv, "--out", str(tmp_path / "out2")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and not (tmp_path / "out2").exists()
 
 
 def test_load_from_prepared_dir_checks_options(prepared):

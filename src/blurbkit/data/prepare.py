@@ -168,6 +168,18 @@ def prepare(
     if source is not None and not source.is_dir():
         raise BlurbkitError("source folder not found", path=source)
     _check_out(out, source)
+    folders = {spec.name: source_dir_of(spec, source) for spec in specs}
+    missing = [name for name, folder in folders.items() if folder is None or not folder.is_dir()]
+    # Before anything is written: a dataset asked for by name, or a source holding none of them (a
+    # folder one level too high or too low), is a mistake, not a subset.
+    if names is not None and missing:
+        where = f"in {source}" if source is not None else "(no --source given)"
+        raise BlurbkitError(f"no folder for {', '.join(missing)} {where}; expected e.g. "
+                            f"{folders[missing[0]] or 'SOURCE/' + missing[0]}")
+    if specs and len(missing) == len(specs):
+        raise BlurbkitError(f"none of the {len(specs)} datasets' folders is here (expected e.g. "
+                            f"{folders[specs[0].name] or 'SOURCE/' + specs[0].name}); is --source the folder that holds them?",
+                            path=source)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "blurbkit_version": blurbkit.__version__,
@@ -181,7 +193,7 @@ def prepare(
     clean_stale(out)  # what a killed earlier write left beside it (and an interrupted replace's old version)
     with atomic_dir(out) as tmp:
         for spec in specs:
-            folder = source_dir_of(spec, source)
+            folder = folders[spec.name]
             if folder is None or not folder.is_dir():
                 reason = f"source folder {folder} not found" if folder else "no --source given"
                 manifest["skipped"][spec.name] = reason

@@ -56,6 +56,10 @@ def check_run_dir(out: Path | None, overwrite: bool, resume: bool = False) -> No
     entries = [entry.name for entry in out.iterdir() if not is_progress_entry(entry.name)] if out.is_dir() else []
     interrupted = bool(entries) and all(name in (DIR_NAME, FINAL_DIR_NAME) or name.startswith((f".{DIR_NAME}.", f".{FINAL_DIR_NAME}."))
                                         for name in entries)
+    if entries and overwrite and not interrupted and not (out / "run.json").exists():
+        # --overwrite replaces a run, never a user's folder given by mistake (or `..`)
+        raise BlurbkitError("output directory holds other files, not a blurbkit run: --overwrite replaces only a run; "
+                            "choose a new --out", path=out)
     if entries and not overwrite and not (interrupted and resume):
         if interrupted:
             raise BlurbkitError("output directory holds an interrupted run; pass --resume to continue it "
