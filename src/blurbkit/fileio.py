@@ -42,9 +42,17 @@ def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     path = Path(path)
     if path.is_dir():
         raise BlurbkitError("is a directory; give a file name", path=path)
+    encoding = None if "b" in mode else "utf-8"
+    if path.exists() and not path.is_file():
+        # A device, pipe or socket (/dev/stdout, a FIFO): written as a stream. A rename would put a
+        # regular file where it was, and a reader of the pipe would wait forever.
+        with open(path, mode, encoding=encoding) as handle:
+            yield handle
+        return
+    if path.is_symlink():
+        path = path.resolve()  # the link stays a link: the file it names is the one replaced
     fd, tmp = _make_temp(path, tempfile.mkstemp)
     try:
-        encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as handle:
             yield handle
             handle.flush()
