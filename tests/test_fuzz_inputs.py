@@ -902,7 +902,7 @@ def _model_copy(predictors, tmp_path, task_type="qa") -> Path:
 @pytest.mark.parametrize(
     "case",
     ["model_header", "model_half", "head_header", "head_half", "config_llama", "config_gpt2", "config_garbage",
-     "config_list", "pickle_only", "recipe_labels"],
+     "config_list", "config_field_type", "vocab_without_unk", "pickle_only", "recipe_labels"],
 )  # fmt: skip
 def test_broken_model_directory_is_one_line(predictors, tmp_path, case):
     model = _model_copy(predictors, tmp_path)
@@ -920,6 +920,13 @@ def test_broken_model_directory_is_one_line(predictors, tmp_path, case):
         (model / "config.json").write_bytes(b"\x00\xffgarbage")
     elif case == "config_list":
         (model / "config.json").write_text("[1, 2]")
+    elif case == "config_field_type":  # a hand-edited config: the tokenizer reads it first
+        config = json.loads((model / "config.json").read_text("utf-8"))
+        (model / "config.json").write_text(json.dumps(config | {"hidden_dropout_prob": "0.1"}))
+    elif case == "vocab_without_unk":  # loads, then fails on the first word it lacks
+        tokenizer = json.loads((model / "tokenizer.json").read_text("utf-8"))
+        tokenizer["model"]["vocab"].pop("[UNK]")
+        (model / "tokenizer.json").write_text(json.dumps(tokenizer))
     elif case == "pickle_only":
         (model / "model.safetensors").unlink()
         (model / "pytorch_model.bin").write_bytes(b"\x80\x04\x95pickle that must never be loaded")

