@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from blurbkit.cli.argtypes import positive_int
+from blurbkit.cli.argtypes import finite_float, positive_int
 from blurbkit.cli.executor_options import add_executor_options, executor_choice, grid_bench
 from blurbkit.cli.finetune import add_store_options, add_training_options, study_config
 from blurbkit.experiments.ablation import STUDIES as ABLATION_STUDIES
@@ -61,9 +61,9 @@ def add_pretraining_options(parser: argparse.ArgumentParser) -> None:
                        help="optimizer steps of the standard setting; its FLOPs are every setting's budget (default 1000)")
     group.add_argument("--pretrain-batch-size", type=int, default=32, help="sequences per pretraining step (default 32)")
     group.add_argument("--pretrain-max-length", type=int, default=128, help="tokens per pretraining sequence (default 128)")
-    group.add_argument("--pretrain-lr", type=float, default=1e-3, help="peak pretraining learning rate (default 1e-3)")
+    group.add_argument("--pretrain-lr", type=finite_float, default=1e-3, help="peak pretraining learning rate (default 1e-3)")
     group.add_argument("--pretrain-max-docs", type=int, help="use only the first N corpus documents")
-    group.add_argument("--generator-size", type=float, default=0.25,
+    group.add_argument("--generator-size", type=finite_float, default=0.25,
                        help="ELECTRA generator width as a fraction of the discriminator's (default 0.25)")
 
 

@@ -40,6 +40,11 @@ def at_least(least: int) -> Callable[[str], Any]:
     return _at_least(int, least)
 
 
+def finite_float(value: str) -> float:
+    """Any finite number (its range is the option's own check): nan and inf are refused here."""
+    return float(_number(value, float))
+
+
 def positive_float(value: str) -> float:
     number = _number(value, float)
     if not number > 0:

@@ -15,14 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-from blurbkit.cli.argtypes import positive_float, positive_int
+from blurbkit.cli.argtypes import non_negative_int, positive_float, positive_int
 
 
 def _common(parser: argparse.ArgumentParser, dataset: str) -> None:
     parser.add_argument("--dataset", default=dataset, help=f"dataset (default: {dataset})")
     parser.add_argument("--model", help="local Hugging Face model directory (default: the embedded MiniLM-L6-H384)")
     parser.add_argument("--data", help="prepared directory or raw source folder (default: $BLURBKIT_DATA or ../shared/data)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"),
                         help="where the JSON result is also written (default: benchmarks/results)")
     parser.add_argument("--peak-seconds", type=positive_float, default=1.0,
@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pre.add_argument("--batch-size", type=int, default=32)
     pre.add_argument("--steps", type=int, default=30, help="optimizer steps on each side (default 30)")
     pre.add_argument("--lr", type=positive_float, default=6e-4)
-    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--seed", type=non_negative_int, default=0)
     pre.add_argument("--loss-window", type=int, default=5, help="MLM loss reported as the mean of the last N steps")
     pre.add_argument("--results-dir", type=Path, default=Path("benchmarks/results"))
     pre.add_argument("--peak-seconds", type=positive_float, default=1.0)

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from blurbkit.cli.argtypes import finite_float
+
 
 def add_store_options(parser: argparse.ArgumentParser) -> None:
     """Options of the commands that run grids through the results store (benchmark, ablate)."""
@@ -22,7 +24,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     """Options shared by finetune, benchmark and ablate."""
     parser.add_argument("--data", help="prepared directory or raw source folder (default: $BLURBKIT_DATA or ../shared/data)")
     parser.add_argument("--model", help="local Hugging Face model directory (default: the embedded MiniLM-L6-H384)")
-    parser.add_argument("--lr", type=float, help="learning rate (default: the dataset's recipe)")
+    parser.add_argument("--lr", type=finite_float, help="learning rate (default: the dataset's recipe)")
     parser.add_argument("--batch-size", type=int, help="batch size (default: the dataset's recipe)")
     parser.add_argument("--epochs", type=int, help="epochs (default: the dataset's recipe)")
     parser.add_argument("--max-length", type=int, help="maximum subword length (default: the dataset's)")
@@ -34,7 +36,7 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transform", help="TransformInput part by name (default: the task's)")
     parser.add_argument("--featurizer", help="Featurizer part by name (default: the task's)")
     parser.add_argument("--head", help="Predict head by name (default: the task's)")
-    parser.add_argument("--layer-decay", type=float, metavar="D", help="layer-wise lr decay: block l from the top gets lr*D**l")
+    parser.add_argument("--layer-decay", type=finite_float, metavar="D", help="layer-wise lr decay: block l from the top gets lr*D**l")
     parser.add_argument("--reinit-layers", type=int, default=0, metavar="K", help="re-initialise the top K encoder blocks")
     parser.add_argument("--freeze-lower-half", action="store_true", help="fix the embeddings and the lower half of the blocks")
     parser.add_argument("--drop-layers", type=int, default=0, metavar="K", help="pruning study: remove the top K blocks")
@@ -161,12 +163,12 @@ def add_adversarial_options(parser: argparse.ArgumentParser, what: str, alpha: f
     without --adversarial is refused instead of ignored."""
     parser.add_argument("--adversarial", action="store_true",
                         help=f"{what}: perturb the token embeddings, add the symmetric KL to the loss")
-    parser.add_argument("--adv-epsilon", type=float, default=None, help="--adversarial: per-token radius (default 1e-5)")
+    parser.add_argument("--adv-epsilon", type=finite_float, default=None, help="--adversarial: per-token radius (default 1e-5)")
     parser.add_argument("--adv-norm", choices=["inf", "l2"], default=None,
                         help="--adversarial: the radius bounds every coordinate (inf, ALUM's; default) or each token's L2 norm")
     parser.add_argument("--adv-steps", type=int, default=None, help="--adversarial: ascent steps (default 1)")
-    parser.add_argument("--adv-step-size", type=float, default=None, help="--adversarial: ascent step size (default 1e-3)")
-    parser.add_argument("--adv-alpha", type=float, default=None, help=f"--adversarial: weight of the KL term (default {alpha:g})")
+    parser.add_argument("--adv-step-size", type=finite_float, default=None, help="--adversarial: ascent step size (default 1e-3)")
+    parser.add_argument("--adv-alpha", type=finite_float, default=None, help=f"--adversarial: weight of the KL term (default {alpha:g})")
     parser.set_defaults(adv_alpha_default=alpha)
 
 

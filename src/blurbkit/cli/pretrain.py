@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from blurbkit.cli.argtypes import non_negative_float, non_negative_int, positive_float, positive_int
+from blurbkit.cli.argtypes import (
+    finite_float,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from blurbkit.cli.finetune import add_adversarial_options, adversarial_settings
 from blurbkit.pretrain.objectives import OBJECTIVES, resolve_objective
 
@@ -33,15 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=positive_int, default=None, help="optimizer steps (default: --epochs over the corpus)")
     p.add_argument("--epochs", type=positive_float, default=1.0, help="passes over the corpus when --max-steps is not given")
     p.add_argument("--masking", choices=["whole-word", "subword"], default="whole-word", help="default whole-word")
-    p.add_argument("--mask-rate", type=float, default=0.15, help="fraction of tokens predicted (default 0.15; 80/10/10)")
+    p.add_argument("--mask-rate", type=finite_float, default=0.15, help="fraction of tokens predicted (default 0.15; 80/10/10)")
     p.add_argument("--mask-schedule", action="store_true", help="masking rate 5%%->25%%, +5 points each fifth of training")
     p.add_argument("--objective", choices=OBJECTIVES.names(), default=None,
                    help="pretraining objective (default mlm = masked LM; mlm_nsp adds next-sentence prediction; "
                         "mlm_pairs = masked LM alone over mlm_nsp's segment pairs; "
                         "electra = replaced-token detection with a small generator)")
-    p.add_argument("--generator-size", type=float, default=0.25, metavar="FRACTION",
+    p.add_argument("--generator-size", type=finite_float, default=0.25, metavar="FRACTION",
                    help="electra: generator width as a fraction of the discriminator's (0 < f <= 1; default 0.25)")
-    p.add_argument("--rtd-weight", type=float, default=50.0, help="electra: weight of the replaced-token detection loss (default 50)")
+    p.add_argument("--rtd-weight", type=finite_float, default=50.0, help="electra: weight of the replaced-token detection loss (default 50)")
     add_adversarial_options(p, "ALUM-style adversarial training", alpha=10.0)  # ALUM's KL weight
     p.add_argument("--nsp", action="store_true", help="same as --objective mlm_nsp (two-segment inputs + next-sentence prediction)")
     p.add_argument("--no-packing", action="store_true", help="one document per sequence instead of packed windows")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from blurbkit.cli.argtypes import positive_float
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -24,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="per-layer vector: the [CLS] position (default) or the mean over the text's tokens")
     parser.add_argument("--seeds", type=int, default=3, help="probe seeds per depth (default 3)")
     parser.add_argument("--epochs", type=int, default=20, help="probe training epochs; the best on dev is kept (default 20)")
-    parser.add_argument("--lr", type=float, default=1e-3, help="probe learning rate, Adam (default 1e-3)")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="probe learning rate, Adam (default 1e-3)")
     parser.add_argument("--batch-size", type=int, default=64, help="probe batch size (default 64)")
     parser.add_argument("--mlp-size", type=int, default=256, help="hidden units of the probe's MLP (default 256)")
     parser.add_argument("--max-length", type=int, help="maximum subword length (default: the dataset's)")
