@@ -271,3 +271,18 @@ def test_options_a_command_would_ignore_or_crash_on_are_one_line(argv, message, 
     (tmp_path / "in.txt").write_text("Aspirin helps.\n")
     assert main(argv) == 2
     assert message in one_error_line(capsys)
+
+
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, capsys):
+    text = tmp_path / "in.txt"
+    text.write_text("Aspirin helps.\n")
+    assert main(["predict", "--model", str(NER), "--input", str(text), "--out", str(text)]) == 2
+    assert "--out is the --input file" in one_error_line(capsys)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Aspirin helps patients with pain after surgery in most trials.\n")
+    for report in (corpus, tmp_path / "out.jsonl"):  # the report would replace the input, or the corpus just built
+        assert main(["corpus", "build", str(corpus), "--out", str(tmp_path / "out.jsonl"), "--report", str(report),
+                     "--no-test-filter"]) == 2
+        assert "write it somewhere else" in one_error_line(capsys)
+    assert text.read_text() == "Aspirin helps.\n" and corpus.read_text().startswith("Aspirin helps patients")
+    assert not (tmp_path / "out.jsonl").exists()

@@ -62,6 +62,7 @@ def _check_outputs(args: argparse.Namespace, inputs: list[str], report: bool = T
     check_not_an_input(args.out, inputs)
     check_writable(args.out, "--out file", file=True)
     if report:
+        check_not_an_input(_report_path(args), [*inputs, args.out])  # the report never replaces a corpus
         check_writable(_report_path(args), "report file", file=True)
 
 

@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from blurbkit.fileio import atomic_write, check_writable, parse_jsonl, read_lines
 
     if args.out:
+        if args.input.exists() and args.out.resolve() == args.input.resolve():
+            raise BlurbkitError("--out is the --input file: it would be replaced by the predictions; write them "
+                                "somewhere else", path=args.out)
         check_writable(args.out, "--out file", file=True)  # before any model loads or predicts
     fmt = args.format or ("jsonl" if args.input.suffix == ".jsonl" else "txt")
     documents_mode = bool(args.ner or args.relations) or fmt in ("pubtator", "bioc")

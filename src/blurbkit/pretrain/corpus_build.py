@@ -31,7 +31,7 @@ def check_not_an_input(out: str | Path, inputs: list[str | Path]) -> None:
         source = Path(item).resolve()
         if target == source or (source.is_dir() and source in target.parents):
             where = "an input" if target == source else f"inside the input folder {item}"
-            raise BlurbkitError(f"the output is {where}; write the corpus somewhere else", path=out)
+            raise BlurbkitError(f"the output is {where}; write it somewhere else", path=out)
 
 
 @contextlib.contextmanager
