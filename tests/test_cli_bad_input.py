@@ -286,3 +286,17 @@ def test_an_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, caps
         assert "write it somewhere else" in one_error_line(capsys)
     assert text.read_text() == "Aspirin helps.\n" and corpus.read_text().startswith("Aspirin helps patients")
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_pretraining_paths_that_cannot_be_folders_are_one_line(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Aspirin helps patients with pain.\n\nInsulin lowers glucose in most patients.\n")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "gone" / "runs")
+    base = ["pretrain", "--corpus", str(corpus), "--from-scratch", "tiny", "--tokenizer", "default", "--max-steps", "1",
+            "--no-progress"]
+    assert main([*base, "--out", str(tmp_path / "o"), "--cache-dir", str(corpus)]) == 2
+    assert "the --cache-dir is a file; give a folder" in one_error_line(capsys)
+    assert main([*base, "--out", str(dangling)]) == 2
+    assert "the --out folder is a link to nothing" in one_error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "dangling"]

@@ -125,6 +125,8 @@ def check_writable(path: str | Path, what: str = "output", file: bool = False, f
         raise BlurbkitError(f"the {what} is a directory; give a file name", path=path)
     if folder and path.exists() and not path.is_dir():
         raise BlurbkitError(f"the {what} is a file; give a folder", path=path)
+    if path.is_symlink() and not path.exists():
+        raise BlurbkitError(f"the {what} is a link to nothing ({os.readlink(path)}); give a real path", path=path)
     existing = next(folder for folder in path.parents if folder.exists())
     if not existing.is_dir():
         raise BlurbkitError(f"cannot write the {what} here ({existing} is a file, not a folder)", path=path)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import write_json
+from blurbkit.fileio import check_writable, write_json
 from blurbkit.pretrain import checkpoint as ckpt
 from blurbkit.pretrain.config import PretrainConfig, config_digest, model_and_tokenizer
 from blurbkit.pretrain.corpus import corpus_files
@@ -167,6 +167,9 @@ def _setup(cfg: PretrainConfig, objective: Objective) -> Run:
     accelerator = _accelerator(cfg)
     out = Path(cfg.out)
     if accelerator.is_main_process:
+        check_writable(out, "--out folder", folder=True)  # a file or a dangling link there: one line
+        if cfg.cache_dir:
+            check_writable(Path(cfg.cache_dir), "--cache-dir", folder=True)
         out.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
     model, tokenizer = model_and_tokenizer(cfg, objective)
