@@ -57,3 +57,13 @@ def test_cost_bad_inputs_are_one_line(tmp_path, capsys, monkeypatch):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (argv, err)
         assert not (tmp_path / "runs").exists(), argv
+
+
+def test_a_model_that_does_not_load_leaves_no_store(tmp_path, shared_data, capsys, monkeypatch):
+    model = build_tiny_bert(tmp_path / "enc", hidden=16, layers=1, heads=2)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    monkeypatch.chdir(tmp_path)
+    assert main(["cost", "--models", str(model), "--dataset", "biosses", "--data", str(shared_data)]) == 2
+    assert "cannot load the model weights" in capsys.readouterr().err
+    assert not (tmp_path / "runs" / "results.sqlite").exists()

@@ -47,7 +47,7 @@ from blurbkit.models.loading import (
 )
 from blurbkit.runtime.capability import capability
 from blurbkit.runtime.precision import autocast_dtype, dtype_name, pick_device
-from blurbkit.store.results import ResultsStore
+from blurbkit.store.results import check_store
 from blurbkit.tasks.registry import get_dataset
 from blurbkit.train.config import FinetuneConfig
 from blurbkit.train.splits import load_splits
@@ -91,7 +91,7 @@ def probe_study(dataset: str, out: Path, model: str | None = None, data: str | N
     read_config(model_dir)
     check_writable(out, "probe output directory", folder=True)
     if store is not None:
-        ResultsStore(store).close()  # a store that cannot take the rows fails now, not after the probes
+        check_store(store)  # a store that cannot take the rows fails now, not after the probes
     config = FinetuneConfig(dataset=spec.name, data=data, model=model, max_train_examples=max_train_examples,
                             max_eval_examples=max_eval_examples, max_test_examples=max_test_examples,
                             max_length=max_length)

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from blurbkit.fileio import check_writable
     from blurbkit.speed.machine import machine_info
-    from blurbkit.store.results import ResultsStore
+    from blurbkit.store.results import check_store
     from blurbkit.tasks.registry import all_datasets, get_dataset
 
     spec = get_dataset(args.dataset)
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise BlurbkitError(f"--max-train-examples must be at least 1 (got {args.max_train_examples})")
     models = resolve_cost_models(args.models)  # bad names are refused before anything is created
     check_writable(args.out / f"cost-{spec.name}.md", "cost table")
-    ResultsStore(store).close()  # a store that cannot take the rows fails now, not after the timing
+    check_store(store)  # a store that cannot take the rows fails now, not after the timing
     machine = machine_info()
     rows = []
     for model in models:

@@ -134,6 +134,19 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def check_store(path: str | Path) -> None:
+    """Before long work whose rows go to `path`: an existing store must open (a store, not newer
+    than this blurbkit); a new one must be writable there. Nothing is created yet, so a command
+    refused later (a model that does not load) leaves no empty store behind."""
+    from blurbkit.fileio import check_writable
+
+    path = Path(path)
+    if path.exists():
+        ResultsStore(path).close()
+    else:
+        check_writable(path, "results store", file=True)
+
+
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """Every run of a store, read-only (reports: never writes, never creates, works beside a live
     writer). A version-1 store's rows read as finished; a newer schema, a file that is no SQLite
