@@ -148,3 +148,26 @@ def test_peaks_times_a_real_matmul():
     numbers = peak.detail.split(" GFLOP/s")[0].replace(",", "")  # "fp32 N[ bf16 M]"
     assert peak.name == "matmul peak" and float(numbers.split()[1]) > 0  # slow on busy cores, but never shown as 0
     assert all(c.status == "note" for c in rest)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("cut", "weights do not open (Error while deserializing header: incomplete metadata"),
+    ("no_unk", "the tokenizer cannot encode text (WordPiece error: Missing [UNK]"),
+])
+def test_a_model_that_would_not_load_is_not_called_ready(damage, message, tmp_path, capsys):
+    import json
+
+    from blurbkit.models.tiny import build_tiny_bert
+
+    model = build_tiny_bert(tmp_path / "enc", hidden=16, layers=1, heads=2)
+    code, out = _doctor(capsys, "--model", str(model), "--data", str(tmp_path))
+    assert "ok model" in out  # intact: the checks below find the damage, not something else
+    if damage == "cut":
+        weights = model / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:-100])  # the header intact, the last tensor short
+    else:
+        tokenizer = json.loads((model / "tokenizer.json").read_text("utf-8"))
+        tokenizer["model"]["vocab"].pop("[UNK]")
+        (model / "tokenizer.json").write_text(json.dumps(tokenizer))
+    code, out = _doctor(capsys, "--model", str(model), "--data", str(tmp_path))
+    assert code == 1 and message in out and "ok model" not in out

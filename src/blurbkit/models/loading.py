@@ -16,7 +16,7 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 HEAD_FILE = "blurbkit_head.safetensors"  # a fine-tuned model's featurizer and head (models/model.py), not encoder weights
 
 
-def _load_errors() -> tuple[type[BaseException], ...]:
+def load_errors() -> tuple[type[BaseException], ...]:
     """What transformers / safetensors raise for a bad model directory (truncated or foreign weights,
     a config of another architecture); anything else is a bug and keeps its traceback."""
     from huggingface_hub.errors import StrictDataclassError
@@ -88,7 +88,7 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
-    except _load_errors() as err:  # a config.json field of the wrong type too: the tokenizer reads it
+    except load_errors() as err:  # a config.json field of the wrong type too: the tokenizer reads it
         raise BlurbkitError(f"cannot load the tokenizer ({error_line(err)})", path=path) from None
     if not tokenizer.is_fast:
         raise BlurbkitError("blurbkit needs a fast tokenizer (tokenizer.json or a WordPiece vocab.txt)", path=path)
@@ -120,7 +120,7 @@ def load_encoder(path: Path, **overrides: Any) -> PreTrainedModel:
 
     hf_logging.set_verbosity_error()  # the load report lists the unused pooler: expected, not news
     hf_logging.disable_progress_bar()
-    errors = _load_errors()
+    errors = load_errors()
     try:
         config = AutoConfig.from_pretrained(str(path), **overrides)
         try:
