@@ -41,6 +41,9 @@ def build_random_bert(out_dir: str | Path, hidden: int, layers: int, heads: int,
         intermediate_size=intermediate,
         max_position_embeddings=512,
     )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Writing model shards" bar for a file written in a blink
     BertModel(config, add_pooling_layer=False).save_pretrained(out_dir, safe_serialization=True)
     return out_dir
 
