@@ -300,3 +300,10 @@ def test_pretraining_paths_that_cannot_be_folders_are_one_line(tmp_path, capsys)
     assert main([*base, "--out", str(dangling)]) == 2
     assert "the --out folder is a link to nothing" in one_error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "dangling"]
+
+
+def test_a_number_longer_than_python_reads_is_one_line(tmp_path, capsys):
+    scores = tmp_path / "scores.json"
+    scores.write_text('{"gad": ' + "9" * 5000 + "}")
+    assert main(["score", str(scores)]) == 2
+    assert "not valid JSON (a number too long to read, value has 5000 digits)" in one_error_line(capsys)

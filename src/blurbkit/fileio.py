@@ -245,12 +245,17 @@ def _json_problem(text: str, obj: Any) -> str | None:
     return None
 
 
-def _loads(text: str, **options: Any) -> Any:
-    """json.loads with its RecursionError (nesting deeper than Python's stack) as a JSONDecodeError."""
+def json_loads(text: str, **options: Any) -> Any:
+    """json.loads with what it raises besides JSONDecodeError as one: nesting deeper than Python's
+    stack (RecursionError), and an integer of more digits than Python converts (ValueError)."""
     try:
         return json.loads(text, **options)
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply", text, 0) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as err:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise json.JSONDecodeError(f"a number too long to read, {str(err).rsplit(':', 1)[-1].strip()}", text, 0) from None
 
 
 def parse_jsonl(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -261,7 +266,7 @@ def parse_jsonl(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, d
         if not line.strip():
             continue
         try:
-            obj = _loads(line)
+            obj = json_loads(line)
         except json.JSONDecodeError as err:
             raise BlurbkitError(f"not valid JSON ({err.msg})", path=path, line=number) from None
         if not isinstance(obj, dict):
@@ -280,7 +285,7 @@ def read_json(path: str | Path) -> Any:
     """A JSON file; a key given twice in one object is refused (json would keep the last silently)."""
     text = "\n".join(read_lines(path))
     try:
-        obj = _loads(text, object_pairs_hook=_unique_keys)
+        obj = json_loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as err:
         raise BlurbkitError(f"not valid JSON ({err.msg})", path=path, line=err.lineno) from None
     except _DuplicateKey as err:

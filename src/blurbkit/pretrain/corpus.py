@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.fileio import parse_jsonl
+from blurbkit.fileio import json_loads, parse_jsonl
 from blurbkit.pretrain.text import normalize, split_sentences
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".pubtator", ".rel", ".txt", ".text", ".tsv")
@@ -143,7 +143,7 @@ def _read_json(path: Path, source: str) -> Iterator[Document]:
     with open_text(path) as handle:
         text = handle.read()
     try:
-        data = json.loads(text)
+        data = json_loads(text)
     except json.JSONDecodeError as err:
         if err.msg == "Extra data":  # JSON lines under a .json name
             yield from _read_jsonl(path, source)
