@@ -255,7 +255,7 @@ def json_loads(text: str, **options: Any) -> Any:
     except json.JSONDecodeError:
         raise
     except ValueError as err:  # "Exceeds the limit (4300 digits) for integer string conversion"
-        raise json.JSONDecodeError(f"a number too long to read, {str(err).rsplit(':', 1)[-1].strip()}", text, 0) from None
+        raise json.JSONDecodeError(f"a number too long to read, {str(err).rsplit(':', 1)[-1].split(';')[0].strip()}", text, 0) from None
 
 
 def parse_jsonl(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
