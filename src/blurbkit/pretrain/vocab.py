@@ -43,6 +43,9 @@ def _batches(sentences: Iterable[str], size: int = 1000) -> Iterator[list[str]]:
         yield batch
 
 
+MAX_SIZE = 1_000_000  # pieces: far above any BERT-style vocabulary, far below what exhausts memory
+
+
 def build_vocab(
     sentences: Iterable[str],
     out: str | Path,
@@ -63,6 +66,9 @@ def build_vocab(
 
     if size < len(SPECIAL_TOKENS) + 10:
         raise BlurbkitError(f"--size {size} is too small for a vocabulary")
+    if size > MAX_SIZE:  # the trainer reserves memory by the size asked for: 3e9 aborted the process
+        raise BlurbkitError(f"--size {size} is more than {MAX_SIZE:,} pieces (BERT-style vocabularies are 30-50 k, "
+                            "multilingual ones 250 k)")
     # Only nothing, an empty folder or an earlier vocabulary is replaced: a model folder given by mistake is kept.
     check_replaceable(out, "vocab_build.json", "a vocabulary built by blurbkit")
     tokenizer = Tokenizer(WordPiece(unk_token="[UNK]", continuing_subword_prefix="##", max_input_chars_per_word=100))
