@@ -263,6 +263,8 @@ def test_an_unusable_path_no_check_caught_is_one_line_and_an_io_fault_keeps_its_
     (["finetune", "--dataset", "gad", "--out", "r", "--adv-alpha", "2"], "--adv-alpha: only with --adversarial"),
     (["ablate", "--study", "relation", "--preset", "tiny"], "--preset: only with --study pretraining"),
     (["vocab", "build", "--corpus", "in.txt", "--out", "v", "--size", "3000000000"], "--size 3000000000 is more than 1,000,000 pieces"),
+    (["benchmark", "--datasets", "biosses,gad,biosses"], "--datasets names biosses more than once"),
+    (["benchmark", "--protocol", "full", "--datasets", "gad", "--grid", ";;", "--plan"], "--grid ';;': names no grid key"),
     (["predict", "--model", "m", "--input", "in.txt", "--keep-negative"],
      "--keep-negative: for the document pipeline (--ner/--relations), not --model"),
     (["datasets", "add", "toy", "--format", "conll", "--source", "~nosuchuser4242/x"], "no such user's home directory"),

@@ -39,7 +39,7 @@ def test_grids_are_data_and_the_override_is_parsed():
     assert DatasetProtocol.make(FinetuneConfig("gad"), parse_grid(TINY_GRID), 2).run_count() == 3
 
 
-@pytest.mark.parametrize("text", ["lr=abc", "lr=1e-5;bs=16.5", "lr=-1", "depth=3", "lr=", "select=1,2"])
+@pytest.mark.parametrize("text", ["lr=abc", "lr=1e-5;bs=16.5", "lr=-1", "depth=3", "lr=", "select=1,2", ";;;", ""])
 def test_a_bad_grid_is_one_error(text):
     with pytest.raises(BlurbkitError, match="--grid"):
         parse_grid(text)

@@ -49,6 +49,9 @@ def resolve_datasets(names: str | Sequence[str]) -> list[str]:
     chosen = [get_dataset(name.strip()).name for name in items if name.strip()]
     if not chosen:
         raise BlurbkitError(f"no dataset named in {names!r}")
+    repeated = sorted({name for name in chosen if chosen.count(name) > 1})
+    if repeated:  # an alias and its name, or a typo'd list: its runs would be counted and run twice
+        raise BlurbkitError(f"--datasets names {', '.join(repeated)} more than once")
     return chosen
 
 

@@ -77,6 +77,8 @@ def parse_grid(text: str | None) -> dict[str, Any]:
             raise BlurbkitError(f"--grid {name}: one value, not {len(numbers)}")
         else:
             out[key] = numbers[0]
+    if text is not None and not out:  # ';;;' or '': an override that overrides nothing
+        raise BlurbkitError(f"--grid {text!r}: names no grid key (expected e.g. 'lr=1e-5,3e-5;bs=16,32')")
     return out
 
 
