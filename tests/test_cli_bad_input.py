@@ -264,6 +264,7 @@ def test_an_unusable_path_no_check_caught_is_one_line_and_an_io_fault_keeps_its_
     (["ablate", "--study", "relation", "--preset", "tiny"], "--preset: only with --study pretraining"),
     (["vocab", "build", "--corpus", "in.txt", "--out", "v", "--size", "3000000000"], "--size 3000000000 is more than 1,000,000 pieces"),
     (["benchmark", "--datasets", "biosses,gad,biosses"], "--datasets names biosses more than once"),
+    (["pretrain", "--corpus", "in.txt", "--out", "o", "--rtd-weight", "10"], "--rtd-weight: only with --objective electra"),
     (["benchmark", "--protocol", "full", "--datasets", "gad", "--grid", ";;", "--plan"], "--grid ';;': names no grid key"),
     (["predict", "--model", "m", "--input", "in.txt", "--keep-negative"],
      "--keep-negative: for the document pipeline (--ner/--relations), not --model"),

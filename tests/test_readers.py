@@ -159,10 +159,11 @@ def test_pico_carve_out_first_n_abstracts(shared_data):
         read(shared_data, "ebm_pico", "test", options).records
         == read(shared_data, "ebm_pico", "test").records
     )
-    with pytest.raises(BlurbkitError, match="between 1 and 959"):
-        read_split(
-            get_dataset("ebm_pico"), shared_data / "ebm_pico", "train", ReadOptions(pico_train_from_dev=960)
-        )
+    for carve in (960, 0):  # 0 is refused like any value out of range, not taken for "not given"
+        with pytest.raises(BlurbkitError, match="between 1 and 959"):
+            read_split(
+                get_dataset("ebm_pico"), shared_data / "ebm_pico", "train", ReadOptions(pico_train_from_dev=carve)
+            )
 
 
 @pytest.mark.parametrize("fold", [0, 9])

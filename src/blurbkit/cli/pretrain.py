@@ -85,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.mask_rate < 1:
         raise BlurbkitError("--mask-rate must be between 0 and 1")
     objective = resolve_objective(args.objective, args.nsp, explicit=args.objective is not None)
+    if objective != "electra":  # ELECTRA's own numbers would be read by nothing: say so instead of ignoring them
+        given = [flag for flag, value, default in (("--generator-size", args.generator_size, 0.25),
+                                                    ("--rtd-weight", args.rtd_weight, 50.0)) if value != default]
+        if given:
+            raise BlurbkitError(f"{', '.join(given)}: only with --objective electra (this run's objective is {objective})")
     cfg = PretrainConfig(
         corpus=args.corpus, out=args.out, tokenizer=args.tokenizer, from_scratch=args.from_scratch, init=args.init,
         max_length=args.max_length, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,

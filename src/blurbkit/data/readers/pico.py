@@ -93,10 +93,10 @@ def read_pico(spec: DatasetSpec, source_dir: Path, split: str, options: ReadOpti
     train_path = split_file(spec, source_dir, "train")
     if train_path.exists() or split == "test":
         data = SplitData(_flat(read_pico_file(spec, path, split)), [path])
-        if carve and split != "test":
+        if carve is not None and split != "test":
             data.notes.append(f"--pico-train-from-dev {carve} ignored: {train_path.name} is present")
         return data
-    if not carve:
+    if carve is None:  # 0 is a value, refused below, not "not given"
         if split == "train":
             raise SplitUnavailable(
                 f"dataset {spec.name!r}: the train split is not distributed here ({train_path} is absent; "
