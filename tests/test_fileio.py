@@ -29,3 +29,18 @@ def test_a_link_stays_a_link_and_its_file_is_replaced(tmp_path):
     link.symlink_to(target)
     write_text(link, "new")
     assert link.is_symlink() and os.readlink(link) == str(target) and target.read_text(encoding="utf-8") == "new"
+
+
+def test_lines_read_the_same_whatever_ends_them(tmp_path):
+    """LF, CRLF, a byte order mark, and a last line whose CRLF lost its LF (a hypothesis find: the CR
+    stayed in a HoC sentence id) all read as the same lines."""
+    from blurbkit.fileio import read_lines
+
+    expected = read_lines(_write(tmp_path / "lf.tsv", b"a\tb\nc\td\n"))
+    for name, raw in (("crlf", b"a\tb\r\nc\td\r\n"), ("bom", b"\xef\xbb\xbfa\tb\nc\td\n"), ("cut", b"a\tb\r\nc\td\r")):
+        assert read_lines(_write(tmp_path / f"{name}.tsv", raw)) == expected[: 2 if name == "cut" else None], name
+
+
+def _write(path, raw: bytes):
+    path.write_bytes(raw)
+    return path

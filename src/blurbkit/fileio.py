@@ -215,7 +215,10 @@ def read_lines(path: str | Path) -> list[str]:
     text = text.removeprefix("\ufeff")
     if not text.strip():
         raise BlurbkitError("file is empty", path=path)
-    return text.replace("\r\n", "\n").split("\n")
+    text = text.replace("\r\n", "\n")
+    if text.endswith("\r"):  # a last line cut from its CRLF's LF: the CR ends the line, it is not text
+        text = text[:-1]
+    return text.split("\n")
 
 
 def unicode_problem(text: str) -> str | None:

@@ -45,9 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="pretraining objective (default mlm = masked LM; mlm_nsp adds next-sentence prediction; "
                         "mlm_pairs = masked LM alone over mlm_nsp's segment pairs; "
                         "electra = replaced-token detection with a small generator)")
-    p.add_argument("--generator-size", type=finite_float, default=0.25, metavar="FRACTION",
+    p.add_argument("--generator-size", type=finite_float, default=None, metavar="FRACTION",
                    help="electra: generator width as a fraction of the discriminator's (0 < f <= 1; default 0.25)")
-    p.add_argument("--rtd-weight", type=finite_float, default=50.0, help="electra: weight of the replaced-token detection loss (default 50)")
+    p.add_argument("--rtd-weight", type=finite_float, default=None, help="electra: weight of the replaced-token detection loss (default 50)")
     add_adversarial_options(p, "ALUM-style adversarial training", alpha=10.0)  # ALUM's KL weight
     p.add_argument("--nsp", action="store_true", help="same as --objective mlm_nsp (two-segment inputs + next-sentence prediction)")
     p.add_argument("--no-packing", action="store_true", help="one document per sequence instead of packed windows")
@@ -85,17 +85,12 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.mask_rate < 1:
         raise BlurbkitError("--mask-rate must be between 0 and 1")
     objective = resolve_objective(args.objective, args.nsp, explicit=args.objective is not None)
-    if objective != "electra":  # ELECTRA's own numbers would be read by nothing: say so instead of ignoring them
-        given = [flag for flag, value, default in (("--generator-size", args.generator_size, 0.25),
-                                                    ("--rtd-weight", args.rtd_weight, 50.0)) if value != default]
-        if given:
-            raise BlurbkitError(f"{', '.join(given)}: only with --objective electra (this run's objective is {objective})")
     cfg = PretrainConfig(
         corpus=args.corpus, out=args.out, tokenizer=args.tokenizer, from_scratch=args.from_scratch, init=args.init,
         max_length=args.max_length, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
         warmup=args.warmup, weight_decay=args.weight_decay, max_steps=args.max_steps, epochs=args.epochs,
         mask_rate=args.mask_rate, masking=args.masking, mask_schedule=args.mask_schedule,
-        objective=objective, nsp=args.nsp, generator_size=args.generator_size, rtd_weight=args.rtd_weight,
+        objective=objective, nsp=args.nsp, **check_objective_options(args, objective),
         **adversarial_settings(args),
         packing=not args.no_packing, seed=args.seed, save_every=args.save_every, keep_checkpoints=args.keep_checkpoints,
         log_every=args.log_every, resume=not args.no_resume, max_minutes=args.max_minutes, stop_after=args.stop_after,
@@ -110,3 +105,19 @@ def run(args: argparse.Namespace) -> int:
     if summary["stopped"] != "interrupted":
         print(f"wrote the model to {args.out}")
     return 0
+
+
+def check_objective_options(args: argparse.Namespace, objective: str) -> dict[str, float]:
+    """The objective-specific options given (ELECTRA's --generator-size, --rtd-weight: None when not
+    given, so the objective's own defaults apply). One given for another objective would be read by
+    nothing: one line instead of silence."""
+    from blurbkit.errors import BlurbkitError
+    from blurbkit.pretrain.objectives import OBJECTIVES, get_objective
+
+    owners = {option: name for name in OBJECTIVES.names() for option in get_objective(name).reads}
+    given = {option: getattr(args, option) for option in owners if getattr(args, option) is not None}
+    foreign = [option for option in given if option not in get_objective(objective).reads]
+    if foreign:
+        raise BlurbkitError(f"{', '.join('--' + o.replace('_', '-') for o in foreign)}: only with --objective "
+                            f"{'/'.join(sorted({owners[o] for o in foreign}))} (this run's objective is {objective})")
+    return given

@@ -28,6 +28,9 @@ class Objective:
     # The loss terms its training module reports, each a train_log.jsonl column (the loss combines them
     # as the objective says: MLM + NSP, or ELECTRA's generator loss + 50 x replaced-token detection).
     loss_parts: tuple[str, ...] = ("mlm_loss",)
+    # The PretrainConfig options only this objective reads (set away from their defaults with another
+    # objective, they are refused rather than ignored).
+    reads: tuple[str, ...] = ()
 
     def configure(self, cfg: Any) -> None:
         """Read this objective's options from the PretrainConfig; refuse bad ones with one

@@ -170,6 +170,7 @@ class Electra(Objective):
     mask_fraction: float = 0.85
     random_fraction: float = 0.0
     loss_parts = ("gen_loss", "rtd_loss")
+    reads = ("generator_size", "rtd_weight")
 
     def configure(self, cfg: Any) -> None:
         check_generator_size(cfg.generator_size)
