@@ -27,6 +27,7 @@ from typing import Any
 
 from blurbkit.experiments.ablation import Variant
 from blurbkit.experiments.benchmark import Benchmark
+from blurbkit.experiments.plan import PlannedRun
 from blurbkit.experiments.protocol import DatasetProtocol, choose, grid_for, point_of
 from blurbkit.experiments.run_records import run_key
 from blurbkit.experiments.stability import Cell, StabilityStudy, check_no_conflict, row_label, seeds_for
@@ -93,12 +94,10 @@ def plan_searches(study: StabilityStudy, datasets: Sequence[str], variants: Sequ
 
 
 def planned_runs(study: str, cells: Sequence[Cell], searches: Sequence[Search], rows: Sequence[dict[str, Any]],
-                 label: str, budget: str) -> list[Any]:
+                 label: str, budget: str) -> list[PlannedRun]:
     """What `ablate --plan` costs: the fixed methods' runs, each search's selection runs, and its test
     runs on the chosen point (or, before every selection run is stored, on a point not chosen yet:
     costed at the mean of the grid's epoch options)."""
-    from blurbkit.experiments.plan import PlannedRun
-
     def key_of(cell: Cell) -> str:
         return run_key(study, cell.variant, cell.config, label, budget).digest()
 
