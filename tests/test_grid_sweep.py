@@ -91,6 +91,28 @@ def test_a_study_on_an_executor_stores_what_this_process_stores(fake, sync, tmp_
     assert len(sync.submitted) == 4 and "4 of 4 runs already stored; skipped" in capsys.readouterr().err
 
 
+def test_runs_exported_from_one_machine_are_not_trained_again_on_another(fake, sync, tmp_path, capsys):
+    """Two machines, no shared store: seeds 0-1 trained on A, exported, merged into B's store;
+    B's 3-seed study trains only seed 2 and stores what one machine running all of it stores."""
+    assert main(_stability(fake.model, tmp_path / "a")) == 0
+    export = tmp_path / "a-runs.jsonl"
+    assert main(["store", "export", "--store", str(tmp_path / "a" / "results.sqlite"), "--out", str(export)]) == 0
+    assert main(["store", "merge", str(export), "--into", str(tmp_path / "b" / "results.sqlite")]) == 0
+    assert "4 run(s) added, 0 failed run(s) replaced by finished ones, 0 already there" in capsys.readouterr().out
+    fake.trained.clear()
+    assert main(_stability(fake.model, tmp_path / "b", "--seeds", "3")) == 0
+    assert sorted((c.seed, c.freeze_lower_half) for c in fake.trained) == [(2, False), (2, True)]
+    b_table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert main(_stability(fake.model, tmp_path / "one", "--seeds", "3")) == 0
+    one_table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("|")]
+    assert b_table and b_table == one_table
+
+    def scores(runs):
+        return {(r["run_key"], r["test_score"], r["dev_score"]) for r in ResultsStore(runs / "results.sqlite").rows()}
+
+    assert len(scores(tmp_path / "b")) == 6 and scores(tmp_path / "b") == scores(tmp_path / "one")
+
+
 def _benchmark(model, runs, seeds, *extra):
     return ["benchmark", "--datasets", "biosses", "--seeds", str(seeds), "--model", str(model), "--runs-dir", str(runs),
             "--no-progress", "--executor", "local", *extra]

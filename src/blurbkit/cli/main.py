@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "finetune",
     "benchmark",
     "status",
+    "store",
     "report",
     "compare",
     "predict",

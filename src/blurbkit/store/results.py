@@ -84,6 +84,7 @@ _SCHEMA = (
 _COLUMNS = ("run_key, study, variant, model, dataset, seed, budget, metric, dev_score, test_score, hyperparameters, "
             "dev_metrics, test_metrics, wall_seconds, train_examples_per_second, blurbkit_commit, run_dir, notes, created_at, "
             "status, error, threads")
+COLUMNS = tuple(c.strip() for c in _COLUMNS.split(","))  # every column but the local row id
 _UPDATE_ALL = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _COLUMNS.split(",") if c.strip() != "run_key")
 
 OK, FAILED = "ok", "failed"  # runs.status
@@ -335,6 +336,22 @@ class ResultsStore:
             stored = db.execute(sql, row).rowcount == 1
             db.execute("DELETE FROM claims WHERE run_key = ? AND token = ?", (digest, self.token))
             return stored
+
+        return self._transaction(write)
+
+    def merge(self, rows: list[dict[str, Any]],
+              choose: Callable[[dict[str, str], list[dict[str, Any]]], tuple[T, list[dict[str, Any]]]]) -> T:
+        """Add whole rows of other stores in one transaction: `choose(statuses, rows)` sees the
+        store's run_key -> status at that moment and returns (its result, the rows to write). A
+        row replaces a stored run only where that run failed."""
+
+        def write(db: sqlite3.Connection) -> T:
+            existing = {r["run_key"]: r["status"] for r in db.execute("SELECT run_key, status FROM runs")}
+            result, chosen = choose(existing, rows)
+            sql = (f"INSERT INTO runs ({_COLUMNS}) VALUES ({','.join('?' * len(COLUMNS))}) "
+                   f"ON CONFLICT(run_key) DO UPDATE SET {_UPDATE_ALL} WHERE runs.status = '{FAILED}'")
+            db.executemany(sql, [tuple(row[name] for name in COLUMNS) for row in chosen])
+            return result
 
         return self._transaction(write)
 

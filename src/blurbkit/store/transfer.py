@@ -1,0 +1,149 @@
+"""Runs carried between results stores, for sweeps that ran where no store was shared: machines
+without Ray (one store per batch-queue task), or machines that do not keep their disk from one day to
+the next. `export` writes a store's runs as JSON lines (text that diffs, and travels in a repository);
+`merge` adds the runs of stores or exports to one store, so that a re-run sweep trains only what none
+of them holds.
+
+A run is known by its key (`RunKey`), and an export line must carry the key its fields make: an edited
+score keeps its key, but an edited dataset, seed or setting would otherwise be counted as the run it
+no longer is. Merging never replaces a finished run; a failed one gives way to a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from blurbkit.errors import BlurbkitError
+from blurbkit.fileio import parse_jsonl, read_lines
+from blurbkit.store.results import COLUMNS, FAILED, OK, RunKey, read_rows
+
+_KEY_FIELDS = ("study", "variant", "model", "dataset", "seed", "budget", "hyperparameters")
+_TEXT = ("study", "variant", "model", "dataset", "budget", "metric", "hyperparameters", "created_at")
+_OPTIONAL_TEXT = ("blurbkit_commit", "run_dir", "error")
+_NUMBERS = ("dev_score", "test_score", "wall_seconds", "train_examples_per_second")
+_JSON_COLUMNS = {"dev_metrics": dict, "test_metrics": dict, "notes": list}  # JSON text in the store, objects in an export
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def key_of(row: dict[str, Any]) -> RunKey:
+    return RunKey(*(row[name] for name in _KEY_FIELDS))
+
+
+def export_records(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """A store's rows as export lines: every column but the local row id, JSON columns as objects."""
+    for row in rows:
+        record = {name: row.get(name) for name in COLUMNS}
+        for name in _JSON_COLUMNS:
+            record[name] = json.loads(record[name]) if record[name] else _JSON_COLUMNS[name]()
+        yield record
+
+
+def _problem(record: dict[str, Any]) -> str | None:
+    """Why an export line is not a run (None: it is one)."""
+    missing = [name for name in ("run_key", *_KEY_FIELDS, "metric", "status", "created_at") if name not in record]
+    if missing:
+        return f"not a run: {', '.join(missing)} missing"
+    for name in _TEXT + ("run_key",):
+        if not isinstance(record[name], str) or not record[name]:
+            return f"{name} must be a non-empty string"
+    for name in _OPTIONAL_TEXT:
+        if record.get(name) is not None and not isinstance(record[name], str):
+            return f"{name} must be a string or null"
+    if not isinstance(record["seed"], int) or isinstance(record["seed"], bool) or record["seed"] < 0:
+        return "seed must be a non-negative integer"
+    for name in _NUMBERS:
+        value = record.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)):
+            return f"{name} must be a finite number or null"
+    threads = record.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        return "threads must be a positive integer or null"
+    for name, kind in _JSON_COLUMNS.items():
+        if record.get(name) is not None and not isinstance(record[name], kind):
+            return f"{name} must be a JSON {'object' if kind is dict else 'array'}"
+    if record["status"] not in (OK, FAILED):
+        return f"status must be {OK!r} or {FAILED!r}, not {record['status']!r}"
+    if record["status"] == OK and record.get("test_score") is None:
+        return "a finished run (status 'ok') without a test_score"
+    if record["run_key"] != key_of(record).digest():
+        return "run_key does not match the run's study/variant/model/dataset/seed/budget/hyperparameters (edited?)"
+    return None
+
+
+def _store_row(record: dict[str, Any]) -> dict[str, Any]:
+    row = {name: record.get(name) for name in COLUMNS}
+    for name, kind in _JSON_COLUMNS.items():
+        row[name] = json.dumps(record.get(name) or kind())
+    return row
+
+
+def is_store_file(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
+
+
+def read_runs(path: str | Path) -> list[dict[str, Any]]:
+    """The runs of a results store or of an export file, as store rows; a line that is not a run, or a
+    run given twice with different contents, is one BlurbkitError naming the file and line."""
+    path = Path(path)
+    if path.is_file() and is_store_file(path):
+        return [_store_row(record) for record in export_records(read_rows(path))]
+    rows: dict[str, tuple[int, dict[str, Any]]] = {}
+    for line, record in parse_jsonl(read_lines(path), path):
+        problem = _problem(record)
+        if problem:
+            raise BlurbkitError(problem, path=path, line=line)
+        row = _store_row(record)
+        first = rows.setdefault(row["run_key"], (line, row))
+        if first[1] != row:
+            raise BlurbkitError(f"run {row['run_key'][:12]} is given twice with different contents (first on line {first[0]})",
+                                path=path, line=line)
+    return [row for _, row in rows.values()]
+
+
+def relabel(rows: list[dict[str, Any]], old: str, new: str) -> int:
+    """Give the runs of model `old` the store name `new` (a model directory at another path on
+    this machine), with the key that name makes. Returns how many runs were renamed."""
+    count = 0
+    for row in rows:
+        if row["model"] == old:
+            row["model"] = new
+            row["run_key"] = key_of(row).digest()
+            count += 1
+    return count
+
+
+@dataclass
+class MergeCounts:
+    added: int = 0  # runs the store did not have
+    replaced: int = 0  # failed runs of the store that a finished run of the sources replaced
+    kept: int = 0  # runs the store had already (a finished run, or failed in both)
+
+    def summary(self) -> str:
+        return (f"{self.added} run(s) added, {self.replaced} failed run(s) replaced by finished ones, "
+                f"{self.kept} already there")
+
+
+def merge_counts(existing: dict[str, str], rows: Iterable[dict[str, Any]]) -> tuple[MergeCounts, list[dict[str, Any]]]:
+    """What merging `rows` into a store whose runs have the statuses `existing` (run_key -> status)
+    does: the counts, and the rows to write. A finished run wins over a failed one; among rows of
+    the same status the first one stays."""
+    counts, chosen = MergeCounts(), {}
+    for row in rows:
+        key = row["run_key"]
+        before = chosen[key]["status"] if key in chosen else existing.get(key)
+        if before is None:
+            counts.added += 1
+        elif before == FAILED and row["status"] == OK:
+            if key in existing and key not in chosen:
+                counts.replaced += 1
+        else:
+            counts.kept += 1
+            continue
+        chosen[key] = row
+    return counts, list(chosen.values())
