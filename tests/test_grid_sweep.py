@@ -34,7 +34,7 @@ def fake(tmp_path, monkeypatch):
     and scores by dataset, seed and method. `crash[dataset]`: RuntimeErrors before it succeeds;
     `bad`: datasets that fail as bad input."""
     model = fake_model_dir(tmp_path)
-    state = types.SimpleNamespace(model=model, trained=[], crash={}, bad=set())
+    state = types.SimpleNamespace(model=model, trained=[], crash={}, bad=set(), precision=None)
 
     def run_finetune(config):
         if config.dataset in state.bad:
@@ -44,7 +44,8 @@ def fake(tmp_path, monkeypatch):
             raise RuntimeError("worker ran out of memory")
         state.trained.append(config)
         score = 0.5 + 0.01 * config.seed + (0.1 if config.freeze_lower_half else 0.0)
-        metrics = {"metric": "pearson", "test": {"score": score}, "dev": {"score": score}, "wall_seconds": 0.0, "notes": []}
+        metrics = {"metric": "pearson", "test": {"score": score}, "dev": {"score": score}, "wall_seconds": 0.0, "notes": [],
+                   "precision": state.precision}
         config.out.mkdir(parents=True, exist_ok=True)
         (config.out / "metrics.json").write_text(json.dumps(metrics))
         return metrics
@@ -111,6 +112,19 @@ def test_runs_exported_from_one_machine_are_not_trained_again_on_another(fake, s
         return {(r["run_key"], r["test_score"], r["dev_score"]) for r in ResultsStore(runs / "results.sqlite").rows()}
 
     assert len(scores(tmp_path / "b")) == 6 and scores(tmp_path / "b") == scores(tmp_path / "one")
+
+
+def test_a_table_of_runs_merged_from_a_bf16_and_an_fp32_machine_says_so(fake, sync, tmp_path, capsys):
+    fake.precision = "bf16"
+    assert main(_stability(fake.model, tmp_path / "a")) == 0
+    assert main(["store", "merge", str(tmp_path / "a" / "results.sqlite"), "--into", str(tmp_path / "b" / "results.sqlite")]) == 0
+    fake.precision = "fp32"
+    capsys.readouterr()
+    assert main(_stability(fake.model, tmp_path / "b", "--seeds", "3")) == 0
+    assert "MIXED PRECISION: 4 run(s) bf16, 2 run(s) fp32" in capsys.readouterr().out
+    assert {r["precision"] for r in ResultsStore(tmp_path / "b" / "results.sqlite").rows()} == {"bf16", "fp32"}
+    assert main(_stability(fake.model, tmp_path / "a")) == 0  # one machine's runs: nothing to say
+    assert "MIXED PRECISION" not in capsys.readouterr().out
 
 
 def _benchmark(model, runs, seeds, *extra):

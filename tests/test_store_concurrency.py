@@ -321,7 +321,7 @@ def test_a_version_1_store_gains_the_status_column_and_failed_runs_never_hide_fi
     path = tmp_path / "results.sqlite"
     with sqlite3.connect(path) as db:  # a store as the previous blurbkit wrote it
         for statement in results._SCHEMA:
-            db.execute(statement.replace(",\n    status TEXT NOT NULL DEFAULT 'ok',\n    error TEXT,\n    threads INTEGER", ""))
+            db.execute(statement.replace(",\n    status TEXT NOT NULL DEFAULT 'ok',\n    error TEXT,\n    threads INTEGER,\n    precision TEXT", ""))
         db.execute("INSERT INTO meta VALUES ('schema_version', '1')")
         old = (_key(0, 0).digest(), "concurrency", "w0", "tiny", "gad", 0, "full", "micro_f1", 0.25, 0.5,
                _key(0, 0).hyperparameters, json.dumps({"score": 0.25, "n": 5}), json.dumps({"score": 0.5, "n": 10}),
@@ -329,7 +329,7 @@ def test_a_version_1_store_gains_the_status_column_and_failed_runs_never_hide_fi
         db.execute(f"INSERT INTO runs VALUES (1, {','.join('?' * len(old))})", old)
     store = ResultsStore(path)
     [row] = store.rows()
-    assert row["status"] == "ok" and row["error"] is None and row["threads"] is None  # not kept then
+    assert row["status"] == "ok" and row["error"] is None and row["threads"] is None and row["precision"] is None  # not kept then
     _check_row(row)
     assert store.add_failed(_key(0, 0), "micro_f1", "boom", "abc", None) is False  # a finished run stays
     failed = _key(0, 1)

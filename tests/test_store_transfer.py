@@ -23,7 +23,8 @@ def _key(seed: int, dataset: str = "biosses", model: str = DEFAULT_STORE_LABEL) 
 
 def _metrics(score: float, threads: int | None = 2) -> dict:
     return {"metric": "pearson", "test": {"score": score, "trivial_score": 0.0}, "dev": {"score": score + 0.01},
-            "wall_seconds": 95.5, "train_examples_per_second": 12.25, "notes": ["a note"], "threads": threads}
+            "wall_seconds": 95.5, "train_examples_per_second": 12.25, "notes": ["a note"], "threads": threads,
+            "precision": "bf16"}
 
 
 def _make_store(path: Path) -> Path:
@@ -157,3 +158,16 @@ def test_merge_refuses_its_own_store_an_unknown_relabel_and_a_foreign_database(t
     assert main(["store", "export", "--store", str(source), "--out", str(source)]) == 2
     assert "--out is the store itself" in capsys.readouterr().err
     assert not (tmp_path / "b.sqlite").exists() and _columns(source) == before
+
+
+def test_a_benchmark_cell_of_mixed_precisions_says_so_and_rows_that_did_not_record_one_are_not_counted(tmp_path):
+    from blurbkit.experiments.benchmark import summarise
+
+    store = ResultsStore(tmp_path / "s.sqlite")
+    for seed, precision in ((0, "bf16"), (1, "fp32"), (2, None)):
+        store.add(_key(seed), dict(_metrics(0.5), precision=precision), "abc", None)
+    store.add(_key(0, "gad"), _metrics(0.5), "abc", None)
+    store.add(_key(1, "gad"), dict(_metrics(0.5), precision=None), "abc", None)
+    cells = summarise(store.rows())["standard"]
+    assert "MIXED PRECISION: 1 run(s) bf16, 1 run(s) fp32" in cells["biosses"]["notes"]
+    assert not any("MIXED" in note for note in cells["gad"]["notes"])

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from blurbkit.data.prepare import DEVIATION
 from blurbkit.errors import BlurbkitError
-from blurbkit.experiments.run_records import finished_run, run_key
+from blurbkit.experiments.run_records import finished_run, mixed_precision_note, run_key
 from blurbkit.metrics.seeds import sample_std
 from blurbkit.store.labels import store_label
 from blurbkit.store.results import ALREADY_STORED, ResultsStore, RunKey
@@ -246,6 +246,9 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for (variant, dataset), items in grouped.items():
         scores = [100 * r["test_score"] for r in items]
         notes = sorted({note for r in items for note in json.loads(r["notes"] or "[]")})
+        mixed = mixed_precision_note(items)
+        if mixed:
+            notes.append(mixed)
         summary.setdefault(variant, {})[dataset] = {
             "mean": statistics.fmean(scores),
             "std": sample_std(scores),

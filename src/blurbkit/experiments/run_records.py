@@ -6,6 +6,8 @@ is found by the others, and a run that finished but was never stored is stored f
 from __future__ import annotations
 
 import json
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +40,12 @@ def finished_run(out: Path | None) -> dict[str, Any] | None:
         return None
     metrics["_blurbkit_commit"] = info.get("blurbkit_commit") if isinstance(info, dict) else None
     return metrics
+
+
+def mixed_precision_note(rows: Iterable[dict[str, Any]]) -> str | None:
+    """A cell whose runs computed in different precisions (merged from a bf16 and an fp32-only machine,
+    `blurbkit store merge`) says so: the same seed moves in its last digits, or more, between them."""
+    counts = Counter(r["precision"] for r in rows if r.get("precision"))  # older rows did not record it
+    if len(counts) < 2:
+        return None
+    return "MIXED PRECISION: " + ", ".join(f"{n} run(s) {name}" for name, n in sorted(counts.items()))

@@ -22,6 +22,7 @@ from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.ablation import Variant
+from blurbkit.experiments.run_records import mixed_precision_note
 from blurbkit.fileio import atomic_write, write_csv
 from blurbkit.metrics.seeds import sample_std
 from blurbkit.tasks.registry import get_dataset
@@ -245,7 +246,7 @@ def collect(cells: Sequence[Cell], rows: Sequence[dict[str, Any]], run_key_of: C
     out: dict[tuple[str, str], dict[str, Any]] = {}
     for cell in cells:
         entry = out.setdefault((cell.row, cell.variant), {"scores": [], "failed": [], "errored": 0, "seconds": [],
-                                                          "seeds": [], "dataset": cell.config.dataset,
+                                                          "seeds": [], "precisions": [], "dataset": cell.config.dataset,
                                                           "drop_layers": cell.config.drop_layers})
         row = by_key.get(run_key_of(cell))
         if row is None:
@@ -259,6 +260,7 @@ def collect(cells: Sequence[Cell], rows: Sequence[dict[str, Any]], run_key_of: C
         if row["wall_seconds"] is not None:  # a run stored without its time does not count as 0 s
             entry["seconds"].append(row["wall_seconds"])
         entry["seeds"].append(row["seed"])
+        entry["precisions"].append(row.get("precision"))
     return out
 
 
@@ -328,6 +330,9 @@ def stability_table(study: StabilityStudy, cells: Sequence[Cell], results: dict[
         lines.append(f"Here: {study.note}.")
     if study.published_note:
         lines.append(f"Published rows: {study.published_note}.")
+    mixed = mixed_precision_note({"precision": p} for e in results.values() for p in e.get("precisions", []))
+    if mixed:
+        lines.append(f"{mixed} (merged from machines of two kinds: a seed's score moves with the precision).")
     lines.append(f"Budget ({budget}):")
     lines += budget_lines(cells if budget_cells is None else budget_cells)
     lines += budget_extra

@@ -34,8 +34,9 @@ from blurbkit.errors import BlurbkitError
 
 # 1: runs and claims (claims: an addition older blurbkits ignore). 2: runs.status and runs.error,
 # for runs that failed (--keep-going); older blurbkits would read those as results, so they refuse it.
-# runs.threads (the torch threads a run's speeds were measured at) is an addition like claims: a
-# version-2 blurbkit writes NULL there and reads past it, so the version stays 2.
+# runs.threads (the torch threads a run's speeds were measured at) and runs.precision (the dtype it
+# computed in: bf16 and fp32 runs of one key differ in their last digits) are additions like claims:
+# a version-2 blurbkit writes NULL there and reads past them, so the version stays 2.
 SCHEMA_VERSION = 2
 
 LOCK_WAIT = 600.0  # seconds a write keeps retrying a locked store before giving up
@@ -68,7 +69,8 @@ _SCHEMA = (
     created_at TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'ok',
     error TEXT,
-    threads INTEGER
+    threads INTEGER,
+    precision TEXT
 )""",
     "CREATE INDEX IF NOT EXISTS runs_by_study ON runs (study, model, dataset)",
     """CREATE TABLE IF NOT EXISTS claims (
@@ -83,7 +85,7 @@ _SCHEMA = (
 
 _COLUMNS = ("run_key, study, variant, model, dataset, seed, budget, metric, dev_score, test_score, hyperparameters, "
             "dev_metrics, test_metrics, wall_seconds, train_examples_per_second, blurbkit_commit, run_dir, notes, created_at, "
-            "status, error, threads")
+            "status, error, threads, precision")
 COLUMNS = tuple(c.strip() for c in _COLUMNS.split(","))  # every column but the local row id
 _UPDATE_ALL = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _COLUMNS.split(",") if c.strip() != "run_key")
 
@@ -180,6 +182,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
                 row.setdefault("status", OK)
                 row.setdefault("error", None)
                 row.setdefault("threads", None)
+                row.setdefault("precision", None)
             return rows
         except (sqlite3.DatabaseError, ValueError) as err:
             problem = err
@@ -252,6 +255,8 @@ class ResultsStore:
                 db.execute("ALTER TABLE runs ADD COLUMN error TEXT")
             if "threads" not in columns:  # a store from before the runs' thread counts were kept
                 db.execute("ALTER TABLE runs ADD COLUMN threads INTEGER")
+            if "precision" not in columns:  # ... or their precisions
+                db.execute("ALTER TABLE runs ADD COLUMN precision TEXT")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
         self._transaction(create)
@@ -312,6 +317,7 @@ class ResultsStore:
             dev.get("score"), test.get("score"), key.hyperparameters, json.dumps(dev), json.dumps(test),
             metrics.get("wall_seconds"), metrics.get("train_examples_per_second"), commit, run_dir,
             json.dumps(metrics.get("notes", [])), time.strftime("%Y-%m-%dT%H:%M:%S"), OK, None, metrics.get("threads"),
+            metrics.get("precision"),
         )
         return self._insert(key, row, replace_ok=replace)
 
@@ -322,7 +328,7 @@ class ResultsStore:
         row = (
             key.digest(), key.study, key.variant, key.model, key.dataset, key.seed, key.budget, metric,
             None, None, key.hyperparameters, "{}", "{}", None, None, commit, run_dir, "[]",
-            time.strftime("%Y-%m-%dT%H:%M:%S"), FAILED, error, None,
+            time.strftime("%Y-%m-%dT%H:%M:%S"), FAILED, error, None, None,
         )
         return self._insert(key, row, replace_ok=False)
 

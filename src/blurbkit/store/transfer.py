@@ -24,7 +24,7 @@ from blurbkit.store.results import COLUMNS, FAILED, OK, RunKey, read_rows
 
 _KEY_FIELDS = ("study", "variant", "model", "dataset", "seed", "budget", "hyperparameters")
 _TEXT = ("study", "variant", "model", "dataset", "budget", "metric", "hyperparameters", "created_at")
-_OPTIONAL_TEXT = ("blurbkit_commit", "run_dir", "error")
+_OPTIONAL_TEXT = ("blurbkit_commit", "run_dir", "error", "precision")
 _NUMBERS = ("dev_score", "test_score", "wall_seconds", "train_examples_per_second")
 _JSON_COLUMNS = {"dev_metrics": dict, "test_metrics": dict, "notes": list}  # JSON text in the store, objects in an export
 _SQLITE_MAGIC = b"SQLite format 3\x00"
