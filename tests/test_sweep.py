@@ -171,3 +171,21 @@ def test_stored_speeds_are_scaled_to_the_planned_threads_per_run(monkeypatch):
     assert at_one.source == "store (1 run, 2 threads)"
     unknown = cost.rates_from_rows([{**row, "threads": None}], base, threads=1)
     assert unknown.train == 20.0 and unknown.source == "store (1 run, threads not recorded)"
+
+
+def test_a_plan_prefers_runs_of_this_machines_precision_and_says_when_it_has_only_another_class(monkeypatch):
+    """Merged stores hold runs from bf16 and fp32-only machines, 2-4x apart: this machine's kind (or
+    runs that did not record one) first; another kind's only when there is nothing else, named."""
+    import blurbkit.experiments.cost as cost
+
+    monkeypatch.setattr(cost, "split_sizes", lambda config: {"train": 50, "dev": 10, "test": 20})
+    row = {"status": "ok", "train_examples_per_second": 20.0, "wall_seconds": 100.0, "hyperparameters": "{}", "threads": 1}
+    base = FinetuneConfig(dataset="biosses", epochs=4)
+    fast_bf16 = {**row, "train_examples_per_second": 60.0, "wall_seconds": 200.0, "precision": "bfloat16"}
+    fp32 = {**row, "precision": "fp32"}
+    assert cost.rates_from_rows([fast_bf16, fp32], base, 1, "fp32").train == 20.0
+    assert cost.rates_from_rows([fast_bf16, fp32], base, 1, "bfloat16").train == 60.0
+    assert cost.rates_from_rows([fast_bf16, {**row, "precision": None}], base, 1, "fp32").train == 20.0
+    only_other = cost.rates_from_rows([fast_bf16], base, 1, "fp32")
+    assert only_other.train == 60.0
+    assert only_other.source == "store (1 run, 1 thread; measured in bfloat16, this machine computes fp32: another CPU class)"

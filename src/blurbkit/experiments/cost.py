@@ -58,13 +58,31 @@ def split_sizes(config: FinetuneConfig) -> dict[str, int]:
     return sizes
 
 
-def rates_from_rows(rows: Sequence[dict[str, Any]], base: FinetuneConfig, threads: int) -> Rates | None:
+def machine_precision(config: FinetuneConfig) -> str:
+    """The precision `config`'s runs compute in on this machine, named as runs store it."""
+    from blurbkit.runtime.precision import autocast_dtype, dtype_name, pick_device
+
+    return dtype_name(autocast_dtype(config.precision, pick_device()))
+
+
+def rates_from_rows(rows: Sequence[dict[str, Any]], base: FinetuneConfig, threads: int,
+                    precision: str | None = None) -> Rates | None:
     """From the longest finished run of this model on this dataset in the store, at `threads` per
     run: a run measured at another thread count is scaled as if its CPU time stayed the same (a
-    little pessimistic for fewer threads, optimistic for more: threads never scale perfectly)."""
+    little pessimistic for fewer threads, optimistic for more: threads never scale perfectly).
+    With `precision` (this machine's), runs of another precision (merged from another CPU class,
+    2-4x apart) are used only when there is no other, and the source says so."""
     usable = [r for r in rows if r.get("status", "ok") == "ok" and r["train_examples_per_second"] and r["wall_seconds"]]
     if not usable:
         return None
+    elsewhere = ""
+    if precision is not None:
+        same = [r for r in usable if r.get("precision") in (precision, None)]  # None: not recorded (older runs)
+        if same:
+            usable = same
+        else:
+            kinds = "/".join(sorted({r["precision"] for r in usable}))
+            elsewhere = f"; measured in {kinds}, this machine computes {precision}: another CPU class"
     row = max(usable, key=lambda r: r["wall_seconds"])
     measured = row.get("threads")
     scale = threads / measured if measured else 1.0
@@ -83,7 +101,8 @@ def rates_from_rows(rows: Sequence[dict[str, Any]], base: FinetuneConfig, thread
     else:
         evaluate = EVAL_SPEEDUP * row["train_examples_per_second"]
     at = f"{measured} thread{'s' if measured != 1 else ''}" if measured else "threads not recorded"
-    return Rates(row["train_examples_per_second"] * scale, evaluate * scale, OVERHEAD, f"store ({len(usable)} run{'s' if len(usable) != 1 else ''}, {at})")
+    return Rates(row["train_examples_per_second"] * scale, evaluate * scale, OVERHEAD,
+                 f"store ({len(usable)} run{'s' if len(usable) != 1 else ''}, {at}{elsewhere})")
 
 
 def calibrate(base: FinetuneConfig, threads: int) -> Rates:

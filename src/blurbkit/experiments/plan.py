@@ -11,7 +11,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from blurbkit.experiments.cost import Rates, calibrate, hours, rates_from_rows, simulate, split_sizes
+from blurbkit.experiments.cost import (
+    Rates,
+    calibrate,
+    hours,
+    machine_precision,
+    rates_from_rows,
+    simulate,
+    split_sizes,
+)
 from blurbkit.experiments.protocol import STUDY, VARIANT, DatasetProtocol, choose, point_of
 from blurbkit.experiments.run_records import run_key
 from blurbkit.train.config import FinetuneConfig
@@ -73,7 +81,7 @@ def make_plan(protocols: Sequence[DatasetProtocol], rows: list[dict[str, Any]], 
     for p in protocols:
         plan = DatasetPlan(p.dataset, p.run_count(), 0)
         measured = [r for r in rows if r["dataset"] == p.dataset and r["model"] == model_label]
-        plan.rates = rates_from_rows(measured, p.base, threads)
+        plan.rates = rates_from_rows(measured, p.base, threads, machine_precision(p.base))
         if plan.rates is None and not calibrate_missing:
             raise LookupError(p.dataset)
         if plan.rates is None:
@@ -140,7 +148,7 @@ def plan_runs(runs: Sequence[PlannedRun], rows: list[dict[str, Any]], model_labe
         config, dataset = run.config, run.config.dataset
         if dataset not in rates:
             measured = [r for r in rows if r["dataset"] == dataset and r["model"] == model_label]
-            found = rates_from_rows(measured, config, threads)
+            found = rates_from_rows(measured, config, threads, machine_precision(config))
             if found is None:
                 log(f"blurbkit: plan: calibrating {dataset} (no run of this model on it in the store)")
                 found = calibrate(config, threads)
