@@ -189,3 +189,32 @@ def test_a_plan_prefers_runs_of_this_machines_precision_and_says_when_it_has_onl
     only_other = cost.rates_from_rows([fast_bf16], base, 1, "fp32")
     assert only_other.train == 60.0
     assert only_other.source == "store (1 run, 1 thread; measured in bfloat16, this machine computes fp32: another CPU class)"
+
+
+def test_calibration_trains_at_its_last_epochs_rate(monkeypatch):
+    """The first epoch of a 64-example run holds the run's warm-up, which a real run pays once: the
+    plan's training rate is the second epoch's (a first version read the whole run's, 1.3-1.6x slow)."""
+    import blurbkit.train.run as run
+    from blurbkit.experiments.cost import calibrate
+
+    seen = []
+
+    def fake_run(config):
+        seen.append(config)
+        return {"train_windows": 64, "train_examples": 64, "epoch_train_seconds": [6.0, 4.0], "train_seconds": 10.0,
+                "train_examples_per_second": 12.8, "wall_seconds": 13.0, "encode_seconds": 0.0,
+                "dev": {"n": 32}, "test": {"n": 32}}
+
+    monkeypatch.setattr(run, "run_finetune", fake_run)
+    rates = calibrate(FinetuneConfig("gad"), 1)
+    assert seen[0].epochs == 2 and seen[0].max_train_examples == 64
+    assert rates.train == 16.0 and rates.evaluate == pytest.approx((32 * 3 + 32) / 3.0)
+
+
+def test_each_epoch_of_a_run_times_its_training(tiny_model, shared_data):
+    from blurbkit.train.api import finetune
+
+    metrics = finetune("gad", out=None, data=str(shared_data), model=str(tiny_model), epochs=3, batch_size=8, lr=1e-4,
+                       max_train_examples=16, max_eval_examples=8, max_test_examples=8, max_length=32, progress=False)
+    assert len(metrics["epoch_train_seconds"]) == 3
+    assert sum(metrics["epoch_train_seconds"]) == pytest.approx(metrics["train_seconds"], abs=0.02)

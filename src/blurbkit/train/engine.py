@@ -61,6 +61,9 @@ class TrainResult:
     best_epoch: int
     dev_history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
+    # each epoch's share (this process's epochs: a resumed run's earlier ones are in train_seconds only);
+    # the first holds the run's one-time warm-up (lazy optimizer state, kernels built for new shapes)
+    epoch_train_seconds: list[float] = field(default_factory=list)
     train_cpu_seconds: float = 0.0  # CPU time of the process in the same spans (speed benchmarks on a shared machine)
     train_examples_per_second: float = 0.0
     steps: int = 0
@@ -207,7 +210,9 @@ class Engine:
                     self._check_finite(int(bad_step), loop, train, checkpoints)  # never save broken weights
                     checkpoints.save(loop)
                 kill_point(f"step:{result.steps}")
-            result.train_seconds += time.perf_counter() - started  # dev evaluation not counted
+            elapsed = time.perf_counter() - started  # dev evaluation not counted
+            result.train_seconds += elapsed
+            result.epoch_train_seconds.append(round(elapsed, 3))
             if heartbeat is not None:  # the epoch's last steps, before a dev evaluation (or test) that reports nothing
                 heartbeat.step(result.steps, epoch, force=True)
             result.train_cpu_seconds += time.process_time() - cpu
