@@ -34,7 +34,7 @@ def fake(tmp_path, monkeypatch):
     and scores by dataset, seed and method. `crash[dataset]`: RuntimeErrors before it succeeds;
     `bad`: datasets that fail as bad input."""
     model = fake_model_dir(tmp_path)
-    state = types.SimpleNamespace(model=model, trained=[], crash={}, bad=set(), precision=None)
+    state = types.SimpleNamespace(model=model, trained=[], crash={}, bad=set(), precision=None, speed=None)
 
     def run_finetune(config):
         if config.dataset in state.bad:
@@ -46,6 +46,8 @@ def fake(tmp_path, monkeypatch):
         score = 0.5 + 0.01 * config.seed + (0.1 if config.freeze_lower_half else 0.0)
         metrics = {"metric": "pearson", "test": {"score": score}, "dev": {"score": score}, "wall_seconds": 0.0, "notes": [],
                    "precision": state.precision}
+        if state.speed:  # train examples/s, for plans
+            metrics.update(train_examples_per_second=state.speed, wall_seconds=100.0, threads=1)
         config.out.mkdir(parents=True, exist_ok=True)
         (config.out / "metrics.json").write_text(json.dumps(metrics))
         return metrics
@@ -115,16 +117,39 @@ def test_runs_exported_from_one_machine_are_not_trained_again_on_another(fake, s
 
 
 def test_a_table_of_runs_merged_from_a_bf16_and_an_fp32_machine_says_so(fake, sync, tmp_path, capsys):
-    fake.precision = "bf16"
+    fake.precision = "bfloat16"
     assert main(_stability(fake.model, tmp_path / "a")) == 0
     assert main(["store", "merge", str(tmp_path / "a" / "results.sqlite"), "--into", str(tmp_path / "b" / "results.sqlite")]) == 0
     fake.precision = "fp32"
     capsys.readouterr()
     assert main(_stability(fake.model, tmp_path / "b", "--seeds", "3")) == 0
-    assert "MIXED PRECISION: 4 run(s) bf16, 2 run(s) fp32" in capsys.readouterr().out
-    assert {r["precision"] for r in ResultsStore(tmp_path / "b" / "results.sqlite").rows()} == {"bf16", "fp32"}
+    out = capsys.readouterr().out
+    assert ("MIXED PRECISION in cells merged from machines of two kinds (a seed's score moves with the precision): "
+            "BIOSSES / standard: 2 run(s) bfloat16, 1 run(s) fp32; BIOSSES / freeze: 2 run(s) bfloat16, 1 run(s) fp32.") in out
+    assert {r["precision"] for r in ResultsStore(tmp_path / "b" / "results.sqlite").rows()} == {"bfloat16", "fp32"}
     assert main(_stability(fake.model, tmp_path / "a")) == 0  # one machine's runs: nothing to say
     assert "MIXED PRECISION" not in capsys.readouterr().out
+
+
+def test_a_plan_on_a_merged_store_times_runs_by_this_machines_precision(fake, sync, tmp_path, monkeypatch, capsys):
+    import blurbkit.experiments.cost as cost
+    import blurbkit.experiments.plan as plan
+
+    monkeypatch.setattr(plan, "split_sizes", lambda config: {"train": 64, "dev": 16, "test": 16})
+    monkeypatch.setattr(cost, "split_sizes", lambda config: {"train": 64, "dev": 16, "test": 16})
+    monkeypatch.setattr(plan, "calibrate", lambda config, threads: pytest.fail("stored speeds should be used"))
+    fake.precision, fake.speed = "bfloat16", 40.0
+    assert main(_stability(fake.model, tmp_path / "runs")) == 0
+    monkeypatch.setattr(cost, "_machine_precision", lambda requested: "fp32")
+    capsys.readouterr()
+    assert main([*_stability(fake.model, tmp_path / "runs", "--seeds", "3"), "--plan"]) == 0
+    assert "measured in bfloat16, this machine computes fp32: another CPU class" in capsys.readouterr().out
+    fake.precision, fake.speed = "fp32", 10.0  # one run of this machine's kind: the plan times by it alone
+    assert main(_stability(fake.model, tmp_path / "runs", "--seeds", "3", "--variants", "standard")) == 0
+    capsys.readouterr()
+    assert main([*_stability(fake.model, tmp_path / "runs", "--seeds", "4"), "--plan"]) == 0
+    out = capsys.readouterr().out
+    assert "another CPU class" not in out and "store (1 run, 1 thread)" in out
 
 
 def _benchmark(model, runs, seeds, *extra):

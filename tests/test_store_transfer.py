@@ -24,7 +24,7 @@ def _key(seed: int, dataset: str = "biosses", model: str = DEFAULT_STORE_LABEL) 
 def _metrics(score: float, threads: int | None = 2) -> dict:
     return {"metric": "pearson", "test": {"score": score, "trivial_score": 0.0}, "dev": {"score": score + 0.01},
             "wall_seconds": 95.5, "train_examples_per_second": 12.25, "notes": ["a note"], "threads": threads,
-            "precision": "bf16"}
+            "precision": "bfloat16"}
 
 
 def _make_store(path: Path) -> Path:
@@ -50,9 +50,11 @@ def test_export_then_merge_carries_every_column_of_every_run(tmp_path, capsys):
     assert lines[0]["test_metrics"] == {"score": 0.5, "trivial_score": 0.0} and lines[0]["notes"] == ["a note"]
     assert main(["store", "merge", str(export), "--into", str(tmp_path / "b.sqlite")]) == 0
     assert _columns(tmp_path / "b.sqlite") == _columns(source)
-    # A store is a source as it is, and merging twice adds nothing.
+    # A store is a source as it is, and merging twice adds nothing; a run is counted once, however many sources hold it.
     assert main(["store", "merge", str(source), str(export), "--into", str(tmp_path / "b.sqlite")]) == 0
-    assert "0 run(s) added, 0 failed run(s) replaced by finished ones, 8 already there" in capsys.readouterr().out
+    assert "0 run(s) added, 0 failed run(s) replaced by finished ones, 4 already there" in capsys.readouterr().out
+    assert main(["store", "merge", str(export), str(export), "--into", str(tmp_path / "c.sqlite")]) == 0
+    assert "4 run(s) added, 0 failed run(s) replaced by finished ones, 0 already there" in capsys.readouterr().out
     assert _columns(tmp_path / "b.sqlite") == _columns(source)
 
 
@@ -121,17 +123,27 @@ def _nan(lines):
     lines[0]["wall_seconds"] = float("nan")
 
 
-def _no_score(lines):
-    lines[0]["test_score"] = None
+def _huge_threads(lines):
+    lines[0]["threads"] = 10**30  # SQLite's integers stop at 2**63
+
+
+def _notes(lines):
+    lines[0]["notes"] = [{"a": 1}, 3]
+
+
+def _precision(lines):
+    lines[0]["precision"] = "fp64"
 
 
 @pytest.mark.parametrize("edit, line, message", [
     (_edit_dataset, 2, "run_key does not match the run's study/variant/model/dataset/seed/budget/hyperparameters"),
-    (_edit_seed, 2, "seed must be a non-negative integer"),
+    (_edit_seed, 2, "seed must be an integer from 0 to"),
     (_twice, 5, "is given twice with different contents (first on line 1)"),
     (_status, 1, "status must be 'ok' or 'failed', not 'done'"),
     (_nan, 1, "wall_seconds must be a finite number or null"),
-    (_no_score, 1, "a finished run (status 'ok') without a test_score"),
+    (_huge_threads, 1, "threads must be an integer from 1 to"),
+    (_notes, 1, "notes must be a list of strings"),
+    (_precision, 1, "precision must be one of fp32, bfloat16, float16, or null"),
 ])
 def test_a_bad_export_line_is_one_error_naming_it_and_nothing_is_merged(tmp_path, capsys, edit, line, message):
     lines = _export_lines(tmp_path)
@@ -164,10 +176,46 @@ def test_a_benchmark_cell_of_mixed_precisions_says_so_and_rows_that_did_not_reco
     from blurbkit.experiments.benchmark import summarise
 
     store = ResultsStore(tmp_path / "s.sqlite")
-    for seed, precision in ((0, "bf16"), (1, "fp32"), (2, None)):
+    for seed, precision in ((0, "bfloat16"), (1, "fp32"), (2, None)):
         store.add(_key(seed), dict(_metrics(0.5), precision=precision), "abc", None)
     store.add(_key(0, "gad"), _metrics(0.5), "abc", None)
     store.add(_key(1, "gad"), dict(_metrics(0.5), precision=None), "abc", None)
     cells = summarise(store.rows())["standard"]
-    assert "MIXED PRECISION: 1 run(s) bf16, 1 run(s) fp32" in cells["biosses"]["notes"]
+    assert "MIXED PRECISION: 1 run(s) bfloat16, 1 run(s) fp32" in cells["biosses"]["notes"]
     assert not any("MIXED" in note for note in cells["gad"]["notes"])
+
+
+def _foreign_database(path: Path, runs_table: bool) -> Path:
+    import sqlite3
+
+    with sqlite3.connect(path) as db:  # MLflow's database has a `runs` table too
+        db.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, run_uuid TEXT, name TEXT)" if runs_table
+                   else "CREATE TABLE t (x INTEGER)")
+        db.execute("INSERT INTO runs (run_uuid, name) VALUES ('u1', 'n1')" if runs_table else "INSERT INTO t VALUES (1)")
+    db.close()
+    return path
+
+
+@pytest.mark.parametrize("runs_table", [True, False])
+def test_another_programs_database_is_neither_read_as_runs_nor_written_into(tmp_path, capsys, runs_table):
+    foreign = _foreign_database(tmp_path / "other.db", runs_table)
+    before = foreign.read_bytes()
+    store = _make_store(tmp_path / "a.sqlite")
+    assert main(["store", "merge", str(foreign), "--into", str(tmp_path / "b.sqlite")]) == 2
+    assert "not a blurbkit results store" in capsys.readouterr().err and not (tmp_path / "b.sqlite").exists()
+    assert main(["store", "export", "--store", str(foreign), "--out", str(tmp_path / "x.jsonl")]) == 2
+    assert "not a blurbkit results store" in capsys.readouterr().err and not (tmp_path / "x.jsonl").exists()
+    assert main(["store", "merge", str(store), "--into", str(foreign)]) == 2
+    assert "not a blurbkit results store" in capsys.readouterr().err
+    assert foreign.read_bytes() == before and not Path(f"{foreign}-wal").exists()
+
+
+def test_runs_stored_without_a_score_travel_both_ways(tmp_path, capsys):
+    """The cost table's rows are finished runs with timings and no score (experiments/cost_store.py)."""
+    store = ResultsStore(tmp_path / "a.sqlite")
+    key = RunKey("cost", "epoch", DEFAULT_STORE_LABEL, "chemprot", 0, "full", json.dumps({"batch_size": 32}))
+    store.add(key, {"metric": "seconds", "test": {}, "dev": {}, "wall_seconds": 12.5}, "abc", None)
+    store.close()
+    assert main(["store", "export", "--store", str(tmp_path / "a.sqlite"), "--out", str(tmp_path / "cost.jsonl")]) == 0
+    assert main(["store", "merge", str(tmp_path / "cost.jsonl"), "--into", str(tmp_path / "b.sqlite")]) == 0
+    assert _columns(tmp_path / "b.sqlite") == _columns(tmp_path / "a.sqlite")

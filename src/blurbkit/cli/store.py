@@ -48,7 +48,7 @@ def run_export(args: argparse.Namespace) -> int:
     if not rows:
         which = " and ".join(f"{name} {value!r}" for name, value in (("study", args.study), ("dataset", args.dataset)) if value)
         raise BlurbkitError(f"no runs{' of ' + which if which else ''} in the store; nothing written", path=args.store)
-    count = write_jsonl(args.out, export_records(rows))
+    count = write_jsonl(args.out, export_records(rows, args.store))
     failed = sum(row["status"] != "ok" for row in rows)
     print(f"blurbkit: exported {count} run(s) ({failed} failed) from {args.store} to {args.out}")
     return 0
@@ -69,6 +69,8 @@ def _relabels(values: list[str]) -> list[tuple[str, str]]:
 
 
 def run_merge(args: argparse.Namespace) -> int:
+    import sqlite3
+
     from blurbkit.errors import BlurbkitError
     from blurbkit.store.results import ResultsStore, check_store
     from blurbkit.store.transfer import merge_counts, read_runs, relabel
@@ -84,10 +86,18 @@ def run_merge(args: argparse.Namespace) -> int:
         if not relabel(rows, old, new):
             raise BlurbkitError(f"--relabel-model: no run of model {old!r} in the sources")
     check_store(args.into)
+    created = not args.into.exists()
     store = ResultsStore(args.into)
     try:
         counts = store.merge(rows, merge_counts)
-    finally:
+    except BaseException as err:  # the transaction rolled back: nothing merged
         store.close()
+        if created:  # and no empty store left behind
+            for leftover in (args.into, Path(f"{args.into}-wal"), Path(f"{args.into}-shm")):
+                leftover.unlink(missing_ok=True)
+        if isinstance(err, sqlite3.Error | OverflowError):  # every row was checked: a fault of the disk or the file
+            raise BlurbkitError(f"nothing merged ({err})", path=args.into) from None
+        raise
+    store.close()
     print(f"blurbkit: merged {len(args.sources)} source(s) into {args.into}: {counts.summary()}")
     return 0

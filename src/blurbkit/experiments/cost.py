@@ -5,6 +5,7 @@ first, a dataset's test runs once its search is done)."""
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import time
@@ -62,9 +63,14 @@ def split_sizes(config: FinetuneConfig) -> dict[str, int]:
 
 def machine_precision(config: FinetuneConfig) -> str:
     """The precision `config`'s runs compute in on this machine, named as runs store it."""
+    return _machine_precision(config.precision)
+
+
+@functools.cache  # once per requested precision: a bf16 request on an fp32 CPU says so once, not per dataset
+def _machine_precision(requested: str) -> str:
     from blurbkit.runtime.precision import autocast_dtype, dtype_name, pick_device
 
-    return dtype_name(autocast_dtype(config.precision, pick_device()))
+    return dtype_name(autocast_dtype(requested, pick_device()))
 
 
 def rates_from_rows(rows: Sequence[dict[str, Any]], base: FinetuneConfig, threads: int,

@@ -45,7 +45,13 @@ def finished_run(out: Path | None) -> dict[str, Any] | None:
 def mixed_precision_note(rows: Iterable[dict[str, Any]]) -> str | None:
     """A cell whose runs computed in different precisions (merged from a bf16 and an fp32-only machine,
     `blurbkit store merge`) says so: the same seed moves in its last digits, or more, between them."""
+    counts = precision_counts(rows)
+    return f"MIXED PRECISION: {counts}" if counts else None
+
+
+def precision_counts(rows: Iterable[dict[str, Any]]) -> str | None:
+    """'3 run(s) bfloat16, 2 run(s) fp32' when `rows` computed in more than one precision, else None."""
     counts = Counter(r["precision"] for r in rows if r.get("precision"))  # older rows did not record it
     if len(counts) < 2:
         return None
-    return "MIXED PRECISION: " + ", ".join(f"{n} run(s) {name}" for name, n in sorted(counts.items()))
+    return ", ".join(f"{n} run(s) {name}" for name, n in sorted(counts.items()))

@@ -22,7 +22,7 @@ from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.ablation import Variant
-from blurbkit.experiments.run_records import mixed_precision_note
+from blurbkit.experiments.run_records import precision_counts
 from blurbkit.fileio import atomic_write, write_csv
 from blurbkit.metrics.seeds import sample_std
 from blurbkit.tasks.registry import get_dataset
@@ -330,9 +330,11 @@ def stability_table(study: StabilityStudy, cells: Sequence[Cell], results: dict[
         lines.append(f"Here: {study.note}.")
     if study.published_note:
         lines.append(f"Published rows: {study.published_note}.")
-    mixed = mixed_precision_note({"precision": p} for e in results.values() for p in e.get("precisions", []))
+    mixed = [f"{row} / {name}: {counts}" for (row, name), entry in results.items()
+             if (counts := precision_counts({"precision": p} for p in entry.get("precisions", [])))]
     if mixed:
-        lines.append(f"{mixed} (merged from machines of two kinds: a seed's score moves with the precision).")
+        lines.append("MIXED PRECISION in cells merged from machines of two kinds (a seed's score moves with the "
+                     f"precision): {'; '.join(mixed)}.")
     lines.append(f"Budget ({budget}):")
     lines += budget_lines(cells if budget_cells is None else budget_cells)
     lines += budget_extra

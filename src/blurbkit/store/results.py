@@ -137,6 +137,21 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+_KEY_COLUMNS = ("run_key", "study", "variant", "model", "dataset", "seed", "budget", "hyperparameters")
+
+
+def foreign_database(db: sqlite3.Connection) -> str | None:
+    """Why a SQLite database is another program's, not a blurbkit store (None: a store, or empty).
+    Another program's `runs` table (MLflow has one) must not be read as runs, nor written into."""
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "runs" not in tables:
+        foreign = sorted(tables - {"meta", "claims"})
+        return f"not a blurbkit results store (its tables: {', '.join(foreign[:5])})" if foreign else None
+    columns = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    missing = [c for c in _KEY_COLUMNS if c not in columns]
+    return f"not a blurbkit results store (its runs table has no {', '.join(missing)})" if missing else None
+
+
 def check_store(path: str | Path) -> None:
     """Before long work whose rows go to `path`: an existing store must open (a store, not newer
     than this blurbkit); a new one must be writable there. Nothing is created yet, so a command
@@ -172,10 +187,10 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
                 if version is not None and int(version["value"]) > SCHEMA_VERSION:
                     raise BlurbkitError(f"results store has schema version {version['value']}, newer than this "
                                         f"blurbkit's {SCHEMA_VERSION}; upgrade blurbkit", path=path)
+            foreign = foreign_database(db)
+            if foreign:  # another program's database, given by mistake
+                raise BlurbkitError(foreign, path=path)
             if "runs" not in tables:
-                foreign = sorted(tables - {"meta", "claims"})
-                if foreign:  # another program's database, given by mistake
-                    raise BlurbkitError(f"not a blurbkit results store (its tables: {', '.join(foreign[:5])})", path=path)
                 return []
             rows = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
             for row in rows:
@@ -237,6 +252,9 @@ class ResultsStore:
         return db
 
     def _open(self) -> None:
+        foreign = foreign_database(self._db)
+        if foreign:  # nothing written into another program's database, not even its journal mode
+            raise BlurbkitError(foreign, path=self.path)
         if self._db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             self._db.execute("PRAGMA journal_mode=WAL")  # stays set in the file; a no-op where WAL is unsupported
 

@@ -27,6 +27,9 @@ _TEXT = ("study", "variant", "model", "dataset", "budget", "metric", "hyperparam
 _OPTIONAL_TEXT = ("blurbkit_commit", "run_dir", "error", "precision")
 _NUMBERS = ("dev_score", "test_score", "wall_seconds", "train_examples_per_second")
 _JSON_COLUMNS = {"dev_metrics": dict, "test_metrics": dict, "notes": list}  # JSON text in the store, objects in an export
+PRECISIONS = ("fp32", "bfloat16", "float16")  # as runs name them (runtime.precision.dtype_name)
+MAX_SEED = 2**32 - 1  # numpy's seeds (train/config.py)
+MAX_THREADS = 1 << 20
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -34,12 +37,15 @@ def key_of(row: dict[str, Any]) -> RunKey:
     return RunKey(*(row[name] for name in _KEY_FIELDS))
 
 
-def export_records(rows: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+def export_records(rows: Iterable[dict[str, Any]], path: str | Path) -> Iterator[dict[str, Any]]:
     """A store's rows as export lines: every column but the local row id, JSON columns as objects."""
     for row in rows:
         record = {name: row.get(name) for name in COLUMNS}
         for name in _JSON_COLUMNS:
-            record[name] = json.loads(record[name]) if record[name] else _JSON_COLUMNS[name]()
+            try:
+                record[name] = json.loads(record[name]) if record[name] else _JSON_COLUMNS[name]()
+            except (TypeError, ValueError):
+                raise BlurbkitError(f"run {str(row.get('run_key'))[:12]}: its {name} is not JSON", path=path) from None
         yield record
 
 
@@ -54,22 +60,24 @@ def _problem(record: dict[str, Any]) -> str | None:
     for name in _OPTIONAL_TEXT:
         if record.get(name) is not None and not isinstance(record[name], str):
             return f"{name} must be a string or null"
-    if not isinstance(record["seed"], int) or isinstance(record["seed"], bool) or record["seed"] < 0:
-        return "seed must be a non-negative integer"
+    if not isinstance(record["seed"], int) or isinstance(record["seed"], bool) or not 0 <= record["seed"] <= MAX_SEED:
+        return f"seed must be an integer from 0 to {MAX_SEED}"
     for name in _NUMBERS:
         value = record.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)):
             return f"{name} must be a finite number or null"
     threads = record.get("threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        return "threads must be a positive integer or null"
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS):
+        return f"threads must be an integer from 1 to {MAX_THREADS}, or null"
+    if record.get("precision") is not None and record["precision"] not in PRECISIONS:
+        return f"precision must be one of {', '.join(PRECISIONS)}, or null"
     for name, kind in _JSON_COLUMNS.items():
         if record.get(name) is not None and not isinstance(record[name], kind):
             return f"{name} must be a JSON {'object' if kind is dict else 'array'}"
+    if not all(isinstance(note, str) for note in record.get("notes") or []):
+        return "notes must be a list of strings"
     if record["status"] not in (OK, FAILED):
         return f"status must be {OK!r} or {FAILED!r}, not {record['status']!r}"
-    if record["status"] == OK and record.get("test_score") is None:
-        return "a finished run (status 'ok') without a test_score"
     if record["run_key"] != key_of(record).digest():
         return "run_key does not match the run's study/variant/model/dataset/seed/budget/hyperparameters (edited?)"
     return None
@@ -91,18 +99,21 @@ def read_runs(path: str | Path) -> list[dict[str, Any]]:
     """The runs of a results store or of an export file, as store rows; a line that is not a run, or a
     run given twice with different contents, is one BlurbkitError naming the file and line."""
     path = Path(path)
-    if path.is_file() and is_store_file(path):
-        return [_store_row(record) for record in export_records(read_rows(path))]
-    rows: dict[str, tuple[int, dict[str, Any]]] = {}
-    for line, record in parse_jsonl(read_lines(path), path):
+    if path.is_file() and is_store_file(path):  # checked as an export's lines are: the two routes agree
+        records: Iterable[tuple[int | None, dict[str, Any]]] = ((None, r) for r in export_records(read_rows(path), path))
+    else:
+        records = parse_jsonl(read_lines(path), path)
+    rows: dict[str, tuple[int | None, dict[str, Any]]] = {}
+    for line, record in records:
         problem = _problem(record)
         if problem:
-            raise BlurbkitError(problem, path=path, line=line)
+            where = "" if line is not None else f"run {str(record.get('run_key'))[:12]}: "
+            raise BlurbkitError(where + problem, path=path, line=line)
         row = _store_row(record)
         first = rows.setdefault(row["run_key"], (line, row))
         if first[1] != row:
-            raise BlurbkitError(f"run {row['run_key'][:12]} is given twice with different contents (first on line {first[0]})",
-                                path=path, line=line)
+            where = f" (first on line {first[0]})" if line is not None else ""
+            raise BlurbkitError(f"run {row['run_key'][:12]} is given twice with different contents{where}", path=path, line=line)
     return [row for _, row in rows.values()]
 
 
@@ -131,19 +142,22 @@ class MergeCounts:
 
 def merge_counts(existing: dict[str, str], rows: Iterable[dict[str, Any]]) -> tuple[MergeCounts, list[dict[str, Any]]]:
     """What merging `rows` into a store whose runs have the statuses `existing` (run_key -> status)
-    does: the counts, and the rows to write. A finished run wins over a failed one; among rows of
-    the same status the first one stays."""
-    counts, chosen = MergeCounts(), {}
+    does: the counts (one per run, however many sources hold it), and the rows to write. A finished
+    run wins over a failed one; among rows of the same status the first one stays."""
+    best: dict[str, dict[str, Any]] = {}
     for row in rows:
-        key = row["run_key"]
-        before = chosen[key]["status"] if key in chosen else existing.get(key)
+        held = best.get(row["run_key"])
+        if held is None or (held["status"] == FAILED and row["status"] == OK):
+            best[row["run_key"]] = row
+    counts, chosen = MergeCounts(), []
+    for key, row in best.items():
+        before = existing.get(key)
         if before is None:
             counts.added += 1
         elif before == FAILED and row["status"] == OK:
-            if key in existing and key not in chosen:
-                counts.replaced += 1
+            counts.replaced += 1
         else:
             counts.kept += 1
             continue
-        chosen[key] = row
-    return counts, list(chosen.values())
+        chosen.append(row)
+    return counts, chosen
