@@ -36,6 +36,10 @@ def test_grids_are_data_and_the_override_is_parsed():
     protocol = DatasetProtocol.make(FinetuneConfig("biosses"))
     # 12 points x 3 search seeds; the 10 test seeds reuse the 3 search runs of the chosen point
     assert protocol.test_seeds == 10 and protocol.run_count() == 12 * 3 + 7
+    # seed-major: a sweep stopped after 12 runs has seen every point once
+    runs = protocol.selection_runs()
+    assert [c.seed for c in runs] == [0] * 12 + [1] * 12 + [2] * 12
+    assert len({(c.lr, c.batch_size, c.epochs) for c in runs[:12]}) == 12
     assert DatasetProtocol.make(FinetuneConfig("gad"), parse_grid(TINY_GRID), 2).run_count() == 3
 
 

@@ -119,7 +119,9 @@ class DatasetProtocol:
         return self.base.replace(seed=seed, **point)
 
     def selection_runs(self) -> list[FinetuneConfig]:
-        return [self.config(p, s) for p in self.grid.points() for s in range(self.grid.selection_seeds)]
+        # Seed-major: every point's first seed before any second one, so a sweep stopped part-way
+        # (a session's end, a reclaimed node) has seen the whole grid once, not a corner of it three times.
+        return [self.config(p, s) for s in range(self.grid.selection_seeds) for p in self.grid.points()]
 
     def test_runs(self, point: dict[str, Any]) -> list[FinetuneConfig]:
         """The test seeds on the chosen point (its first seeds are search runs already)."""
