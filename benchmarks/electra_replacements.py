@@ -78,18 +78,19 @@ def main() -> None:
     parser.add_argument("--max-docs", type=int, default=100000)
     parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--runs-dir", type=Path, default=Path(os.environ.get("BLURBKIT_RUNS", "runs")) / "electra_replacements")
-    parser.add_argument("--name")
+    parser.add_argument("--name", help="result file name (default electra_replacements_PRESET_STEPS.json)")
     args = parser.parse_args()
 
     from blurbkit.data.load import default_data
     from blurbkit.pretrain.config import PretrainConfig
     from blurbkit.pretrain.trainer import pretrain
+    from blurbkit.speed.machine import machine_info
 
     corpus = args.corpus or str(Path(default_data()) / "pubmed_text")
     cache = args.runs_dir / "cache"
     results: dict[str, object] = {
         "command": _command(),
-        "machine": {"cpu": _cpu(), "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+        "machine": {**machine_info(), "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
                     "python": platform.python_version()},
         "settings": {"preset": args.preset, "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
                      "max_length": 128, "max_docs": args.max_docs, "objective": "electra", "generator_size": 0.25},
@@ -119,7 +120,7 @@ def main() -> None:
         results["kinds"][kind] = summary
         print(f"{kind}: replaced-token accuracy {summary['rtd_accuracy']:.4f} vs prior {summary['prior_accuracy']:.4f}; "
               f"RTD loss {summary['rtd_loss']:.4f} vs prior entropy {summary['prior_entropy']:.4f}", flush=True)
-    name = args.name or f"electra_replacements_{args.preset}_{args.steps}"
+    name = (args.name or f"electra_replacements_{args.preset}_{args.steps}").removesuffix(".json")
     write_json(RESULTS / f"{name}.json", results)
     print(f"wrote {RESULTS / f'{name}.json'}")
 
@@ -138,14 +139,6 @@ def _command() -> str:
             out.append(arg)
     return " ".join(["python benchmarks/electra_replacements.py", *out])
 
-
-def _cpu() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return platform.processor() or "unknown"
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "unknown")
-    return f"{model}{' with AVX512-BF16' if 'avx512_bf16' in text else ''}"
 
 
 if __name__ == "__main__":
