@@ -37,7 +37,7 @@ from blurbkit.runtime.cgroups import cgroup_cpu_limit
 
 ENV_CPU_DTYPES = "BLURBKIT_CPU_DTYPES"
 DTYPES = ("fp32", "bf16", "fp16")
-X86_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+X86_FLAGS = ("avx2", "fma", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 ARM_FLAGS = ("asimd", "asimdhp", "bf16", "i8mm", "sve", "sve2", "svebf16")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16", "svebf16")
 ENV_ONEDNN_ISA = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # the first one set wins, as in oneDNN
