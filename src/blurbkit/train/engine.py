@@ -61,7 +61,7 @@ class TrainResult:
     best_epoch: int
     dev_history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
-    # each epoch's share (this process's epochs: a resumed run's earlier ones are in train_seconds only);
+    # each epoch's share (kept in checkpoints; an epoch resumed mid-way counts its resumed part only);
     # the first holds the run's one-time warm-up (lazy optimizer state, kernels built for new shapes)
     epoch_train_seconds: list[float] = field(default_factory=list)
     train_cpu_seconds: float = 0.0  # CPU time of the process in the same spans (speed benchmarks on a shared machine)
