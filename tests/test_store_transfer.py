@@ -58,6 +58,16 @@ def test_export_then_merge_carries_every_column_of_every_run(tmp_path, capsys):
     assert _columns(tmp_path / "b.sqlite") == _columns(source)
 
 
+def test_an_export_that_travels_can_leave_this_machines_run_dirs_out(tmp_path):
+    source = _make_store(tmp_path / "a.sqlite")
+    out = tmp_path / "runs.jsonl"
+    assert main(["store", "export", "--store", str(source), "--out", str(out), "--no-run-dirs"]) == 0
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 4 and all(line["run_dir"] is None for line in lines)
+    assert main(["store", "merge", str(out), "--into", str(tmp_path / "b.sqlite")]) == 0
+    assert len(read_rows(tmp_path / "b.sqlite")) == 4
+
+
 def test_export_selects_by_study_and_dataset(tmp_path, capsys):
     source = _make_store(tmp_path / "a.sqlite")
     out = tmp_path / "gad.jsonl"

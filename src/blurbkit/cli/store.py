@@ -22,6 +22,8 @@ def register(subparsers: Any) -> None:
     export.add_argument("--out", type=Path, required=True, help="JSON-lines file to write")
     export.add_argument("--study", help="only this study's runs (benchmark, full-protocol, stability, ...)")
     export.add_argument("--dataset", help="only this dataset's runs")
+    export.add_argument("--no-run-dirs", action="store_true",
+                        help="leave out where the runs' directories are (paths of this machine; for exports that travel)")
     export.set_defaults(func=run_export)
 
     merge = sub.add_parser("merge", help="add the runs of stores or exports to one store")
@@ -48,6 +50,8 @@ def run_export(args: argparse.Namespace) -> int:
     if not rows:
         which = " and ".join(f"{name} {value!r}" for name, value in (("study", args.study), ("dataset", args.dataset)) if value)
         raise BlurbkitError(f"no runs{' of ' + which if which else ''} in the store; nothing written", path=args.store)
+    if args.no_run_dirs:
+        rows = [dict(row, run_dir=None) for row in rows]
     count = write_jsonl(args.out, export_records(rows, args.store))
     failed = sum(row["status"] != "ok" for row in rows)
     print(f"blurbkit: exported {count} run(s) ({failed} failed) from {args.store} to {args.out}")
