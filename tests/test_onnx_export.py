@@ -86,6 +86,12 @@ def test_an_int8_export_with_full_range_weights_is_refused_where_it_would_satura
     import blurbkit.inference.onnx as onnx
 
     assert json.loads((exported / EXPORT_DIR / "export.json").read_text())["int8_reduce_range"] is True
+    import onnx as onnx_files
+    from onnx import numpy_helper
+
+    graph = onnx_files.load(str(exported / EXPORT_DIR / "model_int8.onnx")).graph
+    weights = [numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx_files.TensorProto.INT8]
+    assert weights and max(int(abs(w.astype(int)).max()) for w in weights) <= 64  # 7-bit: nothing near 127
     old = tmp_path / "old"
     shutil.copytree(exported, old)
     manifest_path = old / EXPORT_DIR / "export.json"

@@ -229,3 +229,21 @@ def test_runs_stored_without_a_score_travel_both_ways(tmp_path, capsys):
     assert main(["store", "export", "--store", str(tmp_path / "a.sqlite"), "--out", str(tmp_path / "cost.jsonl")]) == 0
     assert main(["store", "merge", str(tmp_path / "cost.jsonl"), "--into", str(tmp_path / "b.sqlite")]) == 0
     assert _columns(tmp_path / "b.sqlite") == _columns(tmp_path / "a.sqlite")
+
+
+def test_a_merge_that_fails_while_writing_merges_nothing_and_leaves_no_new_store(tmp_path, capsys, monkeypatch):
+    import sqlite3
+
+    source = _make_store(tmp_path / "a.sqlite")
+
+    def broken(self, rows, choose):
+        raise sqlite3.IntegrityError("disk said no")
+
+    monkeypatch.setattr(ResultsStore, "merge", broken)
+    assert main(["store", "merge", str(source), "--into", str(tmp_path / "new.sqlite")]) == 2
+    assert "nothing merged (disk said no)" in capsys.readouterr().err
+    assert not list(tmp_path.glob("new.sqlite*"))
+    existing = _make_store(tmp_path / "old.sqlite")
+    before = _columns(existing)
+    assert main(["store", "merge", str(source), "--into", str(existing)]) == 2
+    assert existing.exists() and _columns(existing) == before  # a store that was there stays

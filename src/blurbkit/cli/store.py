@@ -73,11 +73,8 @@ def _relabels(values: list[str]) -> list[tuple[str, str]]:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    import sqlite3
-
     from blurbkit.errors import BlurbkitError
-    from blurbkit.store.results import ResultsStore, check_store
-    from blurbkit.store.transfer import merge_counts, read_runs, relabel
+    from blurbkit.store.transfer import merge_into, read_runs, relabel
 
     pairs = _relabels(args.relabel_model)
     into = args.into.resolve()
@@ -89,19 +86,6 @@ def run_merge(args: argparse.Namespace) -> int:
     for old, new in pairs:
         if not relabel(rows, old, new):
             raise BlurbkitError(f"--relabel-model: no run of model {old!r} in the sources")
-    check_store(args.into)
-    created = not args.into.exists()
-    store = ResultsStore(args.into)
-    try:
-        counts = store.merge(rows, merge_counts)
-    except BaseException as err:  # the transaction rolled back: nothing merged
-        store.close()
-        if created:  # and no empty store left behind
-            for leftover in (args.into, Path(f"{args.into}-wal"), Path(f"{args.into}-shm")):
-                leftover.unlink(missing_ok=True)
-        if isinstance(err, sqlite3.Error | OverflowError):  # every row was checked: a fault of the disk or the file
-            raise BlurbkitError(f"nothing merged ({err})", path=args.into) from None
-        raise
-    store.close()
+    counts = merge_into(args.into, rows)
     print(f"blurbkit: merged {len(args.sources)} source(s) into {args.into}: {counts.summary()}")
     return 0

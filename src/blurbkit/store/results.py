@@ -87,7 +87,7 @@ _COLUMNS = ("run_key, study, variant, model, dataset, seed, budget, metric, dev_
             "dev_metrics, test_metrics, wall_seconds, train_examples_per_second, blurbkit_commit, run_dir, notes, created_at, "
             "status, error, threads, precision")
 COLUMNS = tuple(c.strip() for c in _COLUMNS.split(","))  # every column but the local row id
-_UPDATE_ALL = ", ".join(f"{c.strip()} = excluded.{c.strip()}" for c in _COLUMNS.split(",") if c.strip() != "run_key")
+_UPDATE_ALL = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS if c != "run_key")
 
 OK, FAILED = "ok", "failed"  # runs.status
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import parse_jsonl, read_lines
-from blurbkit.store.results import COLUMNS, FAILED, OK, RunKey, read_rows
+from blurbkit.store.results import COLUMNS, FAILED, OK, ResultsStore, RunKey, check_store, read_rows
 
 _KEY_FIELDS = ("study", "variant", "model", "dataset", "seed", "budget", "hyperparameters")
 _TEXT = ("study", "variant", "model", "dataset", "budget", "metric", "hyperparameters", "created_at")
@@ -161,3 +162,24 @@ def merge_counts(existing: dict[str, str], rows: Iterable[dict[str, Any]]) -> tu
             continue
         chosen.append(row)
     return counts, chosen
+
+
+def merge_into(into: str | Path, rows: list[dict[str, Any]]) -> MergeCounts:
+    """Merge checked `rows` into the store at `into` (created if absent) in one transaction. If it
+    fails, nothing is merged and a store this call created is removed again."""
+    into = Path(into)
+    check_store(into)
+    created = not into.exists()
+    store = ResultsStore(into)
+    try:
+        counts = store.merge(rows, merge_counts)
+    except BaseException as err:  # the transaction rolled back
+        store.close()
+        if created:  # no empty store left behind
+            for leftover in (into, Path(f"{into}-wal"), Path(f"{into}-shm")):
+                leftover.unlink(missing_ok=True)
+        if isinstance(err, sqlite3.Error | OverflowError):  # every row was checked: a fault of the disk or the file
+            raise BlurbkitError(f"nothing merged ({err})", path=into) from None
+        raise
+    store.close()
+    return counts
