@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BLURBKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, each worker gives torch its share of the cores. Every worker at torch's
+    default (one thread per core) oversubscribes them, and OpenMP threads waiting on a descheduled
+    sibling spin: two workers training at once ran 2-7x slower than either alone on 2 cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, torch.get_num_threads() // workers))
 
 
 @pytest.fixture(scope="session")
@@ -77,3 +90,56 @@ def fake_model_dir(tmp_path: Path) -> Path:
     for name in ("config.json", "model.safetensors", "vocab.txt"):
         (model / name).write_text("{}")
     return model
+
+
+def _cli_in_child(args: list[str], env: dict[str, str], out: str, err: str) -> None:
+    """The body of `python -m blurbkit ARGS` in a forked child: its own environment, one thread, its
+    output to files; the exit code main() returns, or the signal that ended it."""
+    import io
+
+    import torch
+
+    from blurbkit.cli.main import main
+
+    os.environ.clear()
+    os.environ.update(env)
+    torch.set_num_threads(int(env.get("OMP_NUM_THREADS", "1")))
+    for fd, path in ((1, out), (2, err)):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", line_buffering=True)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8", line_buffering=True)
+    try:
+        code = main(args)
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
+def blurbkit_process(args: list[str], tmp_path: Path, env: dict[str, str] | None = None,
+                     timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m blurbkit ARGS` as a process of its own (it may be killed with -9: the test hook),
+    forked from a server that imported torch and transformers once, as the local executor's runs
+    are: a fresh interpreter pays that import again (~9 s on a slow CPU) in every test that kills one.
+    Returns what subprocess.run would: the exit code (-9 for a kill) and both streams."""
+    import multiprocessing
+
+    from blurbkit.experiments.executors import PRELOAD
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    streams = tmp_path / f".child-{os.urandom(4).hex()}"
+    env = dict(os.environ if env is None else env)
+    env.setdefault("OMP_NUM_THREADS", "1")  # one thread: the same float reductions in every process
+    child = context.Process(target=_cli_in_child, args=(args, env, f"{streams}.out", f"{streams}.err"))
+    child.start()
+    child.join(timeout)
+    if child.exitcode is None:
+        child.kill()
+        child.join()
+        raise TimeoutError(f"blurbkit {' '.join(args[:1])} ran longer than {timeout} s")
+    out, err = (Path(f"{streams}.{name}").read_text("utf-8") for name in ("out", "err"))
+    for name in ("out", "err"):
+        Path(f"{streams}.{name}").unlink()
+    return subprocess.CompletedProcess(["blurbkit", *args], child.exitcode, out, err)

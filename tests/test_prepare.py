@@ -99,6 +99,28 @@ def test_absent_source_folders_are_skipped_unless_asked_for(tmp_path, capsys):
         assert message in err and err.count("\n") == 1 and not (tmp_path / "out2").exists()
 
 
+def test_a_user_dataset_without_a_source_names_its_toml_when_its_folder_is_missing(tmp_path, capsys):
+    from blurbkit.tasks.registry import user_registry_dir
+
+    user_registry_dir().mkdir(parents=True)
+    toml = user_registry_dir() / "mine.toml"
+    toml.write_text('reader = "conll"\ntask_type = "ner"\nentity_types = ["Chemical"]\nin_blurb = false\n'
+                    'files = { train = "train.tsv", dev = "dev.tsv", test = "test.tsv" }\n')  # no `source`
+    (tmp_path / "src").mkdir()
+    for argv in (["--source", str(tmp_path / "src")], []):  # --source, or none at all
+        assert main(["prepare", *argv, "--datasets", "mine", "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "no folder for mine " in err and f"({toml} names no source)" in err, err
+    # a TOML naming a source that is not a folder is named with it (not --source, which it overrides)
+    toml.write_text(toml.read_text() + f'source = "{tmp_path / "gone"}"\n')
+    assert main(["prepare", "--source", str(tmp_path / "src"), "--datasets", "mine", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"no folder for mine: {toml} names source '{tmp_path / 'gone'}', which is not a folder" in err, err
+    # a built-in dataset has no TOML of its own to blame
+    assert main(["prepare", "--source", str(tmp_path / "src"), "--datasets", "gad", "--out", str(tmp_path / "out")]) == 2
+    assert "names no source" not in capsys.readouterr().err
+
+
 def test_load_from_prepared_dir_checks_options(prepared):
     records = load_split("aimed", "test", prepared)
     assert len(records) == 587

@@ -7,17 +7,18 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import torch
+from conftest import blurbkit_process
 
 from blurbkit.cli.main import main
 from blurbkit.models.tiny import build_tiny_bert
 from blurbkit.store.results import ResultsStore
-
-REPO_SRC = Path(__file__).resolve().parents[1] / "src"
 
 # gad: 24 train examples in batches of 4 = 6 steps per epoch, 2 epochs; a checkpoint every 2 steps too.
 RUN = ["--dataset", "gad", "--epochs", "2", "--batch-size", "4", "--max-train-examples", "24",
@@ -31,16 +32,26 @@ def tiny_model(tmp_path_factory):
     return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert")
 
 
-def blurbkit(args: list[str], kill_at: str | None = None) -> subprocess.CompletedProcess:
-    """`python -m blurbkit ARGS` in a real process (one thread: the same numbers in every process)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO_SRC), OMP_NUM_THREADS="1")
+def blurbkit(args: list[str], kill_at: str | None = None, *, tmp_path: Path) -> subprocess.CompletedProcess:
+    """blurbkit ARGS in a process of its own, at one thread (the same numbers in every process)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("BLURBKIT_TEST_KILL_AT", None)
     if kill_at:
         env["BLURBKIT_TEST_KILL_AT"] = kill_at
-    process = subprocess.Popen([sys.executable, "-m", "blurbkit", *args], env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = process.communicate(timeout=120)
-    return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    return blurbkit_process(args, tmp_path, env)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """This process at one thread, as every `blurbkit(...)` process: the same float reductions, so a
+    run finished here must equal, to the last digit, one finished in a child process. (Only the kill
+    needs a process of its own; importing torch and transformers again costs ~9 s on a slow CPU.)"""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def finetune_args(model: Path, shared_data: Path, out: Path) -> list[str]:
@@ -65,8 +76,8 @@ def leftovers(run_dir: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_model, shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "run"
-    done = blurbkit(finetune_args(tiny_model, shared_data, out))
-    assert done.returncode == 0, done.stderr
+    with one_thread():
+        assert main(finetune_args(tiny_model, shared_data, out)) == 0
     assert json.loads((out / "metrics.json").read_text())["resumed"] is False
     return outcome(out)
 
@@ -80,9 +91,10 @@ KILL_POINTS = [
 
 
 @pytest.mark.parametrize("point", KILL_POINTS)
-def test_killed_finetune_resumes_to_the_same_last_digit(point, tiny_model, shared_data, tmp_path, uninterrupted):
+def test_killed_finetune_resumes_to_the_same_last_digit(point, tiny_model, shared_data, tmp_path, uninterrupted,
+                                                       monkeypatch, capsys):
     out = tmp_path / "run"
-    killed = blurbkit(finetune_args(tiny_model, shared_data, out), kill_at=point)
+    killed = blurbkit(finetune_args(tiny_model, shared_data, out), kill_at=point, tmp_path=tmp_path)
     assert killed.returncode == -9, killed.stderr
     state_file = out / ".checkpoint" / "state.json"
     state = json.loads(state_file.read_text())
@@ -90,11 +102,13 @@ def test_killed_finetune_resumes_to_the_same_last_digit(point, tiny_model, share
     state["wall_seconds"] = 1000.0  # as if it had run long: the resumed run's wall time must include it
     state_file.write_text(json.dumps(state))
     started = time.perf_counter()
-    # Every kill point leaves a checkpoint at step 4 or later: a process that trained from step 0
-    # again (rather than from the checkpoint) would reach step 1 and die there.
-    resumed = blurbkit([*finetune_args(tiny_model, shared_data, out), "--resume"], kill_at="step:1")
+    # Every kill point leaves a checkpoint at step 4 or later: a run that trained from step 0 again
+    # (rather than from the checkpoint) would reach step 1 and stop there.
+    _interrupt_at(monkeypatch, "step:1")
+    with one_thread():
+        code = main([*finetune_args(tiny_model, shared_data, out), "--resume"])
     this_process = time.perf_counter() - started
-    assert resumed.returncode == 0, resumed.stderr
+    assert code == 0, capsys.readouterr().err
     assert outcome(out) == uninterrupted
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["resumed"] is True and 1000 < metrics["wall_seconds"] <= 1000 + this_process
@@ -103,7 +117,7 @@ def test_killed_finetune_resumes_to_the_same_last_digit(point, tiny_model, share
 
 def test_sigterm_says_terminated_removes_temporaries_and_keeps_the_checkpoint(tiny_model, shared_data, tmp_path):
     out = tmp_path / "run"
-    done = blurbkit(finetune_args(tiny_model, shared_data, out), kill_at="rundir:TERM")
+    done = blurbkit(finetune_args(tiny_model, shared_data, out), kill_at="rundir:TERM", tmp_path=tmp_path)
     assert done.returncode == 143
     assert done.stderr.strip().splitlines()[-1] == "blurbkit: terminated" and "Traceback" not in done.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the half-written run directory is gone
@@ -244,10 +258,10 @@ def _benchmark_args(model: Path, shared_data: Path, runs: Path) -> list[str]:
 
 
 def test_killed_benchmark_rerun_stores_one_row_equal_to_an_uninterrupted_run(tiny_model, shared_data, tmp_path, uninterrupted):
-    killed = blurbkit(_benchmark_args(tiny_model, shared_data, tmp_path), kill_at="step:5")
+    killed = blurbkit(_benchmark_args(tiny_model, shared_data, tmp_path), kill_at="step:5", tmp_path=tmp_path)
     assert killed.returncode == -9
-    again = blurbkit(_benchmark_args(tiny_model, shared_data, tmp_path))
-    assert again.returncode == 0, again.stderr
+    with one_thread():
+        assert main(_benchmark_args(tiny_model, shared_data, tmp_path)) == 0
     [row] = ResultsStore(tmp_path / "results.sqlite").rows()
     # the benchmark's run is the same run as `uninterrupted` (settings, seed, data), written elsewhere
     assert row["status"] == "ok" and row["test_score"] == uninterrupted["metrics"]["test"]["score"]

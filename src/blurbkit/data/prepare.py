@@ -25,7 +25,7 @@ from blurbkit.data.readers.base import ReadOptions
 from blurbkit.data.schema import Record
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_dir, check_replaceable, clean_stale, sha256_file, write_json
-from blurbkit.tasks.registry import SPLITS, DatasetSpec, all_datasets
+from blurbkit.tasks.registry import BUILTIN_ORIGIN, SPLITS, DatasetSpec, all_datasets
 
 MANIFEST = "manifest.json"
 FORMAT = 1  # manifest layout version
@@ -127,6 +127,18 @@ def source_dir_of(spec: DatasetSpec, source: Path | None) -> Path | None:
     return None if source is None else source / spec.name
 
 
+def _no_folder(first: DatasetSpec, missing: list[str], source: Path | None) -> str:
+    """Where the first missing dataset's folder was looked for, and who said so."""
+    names = ", ".join(missing)
+    if first.source is not None:  # a user dataset's own folder, named by its TOML
+        return f"no folder for {names}: {first.origin} names source {str(first.source)!r}, which is not a folder"
+    where = f"in {source}" if source is not None else "(no --source given)"
+    # A user dataset's TOML without `source` falls back to --source: name the file that could say where.
+    unsourced = f" ({first.origin} names no source)" if first.origin != BUILTIN_ORIGIN else ""
+    expected = source / first.name if source is not None else f"SOURCE/{first.name}"
+    return f"no folder for {names} {where}{unsourced}; expected e.g. {expected}"
+
+
 def select(names: Iterable[str] | None) -> list[DatasetSpec]:
     specs = all_datasets()
     if names is None:
@@ -173,9 +185,7 @@ def prepare(
     # Before anything is written: a dataset asked for by name, or a source holding none of them (a
     # folder one level too high or too low), is a mistake, not a subset.
     if names is not None and missing:
-        where = f"in {source}" if source is not None else "(no --source given)"
-        raise BlurbkitError(f"no folder for {', '.join(missing)} {where}; expected e.g. "
-                            f"{folders[missing[0]] or 'SOURCE/' + missing[0]}")
+        raise BlurbkitError(_no_folder(next(spec for spec in specs if spec.name == missing[0]), missing, source))
     if specs and len(missing) == len(specs):
         raise BlurbkitError(f"none of the {len(specs)} datasets' folders is here (expected e.g. "
                             f"{folders[specs[0].name] or 'SOURCE/' + specs[0].name}); is --source the folder that holds them?",

@@ -184,11 +184,15 @@ def user_registry_dir() -> Path:
     return blurbkit_home() / "datasets"
 
 
+BUILTIN_ORIGIN = "datasets.toml"  # the packaged registry; a user dataset's origin is its own TOML file
+
+
 @functools.lru_cache(maxsize=1)
 def _builtin_specs() -> tuple[tuple[str, DatasetSpec], ...]:
     # The packaged file never changes in a process: parsed once (reports look datasets up thousands of times).
     text = resources.files("blurbkit.tasks").joinpath("datasets.toml").read_text("utf-8")
-    return tuple((name, _spec_from_table(name, table, "datasets.toml")) for name, table in _load_toml(text, "datasets.toml").items())
+    return tuple((name, _spec_from_table(name, table, BUILTIN_ORIGIN))
+                 for name, table in _load_toml(text, BUILTIN_ORIGIN).items())
 
 
 def builtin_datasets() -> dict[str, DatasetSpec]:
