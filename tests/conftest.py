@@ -64,6 +64,18 @@ def pytest_collection_modifyitems(config, items):
         module = item.module.__name__.rpartition(".")[2]
         if module in SLOW_MODULES or SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+    # The tests that declare a timeout above the default are the longest (torchrun, Ray, the real
+    # MiniLM: 20-50 s each on a slow 2-core CPU). Run first, they overlap the many short tests on the
+    # other worker instead of running alone at the end of a parallel run. (A stable sort: modules
+    # keep their order otherwise.)
+    default = float(config.getini("timeout") or 0)
+
+    def declared(item) -> float:
+        mark = item.get_closest_marker("timeout")
+        seconds = float(mark.args[0]) if mark and mark.args else 0.0
+        return seconds if seconds > default else 0.0
+
+    items.sort(key=lambda item: -declared(item))
 
 
 def write_pretrain_corpus(root: Path, words: list[str]) -> tuple[Path, Path]:
