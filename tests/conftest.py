@@ -68,7 +68,10 @@ def pytest_collection_modifyitems(config, items):
     # MiniLM: 20-50 s each on a slow 2-core CPU). Run first, they overlap the many short tests on the
     # other worker instead of running alone at the end of a parallel run. (A stable sort: modules
     # keep their order otherwise.)
-    default = float(config.getini("timeout") or 0)
+    try:  # pytest-timeout's --timeout, else its ini value; neither when the plugin is off (-p no:timeout)
+        default = float(config.getoption("timeout", None) or config.getini("timeout") or 0)
+    except ValueError:
+        default = 0.0
 
     def declared(item) -> float:
         mark = item.get_closest_marker("timeout")
@@ -130,7 +133,7 @@ def _cli_in_child(args: list[str], env: dict[str, str], out: str, err: str) -> N
 
 
 def blurbkit_process(args: list[str], tmp_path: Path, env: dict[str, str] | None = None,
-                     timeout: float = 300) -> subprocess.CompletedProcess:
+                     timeout: float = 120) -> subprocess.CompletedProcess:
     """`python -m blurbkit ARGS` as a process of its own (it may be killed with -9: the test hook),
     forked from a server that imported torch and transformers once, as the local executor's runs
     are: a fresh interpreter pays that import again (~9 s on a slow CPU) in every test that kills one.
@@ -146,12 +149,15 @@ def blurbkit_process(args: list[str], tmp_path: Path, env: dict[str, str] | None
     env.setdefault("OMP_NUM_THREADS", "1")  # one thread: the same float reductions in every process
     child = context.Process(target=_cli_in_child, args=(args, env, f"{streams}.out", f"{streams}.err"))
     child.start()
-    child.join(timeout)
-    if child.exitcode is None:
-        child.kill()
-        child.join()
-        raise TimeoutError(f"blurbkit {' '.join(args[:1])} ran longer than {timeout} s")
-    out, err = (Path(f"{streams}.{name}").read_text("utf-8") for name in ("out", "err"))
-    for name in ("out", "err"):
-        Path(f"{streams}.{name}").unlink()
+    try:
+        child.join(timeout)
+        if child.exitcode is None:
+            raise TimeoutError(f"blurbkit {' '.join(args[:1])} ran longer than {timeout:g} s")
+        out, err = (Path(f"{streams}.{name}").read_text("utf-8") for name in ("out", "err"))
+    finally:  # a child never outlives its test (pytest-timeout interrupting the join included)
+        if child.is_alive():
+            child.kill()
+            child.join()
+        for name in ("out", "err"):
+            Path(f"{streams}.{name}").unlink(missing_ok=True)
     return subprocess.CompletedProcess(["blurbkit", *args], child.exitcode, out, err)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from conftest import blurbkit_process
 from blurbkit.cli.main import main
 from blurbkit.models.tiny import build_tiny_bert
 from blurbkit.store.results import ResultsStore
+
+REPO_SRC = Path(__file__).resolve().parents[1] / "src"
 
 # gad: 24 train examples in batches of 4 = 6 steps per epoch, 2 epochs; a checkpoint every 2 steps too.
 RUN = ["--dataset", "gad", "--epochs", "2", "--batch-size", "4", "--max-train-examples", "24",
@@ -117,7 +120,12 @@ def test_killed_finetune_resumes_to_the_same_last_digit(point, tiny_model, share
 
 def test_sigterm_says_terminated_removes_temporaries_and_keeps_the_checkpoint(tiny_model, shared_data, tmp_path):
     out = tmp_path / "run"
-    done = blurbkit(finetune_args(tiny_model, shared_data, out), kill_at="rundir:TERM", tmp_path=tmp_path)
+    # A fresh interpreter, not a forked child: exiting with 143 includes the interpreter's own shutdown
+    # (non-daemon threads joined, atexit handlers, buffered output flushed), which a fork skips.
+    env = dict(os.environ, OMP_NUM_THREADS="1", BLURBKIT_TEST_KILL_AT="rundir:TERM",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_SRC), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "blurbkit", *finetune_args(tiny_model, shared_data, out)], env=env,
+                          capture_output=True, text=True, timeout=240)
     assert done.returncode == 143
     assert done.stderr.strip().splitlines()[-1] == "blurbkit: terminated" and "Traceback" not in done.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the half-written run directory is gone

@@ -1,6 +1,6 @@
-"""The full protocol on Ray: a local Ray instance gives the same stored results as this process (and
-so as the local pool: tests/test_grid_sweep.py), and a two-node cluster on this machine (loopback
-only) that loses a worker node mid-sweep still stores every run exactly once. Marked `ray` (select with -m ray); CI runs them."""
+"""The full protocol on Ray: a local Ray instance gives the same stored results as the local pool,
+and a two-node cluster on this machine (loopback only) that loses a worker node mid-sweep still
+stores every run exactly once. Marked `ray` (select with -m ray); CI runs them."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _scores(path: Path) -> dict[str, tuple]:
             for r in ResultsStore(path).rows(study="protocol")}
 
 
-def test_local_ray_stores_the_results_this_process_and_the_local_pool_store(tiny_model, shared_data, tmp_path, capsys):
+def test_local_ray_and_the_local_pool_store_the_same_results(tiny_model, shared_data, tmp_path, capsys):
     argv = ["benchmark", "--protocol", "full", "--datasets", "gad,biosses", "--seeds", "2",
             "--grid", "lr=1e-5,5e-5;bs=8;epochs=1;select=1", "--data", str(shared_data), "--model", str(tiny_model),
             "--no-progress", *BUDGET_FLAGS]
@@ -54,19 +54,9 @@ def test_local_ray_stores_the_results_this_process_and_the_local_pool_store(tiny
     assert done.returncode == 0, done.stderr[-2000:]
     # a local Ray instance gets this machine's usable cores (2 on the project machine, more or fewer in CI)
     assert f"executor ray: {machine_cores()} runs at once" in done.stderr
-    # Against this process at one thread per run, as each Ray task runs: the local pool stores exactly
-    # this process's digits (tests/test_grid_sweep.py), and a pool of its own here would add only its
-    # processes' start-up to the suite.
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main([*argv, "--runs-dir", str(tmp_path / "here")]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    on_ray, here = _scores(tmp_path / "ray" / "results.sqlite"), _scores(tmp_path / "here" / "results.sqlite")
-    assert len(on_ray) == 6 and on_ray == here  # same keys, identical digits
+    assert main([*argv, "--runs-dir", str(tmp_path / "local"), "--executor", "local"]) == 0
+    on_ray, local = _scores(tmp_path / "ray" / "results.sqlite"), _scores(tmp_path / "local" / "results.sqlite")
+    assert len(on_ray) == 6 and on_ray == local  # same keys, identical digits
 
 
 def _free_port() -> int:

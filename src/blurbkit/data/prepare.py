@@ -134,7 +134,7 @@ def _no_folder(first: DatasetSpec, missing: list[str], source: Path | None) -> s
         return f"no folder for {names}: {first.origin} names source {str(first.source)!r}, which is not a folder"
     where = f"in {source}" if source is not None else "(no --source given)"
     # A user dataset's TOML without `source` falls back to --source: name the file that could say where.
-    unsourced = f" ({first.origin} names no source)" if first.origin != BUILTIN_ORIGIN else ""
+    unsourced = f" ({first.origin} names no source)" if first.origin not in (None, BUILTIN_ORIGIN) else ""
     expected = source / first.name if source is not None else f"SOURCE/{first.name}"
     return f"no folder for {names} {where}{unsourced}; expected e.g. {expected}"
 
