@@ -11,7 +11,7 @@ import pytest
 
 import blurbkit
 from blurbkit.cli.main import main
-from blurbkit.data.load import load_manifest, load_split, resolve_data, split_notes
+from blurbkit.data.load import load_manifest, load_split, resolve_data, split_notes, split_size
 from blurbkit.data.readers import SplitUnavailable
 from blurbkit.data.readers.base import ReadOptions
 from blurbkit.errors import BlurbkitError
@@ -77,8 +77,9 @@ def test_missing_pico_train_is_recorded_not_fatal(shared_data, tmp_path, capsys)
     assert train["status"] == "missing" and "--pico-train-from-dev" in train["reason"]
     assert not (out / "ebm_pico" / "train.jsonl").exists() and (out / "ebm_pico" / "dev.jsonl").exists()
     assert "missing/339167" in printed and "87913/85321" in printed  # the counts table
-    with pytest.raises(SplitUnavailable, match="--pico-train-from-dev"):
-        load_split("ebm_pico", "train", out)
+    for read in (load_split, split_size):
+        with pytest.raises(SplitUnavailable, match="--pico-train-from-dev"):
+            read("ebm_pico", "train", out)
     assert any(n.startswith("train: ") and "not distributed" in n for n in split_notes("ebm_pico", out))
 
 
@@ -123,7 +124,7 @@ def test_a_user_dataset_without_a_source_names_its_toml_when_its_folder_is_missi
 
 def test_load_from_prepared_dir_checks_options(prepared):
     records = load_split("aimed", "test", prepared)
-    assert len(records) == 587
+    assert len(records) == 587 == split_size("aimed", "test", prepared)  # a plan's count: the manifest's, unparsed
     assert load_split("aimed", "test", prepared, ReadOptions(fold=3)) == records
     with pytest.raises(BlurbkitError, match="prepared with"):
         load_split("aimed", "test", prepared, ReadOptions(fold=0))

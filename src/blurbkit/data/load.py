@@ -168,6 +168,19 @@ def load_split(
     dataset: str, split: str, data: str | Path | None = None, options: ReadOptions | None = None
 ) -> list[dict[str, Any]]:
     """The canonical records (data/schema.py) of one split."""
+    folder, info = _split_entry(dataset, split, data, options)
+    return checked_records(get_dataset(dataset), folder / info["file"])
+
+
+def split_size(
+    dataset: str, split: str, data: str | Path | None = None, options: ReadOptions | None = None
+) -> int:
+    """The number of records load_split returns, from the prepared manifest: plans count every split
+    of every dataset they cover, and parsing ChemProt's three splits to count them took 2.5 s."""
+    return int(_split_entry(dataset, split, data, options)[1]["records"])
+
+
+def _split_entry(dataset: str, split: str, data: str | Path | None, options: ReadOptions | None) -> tuple[Path, dict[str, Any]]:
     if options is not None and not isinstance(options, ReadOptions):
         raise BlurbkitError(f"options must be a ReadOptions (blurbkit.data.readers.base), not {options!r}")
     if split not in SPLITS:
@@ -176,7 +189,7 @@ def load_split(
     info = entry["splits"].get(split)
     if info is None or info["status"] != "ok":
         raise SplitUnavailable(info["reason"] if info else f"dataset {dataset!r} has no {split} split")
-    return checked_records(get_dataset(dataset), folder / info["file"])
+    return folder, info
 
 
 def checked_records(spec: DatasetSpec, path: Path) -> list[dict[str, Any]]:

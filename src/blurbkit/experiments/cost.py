@@ -41,14 +41,14 @@ class Rates:
 def split_sizes(config: FinetuneConfig) -> dict[str, int]:
     """Records per split as the run would use them (subsamples applied). A train split that is not
     distributed here (EBM PICO) is estimated from the published counts, scaled like dev."""
-    from blurbkit.data.load import load_split
+    from blurbkit.data.load import split_size
     from blurbkit.tasks.registry import get_dataset
 
     options = config.read_options()
     sizes: dict[str, int] = {}
     for split in ("dev", "test", "train"):
         try:
-            sizes[split] = len(load_split(config.dataset, split, config.data, options))
+            sizes[split] = split_size(config.dataset, split, config.data, options)
         except BlurbkitError:
             if split != "train":
                 raise
