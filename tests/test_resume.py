@@ -9,16 +9,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import blurbkit_process
 
 from blurbkit.cli.main import main
 from blurbkit.models.tiny import build_tiny_bert
+from blurbkit.runtime.capability import torch_threads
 from blurbkit.store.results import ResultsStore
 
 REPO_SRC = Path(__file__).resolve().parents[1] / "src"
@@ -36,25 +34,13 @@ def tiny_model(tmp_path_factory):
 
 
 def blurbkit(args: list[str], kill_at: str | None = None, *, tmp_path: Path) -> subprocess.CompletedProcess:
-    """blurbkit ARGS in a process of its own, at one thread (the same numbers in every process)."""
+    """blurbkit ARGS in a process of its own, at one thread (the same numbers in every process). Only
+    the kill needs a process of its own: what is compared with it runs here, under torch_threads(1)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("BLURBKIT_TEST_KILL_AT", None)
     if kill_at:
         env["BLURBKIT_TEST_KILL_AT"] = kill_at
     return blurbkit_process(args, tmp_path, env)
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """This process at one thread, as every `blurbkit(...)` process: the same float reductions, so a
-    run finished here must equal, to the last digit, one finished in a child process. (Only the kill
-    needs a process of its own; importing torch and transformers again costs ~9 s on a slow CPU.)"""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def finetune_args(model: Path, shared_data: Path, out: Path) -> list[str]:
@@ -79,7 +65,7 @@ def leftovers(run_dir: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_model, shared_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "run"
-    with one_thread():
+    with torch_threads(1):
         assert main(finetune_args(tiny_model, shared_data, out)) == 0
     assert json.loads((out / "metrics.json").read_text())["resumed"] is False
     return outcome(out)
@@ -108,7 +94,7 @@ def test_killed_finetune_resumes_to_the_same_last_digit(point, tiny_model, share
     # Every kill point leaves a checkpoint at step 4 or later: a run that trained from step 0 again
     # (rather than from the checkpoint) would reach step 1 and stop there.
     _interrupt_at(monkeypatch, "step:1")
-    with one_thread():
+    with torch_threads(1):
         code = main([*finetune_args(tiny_model, shared_data, out), "--resume"])
     this_process = time.perf_counter() - started
     assert code == 0, capsys.readouterr().err
@@ -268,7 +254,7 @@ def _benchmark_args(model: Path, shared_data: Path, runs: Path) -> list[str]:
 def test_killed_benchmark_rerun_stores_one_row_equal_to_an_uninterrupted_run(tiny_model, shared_data, tmp_path, uninterrupted):
     killed = blurbkit(_benchmark_args(tiny_model, shared_data, tmp_path), kill_at="step:5", tmp_path=tmp_path)
     assert killed.returncode == -9
-    with one_thread():
+    with torch_threads(1):
         assert main(_benchmark_args(tiny_model, shared_data, tmp_path)) == 0
     [row] = ResultsStore(tmp_path / "results.sqlite").rows()
     # the benchmark's run is the same run as `uninterrupted` (settings, seed, data), written elsewhere
