@@ -1,6 +1,6 @@
 """Cost of the full BLURB protocol (`blurbkit benchmark --protocol full --plan`) on this machine, for
 the default MiniLM and for a BERT-base-sized encoder (random weights: only its speed matters here).
-Throughput comes from a short calibration run per dataset (64 train examples, one epoch).
+Throughput comes from a short calibration run per dataset (64 train examples, two epochs: the second is the steady rate).
 
     BLURBKIT_SHARED_DATA=../shared/data PYTHONPATH=src python benchmarks/sweep_plan.py OUT_DIR
 """

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ship-runs", action="store_true",
                         help="Ray: run directories travel back to the driver (workers without the shared --runs-dir)")
     parser.add_argument("--plan", action="store_true", help="print runs, CPU-hours and wall time, and start nothing (costs come from this machine's measured "
-                        "rates, or a short calibration run per dataset and model: 64 examples, one epoch)")
+                        "rates, or a short calibration run per dataset and model: 64 examples, two epochs)")
     add_store_options(parser)
     add_training_options(parser)
     parser.set_defaults(func=run)
