@@ -25,7 +25,7 @@ REPO_SRC = Path(__file__).resolve().parents[1] / "src"
 RUN = ["--dataset", "gad", "--epochs", "2", "--batch-size", "4", "--max-train-examples", "24",
        "--max-eval-examples", "8", "--max-test-examples", "16", "--max-length", "64", "--lr", "1e-3",
        "--checkpoint-every", "2", "--no-progress"]
-TIMING = {"train_seconds", "epoch_train_seconds", "train_examples_per_second", "encode_seconds", "wall_seconds", "resumed"}  # + how it ran
+TIMING = {"train_seconds", "epoch_train_seconds", "epoch_padded_tokens", "train_examples_per_second", "encode_seconds", "wall_seconds", "resumed"}  # + how it ran
 
 
 @pytest.fixture(scope="module")

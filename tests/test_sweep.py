@@ -215,6 +215,23 @@ def test_calibration_trains_at_its_last_epochs_rate(monkeypatch):
     assert rates.train == 16.0 and rates.evaluate == pytest.approx((32 * 3 + 32) / 3.0)
 
 
+def test_calibration_charges_a_full_runs_padding_not_its_own(monkeypatch):
+    """64 examples in a few batches pad far more than a full run's length-grouped batches (GAD at batch
+    32: 1.79x vs 1.03x): the plan's rate is the last epoch's time per computed token, charged for the
+    windows' own tokens (here 3,200 positions computed for 2,560 tokens: 1.25x the plain rate)."""
+    import blurbkit.train.run as run
+    from blurbkit.experiments.cost import calibrate
+
+    metrics = {"train_windows": 64, "train_examples": 64, "epoch_train_seconds": [6.0, 4.0], "train_seconds": 10.0,
+               "epoch_padded_tokens": [3100, 3200], "train_tokens": 2560,
+               "train_examples_per_second": 12.8, "wall_seconds": 13.0, "encode_seconds": 0.0,
+               "dev": {"n": 32}, "test": {"n": 32}}
+    monkeypatch.setattr(run, "run_finetune", lambda config: metrics)
+    assert calibrate(FinetuneConfig("gad"), 1).train == pytest.approx(20.0)
+    metrics["epoch_padded_tokens"] = [3100]  # not one count per timed epoch (a checkpoint from before them): plain rate
+    assert calibrate(FinetuneConfig("gad"), 1).train == pytest.approx(16.0)
+
+
 def test_each_epoch_of_a_run_times_its_training(tiny_model, shared_data):
     from blurbkit.train.api import finetune
 
@@ -222,3 +239,9 @@ def test_each_epoch_of_a_run_times_its_training(tiny_model, shared_data):
                        max_train_examples=16, max_eval_examples=8, max_test_examples=8, max_length=32, progress=False)
     assert len(metrics["epoch_train_seconds"]) == 3
     assert sum(metrics["epoch_train_seconds"]) == pytest.approx(metrics["train_seconds"], abs=0.02)
+    # The positions each epoch computed: every window's tokens, and padding to each batch's longest row.
+    assert len(metrics["epoch_padded_tokens"]) == 3
+    assert all(padded > metrics["train_tokens"] for padded in metrics["epoch_padded_tokens"])
+    single = finetune("gad", out=None, data=str(shared_data), model=str(tiny_model), epochs=2, batch_size=1, lr=1e-4,
+                      max_train_examples=6, max_eval_examples=4, max_test_examples=4, max_length=32, progress=False)
+    assert single["epoch_padded_tokens"] == [single["train_tokens"]] * 2  # one row per batch: nothing padded

@@ -139,15 +139,25 @@ def calibrate(base: FinetuneConfig, threads: int) -> Rates:
     eval_seconds = max(metrics["wall_seconds"] - metrics["train_seconds"] - metrics["encode_seconds"], 1e-3)
     evaluate = (sizes["dev"] * (config.epochs + 1) + sizes["test"]) / eval_seconds
     train = steady_train_rate(metrics)
-    overhead = max(total - metrics["train_windows"] * config.epochs / train - eval_seconds, 0.0)
+    epochs = metrics.get("epoch_train_seconds") or []
+    # Outside the steady epochs: loading, encoding and the first epoch's warm-up.
+    trained = config.epochs * epochs[-1] if len(epochs) >= 2 else metrics["train_windows"] * config.epochs / train
+    overhead = max(total - trained - eval_seconds, 0.0)
     return Rates(train, evaluate, overhead, "calibration")
 
 
 def steady_train_rate(metrics: dict[str, Any]) -> float:
-    """Train windows per second in a run's last epoch (its whole training where epochs were not timed)."""
+    """Train windows per second in a run's last epoch (its whole training where epochs were not timed),
+    at the padding of a full run: a 64-example run's batches are padded to their longest row 1.4-1.8x
+    (GAD at batch 16 / 32) where a full run's length-grouped batches pad 1.03x, so the last epoch's
+    time per computed token is charged for the unpadded tokens of its windows."""
     epochs = metrics.get("epoch_train_seconds") or []
     if len(epochs) < 2 or epochs[-1] <= 0:
         return metrics["train_examples_per_second"]
+    padded = metrics.get("epoch_padded_tokens") or []
+    tokens = metrics.get("train_tokens")
+    if len(padded) == len(epochs) and padded[-1] > 0 and tokens:
+        return metrics["train_windows"] * padded[-1] / (tokens * epochs[-1])
     return metrics["train_windows"] / epochs[-1]
 
 

@@ -112,6 +112,10 @@ class PaddedSplit:
     def __len__(self) -> int:
         return self.size
 
+    def padded_tokens(self, batches: Sequence[Sequence[int]]) -> int:
+        """Token positions `batches` compute: rows x the longest row, summed."""
+        return sum(len(rows) * int(self.lengths[list(rows)].max()) for rows in batches if len(rows))
+
     def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         rows = torch.as_tensor(indices, dtype=torch.long)
         length = int(self.lengths[rows].max())

@@ -64,6 +64,9 @@ class TrainResult:
     # each epoch's share (kept in checkpoints; an epoch resumed mid-way counts its resumed part only);
     # the first holds the run's one-time warm-up (lazy optimizer state, kernels built for new shapes)
     epoch_train_seconds: list[float] = field(default_factory=list)
+    # the token positions those seconds computed (rows x padded length per batch): cost plans time a
+    # token, since a short run's batches pad far more than a full run's length-grouped ones
+    epoch_padded_tokens: list[int] = field(default_factory=list)
     train_cpu_seconds: float = 0.0  # CPU time of the process in the same spans (speed benchmarks on a shared machine)
     train_examples_per_second: float = 0.0
     steps: int = 0
@@ -182,6 +185,7 @@ class Engine:
                 else:
                     loop.order = shuffled_batches(len(train.examples), hyper.batch_size, loop.order_rng)
             order = loop.order
+            timed_tokens = padded.padded_tokens(order[loop.step:])
             for step in range(loop.step + 1, len(order) + 1):
                 batch = self.runner.to_device(padded.batch(order[step - 1]))
                 with self.runner.autocast():
@@ -213,6 +217,7 @@ class Engine:
             elapsed = time.perf_counter() - started  # dev evaluation not counted
             result.train_seconds += elapsed
             result.epoch_train_seconds.append(round(elapsed, 3))
+            result.epoch_padded_tokens.append(timed_tokens)
             if heartbeat is not None:  # the epoch's last steps, before a dev evaluation (or test) that reports nothing
                 heartbeat.step(result.steps, epoch, force=True)
             result.train_cpu_seconds += time.process_time() - cpu

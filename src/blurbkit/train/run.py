@@ -141,6 +141,8 @@ def run_metrics(spec: DatasetSpec, engine: Engine, train: Encoded, trained: Trai
         "train_windows": len(train.examples),
         "train_seconds": round(trained.train_seconds, 2),
         "epoch_train_seconds": trained.epoch_train_seconds,
+        "epoch_padded_tokens": trained.epoch_padded_tokens,
+        "train_tokens": sum(len(example["input_ids"]) for example in train.examples),  # one epoch, unpadded
         "train_examples_per_second": round(trained.train_examples_per_second, 2),
         "threads": torch.get_num_threads(),  # what the speeds above were measured at (the cost plans scale by it)
         "encode_seconds": round(encode_seconds, 2),
