@@ -228,6 +228,8 @@ def test_calibration_charges_a_full_runs_padding_not_its_own(monkeypatch):
                "dev": {"n": 32}, "test": {"n": 32}}
     monkeypatch.setattr(run, "run_finetune", lambda config: metrics)
     assert calibrate(FinetuneConfig("gad"), 1).train == pytest.approx(20.0)
+    # Plain-shuffled full runs pad as much as the calibration: nothing to take off.
+    assert calibrate(FinetuneConfig("gad", group_by_length=False), 1).train == pytest.approx(16.0)
     metrics["epoch_padded_tokens"] = [3100]  # not one count per timed epoch (a checkpoint from before them): plain rate
     assert calibrate(FinetuneConfig("gad"), 1).train == pytest.approx(16.0)
 
@@ -241,6 +243,7 @@ def test_each_epoch_of_a_run_times_its_training(tiny_model, shared_data):
     assert sum(metrics["epoch_train_seconds"]) == pytest.approx(metrics["train_seconds"], abs=0.02)
     # The positions each epoch computed: every window's tokens, and padding to each batch's longest row.
     assert len(metrics["epoch_padded_tokens"]) == 3
+    # (the seeded 16-example sample has sentences of several lengths under max_length, so each epoch pads some)
     assert all(padded > metrics["train_tokens"] for padded in metrics["epoch_padded_tokens"])
     single = finetune("gad", out=None, data=str(shared_data), model=str(tiny_model), epochs=2, batch_size=1, lr=1e-4,
                       max_train_examples=6, max_eval_examples=4, max_test_examples=4, max_length=32, progress=False)

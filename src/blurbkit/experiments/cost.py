@@ -138,7 +138,8 @@ def calibrate(base: FinetuneConfig, threads: int) -> Rates:
     sizes = split_sizes(config) if not (sizes["dev"] and sizes["test"]) else sizes
     eval_seconds = max(metrics["wall_seconds"] - metrics["train_seconds"] - metrics["encode_seconds"], 1e-3)
     evaluate = (sizes["dev"] * (config.epochs + 1) + sizes["test"]) / eval_seconds
-    train = steady_train_rate(metrics)
+    # Only length-grouped full runs pad less than the calibration; plain-shuffled ones pad as much.
+    train = steady_train_rate(metrics, unpadded=config.group_by_length)
     epochs = metrics.get("epoch_train_seconds") or []
     # Outside the steady epochs: loading, encoding and the first epoch's warm-up.
     trained = config.epochs * epochs[-1] if len(epochs) >= 2 else metrics["train_windows"] * config.epochs / train
@@ -146,17 +147,20 @@ def calibrate(base: FinetuneConfig, threads: int) -> Rates:
     return Rates(train, evaluate, overhead, "calibration")
 
 
-def steady_train_rate(metrics: dict[str, Any]) -> float:
-    """Train windows per second in a run's last epoch (its whole training where epochs were not timed),
-    at the padding of a full run: a 64-example run's batches are padded to their longest row 1.4-1.8x
-    (GAD at batch 16 / 32) where a full run's length-grouped batches pad 1.03x, so the last epoch's
-    time per computed token is charged for the unpadded tokens of its windows."""
+def steady_train_rate(metrics: dict[str, Any], unpadded: bool = True) -> float:
+    """Train windows per second in a run's last epoch (its whole training where epochs were not timed).
+    With `unpadded` (a full run's batches are length-grouped), the last epoch's time per computed
+    token position is charged for its windows' own tokens: a 64-example run falls into a few wide
+    batches padded to their longest row (GAD: 1.37x the tokens at batch 16, 1.79x at batch 32), where
+    a full run's length-grouped batches pad about 1.03x. Per-step work that does not shrink with
+    padding (the optimizer step, gradient clipping) is scaled as if it did, which errs fast; the
+    first epoch's extra time is the run's overhead (calibrate)."""
     epochs = metrics.get("epoch_train_seconds") or []
     if len(epochs) < 2 or epochs[-1] <= 0:
         return metrics["train_examples_per_second"]
     padded = metrics.get("epoch_padded_tokens") or []
     tokens = metrics.get("train_tokens")
-    if len(padded) == len(epochs) and padded[-1] > 0 and tokens:
+    if unpadded and len(padded) == len(epochs) and padded[-1] > 0 and tokens:
         return metrics["train_windows"] * padded[-1] / (tokens * epochs[-1])
     return metrics["train_windows"] / epochs[-1]
 

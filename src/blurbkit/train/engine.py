@@ -64,8 +64,8 @@ class TrainResult:
     # each epoch's share (kept in checkpoints; an epoch resumed mid-way counts its resumed part only);
     # the first holds the run's one-time warm-up (lazy optimizer state, kernels built for new shapes)
     epoch_train_seconds: list[float] = field(default_factory=list)
-    # the token positions those seconds computed (rows x padded length per batch): cost plans time a
-    # token, since a short run's batches pad far more than a full run's length-grouped ones
+    # the token positions those seconds computed (rows x the longest row, per batch): cost plans time a
+    # token position, since a 64-example calibration's few batches pad far more than a full run's
     epoch_padded_tokens: list[int] = field(default_factory=list)
     train_cpu_seconds: float = 0.0  # CPU time of the process in the same spans (speed benchmarks on a shared machine)
     train_examples_per_second: float = 0.0
