@@ -259,6 +259,7 @@ def _closed_port() -> int:
     (["--executor", "slurm"], "unknown executor 'slurm'"),
     (["--executor", "ray", "--ray-address", "127.0.0.1:{port}"], "no Ray cluster answers at 127.0.0.1:"),
     (["--workers", "2"], "--workers: only with --executor local|ray"),
+    (["--executor", "local", "--ray-address", "127.0.0.1:6379"], "--ray-address: only with --executor ray"),
     (["--executor", "local", "--threads-per-run", "0"], "--threads-per-run and --workers must be at least 1"),
 ])
 def test_bad_executor_options_are_one_line_exit_2_and_nothing_stored(fake, tmp_path, capsys, command, flags, message):
@@ -268,6 +269,20 @@ def test_bad_executor_options_are_one_line_exit_2_and_nothing_stored(fake, tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("blurbkit: error: ") and message in err[0], err
     assert not (runs / "results.sqlite").exists() and not fake.trained
+
+
+def test_workers_caps_the_runs_ray_places_at_once(monkeypatch):
+    """--workers on Ray: at most N runs of this sweep at once on a cluster that holds more (others
+    may use it too); without it, as many as the cluster's CPUs hold at --threads-per-run."""
+    import ray
+
+    from blurbkit.experiments.ray_executor import RayExecutor
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0})
+    executor = RayExecutor.__new__(RayExecutor)
+    for threads, workers, slots in ((2, None, 8), (2, 3, 3), (4, 8, 4), (32, None, 1)):
+        executor.threads, executor.workers = threads, workers
+        assert executor._cluster_slots() == slots, (threads, workers)
 
 
 @pytest.fixture(scope="module")

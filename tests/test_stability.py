@@ -326,6 +326,25 @@ def test_trivial_predictors_and_failed_runs_per_metric():
     assert hoc.task.trivial_predictions(hoc, docs, docs) == {"d1": [], "d2": []}
 
 
+def test_a_cell_reads_mean_over_all_seeds_mean_over_non_failed_and_the_counts():
+    """Seeds 0-3 of one cell: Pearson 30, -5 (failed: below the constant predictor's 0), 20 and one
+    run that errored (counted apart, in no mean)."""
+    from blurbkit.experiments.stability import Cell, collect, get_stability_study, stability_table
+
+    study = get_stability_study("stability")
+    standard = [v for v in study.variants if v.name == "standard"]
+    cells = [Cell("BIOSSES", "standard", FinetuneConfig("biosses", seed=seed)) for seed in range(4)]
+    rows = [{"run_key": f"k{seed}", "status": "ok", "test_score": score, "seed": seed, "wall_seconds": 10.0 + seed,
+             "test_metrics": json.dumps({"score": score, "trivial_score": 0.0})}
+            for seed, score in enumerate((0.30, -0.05, 0.20))]
+    rows.append({"run_key": "k3", "status": "error", "test_score": None, "seed": 3, "wall_seconds": None, "test_metrics": None})
+    results = collect(cells, rows, lambda cell: f"k{cell.config.seed}")
+    entry = results[("BIOSSES", "standard")]
+    assert entry["failed"] == [False, True, False] and entry["errored"] == 1
+    table = stability_table(study, cells, results, standard, "full")
+    assert "| BIOSSES | 15.00 ± 18.03 · 25.00 · 1/3 failed, 1 errored |" in table, table
+
+
 # ---- studies ------------------------------------------------------------------------------------
 
 def _study_options(model_dir, shared_data, runs):

@@ -86,6 +86,36 @@ def test_wall_time_waits_for_the_search_before_the_test_runs():
     assert simulate([([], [5, 5, 5])], 2) == 10
 
 
+def test_the_plan_prints_runs_cpu_hours_and_wall_time_on_1_4_16_machines(tmp_path, monkeypatch, capsys):
+    """`benchmark --protocol full --plan` from a calibration (made up here: 2,500 s per run) on a
+    2-core machine: 4 search runs, then 1 more test seed; nothing trained, nothing stored."""
+    import blurbkit.experiments.cost as cost
+    import blurbkit.experiments.executors as executors
+    import blurbkit.experiments.plan as plan
+    from blurbkit.experiments.cost import Rates
+
+    sizes = {"train": 64, "dev": 16, "test": 16}
+    monkeypatch.setattr(plan, "split_sizes", lambda config: sizes)
+    monkeypatch.setattr(cost, "split_sizes", lambda config: sizes)
+    # one epoch: 64 / 0.064 = 1,000 s of training, (16 x 2 + 16) / 0.032 = 1,500 s of scoring
+    monkeypatch.setattr(plan, "calibrate", lambda config, threads: Rates(0.064, 0.032, 0.0, "calibration"))
+    monkeypatch.setattr(executors, "machine_cores", lambda: 2)
+    runs = tmp_path / "runs"
+    argv = ["benchmark", "--protocol", "full", "--datasets", "gad", "--seeds", "3", "--grid",
+            "lr=1e-5,3e-5;bs=16;epochs=1;select=2", "--model", str(_fake_model(tmp_path)), "--data", str(tmp_path),
+            "--runs-dir", str(runs), "--plan", "--workers", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| gad | 5 | 0 | 5 | 2500 | 3.47 | calibration: 0.1 train ex/s |" in out
+    assert "runs: 5 in all, 5 to run; CPU-hours: 3.47 (1 thread(s) per run on this machine)" in out
+    assert "wall time on 1 runs at once: 3.5 h" in out
+    # 2 slots: two rounds of search, then the test seed (7,500 s); 8 or 32 slots: one round, then it
+    assert "wall time on 1 machine(s) like this one (2 runs at once): 2.1 h" in out
+    assert "wall time on 4 machine(s) like this one (8 runs at once): 1.4 h" in out
+    assert "wall time on 16 machine(s) like this one (32 runs at once): 1.4 h" in out
+    assert not (runs / "results.sqlite").exists()
+
+
 def _fake_model(tmp_path: Path) -> Path:
     return fake_model_dir(tmp_path)
 
@@ -102,6 +132,7 @@ def _closed_port() -> int:
     (["--executor", "ray", "--ray-address", "127.0.0.1:{port}"], "no Ray cluster answers at 127.0.0.1:"),
     (["--runs-dir", "{file}/runs"], "cannot write the --runs-dir here"),
     (["--lr", "3e-5"], "--lr: the full protocol searches these"),
+    (["--datasets", "gad,nosuch"], "unknown dataset 'nosuch'"),
 ])
 def test_bad_input_is_one_line_exit_2_and_nothing_stored(tmp_path, capsys, flags, message):
     blocker = tmp_path / "a-file"

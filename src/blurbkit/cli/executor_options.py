@@ -18,7 +18,8 @@ def add_executor_options(parser: argparse.ArgumentParser, executor_help: str) ->
     parser.add_argument("--executor", help=executor_help)
     parser.add_argument("--ray-address", metavar="HOST:PORT",
                         help="an existing Ray cluster (default: a local Ray instance; workers share --runs-dir)")
-    parser.add_argument("--workers", type=int, help="runs at once (default: cores // threads per run); with --plan: the wall time for N")
+    parser.add_argument("--workers", type=int, help="runs at once (default: cores // threads per run; on Ray at most N, "
+                        "default the cluster's CPUs // threads per run); with --plan: the wall time for N")
     parser.add_argument("--threads-per-run", type=int, help="torch threads (Ray: CPUs) per run (default 1)")
     parser.add_argument("--retries", type=int, help="tries again a run that crashed (not one that failed on bad input) N times (default 2)")
 
@@ -42,6 +43,8 @@ def executor_choice(args: argparse.Namespace, default: str | None = None) -> str
                                 "another in this process)")
         return None
     check_executor(name)
+    if name == "local" and args.ray_address:
+        raise BlurbkitError("--ray-address: only with --executor ray (the local pool runs on this machine)")
     args.threads_per_run = 1 if args.threads_per_run is None else args.threads_per_run
     args.retries = 2 if args.retries is None else args.retries
     if args.threads_per_run < 1 or (args.workers is not None and args.workers < 1) or args.retries < 0:

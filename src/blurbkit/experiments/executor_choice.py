@@ -18,8 +18,9 @@ def check_executor(name: str) -> str:
 
 def make_executor(name: str, threads: int, workers: int | None, ray_address: str | None = None,
                   gpus: float = 0.0) -> Executor:
-    """`threads` per run; `workers` runs at once on the local pool (None: as many as the cores hold);
-    Ray places runs by their declared CPUs/GPUs on the cluster at `ray_address` (None: a local Ray)."""
+    """`threads` per run; `workers` runs at once (None: as many as the local cores, or the Ray
+    cluster's CPUs, hold); Ray places runs by their declared CPUs/GPUs on the cluster at
+    `ray_address` (None: a local Ray)."""
     if check_executor(name) == "ray":
-        return RayExecutor(ray_address, threads=threads, gpus=gpus)
+        return RayExecutor(ray_address, threads=threads, gpus=gpus, workers=workers)
     return LocalExecutor(threads, workers)

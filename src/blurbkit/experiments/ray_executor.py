@@ -44,7 +44,7 @@ def check_address(address: str) -> None:
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, address: str | None, threads: int = 1, gpus: float = 0.0) -> None:
+    def __init__(self, address: str | None, threads: int = 1, gpus: float = 0.0, workers: int | None = None) -> None:
         import ray
 
         if address:
@@ -60,16 +60,19 @@ class RayExecutor:
                          object_store_memory=LOCAL_OBJECT_STORE, logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise BlurbkitError(f"cannot start or reach Ray{f' at {address}' if address else ''} ({err})") from None
-        self.threads = threads
+        self.threads, self.workers = threads, workers
         self._remote = ray.remote(_run_on_ray).options(num_cpus=threads, num_gpus=gpus, max_retries=SYSTEM_RETRIES,
                                                       retry_exceptions=False)
         self._refs: dict[Any, RunTask] = {}
         self.slots = self._cluster_slots()
 
     def _cluster_slots(self) -> int:
+        """Runs the cluster's CPUs hold at `threads` each, at most `workers` (a share of a cluster
+        others use too)."""
         import ray
 
-        return max(1, int(ray.cluster_resources().get("CPU", 1) // self.threads))
+        fits = max(1, int(ray.cluster_resources().get("CPU", 1) // self.threads))
+        return min(fits, self.workers) if self.workers else fits
 
     def submit(self, task: RunTask) -> None:
         self._refs[self._remote.remote(task)] = task
