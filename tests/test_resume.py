@@ -187,6 +187,41 @@ def test_a_run_killed_in_its_train_dev_phase_counts_both_phases_time(tiny_model,
     assert metrics["resumed"] is True and 2000 < metrics["wall_seconds"] <= 2000 + time.perf_counter() - started
 
 
+def test_final_steps_killed_inside_its_cut_short_epoch_resumes_to_the_same_last_digit(tiny_model, shared_data, tmp_path,
+                                                                                    monkeypatch):
+    """--final-steps: the chosen model took 2 x 6 steps (24 records at batch 4), so train+dev (32
+    records, 8 steps an epoch) trains 8 + 4. Killed at its step 11 (after the step-10 checkpoint,
+    inside the cut-short epoch), the resumed run equals one never killed."""
+    import blurbkit.train.engine as engine
+
+    class Killed(BaseException):
+        pass
+
+    seen = []
+
+    def kill_point(name: str) -> None:
+        seen.append(name)
+        if name == "step:11" and seen.count(name) == 2:  # the second phase's 11th step
+            raise Killed
+
+    def argv(out: Path) -> list[str]:
+        return ["finetune", *RUN, "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out),
+                "--last-epoch", "--final-on-train-dev", "--final-steps"]
+
+    with torch_threads(1):
+        assert main(argv(tmp_path / "whole")) == 0
+        with monkeypatch.context() as patch:
+            patch.setattr(engine, "kill_point", kill_point)
+            with pytest.raises(Killed):
+                main(argv(tmp_path / "run"))
+        assert main([*argv(tmp_path / "run"), "--resume"]) == 0
+    whole, run = outcome(tmp_path / "whole"), outcome(tmp_path / "run")
+    for result in (whole, run):  # the second phase's own timing
+        result["metrics"]["final_on_train_dev"].pop("train_seconds")
+    assert whole["metrics"]["final_on_train_dev"]["steps"] == 12 and whole["metrics"]["final_on_train_dev"]["epochs"] == 2
+    assert run == whole
+
+
 def _nan_at(monkeypatch, call: int) -> None:
     """The training loss turns NaN from the `call`-th batch on."""
     import blurbkit.train.engine as engine

@@ -148,6 +148,7 @@ def test_reinit_draws_the_top_blocks_with_berts_initialiser(model_dir):
     ({"min_epochs": 3}, "--min-epochs is the first epoch early stopping may end a run: it needs --patience"),
     ({"min_epochs": 0, "patience": 2}, "--min-epochs is the first epoch early stopping may end a run"),
     ({"reinit_layers": -1}, "--reinit-layers must be 0 or more"),
+    ({"final_steps": True}, "--final-steps sets how long the train.dev model trains: it needs --final-on-train-dev"),
 ])
 def test_bad_values_are_refused_when_the_config_is_made(options, message):
     with pytest.raises(BlurbkitError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[").replace("]", r"\]")):
@@ -289,6 +290,29 @@ def test_final_model_is_retrained_from_the_pretrained_encoder_on_train_and_dev(m
     assert "test_before" in metrics["final_on_train_dev"] and "trivial_score" in metrics["test"]
     assert any("retrained on train+dev (24 + 8 records)" in note for note in metrics["notes"])
     assert sorted(p.name for p in out.iterdir()) == ["epochs.jsonl", "metrics.json", "predictions", "run.json"]
+
+
+def test_final_steps_retrains_for_the_chosen_models_steps_not_its_epochs(model_dir, shared_data, monkeypatch):
+    """24 train records at batch 8: 3 steps an epoch, so the chosen model (all 3 epochs, --last-epoch)
+    took 9 steps. Train+dev (32 records, 4 steps an epoch) trains 9 steps with --final-steps: 4 + 4 + 1,
+    its schedule over those 9 (the learning rate down to 0 at the last); 12 without."""
+    from blurbkit.train.api import finetune
+
+    lrs: list[float] = []
+    real_step = torch.optim.lr_scheduler.LambdaLR.step
+
+    def step(self, *args, **kwargs):
+        real_step(self, *args, **kwargs)
+        lrs.append(self.get_last_lr()[0])
+
+    monkeypatch.setattr(torch.optim.lr_scheduler.LambdaLR, "step", step)
+    common = dict(data=str(shared_data), model=str(model_dir), epochs=3, last_epoch=True, final_on_train_dev=True, **TINY_RUN)
+    by_steps = finetune("gad", final_steps=True, **common)
+    assert by_steps["final_on_train_dev"]["steps"] == 9 and by_steps["final_on_train_dev"]["epochs"] == 3
+    assert lrs[-1] == 0.0 and lrs[-2] > 0.0  # the second schedule ends on the 9th step, not inside the 12
+    assert any("for 9 optimizer steps (--final-steps: 3 epochs of train" in note for note in by_steps["notes"])
+    by_epochs = finetune("gad", **common)
+    assert by_epochs["final_on_train_dev"]["steps"] == 12
 
 
 # ---- the failed-run measure ----------------------------------------------------------------------

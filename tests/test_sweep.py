@@ -189,6 +189,20 @@ def test_local_pool_sweep_survives_a_killed_driver(tiny_model, shared_data, tmp_
     assert 1 <= executed <= 4 - stored_before  # a run finished on disk but not stored is stored, not retrained
     assert "| GAD | " in out and "(n=3)" in out
     assert (runs / "protocol-custom-train16-dev8-test24.md").is_file()
+    # The resumed sweep's table is the uninterrupted one's, to the digit.
+    assert main(sweep_argv(tiny_model, shared_data, tmp_path / "whole")) == 0
+    whole = capsys.readouterr().out
+    assert _digits(runs) == _digits(tmp_path / "whole")
+    assert _table_rows(out, "| GAD | ") == _table_rows(whole, "| GAD | ") != []
+
+
+def _digits(runs: Path) -> dict[str, tuple]:
+    return {r["run_key"]: (r["dev_score"], r["test_score"], r["test_metrics"])
+            for r in ResultsStore(runs / "results.sqlite").rows(study="protocol")}
+
+
+def _table_rows(out: str, prefix: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith(prefix)]
 
 
 def test_stored_speeds_are_scaled_to_the_planned_threads_per_run(monkeypatch):

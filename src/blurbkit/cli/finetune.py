@@ -53,6 +53,9 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--final-on-train-dev", action="store_true",
                         help="after dev chooses the epoch count, retrain from the pretrained encoder on train+dev "
                         "for that many epochs (with --last-epoch: every epoch of the recipe) and score that model on test")
+    parser.add_argument("--final-steps", action="store_true",
+                        help="with --final-on-train-dev: train+dev for the chosen model's optimizer steps, not its "
+                        "epoch count (the same schedule; each record seen fewer times)")
     parser.add_argument("--scheme", choices=["bio", "bioul", "io"], help="NER/PICO: tagging scheme the model learns")
     parser.add_argument("--part-option", action="append", default=[], metavar="KEY=VALUE",
                         help="option passed to the featurizer/head (repeatable), e.g. lstm_hidden=256")
@@ -122,6 +125,7 @@ def config_from_args(args: argparse.Namespace, dataset: str, seed: int, out: Pat
         patience=args.patience,
         min_epochs=args.min_epochs,
         final_on_train_dev=args.final_on_train_dev,
+        final_steps=args.final_steps,
         last_epoch=args.last_epoch,
         part_options=parse_part_options(args.part_option),
         pico_train_from_dev=args.pico_train_from_dev,

@@ -77,6 +77,9 @@ class Hyperparams:
     patience: int | None = None  # stop when dev has not improved for this many epochs (best epoch kept)
     min_epochs: int | None = None  # early stopping never ends a run before this epoch (longer training: not shorter)
     final_on_train_dev: bool = False  # after choosing the epoch count on dev, retrain on train+dev; test that
+    # With final_on_train_dev: train+dev for the chosen model's optimizer steps (the schedule dev
+    # validated), not its epoch count (every record as often; more steps, as train+dev is larger).
+    final_steps: bool = False
     # True: score the last epoch's weights (a fixed-epoch recipe: the epoch count is the grid's
     # choice on dev), not the best dev epoch's of this run (the default, the stability paper's).
     last_epoch: bool = False
@@ -104,6 +107,8 @@ class Hyperparams:
         if self.min_epochs is not None and (self.patience is None or self.min_epochs < 1):
             raise BlurbkitError(f"--min-epochs is the first epoch early stopping may end a run: it needs --patience "
                                 f"and a value of at least 1 (got {self.min_epochs})")
+        if self.final_steps and not self.final_on_train_dev:
+            raise BlurbkitError("--final-steps sets how long the train+dev model trains: it needs --final-on-train-dev")
         if self.last_epoch and self.patience is not None:
             raise BlurbkitError("--last-epoch scores the last epoch's weights; --patience stops at the best one: "
                                 "choose one of them")
@@ -138,6 +143,7 @@ HOW_NOT_WHAT = ("out", "data", "progress", "overwrite", "resume", "checkpoint_ev
 # they are left out of a run's store key (experiments/run_records.py) and checkpoint signature
 # (train/run.py), so the runs and checkpoints made before them still match.
 ADDED_LATER = {"bias_correction": True, "patience": None, "min_epochs": None, "final_on_train_dev": False,
+               "final_steps": False,
                "adversarial": False, "adv_epsilon": 1e-5, "adv_steps": 1, "adv_step_size": 1e-3, "adv_alpha": 1.0,
                "last_epoch": False,
                # torch.compile fuses kernels and may reorder reductions: it can move last digits, so

@@ -135,10 +135,13 @@ class Engine:
         return result | {"_predictions": predictions}
 
     def train(self, train: Encoded, dev: Encoded | None, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-              checkpoints: Checkpoints | None = None, heartbeat: Heartbeat | None = None) -> TrainResult:
+              checkpoints: Checkpoints | None = None, heartbeat: Heartbeat | None = None,
+              max_steps: int | None = None) -> TrainResult:
         """Fine-tune on `train`, scoring `dev` after each epoch and keeping the best epoch; with
         `checkpoints`, save the loop's state as it goes (and resume from it, when asked); with
-        `heartbeat`, keep the run's position readable from outside (train/heartbeat.py)."""
+        `heartbeat`, keep the run's position readable from outside (train/heartbeat.py); with
+        `max_steps`, stop after that many optimizer steps (the schedule spans them), inside an epoch
+        if need be."""
         cpu = self.device.type == "cpu"
         self.runner.cpu_settings()
         with (
@@ -146,15 +149,16 @@ class Engine:
             fast_dropout(self.model, self.seed) if cpu and self.settings.fast_dropout else nullcontext() as masks,
         ):
             try:
-                return self._train(train, dev, on_epoch, checkpoints, masks, heartbeat)
+                return self._train(train, dev, on_epoch, checkpoints, masks, heartbeat, max_steps)
             finally:
                 self.runner.weights_changed()  # the weights moved, even if training was interrupted
 
     def _train(self, train: Encoded, dev: Encoded | None, on_epoch: Callable[[dict[str, Any]], None] | None,
-               checkpoints: Checkpoints | None, masks: MaskSource | None, heartbeat: Heartbeat | None) -> TrainResult:
+               checkpoints: Checkpoints | None, masks: MaskSource | None, heartbeat: Heartbeat | None,
+               max_steps: int | None) -> TrainResult:
         hyper, settings, model = self.hyper, self.settings, self.model
         steps_per_epoch = math.ceil(len(train.examples) / hyper.batch_size)
-        total = steps_per_epoch * hyper.epochs
+        total = steps_per_epoch * hyper.epochs if max_steps is None else min(max_steps, steps_per_epoch * hyper.epochs)
         optimizer = build_optimizer(model, hyper.lr, hyper.weight_decay, fused=settings.fused_optimizer,
                                     layer_decay=hyper.layer_decay, bias_correction=hyper.bias_correction)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -185,8 +189,9 @@ class Engine:
                 else:
                     loop.order = shuffled_batches(len(train.examples), hyper.batch_size, loop.order_rng)
             order = loop.order
-            timed_tokens = padded.padded_tokens(order[loop.step:])
-            for step in range(loop.step + 1, len(order) + 1):
+            last = min(len(order), loop.step + total - result.steps)  # the epoch's last step (max_steps: maybe inside it)
+            timed_tokens = padded.padded_tokens(order[loop.step:last])
+            for step in range(loop.step + 1, last + 1):
                 batch = self.runner.to_device(padded.batch(order[step - 1]))
                 with self.runner.autocast():
                     loss = self.loss(batch)
@@ -204,7 +209,7 @@ class Engine:
                 progress.update(1)
                 if heartbeat is not None:
                     heartbeat.step(result.steps, epoch)
-                if step % LOG_EVERY == 0 or step == len(order):  # the only host syncs in the loop
+                if step % LOG_EVERY == 0 or step == last:  # the only host syncs in the loop
                     self._check_finite(int(bad_step), loop, train, checkpoints)
                     progress.set_postfix(epoch=epoch, loss=f"{running.item() / (step % LOG_EVERY or LOG_EVERY):.4f}")
                     running.zero_()
@@ -243,11 +248,15 @@ class Engine:
             loop.epoch, loop.step, loop.order = epoch + 1, 0, None
             if checkpoints is not None:
                 checkpoints.save(loop)
+            if result.steps >= total:
+                break
         progress.close()
         result.epochs_run = min(loop.epoch - 1, hyper.epochs)
         if loop.best_state is not None and result.best_epoch != hyper.epochs and not hyper.last_epoch:
             model.load_state_dict(loop.best_state)
-        result.train_examples_per_second = len(train.examples) * result.epochs_run / max(result.train_seconds, 1e-9)
+        # Stopped inside an epoch (max_steps): only its batches trained.
+        trained = min(len(train.examples) * result.epochs_run, result.steps * hyper.batch_size)
+        result.train_examples_per_second = trained / max(result.train_seconds, 1e-9)
         return result
 
     def _patience_ran_out(self, dev: Encoded | None, result: TrainResult, epoch: int) -> bool:

@@ -14,6 +14,7 @@ replaces RUN_DIR whole, checkpoint included. `resume` continues a killed run fro
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, replace
@@ -230,13 +231,21 @@ def train_on_train_dev(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperpa
                        selected: Engine, trained: Any, data_sha256: dict[str, str], encode_cache: Any = None,
                        clock: RunClock | None = None) -> tuple[Engine, Encoded, dict[str, Any]]:
     """The stability paper's final model: once dev has chosen the epoch count, train again from the
-    pretrained encoder (same seed, same layer options) on train+dev for that many epochs, with its
-    own schedule and no evaluation; test scores that model. Its checkpoint is RUN_DIR/.checkpoint-final."""
+    pretrained encoder (same seed, same layer options) on train+dev for that many epochs (with
+    `final_steps`: for the chosen model's optimizer steps, its schedule), with its own schedule and
+    no evaluation; test scores that model. Its checkpoint is RUN_DIR/.checkpoint-final."""
     epochs = hyper.epochs if hyper.last_epoch else trained.best_epoch
     records = splits.train + splits.dev
     which = "every epoch of the recipe (--last-epoch)" if hyper.last_epoch else "the best dev epoch"
+    steps = None
+    if hyper.final_steps:
+        steps = epochs * math.ceil(len(splits.train) / hyper.batch_size)
+        length = f"{steps} optimizer steps (--final-steps: {epochs} epochs of train, {which})"
+        epochs = math.ceil(steps / math.ceil(len(records) / hyper.batch_size))  # the last one cut short
+    else:
+        length = f"{epochs} epochs, {which}"
     splits.notes.append(f"final model: retrained on train+dev ({len(splits.train)} + {len(splits.dev)} records) for "
-                        f"{epochs} epochs, {which}; test scores that model")
+                        f"{length}; test scores that model")
     if config.max_eval_examples is not None:
         splits.notes.append(f"train+dev used the dev subsample of {len(splits.dev)} records")
     seed_everything(config.seed)  # the same fresh start as the first model (re-initialised blocks included)
@@ -248,9 +257,11 @@ def train_on_train_dev(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperpa
         heartbeat = Heartbeat(config.out)  # the second schedule's position, from its own step 0
         signature = run_signature(config, final_hyper, model_dir, data_sha256)
         signature.update(phase="train+dev", selected_epoch=epochs, train_dev_sha256=records_sha256(encoded.records))
+        if steps is not None:
+            signature["selected_steps"] = steps
         checkpoints = Checkpoints(config.out / FINAL_DIR_NAME, signature, every=config.checkpoint_every, resume=config.resume,
                                   clock=clock or RunClock(), start_over_if_different=config.resume and config.overwrite)
-    result = engine.train(encoded, None, checkpoints=checkpoints, heartbeat=heartbeat)
+    result = engine.train(encoded, None, checkpoints=checkpoints, heartbeat=heartbeat, max_steps=steps)
     if checkpoints is not None and checkpoints.discarded:
         splits.notes.append(checkpoints.discarded)
     return engine, encoded, {"epochs": epochs, "train_examples": len(records), "steps": result.steps,
