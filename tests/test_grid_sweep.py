@@ -271,6 +271,32 @@ def test_bad_executor_options_are_one_line_exit_2_and_nothing_stored(fake, tmp_p
     assert not (runs / "results.sqlite").exists() and not fake.trained
 
 
+def test_an_address_that_answers_but_is_not_ray_is_one_line_within_seconds(fake, tmp_path, capsys):
+    """An HTTP server (the dashboard's port, say) takes the connection; ray.init would then retry
+    for minutes. The address is refused first, in one line."""
+    import http.server
+    import threading
+    import time
+
+    class Quiet(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # the server's own lines are not blurbkit's
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    runs = tmp_path / "runs"
+    try:
+        started = time.monotonic()
+        code = main(["benchmark", "--datasets", "biosses", "--seeds", "1", "--model", str(fake.model), "--runs-dir",
+                     str(runs), "--executor", "ray", "--ray-address", f"127.0.0.1:{server.server_address[1]}"])
+        assert code == 2 and time.monotonic() - started < 10
+    finally:
+        server.shutdown()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "answers but is not a Ray cluster's address" in err[0], err
+    assert not (runs / "results.sqlite").exists() and not fake.trained
+
+
 def test_workers_caps_the_runs_ray_places_at_once(monkeypatch):
     """--workers on Ray: at most N runs of this sweep at once on a cluster that holds more (others
     may use it too); without it, as many as the cluster's CPUs hold at --threads-per-run."""

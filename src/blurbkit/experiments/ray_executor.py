@@ -15,6 +15,10 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.executors import RunOutcome, RunTask, execute_run, machine_cores
 
 CONNECT_TIMEOUT = 3.0  # seconds a cluster address has to answer before we say so
+# HTTP/2's client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, its client server)
+# answers with a SETTINGS frame of its own; anything else (the dashboard's HTTP port) does not.
+HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+SETTINGS_FRAME = 4
 SYSTEM_RETRIES = 3  # Ray re-runs a task whose worker or node died this many times
 LOCAL_OBJECT_STORE = 200 * 1024 * 1024  # results and shipped run directories are small
 
@@ -36,9 +40,29 @@ def check_address(address: str) -> None:
     if not sep or not port.isdigit():
         raise BlurbkitError(f"--ray-address {address!r}: expected HOST:PORT (or ray://HOST:PORT, or auto)")
     try:
-        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT).close()
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT) as sock:
+            grpc = _answers_http2(sock)
     except OSError as err:
         raise BlurbkitError(f"no Ray cluster answers at {address} within {CONNECT_TIMEOUT:g} s ({err.strerror or err})") from None
+    if not grpc:  # ray.init would retry it for minutes
+        raise BlurbkitError(f"{address} answers but is not a Ray cluster's address (no gRPC there; the dashboard's "
+                            "port? `ray start --head` prints the address, port 6379 by default)")
+
+
+def _answers_http2(sock: socket.socket) -> bool:
+    """Whether the server at `sock` answers HTTP/2's preface with a SETTINGS frame, as gRPC servers do."""
+    sock.settimeout(CONNECT_TIMEOUT)
+    sock.sendall(HTTP2_HELLO)
+    head = b""
+    try:
+        while len(head) < 9:  # a frame header: length (3), type (1), flags (1), stream (4)
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                break
+            head += chunk
+    except TimeoutError:
+        return False
+    return len(head) == 9 and head[3] == SETTINGS_FRAME
 
 
 class RayExecutor:
