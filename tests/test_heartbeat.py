@@ -147,6 +147,11 @@ def test_driver_shows_runs_in_flight_but_not_a_killed_earlier_runs_file(tmp_path
     bar = SweepProgress({"gad": 3}, enabled=False)
     bar.show(running=3, slots=2, live=live)
     assert "| gad seed 0: ep 1/2 30%" in bar.bar.postfix
+    assert bar.bar.postfix.startswith("done 0 failed 0 running 3 left 3 ETA ")
+    bar.settle("gad", ok=True, seconds=60.0)
+    bar.settle("gad", ok=False)
+    bar.show(running=1, slots=2)
+    assert bar.bar.postfix == "done 1 failed 1 running 1 left 1 ETA 0:01:00"  # a 60 s run left: 2 slots do not halve it
     json.loads((fresh / FILE_NAME).read_text())  # whole JSON for any reader
 
 

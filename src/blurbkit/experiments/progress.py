@@ -70,7 +70,8 @@ class SweepProgress:
         """Seconds to the end: the work left (runs in flight at their own rate, the others at their
         dataset's mean run time, measured or, before one has finished, projected from the training
         rate of a run in flight, which leaves out start-up and test scoring) spread over the slots,
-        and never less than the longest run in flight still needs."""
+        and never less than the longest run in flight still needs, nor than a queued run takes (it
+        has not started)."""
         now = time.time() if now is None else now
         projected: dict[str, list[float]] = defaultdict(list)  # whole-schedule training times of runs in flight
         in_flight: dict[str, int] = defaultdict(int)
@@ -88,9 +89,11 @@ class SweepProgress:
             return None
         measured = [t for times in self.times.values() for t in times]
         overall = statistics.fmean(measured or [t for times in projected.values() for t in times])
-        queued = sum(max(0, self.expected[d] - self.settled[d] - in_flight[d])
-                     * (statistics.fmean(per_dataset[d]) if d in per_dataset else overall) for d in self.expected)
-        return max((sum(remaining) + queued) / max(1, slots), max(remaining, default=0.0))
+        waiting = {d: max(0, self.expected[d] - self.settled[d] - in_flight[d]) for d in self.expected}
+        mean = {d: statistics.fmean(per_dataset[d]) if d in per_dataset else overall for d in self.expected}
+        queued = sum(waiting[d] * mean[d] for d in self.expected)
+        longest = max([*remaining, *(mean[d] for d in self.expected if waiting[d])], default=0.0)
+        return max((sum(remaining) + queued) / max(1, slots), longest)
 
     def show(self, running: int, slots: int, live: Sequence[LiveRun] = ()) -> None:
         left = self.bar.total - self.done - self.failed
