@@ -5,6 +5,7 @@ end, with the driver killed mid-sweep and started again."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -181,12 +182,15 @@ def test_local_pool_sweep_survives_a_killed_driver(tiny_model, shared_data, tmp_
     stored_before = len(ResultsStore(store_path).rows(study="protocol"))
     assert 1 <= stored_before < 4
     assert main(sweep_argv(tiny_model, shared_data, runs)) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     rows = ResultsStore(store_path).rows(study="protocol")
     assert len(rows) == 4 and len({r["run_key"] for r in rows}) == 4
     assert all(r["status"] == "ok" for r in rows)
     executed = int(out.split("; actual ")[1].split(" runs")[0])  # plan vs actual: the plan had the first runs' speed
     assert 1 <= executed <= 4 - stored_before  # a run finished on disk but not stored is stored, not retrained
+    # one line per run this driver trained, as it finished
+    finished = re.compile(r"blurbkit: gad seed \d lr \S+ bs 8 ep 1: dev \d+\.\d\d test \d+\.\d\d \(\d+ s on .+\)$")
+    assert len([line for line in err.splitlines() if finished.match(line)]) == executed, err
     assert "| GAD | " in out and "(n=3)" in out
     assert (runs / "protocol-custom-train16-dev8-test24.md").is_file()
     # The resumed sweep's table is the uninterrupted one's, to the digit.
