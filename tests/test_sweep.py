@@ -226,6 +226,32 @@ def test_stored_speeds_are_scaled_to_the_planned_threads_per_run(monkeypatch):
     assert unknown.train == 20.0 and unknown.source == "store (1 run, threads not recorded)"
 
 
+def test_a_grid_plan_times_each_batch_size_by_the_stored_runs_at_that_batch_size(monkeypatch):
+    """Two stored runs of GAD, 40 train examples/s at batch 16 and 60 at batch 32 (both 10 s of
+    scoring 30 examples): a grid point's runs are timed at their own batch size's rate."""
+    import json
+
+    import blurbkit.experiments.cost as cost
+    import blurbkit.experiments.plan as plan
+
+    sizes = {"train": 600, "dev": 10, "test": 10}
+    monkeypatch.setattr(cost, "split_sizes", lambda config: sizes)
+    monkeypatch.setattr(plan, "split_sizes", lambda config: sizes)
+    monkeypatch.setattr(plan, "calibrate", lambda config, threads: pytest.fail("stored speeds should be used"))
+
+    def row(batch: int, rate: float) -> dict:
+        return {"run_key": f"k{batch}", "study": "earlier", "budget": "full", "dataset": "gad", "model": "m", "status": "ok",
+                "train_examples_per_second": rate, "wall_seconds": 600 / rate + 10, "threads": 1, "precision": None,
+                "hyperparameters": json.dumps({"batch_size": batch, "epochs": 1})}
+
+    protocol = DatasetProtocol.make(FinetuneConfig("gad"), parse_grid("lr=1e-5;bs=16,32;epochs=1;select=1"), 1)
+    made = plan.make_plan([protocol], [row(16, 40.0), row(32, 60.0)], "m", "full", threads=1, cores=2)
+    # overhead 8 s + 600 examples at the batch size's rate + (10 x 2 + 10) scored at 3 examples/s
+    assert sorted(made.datasets[0].search) == pytest.approx([8 + 10 + 10, 8 + 15 + 10])
+    assert cost.rates_from_rows([row(16, 40.0), row(32, 60.0)], FinetuneConfig("gad"), 1, None, 32).source == \
+        "store (1 run, 1 thread, batch 32)"
+
+
 def test_a_plan_prefers_runs_of_this_machines_precision_and_says_when_it_has_only_another_class(monkeypatch):
     """Merged stores hold runs from bf16 and fp32-only machines, 2-4x apart: this machine's kind (or
     runs that did not record one) first; another kind's only when there is nothing else, named."""
