@@ -315,6 +315,18 @@ def test_final_steps_retrains_for_the_chosen_models_steps_not_its_epochs(model_d
     assert by_epochs["final_on_train_dev"]["steps"] == 12
 
 
+def test_final_steps_counts_the_windows_a_long_record_becomes(model_dir, shared_data):
+    """NCBI-disease sentences at 16 subwords are several windows each: the chosen model's steps are
+    over its windows (what it trained on), not its records."""
+    from blurbkit.train.api import finetune
+
+    metrics = finetune("ncbi_disease", data=str(shared_data), model=str(model_dir), epochs=2, last_epoch=True,
+                       final_on_train_dev=True, final_steps=True, **{**TINY_RUN, "max_length": 16})
+    windows = metrics["train_windows"]
+    assert windows > 24  # the 24 records became more windows
+    assert metrics["final_on_train_dev"]["steps"] == 2 * math.ceil(windows / 8)
+
+
 # ---- the failed-run measure ----------------------------------------------------------------------
 
 def test_trivial_predictors_and_failed_runs_per_metric():

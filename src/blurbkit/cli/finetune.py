@@ -54,8 +54,8 @@ def add_training_options(parser: argparse.ArgumentParser) -> None:
                         help="after dev chooses the epoch count, retrain from the pretrained encoder on train+dev "
                         "for that many epochs (with --last-epoch: every epoch of the recipe) and score that model on test")
     parser.add_argument("--final-steps", action="store_true",
-                        help="with --final-on-train-dev: train+dev for the chosen model's optimizer steps, not its "
-                        "epoch count (the same schedule; each record seen fewer times)")
+                        help="with --final-on-train-dev: train+dev for as many optimizer steps as the chosen model "
+                        "took, not its epoch count (each record seen fewer times)")
     parser.add_argument("--scheme", choices=["bio", "bioul", "io"], help="NER/PICO: tagging scheme the model learns")
     parser.add_argument("--part-option", action="append", default=[], metavar="KEY=VALUE",
                         help="option passed to the featurizer/head (repeatable), e.g. lstm_hidden=256")

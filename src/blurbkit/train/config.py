@@ -77,8 +77,8 @@ class Hyperparams:
     patience: int | None = None  # stop when dev has not improved for this many epochs (best epoch kept)
     min_epochs: int | None = None  # early stopping never ends a run before this epoch (longer training: not shorter)
     final_on_train_dev: bool = False  # after choosing the epoch count on dev, retrain on train+dev; test that
-    # With final_on_train_dev: train+dev for the chosen model's optimizer steps (the schedule dev
-    # validated), not for its epoch count (the default: each record as often, so more steps).
+    # With final_on_train_dev: train+dev for as many optimizer steps as the chosen model took, not
+    # for its epoch count (the default: each record as often, so more steps).
     final_steps: bool = False
     # True: score the last epoch's weights (a fixed-epoch recipe: the epoch count is the grid's
     # choice on dev), not the best dev epoch's of this run (the default, the stability paper's).

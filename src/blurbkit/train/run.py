@@ -232,26 +232,28 @@ def train_on_train_dev(spec: DatasetSpec, config: FinetuneConfig, hyper: Hyperpa
                        clock: RunClock | None = None) -> tuple[Engine, Encoded, dict[str, Any]]:
     """The stability paper's final model: once dev has chosen the epoch count, train again from the
     pretrained encoder (same seed, same layer options) on train+dev for that many epochs (with
-    `final_steps`: for the chosen model's optimizer steps, its schedule), with its own schedule and
-    no evaluation; test scores that model. Its checkpoint is RUN_DIR/.checkpoint-final."""
+    `final_steps`: for as many optimizer steps as the chosen model took), on a schedule of its own
+    and with no evaluation; test scores that model. Its checkpoint is RUN_DIR/.checkpoint-final."""
     epochs = hyper.epochs if hyper.last_epoch else trained.best_epoch
     records = splits.train + splits.dev
     which = "every epoch of the recipe (--last-epoch)" if hyper.last_epoch else "the best dev epoch"
+    seed_everything(config.seed)  # the same fresh start as the first model (re-initialised blocks included)
+    final_hyper = replace(hyper, epochs=epochs, patience=None, min_epochs=None)
+    engine = build_engine(spec, config, final_hyper, model_dir, records)
+    encoded = encode(records, engine.codec, engine.model.recipe, engine.tokenizer, cache=encode_cache)
     steps = None
     if hyper.final_steps:
-        steps = epochs * math.ceil(len(splits.train) / hyper.batch_size)
+        # Steps over training examples, not records: a long record is several windows.
+        steps = epochs * (trained.steps // trained.epochs_run)
         length = f"{steps} optimizer steps (--final-steps: {epochs} epochs of train, {which})"
-        epochs = math.ceil(steps / math.ceil(len(records) / hyper.batch_size))  # the last one cut short
+        epochs = math.ceil(steps / math.ceil(len(encoded.examples) / hyper.batch_size))  # the last one cut short
+        engine.hyper = final_hyper = replace(final_hyper, epochs=epochs)
     else:
         length = f"{epochs} epochs, {which}"
     splits.notes.append(f"final model: retrained on train+dev ({len(splits.train)} + {len(splits.dev)} records) for "
                         f"{length}; test scores that model")
     if config.max_eval_examples is not None:
         splits.notes.append(f"train+dev used the dev subsample of {len(splits.dev)} records")
-    seed_everything(config.seed)  # the same fresh start as the first model (re-initialised blocks included)
-    final_hyper = replace(hyper, epochs=epochs, patience=None, min_epochs=None)
-    engine = build_engine(spec, config, final_hyper, model_dir, records)
-    encoded = encode(records, engine.codec, engine.model.recipe, engine.tokenizer, cache=encode_cache)
     checkpoints = heartbeat = None
     if config.out is not None:
         heartbeat = Heartbeat(config.out)  # the second schedule's position, from its own step 0
