@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import types
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -309,6 +310,26 @@ def test_workers_caps_the_runs_ray_places_at_once(monkeypatch):
     for threads, workers, slots in ((2, None, 8), (2, 3, 3), (4, 8, 4), (32, None, 1)):
         executor.threads, executor.workers = threads, workers
         assert executor._cluster_slots() == slots, (threads, workers)
+
+    # A driver that submits a whole grid at once (stilt --matrix): past the cap, runs wait here.
+    sent: list[str] = []
+
+    class Remote:
+        def remote(self, task: str) -> str:
+            sent.append(task)
+            return f"ref-{task}"
+
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns, timeout: (refs[:1], refs[1:]))
+    monkeypatch.setattr(ray, "get", lambda ref: ref)
+    for workers, at_once in ((2, 2), (None, 5)):  # without --workers, all of them: Ray's queue
+        sent.clear()
+        executor.threads, executor.workers, executor._refs, executor._backlog = 1, workers, {}, deque()
+        executor._remote, executor.slots = Remote(), executor._cluster_slots()
+        for run in range(5):
+            executor.submit(f"run{run}")
+        assert len(sent) == at_once
+        assert executor.wait(1.0) == ["ref-run0"]
+        assert len(sent) == min(5, at_once + 1) and len(executor._refs) == min(4, at_once)
 
 
 @pytest.fixture(scope="module")

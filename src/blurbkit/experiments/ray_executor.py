@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -40,29 +41,36 @@ def check_address(address: str) -> None:
     if not sep or not port.isdigit():
         raise BlurbkitError(f"--ray-address {address!r}: expected HOST:PORT (or ray://HOST:PORT, or auto)")
     try:
-        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT) as sock:
-            grpc = _answers_http2(sock)
+        sock = socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT)
     except OSError as err:
         raise BlurbkitError(f"no Ray cluster answers at {address} within {CONNECT_TIMEOUT:g} s ({err.strerror or err})") from None
-    if not grpc:  # ray.init would retry it for minutes
-        raise BlurbkitError(f"{address} answers but is not a Ray cluster's address (no gRPC there; the dashboard's "
-                            "port? `ray start --head` prints the address, port 6379 by default)")
+    with sock:
+        # A cluster with RAY_USE_TLS speaks gRPC inside TLS: the plain hello is not for it.
+        wrong = None if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true") else _not_grpc(sock)
+    if wrong:  # ray.init would retry such an address for minutes
+        raise BlurbkitError(f"{address} answers but is not a Ray cluster's address (it {wrong}; the dashboard's port? "
+                            "`ray start --head` prints the address, port 6379 by default)")
 
 
-def _answers_http2(sock: socket.socket) -> bool:
-    """Whether the server at `sock` answers HTTP/2's preface with a SETTINGS frame, as gRPC servers do."""
+def _not_grpc(sock: socket.socket) -> str | None:
+    """None when the server at `sock` answers HTTP/2's preface with a SETTINGS frame, as gRPC
+    servers do (or with a TLS record); else what it did instead."""
     sock.settimeout(CONNECT_TIMEOUT)
-    sock.sendall(HTTP2_HELLO)
     head = b""
     try:
+        sock.sendall(HTTP2_HELLO)
         while len(head) < 9:  # a frame header: length (3), type (1), flags (1), stream (4)
             chunk = sock.recv(9 - len(head))
             if not chunk:
                 break
             head += chunk
     except TimeoutError:
-        return False
-    return len(head) == 9 and head[3] == SETTINGS_FRAME
+        return f"said nothing to a gRPC hello within {CONNECT_TIMEOUT:g} s"
+    except OSError as err:
+        return f"dropped a gRPC hello ({err.strerror or err})"
+    if head[:1] in (b"\x15", b"\x16"):  # a TLS alert or handshake: a TLS server, gRPC or not; ray.init will say
+        return None
+    return None if len(head) == 9 and head[3] == SETTINGS_FRAME else "does not speak gRPC"
 
 
 class RayExecutor:
@@ -88,6 +96,10 @@ class RayExecutor:
         self._remote = ray.remote(_run_on_ray).options(num_cpus=threads, num_gpus=gpus, max_retries=SYSTEM_RETRIES,
                                                       retry_exceptions=False)
         self._refs: dict[Any, RunTask] = {}
+        # With `workers`: runs past the cap wait here, for drivers that submit a whole grid at once
+        # (stilt --matrix). Without it every run goes to Ray at once: its queue is what an
+        # autoscaling cluster grows by.
+        self._backlog: deque[RunTask] = deque()
         self.slots = self._cluster_slots()
 
     def _cluster_slots(self) -> int:
@@ -99,11 +111,18 @@ class RayExecutor:
         return min(fits, self.workers) if self.workers else fits
 
     def submit(self, task: RunTask) -> None:
-        self._refs[self._remote.remote(task)] = task
+        self._backlog.append(task)
+        self._fill()
+
+    def _fill(self) -> None:
+        while self._backlog and (not self.workers or len(self._refs) < self.slots):
+            task = self._backlog.popleft()
+            self._refs[self._remote.remote(task)] = task
 
     def wait(self, timeout: float) -> list[RunOutcome]:
         import ray
 
+        self._fill()
         if not self._refs:
             return []
         ready, _ = ray.wait(list(self._refs), num_returns=1, timeout=timeout)
@@ -117,6 +136,7 @@ class RayExecutor:
             except ray.exceptions.RayError as err:  # retries of a dead node/worker used up
                 outcomes.append(RunOutcome(task.key.digest(), error=f"Ray: {type(err).__name__}: {str(err).splitlines()[0]}"))
         self.slots = self._cluster_slots()  # nodes come and go
+        self._fill()
         return outcomes
 
     def running(self) -> int:
@@ -125,6 +145,7 @@ class RayExecutor:
     def close(self) -> None:
         import ray
 
+        self._backlog.clear()
         for ref in self._refs:
             ray.cancel(ref, force=True)
         self._refs.clear()
