@@ -227,8 +227,9 @@ def test_stored_speeds_are_scaled_to_the_planned_threads_per_run(monkeypatch):
 
 
 def test_a_grid_plan_times_each_batch_size_by_the_stored_runs_at_that_batch_size(monkeypatch):
-    """Two stored runs of GAD, 40 train examples/s at batch 16 and 60 at batch 32 (both 10 s of
-    scoring 30 examples): a grid point's runs are timed at their own batch size's rate."""
+    """Two stored runs of GAD, 40 train examples/s at batch 16 and 60 at batch 32, GAD's recipe (a run
+    at the recipe's batch size stores none), both 10 s of scoring 30 examples: a grid point's runs
+    are timed at their own batch size's rate."""
     import json
 
     import blurbkit.experiments.cost as cost
@@ -242,7 +243,7 @@ def test_a_grid_plan_times_each_batch_size_by_the_stored_runs_at_that_batch_size
     def row(batch: int, rate: float) -> dict:
         return {"run_key": f"k{batch}", "study": "earlier", "budget": "full", "dataset": "gad", "model": "m", "status": "ok",
                 "train_examples_per_second": rate, "wall_seconds": 600 / rate + 10, "threads": 1, "precision": None,
-                "hyperparameters": json.dumps({"batch_size": batch, "epochs": 1})}
+                "hyperparameters": json.dumps({"batch_size": None if batch == 32 else batch, "epochs": 1})}
 
     protocol = DatasetProtocol.make(FinetuneConfig("gad"), parse_grid("lr=1e-5;bs=16,32;epochs=1;select=1"), 1)
     made = plan.make_plan([protocol], [row(16, 40.0), row(32, 60.0)], "m", "full", threads=1, cores=2)

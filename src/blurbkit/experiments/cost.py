@@ -94,7 +94,10 @@ def rates_from_rows(rows: Sequence[dict[str, Any]], base: FinetuneConfig, thread
             kinds = "/".join(sorted({r["precision"] for r in usable}))
             elsewhere = f"; measured in {kinds}, this machine computes {precision}: another CPU class"
     if batch_size is not None:
-        sized = [r for r in usable if json.loads(r["hyperparameters"]).get("batch_size") == batch_size]
+        from blurbkit.tasks.registry import get_dataset
+
+        recipe = get_dataset(base.dataset).recipe.batch_size  # a run at the recipe's batch size stores none
+        sized = [r for r in usable if (json.loads(r["hyperparameters"]).get("batch_size") or recipe) == batch_size]
         if sized:
             usable, elsewhere = sized, f", batch {batch_size}{elsewhere}"
     row = max(usable, key=lambda r: r["wall_seconds"])

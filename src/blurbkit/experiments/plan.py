@@ -47,10 +47,11 @@ class BatchRates:
     cache: dict[int | None, Rates] = field(default_factory=dict)
 
     def __call__(self, config: FinetuneConfig) -> Rates:
-        size = config.batch_size
+        from blurbkit.tasks.registry import get_dataset
+
+        size = config.batch_size or get_dataset(config.dataset).recipe.batch_size
         if size not in self.cache:
-            found = None if size is None else rates_from_rows(self.rows, self.base, self.threads,
-                                                               machine_precision(self.base), size)
+            found = rates_from_rows(self.rows, self.base, self.threads, machine_precision(self.base), size)
             self.cache[size] = found or self.default
         return self.cache[size]
 
