@@ -115,6 +115,21 @@ def two_nodes(tmp_path, monkeypatch):
         shutil.rmtree(temp, ignore_errors=True)
 
 
+def _runs_a_task(node_group: int) -> bool:
+    """Whether the node started in process group `node_group` runs a task: a Ray worker (a child of
+    the node's raylet, in a process group of its own) names itself after the task it runs
+    (ray::_run_on_ray), ray::IDLE between tasks."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().startswith(b"ray::_run_on_ray"):
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if os.getpgid(parent) == node_group:
+                    return True
+        except OSError:  # gone meanwhile
+            continue
+    return False
+
+
 def test_a_worker_node_killed_mid_sweep_still_stores_every_run_once(tiny_model, shared_data, tmp_path, two_nodes):
     import ray
 
@@ -132,10 +147,10 @@ def test_a_worker_node_killed_mid_sweep_still_stores_every_run_once(tiny_model, 
 
     def kill_worker_node(outcome):
         # One CPU per node: when a head run comes back with exactly one run still out (the driver
-        # submits the next only after this call), the worker node is training that one. Kill the node
-        # under it: Ray has to run it again on the head.
+        # submits the next only after this call) and a process of the worker node is running a task,
+        # that node is training that run. Kill the node under it: Ray has to run it again on the head.
         ran_on[outcome.digest] = outcome.node
-        if not lost and outcome.node == head_node and len(executor._refs) == 1:
+        if not lost and outcome.node == head_node and len(executor._refs) == 1 and _runs_a_task(worker.pid):
             lost.append(next(iter(executor._refs.values())).key.digest())
             os.killpg(worker.pid, signal.SIGKILL)
 
