@@ -253,6 +253,17 @@ def test_a_grid_plan_times_each_batch_size_by_the_stored_runs_at_that_batch_size
         "store (1 run, 1 thread, batch 32)"
 
 
+def test_a_run_paused_mid_training_does_not_set_the_plans_speed(monkeypatch):
+    """Three stored runs, one stopped for an hour mid-training (its time, and so its rate, counts
+    the pause): the plan takes the median run's rate, not the longest run's."""
+    import blurbkit.experiments.cost as cost
+
+    monkeypatch.setattr(cost, "split_sizes", lambda config: {"train": 600, "dev": 10, "test": 10})
+    row = {"status": "ok", "hyperparameters": "{}", "threads": 1}
+    runs = [{**row, "train_examples_per_second": rate, "wall_seconds": 600 / rate + 10} for rate in (0.16, 50.0, 60.0)]
+    assert cost.rates_from_rows(runs, FinetuneConfig(dataset="gad", epochs=1), threads=1).train == 50.0
+
+
 def test_a_plan_prefers_runs_of_this_machines_precision_and_says_when_it_has_only_another_class(monkeypatch):
     """Merged stores hold runs from bf16 and fp32-only machines, 2-4x apart: this machine's kind (or
     runs that did not record one) first; another kind's only when there is nothing else, named."""

@@ -76,7 +76,9 @@ def _machine_precision(requested: str) -> str:
 
 def rates_from_rows(rows: Sequence[dict[str, Any]], base: FinetuneConfig, threads: int,
                     precision: str | None = None, batch_size: int | None = None) -> Rates | None:
-    """From the longest finished run of this model on this dataset in the store, at `threads` per
+    """From the finished run of this model on this dataset in the store with the median training rate
+    (one run paused or sharing its cores does not move it: the longest run, taken before, was such a
+    run: GAD's 3,411 s run, 11 train examples/s where its siblings trained 46-59), at `threads` per
     run: a run measured at another thread count is scaled as if its CPU time stayed the same (a
     little pessimistic for fewer threads, optimistic for more: threads never scale perfectly).
     With `precision` (this machine's), runs of another precision (merged from another CPU class,
@@ -100,7 +102,7 @@ def rates_from_rows(rows: Sequence[dict[str, Any]], base: FinetuneConfig, thread
         sized = [r for r in usable if (json.loads(r["hyperparameters"]).get("batch_size") or recipe) == batch_size]
         if sized:
             usable, elsewhere = sized, f", batch {batch_size}{elsewhere}"
-    row = max(usable, key=lambda r: r["wall_seconds"])
+    row = sorted(usable, key=lambda r: r["train_examples_per_second"])[len(usable) // 2]
     measured = row.get("threads")
     scale = threads / measured if measured else 1.0
     known = set(FinetuneConfig.option_names())
