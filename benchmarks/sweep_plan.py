@@ -30,9 +30,10 @@ def bert_base(out: Path) -> Path:
     return out
 
 
-def main(work: Path) -> None:
-    models = {"minilm": None, "bert-base": bert_base(work / "bert-base")}
-    for name, model in models.items():
+def main(work: Path, names: list[str]) -> None:
+    models = {"minilm": lambda: None, "bert-base": lambda: bert_base(work / "bert-base")}
+    for name in names:
+        model = models[name]()
         argv = [sys.executable, "-m", "blurbkit", "benchmark", "--protocol", "full", "--plan",
                 "--runs-dir", str(work / f"runs-{name}"), "--data", os.environ.get("BLURBKIT_SHARED_DATA", "../shared/data"), *(["--model", str(model)] if model else [])]
         plan = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
@@ -43,4 +44,9 @@ def main(work: Path) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", type=Path, help="where the random BERT-base, the plans' runs folders and plan-*.md go")
-    main(parser.parse_args().out_dir)
+    parser.add_argument("--models", default="minilm,bert-base", help="which plans, comma-separated: minilm, bert-base")
+    args = parser.parse_args()
+    names = args.models.split(",")
+    if unknown := sorted(set(names) - {"minilm", "bert-base"}):
+        parser.error(f"--models: unknown {', '.join(unknown)} (choose from minilm, bert-base)")
+    main(args.out_dir, names)

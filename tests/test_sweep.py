@@ -4,6 +4,7 @@ end, with the driver killed mid-sweep and started again."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -109,7 +110,7 @@ def test_the_plan_prints_runs_cpu_hours_and_wall_time_on_1_4_16_machines(tmp_pat
     out = capsys.readouterr().out
     assert "| gad | 5 | 0 | 5 | 2500 | 3.47 | calibration: 0.1 train ex/s |" in out
     assert "runs: 5 in all, 5 to run; CPU-hours: 3.47 (1 thread(s) per run on this machine)" in out
-    assert "wall time on 1 runs at once: 3.5 h" in out
+    assert "wall time on 1 run at once: 3.5 h" in out
     # 2 slots: two rounds of search, then the test seed (7,500 s); 8 or 32 slots: one round, then it
     assert "wall time on 1 machine(s) like this one (2 runs at once): 2.1 h" in out
     assert "wall time on 4 machine(s) like this one (8 runs at once): 1.4 h" in out
@@ -198,6 +199,37 @@ def test_local_pool_sweep_survives_a_killed_driver(tiny_model, shared_data, tmp_
     whole = capsys.readouterr().out
     assert _digits(runs) == _digits(tmp_path / "whole")
     assert _table_rows(out, "| GAD | ") == _table_rows(whole, "| GAD | ") != []
+
+
+@pytest.mark.timeout(120)
+def test_a_driver_stopped_mid_run_ends_in_one_line(tiny_model, shared_data, tmp_path):
+    """SIGTERM to the driver and its pool while runs train (a scheduler's stop; Ctrl-C takes the same
+    path with SIGINT): one line, exit 143, no traceback and no warning (workers once left tqdm's
+    semaphores for Python's resource tracker to report), and no worker left behind."""
+    runs = tmp_path / "runs"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")]))
+    argv = sweep_argv(tiny_model, shared_data, runs)
+    argv[argv.index("--max-train-examples") + 1] = "4000"  # long enough to be stopped mid-run
+    driver = subprocess.Popen([sys.executable, "-m", "blurbkit", *argv], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any((runs / "protocol" / "grid" / "gad").glob("seed0-*/.progress.json")):
+            time.sleep(0.2)
+        assert driver.poll() is None, "the driver ended before a run was training"
+        os.killpg(driver.pid, signal.SIGTERM)
+        err = driver.communicate(timeout=60)[1]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "blurbkit: terminated", err
+    assert "Traceback" not in err and "Warning" not in err and "leaked" not in err, err
+    deadline, left = time.monotonic() + 10, "?"
+    while left and time.monotonic() < deadline:  # the whole session (driver, fork server, workers) ends
+        left = subprocess.run(["pgrep", "-a", "-s", str(driver.pid)], capture_output=True, text=True).stdout
+        time.sleep(0.2)
+    assert left == "", left
 
 
 def _digits(runs: Path) -> dict[str, tuple]:

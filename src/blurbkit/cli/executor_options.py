@@ -62,7 +62,7 @@ def start_executor(args: argparse.Namespace, name: str) -> Executor:
     from blurbkit.experiments.executor_choice import make_executor
 
     executor = make_executor(name, args.threads_per_run, args.workers, args.ray_address, getattr(args, "gpus_per_run", None) or 0.0)
-    print(f"blurbkit: executor {executor.name}: {executor.slots} runs at once, {args.threads_per_run} thread(s) each",
+    print(f"blurbkit: executor {executor.name}: {executor.slots} run{'s' if executor.slots != 1 else ''} at once, {args.threads_per_run} thread(s) each",
           file=sys.stderr)
     return executor
 

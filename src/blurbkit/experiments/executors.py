@@ -69,9 +69,20 @@ class RunOutcome:
     node: str = ""  # Ray node id (empty for the local pool)
 
 
+def thread_only_bar_lock() -> None:
+    """tqdm's default write lock holds a multiprocessing semaphore. A worker ended by its driver
+    (SIGTERM or Ctrl-C stops the runs in flight) cannot free it, and Python's resource tracker then
+    warns of leaked semaphores under the driver's "terminated". A run's output is captured and its
+    bars are off, so a thread lock is all a worker needs."""
+    from tqdm.std import tqdm
+
+    tqdm.set_lock(threading.RLock())
+
+
 def execute_run(task: RunTask) -> RunOutcome:
     """One fine-tuning run in a worker process; never raises (the error travels back as data)."""
     started = time.perf_counter()
+    thread_only_bar_lock()
     outcome = RunOutcome(task.key.digest(), host=socket.gethostname())
     os.environ.update(task.env)
     tmp = Path(tempfile.mkdtemp(prefix="blurbkit-run-")) if task.ship and task.config.out else None
