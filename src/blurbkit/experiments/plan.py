@@ -86,7 +86,7 @@ class Plan:
         lines += ["", f"runs: {sum(d.runs for d in self.datasets)} in all, {self.to_run} to run; "
                       f"CPU-hours: {self.cpu_seconds / 3600:.2f} ({self.threads} thread(s) per run on this machine)",
                   f"wall time on {workers} run{'s' if workers != 1 else ''} at once: {hours(self.wall(workers))}"]
-        lines += [f"wall time on {m} machine(s) like this one ({m * per_machine} runs at once): {hours(self.wall(m * per_machine))}"
+        lines += [f"wall time on {m} machine(s) like this one ({m * per_machine} run{'s' if m * per_machine != 1 else ''} at once): {hours(self.wall(m * per_machine))}"
                   for m in machines]
         return "\n".join(lines)
 
