@@ -99,7 +99,7 @@ def main() -> int:
     try:
         write_json(args.out, {
             "dataset": this["dataset"],
-            "model": config["resolved"].get("model_dir") if this.get("model") is None else this["model"],
+            "model": "MiniLM-L6-H384 (the default model)" if this.get("model") is None else this["model"],
             "recipe": f"{recipe}, {'; '.join(budget) if budget else 'full training data'} (resolved: lr "
                       f"{config['resolved'].get('lr')}, batch {config['resolved'].get('batch_size')}, {config['resolved'].get('epochs')} epochs)",
             "machine": args.machine,
