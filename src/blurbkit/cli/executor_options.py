@@ -60,9 +60,10 @@ def executor_choice(args: argparse.Namespace, default: str | None = None) -> str
 def start_executor(args: argparse.Namespace, name: str) -> Executor:
     """The local pool or the Ray connection, and one line saying how many runs go at once."""
     from blurbkit.experiments.executor_choice import make_executor
+    from blurbkit.experiments.plan import runs_at_once
 
     executor = make_executor(name, args.threads_per_run, args.workers, args.ray_address, getattr(args, "gpus_per_run", None) or 0.0)
-    print(f"blurbkit: executor {executor.name}: {executor.slots} run{'s' if executor.slots != 1 else ''} at once, {args.threads_per_run} thread(s) each",
+    print(f"blurbkit: executor {executor.name}: {runs_at_once(executor.slots)}, {args.threads_per_run} thread(s) each",
           file=sys.stderr)
     return executor
 

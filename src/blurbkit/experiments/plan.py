@@ -25,6 +25,10 @@ from blurbkit.experiments.run_records import run_key
 from blurbkit.train.config import FinetuneConfig
 
 
+def runs_at_once(n: int) -> str:
+    return f"{n} run{'s' if n != 1 else ''} at once"
+
+
 @dataclass
 class DatasetPlan:
     dataset: str
@@ -85,8 +89,8 @@ class Plan:
         per_machine = max(1, self.cores // self.threads)
         lines += ["", f"runs: {sum(d.runs for d in self.datasets)} in all, {self.to_run} to run; "
                       f"CPU-hours: {self.cpu_seconds / 3600:.2f} ({self.threads} thread(s) per run on this machine)",
-                  f"wall time on {workers} run{'s' if workers != 1 else ''} at once: {hours(self.wall(workers))}"]
-        lines += [f"wall time on {m} machine(s) like this one ({m * per_machine} run{'s' if m * per_machine != 1 else ''} at once): {hours(self.wall(m * per_machine))}"
+                  f"wall time on {runs_at_once(workers)}: {hours(self.wall(workers))}"]
+        lines += [f"wall time on {m} machine(s) like this one ({runs_at_once(m * per_machine)}): {hours(self.wall(m * per_machine))}"
                   for m in machines]
         return "\n".join(lines)
 
