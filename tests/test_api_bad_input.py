@@ -69,6 +69,7 @@ def test_pipeline_load_takes_one_directory_or_a_list_and_checks_its_options():
     ({"lrr": 1e-4}, "unknown fine-tuning option(s): lrr (known: "),
     ({"out": ""}, "out '': give a run directory"),
     ({"part_options": [1]}, "part_options must be a dict"),
+    ({"adv_epsilon": 0.5, "adv_steps": 2}, "adv_epsilon, adv_steps: only with adversarial=True (--adversarial)"),
 ])
 def test_finetune_refuses_values_of_the_wrong_kind_before_any_work(options, message, tmp_path):
     options = {"out": tmp_path / "run", **options}

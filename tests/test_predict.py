@@ -50,6 +50,12 @@ def test_predictor_on_raw_sentences_returns_character_spans(runs):
     assert [e["text"] for e in results[0]][:3] == ["Aspirin", "-", "induced"] and results[0][-2]["text"] == "acetylcysteine"
 
 
+@pytest.mark.parametrize("name", ["ner_bio", "relation"])
+def test_no_inputs_give_no_predictions(name):
+    model = Predictor.load(Path(__file__).parent / "fixtures" / "v0_1_models" / name)
+    assert model.predict([]) == []
+
+
 def test_relation_model_directory_records_its_entity_pairs(runs):
     pairs = json.loads((runs / "gad" / "model" / "blurbkit.json").read_text())["pairs"]
     assert pairs["entity_types"] == ["DISEASE", "GENE"] and pairs["pair_types"] == [["DISEASE", "GENE"]]

@@ -6,6 +6,8 @@ The small public API (heavier parts import lazily):
     records = blurbkit.load_split("bc5chem", "test", data="../shared/data")
     result = blurbkit.evaluate("bc5chem", "test", predictions_path, data="../shared/data")
     blurbkit.blurb_score({"bc5chem": 93.33, ...})
+
+Type checkers and editors read the names from `__init__.pyi`.
 """
 
 from __future__ import annotations
@@ -33,3 +35,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'blurbkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -40,6 +40,11 @@ def runtime_settings(settings: dict[str, Any] | None, **given: Any) -> RuntimeSe
 
 
 class Predictor:
+    """A fine-tuned model directory (what `finetune` writes under OUT/model) run on new inputs:
+    `Predictor.load(dir).predict(texts)` gives one result per input in the task's own form
+    (entity spans with character offsets for NER and PICO, a label for relations and documents,
+    labels for HoC, a number for sentence similarity, an answer for question answering)."""
+
     def __init__(self, model: BlurbModel, tokenizer: Any, batch_tokens: int | None = None, progress: bool = False,
                  settings: dict[str, Any] | None = None, backend: Any = None) -> None:
         """settings: runtime settings for inference (e.g. {"precision": "fp32"},
@@ -55,7 +60,9 @@ class Predictor:
     @classmethod
     def load(cls, model_dir: str | Path, backend: str = "torch", batch_tokens: int | None = None,
              progress: bool = False, settings: dict[str, Any] | None = None) -> Predictor:
-        """backend: "torch" (the exact model, default), "onnx" (ONNX Runtime, fp32) or "onnx-int8"
+        """The Predictor of `model_dir`, a fine-tuned model directory (safetensors weights, the
+        tokenizer and blurbkit.json; nothing else is read, nothing is downloaded).
+        backend: "torch" (the exact model, default), "onnx" (ONNX Runtime, fp32) or "onnx-int8"
         (int8 dynamic quantisation: faster, outputs change a little); the ONNX ones need
         `blurbkit export --model DIR --format onnx [--int8]` first (inference/onnx.py)."""
         if not isinstance(model_dir, str | Path):
@@ -81,6 +88,8 @@ class Predictor:
         An entity-pair input whose pair max_length cuts off gets None and an `InputWarning` (the
         model would see neither mention, or only one: its label would mean nothing)."""
         inputs = items_of(inputs)  # one string is not a list of one-letter texts
+        if not inputs:  # nothing to encode: a tokenizer given no text at all fails instead of answering []
+            return []
         if "token" not in self.task.provides:  # a tagger finds nothing in nothing; a classifier still answers
             for index, item in enumerate(inputs):
                 if _no_text(item):

@@ -46,7 +46,9 @@ def resolve_dataset_names(scores: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def blurb_score(scores: Mapping[str, float], partial: bool = False) -> dict[str, Any]:
-    """``{"groups": {group: average}, "score": BLURB score}`` from ``{dataset: percentage}`` for all 13.
+    """``{"groups": {group: average}, "score": BLURB score, "datasets": the scores by dataset name,
+    "missing": []}`` from ``{dataset: percentage}`` for all 13 (names or titles, e.g. ``bc5chem`` or
+    ``BC5-chem``; percentages as in the papers, not fractions).
     With `partial` (a table filling in), datasets may be missing: only the task types with all their
     datasets get an average, ``"missing"`` names the rest, and the score is None until all 13 are there."""
     scores = resolve_dataset_names(scores)

@@ -9,7 +9,13 @@ from blurbkit.train.config import FinetuneConfig
 
 
 def finetune(dataset: str, out: str | Path | None = None, **options: Any) -> dict[str, Any]:
-    """Fine-tune on one dataset and return its metrics (see FinetuneConfig for the options)."""
+    """Fine-tune on one dataset with its published recipe (any option overrides it) and return the
+    run's metrics: ``test`` and ``dev`` (each the official metric's dict, ``score`` a fraction),
+    ``best_epoch``, ``train_seconds``, ``train_examples_per_second``, ``precision``, ``notes`` (what
+    the run changed or found in the data, e.g. BUDGET RUN) and the counts. With ``out`` the run
+    directory holds the model (``out/model``, for `Predictor.load`), the predictions and run.json.
+    The options are those of ``blurbkit finetune`` by their Python names (``max_train_examples=500``,
+    ``layer_decay=0.9``, ``threads=1``, ...; the full list in train/config.py's parts)."""
     from blurbkit.errors import BlurbkitError
     from blurbkit.train.run import run_finetune
 

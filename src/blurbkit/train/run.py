@@ -17,7 +17,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,10 @@ def check_run_options(config: FinetuneConfig) -> DatasetSpec:
         featurizer = config.choices.featurizer
         if featurizer and hasattr(FEATURIZERS.get(featurizer), "encoder_inputs"):  # perturbations are shaped by the batch's rows
             raise BlurbkitError(f"--adversarial does not combine with featurizer {featurizer!r} (it re-arranges the encoder's rows)")
+    else:  # the CLI refuses these without --adversarial; a Python caller gets the same line, not a silent no-op
+        ignored = [f.name for f in fields(Hyperparams) if f.name.startswith("adv_") and getattr(config, f.name) != f.default]
+        if ignored:
+            raise BlurbkitError(f"{', '.join(ignored)}: only with adversarial=True (--adversarial); without it they would be ignored")
     check_run_dir(config.out, config.overwrite, config.resume)
     spec = get_dataset(config.dataset)
     if config.fold and "folds" not in spec.files:  # else ignored without a word
