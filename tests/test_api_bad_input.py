@@ -85,6 +85,7 @@ def test_finetune_refuses_values_of_the_wrong_kind_before_any_work(options, mess
     (lambda: blurbkit.blurb_score([("bc5chem", 80)]), "scores must map dataset to percentage"),
     (lambda: blurbkit.load_split("gad", "test", data=5), "data must be a folder path or None, not 5"),
     (lambda: blurbkit.load_split(["gad"], "test"), "unknown dataset ['gad']"),
+    (lambda: blurbkit.load_split("BC5-chem", "test"), "unknown dataset 'BC5-chem' (did you mean 'bc5chem'? known: "),
     (lambda: blurbkit.evaluate("gad", "test", None), "predictions_path must be a file path, not None"),
 ])
 def test_other_api_arguments_of_the_wrong_kind_are_one_error(call, message):

@@ -221,7 +221,10 @@ def all_datasets() -> dict[str, DatasetSpec]:
 def get_dataset(name: str) -> DatasetSpec:
     specs = all_datasets()
     if not isinstance(name, str) or name not in specs:
-        raise BlurbkitError(f"unknown dataset {name!r} (known: {', '.join(specs)})")
+        # A title (BC5-chem, GAD) is what tables show; commands and stores key on the name.
+        meant = [key for key, spec in specs.items() if isinstance(name, str) and name.strip().lower() in (key.lower(), spec.title.lower())]
+        hint = f"did you mean {meant[0]!r}? " if meant else ""
+        raise BlurbkitError(f"unknown dataset {name!r} ({hint}known: {', '.join(specs)})")
     return specs[name]
 
 
