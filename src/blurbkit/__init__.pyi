@@ -9,6 +9,6 @@ from blurbkit.tasks.blurb_score import blurb_score as blurb_score
 from blurbkit.train.api import finetune as finetune
 
 __version__: str
-__all__: list[str]
+__all__ = ["BlurbkitError", "Pipeline", "Predictor", "blurb_score", "evaluate", "finetune", "load_split"]
 
 def __dir__() -> list[str]: ...
