@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from blurbkit.errors import BlurbkitError
-from blurbkit.tasks.registry import blurb_datasets
+from blurbkit.tasks.registry import blurb_datasets, dataset_named
 
 
 def blurb_groups() -> dict[str, list[str]]:
@@ -28,17 +28,12 @@ def resolve_dataset_names(scores: Mapping[str, Any]) -> dict[str, Any]:
     """Accept dataset names (``bc5chem``) or titles (``BC5-chem``), case-insensitively."""
     if not isinstance(scores, Mapping):
         raise BlurbkitError(f"scores must map dataset to percentage (e.g. {{'bc5chem': 93.33}}), not {type(scores).__name__}")
-    aliases = {}
-    for spec in blurb_datasets():
-        aliases[spec.name.lower()] = spec.name
-        aliases[spec.title.lower()] = spec.name
+    specs = {spec.name: spec for spec in blurb_datasets()}
     resolved: dict[str, Any] = {}
     for key, value in scores.items():
-        name = aliases.get(str(key).strip().lower())
+        name = dataset_named(str(key), specs)
         if name is None:
-            raise BlurbkitError(
-                f"unknown BLURB dataset {key!r} (known: {', '.join(sorted(set(aliases.values())))})"
-            )
+            raise BlurbkitError(f"unknown BLURB dataset {key!r} (known: {', '.join(sorted(specs))})")
         if name in resolved:
             raise BlurbkitError(f"dataset {name!r} is given twice")
         resolved[name] = value

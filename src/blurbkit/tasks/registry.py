@@ -218,12 +218,19 @@ def all_datasets() -> dict[str, DatasetSpec]:
     return specs
 
 
+def dataset_named(key: str, specs: dict[str, DatasetSpec]) -> str | None:
+    """The name of the dataset in `specs` that `key` names by its name or its title (``bc5chem``,
+    ``BC5-chem``), case and surrounding spaces aside; None if none does."""
+    wanted = key.strip().lower()
+    return next((name for name, spec in specs.items() if wanted in (name.lower(), spec.title.lower())), None)
+
+
 def get_dataset(name: str) -> DatasetSpec:
     specs = all_datasets()
     if not isinstance(name, str) or name not in specs:
         # A title (BC5-chem, GAD) is what tables show; commands and stores key on the name.
-        meant = [key for key, spec in specs.items() if isinstance(name, str) and name.strip().lower() in (key.lower(), spec.title.lower())]
-        hint = f"did you mean {meant[0]!r}? " if meant else ""
+        meant = dataset_named(name, specs) if isinstance(name, str) else None
+        hint = f"did you mean {meant!r}? " if meant else ""
         raise BlurbkitError(f"unknown dataset {name!r} ({hint}known: {', '.join(specs)})")
     return specs[name]
 
