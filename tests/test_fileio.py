@@ -37,6 +37,7 @@ def test_lines_read_the_same_whatever_ends_them(tmp_path):
     from blurbkit.fileio import read_lines
 
     expected = read_lines(_write(tmp_path / "lf.tsv", b"a\tb\nc\td\n"))
+    assert expected == ["a\tb", "c\td", ""]  # split at each line end: a final one leaves an empty last line
     for name, raw in (("crlf", b"a\tb\r\nc\td\r\n"), ("bom", b"\xef\xbb\xbfa\tb\nc\td\n"), ("cut", b"a\tb\r\nc\td\r")):
         assert read_lines(_write(tmp_path / f"{name}.tsv", raw)) == expected[: 2 if name == "cut" else None], name
 

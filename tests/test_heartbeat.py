@@ -262,7 +262,7 @@ def test_a_resumed_run_reports_its_last_dev_score_and_an_epoch_of_its_schedule(t
     import blurbkit.train.run as run
 
     out = tmp_path / "run"
-    argv = _gad_argv(tiny_model, shared_data, out, epochs=2)
+    argv = [*_gad_argv(tiny_model, shared_data, out, epochs=2), "--lr", "3e-3"]  # dev scores 1 and 2 then differ
     _finetune_killed_at(run, "rundir", argv, monkeypatch)  # after training, while writing the run directory
     assert saved_steps(out) == 12  # what `status` shows as the last checkpoint, read from the real one
     seen = []
@@ -276,7 +276,9 @@ def test_a_resumed_run_reports_its_last_dev_score_and_an_epoch_of_its_schedule(t
     assert main([*argv, "--resume"]) == 0
     (resumed,) = seen
     assert (resumed.steps, resumed.total, resumed.epoch, resumed.epochs) == (12, 12, 2, 2)
-    assert resumed.dev is not None  # epoch 2's dev score, from the checkpoint's history
+    # epoch 2's dev score, from the checkpoint's history: the one the finished run's epochs.jsonl keeps
+    scores = {item["epoch"]: item["score"] for item in map(json.loads, (out / "epochs.jsonl").read_text().splitlines())}
+    assert sorted(scores) == [1, 2] and scores[1] != scores[2] and resumed.dev == pytest.approx(scores[2], abs=1e-12)
 
 
 def test_status_of_a_missing_runs_directory_is_one_line(tmp_path, capsys):

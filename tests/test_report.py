@@ -32,6 +32,16 @@ def test_leaderboard_rows_cells_and_blurb_score(site):
     assert [(e.model == MINILM, e.protocol) for e in entries] == [(True, "quick"), (False, "quick")]
     best, behind = entries
     assert best.cells["bc5chem"].n == 3 and behind.cells["bc5chem"].n == 2
+    # The BLURB score from the stored rows by hand: seed means, then the six task types' averages, then their mean.
+    types = [["bc5chem", "bc5disease", "ncbi_disease", "bc2gm", "jnlpba"], ["ebm_pico"], ["chemprot", "ddi", "gad"],
+             ["biosses"], ["hoc"], ["pubmedqa", "bioasq"]]
+    with sqlite3.connect(store) as db:
+        for entry in entries:
+            rows = db.execute("SELECT dataset, avg(test_score) FROM runs WHERE study = 'benchmark' AND model = ? "
+                              "AND status = 'ok' GROUP BY dataset", (entry.model,)).fetchall()
+            mean = {dataset: 100 * score for dataset, score in rows}
+            by_hand = sum(sum(mean[d] for d in group) / len(group) for group in types) / len(types)
+            assert entry.blurb() == pytest.approx(by_hand, abs=1e-9)
     assert behind.blurb() == pytest.approx(best.blurb() - 8, abs=2)
     assert [r["seed"] for r in behind.cells["ddi"].failed] == [2] and behind.failed_count() == 1
     assert best.cells["ebm_pico"].flags()["deviation"] == ["LOCAL DEVIATION: train = 200 dev abstracts"]
