@@ -24,6 +24,9 @@ def test_tags_to_spans_follows_conlleval_chunking():
 def test_split_words_keeps_offsets():
     text = "Aspirin-induced (acute) hepatitis."
     assert [(w, text[s:e]) for w, s, e in split_words(text)][:3] == [("Aspirin", "Aspirin"), ("-", "-"), ("induced", "induced")]
+    decomposed = "Cafe\u0301-induced re\u0301sume\u0301 \U0001F469\u200d\U0001F52C, m² ok\r\n"
+    assert [(w, decomposed[s:e]) for w, s, e in split_words(decomposed)] == [
+        (w, w) for w in ("Cafe\u0301", "-", "induced", "re\u0301sume\u0301", "\U0001F469\u200d\U0001F52C", ",", "m²", "ok")]
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +96,18 @@ def test_an_entity_start_relation_model_reads_the_placeholders_spans(tmp_path):
 
     recipe = ModelRecipe("gad", "relation", ["0", "1"], "text", "entity_start", "softmax", 64)
     predictor = Predictor(*build_model(recipe, build_tiny_bert(tmp_path / "tiny")))
-    assert [p in ("0", "1") for p in predictor.predict(["@GENE$ and @DISEASE$ .", "in @GENE-DISEASE$ ."])] == [True, True]
+    featurizer, tokenizer, read = predictor.runner.model.featurizer, predictor.runner.tokenizer, []
+
+    def record_the_rows_read(module, args, output):  # the three tokens from each row the featurizer gathers
+        for ids, rows in zip(args[1]["input_ids"], module.rows(args[1]), strict=True):
+            tokens = tokenizer.convert_ids_to_tokens(ids.tolist())
+            read.append([" ".join(tokens[row : row + 3]) for row in rows.tolist()])
+
+    hook = featurizer.register_forward_hook(record_the_rows_read)
+    predictions = predictor.predict(["@GENE$ and @DISEASE$ .", "in @GENE-DISEASE$ ."])
+    hook.remove()
+    assert [p in ("0", "1") for p in predictions] == [True, True]
+    assert sorted(read) == [["@ gene $", "@ disease $"], ["@ gene -", "@ gene -"]]
 
 
 def test_predict_refuses_a_directory_that_is_not_a_fine_tuned_model(tmp_path, capsys):

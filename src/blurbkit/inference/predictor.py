@@ -3,8 +3,8 @@
 A model directory describes itself (blurbkit.json: task type, labels, tagging scheme, parts,
 maximum length), so a Predictor needs neither the training code nor the dataset registered here.
 Token-level models (NER, PICO) take raw sentences, split into words the way the BLURB NER corpora
-are (runs of letters/digits, single punctuation marks; tasks/types/token.py), and return entity
-spans with character offsets. Sequence models take the fields of their task's canonical record
+are (runs of letters/digits, single punctuation marks, combining accents kept on their letter;
+tasks/types/token.py), and return entity spans with character offsets. Sequence models take the fields of their task's canonical record
 (text; text_a/text_b; question/context) or plain strings for single-text tasks.
 """
 

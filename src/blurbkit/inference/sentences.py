@@ -13,7 +13,8 @@ The rule (offsets are always into the string given; Python indices, i.e. Unicode
 - each sentence is trimmed of surrounding white space; blank stretches make no sentence.
 
 The words inside a sentence are tasks/types/token.py's `split_words` (runs of letters/digits,
-every other non-space character alone), the tokenisation of the BLURB NER corpora.
+every other non-space character alone, combining marks kept on their letter), the tokenisation of
+the BLURB NER corpora.
 """
 
 from __future__ import annotations

@@ -10,10 +10,11 @@ with P a prefix of the tagging scheme (IOB2 by default, which includes the IO ta
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import regex
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.fileio import atomic_write
@@ -33,8 +34,10 @@ if TYPE_CHECKING:
 
 DEFAULT_FILE_SCHEME = "iob2"
 # Words of raw text the way the BLURB NER corpora are tokenised: runs of letters/digits, and
-# every other non-space character on its own.
-WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+# every other non-space character on its own. The unit is the grapheme cluster (`regex`'s \X), so a
+# word keeps its combining accents ("Cafe\u0301" as typed on some systems is one word, as "Café"
+# is) and an emoji sequence or a flag stays one symbol. [\p{L}\p{N}_] is Python's own \w.
+WORD = regex.compile(r"(?:(?=[\p{L}\p{N}_])\X)+|(?=\S)\X")
 
 
 def split_words(text: str) -> list[tuple[str, int, int]]:
