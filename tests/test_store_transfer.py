@@ -74,7 +74,7 @@ def test_export_selects_by_study_and_dataset(tmp_path, capsys):
     assert main(["store", "export", "--store", str(source), "--out", str(out), "--dataset", "gad"]) == 0
     assert [json.loads(line)["seed"] for line in out.read_text(encoding="utf-8").splitlines()] == [1]
     assert main(["store", "export", "--store", str(source), "--out", str(tmp_path / "x.jsonl"), "--study", "protocol"]) == 2
-    assert "no runs of study 'protocol' in the store; nothing written" in capsys.readouterr().err
+    assert "no runs of study 'protocol' in the store (studies here: stability); nothing written" in capsys.readouterr().err
     assert not (tmp_path / "x.jsonl").exists()
 
 

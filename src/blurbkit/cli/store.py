@@ -20,7 +20,7 @@ def register(subparsers: Any) -> None:
     export.add_argument("--store", type=Path, default=Path("runs/results.sqlite"),
                         help="results store to read (default: runs/results.sqlite)")
     export.add_argument("--out", type=Path, required=True, help="JSON-lines file to write")
-    export.add_argument("--study", help="only this study's runs (benchmark, full-protocol, stability, ...)")
+    export.add_argument("--study", help="only this study's runs (benchmark, protocol, stability, ...; `blurbkit status` lists a store's)")
     export.add_argument("--dataset", help="only this dataset's runs")
     export.add_argument("--no-run-dirs", action="store_true",
                         help="leave out where the runs' directories are (paths of this machine; for exports that travel)")
@@ -45,11 +45,15 @@ def run_export(args: argparse.Namespace) -> int:
     if args.out.resolve() == args.store.resolve():
         raise BlurbkitError("--out is the store itself; name another file", path=args.out)
     check_writable(args.out, "--out", file=True)
-    rows = [row for row in read_rows(args.store)
-            if args.study in (None, row["study"]) and args.dataset in (None, row["dataset"])]
+    stored = read_rows(args.store)
+    rows = [row for row in stored if args.study in (None, row["study"]) and args.dataset in (None, row["dataset"])]
     if not rows:
         which = " and ".join(f"{name} {value!r}" for name, value in (("study", args.study), ("dataset", args.dataset)) if value)
-        raise BlurbkitError(f"no runs{' of ' + which if which else ''} in the store; nothing written", path=args.store)
+        here = "; ".join(f"{plural} here: " + ", ".join(sorted({row[name] for row in stored}))
+                         for name, plural, value in (("study", "studies", args.study), ("dataset", "datasets", args.dataset))
+                         if value and stored)
+        raise BlurbkitError(f"no runs{' of ' + which if which else ''} in the store{' (' + here + ')' if here else ''}; "
+                            "nothing written", path=args.store)
     if args.no_run_dirs:
         rows = [dict(row, run_dir=None) for row in rows]
     count = write_jsonl(args.out, export_records(rows, args.store))
