@@ -56,6 +56,9 @@ CASES = [
     ("hoc-bad-json", "hoc", '{"id": "1", "sentence": \n', 1, "not valid JSON"),
     ("pubmedqa-label", "pubmedqa", '{"id": "1", "sentence1": "q", "sentence2": "c", "label": "perhaps"}\n', 1, "unknown label 'perhaps'"),
     ("pubmedqa-missing-key", "pubmedqa", '{"id": "1", "sentence1": "q", "label": "yes"}\n', 1, "lacks 'sentence2'"),
+    ("pubmedqa-question-number", "pubmedqa", '{"id": "1", "sentence1": 5, "sentence2": "c", "label": "yes"}\n', 1,
+     "'sentence1' is int, not a string"),
+    ("hoc-text-list", "hoc", '{"id": "1", "sentence": ["a"], "label": [0, 1]}\n', 1, "'sentence' is list, not a string"),
     ("bioasq-columns", "bioasq", "q1\tq?\tyes\n", 1, "expected 4 tab-separated columns"),
 ]  # fmt: skip
 

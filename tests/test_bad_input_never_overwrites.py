@@ -126,6 +126,22 @@ def test_cv_featurizers_are_checked_before_a_fold_trains(featurizers, message, s
     assert not (tmp_path / "runs" / "results.sqlite").exists()
 
 
+def test_a_hand_edited_similarity_score_names_one_expected_kind(shared_data, tmp_path, capsys):
+    prepared = tmp_path / "prepared"
+    assert main(["prepare", "--source", str(shared_data), "--datasets", "biosses", "--out", str(prepared)]) == 0
+    capsys.readouterr()
+    test = prepared / "biosses" / "test.jsonl"
+    lines = test.read_text().splitlines()
+    record = json.loads(lines[0])
+    lines[0] = json.dumps({**record, "score": "x"})
+    test.write_text("\n".join(lines) + "\n")
+    (tmp_path / "p.jsonl").write_text("")
+    assert main(["evaluate", "--dataset", "biosses", "--predictions", str(tmp_path / "p.jsonl"), "--data", str(prepared)]) == 2
+    line = one_error_line(capsys)
+    assert f"{test}:1: record {record['id']!r}: 'score' is a string, not a number" in line
+    assert "or a number" not in line  # int and float are both "a number" in JSON: named once
+
+
 def test_a_hand_edited_prepared_record_is_named_by_line(shared_data, tmp_path, capsys):
     prepared = tmp_path / "prepared"
     assert main(["prepare", "--source", str(shared_data), "--datasets", "gad", "--out", str(prepared)]) == 0

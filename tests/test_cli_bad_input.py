@@ -22,13 +22,13 @@ def one_error_line(capsys) -> str:
 
 
 def usage_error(capsys, argv: list[str]) -> str:
-    """argparse's refusal: exit 2, the usage block and one error line naming the argument."""
+    """argparse's refusal: exit 2 and one error line (no usage block) naming the command and argument."""
     with pytest.raises(SystemExit) as exit_:
         main(argv)
     assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return err.strip().splitlines()[-1]
+    line = one_error_line(capsys)
+    assert line.startswith(f"blurbkit: error: {argv[0]}"), line
+    return line
 
 
 @pytest.mark.parametrize("kind", ["folder", "file"])
@@ -129,16 +129,57 @@ def test_an_encoder_shorter_than_the_inputs_is_refused_before_training(tmp_path,
     ("labels", ["O", "X-Foo", "I-Chemical"], "blurbkit.json: label tag 'X-Foo'"),
     ("max_length", 100000, "blurbkit.json: the recipe's max_length 100000 is more than the encoder's "
                            "max_position_embeddings 64"),
+    ("labels", 5, "blurbkit.json: not a blurbkit model recipe ('labels' must be a list of strings, found 5)"),
+    ("max_length", "64", "blurbkit.json: not a blurbkit model recipe ('max_length' must be a whole number of at "
+                         "least 1, found '64')"),
+    ("pairs", 5, "blurbkit.json: not a blurbkit model recipe ('pairs' must be an object, found 5)"),
+    ("colour", "red", "blurbkit.json: not a blurbkit model recipe (it has unknown field(s) 'colour')"),
+    ("dataset", None, "blurbkit.json: not a blurbkit model recipe (it lacks 'dataset')"),  # None: the field removed
+    # two more labels than the saved head has outputs: the size mismatch is kept, not cut at the first line
+    ("labels", ["O", "B-Chemical", "I-Chemical", "B-Drug", "I-Drug"],
+     "blurbkit_head.safetensors is corrupt or does not fit blurbkit.json (Error(s) in loading state_dict for "
+     "SoftmaxHead: size mismatch for linear.weight: copying a param with shape torch.Size([3, 16])"),
 ])
 def test_a_broken_recipe_is_named_before_anything_is_predicted(field, value, message, tmp_path, capsys):
     model = tmp_path / "model"
     shutil.copytree(NER, model)
     recipe = json.loads((model / "blurbkit.json").read_text())
     recipe[field] = value
+    if value is None:
+        del recipe[field]
     (model / "blurbkit.json").write_text(json.dumps(recipe))
     (tmp_path / "in.txt").write_text("Aspirin helps.\n")
     assert main(["predict", "--model", str(model), "--input", str(tmp_path / "in.txt")]) == 2
     assert message in one_error_line(capsys)
+
+
+def test_a_tokenizer_file_that_is_not_utf8_is_named_with_its_line(tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(NER, model)
+    (model / "tokenizer.json").unlink()  # the vocabulary alone, as BERT checkpoints ship it
+    vocab = (model / "vocab.txt").read_bytes().split(b"\n")
+    vocab[2] = b"caf\xe9"  # Latin-1, not UTF-8
+    (model / "vocab.txt").write_bytes(b"\n".join(vocab))
+    (tmp_path / "in.txt").write_text("Aspirin helps.\n")
+    assert main(["predict", "--model", str(model), "--input", str(tmp_path / "in.txt")]) == 2
+    assert one_error_line(capsys) == f"blurbkit: error: {model / 'vocab.txt'}:3: byte 0xe9 is not valid UTF-8"
+
+
+@pytest.mark.parametrize("command", ["predict", "vocab"])
+def test_a_config_field_of_the_wrong_type_is_blamed_on_config_json(command, tmp_path, capsys):
+    """The encoder's loader and the tokenizer's (which reads config.json too) both name the file."""
+    model = tmp_path / "model"
+    shutil.copytree(NER, model)
+    config = json.loads((model / "config.json").read_text())
+    config["num_hidden_layers"] = "x"
+    (model / "config.json").write_text(json.dumps(config))
+    (tmp_path / "in.txt").write_text("Aspirin helps.\n")
+    argv = {"predict": ["predict", "--model", str(model), "--input", str(tmp_path / "in.txt")],
+            "vocab": ["vocab", "compare", str(NER), str(model), "--terms", str(tmp_path / "in.txt")]}[command]
+    assert main(argv) == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"blurbkit: error: {model}: config.json: Validation error for field 'num_hidden_layers'"), line
+    assert "int" in line, line  # the second line of the library's message: what the field should be
 
 
 def test_a_missing_model_folder_is_not_called_a_hub_name(tmp_path, capsys):
@@ -305,6 +346,33 @@ def test_pretraining_paths_that_cannot_be_folders_are_one_line(tmp_path, capsys)
     assert main([*base, "--out", str(dangling)]) == 2
     assert "the --out folder is a link to nothing" in one_error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "dangling"]
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"hidden_size": "x"}, "not a usable BERT config (Validation error for field 'hidden_size':"),
+    ({"num_hidden_layers": -1}, "num_hidden_layers is -1; it must be a whole number of at least 1"),
+    ({"intermediate_size": 0}, "intermediate_size is 0; it must be a whole number of at least 1"),
+])
+def test_a_from_scratch_config_that_cannot_build_an_encoder_is_one_line(config, message, tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("Aspirin helps patients with pain.\n\nInsulin lowers glucose in most patients.\n")
+    (tmp_path / "c.json").write_text(json.dumps(config))
+    out = tmp_path / "o"
+    assert main(["pretrain", "--corpus", str(corpus), "--from-scratch", str(tmp_path / "c.json"), "--tokenizer", "default",
+                 "--max-steps", "1", "--no-progress", "--out", str(out)]) == 2
+    assert one_error_line(capsys).startswith(f"blurbkit: error: {tmp_path / 'c.json'}: {message}")
+    assert not out.exists()
+
+
+def test_corpus_build_with_a_data_folder_that_is_not_there_is_refused(tmp_path, capsys):
+    """Datasets added with `datasets add` live elsewhere and would still be read: the BLURB test splits
+    would silently not be filtered out of the corpus."""
+    (tmp_path / "in.txt").write_text("Aspirin lowered the pain of most patients in the trial.\n")
+    out = tmp_path / "o.jsonl"
+    assert main(["corpus", "build", str(tmp_path / "in.txt"), "--out", str(out), "--data", str(tmp_path / "nosuch")]) == 2
+    assert one_error_line(capsys) == (f"blurbkit: error: {tmp_path / 'nosuch'}: data folder not found "
+                                      "(the BLURB test splits to filter out are read from it)")
+    assert not out.exists()
 
 
 def test_a_number_longer_than_python_reads_is_one_line(tmp_path, capsys):

@@ -261,7 +261,9 @@ def _closed_port() -> int:
     (["--executor", "ray", "--ray-address", "127.0.0.1:{port}"], "no Ray cluster answers at 127.0.0.1:"),
     (["--workers", "2"], "--workers: only with --executor local|ray"),
     (["--executor", "local", "--ray-address", "127.0.0.1:6379"], "--ray-address: only with --executor ray"),
-    (["--executor", "local", "--threads-per-run", "0"], "--threads-per-run and --workers must be at least 1"),
+    (["--executor", "local", "--threads-per-run", "0"], "--threads-per-run 0: must be at least 1"),
+    (["--executor", "local", "--workers", "0"], "--workers 0: must be at least 1"),
+    (["--executor", "ray", "--retries", "-1"], "--retries -1: must be at least 0"),
 ])
 def test_bad_executor_options_are_one_line_exit_2_and_nothing_stored(fake, tmp_path, capsys, command, flags, message):
     runs = tmp_path / "runs"

@@ -284,6 +284,10 @@ def test_imports_of_bad_files_are_one_line_and_store_nothing(tmp_path, capsys):
     (tmp_path / "cost-chemprot-cut.csv").write_text("\n".join(",".join(c for n, c in enumerate(line.split(",")) if n != drop)
                                                            for line in text) + "\n")
     (tmp_path / "cost-ddi.csv").write_text((tmp_path / "cost-chemprot.csv").read_text())
+    seconds = text[2].split(",")
+    seconds[header.index("timed_seconds")] = "slow"
+    (tmp_path / "cost-chemprot-text.csv").write_text("\n".join([*text[:2], ",".join(seconds), *text[3:]]) + "\n")
+    (tmp_path / "cost-chemprot-header.csv").write_text(text[0] + "\n")
     info, results = probe_info(layers=1, seeds=1)
     bare = {k: v for k, v in info.items() if k not in ("store_model", "budget")}
     (tmp_path / "nopool.json").write_text(results_json(results, bare | {"settings": {"epochs": 1}}))
@@ -292,6 +296,10 @@ def test_imports_of_bad_files_are_one_line_and_store_nothing(tmp_path, capsys):
     for argv, says in (
         (["cost", "--import-csv", str(tmp_path / "cost-chemprot-cut.csv"), "--store", str(store)], "timed_seconds"),
         (["cost", "--import-csv", str(tmp_path / "cost-ddi.csv"), "--store", str(store)], "a cost table of 'ddi'"),
+        (["cost", "--import-csv", str(tmp_path / "cost-chemprot-text.csv"), "--store", str(store)],
+         "cost-chemprot-text.csv:3: not a cost table written by blurbkit cost (timed_seconds 'slow' is not a number)"),
+        (["cost", "--import-csv", str(tmp_path / "cost-chemprot-header.csv"), "--store", str(store)],
+         "cost-chemprot-header.csv: not a cost table written by blurbkit cost (no rows)"),
         (["probe", "--import-json", str(tmp_path / "nopool.json"), "--store", str(store)], "settings.pool"),
         (["probe", "--import-json", str(tmp_path / "nodataset.json"), "--store", str(store)], "nosuch"),
     ):

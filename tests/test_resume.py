@@ -370,6 +370,20 @@ def test_a_drivers_resume_starts_over_from_another_runs_checkpoint_and_says_so(t
     notes = json.loads((out2 / "run.json").read_text("utf-8"))["notes"]
     assert any("started over: " in note and "does not read back" in note for note in notes), notes
     assert json.loads((out2 / "metrics.json").read_text("utf-8"))["test"]["score"] == fresh  # as if never resumed
+    # a generator state no generator accepts (edited by hand) is found before the loop changes: started over too
+    out3 = tmp_path / "run3"
+    killed = _interrupt_at(monkeypatch, "step:3")
+    with pytest.raises(killed):
+        main([*argv[:-1], str(out3), "--lr", "5e-4"])
+    monkeypatch.undo()
+    state_file = out3 / ".checkpoint" / "state.json"
+    state = json.loads(state_file.read_text())
+    _python_generator_garbled(state, state_file.parent)
+    state_file.write_text(json.dumps(state))
+    assert main([*argv[:-1], str(out3), "--lr", "5e-4", "--resume", "--overwrite"]) == 0
+    notes = json.loads((out3 / "run.json").read_text("utf-8"))["notes"]
+    assert any("started over: " in note and "state vector is the wrong size" in note for note in notes), notes
+    assert json.loads((out3 / "metrics.json").read_text("utf-8"))["test"]["score"] == fresh
 
 
 def test_a_relative_model_path_resumes_under_its_absolute_path(tiny_model, shared_data, tmp_path, monkeypatch):
@@ -397,3 +411,75 @@ def test_a_mention_featurizer_run_notes_the_inputs_that_lost_a_mention_to_trunca
     lost = [n for n in notes(tmp_path / "start", "--featurizer", "entity_start") if "lost a mention past 12 subwords" in n]
     assert any(n.startswith("test: ") for n in lost), lost
     assert not any("lost a mention" in n for n in notes(tmp_path / "cls"))  # [CLS] reads no mention
+
+
+def _no_signature(state: dict, ck: Path) -> None:
+    del state["signature"]
+
+
+def _signature_not_an_object(state: dict, ck: Path) -> None:
+    state["signature"] = 5
+
+
+def _no_position(state: dict, ck: Path) -> None:
+    del state["position"]
+
+
+def _epoch_not_a_count(state: dict, ck: Path) -> None:
+    state["position"]["epoch"] = "x"
+
+
+def _scheduler_not_an_object(state: dict, ck: Path) -> None:
+    state["scheduler"] = 5
+
+
+def _python_generator_garbled(state: dict, ck: Path) -> None:
+    state["rng"]["python"] = [3, [1, 2], None]  # the right place, a state random.setstate refuses
+
+
+def _rng_file_of_another_kind(state: dict, ck: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"weights": torch.zeros(2)}, str(ck / "rng.safetensors"))  # valid safetensors, no generator in it
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (_no_signature, "checkpoint state.json is damaged (no run signature)"),
+    (_signature_not_an_object, "checkpoint state.json is damaged (no run signature)"),
+    (_no_position, "checkpoint state.json is damaged ('position' is missing or not an object)"),
+    (_epoch_not_a_count, "checkpoint state.json is damaged (position 'epoch' is 'x', not a count)"),
+    (_scheduler_not_an_object, "checkpoint state.json is damaged ('scheduler' is missing or not an object)"),
+    (_python_generator_garbled, "checkpoint state.json is damaged (ValueError: state vector is the wrong size)"),
+    (_rng_file_of_another_kind, "checkpoint does not read back ('rng.safetensors has no torch generator state')"),
+])
+def test_a_damaged_checkpoint_is_one_line_on_resume(damage, message, tiny_model, shared_data, tmp_path, monkeypatch,
+                                                     capsys):
+    """A checkpoint edited or half-replaced by hand is refused in one line naming what is wrong, not a
+    KeyError / TypeError from deep inside the restore."""
+    out = tmp_path / "run"
+    argv = ["finetune", *RUN, "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out)]
+    killed = _interrupt_at(monkeypatch, "step:3")
+    with pytest.raises(killed):
+        main(argv)
+    ck = out / ".checkpoint"
+    state = json.loads((ck / "state.json").read_text())
+    damage(state, ck)
+    (ck / "state.json").write_text(json.dumps(state))
+    capsys.readouterr()
+    assert main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"blurbkit: error: {ck}: {message}"), err
+    assert err[0].endswith("pass --overwrite to start over"), err
+
+
+@pytest.mark.parametrize("where", ["missing", "empty"])
+def test_resume_with_nothing_to_resume_says_it_trains_from_the_start(where, tiny_model, shared_data, tmp_path, capsys):
+    out = tmp_path / "typo"
+    if where == "empty":
+        out.mkdir()
+    argv = ["finetune", *RUN, "--epochs", "1", "--model", str(tiny_model), "--data", str(shared_data), "--out", str(out)]
+    assert main([*argv, "--resume"]) == 0
+    said = "does not exist" if where == "missing" else "has no checkpoint"
+    assert f"blurbkit: --resume: {out} {said}; training from the start" in capsys.readouterr().err
+    assert json.loads((out / "metrics.json").read_text())["resumed"] is False

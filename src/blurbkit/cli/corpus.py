@@ -75,7 +75,10 @@ def run_build(args: argparse.Namespace) -> int:
     _check_outputs(args, args.inputs)
     index = None
     if not args.no_test_filter:
-        index = build_test_index(args.data or default_data(), window=args.window)
+        data = Path(args.data).expanduser() if args.data else default_data()
+        if not data.is_dir():  # datasets added with `datasets add` would still be read: a typo here must not pass
+            raise BlurbkitError("data folder not found (the BLURB test splits to filter out are read from it)", path=data)
+        index = build_test_index(data, window=args.window)
     report = build_corpus(args.inputs, args.out, test_index=index, min_words=args.min_words,
                           min_windows=args.min_windows, limit=args.limit, progress=not args.no_progress)
     write_json(_report_path(args), report)

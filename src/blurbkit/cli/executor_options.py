@@ -47,8 +47,10 @@ def executor_choice(args: argparse.Namespace, default: str | None = None) -> str
         raise BlurbkitError("--ray-address: only with --executor ray (the local pool runs on this machine)")
     args.threads_per_run = 1 if args.threads_per_run is None else args.threads_per_run
     args.retries = 2 if args.retries is None else args.retries
-    if args.threads_per_run < 1 or (args.workers is not None and args.workers < 1) or args.retries < 0:
-        raise BlurbkitError("--threads-per-run and --workers must be at least 1, --retries at least 0")
+    for flag, value, least in (("--threads-per-run", args.threads_per_run, 1), ("--workers", args.workers, 1),
+                               ("--retries", args.retries, 0)):
+        if value is not None and value < least:
+            raise BlurbkitError(f"{flag} {value}: must be at least {least}")
     if name == "ray" and args.ray_address:
         from blurbkit.experiments.ray_executor import check_address
 

@@ -49,8 +49,17 @@ COMMAND_MODULES = [
 ]
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a refused option is one line like every other error (not the usage block
+    first): "blurbkit: error: finetune: argument --lr: ..."; sub-command parsers inherit the class."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        command = self.prog.removeprefix("blurbkit").strip()
+        self.exit(2, f"blurbkit: error: {command + ': ' if command else ''}{message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="blurbkit",
         description="Biomedical language models: vocabularies, pretraining, fine-tuning, BLURB scoring.",
     )

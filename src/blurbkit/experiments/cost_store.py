@@ -74,27 +74,37 @@ def import_cost_csv(path: Path, dataset: str, store: str | Path) -> list[dict[st
     """Store the rows of an earlier `blurbkit cost` table (its csv; the hardware line of the md beside
     it, when there, names device, CPU count and load), measuring nothing."""
     check_input_file(path)
+
+    def bad(what: str, line: int | None = None) -> BlurbkitError:
+        return BlurbkitError(f"not a cost table written by blurbkit cost ({what})", path=path, line=line)
+
     try:
-        records = list(csv.DictReader(path.read_text("utf-8").splitlines()))
-        rows = []
-        for r in records:
+        reader = csv.DictReader(path.read_text("utf-8").splitlines())
+        lacking = [c for c in (*REQUIRED_COLUMNS, "cpu", "torch_threads") if c not in (reader.fieldnames or [])]
+        if lacking:
+            raise bad(f"no column {', '.join(lacking)}", 1)
+        rows, records = [], []
+        for r in reader:
+            records.append(r)
             row: dict[str, Any] = {k: v for k, v in r.items() if k not in ("cpu", "torch_threads")}
             for name, value in row.items():
-                if value in ("", None):
-                    row[name] = None
-                elif name in INTS:
-                    row[name] = int(value)
-                elif name == "extrapolated":
-                    row[name] = value == "True"
-                elif name not in ("model", "weights", "precision"):
-                    row[name] = float(value)
+                try:
+                    if value in ("", None):
+                        row[name] = None
+                    elif name in INTS:
+                        row[name] = int(value)
+                    elif name == "extrapolated":
+                        row[name] = value == "True"
+                    elif name not in ("model", "weights", "precision"):
+                        row[name] = float(value)
+                except (TypeError, ValueError):
+                    raise bad(f"{name} {value!r} is not a number", reader.line_num) from None
             rows.append(row)
+        if not records:
+            raise bad("no rows")
         machine: dict[str, Any] = {"cpu": records[0]["cpu"], "torch_threads": int(records[0]["torch_threads"])}
-        lacking = [c for c in REQUIRED_COLUMNS if c not in records[0]]
-        if lacking:
-            raise KeyError(", ".join(lacking))
-    except (OSError, UnicodeDecodeError, csv.Error, KeyError, IndexError, ValueError, TypeError) as err:
-        raise BlurbkitError(f"not a cost table written by blurbkit cost ({type(err).__name__}: {err})", path=path) from None
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as err:
+        raise bad(f"{type(err).__name__}: {err}") from None
     try:
         described = HARDWARE_LINE.search(path.with_suffix(".md").read_text("utf-8"))
     except (OSError, UnicodeDecodeError):

@@ -84,11 +84,16 @@ def check_max_length(config: dict[str, Any], max_length: int, path: Path, what: 
 
 def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
     """A fast tokenizer (word alignment needs offsets/word ids)."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoTokenizer
 
+    for name in ("vocab.txt", "tokenizer.json"):  # the tokenizers library would only say "not valid UTF-8"
+        check_utf8(path / name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
-    except load_errors() as err:  # a config.json field of the wrong type too: the tokenizer reads it
+    except StrictDataclassError as err:  # the tokenizer reads config.json too: the fault is there
+        raise BlurbkitError(f"config.json: {error_line(err)}", path=path) from None
+    except load_errors() as err:
         raise BlurbkitError(f"cannot load the tokenizer ({error_line(err)})", path=path) from None
     if not tokenizer.is_fast:
         raise BlurbkitError("blurbkit needs a fast tokenizer (tokenizer.json or a WordPiece vocab.txt)", path=path)
@@ -98,6 +103,19 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
     except Exception as err:  # the tokenizers library raises plain Exception
         raise BlurbkitError(f"the tokenizer cannot encode text ({error_line(err)})", path=path) from None
     return tokenizer
+
+
+def check_utf8(path: Path) -> None:
+    """A tokenizer file that is not UTF-8: one line naming the file and the line of the first bad byte."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise BlurbkitError(f"byte 0x{data[err.start]:02x} is not valid UTF-8", path=path, line=line) from None
 
 
 def check_vocab_matches(tokenizer: PreTrainedTokenizerFast, config: dict[str, Any], path: Path) -> None:
@@ -123,6 +141,9 @@ def load_encoder(path: Path, **overrides: Any) -> PreTrainedModel:
     errors = load_errors()
     try:
         config = AutoConfig.from_pretrained(str(path), **overrides)
+    except errors as err:  # a field of the wrong type, an architecture transformers does not know
+        raise BlurbkitError(f"config.json: {error_line(err)}", path=path) from None
+    try:
         try:
             model, info = AutoModel.from_pretrained(
                 str(path), config=config, use_safetensors=True, add_pooling_layer=False, output_loading_info=True

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from blurbkit.models.heads import HEADS
 from blurbkit.models.loading import (
     HEAD_FILE,
     check_max_length,
+    error_line,
     load_encoder,
     load_tokenizer,
     read_config,
@@ -123,28 +124,53 @@ class BlurbModel(nn.Module):
             model.featurizer.load_state_dict({k[11:]: v for k, v in state.items() if k.startswith("featurizer.")})
             model.head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
         except (SafetensorError, RuntimeError) as err:  # truncated file, or weights of another recipe
-            first = (str(err).splitlines() or [type(err).__name__])[0]
-            raise BlurbkitError(f"{HEAD_FILE} is corrupt or does not fit {RECIPE_FILE} ({first})", path=model_dir) from None
+            raise BlurbkitError(f"{HEAD_FILE} is corrupt or does not fit {RECIPE_FILE} ({error_line(err)})", path=model_dir) from None
         return model, load_tokenizer(model_dir)
 
 
 def read_recipe(path: Path) -> ModelRecipe:
-    """blurbkit.json as a ModelRecipe, every field checked (one line naming the file otherwise)."""
+    """blurbkit.json as a ModelRecipe, every field checked (one line naming the file and field otherwise)."""
     try:
         table = json.loads(path.read_text("utf-8"))
-        recipe = ModelRecipe(**table)
-    except (TypeError, json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BlurbkitError(f"not a blurbkit model recipe ({err})", path=path) from None
-    strings = (recipe.dataset, recipe.task_type, recipe.transform, recipe.featurizer, recipe.head)
-    if (
-        not all(isinstance(v, str) for v in strings)
-        or not isinstance(recipe.labels, list)
-        or not all(isinstance(label, str) for label in recipe.labels)
-        or isinstance(recipe.max_length, bool)
-        or not isinstance(recipe.max_length, int)
-        or recipe.max_length < 1
-        or not isinstance(recipe.options, dict)
-        or not (recipe.scheme is None or isinstance(recipe.scheme, str))
-    ):
-        raise BlurbkitError("not a blurbkit model recipe (a field has the wrong type)", path=path)
-    return recipe
+    if not isinstance(table, dict):
+        raise BlurbkitError("not a blurbkit model recipe (expected a JSON object)", path=path)
+    names = {f.name: f for f in fields(ModelRecipe)}
+    required = [name for name, f in names.items() if f.default is MISSING and f.default_factory is MISSING]
+    missing, unknown = [n for n in required if n not in table], [n for n in table if n not in names]
+    if missing or unknown:
+        what = f"lacks {', '.join(map(repr, missing))}" if missing else f"has unknown field(s) {', '.join(map(repr, unknown))}"
+        raise BlurbkitError(f"not a blurbkit model recipe (it {what})", path=path)
+    for name, value in table.items():
+        problem = RECIPE_CHECKS[name](value)
+        if problem:
+            raise BlurbkitError(f"not a blurbkit model recipe ('{name}' {problem}, found {value!r:.60})", path=path)
+    return ModelRecipe(**table)
+
+
+def _text(value: Any) -> str | None:
+    return None if isinstance(value, str) else "must be a string"
+
+
+def _optional(check: Any) -> Any:
+    return lambda value: None if value is None else check(value)
+
+
+def _length(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    return None if ok else "must be a whole number of at least 1"
+
+
+def _labels(value: Any) -> str | None:
+    ok = isinstance(value, list) and all(isinstance(label, str) for label in value)
+    return None if ok else "must be a list of strings"
+
+
+def _object(value: Any) -> str | None:
+    return None if isinstance(value, dict) else "must be an object"
+
+
+RECIPE_CHECKS = {"dataset": _text, "task_type": _text, "labels": _labels, "transform": _text, "featurizer": _text,
+                 "head": _text, "max_length": _length, "options": _object, "scheme": _optional(_text),
+                 "pairs": _optional(_object)}

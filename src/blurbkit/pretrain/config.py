@@ -68,9 +68,15 @@ def presets() -> dict[str, dict[str, Any]]:
     return tomllib.loads(text)
 
 
+# the architecture's sizes: a config with 0 or -1 layers loads, then builds an encoder with no blocks
+SIZES = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "max_position_embeddings")
+
+
 def build_config(spec: str, vocab_size: int, max_length: int, tokenizer):
     """A BertConfig from a preset name or a config JSON file; vocabulary size from the tokenizer."""
     from transformers import BertConfig
+
+    from blurbkit.models.loading import error_line, load_errors
 
     table = presets()
     if spec in table:
@@ -94,7 +100,15 @@ def build_config(spec: str, vocab_size: int, max_length: int, tokenizer):
     values["vocab_size"] = vocab_size
     values.setdefault("max_position_embeddings", max(512, max_length))
     values["pad_token_id"] = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    config = BertConfig(**values)
+    source = None if spec in table else Path(spec)
+    try:
+        config = BertConfig(**values)
+    except load_errors() + (TypeError,) as err:
+        raise BlurbkitError(f"not a usable BERT config ({error_line(err)})", path=source) from None
+    for name in SIZES:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise BlurbkitError(f"{name} is {value!r}; it must be a whole number of at least 1", path=source)
     if config.hidden_size % config.num_attention_heads:
         raise BlurbkitError(f"hidden_size {config.hidden_size} is not a multiple of num_attention_heads {config.num_attention_heads}")
     return config

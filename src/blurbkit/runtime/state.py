@@ -93,9 +93,10 @@ def numpy_global_state() -> list[Any]:
     return [name, keys.tolist(), int(pos), int(has_gauss), float(gauss)]
 
 
-def set_numpy_global_state(saved: list[Any]) -> None:
+def set_numpy_global_state(saved: list[Any], generator: np.random.RandomState | None = None) -> None:
+    """numpy's global generator (or `generator`) to a state numpy_global_state saved."""
     name, keys, pos, has_gauss, gauss = saved
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    (generator or np.random).set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
 
 
 def bit_generator_state(bits: np.random.BitGenerator) -> dict[str, Any]:

@@ -171,7 +171,8 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     store or no store at all is one BlurbkitError line. A store without runs gives []."""
     path = Path(path)
     if not path.is_file():
-        raise BlurbkitError("no results store here (file not found)", path=path)
+        raise BlurbkitError("a directory, not a results store file" if path.is_dir() else "no results store here (file not found)",
+                            path=path)
     rows: list[dict[str, Any]] = []
     for uri in (f"file:{path.resolve()}?mode=ro", f"file:{path.resolve()}?immutable=1"):
         try:

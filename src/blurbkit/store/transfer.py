@@ -96,12 +96,17 @@ def is_store_file(path: Path) -> bool:
         return handle.read(len(_SQLITE_MAGIC)) == _SQLITE_MAGIC
 
 
+SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+
+
 def read_runs(path: str | Path) -> list[dict[str, Any]]:
     """The runs of a results store or of an export file, as store rows; a line that is not a run, or a
     run given twice with different contents, is one BlurbkitError naming the file and line."""
     path = Path(path)
     if path.is_file() and is_store_file(path):  # checked as an export's lines are: the two routes agree
         records: Iterable[tuple[int | None, dict[str, Any]]] = ((None, r) for r in export_records(read_rows(path), path))
+    elif path.suffix in SQLITE_SUFFIXES:  # read as JSON lines it would fail on a binary byte, misleadingly
+        raise BlurbkitError("not an SQLite results store (nor an export file: those are JSON lines)", path=path)
     else:
         records = parse_jsonl(read_lines(path), path)
     rows: dict[str, tuple[int | None, dict[str, Any]]] = {}

@@ -66,13 +66,17 @@ class DatasetSpec:
         return self.task.metric
 
 
+TOML_KINDS = {str: "a string", int: "a whole number", float: "a number", bool: "true or false", list: "a list",
+              dict: "a table"}
+
+
 def _field(name: str, table: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any, origin: str) -> Any:
     """table[key] (or `default`), checked to be of `kind`: a wrong type is one line, not a traceback."""
     value = table.get(key, default)
     bad_bool = isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
     if value is not default and (bad_bool or not isinstance(value, kind)):
-        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-        raise BlurbkitError(f"dataset {name!r}: {key} must be a {names}, not {value!r}", path=origin)
+        names = " or ".join(TOML_KINDS.get(k, k.__name__) for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise BlurbkitError(f"dataset {name!r}: {key} must be {names}, not {value!r}", path=origin)
     return value
 
 

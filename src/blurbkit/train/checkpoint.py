@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from blurbkit.errors import BlurbkitError
@@ -170,8 +171,10 @@ class Checkpoints:
             fresh = copy.deepcopy(loop.model.state_dict()), copy.deepcopy(loop.optimizer.state_dict())
         try:
             state = self._read_state()
-            self._check_signature(state["signature"])
+            self._check_signature(state.get("signature"))
+            position = _check_fields(state, self.root)
             rng, best = self._load_tensors(loop, state)
+            self._check_generators(state["rng"], rng, loop.masks)
         except BlurbkitError as err:
             if fresh is None:
                 raise
@@ -180,9 +183,27 @@ class Checkpoints:
             shutil.rmtree(self.root, ignore_errors=True)
             self.discarded = f"a checkpoint was removed and the run started over: {err}"
             return False
+        self._apply(loop, state, position, rng, best)
+        self.resumed = True
+        return True
+
+    def _check_generators(self, saved: dict[str, Any], rng: dict[str, Any], masks: MaskSource | None) -> None:
+        """Every saved generator state set on a throwaway generator first: one that does not fit is
+        refused (and a driver starts over) before anything of the loop has changed."""
+        try:
+            set_random_state(saved["order"], random.Random())
+            set_random_state(saved["python"], random.Random())
+            set_numpy_global_state(saved["numpy"], np.random.RandomState())
+            if masks is not None and saved.get("masks") is not None:
+                set_bit_generator_state(type(masks.bits)(), saved["masks"])
+            torch.Generator().set_state(rng["torch"])
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as err:
+            raise BlurbkitError(f"checkpoint state.json is damaged ({type(err).__name__}: {str(err)[:120]}); "
+                                "pass --overwrite to start over", path=self.root) from None
+
+    def _apply(self, loop: Loop, state: dict[str, Any], position: dict[str, Any], rng: dict[str, Any], best: Any) -> None:
         load_scheduler_state(loop.scheduler, state["scheduler"])
         loop.scaler.load_state_dict(state["scaler"])
-        position = state["position"]
         loop.epoch, loop.step, loop.order = position["epoch"], position["step"], position["order"]
         for name, value in state["result"].items():
             setattr(loop.result, name, value)
@@ -192,12 +213,10 @@ class Checkpoints:
         set_random_state(saved["order"], loop.order_rng)
         set_random_state(saved["python"])
         set_numpy_global_state(saved["numpy"])
-        if loop.masks is not None and saved["masks"] is not None:
+        if loop.masks is not None and saved.get("masks") is not None:
             set_bit_generator_state(loop.masks.bits, saved["masks"])
         set_torch_rng_state(rng)
         self.clock.restored(float(state.get("wall_seconds", 0.0)))  # absent in checkpoints written before it
-        self.resumed = True
-        return True
 
     def _load_tensors(self, loop: Loop, state: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         """The checkpoint's weights and optimizer state into the loop; its RNG and best weights back."""
@@ -213,7 +232,9 @@ class Checkpoints:
             loop.optimizer.load_state_dict(optimizer_from_flat(optimizer, state["optimizer"]))
             rng = load_file(str(self.root / "rng.safetensors"))
             best = load_file(str(self.root / "best.safetensors")) if state["best"] == "file" else None
-        except (SafetensorError, RuntimeError, ValueError, KeyError, OSError) as err:
+            if "torch" not in rng:
+                raise KeyError("rng.safetensors has no torch generator state")
+        except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError, AttributeError, OSError) as err:
             raise BlurbkitError(f"checkpoint does not read back ({str(err).splitlines()[0][:200]}); "
                                 "pass --overwrite to start over", path=self.root) from None
         return rng, best
@@ -227,12 +248,40 @@ class Checkpoints:
             raise BlurbkitError("not a blurbkit fine-tuning checkpoint; pass --overwrite to start over", path=self.root)
         return state
 
-    def _check_signature(self, saved: dict[str, Any]) -> None:
+    def _check_signature(self, saved: Any) -> None:
+        if not isinstance(saved, dict):
+            raise BlurbkitError("checkpoint state.json is damaged (no run signature); pass --overwrite to start over", path=self.root)
         for key in sorted(set(saved) | set(self.signature)):
             if saved.get(key) != self.signature.get(key):
                 raise BlurbkitError(f"the checkpoint belongs to a different run ({key}: {self.signature.get(key)!r} now, "
                                     f"{saved.get(key)!r} in the checkpoint); use the same settings, or --overwrite to start over",
                                     path=self.root)
+
+
+# The layout restore() reads: a state.json edited or cut short is refused before anything is applied.
+_SECTIONS = {"position": dict, "result": dict, "scheduler": dict, "scaler": dict, "rng": dict, "optimizer": dict}
+
+
+def _check_fields(state: dict[str, Any], root: Path) -> dict[str, Any]:
+    """state.json's sections and the loop position, checked; the position back."""
+    def damaged(what: str) -> BlurbkitError:
+        return BlurbkitError(f"checkpoint state.json is damaged ({what}); pass --overwrite to start over", path=root)
+
+    for name, kind in _SECTIONS.items():
+        if not isinstance(state.get(name), kind):
+            raise damaged(f"'{name}' is missing or not an object")
+    position = state["position"]
+    for name in ("epoch", "step"):
+        value = position.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise damaged(f"position '{name}' is {value!r}, not a count")
+    if position.get("order") is not None and not isinstance(position["order"], list):
+        raise damaged("position 'order' is not a list")
+    if state.get("best") not in ("model", "file", None):
+        raise damaged(f"'best' is {state.get('best')!r}")
+    if not all(key in state["rng"] for key in ("order", "python", "numpy")):
+        raise damaged("'rng' lacks a generator")
+    return position
 
 
 def saved_steps(run_dir: Path) -> int | None:

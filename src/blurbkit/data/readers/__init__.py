@@ -93,13 +93,17 @@ def tsv_rows(
         raise BlurbkitError("no data rows", path=path)
 
 
-def jsonl_rows(path: Path, keys: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) of a JSON-lines file; each object must have `keys`."""
+def jsonl_rows(path: Path, keys: tuple[str, ...], texts: tuple[str, ...] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of a JSON-lines file; each object must have `keys`, and those of them in
+    `texts` must be strings (a number there would pass into the prepared files unnoticed)."""
     found = False
     for number, row in parse_jsonl(read_lines(path), path):
         missing = [key for key in keys if key not in row]
         if missing:
             raise BlurbkitError(f"JSON object lacks {', '.join(map(repr, missing))}", path=path, line=number)
+        for key in texts:
+            if not isinstance(row[key], str):
+                raise BlurbkitError(f"{key!r} is {type(row[key]).__name__}, not a string", path=path, line=number)
         found = True
         yield number, row
     if not found:

@@ -69,7 +69,7 @@ def read_hoc(spec: DatasetSpec, source_dir: Path, split: str, options: ReadOptio
     if not spec.labels:
         raise BlurbkitError(f"dataset {spec.name!r}: a document classification dataset needs `labels`")
     records: list[Record] = []
-    for number, row in jsonl_rows(path, ("id", "sentence", "label")):
+    for number, row in jsonl_rows(path, ("id", "sentence", "label"), texts=("sentence",)):
         records.append(
             {
                 "id": str(row["id"]),

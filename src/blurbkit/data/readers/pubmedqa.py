@@ -43,7 +43,7 @@ def cross_check(records: list[Record], lines: list[int], path: Path, truth_path:
 def read_pubmedqa(spec: DatasetSpec, source_dir: Path, split: str, options: ReadOptions) -> SplitData:
     path = split_file(spec, source_dir, split)
     records, lines = [], []
-    for number, row in jsonl_rows(path, ("id", "sentence1", "sentence2", "label")):
+    for number, row in jsonl_rows(path, ("id", "sentence1", "sentence2", "label"), texts=("sentence1", "sentence2")):
         label = check_label(str(row["label"]), spec, path, number)
         records.append(
             {"id": str(row["id"]), "question": row["sentence1"], "context": row["sentence2"], "label": label}

@@ -100,7 +100,8 @@ class TaskType:
                 return f"no {name!r} field"
             value = record[name]
             if isinstance(value, bool) or not isinstance(value, kinds):
-                return f"{name!r} is {json_kind(value)}, not {' or '.join(JSON_KINDS[k] for k in kinds)}"
+                expected = dict.fromkeys(JSON_KINDS[k] for k in kinds)  # int and float are both "a number"
+                return f"{name!r} is {json_kind(value)}, not {' or '.join(expected)}"
         if "label" in self.record_fields and spec.labels and record["label"] not in spec.labels:
             return f"label {record['label']!r} is not one of {spec.name}'s labels ({', '.join(spec.labels)})"
         return None
