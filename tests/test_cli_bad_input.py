@@ -311,6 +311,9 @@ def test_an_unusable_path_no_check_caught_is_one_line_and_an_io_fault_keeps_its_
     (["predict", "--model", "m", "--input", "in.txt", "--keep-negative"],
      "--keep-negative: for the document pipeline (--ner/--relations), not --model"),
     (["datasets", "add", "toy", "--format", "conll", "--source", "~nosuchuser4242/x"], "no such user's home directory"),
+    (["prepare", "--datasets", "gad", "--out", "p", "--pico-train-from-dev", "5"],
+     "--pico-train-from-dev: none of the datasets to prepare reads it (gad)"),
+    (["prepare", "--datasets", "gad,biosses", "--out", "p", "--fold", "0"], "--fold: none of the datasets to prepare reads it (gad, biosses)"),
 ])
 def test_options_a_command_would_ignore_or_crash_on_are_one_line(argv, message, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -20,12 +20,24 @@ def add_read_options(parser: argparse.ArgumentParser) -> None:
         "(a LOCAL DEVIATION from BLURB, recorded in the manifest)",
     )
     parser.add_argument(
-        "--fold", type=int, default=0, metavar="K", help="AIMed: test = fold K, dev = fold K+1 (default 0)"
+        "--fold", type=int, metavar="K", help="AIMed: test = fold K, dev = fold K+1 (default 0)"
     )
 
 
 def read_options(args: argparse.Namespace) -> ReadOptions:
-    return ReadOptions(pico_train_from_dev=args.pico_train_from_dev, fold=args.fold)
+    return ReadOptions(pico_train_from_dev=args.pico_train_from_dev, fold=0 if args.fold is None else args.fold)
+
+
+def check_options_are_read(args: argparse.Namespace, names: list[str] | None) -> None:
+    """A read option none of the datasets reads is refused, as finetune refuses it (it would only be
+    recorded in the manifest as if it had changed something)."""
+    from blurbkit.data.prepare import select
+
+    specs = select(names)
+    for flag, name in (("--pico-train-from-dev", "pico_train_from_dev"), ("--fold", "fold")):
+        if getattr(args, name) is not None and not any(name in ReadOptions().for_reader(s.reader) for s in specs):
+            listed = ", ".join(s.name for s in specs[:5]) + (", ..." if len(specs) > 5 else "")
+            raise BlurbkitError(f"{flag}: none of the datasets to prepare reads it ({listed})")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             source = default_data()
         except BlurbkitError:
             source = None  # user datasets (with their own `source`) still prepare; built-ins are skipped
+    check_options_are_read(args, args.datasets)
     manifest = prepare(source, args.out, args.datasets, read_options(args))
     print()
     print(format_table(manifest))
