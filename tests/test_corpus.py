@@ -106,8 +106,14 @@ def test_bad_corpora(tmp_path):
         build_corpus([empty], tmp_path / "o.jsonl.gz")
     binary = tmp_path / "bin.txt"
     binary.write_bytes(b"\xff\xfe\x00\x01garbage\x80\x81")
-    with pytest.raises(BlurbkitError, match="not UTF-8"):
+    with pytest.raises(BlurbkitError, match=r"bin\.txt:1: byte 0xff is not valid UTF-8"):
         build_corpus([binary], tmp_path / "o.jsonl.gz")
+    import gzip
+
+    latin = tmp_path / "latin.txt.gz"  # the bad byte far past the decoder's first chunk: its own line is named
+    latin.write_bytes(gzip.compress(("Aspirin helps patients with pain.\n" * 3000).encode() + b"caf\xe9 au lait\n"))
+    with pytest.raises(BlurbkitError, match=r"latin\.txt\.gz:3001: byte 0xe9 is not valid UTF-8"):
+        build_corpus([latin], tmp_path / "o.jsonl.gz")
     bad_json = tmp_path / "bad.jsonl"
     bad_json.write_text('{"text": "ok"}\n{not json\n', encoding="utf-8")
     with pytest.raises(BlurbkitError, match=r"bad.jsonl:2: not valid JSON"):

@@ -188,6 +188,15 @@ def check_input_file(path: str | Path) -> Path:
     return path
 
 
+def decode_utf8(raw: bytes, path: str | Path) -> str:
+    """`raw` as UTF-8, or one line naming the file, line and byte where it is not."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise BlurbkitError(f"byte 0x{raw[err.start]:02x} is not valid UTF-8", path=path, line=line) from None
+
+
 def read_lines(path: str | Path) -> list[str]:
     """Read a UTF-8 text file (gzip if it ends in .gz) into lines without newlines.
 
@@ -207,12 +216,7 @@ def read_lines(path: str | Path) -> list[str]:
             raw = path.read_bytes()  # also a named pipe (`--input <(zcat ...)`)
         except OSError as err:
             raise BlurbkitError(f"cannot read ({err.strerror or err})", path=path) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise BlurbkitError(f"byte 0x{raw[err.start]:02x} is not valid UTF-8", path=path, line=line) from None
-    text = text.removeprefix("\ufeff")
+    text = decode_utf8(raw, path).removeprefix("\ufeff")
     if not text.strip():
         raise BlurbkitError("file is empty", path=path)
     text = text.replace("\r\n", "\n")

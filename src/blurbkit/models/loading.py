@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,15 +108,10 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
 
 def check_utf8(path: Path) -> None:
     """A tokenizer file that is not UTF-8: one line naming the file and the line of the first bad byte."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise BlurbkitError(f"byte 0x{data[err.start]:02x} is not valid UTF-8", path=path, line=line) from None
+    from blurbkit.fileio import decode_utf8
+
+    with contextlib.suppress(FileNotFoundError):
+        decode_utf8(path.read_bytes(), path)
 
 
 def check_vocab_matches(tokenizer: PreTrainedTokenizerFast, config: dict[str, Any], path: Path) -> None:
