@@ -433,6 +433,10 @@ def _scheduler_not_an_object(state: dict, ck: Path) -> None:
     state["scheduler"] = 5
 
 
+def _best_score_text(state: dict, ck: Path) -> None:
+    state["best_score"] = "high"  # would fail only at the next epoch's comparison
+
+
 def _python_generator_garbled(state: dict, ck: Path) -> None:
     state["rng"]["python"] = [3, [1, 2], None]  # the right place, a state random.setstate refuses
 
@@ -450,6 +454,7 @@ def _rng_file_of_another_kind(state: dict, ck: Path) -> None:
     (_no_position, "checkpoint state.json is damaged ('position' is missing or not an object)"),
     (_epoch_not_a_count, "checkpoint state.json is damaged (position 'epoch' is 'x', not a count)"),
     (_scheduler_not_an_object, "checkpoint state.json is damaged ('scheduler' is missing or not an object)"),
+    (_best_score_text, "checkpoint state.json is damaged ('best_score' is 'high', not a number)"),
     (_python_generator_garbled, "checkpoint state.json is damaged (ValueError: state vector is the wrong size)"),
     (_rng_file_of_another_kind, "checkpoint does not read back ('rng.safetensors has no torch generator state')"),
 ])

@@ -88,8 +88,8 @@ def load_tokenizer(path: Path) -> PreTrainedTokenizerFast:
     from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoTokenizer
 
-    for name in ("vocab.txt", "tokenizer.json"):  # the tokenizers library would only say "not valid UTF-8"
-        check_utf8(path / name)
+    # the file the tokenizer is built from (tokenizer.json when there is one); the library would only say "not valid UTF-8"
+    check_utf8(path / ("tokenizer.json" if (path / "tokenizer.json").is_file() else "vocab.txt"))
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path), use_fast=True)
     except StrictDataclassError as err:  # the tokenizer reads config.json too: the fault is there

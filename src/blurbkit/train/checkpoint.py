@@ -277,6 +277,9 @@ def _check_fields(state: dict[str, Any], root: Path) -> dict[str, Any]:
             raise damaged(f"position '{name}' is {value!r}, not a count")
     if position.get("order") is not None and not isinstance(position["order"], list):
         raise damaged("position 'order' is not a list")
+    score = state.get("best_score")
+    if score is not None and (not isinstance(score, (int, float)) or isinstance(score, bool)):
+        raise damaged(f"'best_score' is {score!r}, not a number")
     if state.get("best") not in ("model", "file", None):
         raise damaged(f"'best' is {state.get('best')!r}")
     if not all(key in state["rng"] for key in ("order", "python", "numpy")):
