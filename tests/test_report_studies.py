@@ -288,6 +288,7 @@ def test_imports_of_bad_files_are_one_line_and_store_nothing(tmp_path, capsys):
     seconds[header.index("timed_seconds")] = "slow"
     (tmp_path / "cost-chemprot-text.csv").write_text("\n".join([*text[:2], ",".join(seconds), *text[3:]]) + "\n")
     (tmp_path / "cost-chemprot-header.csv").write_text(text[0] + "\n")
+    (tmp_path / "cost-chemprot-extra.csv").write_text("\n".join([*text[:2], text[2] + ",7", *text[3:]]) + "\n")
     info, results = probe_info(layers=1, seeds=1)
     bare = {k: v for k, v in info.items() if k not in ("store_model", "budget")}
     (tmp_path / "nopool.json").write_text(results_json(results, bare | {"settings": {"epochs": 1}}))
@@ -300,6 +301,8 @@ def test_imports_of_bad_files_are_one_line_and_store_nothing(tmp_path, capsys):
          "cost-chemprot-text.csv:3: not a cost table written by blurbkit cost (timed_seconds 'slow' is not a number)"),
         (["cost", "--import-csv", str(tmp_path / "cost-chemprot-header.csv"), "--store", str(store)],
          "cost-chemprot-header.csv: not a cost table written by blurbkit cost (no rows)"),
+        (["cost", "--import-csv", str(tmp_path / "cost-chemprot-extra.csv"), "--store", str(store)],
+         "cost-chemprot-extra.csv:3: not a cost table written by blurbkit cost (more cells than the header has columns)"),
         (["probe", "--import-json", str(tmp_path / "nopool.json"), "--store", str(store)], "settings.pool"),
         (["probe", "--import-json", str(tmp_path / "nodataset.json"), "--store", str(store)], "nosuch"),
     ):

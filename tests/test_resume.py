@@ -437,6 +437,18 @@ def _best_score_text(state: dict, ck: Path) -> None:
     state["best_score"] = "high"  # would fail only at the next epoch's comparison
 
 
+def _best_score_null(state: dict, ck: Path) -> None:
+    state["best_score"] = None
+
+
+def _result_steps_text(state: dict, ck: Path) -> None:
+    state["result"]["steps"] = "x"  # would fail only at the next optimizer step
+
+
+def _wall_seconds_null(state: dict, ck: Path) -> None:
+    state["wall_seconds"] = None
+
+
 def _python_generator_garbled(state: dict, ck: Path) -> None:
     state["rng"]["python"] = [3, [1, 2], None]  # the right place, a state random.setstate refuses
 
@@ -448,15 +460,26 @@ def _rng_file_of_another_kind(state: dict, ck: Path) -> None:
     save_file({"weights": torch.zeros(2)}, str(ck / "rng.safetensors"))  # valid safetensors, no generator in it
 
 
+def _rng_tensor_of_another_kind(state: dict, ck: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"torch": torch.zeros(3)}, str(ck / "rng.safetensors"))  # a float tensor where a byte state goes
+
+
 @pytest.mark.parametrize(("damage", "message"), [
     (_no_signature, "checkpoint state.json is damaged (no run signature)"),
     (_signature_not_an_object, "checkpoint state.json is damaged (no run signature)"),
     (_no_position, "checkpoint state.json is damaged ('position' is missing or not an object)"),
-    (_epoch_not_a_count, "checkpoint state.json is damaged (position 'epoch' is 'x', not a count)"),
+    (_epoch_not_a_count, "checkpoint state.json is damaged (position 'epoch' is 'x', not a count from 1)"),
     (_scheduler_not_an_object, "checkpoint state.json is damaged ('scheduler' is missing or not an object)"),
     (_best_score_text, "checkpoint state.json is damaged ('best_score' is 'high', not a number)"),
+    (_best_score_null, "checkpoint state.json is damaged ('best_score' is None, not a number)"),
+    (_result_steps_text, "checkpoint state.json is damaged (result 'steps' is 'x')"),
+    (_wall_seconds_null, "checkpoint state.json is damaged ('wall_seconds' is None, not a number)"),
     (_python_generator_garbled, "checkpoint state.json is damaged (ValueError: state vector is the wrong size)"),
     (_rng_file_of_another_kind, "checkpoint does not read back ('rng.safetensors has no torch generator state')"),
+    (_rng_tensor_of_another_kind, "checkpoint does not read back (RNG state must be a torch.ByteTensor)"),
 ])
 def test_a_damaged_checkpoint_is_one_line_on_resume(damage, message, tiny_model, shared_data, tmp_path, monkeypatch,
                                                      capsys):
@@ -488,3 +511,12 @@ def test_resume_with_nothing_to_resume_says_it_trains_from_the_start(where, tiny
     said = "does not exist" if where == "missing" else "has no checkpoint"
     assert f"blurbkit: --resume: {out} {said}; training from the start" in capsys.readouterr().err
     assert json.loads((out / "metrics.json").read_text())["resumed"] is False
+    notes = json.loads((out / "run.json").read_text())["notes"]
+    assert f"--resume found no checkpoint ({out} {said}): trained from the start" in notes
+    # the note comes only once every other check passed: a finished run, a dataset that is not there
+    assert main([*argv, "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds a finished run: nothing to resume" in err[0], err
+    assert main([*argv, "--resume", "--dataset", "nosuch", "--out", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nosuch" in err[0], err

@@ -182,6 +182,8 @@ def test_merge_refuses_its_own_store_an_unknown_relabel_and_a_foreign_database(t
     (tmp_path / "notes.sqlite").write_bytes(b"\xd0\xcf\x11\xe0 a spreadsheet, not SQLite")
     assert main(["store", "merge", str(tmp_path / "notes.sqlite"), "--into", str(tmp_path / "b.sqlite")]) == 2
     assert f"{tmp_path / 'notes.sqlite'}: not an SQLite results store (nor an export file" in capsys.readouterr().err
+    assert main(["store", "merge", str(tmp_path / "typo.sqlite"), "--into", str(tmp_path / "b.sqlite")]) == 2
+    assert f"{tmp_path / 'typo.sqlite'}: file not found" in capsys.readouterr().err  # a mistyped path is just missing
     assert main(["store", "export", "--store", str(tmp_path), "--out", str(tmp_path / "e.jsonl")]) == 2
     assert f"{tmp_path}: a directory, not a results store file" in capsys.readouterr().err
     assert not (tmp_path / "b.sqlite").exists() and _columns(source) == before

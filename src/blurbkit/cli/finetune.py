@@ -153,26 +153,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from blurbkit.train.run import run_finetune
 
-    if args.resume:
-        note_nothing_to_resume(args.out)
     metrics = run_finetune(config_from_args(args, args.dataset, args.seed, args.out))
     test = metrics["test"]
     summary = {k: test[k] for k in ("dataset", "metric", "score", "precision", "recall") if k in test}
     summary.update(best_epoch=metrics["best_epoch"], dev_score=metrics["dev"]["score"], run_dir=str(args.out))
     print(json.dumps(summary))
     return 0
-
-
-def note_nothing_to_resume(out: Path) -> None:
-    """--resume where no checkpoint is (a typo in --out, or a run killed before its first one) trains
-    from the start: said, so that a wrong path does not pass for a continued run."""
-    import sys
-
-    from blurbkit.train.checkpoint import DIR_NAME, FINAL_DIR_NAME
-
-    if not any((out / name).is_dir() for name in (DIR_NAME, FINAL_DIR_NAME)):
-        where = "does not exist" if not out.exists() else "has no checkpoint"
-        print(f"blurbkit: --resume: {out} {where}; training from the start", file=sys.stderr)
 
 
 def add_adversarial_options(parser: argparse.ArgumentParser, what: str, alpha: float) -> None:

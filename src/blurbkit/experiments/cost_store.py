@@ -85,6 +85,8 @@ def import_cost_csv(path: Path, dataset: str, store: str | Path) -> list[dict[st
             raise bad(f"no column {', '.join(lacking)}", 1)
         rows, records = [], []
         for r in reader:
+            if None in r:  # DictReader keeps cells past the header under the key None
+                raise bad("more cells than the header has columns", reader.line_num)
             records.append(r)
             row: dict[str, Any] = {k: v for k, v in r.items() if k not in ("cpu", "torch_threads")}
             for name, value in row.items():
@@ -98,7 +100,8 @@ def import_cost_csv(path: Path, dataset: str, store: str | Path) -> list[dict[st
                     elif name not in ("model", "weights", "precision"):
                         row[name] = float(value)
                 except (TypeError, ValueError):
-                    raise bad(f"{name} {value!r} is not a number", reader.line_num) from None
+                    kind = "a whole number" if name in INTS else "a number"
+                    raise bad(f"{name} {value!r} is not {kind}", reader.line_num) from None
             rows.append(row)
         if not records:
             raise bad("no rows")

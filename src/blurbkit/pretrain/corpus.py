@@ -78,16 +78,18 @@ def open_text(path: Path) -> Iterator[IO[str]]:
         handle = open(path, encoding="utf-8", newline="")  # noqa: SIM115
     try:
         yield handle
-    except UnicodeDecodeError:
-        line, byte = _first_bad_line(path, gz=magic == b"\x1f\x8b")
-        raise BlurbkitError(f"byte 0x{byte:02x} is not valid UTF-8; is this a text corpus?", path=path, line=line) from None
+    except UnicodeDecodeError as err:
+        found = _first_bad_line(path, gz=magic == b"\x1f\x8b")
+        if found is None:  # the file changed since: the decoder's own words
+            raise BlurbkitError(f"not UTF-8 text ({err.reason}); is this a text corpus?", path=path) from None
+        raise BlurbkitError(f"byte 0x{found[1]:02x} is not valid UTF-8; is this a text corpus?", path=path, line=found[0]) from None
     except (gzip.BadGzipFile, EOFError, zlib.error) as err:
         raise BlurbkitError(f"corrupt gzip data ({err})", path=path) from None
     finally:
         handle.close()
 
 
-def _first_bad_line(path: Path, gz: bool) -> tuple[int, int]:
+def _first_bad_line(path: Path, gz: bool) -> tuple[int, int] | None:
     """Where the text decoder failed, read again line by line (only on that path): its line number and
     byte. A line break is one byte no multi-byte character contains, so each line decodes alone."""
     with (gzip.open(path, "rb") if gz else open(path, "rb")) as raw:
@@ -96,7 +98,7 @@ def _first_bad_line(path: Path, gz: bool) -> tuple[int, int]:
                 line.decode("utf-8")
             except UnicodeDecodeError as err:
                 return number, line[err.start]
-    return 0, 0  # not reached: the text decoder failed somewhere
+    return None
 
 
 def _lines(handle: IO[str]) -> Iterator[str]:

@@ -105,7 +105,7 @@ def read_runs(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if path.is_file() and is_store_file(path):  # checked as an export's lines are: the two routes agree
         records: Iterable[tuple[int | None, dict[str, Any]]] = ((None, r) for r in export_records(read_rows(path), path))
-    elif path.suffix in SQLITE_SUFFIXES:  # read as JSON lines it would fail on a binary byte, misleadingly
+    elif path.is_file() and path.suffix.lower() in SQLITE_SUFFIXES:  # read as JSON lines it would fail on a binary byte, misleadingly
         raise BlurbkitError("not an SQLite results store (nor an export file: those are JSON lines)", path=path)
     else:
         records = parse_jsonl(read_lines(path), path)

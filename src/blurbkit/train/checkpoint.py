@@ -172,9 +172,9 @@ class Checkpoints:
         try:
             state = self._read_state()
             self._check_signature(state.get("signature"))
-            position = _check_fields(state, self.root)
+            position = _check_fields(state, loop.result, self.root)
             rng, best = self._load_tensors(loop, state)
-            self._check_generators(state["rng"], rng, loop.masks)
+            self._check_generators(state["rng"], loop.masks)
         except BlurbkitError as err:
             if fresh is None:
                 raise
@@ -187,7 +187,7 @@ class Checkpoints:
         self.resumed = True
         return True
 
-    def _check_generators(self, saved: dict[str, Any], rng: dict[str, Any], masks: MaskSource | None) -> None:
+    def _check_generators(self, saved: dict[str, Any], masks: MaskSource | None) -> None:
         """Every saved generator state set on a throwaway generator first: one that does not fit is
         refused (and a driver starts over) before anything of the loop has changed."""
         try:
@@ -196,7 +196,6 @@ class Checkpoints:
             set_numpy_global_state(saved["numpy"], np.random.RandomState())
             if masks is not None and saved.get("masks") is not None:
                 set_bit_generator_state(type(masks.bits)(), saved["masks"])
-            torch.Generator().set_state(rng["torch"])
         except (KeyError, IndexError, TypeError, ValueError, AttributeError, RuntimeError) as err:
             raise BlurbkitError(f"checkpoint state.json is damaged ({type(err).__name__}: {str(err)[:120]}); "
                                 "pass --overwrite to start over", path=self.root) from None
@@ -216,7 +215,7 @@ class Checkpoints:
         if loop.masks is not None and saved.get("masks") is not None:
             set_bit_generator_state(loop.masks.bits, saved["masks"])
         set_torch_rng_state(rng)
-        self.clock.restored(float(state.get("wall_seconds", 0.0)))  # absent in checkpoints written before it
+        self.clock.restored(float(state.get("wall_seconds", 0.0)))  # absent in checkpoints written before it (checked)
 
     def _load_tensors(self, loop: Loop, state: dict[str, Any]) -> tuple[dict[str, Any], Any]:
         """The checkpoint's weights and optimizer state into the loop; its RNG and best weights back."""
@@ -234,6 +233,7 @@ class Checkpoints:
             best = load_file(str(self.root / "best.safetensors")) if state["best"] == "file" else None
             if "torch" not in rng:
                 raise KeyError("rng.safetensors has no torch generator state")
+            torch.Generator().set_state(rng["torch"])  # a tensor of another kind is refused here, naming the file
         except (SafetensorError, RuntimeError, ValueError, KeyError, TypeError, AttributeError, OSError) as err:
             raise BlurbkitError(f"checkpoint does not read back ({str(err).splitlines()[0][:200]}); "
                                 "pass --overwrite to start over", path=self.root) from None
@@ -258,12 +258,17 @@ class Checkpoints:
                                     path=self.root)
 
 
-# The layout restore() reads: a state.json edited or cut short is refused before anything is applied.
+# The layout restore() reads: a state.json edited or cut short is refused before anything is applied,
+# so that nothing _apply reads can fail half-way (a driver's resume then starts over from fresh weights).
 _SECTIONS = {"position": dict, "result": dict, "scheduler": dict, "scaler": dict, "rng": dict, "optimizer": dict}
 
 
-def _check_fields(state: dict[str, Any], root: Path) -> dict[str, Any]:
-    """state.json's sections and the loop position, checked; the position back."""
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_fields(state: dict[str, Any], result: Any, root: Path) -> dict[str, Any]:
+    """state.json's sections, the loop position, best score and run-so-far fields, checked; the position back."""
     def damaged(what: str) -> BlurbkitError:
         return BlurbkitError(f"checkpoint state.json is damaged ({what}); pass --overwrite to start over", path=root)
 
@@ -271,19 +276,25 @@ def _check_fields(state: dict[str, Any], root: Path) -> dict[str, Any]:
         if not isinstance(state.get(name), kind):
             raise damaged(f"'{name}' is missing or not an object")
     position = state["position"]
-    for name in ("epoch", "step"):
+    for name, least in (("epoch", 1), ("step", 0)):
         value = position.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise damaged(f"position '{name}' is {value!r}, not a count")
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise damaged(f"position '{name}' is {value!r}, not a count from {least}")
     if position.get("order") is not None and not isinstance(position["order"], list):
         raise damaged("position 'order' is not a list")
-    score = state.get("best_score")
-    if score is not None and (not isinstance(score, (int, float)) or isinstance(score, bool)):
-        raise damaged(f"'best_score' is {score!r}, not a number")
-    if state.get("best") not in ("model", "file", None):
-        raise damaged(f"'best' is {state.get('best')!r}")
+    if not _number(state.get("best_score")):  # always written, -Infinity before the first dev score
+        raise damaged(f"'best_score' is {state.get('best_score')!r}, not a number")
+    if "wall_seconds" in state and not _number(state["wall_seconds"]):  # absent in checkpoints written before it
+        raise damaged(f"'wall_seconds' is {state['wall_seconds']!r}, not a number")
+    if "best" not in state or state["best"] not in ("model", "file", None):
+        raise damaged(f"'best' is {state.get('best', 'missing')!r}")
     if not all(key in state["rng"] for key in ("order", "python", "numpy")):
         raise damaged("'rng' lacks a generator")
+    for name, value in state["result"].items():  # each of the kind the run's own result holds
+        current = getattr(result, name, None)
+        kind = (int, float) if isinstance(current, float) else type(current)
+        if current is None or isinstance(value, bool) or not isinstance(value, kind):
+            raise damaged(f"result '{name}' is {value!r:.40}")
     return position
 
 

@@ -180,6 +180,17 @@ def check_run_options(config: FinetuneConfig) -> DatasetSpec:
     return spec
 
 
+def nothing_to_resume(config: FinetuneConfig, notes: list[str]) -> None:
+    """`finetune --resume` where --out holds no checkpoint (a typo in the path, or a run killed before
+    its first one) trains from the start: said, once every other check passed, and kept in the run's
+    notes. A driver's resume (with overwrite) is quiet: most of its runs are new."""
+    if not config.resume or config.overwrite or any((config.out / name).is_dir() for name in (DIR_NAME, FINAL_DIR_NAME)):
+        return
+    where = "does not exist" if not config.out.exists() else "has no checkpoint"
+    print(f"blurbkit: --resume: {config.out} {where}; training from the start", file=sys.stderr)
+    notes.append(f"--resume found no checkpoint ({config.out} {where}): trained from the start")
+
+
 def _run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     spec = check_run_options(config)
     hyper = config.hyper.resolved(spec)
@@ -201,6 +212,7 @@ def _run_finetune(config: FinetuneConfig) -> dict[str, Any]:
     data_sha256 = {name: records_sha256(encoded.records) for name, encoded in data.items()}
     checkpoints = heartbeat = None
     if config.out is not None:
+        nothing_to_resume(config, splits.notes)
         checkpoints = Checkpoints(config.out / DIR_NAME, run_signature(config, hyper, model_dir, data_sha256),
                                   every=config.checkpoint_every, resume=config.resume, clock=clock,
                                   start_over_if_different=config.resume and config.overwrite)
