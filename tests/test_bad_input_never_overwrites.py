@@ -126,37 +126,36 @@ def test_cv_featurizers_are_checked_before_a_fold_trains(featurizers, message, s
     assert not (tmp_path / "runs" / "results.sqlite").exists()
 
 
-def test_a_hand_edited_similarity_score_names_one_expected_kind(shared_data, tmp_path, capsys):
+def _evaluate_with_an_edited_record(shared_data, tmp_path, capsys, dataset: str, number: int, edit) -> tuple[Path, dict]:
+    """Prepare `dataset`, replace test record `number` (0-based) by edit(record), run evaluate on it:
+    exit 2 expected. The test file and the original record back."""
     prepared = tmp_path / "prepared"
-    assert main(["prepare", "--source", str(shared_data), "--datasets", "biosses", "--out", str(prepared)]) == 0
-    capsys.readouterr()
-    test = prepared / "biosses" / "test.jsonl"
+    if not prepared.exists():
+        assert main(["prepare", "--source", str(shared_data), "--datasets", dataset, "--out", str(prepared)]) == 0
+        capsys.readouterr()
+    test = prepared / dataset / "test.jsonl"
     lines = test.read_text().splitlines()
-    record = json.loads(lines[0])
-    lines[0] = json.dumps({**record, "score": "x"})
+    record = json.loads(lines[number])
+    lines[number] = json.dumps(edit(record))
     test.write_text("\n".join(lines) + "\n")
     (tmp_path / "p.jsonl").write_text("")
-    assert main(["evaluate", "--dataset", "biosses", "--predictions", str(tmp_path / "p.jsonl"), "--data", str(prepared)]) == 2
+    assert main(["evaluate", "--dataset", dataset, "--predictions", str(tmp_path / "p.jsonl"), "--data", str(prepared)]) == 2
+    lines[number] = json.dumps(record)
+    test.write_text("\n".join(lines) + "\n")  # put back: the next edit starts from the prepared record
+    return test, record
+
+
+def test_a_hand_edited_similarity_score_names_one_expected_kind(shared_data, tmp_path, capsys):
+    test, record = _evaluate_with_an_edited_record(shared_data, tmp_path, capsys, "biosses", 0, lambda r: {**r, "score": "x"})
     line = one_error_line(capsys)
     assert f"{test}:1: record {record['id']!r}: 'score' is a string, not a number" in line
     assert "or a number" not in line  # int and float are both "a number" in JSON: named once
 
 
 def test_a_hand_edited_prepared_record_is_named_by_line(shared_data, tmp_path, capsys):
-    prepared = tmp_path / "prepared"
-    assert main(["prepare", "--source", str(shared_data), "--datasets", "gad", "--out", str(prepared)]) == 0
-    capsys.readouterr()
-    test = prepared / "gad" / "test.jsonl"
-    lines = test.read_text().splitlines()
-    record = json.loads(lines[2])
-    lines[2] = json.dumps({"id": record["id"], "text": 5})
-    test.write_text("\n".join(lines) + "\n")
-    (tmp_path / "p.jsonl").write_text("")
-    assert main(["evaluate", "--dataset", "gad", "--predictions", str(tmp_path / "p.jsonl"), "--data", str(prepared)]) == 2
+    test, record = _evaluate_with_an_edited_record(shared_data, tmp_path, capsys, "gad", 2, lambda r: {"id": r["id"], "text": 5})
     assert f"{test}:3: record {record['id']!r}: 'text' is a number, not a string" in one_error_line(capsys)
-    lines[2] = json.dumps({**record, "label": "7"})
-    test.write_text("\n".join(lines) + "\n")
-    assert main(["evaluate", "--dataset", "gad", "--predictions", str(tmp_path / "p.jsonl"), "--data", str(prepared)]) == 2
+    _evaluate_with_an_edited_record(shared_data, tmp_path, capsys, "gad", 2, lambda r: {**r, "label": "7"})
     assert "label '7' is not one of gad's labels" in one_error_line(capsys)
 
 
