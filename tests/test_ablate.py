@@ -105,3 +105,22 @@ def test_a_part_option_goes_to_the_variants_whose_parts_read_it():
                        "bilstm+crf": {"lstm_hidden": 8, "crf_lr_scale": 10.0}}
     with pytest.raises(BlurbkitError, match="part option\\(s\\) lstm_hiden read by no featurizer or head of this study"):
         build_grid(study, ["bc5chem"], list(study.variants), 1, make({"lstm_hiden": 8}))
+
+
+def test_published_rows_name_their_source_and_only_the_variants_shown():
+    from blurbkit.experiments.ablation import STUDIES, ablation_table
+
+    sll = STUDIES["sll"]
+    chosen = [v for v in sll.variants if v.name in ("cls", "cls+attention", "lstm")]
+    table = ablation_table(sll, {}, ["chemprot", "gad"], chosen, {}, "full").splitlines()
+    assert "| *ChemProt, BioBERT (published)* | 75.30 | 76.30 |  |" in table
+    assert "| *ChemProt, PubMedBERT (published)* | 77.30 | 77.90 |  |" in table
+    assert not any(line.startswith("| *GAD") for line in table)  # BERT-RE has no GAD column
+    assert any(line.startswith("Published rows: BERT-RE") for line in table)
+    # Variants the paper did not run: no published row, and no note about one.
+    lstm_only = ablation_table(sll, {}, ["chemprot"], [v for v in sll.variants if v.name == "lstm"], {}, "full")
+    assert "published" not in lstm_only.lower()
+    relation = STUDIES["relation"]
+    table = ablation_table(relation, {}, ["ddi"], relation.variants, {}, "full").splitlines()
+    assert [line for line in table if "(published)" in line] == [
+        "| *DDI, PubMedBERT (published)* | 82.36 |  |  |  |  |  | 37.00 |  |  |"]

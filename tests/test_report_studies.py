@@ -103,6 +103,7 @@ def site(tmp_path_factory):
     store = ResultsStore(path)
     scores = make_stilt(store, random.Random(0))
     make_cv(store)
+    _add(store, "sll", "cls+attention", "chemprot", 0, {"lr": 1e-4}, {"score": 0.5})
     store.close()
     store_probes(path, *probe_info())
     cost_store.store_costs(path, "chemprot", [MODEL, "bert-base-random (12x768)"], cost_rows(), MACHINE)
@@ -155,6 +156,18 @@ def test_stilt_cells_are_differences_from_the_baseline_on_the_same_seeds(site):
     assert 'src="img/stilt-heatmap-0.svg"' in html and (out / "img" / "stilt-heatmap-0.svg").is_file()
     assert "Its featurizer and head are dropped" in html and "a new cls+regression head is built" in html
     assert "Budget quick+train150: a CPU budget run" in html and "subsample of 150 of 999" in html
+    published = [r[:2] for r in _rows(html, "· budget") if "published" in r[0]]
+    assert [cells[1] for cells in published] == ["78.93", "82.17", "71.23", "77.28"]  # GAD, ChemProt: the paper's baselines
+    assert "BERT-base, published" in published[0][0] and "Jeong &amp; Hwang" in html
+
+
+def test_an_ablation_page_has_a_published_row_per_source(site):
+    out, _, _ = site
+    html = _page(out, "study-sll.html")
+    rows = _rows(html, "· budget")
+    assert [r[1][:5] for r in rows] == ["50.00", "76.30", "77.90"]  # ours, then BERT-RE's BioBERT and PubMedBERT
+    assert "BioBERT, published" in rows[1][0] and "PubMedBERT, published" in rows[2][0]
+    assert "Published rows: BERT-RE" in html
 
 
 def test_cv_page_per_fold_scores_means_and_paired_differences(site):

@@ -106,6 +106,10 @@ def test_table_csv_and_heatmap_of_a_small_matrix(fake_runs, tmp_path, capsys):
     # mean over seeds 0 and 1 of 0.50 / 0.51: 50.50; after BIOSSES -3 points, after BC5-chem +1
     assert gad == "| GAD (relation extraction) | 50.50 ± 0.71 | · | 47.50 (-3.00) | 51.50 (+1.00) |"
     assert any(line.startswith("BUDGET RUN") for line in out) is False  # a full-budget matrix says none
+    # The paper's baselines of these targets beside ours; none of its listed transfers is in this matrix.
+    assert "| *GAD, BERT-base (published)* | 78.93 |  |  |  |" in out
+    assert "| *BC5-chem, PubMedBERT (published)* | 92.97 |  |  |  |" in out
+    assert not any(line.startswith("| *BIOSSES") for line in out) and any(line.startswith("Published rows: Jeong") for line in out)
     assert next(line for line in out if line.startswith("| BC5-chem ")).startswith("| BC5-chem (named entity recognition) | 60.50 ± 0.71 †1 |")
     rows = list(csv.DictReader((runs / "m.csv").open()))
     assert len(rows) == 3 + 6
@@ -230,3 +234,16 @@ def test_a_difference_uses_only_the_seeds_both_the_transfer_and_its_baseline_hav
     rows += [{"run_key": f"t{s}", "test_score": [0.5, 0.6, 0.2][s]} for s in range(3)]
     cell = collect(plan, rows)[("biosses", "gad")]
     assert cell.diff == pytest.approx(0.0) and cell.mean == pytest.approx(43.333, abs=1e-3)
+
+
+def test_published_cells_are_the_papers_scores_and_differences_from_its_baseline():
+    from blurbkit.experiments.stilt_report import published_rows
+
+    rows = {(target, model): cells for target, model, cells in
+            published_rows(["bioasq", "pubmedqa", "biosses"], ["ddi", "chemprot", "bioasq"])}
+    assert rows == {
+        ("bioasq", "BERT-base"): ["61.43", "76.66 (+15.23)", "75.48 (+14.05)", ""],
+        ("bioasq", "PubMedBERT"): ["84.29", "92.15 (+7.86)", "", ""],
+        ("pubmedqa", "BERT-base"): ["50.60", "58.50 (+7.90)", "58.30 (+7.70)", ""],
+        ("pubmedqa", "PubMedBERT"): ["55.00", "", "62.30 (+7.30)", "65.40 (+10.40)"],
+    }  # BIOSSES: the notes keep no STILT cell of it

@@ -35,7 +35,9 @@ class Study:
     requires: tuple[str, ...]  # what a dataset's task type must provide (as Figure 2 parts declare it)
     datasets: tuple[str, ...]  # default datasets
     variants: tuple[Variant, ...]
-    published: dict[str, dict[str, float]] = field(default_factory=dict)  # variant -> dataset -> score
+    # The papers' cells beside ours: source (model, paper) -> variant -> dataset -> test score.
+    published: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    published_note: str = ""
 
 
 def _relation_variants() -> tuple[Variant, ...]:
@@ -56,6 +58,15 @@ def _sll_variants() -> tuple[Variant, ...]:
     return tuple(variants)
 
 
+# BERT-RE's relation F1 with each last-layer summary (SPEC §8; its PPI column is experiments/cv.py's).
+_BERT_RE_SLL: dict[str, dict[str, dict[str, float]]] = {
+    "BioBERT": {"cls": {"ddi": 79.0, "chemprot": 75.3}, "cls+lstm": {"ddi": 79.5, "chemprot": 76.0},
+                "cls+bilstm": {"ddi": 79.6, "chemprot": 75.9}, "cls+attention": {"ddi": 80.5, "chemprot": 76.3},
+                "attention": {"ddi": 78.6, "chemprot": 75.4}},
+    "PubMedBERT": {"cls": {"ddi": 82.3, "chemprot": 77.3}, "cls+attention": {"ddi": 83.5, "chemprot": 77.9}},
+}
+
+
 STUDIES: dict[str, Study] = {
     study.name: study
     for study in (
@@ -67,9 +78,13 @@ STUDIES: dict[str, Study] = {
         Study("relation", "relation input x relation encoding", ("entity_pair",), ("chemprot", "ddi"),
               _relation_variants(),
               # PubMedBERT paper, full data (SPEC §3): the published finding to reproduce in direction.
-              {"dummy+cls": {"chemprot": 77.24, "ddi": 82.36}, "original+cls": {"chemprot": 50.52, "ddi": 37.00}}),
+              {"PubMedBERT": {"dummy+cls": {"chemprot": 77.24, "ddi": 82.36},
+                              "original+cls": {"chemprot": 50.52, "ddi": 37.00}}},
+              "PubMedBERT-base, full data, the PubMedBERT paper's input comparison (SPEC §3)."),
         Study("sll", "SLL heads: summaries of the last layer", ("sequence",), ("chemprot", "ddi", "gad"),
-              _sll_variants()),
+              _sll_variants(), _BERT_RE_SLL,
+              "BERT-RE (Tables 5 and 7; SPEC §8), full data: BioBERT-base and PubMedBERT-base; the paper's "
+              "'SLL X' concatenates [CLS] (cls+X here), 'no [CLS]' is X alone. The paper has no GAD column."),
         # The BLURB recipe cross-encodes a pair; sentence-embedding encoders were trained as bi-encoders.
         Study("pair", "sentence pairs: joint encoding (cross-encoder) vs each sentence alone (bi-encoder)",
               ("text_pair",), ("biosses",),
@@ -195,20 +210,30 @@ def ablation_table(
                 cells.append("—")
         lines.append(f"| {get_dataset(dataset).title} | {' | '.join(cells)} |")
     for dataset in datasets:
-        published = [study.published.get(v, {}).get(dataset) for v in names]
-        if any(p is not None for p in published):
-            row = " | ".join("" if p is None else f"{p:.2f}" for p in published)
-            lines.append(f"| *{get_dataset(dataset).title}, published* | {row} |")
+        for source, cells in published_rows(study, dataset, names):
+            row = " | ".join("" if p is None else f"{p:.2f}" for p in cells)
+            lines.append(f"| *{get_dataset(dataset).title}, {source} (published)* | {row} |")
     seeds = sorted({cell["n"] for per in summary.values() for cell in per.values()})
     lines.append("")
     lines.append(f"Study {study.name} ({study.title}): test score (%), mean ± sample std over {'/'.join(map(str, seeds)) or 0} seeds.")
     for index, reason in enumerate(reasons):
         lines.append(f"{'*' * (index + 1)} n/a: {reason} (needs the unmasked sentence and entity offsets: {', '.join(original_text_datasets())}).")
-    if study.published:
-        lines.append("Published rows: PubMedBERT-base with full data and the papers' budgets (SPEC §3).")
+    if study.published_note and any(published_rows(study, d, names) for d in datasets):
+        lines.append(f"Published rows: {study.published_note}")
     if budget != "full":
         lines.append(f"BUDGET RUN ({budget}): small training subsets and few epochs; compare directions, not values.")
     return "\n".join(lines)
+
+
+def published_rows(study: Study, dataset: str, variants: Sequence[str]) -> list[tuple[str, list[float | None]]]:
+    """(source, the source's score per variant) for each source with a published cell of this dataset
+    among these variants."""
+    rows = []
+    for source, per_variant in study.published.items():
+        cells = [per_variant.get(v, {}).get(dataset) for v in variants]
+        if any(p is not None for p in cells):
+            rows.append((source, cells))
+    return rows
 
 
 def flat_cells(summary: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:

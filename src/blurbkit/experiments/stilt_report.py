@@ -11,6 +11,44 @@ from blurbkit.experiments.stilt import Cell, StiltPlan
 from blurbkit.fileio import atomic_write, write_csv
 from blurbkit.tasks.registry import get_dataset
 
+# Jeong & Hwang (SPEC §8), mean of 3 runs at full data: model -> (target, intermediate or None for the
+# baseline) -> test score. Only the cells the notes give: the baselines and the largest changes.
+PUBLISHED: dict[str, dict[tuple[str, str | None], float]] = {
+    "BERT-base": {
+        ("bc5chem", None): 88.92, ("bc5disease", None): 80.74, ("ncbi_disease", None): 85.33,
+        ("bc2gm", None): 80.83, ("jnlpba", None): 77.32, ("ebm_pico", None): 72.15, ("chemprot", None): 71.23,
+        ("ddi", None): 77.01, ("gad", None): 78.93, ("pubmedqa", None): 50.6, ("bioasq", None): 61.43,
+        ("bioasq", "ddi"): 76.66, ("bioasq", "chemprot"): 75.48, ("pubmedqa", "ddi"): 58.50,
+        ("pubmedqa", "chemprot"): 58.30, ("ddi", "chemprot"): 79.03, ("chemprot", "bc2gm"): 69.82,
+        ("ddi", "bc2gm"): 74.57,
+    },
+    "PubMedBERT": {
+        ("bc5chem", None): 92.97, ("chemprot", None): 77.28, ("ddi", None): 82.96, ("gad", None): 82.17,
+        ("pubmedqa", None): 55.00, ("bioasq", None): 84.29,
+        ("bioasq", "ddi"): 92.15, ("pubmedqa", "bioasq"): 65.40, ("pubmedqa", "chemprot"): 62.30,
+    },
+}
+PUBLISHED_NOTE = ("Published rows: Jeong & Hwang's STILT study (mean of 3 runs, full data), only the cells SPEC §8 "
+                  "keeps: each target's baseline and the largest gains and losses. A blank cell is one SPEC §8 leaves "
+                  "out, not a zero change.")
+
+
+def published_rows(targets: Sequence[str], sources: Sequence[str]) -> list[tuple[str, str, list[str]]]:
+    """(target, model, cells) for each model with a published cell in this matrix: the cells are the
+    baseline, then each intermediate task's 'score (+difference)', '' where the notes give none."""
+    rows = []
+    for target in targets:
+        for model, scores in PUBLISHED.items():
+            base = scores.get((target, None))
+            cells = ["" if base is None else f"{base:.2f}"]
+            for source in sources:
+                score = scores.get((target, source))
+                diff = "" if score is None or base is None else f" ({score - base:+.2f})"
+                cells.append("" if score is None else f"{score:.2f}{diff}")  # the notes keep no (A, A) cell
+            if any(cells):
+                rows.append((target, model, cells))
+    return rows
+
 
 def stilt_table(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell]) -> str:
     """The paper's Tables 2-3: rows = targets, columns = the baseline, then each intermediate task;
@@ -35,12 +73,17 @@ def stilt_table(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell]) -> s
                 diff = "" if cell.diff is None else f" ({cell.diff:+.2f})"
                 row.append(f"{cell.mean:.2f}{diff}{_short(cell, plan.seeds)}")
         lines.append(f"| {' | '.join(row)} |")
+    published = published_rows(plan.targets, plan.sources)
+    for target, model, row in published:
+        lines.append(f"| *{get_dataset(target).title}, {model} (published)* | {' | '.join(row)} |")
     lines += ["", f"Cells: the target's test score after fine-tuning on the intermediate task first (mean over "
               f"{plan.seeds} seed(s); each seed's target run starts from that seed's intermediate encoder), and in "
               "brackets the difference from the baseline (no intermediate task). The encoder transfers; the "
               "intermediate task's featurizer and head are dropped and the target's are built new, across task "
               "types and within one. †k: k of the seeds are failed runs, no better than the trivial predictor "
               "(majority class, no entity; docs/ARCHITECTURE.md, Failed runs)."]
+    if published:
+        lines.append(PUBLISHED_NOTE)
     if plan.budget != "full":
         lines.append(f"BUDGET RUN ({plan.budget}): small training subsets and few epochs on CPU; not comparable to "
                      "the paper's numbers, only its directions.")

@@ -195,7 +195,14 @@ class StiltPage(StudyPage):
                 else:
                     row.append(Td(Raw(f"{esc(_mean_std(pair.cell))}{_difference(pair)}"), sort=round(pair.cell.mean, 4)))
             body.append(row)
-        parts.append(table(header, body))
+        classes = [""] * len(body)
+        for target, model, cells in stilt_report.published_rows(m.targets, m.sources):
+            body.append([Td(Raw(f'{esc(get_dataset(target).title)} <span class="badge pub">{esc(model)}, published</span>'),
+                            cls="text"), *cells])
+            classes.append("published")
+        parts.append(table(header, body, row_classes=classes))
+        if len(body) > len(m.targets):
+            parts.append(f'<p class="muted">{esc(stilt_report.PUBLISHED_NOTE)}</p>')
         cells = heatmap_cells(m)
         if any(source is not None for _, source in cells):
             file, src = site.img(f"stilt-heatmap-{number}.svg")

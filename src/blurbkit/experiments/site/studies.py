@@ -60,6 +60,11 @@ class StudyPage:
     def published(self, study: str, row_label: str, dataset: str, variant: str) -> str | None:
         return None
 
+    def published_rows(self, study: str, row_label: str, dataset: str, variants: list[str]) -> list[tuple[str, list[str | None]]]:
+        """(caption, cell per variant) for each published row beside this table row: one by default."""
+        cells = [self.published(study, row_label, dataset, v) for v in variants]
+        return [("published", cells)] if any(p is not None for p in cells) else []
+
     def cell(self, cell: Cell | None) -> Td:
         if cell is None:
             return Td("—")
@@ -111,9 +116,8 @@ class StudyPage:
             table_rows.append([label, *[self.cell(section.cells.get((label, v))) for v in section.variants]])
             classes.append("")
         for label in section.rows:
-            published = [self.published(study, label, section.datasets[label], v) for v in section.variants]
-            if any(p is not None for p in published):
-                table_rows.append([Td(Raw(f'{esc(label)} <span class="badge pub">published</span>')),
+            for caption, published in self.published_rows(study, label, section.datasets[label], section.variants):
+                table_rows.append([Td(Raw(f'{esc(label)} <span class="badge pub">{esc(caption)}</span>')),
                                    *[p or "" for p in published]])
                 classes.append("published")
         parts = [f"<h2>{esc(name)} · budget {esc(section.budget)}</h2>",
@@ -176,9 +180,13 @@ class AblationPage(StudyPage):
         known = [v.name for v in ablation.STUDIES[study].variants]
         return [v for v in known if v in seen] + [v for v in seen if v not in known]
 
-    def published(self, study: str, row_label: str, dataset: str, variant: str) -> str | None:
-        value = ablation.STUDIES[study].published.get(variant, {}).get(dataset)
-        return None if value is None else f"{value:.2f}"
+    def published_rows(self, study: str, row_label: str, dataset: str, variants: list[str]) -> list[tuple[str, list[str | None]]]:
+        return [(f"{source}, published", [None if p is None else f"{p:.2f}" for p in cells])
+                for source, cells in ablation.published_rows(ablation.STUDIES[study], dataset, variants)]
+
+    def intro(self, study: str, rows: list[dict[str, Any]]) -> str:
+        note = ablation.STUDIES[study].published_note
+        return super().intro(study, rows) + (f'\n<p class="muted">Published rows: {esc(note)}</p>' if note else "")
 
 
 @STUDY_PAGES.register("stability")
