@@ -104,6 +104,7 @@ def site(tmp_path_factory):
     scores = make_stilt(store, random.Random(0))
     make_cv(store)
     _add(store, "sll", "cls+attention", "chemprot", 0, {"lr": 1e-4}, {"score": 0.5})
+    _add(store, "relation", "dummy+start", "chemprot", 0, {"lr": 1e-4}, {"score": 0.5})  # no published cell of it
     store.close()
     store_probes(path, *probe_info())
     cost_store.store_costs(path, "chemprot", [MODEL, "bert-base-random (12x768)"], cost_rows(), MACHINE)
@@ -168,6 +169,8 @@ def test_an_ablation_page_has_a_published_row_per_source(site):
     assert [r[1][:5] for r in rows] == ["50.00", "76.30", "77.90"]  # ours, then BERT-RE's BioBERT and PubMedBERT
     assert "BioBERT, published" in rows[1][0] and "PubMedBERT, published" in rows[2][0]
     assert "Published rows: BERT-RE" in html
+    relation = _page(out, "study-relation.html")
+    assert 'class="published"' not in relation and "Published rows" not in relation and "50.00" in relation
 
 
 def test_cv_page_per_fold_scores_means_and_paired_differences(site):

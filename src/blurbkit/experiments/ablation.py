@@ -83,7 +83,7 @@ STUDIES: dict[str, Study] = {
               "PubMedBERT-base, full data, the PubMedBERT paper's input comparison (SPEC §3)."),
         Study("sll", "SLL heads: summaries of the last layer", ("sequence",), ("chemprot", "ddi", "gad"),
               _sll_variants(), _BERT_RE_SLL,
-              "BERT-RE (Tables 5 and 7; SPEC §8), full data: BioBERT-base and PubMedBERT-base; the paper's "
+              "BERT-RE (Tables 2, 5 and 7; SPEC §8), full data: BioBERT-base and PubMedBERT-base; the paper's "
               "'SLL X' concatenates [CLS] (cls+X here), 'no [CLS]' is X alone. The paper has no GAD column."),
         # The BLURB recipe cross-encodes a pair; sentence-embedding encoders were trained as bi-encoders.
         Study("pair", "sentence pairs: joint encoding (cross-encoder) vs each sentence alone (bi-encoder)",

@@ -185,8 +185,10 @@ class AblationPage(StudyPage):
                 for source, cells in ablation.published_rows(ablation.STUDIES[study], dataset, variants)]
 
     def intro(self, study: str, rows: list[dict[str, Any]]) -> str:
-        note = ablation.STUDIES[study].published_note
-        return super().intro(study, rows) + (f'\n<p class="muted">Published rows: {esc(note)}</p>' if note else "")
+        spec = ablation.STUDIES[study]
+        shown = any(ablation.published_rows(spec, row["dataset"], [row["variant"]]) for row in rows)
+        note = f'\n<p class="muted">Published rows: {esc(spec.published_note)}</p>' if shown and spec.published_note else ""
+        return super().intro(study, rows) + note
 
 
 @STUDY_PAGES.register("stability")
