@@ -35,8 +35,9 @@ class Study:
     requires: tuple[str, ...]  # what a dataset's task type must provide (as Figure 2 parts declare it)
     datasets: tuple[str, ...]  # default datasets
     variants: tuple[Variant, ...]
-    # The papers' cells beside ours: source (model, paper) -> variant -> dataset -> test score.
-    published: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    # The papers' cells beside ours: source (model, paper) -> variant -> dataset -> test score, as
+    # printed in the paper (its own precision: BERT-RE gives one decimal).
+    published: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     published_note: str = ""
 
 
@@ -59,11 +60,11 @@ def _sll_variants() -> tuple[Variant, ...]:
 
 
 # BERT-RE's relation F1 with each last-layer summary (SPEC §8; its PPI column is experiments/cv.py's).
-_BERT_RE_SLL: dict[str, dict[str, dict[str, float]]] = {
-    "BioBERT": {"cls": {"ddi": 79.0, "chemprot": 75.3}, "cls+lstm": {"ddi": 79.5, "chemprot": 76.0},
-                "cls+bilstm": {"ddi": 79.6, "chemprot": 75.9}, "cls+attention": {"ddi": 80.5, "chemprot": 76.3},
-                "attention": {"ddi": 78.6, "chemprot": 75.4}},
-    "PubMedBERT": {"cls": {"ddi": 82.3, "chemprot": 77.3}, "cls+attention": {"ddi": 83.5, "chemprot": 77.9}},
+_BERT_RE_SLL: dict[str, dict[str, dict[str, str]]] = {
+    "BioBERT": {"cls": {"ddi": "79.0", "chemprot": "75.3"}, "cls+lstm": {"ddi": "79.5", "chemprot": "76.0"},
+                "cls+bilstm": {"ddi": "79.6", "chemprot": "75.9"}, "cls+attention": {"ddi": "80.5", "chemprot": "76.3"},
+                "attention": {"ddi": "78.6", "chemprot": "75.4"}},
+    "PubMedBERT": {"cls": {"ddi": "82.3", "chemprot": "77.3"}, "cls+attention": {"ddi": "83.5", "chemprot": "77.9"}},
 }
 
 
@@ -78,8 +79,8 @@ STUDIES: dict[str, Study] = {
         Study("relation", "relation input x relation encoding", ("entity_pair",), ("chemprot", "ddi"),
               _relation_variants(),
               # PubMedBERT paper, full data (SPEC §3): the published finding to reproduce in direction.
-              {"PubMedBERT": {"dummy+cls": {"chemprot": 77.24, "ddi": 82.36},
-                              "original+cls": {"chemprot": 50.52, "ddi": 37.00}}},
+              {"PubMedBERT": {"dummy+cls": {"chemprot": "77.24", "ddi": "82.36"},
+                              "original+cls": {"chemprot": "50.5", "ddi": "37.0"}}},
               "PubMedBERT-base, full data, the PubMedBERT paper's input comparison (SPEC §3)."),
         Study("sll", "SLL heads: summaries of the last layer", ("sequence",), ("chemprot", "ddi", "gad"),
               _sll_variants(), _BERT_RE_SLL,
@@ -211,7 +212,7 @@ def ablation_table(
         lines.append(f"| {get_dataset(dataset).title} | {' | '.join(cells)} |")
     for dataset in datasets:
         for source, cells in published_rows(study, dataset, names):
-            row = " | ".join("" if p is None else f"{p:.2f}" for p in cells)
+            row = " | ".join(p or "" for p in cells)
             lines.append(f"| *{get_dataset(dataset).title}, {source} (published)* | {row} |")
     seeds = sorted({cell["n"] for per in summary.values() for cell in per.values()})
     lines.append("")
@@ -225,7 +226,7 @@ def ablation_table(
     return "\n".join(lines)
 
 
-def published_rows(study: Study, dataset: str, variants: Sequence[str]) -> list[tuple[str, list[float | None]]]:
+def published_rows(study: Study, dataset: str, variants: Sequence[str]) -> list[tuple[str, list[str | None]]]:
     """(source, the source's score per variant) for each source with a published cell of this dataset
     among these variants."""
     rows = []

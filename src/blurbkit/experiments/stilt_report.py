@@ -12,20 +12,20 @@ from blurbkit.fileio import atomic_write, write_csv
 from blurbkit.tasks.registry import get_dataset
 
 # Jeong & Hwang (SPEC §8), mean of 3 runs at full data: model -> (target, intermediate or None for the
-# baseline) -> test score. Only the cells the notes give: the baselines and the largest changes.
-PUBLISHED: dict[str, dict[tuple[str, str | None], float]] = {
+# baseline) -> test score as printed. Only the cells the notes give: the baselines and the largest changes.
+PUBLISHED: dict[str, dict[tuple[str, str | None], str]] = {
     "BERT-base": {
-        ("bc5chem", None): 88.92, ("bc5disease", None): 80.74, ("ncbi_disease", None): 85.33,
-        ("bc2gm", None): 80.83, ("jnlpba", None): 77.32, ("ebm_pico", None): 72.15, ("chemprot", None): 71.23,
-        ("ddi", None): 77.01, ("gad", None): 78.93, ("pubmedqa", None): 50.6, ("bioasq", None): 61.43,
-        ("bioasq", "ddi"): 76.66, ("bioasq", "chemprot"): 75.48, ("pubmedqa", "ddi"): 58.50,
-        ("pubmedqa", "chemprot"): 58.30, ("ddi", "chemprot"): 79.03, ("chemprot", "bc2gm"): 69.82,
-        ("ddi", "bc2gm"): 74.57,
+        ("bc5chem", None): "88.92", ("bc5disease", None): "80.74", ("ncbi_disease", None): "85.33",
+        ("bc2gm", None): "80.83", ("jnlpba", None): "77.32", ("ebm_pico", None): "72.15", ("chemprot", None): "71.23",
+        ("ddi", None): "77.01", ("gad", None): "78.93", ("pubmedqa", None): "50.6", ("bioasq", None): "61.43",
+        ("bioasq", "ddi"): "76.66", ("bioasq", "chemprot"): "75.48", ("pubmedqa", "ddi"): "58.50",
+        ("pubmedqa", "chemprot"): "58.30", ("ddi", "chemprot"): "79.03", ("chemprot", "bc2gm"): "69.82",
+        ("ddi", "bc2gm"): "74.57",
     },
     "PubMedBERT": {
-        ("bc5chem", None): 92.97, ("chemprot", None): 77.28, ("ddi", None): 82.96, ("gad", None): 82.17,
-        ("pubmedqa", None): 55.00, ("bioasq", None): 84.29,
-        ("bioasq", "ddi"): 92.15, ("pubmedqa", "bioasq"): 65.40, ("pubmedqa", "chemprot"): 62.30,
+        ("bc5chem", None): "92.97", ("chemprot", None): "77.28", ("ddi", None): "82.96", ("gad", None): "82.17",
+        ("pubmedqa", None): "55.00", ("bioasq", None): "84.29",
+        ("bioasq", "ddi"): "92.15", ("pubmedqa", "bioasq"): "65.40", ("pubmedqa", "chemprot"): "62.30",
     },
 }
 PUBLISHED_NOTE = ("Published rows: Jeong & Hwang's STILT study (mean of 3 runs, full data), only the cells SPEC §8 "
@@ -40,14 +40,20 @@ def published_rows(targets: Sequence[str], sources: Sequence[str]) -> list[tuple
     for target in targets:
         for model, scores in PUBLISHED.items():
             base = scores.get((target, None))
-            cells = ["" if base is None else f"{base:.2f}"]
+            cells = [base or ""]
             for source in sources:
                 score = scores.get((target, source))
-                diff = "" if score is None or base is None else f" ({score - base:+.2f})"
-                cells.append("" if score is None else f"{score:.2f}{diff}")  # the notes keep no (A, A) cell
+                diff = "" if score is None or base is None else f" ({_difference(score, base)})"
+                cells.append("" if score is None else f"{score}{diff}")  # the notes keep no (A, A) cell
             if any(cells):
                 rows.append((target, model, cells))
     return rows
+
+
+def _difference(score: str, base: str) -> str:
+    """score - base to the precision of the less precise of the two (50.6 -> 58.50 is +7.9)."""
+    places = min(len(value.partition(".")[2]) for value in (score, base))
+    return f"{float(score) - float(base):+.{places}f}"
 
 
 def stilt_table(plan: StiltPlan, cells: dict[tuple[str, str | None], Cell]) -> str:

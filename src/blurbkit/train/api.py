@@ -9,7 +9,7 @@ from blurbkit.train.config import FinetuneConfig
 
 
 def finetune(dataset: str, out: str | Path | None = None, **options: Any) -> dict[str, Any]:
-    """Fine-tune on one dataset with its published recipe (any option overrides it) and return the
+    """Fine-tune on one dataset with its default recipe (tasks/datasets.toml; any option overrides it) and return the
     run's metrics: ``test`` and ``dev`` (each the official metric's dict, ``score`` a fraction),
     ``best_epoch``, ``train_seconds``, ``train_examples_per_second``, ``precision``, ``notes`` (what
     the run changed or found in the data, e.g. BUDGET RUN) and the counts. With ``out`` the run

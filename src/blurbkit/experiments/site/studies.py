@@ -181,7 +181,7 @@ class AblationPage(StudyPage):
         return [v for v in known if v in seen] + [v for v in seen if v not in known]
 
     def published_rows(self, study: str, row_label: str, dataset: str, variants: list[str]) -> list[tuple[str, list[str | None]]]:
-        return [(f"{source}, published", [None if p is None else f"{p:.2f}" for p in cells])
+        return [(f"{source}, published", cells)
                 for source, cells in ablation.published_rows(ablation.STUDIES[study], dataset, variants)]
 
     def intro(self, study: str, rows: list[dict[str, Any]]) -> str:
