@@ -168,7 +168,7 @@ def test_an_ablation_page_has_a_published_row_per_source(site):
     rows = _rows(html, "· budget")
     assert [r[1][:5] for r in rows] == ["50.00", "76.3", "77.9"]  # ours, then BERT-RE's BioBERT and PubMedBERT, as printed
     assert "BioBERT, published" in rows[1][0] and "PubMedBERT, published" in rows[2][0]
-    assert "Published rows: BERT-RE" in html
+    assert "Published rows: BERT-RE" in html and "<p>1 run.</p>" in html  # one run, not "1 runs"
     relation = _page(out, "study-relation.html")
     assert 'class="published"' not in relation and "Published rows" not in relation and "50.00" in relation
 

@@ -11,7 +11,7 @@ from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.compare import HEADER, REPLICATES, GoldCache, compare, comparison_rows
 from blurbkit.experiments.leaderboard import LEADERBOARD_STUDIES, display_names, leaderboard, load_stores
 from blurbkit.experiments.site.context import Site, slug
-from blurbkit.experiments.site.html import Td, esc, figure, table
+from blurbkit.experiments.site.html import Td, esc, figure, runs, table
 from blurbkit.experiments.site.pages import dataset_pages, leaderboard_page, model_pages
 from blurbkit.experiments.site.plots import interval_plot
 from blurbkit.experiments.site.studies import study_pages
@@ -85,7 +85,7 @@ def build_site(stores: Sequence[str | Path], out: str | Path, data: str | Path |
     entries = leaderboard(rows)
     names = display_names([r["model"] for r in rows])
     stamp = time.strftime("%Y-%m-%d %H:%M")
-    generated = f"Built {stamp} by blurbkit report from {', '.join(Path(s).name for s in stores)} ({len(rows)} runs)."
+    generated = f"Built {stamp} by blurbkit report from {', '.join(Path(s).name for s in stores)} ({runs(len(rows))})."
     if unknown:
         generated += f" Left out: the runs of datasets not registered here ({', '.join(unknown)})."
     clean_stale(out)  # what a killed earlier write left beside it (and an interrupted replace's old version)

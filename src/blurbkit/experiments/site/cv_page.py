@@ -13,7 +13,7 @@ from typing import Any
 
 from blurbkit.experiments import cv
 from blurbkit.experiments.site.context import Site, slug
-from blurbkit.experiments.site.html import Raw, Td, esc, figure, table
+from blurbkit.experiments.site.html import Raw, Td, esc, figure, runs, table
 from blurbkit.experiments.site.plots import Strip, strip_plot
 from blurbkit.experiments.site.studies import STUDY_PAGES, StudyPage
 from blurbkit.metrics.seeds import mean_std
@@ -62,7 +62,7 @@ class CrossValidationPage(StudyPage):
         for row in rows:
             key = json.dumps(cv.shared_setting(row), sort_keys=True)
             grouped.setdefault((row["model"], row["budget"], row["dataset"]), {}).setdefault(key, []).append(row)
-        parts = [f"<p>{len(rows)} runs. Fold k is test, fold k+1 dev (epoch choice), the other folds train; the BERT-RE "
+        parts = [f"<p>{runs(len(rows))}. Fold k is test, fold k+1 dev (epoch choice), the other folds train; the BERT-RE "
                  "paper trains on all other folds without a dev set. P / R / F1: test, % (the dataset's metric: for "
                  "AIMed micro over the positive relation); mean ± sample std over folds. A failed fold is no better "
                  "than the trivial predictor (it stays in the mean, as in the tables `blurbkit cv` prints).</p>"]

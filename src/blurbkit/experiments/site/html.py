@@ -114,6 +114,11 @@ class Td:
 Cell = str | Raw | Td
 
 
+def runs(n: int) -> str:
+    """'1 run', '2 runs': how many runs a page or table holds."""
+    return f"{n} run{'' if n == 1 else 's'}"
+
+
 def _td(cell: Cell) -> Td:
     return cell if isinstance(cell, Td) else Td(cell)
 

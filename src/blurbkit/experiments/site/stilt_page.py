@@ -18,7 +18,7 @@ from blurbkit.experiments import stilt, stilt_report
 from blurbkit.experiments.compare import DatasetComparison, compare_cells
 from blurbkit.experiments.leaderboard import Cell, make_cell
 from blurbkit.experiments.site.context import Site, slug
-from blurbkit.experiments.site.html import Raw, Td, esc, figure, notice, table
+from blurbkit.experiments.site.html import Raw, Td, esc, figure, notice, runs, table
 from blurbkit.experiments.site.plots import save_figure
 from blurbkit.experiments.site.studies import STUDY_PAGES, StudyPage
 from blurbkit.tasks.registry import get_dataset
@@ -161,7 +161,7 @@ class StiltPage(StudyPage):
         grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in rows:
             grouped.setdefault((row["model"], row["budget"]), []).append(row)
-        parts = [f"<p>{len(rows)} runs. Each target is fine-tuned from the pretrained encoder (baseline) and from the "
+        parts = [f"<p>{runs(len(rows))}. Each target is fine-tuned from the pretrained encoder (baseline) and from the "
                  "encoder fine-tuned on each intermediate task first (same seed); a cell is the target's test score "
                  "(%), mean ± sample std over seeds, and below it Δ = its difference from the target's baseline on the "
                  f"same seeds with a 95% interval from {site.replicates} paired bootstrap resamples of the target's "

@@ -24,7 +24,7 @@ from blurbkit.experiments.compare import compare_cells
 from blurbkit.experiments.leaderboard import LEADERBOARD_STUDIES, Cell, make_cell
 from blurbkit.experiments.search_study import is_selection_variant
 from blurbkit.experiments.site.context import Site
-from blurbkit.experiments.site.html import Raw, Td, esc, figure, table
+from blurbkit.experiments.site.html import Raw, Td, esc, figure, runs, table
 from blurbkit.experiments.site.plots import Strip, strip_plot
 from blurbkit.registry import Registry
 from blurbkit.tasks.registry import get_dataset
@@ -100,7 +100,7 @@ class StudyPage:
         return out
 
     def intro(self, study: str, rows: list[dict[str, Any]]) -> str:
-        return f"<p>{len(rows)} runs.</p>"
+        return f"<p>{runs(len(rows))}.</p>"
 
     def build(self, site: Site, study: str, rows: list[dict[str, Any]]) -> str:
         parts = [self.intro(study, rows)]
@@ -219,7 +219,7 @@ class StabilityPage(StudyPage):
 
     def intro(self, study: str, rows: list[dict[str, Any]]) -> str:
         spec = stability.STUDIES[study]
-        notes = [f"<p>{len(rows)} runs. A run <em>fails</em> when its test score is no better than a trivial "
+        notes = [f"<p>{runs(len(rows))}. A run <em>fails</em> when its test score is no better than a trivial "
                  "predictor's on the same test records; each cell gives mean ± std over all seeds, the failed count and "
                  "the mean over the rest; “errored” runs stopped with an error and have no score.</p>"]
         if spec.note:
