@@ -211,8 +211,8 @@ def ablation_table(
                 cells.append("—")
         lines.append(f"| {get_dataset(dataset).title} | {' | '.join(cells)} |")
     for dataset in datasets:
-        for source, cells in published_rows(study, dataset, names):
-            row = " | ".join(p or "" for p in cells)
+        for source, scores in published_rows(study, dataset, names):
+            row = " | ".join(p or "" for p in scores)
             lines.append(f"| *{get_dataset(dataset).title}, {source} (published)* | {row} |")
     seeds = sorted({cell["n"] for per in summary.values() for cell in per.values()})
     lines.append("")

@@ -57,13 +57,9 @@ class StudyPage:
     def row_label(self, study: str, row: dict[str, Any]) -> str:
         return get_dataset(row["dataset"]).title
 
-    def published(self, study: str, row_label: str, dataset: str, variant: str) -> str | None:
-        return None
-
     def published_rows(self, study: str, row_label: str, dataset: str, variants: list[str]) -> list[tuple[str, list[str | None]]]:
-        """(caption, cell per variant) for each published row beside this table row: one by default."""
-        cells = [self.published(study, row_label, dataset, v) for v in variants]
-        return [("published", cells)] if any(p is not None for p in cells) else []
+        """(caption, cell per variant) for each published row beside this table row; none by default."""
+        return []
 
     def cell(self, cell: Cell | None) -> Td:
         if cell is None:
@@ -214,8 +210,10 @@ class StabilityPage(StudyPage):
         size = json.loads(row["hyperparameters"]).get("max_train_examples") if sizes != (None,) else None
         return stability.row_label(row["dataset"], size)
 
-    def published(self, study: str, row_label: str, dataset: str, variant: str) -> str | None:
-        return stability.STUDIES[study].published.get(row_label, {}).get(variant)
+    def published_rows(self, study: str, row_label: str, dataset: str, variants: list[str]) -> list[tuple[str, list[str | None]]]:
+        published = stability.STUDIES[study].published.get(row_label, {})
+        cells = [published.get(v) for v in variants]
+        return [("published", cells)] if any(p is not None for p in cells) else []
 
     def intro(self, study: str, rows: list[dict[str, Any]]) -> str:
         spec = stability.STUDIES[study]
