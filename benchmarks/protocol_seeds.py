@@ -19,6 +19,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.benchmark import reference_results
 from blurbkit.fileio import write_text
 from blurbkit.tasks.registry import get_dataset
@@ -28,25 +29,44 @@ class BadFile(Exception):
     pass
 
 
-def _test_score(entry: dict) -> float:
-    scores = [v for k, v in entry.items() if k.startswith("test_")]
-    if len(scores) != 1 or not isinstance(scores[0], (int, float)):
-        raise ValueError("no single test_<metric> score")
-    return float(scores[0])
+def _number(value: object, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{what} is {value!r}, not a number")
+    return float(value)
 
 
 def _normalise(entry: dict) -> dict:
     """One seed's row, whatever the file's generation called its fields."""
-    dev = next((v for k, v in entry.items() if k.startswith("dev_") and not k.endswith("_by_epoch")), None)
+    tests = [k for k in entry if k.startswith("test_")]
+    if len(tests) != 1:
+        raise ValueError("no single test_<metric> score")
+    metric = tests[0].removeprefix("test_")
+    failed = entry.get("failed")
+    if failed is not None and not isinstance(failed, bool):
+        raise ValueError(f"failed is {failed!r}, not true or false")
     return {
-        "test": _test_score(entry),
-        "dev": dev,
-        "best_epoch": entry.get("best_epoch", entry.get("best_dev_epoch")),
-        "train_seconds": entry.get("train_seconds"),
-        "threads": entry.get("threads"),
-        "failed": entry.get("failed"),
+        "test": _number(entry[tests[0]], tests[0]),
+        "dev": _number(entry.get(f"dev_{metric}"), f"dev_{metric}"),
+        "best_epoch": _number(entry.get("best_epoch", entry.get("best_dev_epoch")), "best_epoch"),
+        "train_seconds": _number(entry.get("train_seconds"), "train_seconds"),
+        "threads": _number(entry.get("threads"), "threads"),
+        "trivial": _number(entry.get(f"trivial_test_{metric}"), f"trivial_test_{metric}"),
+        "failed": failed,
         "source": entry.get("source"),  # a seed a file quotes from elsewhere
     }
+
+
+def _dataset_of_name(stem: str) -> str:
+    """The dataset a file name starts with (gad_full_..., ncbi_disease_...): its longest such prefix."""
+    parts = stem.split("_")
+    for end in range(len(parts), 0, -1):
+        try:
+            return get_dataset("_".join(parts[:end])).name
+        except BlurbkitError:
+            continue
+    raise ValueError(f"no dataset named by {stem!r} (the list form names its dataset in the file name)")
 
 
 def read_seeds(path: Path) -> tuple[str, str, dict[int, dict]]:
@@ -58,17 +78,20 @@ def read_seeds(path: Path) -> tuple[str, str, dict[int, dict]]:
     try:
         if "seeds" in data:
             entries = {int(seed): entry for seed, entry in data["seeds"].items()}
-            dataset = data["dataset"]
-        else:  # the list form keeps the dataset in its description only
+            dataset = get_dataset(data["dataset"]).name
+        else:  # the list form keeps the dataset in its file name only (gad_full_...)
             entries = {int(run["seed"]): {k: v for k, v in run.items() if k != "seed"} for run in data["runs"]}
-            dataset = get_dataset(path.name.split("_full_")[0]).name
+            dataset = _dataset_of_name(path.stem)
+        if not entries:
+            raise ValueError("no seeds")
         return dataset, data.get("machine", "not recorded"), {seed: _normalise(e) for seed, e in entries.items()}
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, BlurbkitError) as err:
         raise BadFile(f"{path}: not a seed result file ({type(err).__name__}: {err})") from None
 
 
 def gather(files: list[Path], table: dict[str, float] | None) -> tuple[dict[str, dict[int, dict]], dict[str, str]]:
-    """{dataset: {seed: row with its file}}, {file name: machine}; a seed in two files must agree."""
+    """{dataset: {seed: row with its file}}, {file name: machine}. A seed in two files (or in a file and the
+    table) must have the same test score; a file's own run of a seed wins over one that only quotes it."""
     by_dataset: dict[str, dict[int, dict]] = {}
     machines: dict[str, str] = {}
     for path in files:
@@ -79,33 +102,49 @@ def gather(files: list[Path], table: dict[str, float] | None) -> tuple[dict[str,
             if seed in known and known[seed]["test"] != row["test"]:
                 raise BadFile(f"{path}: {dataset} seed {seed} scores {row['test']} here but {known[seed]['test']} in {known[seed]['file']}")
             source = row.pop("source")
-            known.setdefault(seed, row | {"file": path.name + (f" (quoting {source.split()[0]})" if source else "")})
+            if seed not in known or (known[seed]["quoted"] and not source):
+                known[seed] = row | {"quoted": bool(source), "file": path.name + (f" (quoting {source.split()[0]})" if source else "")}
     for dataset, known in by_dataset.items():
-        if 0 not in known and table and dataset in table:
-            known[0] = {"test": float(table[dataset]), "dev": None, "best_epoch": None, "train_seconds": None,
-                        "threads": None, "failed": None, "file": "the full-data table's run"}
-            machines.setdefault("the full-data table's run", "scores only; the README's full-data table says where and how each ran")
+        if table and dataset in table:
+            if 0 in known and known[0]["test"] != table[dataset]:
+                raise BadFile(f"the table's {dataset} run scores {table[dataset]} but seed 0 scores {known[0]['test']} in {known[0]['file']}")
+            if 0 not in known:
+                known[0] = {"test": table[dataset], "dev": None, "best_epoch": None, "train_seconds": None, "threads": None,
+                            "trivial": None, "failed": None, "quoted": True, "file": "the full-data table's run"}
+                machines.setdefault("the full-data table's run", "scores only; the README's full-data table says where and how each ran")
+        _fill_failed(known)
     return by_dataset, machines
+
+
+def _fill_failed(seeds: dict[int, dict]) -> None:
+    """A seed that does not record whether it failed is judged by the trivial predictor's test score, which is
+    the test set's, so any seed of the dataset that records it serves (the stability study's rule: no better)."""
+    trivial = {row["trivial"] for row in seeds.values() if row["trivial"] is not None}
+    if len(trivial) == 1:
+        (score,) = trivial
+        for row in seeds.values():
+            if row["failed"] is None:
+                row["failed"] = row["test"] <= score
 
 
 def _cell(value: object, digits: int = 2) -> str:
     if value is None:
         return "—"
-    if isinstance(value, float):
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
         return f"{value:.{digits}f}"
     return str(value)
 
 
-def render(by_dataset: dict[str, dict[int, dict]], machines: dict[str, str]) -> str:
+def render(by_dataset: dict[str, dict[int, dict]], machines: dict[str, str], made_by: str) -> str:
     published = reference_results()["PubMedBERT"]
-    lines = ["# The protocol's seeds at full data", "",
-             "| dataset | seeds | test mean ± sd | min - max | failed runs | PubMedBERT (paper) |", "|---|---|---|---|---|---|"]
+    lines = ["# The protocol's seeds at full data", "", f"Made by `{made_by}`.", "",
+             "| dataset | seeds | test mean ± sd | min - max | runs no better than the trivial predictor | PubMedBERT (paper) |", "|---|---|---|---|---|---|"]
     for dataset, seeds in by_dataset.items():
         tests = [row["test"] for row in seeds.values()]
         sd = f" ± {statistics.stdev(tests):.2f}" if len(tests) > 1 else ""
         failed = [row["failed"] for row in seeds.values()]
         recorded = sum(f is not None for f in failed)
-        failed_cell = f"{sum(bool(f) for f in failed)} of the {recorded} that record it" if recorded else "not recorded"
+        failed_cell = f"{sum(bool(f) for f in failed)} of {recorded}" if recorded else "not recorded"
         lines.append(f"| {get_dataset(dataset).title} | {len(tests)} ({', '.join(map(str, sorted(seeds)))}) | "
                      f"{statistics.mean(tests):.2f}{sd} | {min(tests):.2f} - {max(tests):.2f} | {failed_cell} | "
                      f"{_cell(published.get(dataset))} |")
@@ -114,8 +153,8 @@ def render(by_dataset: dict[str, dict[int, dict]], machines: dict[str, str]) -> 
                   "| seed | test | dev at the best epoch | best epoch | training min | threads | failed | from |", "|---|---|---|---|---|---|---|---|"]
         for seed, row in sorted(seeds.items()):
             minutes = None if row["train_seconds"] is None else row["train_seconds"] / 60
-            lines.append(f"| {seed} | {row['test']:.2f} | {_cell(row['dev'])} | {_cell(row['best_epoch'])} | {_cell(minutes, 0)} | "
-                         f"{_cell(row['threads'])} | {_cell(row['failed'])} | {row['file']} |")
+            lines.append(f"| {seed} | {row['test']:.2f} | {_cell(row['dev'])} | {_cell(row['best_epoch'], 0)} | {_cell(minutes, 0)} | "
+                         f"{_cell(row['threads'], 0)} | {_cell(row['failed'])} | {row['file']} |")
     lines += ["", "Where each file's runs ran:", ""]
     lines += [f"- {name}: {machine}" for name, machine in machines.items()]
     return "\n".join(lines) + "\n"
@@ -134,8 +173,12 @@ def main() -> int:
                 table = json.loads(args.table.read_text(encoding="utf-8"))
             except (OSError, ValueError) as err:
                 raise BadFile(f"{args.table}: unreadable ({err})") from None
+            if not isinstance(table, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in table.values()):
+                raise BadFile(f"{args.table}: not a table of scores ({{dataset: score}})")
         by_dataset, machines = gather(args.files, table)
-        write_text(args.out, render(by_dataset, machines))
+        made_by = " ".join(["python benchmarks/protocol_seeds.py", *(p.name for p in args.files),
+                            *(["--table", args.table.name] if args.table else []), "--out", args.out.name])
+        write_text(args.out, render(by_dataset, machines, made_by))
     except BadFile as err:
         print(f"protocol_seeds: {err}", file=sys.stderr)
         return 2
