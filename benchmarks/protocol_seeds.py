@@ -7,8 +7,11 @@ machine line, since seeds of one dataset may have run on different CPU classes.
     python benchmarks/protocol_seeds.py FILE [FILE ...] [--table benchmarks/results/blurb_full_minilm.json] --out NAME.md
 
 FILE: a seed result file, either `collect_seeds.py`'s ("seeds": {seed: {...}}) or the older list form
-("runs": [{"seed": ..., "test_f1": ...}]). A seed found in two files must agree on its test score.
---table: the full-data table's scores ({dataset: score}), its run being seed 0 where no file has one.
+("runs": [{"seed": ..., "test_f1": ...}], its dataset named by the file name). A seed found in two files must
+agree on its test score; a file's own run of it wins over a file that only quotes it ("source").
+--table: the full-data table's scores ({dataset: score}), its run being seed 0 where no file has one (and
+agreeing with a file's seed 0 where one has). A seed that does not record whether it failed is judged by the
+trivial predictor's test score that the dataset's other seeds record.
 """
 
 from __future__ import annotations
@@ -46,8 +49,11 @@ def _normalise(entry: dict) -> dict:
     failed = entry.get("failed")
     if failed is not None and not isinstance(failed, bool):
         raise ValueError(f"failed is {failed!r}, not true or false")
+    test = _number(entry[tests[0]], tests[0])
+    if test is None:
+        raise ValueError(f"{tests[0]} is null")
     return {
-        "test": _number(entry[tests[0]], tests[0]),
+        "test": test,
         "dev": _number(entry.get(f"dev_{metric}"), f"dev_{metric}"),
         "best_epoch": _number(entry.get("best_epoch", entry.get("best_dev_epoch")), "best_epoch"),
         "train_seconds": _number(entry.get("train_seconds"), "train_seconds"),
@@ -176,10 +182,10 @@ def main() -> int:
             if not isinstance(table, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in table.values()):
                 raise BadFile(f"{args.table}: not a table of scores ({{dataset: score}})")
         by_dataset, machines = gather(args.files, table)
-        made_by = " ".join(["python benchmarks/protocol_seeds.py", *(p.name for p in args.files),
-                            *(["--table", args.table.name] if args.table else []), "--out", args.out.name])
+        made_by = " ".join(["python benchmarks/protocol_seeds.py", *map(str, args.files),
+                            *(["--table", str(args.table)] if args.table else []), "--out", str(args.out)])
         write_text(args.out, render(by_dataset, machines, made_by))
-    except BadFile as err:
+    except (BadFile, BlurbkitError) as err:
         print(f"protocol_seeds: {err}", file=sys.stderr)
         return 2
     for dataset, seeds in by_dataset.items():
