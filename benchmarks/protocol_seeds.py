@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 from blurbkit.errors import BlurbkitError
 from blurbkit.experiments.benchmark import reference_results
 from blurbkit.fileio import write_text
+from blurbkit.metrics.seeds import mean_std
 from blurbkit.tasks.registry import get_dataset
 
 
@@ -147,12 +147,13 @@ def render(by_dataset: dict[str, dict[int, dict]], machines: dict[str, str], mad
              "| dataset | seeds | test mean ± sd | min - max | runs no better than the trivial predictor | PubMedBERT (paper) |", "|---|---|---|---|---|---|"]
     for dataset, seeds in by_dataset.items():
         tests = [row["test"] for row in seeds.values()]
-        sd = f" ± {statistics.stdev(tests):.2f}" if len(tests) > 1 else ""
+        mean, std = mean_std(tests)
+        sd = f" ± {std:.2f}" if len(tests) > 1 else ""  # one seed has no spread to show
         failed = [row["failed"] for row in seeds.values()]
         recorded = sum(f is not None for f in failed)
         failed_cell = f"{sum(bool(f) for f in failed)} of {recorded}" if recorded else "not recorded"
         lines.append(f"| {get_dataset(dataset).title} | {len(tests)} ({', '.join(map(str, sorted(seeds)))}) | "
-                     f"{statistics.mean(tests):.2f}{sd} | {min(tests):.2f} - {max(tests):.2f} | {failed_cell} | "
+                     f"{mean:.2f}{sd} | {min(tests):.2f} - {max(tests):.2f} | {failed_cell} | "
                      f"{_cell(published.get(dataset))} |")
     for dataset, seeds in by_dataset.items():
         lines += ["", f"## {get_dataset(dataset).title}", "",
@@ -190,7 +191,7 @@ def main() -> int:
         return 2
     for dataset, seeds in by_dataset.items():
         tests = [row["test"] for row in seeds.values()]
-        print(f"{dataset}: {len(tests)} seed(s), test {statistics.mean(tests):.2f}")
+        print(f"{dataset}: {len(tests)} seed(s), test {mean_std(tests)[0]:.2f}")
     print(f"wrote {args.out}")
     return 0
 

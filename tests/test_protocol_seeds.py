@@ -60,15 +60,18 @@ def test_the_list_form_and_a_quoted_seed(tmp_path: Path) -> None:
     listed.write_text(json.dumps({"machine": "M", "runs": [
         {"seed": 0, "test_f1": 79.0, "dev_f1": 80.0, "best_dev_epoch": 5, "train_seconds": 900.0},
         {"seed": 1, "test_f1": 78.0, "dev_f1": 81.0, "best_dev_epoch": 6, "train_seconds": 960.0}]}), encoding="utf-8")
+    # a dataset of two words in the file name (the longest prefix that names a dataset)
+    (tmp_path / "ncbi_disease_full.json").write_text(json.dumps({"runs": [{"seed": 0, "test_f1": 80.0}]}), encoding="utf-8")
     quoting = tmp_path / "bioasq_q.json"
     quoting.write_text(json.dumps({"dataset": "bioasq", "seeds": {"1": {"test_accuracy": 70.0, "source": "elsewhere.json"}}}), encoding="utf-8")
     run = _write(tmp_path / "bioasq_r.json", {"1": _seed(70.0, 85.0, 3)}, "R")
     out = tmp_path / "seeds.md"
-    done = _run(listed, quoting, run, "--out", out)
+    done = _run(listed, tmp_path / "ncbi_disease_full.json", quoting, run, "--out", out)
     assert done.returncode == 0, done.stderr
     text = out.read_text(encoding="utf-8")
     assert "| GAD | 2 (0, 1) | 78.50 ± 0.71 | 78.00 - 79.00 | not recorded | 82.34 |" in text
     assert "| 1 | 78.00 | 81.00 | 6 | 16 | — | — | gad_full_minilm_2seeds.json |" in text
+    assert "| NCBI-disease | 1 (0) | 80.00 | 80.00 - 80.00 | not recorded | 87.82 |" in text
     assert "| 1 | 70.00 | 85.00 | 3 | 10 | 1 | False | bioasq_r.json |" in text
 
 
